@@ -1,0 +1,34 @@
+//! The columns of hopscope: flow records, packet reports and interface
+//! counters, each defined once.
+//!
+//! Every table is declared with the [`table!`] macro, which yields from one
+//! list of columns: a plain row struct that decoders fill (reused from record
+//! to record, so decoding allocates nothing per record), an Arrow builder
+//! that appends rows column by column, the Arrow schema, and a static field
+//! list ([`FieldInfo`]) from which the ClickHouse DDL, the filter-language
+//! fields and the API documentation are derived. Column names follow
+//! GoFlow2's `FlowMessage` where it has the field and the IANA IE name in
+//! snake_case otherwise (see DESIGN.md, "Field names").
+//!
+//! This crate owns names, types and meanings. It does not decode, store or
+//! query anything.
+
+#[macro_use]
+mod table;
+mod address;
+mod column;
+mod flows;
+
+pub use address::{format_addr, ipv4_mapped, mapped_to_ip};
+pub use column::{Addr, ColumnKind, Kind, Ts, U8, U16, U32, U64};
+pub use flows::{
+    FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType, INTERFACE_COUNTER_FIELDS,
+    InterfaceCounterBuilder, InterfaceCounterRecord, OtherField, PACKET_REPORT_FIELDS,
+    PacketReportBuilder, PacketReportRecord, SamplingSource, flow_schema,
+    interface_counter_schema, packet_report_schema,
+};
+pub use table::{FieldInfo, clickhouse_ddl};
+
+/// Version of the column layout, recorded in Parquet metadata and in the
+/// store so that old segments can be read after the schema grows.
+pub const SCHEMA_VERSION: u32 = 1;

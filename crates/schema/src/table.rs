@@ -1,0 +1,132 @@
+//! The `table!` macro: one list of columns in, a row struct, an Arrow
+//! builder, an Arrow schema and a field list out.
+
+use crate::column::Kind;
+
+/// What the rest of hopscope knows about a column without touching Arrow.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldInfo {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Unit of the value, empty when it has none.
+    pub unit: &'static str,
+    pub doc: &'static str,
+}
+
+/// `CREATE TABLE` statement for ClickHouse with the given fields, partitioned
+/// by day of `time_column` and ordered by it.
+pub fn clickhouse_ddl(table: &str, fields: &[FieldInfo], time_column: &str) -> String {
+    let mut ddl = format!("CREATE TABLE IF NOT EXISTS {table} (\n");
+    for (i, f) in fields.iter().enumerate() {
+        let sep = if i + 1 == fields.len() { "" } else { "," };
+        let ty = if f.name == time_column {
+            "DateTime64(9, 'UTC')"
+        } else {
+            f.kind.clickhouse_type()
+        };
+        ddl.push_str(&format!(
+            "  `{}` {ty} COMMENT '{}'{sep}\n",
+            f.name,
+            f.doc.replace('\'', "\\'")
+        ));
+    }
+    ddl.push_str(&format!(
+        ") ENGINE = MergeTree\nPARTITION BY toDate({time_column})\nORDER BY {time_column}\n"
+    ));
+    ddl
+}
+
+/// Declares a table: a row struct with one `Option` per column, a builder
+/// that appends rows to Arrow builders, the schema and the field list.
+///
+/// Rows are plain values so that a decoder can reuse one row for every
+/// record: reset it, fill what the record carries, append.
+macro_rules! table {
+    (
+        $(#[$row_meta:meta])*
+        row $Row:ident;
+        $(#[$builder_meta:meta])*
+        builder $Builder:ident;
+        fields $FIELDS:ident;
+        columns {
+            $( $(#[doc = $doc:literal])* $name:ident : $kind:ident [$unit:literal], )*
+        }
+    ) => {
+        $(#[$row_meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq)]
+        pub struct $Row {
+            $( $(#[doc = $doc])* pub $name: Option<<$crate::$kind as $crate::ColumnKind>::Value>, )*
+        }
+
+        /// The columns of this table, in schema order.
+        pub static $FIELDS: &[$crate::FieldInfo] = &[
+            $( $crate::FieldInfo {
+                name: stringify!($name),
+                kind: <$crate::$kind as $crate::ColumnKind>::KIND,
+                unit: $unit,
+                doc: concat!($($doc),*),
+            }, )*
+        ];
+
+        $(#[$builder_meta])*
+        #[derive(Debug)]
+        pub struct $Builder {
+            $( $name: <$crate::$kind as $crate::ColumnKind>::Builder, )*
+            len: usize,
+        }
+
+        impl $Builder {
+            /// A builder with room for `capacity` rows before it grows.
+            pub fn with_capacity(capacity: usize) -> Self {
+                Self {
+                    $( $name: <$crate::$kind as $crate::ColumnKind>::builder(capacity), )*
+                    len: 0,
+                }
+            }
+
+            /// Appends one row.
+            #[inline]
+            pub fn append(&mut self, row: &$Row) {
+                $( <$crate::$kind as $crate::ColumnKind>::append(&mut self.$name, row.$name); )*
+                self.len += 1;
+            }
+
+            /// Rows appended since the last `finish`.
+            pub fn len(&self) -> usize {
+                self.len
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.len == 0
+            }
+
+            /// The appended rows as arrays in schema order; the builder is
+            /// empty afterwards and can be reused.
+            pub fn finish_columns(&mut self) -> Vec<arrow_array::ArrayRef> {
+                self.len = 0;
+                vec![ $( <$crate::$kind as $crate::ColumnKind>::finish(&mut self.$name), )* ]
+            }
+        }
+
+        impl Default for $Builder {
+            fn default() -> Self {
+                Self::with_capacity(1024)
+            }
+        }
+    };
+}
+
+/// Arrow fields for a field list, every column nullable.
+pub(crate) fn arrow_fields(fields: &[FieldInfo]) -> Vec<arrow_schema::Field> {
+    fields
+        .iter()
+        .map(|f| {
+            let mut meta = std::collections::HashMap::new();
+            if !f.unit.is_empty() {
+                meta.insert("unit".to_string(), f.unit.to_string());
+            }
+            meta.insert("doc".to_string(), f.doc.trim().to_string());
+            arrow_schema::Field::new(f.name, f.kind.data_type(), true).with_metadata(meta)
+        })
+        .collect()
+}
