@@ -1,0 +1,413 @@
+//! Walking a data set with a compiled template: the one loop that decodes
+//! IPFIX and NetFlow v9 records into rows. It allocates nothing per record.
+
+use hopscope_schema::{FlowRecord, OtherField, PacketReportRecord, SamplingSource, ipv4_mapped};
+
+use crate::cursor::be_uint;
+use crate::error::ErrorKind;
+use crate::lists;
+use crate::output::DecodeOutput;
+use crate::session::DomainState;
+use crate::template::{Action, RecordKind, Template, VARIABLE_LENGTH};
+use crate::time::ntp_to_unix_ns;
+
+/// Facts of the message that every record in it shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageContext {
+    pub received_ns: i64,
+    pub flow_type: u8,
+    pub exporter: [u8; 16],
+    pub domain: u32,
+    pub sequence: u32,
+    /// Export time of the message, ms since the Unix epoch.
+    pub export_time_ms: i64,
+    /// Unix ms at which the exporter's uptime clock read zero (v9 header).
+    pub uptime_base_ms: Option<i64>,
+}
+
+/// Times a record may carry in any of a dozen forms, resolved at its end.
+#[derive(Debug, Default)]
+struct TimeParts {
+    start_ns: Option<i64>,
+    end_ns: Option<i64>,
+    start_delta_us: Option<u64>,
+    end_delta_us: Option<u64>,
+    start_uptime_ms: Option<u64>,
+    end_uptime_ms: Option<u64>,
+    system_init_ms: Option<i64>,
+    duration_ns: Option<i64>,
+}
+
+impl TimeParts {
+    fn resolve(&self, ctx: &MessageContext, domain_init_ms: Option<i64>) -> (Option<i64>, Option<i64>) {
+        let base = self.system_init_ms.or(domain_init_ms).or(ctx.uptime_base_ms);
+        let from_uptime = |up: Option<u64>| -> Option<i64> {
+            let up = up?;
+            match (ctx.uptime_base_ms, self.system_init_ms.or(domain_init_ms)) {
+                // v9: interpret against the header's uptime, tolerating the 32-bit wrap
+                (Some(header_base), None) => {
+                    let header_uptime = (ctx.export_time_ms - header_base) as u32;
+                    let back = header_uptime.wrapping_sub(up as u32) as i32;
+                    Some((ctx.export_time_ms - i64::from(back)) * 1_000_000)
+                }
+                _ => Some((base? + up as i64) * 1_000_000),
+            }
+        };
+        let export_ns = ctx.export_time_ms * 1_000_000;
+        let mut start = self
+            .start_ns
+            .or_else(|| from_uptime(self.start_uptime_ms))
+            .or_else(|| self.start_delta_us.map(|d| export_ns - d as i64 * 1000));
+        let mut end = self
+            .end_ns
+            .or_else(|| from_uptime(self.end_uptime_ms))
+            .or_else(|| self.end_delta_us.map(|d| export_ns - d as i64 * 1000));
+        if let Some(d) = self.duration_ns {
+            match (start, end) {
+                (Some(s), None) => end = Some(s + d),
+                (None, Some(e)) => start = Some(e - d),
+                _ => {}
+            }
+        }
+        (start, end)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Sampling {
+    interval: Option<u64>,
+    packet_interval: Option<u64>,
+    packet_space: Option<u64>,
+    sampler: Option<u64>,
+}
+
+impl Sampling {
+    /// One in N, from a record's own fields.
+    fn rate(&self) -> Option<u64> {
+        if let Some(i) = self.interval.filter(|&i| i > 0) {
+            return Some(i);
+        }
+        match (self.packet_interval, self.packet_space) {
+            (Some(i), space) if i > 0 => Some((i + space.unwrap_or(0)) / i),
+            _ => None,
+        }
+    }
+}
+
+#[inline]
+fn addr(value: &[u8]) -> [u8; 16] {
+    match value.len() {
+        4 => ipv4_mapped([value[0], value[1], value[2], value[3]]),
+        _ => value.try_into().unwrap_or_default(),
+    }
+}
+
+/// Result of decoding one data set.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SetOutcome {
+    pub records: u32,
+    /// First error, with its offset inside the set body.
+    pub error: Option<(usize, ErrorKind)>,
+}
+
+/// Options record contents that change the exporter's state.
+#[derive(Debug, Default)]
+struct OptionsValues<'a> {
+    sampling: Sampling,
+    if_index: Option<u32>,
+    if_name: Option<&'a [u8]>,
+    system_init_ms: Option<i64>,
+}
+
+/// Decodes every record of a data set into `out` (or into the domain state
+/// for options records).
+pub(crate) fn decode_set(
+    template: &Template,
+    body: &[u8],
+    ctx: &MessageContext,
+    domain: &mut DomainState,
+    out: &mut DecodeOutput,
+    sampling_unknown: &mut u64,
+) -> SetOutcome {
+    let mut outcome = SetOutcome::default();
+    if template.min_length == 0 {
+        outcome.error = Some((0, ErrorKind::ZeroLengthField));
+        return outcome;
+    }
+    let mut pos = 0usize;
+    // Anything shorter than the smallest record is padding (RFC 7011 §3.3.1).
+    while body.len() - pos >= template.min_length {
+        let start = pos;
+        let result = match template.kind {
+            RecordKind::Flow => flow_record(template, body, &mut pos, ctx, domain, out, sampling_unknown),
+            RecordKind::PacketReport => packet_report(template, body, &mut pos, ctx, out),
+            RecordKind::Options => options_record(template, body, &mut pos, domain),
+        };
+        if let Err(kind) = result {
+            outcome.error = Some((start, kind));
+            break;
+        }
+        outcome.records += 1;
+    }
+    outcome
+}
+
+/// Next field's bytes, reading the variable-length prefix when there is one.
+#[inline]
+fn field<'a>(body: &'a [u8], pos: &mut usize, length: u16) -> Result<&'a [u8], ErrorKind> {
+    let len = if length == VARIABLE_LENGTH {
+        let first = *body.get(*pos).ok_or(ErrorKind::RecordPastEnd)?;
+        *pos += 1;
+        if first < 255 {
+            usize::from(first)
+        } else {
+            let b = body.get(*pos..*pos + 2).ok_or(ErrorKind::RecordPastEnd)?;
+            *pos += 2;
+            usize::from(u16::from_be_bytes([b[0], b[1]]))
+        }
+    } else {
+        usize::from(length)
+    };
+    let value = body.get(*pos..*pos + len).ok_or(ErrorKind::RecordPastEnd)?;
+    *pos += len;
+    Ok(value)
+}
+
+fn flow_record(
+    template: &Template,
+    body: &[u8],
+    pos: &mut usize,
+    ctx: &MessageContext,
+    domain: &DomainState,
+    out: &mut DecodeOutput,
+    sampling_unknown: &mut u64,
+) -> Result<(), ErrorKind> {
+    let mut row = FlowRecord {
+        time_received_ns: Some(ctx.received_ns),
+        flow_type: Some(ctx.flow_type),
+        sequence_num: Some(ctx.sequence),
+        sampler_address: Some(ctx.exporter),
+        observation_domain_id: Some(ctx.domain),
+        template_id: Some(template.id),
+        ..FlowRecord::default()
+    };
+    let mut times = TimeParts::default();
+    let mut sampling = Sampling::default();
+    let mut address_len = 0usize;
+    for step in &template.steps {
+        let value = field(body, pos, step.spec.length)?;
+        let v = || be_uint(value);
+        match step.action {
+            Action::SrcAddr => {
+                address_len = value.len();
+                row.src_addr = Some(addr(value));
+            }
+            Action::DstAddr => {
+                address_len = value.len();
+                row.dst_addr = Some(addr(value));
+            }
+            Action::NextHop => row.next_hop = Some(addr(value)),
+            Action::BgpNextHop => row.bgp_next_hop = Some(addr(value)),
+            Action::PostNatSrcAddr => row.post_nat_src_addr = Some(addr(value)),
+            Action::PostNatDstAddr => row.post_nat_dst_addr = Some(addr(value)),
+            Action::SrcPort => row.src_port = Some(v() as u16),
+            Action::DstPort => row.dst_port = Some(v() as u16),
+            Action::Proto => row.proto = Some(v() as u8),
+            Action::IpVersion => row.ip_version = Some(v() as u8),
+            Action::Bytes => row.bytes = Some(v()),
+            Action::Packets => row.packets = Some(v()),
+            Action::BytesTotal => row.bytes = row.bytes.or(Some(v())),
+            Action::PacketsTotal => row.packets = row.packets.or(Some(v())),
+            Action::ReverseBytes => row.reverse_bytes = Some(v()),
+            Action::ReversePackets => row.reverse_packets = Some(v()),
+            Action::TcpFlags => row.tcp_flags = Some(v() as u16),
+            Action::Tos => row.ip_tos = Some(v() as u8),
+            Action::MinTtl => row.minimum_ttl = Some(v() as u8),
+            Action::MaxTtl => row.maximum_ttl = Some(v() as u8),
+            Action::IpTtl => {
+                let ttl = v() as u8;
+                row.minimum_ttl = row.minimum_ttl.or(Some(ttl));
+                row.maximum_ttl = row.maximum_ttl.or(Some(ttl));
+            }
+            Action::IcmpTypeCode => {
+                let tc = v();
+                row.icmp_type = Some((tc >> 8) as u8);
+                row.icmp_code = Some(tc as u8);
+            }
+            Action::IcmpType => row.icmp_type = Some(v() as u8),
+            Action::IcmpCode => row.icmp_code = Some(v() as u8),
+            Action::InIf => row.in_if = Some(v() as u32),
+            Action::OutIf => row.out_if = Some(v() as u32),
+            Action::SrcVlan => row.src_vlan = Some(v() as u16),
+            Action::DstVlan => row.dst_vlan = Some(v() as u16),
+            Action::SrcMac => row.src_mac = Some(v()),
+            Action::DstMac => row.dst_mac = Some(v()),
+            Action::SrcAs => row.src_as = Some(v() as u32),
+            Action::DstAs => row.dst_as = Some(v() as u32),
+            Action::SrcNet => row.src_net = Some(v() as u8),
+            Action::DstNet => row.dst_net = Some(v() as u8),
+            Action::FlowLabel => row.ipv6_flow_label = Some(v() as u32),
+            Action::FlowDirection => row.flow_direction = Some(v() as u8),
+            Action::FlowEndReason => row.flow_end_reason = Some(v() as u8),
+            Action::ForwardingStatus => row.forwarding_status = Some(v() as u32),
+            Action::PostNatSrcPort => row.post_nat_src_port = Some(v() as u16),
+            Action::PostNatDstPort => row.post_nat_dst_port = Some(v() as u16),
+            Action::NatEvent => row.nat_event = Some(v() as u8),
+            Action::IngressVrf => row.ingress_vrf_id = Some(v() as u32),
+            Action::EgressVrf => row.egress_vrf_id = Some(v() as u32),
+            Action::MplsTopLabel => row.mpls_top_label = Some((be_uint(&value[..3]) >> 4) as u32),
+            Action::ObservationPoint => row.observation_point_id = Some(v()),
+            Action::ObservationDomain => {}
+            Action::FragmentId | Action::IpTotalLength => {}
+            Action::StartSeconds => times.start_ns = Some(v() as i64 * 1_000_000_000),
+            Action::EndSeconds => times.end_ns = Some(v() as i64 * 1_000_000_000),
+            Action::StartMillis => times.start_ns = Some(v() as i64 * 1_000_000),
+            Action::EndMillis => times.end_ns = Some(v() as i64 * 1_000_000),
+            Action::StartNtp => times.start_ns = Some(ntp_to_unix_ns(v())),
+            Action::EndNtp => times.end_ns = Some(ntp_to_unix_ns(v())),
+            Action::StartDeltaMicros => times.start_delta_us = Some(v()),
+            Action::EndDeltaMicros => times.end_delta_us = Some(v()),
+            Action::StartUptimeMillis => times.start_uptime_ms = Some(v()),
+            Action::EndUptimeMillis => times.end_uptime_ms = Some(v()),
+            Action::SystemInitMillis => times.system_init_ms = Some(v() as i64),
+            Action::DurationMillis => times.duration_ns = Some(v() as i64 * 1_000_000),
+            Action::DurationMicros => times.duration_ns = Some(v() as i64 * 1000),
+            Action::ObservationSeconds | Action::ObservationMillis | Action::ObservationNtp => {}
+            Action::SamplingInterval => sampling.interval = Some(v()),
+            Action::SamplingPacketInterval => sampling.packet_interval = Some(v()),
+            Action::SamplingPacketSpace => sampling.packet_space = Some(v()),
+            Action::SamplerId | Action::SelectorId => sampling.sampler = Some(v()),
+            Action::SelectionSequenceId | Action::Digest => {}
+            Action::Skip => {}
+            Action::InterfaceName | Action::Other => {
+                if step.list {
+                    lists::validate(step.spec.id, value).map_err(|_| ErrorKind::MalformedList)?;
+                }
+                out.flows.push_other(OtherField {
+                    enterprise: step.spec.enterprise,
+                    element_id: step.spec.id,
+                    value,
+                });
+            }
+        }
+    }
+    if row.ip_version.is_none() && address_len > 0 {
+        row.ip_version = Some(if address_len == 4 { 4 } else { 6 });
+    }
+    let (start, end) = times.resolve(ctx, domain.system_init_ms);
+    row.time_flow_start_ns = start;
+    row.time_flow_end_ns = end;
+    resolve_sampling(&mut row, &sampling, domain, sampling_unknown);
+    out.flows.append(&row);
+    Ok(())
+}
+
+/// Fills the sampling columns: the record's own rate, else the exporter's
+/// options for its sampler, else the domain-wide rate, else unknown.
+fn resolve_sampling(
+    row: &mut FlowRecord,
+    sampling: &Sampling,
+    domain: &DomainState,
+    sampling_unknown: &mut u64,
+) {
+    let (rate, source) = if let Some(rate) = sampling.rate() {
+        (Some(rate), SamplingSource::Record)
+    } else if let Some(rate) = sampling
+        .sampler
+        .and_then(|id| domain.sampling_rate(Some(id)))
+        .or_else(|| domain.sampling_rate(None))
+    {
+        (Some(rate), SamplingSource::Options)
+    } else {
+        (None, SamplingSource::Unknown)
+    };
+    if rate.is_none() {
+        *sampling_unknown += 1;
+    }
+    row.sampling_rate = rate;
+    row.sampling_rate_source = Some(source as u8);
+}
+
+fn packet_report(
+    template: &Template,
+    body: &[u8],
+    pos: &mut usize,
+    ctx: &MessageContext,
+    out: &mut DecodeOutput,
+) -> Result<(), ErrorKind> {
+    let mut row = PacketReportRecord {
+        time_received_ns: Some(ctx.received_ns),
+        sampler_address: Some(ctx.exporter),
+        observation_domain_id: Some(ctx.domain),
+        ..PacketReportRecord::default()
+    };
+    let mut address_len = 0;
+    for step in &template.steps {
+        let value = field(body, pos, step.spec.length)?;
+        let v = || be_uint(value);
+        match step.action {
+            Action::SrcAddr => {
+                address_len = value.len();
+                row.src_addr = Some(addr(value));
+            }
+            Action::DstAddr => row.dst_addr = Some(addr(value)),
+            Action::SrcPort => row.src_port = Some(v() as u16),
+            Action::DstPort => row.dst_port = Some(v() as u16),
+            Action::Proto => row.proto = Some(v() as u8),
+            Action::IpVersion => row.ip_version = Some(v() as u8),
+            Action::IpTtl | Action::MinTtl => row.ip_ttl = Some(v() as u8),
+            Action::IpTotalLength => row.length = Some(v() as u32),
+            Action::FragmentId => row.fragment_id = Some(v() as u32),
+            Action::InIf => row.in_if = Some(v() as u32),
+            Action::ObservationPoint => row.observation_point_id = Some(v()),
+            Action::SelectionSequenceId => row.selection_sequence_id = Some(v()),
+            Action::SelectorId | Action::SamplerId => row.selector_id = Some(v()),
+            Action::Digest => row.digest = Some(v()),
+            Action::ObservationNtp => row.observation_time_ns = Some(ntp_to_unix_ns(v())),
+            Action::ObservationMillis => row.observation_time_ns = Some(v() as i64 * 1_000_000),
+            Action::ObservationSeconds => row.observation_time_ns = Some(v() as i64 * 1_000_000_000),
+            _ => {}
+        }
+    }
+    if row.ip_version.is_none() && address_len > 0 {
+        row.ip_version = Some(if address_len == 4 { 4 } else { 6 });
+    }
+    out.packet_reports.append(&row);
+    Ok(())
+}
+
+fn options_record(
+    template: &Template,
+    body: &[u8],
+    pos: &mut usize,
+    domain: &mut DomainState,
+) -> Result<(), ErrorKind> {
+    let mut values = OptionsValues::default();
+    for step in &template.steps {
+        let value = field(body, pos, step.spec.length)?;
+        let v = || be_uint(value);
+        match step.action {
+            Action::SamplingInterval => values.sampling.interval = Some(v()),
+            Action::SamplingPacketInterval => values.sampling.packet_interval = Some(v()),
+            Action::SamplingPacketSpace => values.sampling.packet_space = Some(v()),
+            Action::SamplerId | Action::SelectorId => values.sampling.sampler = Some(v()),
+            Action::InIf => values.if_index = Some(v() as u32),
+            Action::InterfaceName => values.if_name = Some(value),
+            Action::SystemInitMillis => values.system_init_ms = Some(v() as i64),
+            _ => {}
+        }
+    }
+    if let Some(rate) = values.sampling.rate() {
+        domain.sampling.insert(values.sampling.sampler, rate);
+    }
+    if let (Some(index), Some(name)) = (values.if_index, values.if_name) {
+        let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
+        if domain.interface_names.len() < 65536 || domain.interface_names.contains_key(&index) {
+            domain.interface_names.insert(index, name);
+        }
+    }
+    if let Some(init) = values.system_init_ms {
+        domain.system_init_ms = Some(init);
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! Per-exporter state: templates scoped by transport session and domain,
+//! sequence tracking (telemetry loss), sampling rates and interface names
+//! learnt from options records, and the counters of everything dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::error::ErrorKind;
+use crate::template::Template;
+
+/// How the messages of a session arrive; it decides template semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Templates expire after their lifetime; withdrawals are ignored.
+    Udp,
+    /// Withdrawals apply; templates live as long as the connection.
+    Tcp,
+    Sctp,
+    /// An RFC 5655 file: stream semantics.
+    File,
+}
+
+impl Transport {
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+}
+
+/// Counts of one exporter (transport session), every one of them real.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExporterStats {
+    pub messages: u64,
+    pub bytes: u64,
+    pub flow_records: u64,
+    pub packet_reports: u64,
+    pub options_records: u64,
+    pub counter_records: u64,
+    pub templates_received: u64,
+    pub templates_withdrawn: u64,
+    pub templates_active: u64,
+    /// Data sets waiting for their template right now.
+    pub pending_sets: u64,
+    /// Records whose sampling rate is unknown (kept, marked).
+    pub sampling_unknown: u64,
+    /// Records the exporter sent that never arrived (IPFIX, v5 sequence gaps).
+    pub lost_records: u64,
+    /// Messages the exporter sent that never arrived (NetFlow v9, sFlow gaps).
+    pub lost_messages: u64,
+    /// Packets the exporter itself reported dropping (sFlow sample drops).
+    pub exporter_drops: u64,
+    pub reordered_messages: u64,
+    pub sequence_resets: u64,
+    /// Errors by [`ErrorKind`], indexed by `ErrorKind::ALL` order.
+    pub errors: [u64; ErrorKind::ALL.len()],
+}
+
+impl ExporterStats {
+    pub fn error_count(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind.index()]
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    pub(crate) fn count_error(&mut self, kind: ErrorKind) {
+        self.errors[kind.index()] += 1;
+    }
+
+    /// Adds another exporter's counts to these.
+    pub fn accumulate(&mut self, other: &ExporterStats) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.flow_records += other.flow_records;
+        self.packet_reports += other.packet_reports;
+        self.options_records += other.options_records;
+        self.counter_records += other.counter_records;
+        self.templates_received += other.templates_received;
+        self.templates_withdrawn += other.templates_withdrawn;
+        self.templates_active += other.templates_active;
+        self.pending_sets += other.pending_sets;
+        self.sampling_unknown += other.sampling_unknown;
+        self.lost_records += other.lost_records;
+        self.lost_messages += other.lost_messages;
+        self.exporter_drops += other.exporter_drops;
+        self.reordered_messages += other.reordered_messages;
+        self.sequence_resets += other.sequence_resets;
+        for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
+            *a += b;
+        }
+    }
+}
+
+/// What a sequence number says about the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceEvent {
+    First,
+    InOrder,
+    /// This many units (records or messages) were never received.
+    Gap(u32),
+    /// A message older than expected arrived: `units` counted lost earlier arrived after all.
+    Late(u32),
+    /// A jump so large it can only be an exporter restart.
+    Reset,
+}
+
+/// Tracks one sequence-number stream.
+#[derive(Debug, Clone, Default)]
+pub struct SequenceTracker {
+    expected: Option<u32>,
+}
+
+/// Jumps larger than this are restarts, not loss.
+const RESET_THRESHOLD: u32 = 1 << 24;
+
+impl SequenceTracker {
+    /// Observes a message with sequence number `seq` covering `units`.
+    pub fn observe(&mut self, seq: u32, units: u32) -> SequenceEvent {
+        let event = match self.expected {
+            None => SequenceEvent::First,
+            Some(e) if e == seq => SequenceEvent::InOrder,
+            Some(e) => {
+                let ahead = seq.wrapping_sub(e);
+                let behind = e.wrapping_sub(seq);
+                if ahead < RESET_THRESHOLD {
+                    SequenceEvent::Gap(ahead)
+                } else if behind < RESET_THRESHOLD {
+                    SequenceEvent::Late(units.min(behind))
+                } else {
+                    SequenceEvent::Reset
+                }
+            }
+        };
+        if !matches!(event, SequenceEvent::Late(_)) {
+            self.expected = Some(seq.wrapping_add(units));
+        }
+        event
+    }
+
+    /// Forgets the expected number (after a message whose record count is unknown).
+    pub fn resync(&mut self) {
+        self.expected = None;
+    }
+
+    pub(crate) fn apply(event: SequenceEvent, lost: &mut u64, stats_reordered: &mut u64, resets: &mut u64) {
+        match event {
+            SequenceEvent::Gap(n) => *lost += u64::from(n),
+            SequenceEvent::Late(n) => {
+                *lost = lost.saturating_sub(u64::from(n));
+                *stats_reordered += 1;
+            }
+            SequenceEvent::Reset => *resets += 1,
+            SequenceEvent::First | SequenceEvent::InOrder => {}
+        }
+    }
+}
+
+/// A template with the time it was last (re)sent, for UDP lifetimes.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredTemplate {
+    pub template: Arc<Template>,
+    pub refreshed_ns: i64,
+}
+
+/// State of one observation domain within a session.
+#[derive(Debug, Default)]
+pub struct DomainState {
+    pub(crate) templates: HashMap<u16, StoredTemplate>,
+    pub(crate) sequence: SequenceTracker,
+    /// Sampling rate (one in N) by sampler/selector id; `None` is domain-wide.
+    pub(crate) sampling: HashMap<Option<u64>, u64>,
+    /// Interface names from options records, by ifIndex.
+    pub(crate) interface_names: HashMap<u32, String>,
+    /// `systemInitTimeMilliseconds` from options records.
+    pub(crate) system_init_ms: Option<i64>,
+    /// Highest drop count reported per sFlow source, to count the increase.
+    pub(crate) sflow_drops: HashMap<u32, u32>,
+    /// sFlow per-source sample sequence numbers.
+    pub(crate) sflow_samples: HashMap<u32, SequenceTracker>,
+}
+
+impl DomainState {
+    pub fn sampling_rate(&self, sampler: Option<u64>) -> Option<u64> {
+        self.sampling.get(&sampler).copied()
+    }
+
+    pub fn interface_name(&self, if_index: u32) -> Option<&str> {
+        self.interface_names.get(&if_index).map(String::as_str)
+    }
+
+    pub fn template(&self, id: u16) -> Option<&Template> {
+        self.templates.get(&id).map(|t| &*t.template)
+    }
+}
+
+/// A data set that arrived before its template.
+#[derive(Debug)]
+pub(crate) struct PendingSet {
+    pub domain: u32,
+    pub template_id: u16,
+    pub flow_type: u8,
+    pub sequence: u32,
+    pub export_time_ms: i64,
+    pub uptime_base_ms: Option<i64>,
+    pub received_ns: i64,
+    pub body: Vec<u8>,
+}
+
+/// One transport session: an exporter address and port over one transport.
+#[derive(Debug)]
+pub struct Session {
+    pub exporter: SocketAddr,
+    pub transport: Transport,
+    pub(crate) domains: HashMap<u32, DomainState>,
+    pub(crate) pending: VecDeque<PendingSet>,
+    pub(crate) pending_bytes: usize,
+    pub stats: ExporterStats,
+}
+
+/// Bounds that keep a session's memory fixed whatever the exporter sends.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// How long a UDP template stays valid without being resent.
+    pub template_lifetime_ns: i64,
+    pub max_pending_sets: usize,
+    pub max_pending_bytes: usize,
+    pub max_templates_per_domain: usize,
+    pub max_domains: usize,
+    pub max_interface_names: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            template_lifetime_ns: 30 * 60 * 1_000_000_000,
+            max_pending_sets: 512,
+            max_pending_bytes: 4 << 20,
+            max_templates_per_domain: 4096,
+            max_domains: 1024,
+            max_interface_names: 65536,
+        }
+    }
+}
+
+impl Session {
+    pub fn new(exporter: SocketAddr, transport: Transport) -> Self {
+        Self {
+            exporter,
+            transport,
+            domains: HashMap::new(),
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            stats: ExporterStats::default(),
+        }
+    }
+
+    /// State of a domain, created on first use.
+    pub(crate) fn domain_mut(&mut self, domain: u32, limits: &SessionLimits) -> Option<&mut DomainState> {
+        if !self.domains.contains_key(&domain) && self.domains.len() >= limits.max_domains {
+            return None;
+        }
+        Some(self.domains.entry(domain).or_default())
+    }
+
+    pub fn domain(&self, domain: u32) -> Option<&DomainState> {
+        self.domains.get(&domain)
+    }
+
+    pub fn domains(&self) -> impl Iterator<Item = (u32, &DomainState)> {
+        self.domains.iter().map(|(k, v)| (*k, v))
+    }
+
+    pub(crate) fn refresh_active_templates(&mut self) {
+        self.stats.templates_active = self.domains.values().map(|d| d.templates.len() as u64).sum();
+        self.stats.pending_sets = self.pending.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_gaps_late_arrivals_and_resets() {
+        let mut t = SequenceTracker::default();
+        assert_eq!(t.observe(100, 10), SequenceEvent::First);
+        assert_eq!(t.observe(110, 5), SequenceEvent::InOrder);
+        assert_eq!(t.observe(120, 5), SequenceEvent::Gap(5));
+        assert_eq!(t.observe(115, 5), SequenceEvent::Late(5));
+        assert_eq!(t.observe(125, 1), SequenceEvent::InOrder);
+        assert_eq!(t.observe(3_000_000_000, 1), SequenceEvent::Reset);
+        // wrap-around is not loss
+        let mut w = SequenceTracker::default();
+        w.observe(u32::MAX - 1, 2);
+        assert_eq!(w.observe(0, 1), SequenceEvent::InOrder);
+    }
+}
