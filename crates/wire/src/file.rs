@@ -1,1 +1,254 @@
+//! Reading and writing export streams: IPFIX files (RFC 5655: a sequence of
+//! messages framed by their length field, the same framing as TCP), and
+//! pcap/pcapng captures of export traffic (UDP payloads with their sender).
 
+use std::borrow::Cow;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use hopscope_packet::{LinkType, parse_frame};
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::{Block, PcapNgReader};
+
+use crate::templated::IPFIX_HEADER_LEN;
+
+/// Errors while reading a stream of messages.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("offset {offset}: not an IPFIX message header (version {version}, length {length})")]
+    BadHeader { offset: u64, version: u16, length: u16 },
+    #[error("offset {offset}: stream ends inside a message")]
+    TruncatedMessage { offset: u64 },
+    #[error("capture: {0}")]
+    Capture(#[from] pcap_file::PcapError),
+}
+
+/// Length of the IPFIX message starting with `header`, if it is one.
+pub fn ipfix_message_length(header: &[u8]) -> Option<usize> {
+    let h = header.get(..4)?;
+    let length = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    (h[0..2] == [0, 10] && length >= IPFIX_HEADER_LEN).then_some(length)
+}
+
+/// Reads IPFIX messages one by one from a file or a TCP stream.
+#[derive(Debug)]
+pub struct IpfixReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    offset: u64,
+}
+
+impl<R: Read> IpfixReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self { inner, buf: Vec::with_capacity(65536), offset: 0 }
+    }
+
+    /// The next message, `None` at a clean end of stream.
+    pub fn next_message(&mut self) -> Option<Result<&[u8], StreamError>> {
+        let mut header = [0u8; IPFIX_HEADER_LEN];
+        match read_full(&mut self.inner, &mut header) {
+            Ok(0) => return None,
+            Ok(n) if n < header.len() => return Some(Err(StreamError::TruncatedMessage { offset: self.offset })),
+            Ok(_) => {}
+            Err(e) => return Some(Err(e.into())),
+        }
+        let Some(length) = ipfix_message_length(&header) else {
+            return Some(Err(StreamError::BadHeader {
+                offset: self.offset,
+                version: u16::from_be_bytes([header[0], header[1]]),
+                length: u16::from_be_bytes([header[2], header[3]]),
+            }));
+        };
+        self.buf.clear();
+        self.buf.extend_from_slice(&header);
+        self.buf.resize(length, 0);
+        match read_full(&mut self.inner, &mut self.buf[IPFIX_HEADER_LEN..]) {
+            Ok(n) if n == length - IPFIX_HEADER_LEN => {}
+            Ok(_) => return Some(Err(StreamError::TruncatedMessage { offset: self.offset })),
+            Err(e) => return Some(Err(e.into())),
+        }
+        self.offset += length as u64;
+        Some(Ok(&self.buf))
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes IPFIX messages to a file (RFC 5655) or stream.
+#[derive(Debug)]
+pub struct IpfixWriter<W> {
+    inner: W,
+    messages: u64,
+}
+
+impl<W: Write> IpfixWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self { inner, messages: 0 }
+    }
+
+    /// Writes one complete message, checking that it is one.
+    pub fn write_message(&mut self, message: &[u8]) -> io::Result<()> {
+        if ipfix_message_length(message) != Some(message.len()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a complete IPFIX message"));
+        }
+        self.inner.write_all(message)?;
+        self.messages += 1;
+        Ok(())
+    }
+
+    pub fn messages_written(&self) -> u64 {
+        self.messages
+    }
+
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+/// One UDP datagram found in a capture.
+#[derive(Debug, Clone)]
+pub struct CapturedDatagram<'a> {
+    /// Capture time, Unix nanoseconds.
+    pub timestamp_ns: i64,
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub payload: Cow<'a, [u8]>,
+}
+
+/// Counts of what a capture held besides export datagrams.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    pub frames: u64,
+    pub datagrams: u64,
+    /// Frames that were not UDP over IPv4/IPv6 (ARP, TCP, fragments...).
+    pub skipped: u64,
+}
+
+enum CaptureReader<R: Read> {
+    Pcap(PcapReader<R>, LinkType),
+    PcapNg(PcapNgReader<R>),
+}
+
+/// Reads the UDP datagrams of a pcap or pcapng capture of export traffic.
+pub struct CaptureDatagrams<R: Read> {
+    reader: CaptureReader<R>,
+    pub stats: CaptureStats,
+}
+
+impl<R: Read> std::fmt::Debug for CaptureDatagrams<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureDatagrams").field("stats", &self.stats).finish()
+    }
+}
+
+/// Whether the bytes start a pcap or pcapng file.
+pub fn is_capture(head: &[u8]) -> bool {
+    matches!(
+        head.get(..4),
+        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x0a, 0x0d, 0x0d, 0x0a])
+    )
+}
+
+impl<R: Read> CaptureDatagrams<R> {
+    /// Opens a capture; `pcapng` selects the format (see [`is_capture`]).
+    pub fn new(reader: R, pcapng: bool) -> Result<Self, StreamError> {
+        let reader = if pcapng {
+            CaptureReader::PcapNg(PcapNgReader::new(reader)?)
+        } else {
+            let r = PcapReader::new(reader)?;
+            let link = LinkType::from_pcap(u32::from(r.header().datalink)).unwrap_or(LinkType::Ethernet);
+            CaptureReader::Pcap(r, link)
+        };
+        Ok(Self { reader, stats: CaptureStats::default() })
+    }
+
+    /// The next UDP datagram, skipping (and counting) everything else.
+    pub fn next_datagram(&mut self) -> Option<Result<CapturedDatagram<'static>, StreamError>> {
+        loop {
+            let (link, ts, data): (LinkType, i64, Vec<u8>) = match &mut self.reader {
+                CaptureReader::Pcap(r, link) => match r.next_packet()? {
+                    Ok(p) => (*link, p.timestamp.as_nanos() as i64, p.data.into_owned()),
+                    Err(e) => return Some(Err(e.into())),
+                },
+                CaptureReader::PcapNg(r) => {
+                    let packet = match r.next_block()? {
+                        Ok(Block::EnhancedPacket(p)) => Some((p.interface_id, p.timestamp.as_nanos() as i64, p.data.into_owned())),
+                        Ok(Block::SimplePacket(p)) => Some((0, 0, p.data.into_owned())),
+                        Ok(_) => None,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    let Some((interface, ts, data)) = packet else { continue };
+                    let link = r
+                        .interfaces()
+                        .get(interface as usize)
+                        .and_then(|i| LinkType::from_pcap(u32::from(i.linktype)))
+                        .unwrap_or(LinkType::Ethernet);
+                    (link, ts, data)
+                }
+            };
+            self.stats.frames += 1;
+            let s = parse_frame(link, &data);
+            let (Some(src), Some(dst), Some(17), Some(sp), Some(dp), Some(at)) =
+                (s.src_addr, s.dst_addr, s.proto, s.src_port, s.dst_port, s.payload_offset)
+            else {
+                self.stats.skipped += 1;
+                continue;
+            };
+            // the UDP length bounds the payload (Ethernet may pad short frames)
+            let udp_len = data.get(at - 4..at - 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            let end = udp_len.map_or(data.len(), |l| (at - 8 + l).min(data.len())).max(at);
+            self.stats.datagrams += 1;
+            return Some(Ok(CapturedDatagram {
+                timestamp_ns: ts,
+                source: SocketAddr::new(to_ip(src), sp),
+                destination: SocketAddr::new(to_ip(dst), dp),
+                payload: Cow::Owned(data[at..end].to_vec()),
+            }));
+        }
+    }
+}
+
+fn to_ip(a: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(a);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), |v4: Ipv4Addr| IpAddr::V4(v4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_and_reader_frame_messages() {
+        let mut m1 = vec![0, 10, 0, 16];
+        m1.extend_from_slice(&[0; 12]);
+        let mut m2 = vec![0, 10, 0, 20];
+        m2.extend_from_slice(&[1; 16]);
+        let mut w = IpfixWriter::new(Vec::new());
+        w.write_message(&m1).unwrap();
+        w.write_message(&m2).unwrap();
+        assert!(w.write_message(&m2[..19]).is_err());
+        let bytes = w.into_inner().unwrap();
+        let mut r = IpfixReader::new(&bytes[..]);
+        assert_eq!(r.next_message().unwrap().unwrap(), &m1[..]);
+        assert_eq!(r.next_message().unwrap().unwrap(), &m2[..]);
+        assert!(r.next_message().is_none());
+        // a file cut mid-message is an error, not a silent end
+        let mut r = IpfixReader::new(&bytes[..30]);
+        r.next_message().unwrap().unwrap();
+        assert!(matches!(r.next_message(), Some(Err(StreamError::TruncatedMessage { offset: 16 }))));
+    }
+}
