@@ -26,7 +26,9 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
         DataType::UInt16 => column.as_primitive::<UInt16Type>().value(row).to_string(),
         DataType::UInt32 => column.as_primitive::<UInt32Type>().value(row).to_string(),
         DataType::UInt64 => column.as_primitive::<UInt64Type>().value(row).to_string(),
-        DataType::Timestamp(_, _) => format_time(column.as_primitive::<TimestampNanosecondType>().value(row)),
+        DataType::Timestamp(_, _) => {
+            format_time(column.as_primitive::<TimestampNanosecondType>().value(row))
+        }
         DataType::FixedSizeBinary(_) => format_addr(column.as_fixed_size_binary().value(row)),
         DataType::List(_) => {
             let list = column.as_list::<i32>().value(row);
@@ -92,7 +94,10 @@ pub fn write(out: &mut impl Write, batch: &RecordBatch, format: Format) -> std::
                 for c in 0..batch.num_columns() {
                     if let Some(v) = cell(batch.column(c), row) {
                         let value = match batch.column(c).data_type() {
-                            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                            DataType::UInt8
+                            | DataType::UInt16
+                            | DataType::UInt32
+                            | DataType::UInt64 => {
                                 serde_json::Value::from(v.parse::<u64>().unwrap_or_default())
                             }
                             _ => serde_json::Value::from(v),
@@ -104,7 +109,10 @@ pub fn write(out: &mut impl Write, batch: &RecordBatch, format: Format) -> std::
             }
         }
         Format::Csv => {
-            let names: Vec<&str> = shown.iter().map(|&c| schema.field(c).name().as_str()).collect();
+            let names: Vec<&str> = shown
+                .iter()
+                .map(|&c| schema.field(c).name().as_str())
+                .collect();
             writeln!(out, "{}", names.join(","))?;
             for row in 0..batch.num_rows() {
                 let cells: Vec<String> = shown
@@ -115,13 +123,29 @@ pub fn write(out: &mut impl Write, batch: &RecordBatch, format: Format) -> std::
             }
         }
         Format::Table => {
-            let mut rows: Vec<Vec<String>> = vec![shown.iter().map(|&c| schema.field(c).name().clone()).collect()];
+            let mut rows: Vec<Vec<String>> = vec![
+                shown
+                    .iter()
+                    .map(|&c| schema.field(c).name().clone())
+                    .collect(),
+            ];
             for row in 0..batch.num_rows() {
-                rows.push(shown.iter().map(|&c| cell(batch.column(c), row).unwrap_or_else(|| "-".into())).collect());
+                rows.push(
+                    shown
+                        .iter()
+                        .map(|&c| cell(batch.column(c), row).unwrap_or_else(|| "-".into()))
+                        .collect(),
+                );
             }
-            let widths: Vec<usize> = (0..shown.len()).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+            let widths: Vec<usize> = (0..shown.len())
+                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
             for r in rows {
-                let line: Vec<String> = r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect();
                 writeln!(out, "{}", line.join("  ").trim_end())?;
             }
         }
@@ -130,7 +154,11 @@ pub fn write(out: &mut impl Write, batch: &RecordBatch, format: Format) -> std::
 }
 
 fn csv_escape(v: &str) -> String {
-    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() }
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -140,7 +168,13 @@ mod tests {
     #[test]
     fn formats_times() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(format_time(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
-        assert_eq!(format_time(2_085_978_496_000_000_000), "2036-02-07T06:28:16.000000000Z");
+        assert_eq!(
+            format_time(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            format_time(2_085_978_496_000_000_000),
+            "2036-02-07T06:28:16.000000000Z"
+        );
     }
 }

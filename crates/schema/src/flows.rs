@@ -441,7 +441,10 @@ mod tests {
             .as_primitive::<UInt64Type>();
         assert_eq!(bytes.value(0), 1500);
         assert!(bytes.is_null(1));
-        let other = batch.column_by_name("other_fields").unwrap().as_list::<i32>();
+        let other = batch
+            .column_by_name("other_fields")
+            .unwrap()
+            .as_list::<i32>();
         assert_eq!(other.value(0).len(), 1);
         assert_eq!(other.value(1).len(), 0);
         // the builder is reusable after finish

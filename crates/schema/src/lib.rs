@@ -22,9 +22,9 @@ mod flows;
 pub use address::{format_addr, ipv4_mapped, mapped_to_ip};
 pub use column::{Addr, ColumnKind, Kind, Ts, U8, U16, U32, U64};
 pub use flows::{
-    FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType, INTERFACE_COUNTER_FIELDS,
-    InterfaceCounterBuilder, InterfaceCounterRecord, OtherField, PACKET_REPORT_FIELDS,
-    PacketReportBuilder, PacketReportRecord, SamplingSource, flow_schema,
+    FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType,
+    INTERFACE_COUNTER_FIELDS, InterfaceCounterBuilder, InterfaceCounterRecord, OtherField,
+    PACKET_REPORT_FIELDS, PacketReportBuilder, PacketReportRecord, SamplingSource, flow_schema,
     interface_counter_schema, packet_report_schema,
 };
 pub use table::{FieldInfo, clickhouse_ddl};

@@ -56,7 +56,14 @@ pub struct MessageSummary {
 
 impl MessageSummary {
     pub(crate) fn new(protocol: Protocol) -> Self {
-        Self { protocol, flows: 0, packet_reports: 0, options_records: 0, counter_records: 0, errors: 0 }
+        Self {
+            protocol,
+            flows: 0,
+            packet_reports: 0,
+            options_records: 0,
+            counter_records: 0,
+            errors: 0,
+        }
     }
 }
 
@@ -115,7 +122,10 @@ impl Decoder {
     }
 
     pub fn with_limits(limits: SessionLimits) -> Self {
-        Self { limits, ..Self::default() }
+        Self {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// Decodes one message (a UDP datagram, one framed TCP/file message).
@@ -150,7 +160,11 @@ impl Decoder {
         };
         let result = match protocol {
             None => {
-                let kind = if message.len() < 4 { ErrorKind::Truncated } else { ErrorKind::UnknownVersion };
+                let kind = if message.len() < 4 {
+                    ErrorKind::Truncated
+                } else {
+                    ErrorKind::UnknownVersion
+                };
                 Err(log.report(&mut session.stats, None, None, None, 0, kind))
             }
             Some(Protocol::Ipfix) | Some(Protocol::NetflowV9) => templated::decode(
@@ -162,10 +176,18 @@ impl Decoder {
                 message,
                 out,
             ),
-            Some(Protocol::NetflowV5) => {
-                netflow_v5::decode(session, &self.limits, &mut log, exporter_addr, received_ns, message, out)
+            Some(Protocol::NetflowV5) => netflow_v5::decode(
+                session,
+                &self.limits,
+                &mut log,
+                exporter_addr,
+                received_ns,
+                message,
+                out,
+            ),
+            Some(Protocol::SFlow5) => {
+                sflow::decode(session, &self.limits, &mut log, received_ns, message, out)
             }
-            Some(Protocol::SFlow5) => sflow::decode(session, &self.limits, &mut log, received_ns, message, out),
         };
         session.refresh_active_templates();
         result
@@ -178,7 +200,11 @@ impl Decoder {
         let Some(session) = self.sessions.get_mut(&(exporter, transport)) else {
             return;
         };
-        let mut log = ErrorLog { exporter, protocol: Protocol::Ipfix, recent: &mut self.recent_errors };
+        let mut log = ErrorLog {
+            exporter,
+            protocol: Protocol::Ipfix,
+            recent: &mut self.recent_errors,
+        };
         templated::evict_all_pending(session, &mut log);
         for domain in session.domains.values_mut() {
             domain.templates.clear();

@@ -18,7 +18,11 @@ pub enum StreamError {
     #[error("I/O: {0}")]
     Io(#[from] io::Error),
     #[error("offset {offset}: not an IPFIX message header (version {version}, length {length})")]
-    BadHeader { offset: u64, version: u16, length: u16 },
+    BadHeader {
+        offset: u64,
+        version: u16,
+        length: u16,
+    },
     #[error("offset {offset}: stream ends inside a message")]
     TruncatedMessage { offset: u64 },
     #[error("capture: {0}")]
@@ -42,7 +46,11 @@ pub struct IpfixReader<R> {
 
 impl<R: Read> IpfixReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, buf: Vec::with_capacity(65536), offset: 0 }
+        Self {
+            inner,
+            buf: Vec::with_capacity(65536),
+            offset: 0,
+        }
     }
 
     /// The next message, `None` at a clean end of stream.
@@ -50,7 +58,11 @@ impl<R: Read> IpfixReader<R> {
         let mut header = [0u8; IPFIX_HEADER_LEN];
         match read_full(&mut self.inner, &mut header) {
             Ok(0) => return None,
-            Ok(n) if n < header.len() => return Some(Err(StreamError::TruncatedMessage { offset: self.offset })),
+            Ok(n) if n < header.len() => {
+                return Some(Err(StreamError::TruncatedMessage {
+                    offset: self.offset,
+                }));
+            }
             Ok(_) => {}
             Err(e) => return Some(Err(e.into())),
         }
@@ -66,7 +78,11 @@ impl<R: Read> IpfixReader<R> {
         self.buf.resize(length, 0);
         match read_full(&mut self.inner, &mut self.buf[IPFIX_HEADER_LEN..]) {
             Ok(n) if n == length - IPFIX_HEADER_LEN => {}
-            Ok(_) => return Some(Err(StreamError::TruncatedMessage { offset: self.offset })),
+            Ok(_) => {
+                return Some(Err(StreamError::TruncatedMessage {
+                    offset: self.offset,
+                }));
+            }
             Err(e) => return Some(Err(e.into())),
         }
         self.offset += length as u64;
@@ -102,7 +118,10 @@ impl<W: Write> IpfixWriter<W> {
     /// Writes one complete message, checking that it is one.
     pub fn write_message(&mut self, message: &[u8]) -> io::Result<()> {
         if ipfix_message_length(message) != Some(message.len()) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a complete IPFIX message"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a complete IPFIX message",
+            ));
         }
         self.inner.write_all(message)?;
         self.messages += 1;
@@ -151,7 +170,9 @@ pub struct CaptureDatagrams<R: Read> {
 
 impl<R: Read> std::fmt::Debug for CaptureDatagrams<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureDatagrams").field("stats", &self.stats).finish()
+        f.debug_struct("CaptureDatagrams")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -159,7 +180,13 @@ impl<R: Read> std::fmt::Debug for CaptureDatagrams<R> {
 pub fn is_capture(head: &[u8]) -> bool {
     matches!(
         head.get(..4),
-        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x0a, 0x0d, 0x0d, 0x0a])
+        Some(
+            [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+                | [0x0a, 0x0d, 0x0d, 0x0a]
+        )
     )
 }
 
@@ -170,10 +197,14 @@ impl<R: Read> CaptureDatagrams<R> {
             CaptureReader::PcapNg(PcapNgReader::new(reader)?)
         } else {
             let r = PcapReader::new(reader)?;
-            let link = LinkType::from_pcap(u32::from(r.header().datalink)).unwrap_or(LinkType::Ethernet);
+            let link =
+                LinkType::from_pcap(u32::from(r.header().datalink)).unwrap_or(LinkType::Ethernet);
             CaptureReader::Pcap(r, link)
         };
-        Ok(Self { reader, stats: CaptureStats::default() })
+        Ok(Self {
+            reader,
+            stats: CaptureStats::default(),
+        })
     }
 
     /// The next UDP datagram, skipping (and counting) everything else.
@@ -186,12 +217,18 @@ impl<R: Read> CaptureDatagrams<R> {
                 },
                 CaptureReader::PcapNg(r) => {
                     let packet = match r.next_block()? {
-                        Ok(Block::EnhancedPacket(p)) => Some((p.interface_id, p.timestamp.as_nanos() as i64, p.data.into_owned())),
+                        Ok(Block::EnhancedPacket(p)) => Some((
+                            p.interface_id,
+                            p.timestamp.as_nanos() as i64,
+                            p.data.into_owned(),
+                        )),
                         Ok(Block::SimplePacket(p)) => Some((0, 0, p.data.into_owned())),
                         Ok(_) => None,
                         Err(e) => return Some(Err(e.into())),
                     };
-                    let Some((interface, ts, data)) = packet else { continue };
+                    let Some((interface, ts, data)) = packet else {
+                        continue;
+                    };
                     let link = r
                         .interfaces()
                         .get(interface as usize)
@@ -202,15 +239,24 @@ impl<R: Read> CaptureDatagrams<R> {
             };
             self.stats.frames += 1;
             let s = parse_frame(link, &data);
-            let (Some(src), Some(dst), Some(17), Some(sp), Some(dp), Some(at)) =
-                (s.src_addr, s.dst_addr, s.proto, s.src_port, s.dst_port, s.payload_offset)
-            else {
+            let (Some(src), Some(dst), Some(17), Some(sp), Some(dp), Some(at)) = (
+                s.src_addr,
+                s.dst_addr,
+                s.proto,
+                s.src_port,
+                s.dst_port,
+                s.payload_offset,
+            ) else {
                 self.stats.skipped += 1;
                 continue;
             };
             // the UDP length bounds the payload (Ethernet may pad short frames)
-            let udp_len = data.get(at - 4..at - 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-            let end = udp_len.map_or(data.len(), |l| (at - 8 + l).min(data.len())).max(at);
+            let udp_len = data
+                .get(at - 4..at - 2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            let end = udp_len
+                .map_or(data.len(), |l| (at - 8 + l).min(data.len()))
+                .max(at);
             self.stats.datagrams += 1;
             return Some(Ok(CapturedDatagram {
                 timestamp_ns: ts,
@@ -224,7 +270,8 @@ impl<R: Read> CaptureDatagrams<R> {
 
 fn to_ip(a: [u8; 16]) -> IpAddr {
     let v6 = Ipv6Addr::from(a);
-    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), |v4: Ipv4Addr| IpAddr::V4(v4))
+    v6.to_ipv4_mapped()
+        .map_or(IpAddr::V6(v6), |v4: Ipv4Addr| IpAddr::V4(v4))
 }
 
 #[cfg(test)]
@@ -249,6 +296,73 @@ mod tests {
         // a file cut mid-message is an error, not a silent end
         let mut r = IpfixReader::new(&bytes[..30]);
         r.next_message().unwrap().unwrap();
-        assert!(matches!(r.next_message(), Some(Err(StreamError::TruncatedMessage { offset: 16 }))));
+        assert!(matches!(
+            r.next_message(),
+            Some(Err(StreamError::TruncatedMessage { offset: 16 }))
+        ));
     }
+}
+
+/// Whether the bytes are two or more IPFIX messages that end exactly at the
+/// end of the file (a single message is read as a datagram).
+fn is_ipfix_file(bytes: &[u8]) -> bool {
+    let mut offset = 0;
+    let mut messages = 0;
+    while offset < bytes.len() {
+        match ipfix_message_length(&bytes[offset..]) {
+            Some(len) => offset += len,
+            None => return false,
+        }
+        messages += 1;
+    }
+    offset == bytes.len() && messages > 1
+}
+
+/// What [`replay_file`] fed to the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// pcap or pcapng of export traffic.
+    Capture,
+    /// RFC 5655 IPFIX file (several messages).
+    IpfixFile,
+    /// One raw datagram payload.
+    Datagram,
+}
+
+/// Exporter address given to files that carry no sender (raw datagrams, IPFIX files).
+pub const FILE_EXPORTER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Feeds a file of any supported kind to the decoder: captures datagram by
+/// datagram with their senders and capture times, IPFIX files message by
+/// message (stream semantics), and a raw datagram as one UDP message from
+/// [`FILE_EXPORTER`], so that a template file followed by a data file decode
+/// as one session. Message-level decode errors are counted by the decoder;
+/// only an unreadable file is an `Err`.
+pub fn replay_file(
+    path: &std::path::Path,
+    decoder: &mut crate::Decoder,
+    out: &mut crate::DecodeOutput,
+    received_ns: i64,
+) -> Result<FileKind, StreamError> {
+    use crate::Transport;
+    let bytes = std::fs::read(path)?;
+    if is_capture(&bytes) {
+        let pcapng = bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]);
+        let mut datagrams = CaptureDatagrams::new(&bytes[..], pcapng)?;
+        while let Some(d) = datagrams.next_datagram() {
+            let d = d?;
+            let _ = decoder.decode(d.source, Transport::Udp, d.timestamp_ns, &d.payload, out);
+        }
+        return Ok(FileKind::Capture);
+    }
+    if is_ipfix_file(&bytes) {
+        let mut messages = IpfixReader::new(&bytes[..]);
+        while let Some(m) = messages.next_message() {
+            let _ = decoder.decode(FILE_EXPORTER, Transport::File, received_ns, m?, out);
+        }
+        decoder.end_session(FILE_EXPORTER, Transport::File);
+        return Ok(FileKind::IpfixFile);
+    }
+    let _ = decoder.decode(FILE_EXPORTER, Transport::Udp, received_ns, &bytes, out);
+    Ok(FileKind::Datagram)
 }

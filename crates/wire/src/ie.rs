@@ -86,7 +86,10 @@ mod tests {
     fn registry_has_the_elements_hopscope_relies_on() {
         assert_eq!(lookup(1).unwrap().name, "octetDeltaCount");
         assert_eq!(lookup(8).unwrap().data_type, DataType::Ipv4Address);
-        assert_eq!(lookup(156).unwrap().data_type, DataType::DateTimeNanoseconds);
+        assert_eq!(
+            lookup(156).unwrap().data_type,
+            DataType::DateTimeNanoseconds
+        );
         assert_eq!(lookup(326).unwrap().name, "digestHashValue");
         assert_eq!(lookup(292).unwrap().data_type, DataType::SubTemplateList);
         assert_eq!(lookup(6).unwrap().data_type, DataType::Unsigned16);

@@ -33,4 +33,6 @@ pub use cursor::Truncated;
 pub use decoder::{Decoder, MessageSummary, Protocol};
 pub use error::{DecodeError, ErrorKind};
 pub use output::DecodeOutput;
-pub use session::{ExporterStats, SequenceEvent, SequenceTracker, Session, SessionLimits, Transport};
+pub use session::{
+    ExporterStats, SequenceEvent, SequenceTracker, Session, SessionLimits, Transport,
+};

@@ -52,7 +52,11 @@ pub fn basic_list(value: &[u8]) -> Result<BasicList<'_>, Truncated> {
     while c.remaining() > 0 {
         let len = if length == VARIABLE_LENGTH {
             let first = c.u8()?;
-            if first < 255 { usize::from(first) } else { usize::from(c.u16()?) }
+            if first < 255 {
+                usize::from(first)
+            } else {
+                usize::from(c.u16()?)
+            }
         } else if length == 0 {
             return Err(Truncated);
         } else {
@@ -60,7 +64,12 @@ pub fn basic_list(value: &[u8]) -> Result<BasicList<'_>, Truncated> {
         };
         elements.push(c.bytes(len)?);
     }
-    Ok(BasicList { semantic, enterprise, element_id: raw_id & 0x7fff, elements })
+    Ok(BasicList {
+        semantic,
+        enterprise,
+        element_id: raw_id & 0x7fff,
+        elements,
+    })
 }
 
 /// A subTemplateList: records of one template, left raw because their
@@ -77,11 +86,17 @@ pub fn sub_template_list(value: &[u8]) -> Result<SubTemplateList<'_>, Truncated>
     let semantic = ListSemantic::from(c.u8()?);
     let template_id = c.u16()?;
     let records = c.bytes(c.remaining())?;
-    Ok(SubTemplateList { semantic, template_id, records })
+    Ok(SubTemplateList {
+        semantic,
+        template_id,
+        records,
+    })
 }
 
 /// Walks a subTemplateMultiList's (template id, records) blocks.
-pub fn sub_template_multi_list(value: &[u8]) -> Result<(ListSemantic, Vec<(u16, &[u8])>), Truncated> {
+pub fn sub_template_multi_list(
+    value: &[u8],
+) -> Result<(ListSemantic, Vec<(u16, &[u8])>), Truncated> {
     let mut c = Cursor::new(value);
     let semantic = ListSemantic::from(c.u8()?);
     let mut blocks = Vec::new();

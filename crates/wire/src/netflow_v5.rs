@@ -24,20 +24,51 @@ pub(crate) fn decode(
 ) -> Result<MessageSummary, DecodeError> {
     let mut summary = MessageSummary::new(Protocol::NetflowV5);
     if message.len() < HEADER_LEN {
-        return Err(log.report(&mut session.stats, None, None, None, 0, ErrorKind::Truncated));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            None,
+            None,
+            0,
+            ErrorKind::Truncated,
+        ));
     }
     let mut c = Cursor::new(message);
     let header = (|| {
         c.skip(2)?;
-        Ok::<_, crate::cursor::Truncated>((c.u16()?, c.u32()?, c.u32()?, c.u32()?, c.u32()?, c.u8()?, c.u8()?, c.u16()?))
+        Ok::<_, crate::cursor::Truncated>((
+            c.u16()?,
+            c.u32()?,
+            c.u32()?,
+            c.u32()?,
+            c.u32()?,
+            c.u8()?,
+            c.u8()?,
+            c.u16()?,
+        ))
     })();
-    let Ok((count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling)) = header else {
-        return Err(log.report(&mut session.stats, None, None, None, 0, ErrorKind::Truncated));
+    let Ok((count, uptime, secs, nsecs, sequence, engine_type, engine_id, sampling)) = header
+    else {
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            None,
+            None,
+            0,
+            ErrorKind::Truncated,
+        ));
     };
     let count = usize::from(count);
     let domain_id = u32::from(engine_type) << 8 | u32::from(engine_id);
     if count > MAX_RECORDS || message.len() < HEADER_LEN + count * RECORD_LEN {
-        return Err(log.report(&mut session.stats, None, Some(domain_id), None, 2, ErrorKind::BadMessageLength));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            Some(domain_id),
+            None,
+            2,
+            ErrorKind::BadMessageLength,
+        ));
     }
     let export_ms = i64::from(secs) * 1000 + i64::from(nsecs) / 1_000_000;
     let interval = u64::from(sampling & 0x3fff);
@@ -96,7 +127,12 @@ pub(crate) fn decode(
         let Session { domains, stats, .. } = session;
         if let Some(domain) = domains.get_mut(&domain_id) {
             let event = domain.sequence.observe(sequence, records);
-            SequenceTracker::apply(event, &mut stats.lost_records, &mut stats.reordered_messages, &mut stats.sequence_resets);
+            SequenceTracker::apply(
+                event,
+                &mut stats.lost_records,
+                &mut stats.reordered_messages,
+                &mut stats.sequence_resets,
+            );
         }
     }
     Ok(summary)

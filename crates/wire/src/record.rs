@@ -39,8 +39,15 @@ struct TimeParts {
 }
 
 impl TimeParts {
-    fn resolve(&self, ctx: &MessageContext, domain_init_ms: Option<i64>) -> (Option<i64>, Option<i64>) {
-        let base = self.system_init_ms.or(domain_init_ms).or(ctx.uptime_base_ms);
+    fn resolve(
+        &self,
+        ctx: &MessageContext,
+        domain_init_ms: Option<i64>,
+    ) -> (Option<i64>, Option<i64>) {
+        let base = self
+            .system_init_ms
+            .or(domain_init_ms)
+            .or(ctx.uptime_base_ms);
         let from_uptime = |up: Option<u64>| -> Option<i64> {
             let up = up?;
             match (ctx.uptime_base_ms, self.system_init_ms.or(domain_init_ms)) {
@@ -139,7 +146,9 @@ pub(crate) fn decode_set(
     while body.len() - pos >= template.min_length {
         let start = pos;
         let result = match template.kind {
-            RecordKind::Flow => flow_record(template, body, &mut pos, ctx, domain, out, sampling_unknown),
+            RecordKind::Flow => {
+                flow_record(template, body, &mut pos, ctx, domain, out, sampling_unknown)
+            }
             RecordKind::PacketReport => packet_report(template, body, &mut pos, ctx, out),
             RecordKind::Options => options_record(template, body, &mut pos, domain),
         };
@@ -365,7 +374,9 @@ fn packet_report(
             Action::Digest => row.digest = Some(v()),
             Action::ObservationNtp => row.observation_time_ns = Some(ntp_to_unix_ns(v())),
             Action::ObservationMillis => row.observation_time_ns = Some(v() as i64 * 1_000_000),
-            Action::ObservationSeconds => row.observation_time_ns = Some(v() as i64 * 1_000_000_000),
+            Action::ObservationSeconds => {
+                row.observation_time_ns = Some(v() as i64 * 1_000_000_000)
+            }
             _ => {}
         }
     }
@@ -401,7 +412,9 @@ fn options_record(
         domain.sampling.insert(values.sampling.sampler, rate);
     }
     if let (Some(index), Some(name)) = (values.if_index, values.if_name) {
-        let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
+        let name = String::from_utf8_lossy(name)
+            .trim_end_matches('\0')
+            .to_string();
         if domain.interface_names.len() < 65536 || domain.interface_names.contains_key(&index) {
             domain.interface_names.insert(index, name);
         }

@@ -143,7 +143,12 @@ impl SequenceTracker {
         self.expected = None;
     }
 
-    pub(crate) fn apply(event: SequenceEvent, lost: &mut u64, stats_reordered: &mut u64, resets: &mut u64) {
+    pub(crate) fn apply(
+        event: SequenceEvent,
+        lost: &mut u64,
+        stats_reordered: &mut u64,
+        resets: &mut u64,
+    ) {
         match event {
             SequenceEvent::Gap(n) => *lost += u64::from(n),
             SequenceEvent::Late(n) => {
@@ -256,7 +261,11 @@ impl Session {
     }
 
     /// State of a domain, created on first use.
-    pub(crate) fn domain_mut(&mut self, domain: u32, limits: &SessionLimits) -> Option<&mut DomainState> {
+    pub(crate) fn domain_mut(
+        &mut self,
+        domain: u32,
+        limits: &SessionLimits,
+    ) -> Option<&mut DomainState> {
         if !self.domains.contains_key(&domain) && self.domains.len() >= limits.max_domains {
             return None;
         }
@@ -272,7 +281,11 @@ impl Session {
     }
 
     pub(crate) fn refresh_active_templates(&mut self) {
-        self.stats.templates_active = self.domains.values().map(|d| d.templates.len() as u64).sum();
+        self.stats.templates_active = self
+            .domains
+            .values()
+            .map(|d| d.templates.len() as u64)
+            .sum();
         self.stats.pending_sets = self.pending.len() as u64;
     }
 }

@@ -31,28 +31,79 @@ pub(crate) fn decode(
     })();
     let (agent, sub_agent, sequence, _uptime, samples) = match header {
         Ok((Ok(agent), sub, seq, up, n)) => (agent, sub, seq, up, n),
-        Ok((Err(()), ..)) => return Err(log.report(&mut session.stats, None, None, None, 4, ErrorKind::UnknownAddressType)),
-        Err(_) => return Err(log.report(&mut session.stats, None, None, None, 0, ErrorKind::Truncated)),
+        Ok((Err(()), ..)) => {
+            return Err(log.report(
+                &mut session.stats,
+                None,
+                None,
+                None,
+                4,
+                ErrorKind::UnknownAddressType,
+            ));
+        }
+        Err(_) => {
+            return Err(log.report(
+                &mut session.stats,
+                None,
+                None,
+                None,
+                0,
+                ErrorKind::Truncated,
+            ));
+        }
     };
     if samples > MAX_SAMPLES {
-        return Err(log.report(&mut session.stats, None, Some(sub_agent), None, c.position() - 4, ErrorKind::BadSample));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            Some(sub_agent),
+            None,
+            c.position() - 4,
+            ErrorKind::BadSample,
+        ));
     }
     if session.domain_mut(sub_agent, limits).is_none() {
-        return Err(log.report(&mut session.stats, None, Some(sub_agent), None, 0, ErrorKind::TemplateTooLong));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            Some(sub_agent),
+            None,
+            0,
+            ErrorKind::TemplateTooLong,
+        ));
     }
-    let datagram = Datagram { agent, sub_agent, sequence, received_ns };
+    let datagram = Datagram {
+        agent,
+        sub_agent,
+        sequence,
+        received_ns,
+    };
     for _ in 0..samples {
         let sample_offset = c.position();
         let (format, body) = match (c.u32(), c.u32()) {
             (Ok(format), Ok(len)) => match c.bytes(len as usize) {
                 Ok(body) => (format, body),
                 Err(_) => {
-                    log.report(&mut session.stats, Some(&mut summary), Some(sub_agent), None, sample_offset, ErrorKind::BadSample);
+                    log.report(
+                        &mut session.stats,
+                        Some(&mut summary),
+                        Some(sub_agent),
+                        None,
+                        sample_offset,
+                        ErrorKind::BadSample,
+                    );
                     break;
                 }
             },
             _ => {
-                log.report(&mut session.stats, Some(&mut summary), Some(sub_agent), None, sample_offset, ErrorKind::Truncated);
+                log.report(
+                    &mut session.stats,
+                    Some(&mut summary),
+                    Some(sub_agent),
+                    None,
+                    sample_offset,
+                    ErrorKind::Truncated,
+                );
                 break;
             }
         };
@@ -64,13 +115,25 @@ pub(crate) fn decode(
             _ => Ok(()), // enterprise sample formats: skipped by their length
         };
         if result.is_err() {
-            log.report(&mut session.stats, Some(&mut summary), Some(sub_agent), None, sample_offset, ErrorKind::BadSample);
+            log.report(
+                &mut session.stats,
+                Some(&mut summary),
+                Some(sub_agent),
+                None,
+                sample_offset,
+                ErrorKind::BadSample,
+            );
         }
     }
     let Session { domains, stats, .. } = session;
     if let Some(domain) = domains.get_mut(&sub_agent) {
         let event = domain.sequence.observe(sequence, 1);
-        SequenceTracker::apply(event, &mut stats.lost_messages, &mut stats.reordered_messages, &mut stats.sequence_resets);
+        SequenceTracker::apply(
+            event,
+            &mut stats.lost_messages,
+            &mut stats.reordered_messages,
+            &mut stats.sequence_resets,
+        );
     }
     Ok(summary)
 }
@@ -104,17 +167,27 @@ fn flow_sample(
 ) -> Result<(), Truncated> {
     let mut c = Cursor::new(body);
     let sample_seq = c.u32()?;
-    let source_id = if expanded { (c.u32()? << 24) | (c.u32()? & 0x00ff_ffff) } else { c.u32()? };
+    let source_id = if expanded {
+        (c.u32()? << 24) | (c.u32()? & 0x00ff_ffff)
+    } else {
+        c.u32()?
+    };
     let rate = c.u32()?;
     let _pool = c.u32()?;
     let drops = c.u32()?;
     let (input, output) = if expanded {
         let (in_fmt, in_val, out_fmt, out_val) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
-        ((in_fmt == 0).then_some(in_val), (out_fmt == 0).then_some(out_val))
+        (
+            (in_fmt == 0).then_some(in_val),
+            (out_fmt == 0).then_some(out_val),
+        )
     } else {
         let (i, o) = (c.u32()?, c.u32()?);
         // top two bits: 0 = ifIndex, 1 = discarded, 2 = several interfaces
-        ((i >> 30 == 0).then_some(i & 0x3fff_ffff), (o >> 30 == 0).then_some(o & 0x3fff_ffff))
+        (
+            (i >> 30 == 0).then_some(i & 0x3fff_ffff),
+            (o >> 30 == 0).then_some(o & 0x3fff_ffff),
+        )
     };
     let records = c.u32()?;
     let mut row = FlowRecord {
@@ -129,7 +202,11 @@ fn flow_sample(
         out_if: output,
         packets: Some(1),
         sampling_rate: (rate > 0).then_some(u64::from(rate)),
-        sampling_rate_source: Some(if rate > 0 { SamplingSource::Header } else { SamplingSource::Unknown } as u8),
+        sampling_rate_source: Some(if rate > 0 {
+            SamplingSource::Header
+        } else {
+            SamplingSource::Unknown
+        } as u8),
         ..FlowRecord::default()
     };
     for _ in 0..records.min(1024) {
@@ -146,9 +223,17 @@ fn flow_sample(
         let seen = domain.sflow_drops.entry(source_id).or_insert(drops);
         stats.exporter_drops += u64::from(drops.wrapping_sub(*seen));
         *seen = drops;
-        let tracker = domain.sflow_samples.entry(source_id).or_insert_with(SequenceTracker::default);
+        let tracker = domain
+            .sflow_samples
+            .entry(source_id)
+            .or_insert_with(SequenceTracker::default);
         let mut lost_samples = 0;
-        SequenceTracker::apply(tracker.observe(sample_seq, 1), &mut lost_samples, &mut stats.reordered_messages, &mut stats.sequence_resets);
+        SequenceTracker::apply(
+            tracker.observe(sample_seq, 1),
+            &mut lost_samples,
+            &mut stats.reordered_messages,
+            &mut stats.sequence_resets,
+        );
         stats.lost_records += lost_samples;
     }
     out.flows.append(&row);
@@ -201,9 +286,15 @@ fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<(), Tru
             let (src, dst) = if format == 3 {
                 let s = c.bytes(4)?;
                 let d = c.bytes(4)?;
-                (ipv4_mapped([s[0], s[1], s[2], s[3]]), ipv4_mapped([d[0], d[1], d[2], d[3]]))
+                (
+                    ipv4_mapped([s[0], s[1], s[2], s[3]]),
+                    ipv4_mapped([d[0], d[1], d[2], d[3]]),
+                )
             } else {
-                (c.bytes(16)?.try_into().map_err(|_| Truncated)?, c.bytes(16)?.try_into().map_err(|_| Truncated)?)
+                (
+                    c.bytes(16)?.try_into().map_err(|_| Truncated)?,
+                    c.bytes(16)?.try_into().map_err(|_| Truncated)?,
+                )
             };
             let (sp, dp, flags, tos) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
             row.bytes = row.bytes.or(Some(u64::from(length)));

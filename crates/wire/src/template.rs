@@ -21,7 +21,11 @@ pub struct FieldSpec {
 
 impl FieldSpec {
     pub const fn iana(id: u16, length: u16) -> Self {
-        Self { enterprise: 0, id, length }
+        Self {
+            enterprise: 0,
+            id,
+            length,
+        }
     }
 }
 
@@ -289,13 +293,21 @@ impl Template {
         let variable = fields.iter().any(|f| f.length == VARIABLE_LENGTH);
         let min_length = fields
             .iter()
-            .map(|f| if f.length == VARIABLE_LENGTH { 1 } else { usize::from(f.length) })
+            .map(|f| {
+                if f.length == VARIABLE_LENGTH {
+                    1
+                } else {
+                    usize::from(f.length)
+                }
+            })
             .sum();
         let kind = if options {
             RecordKind::Options
         } else if steps.iter().any(|s| s.action == Action::Digest)
             || (steps.iter().any(|s| s.action == Action::ObservationNtp)
-                && steps.iter().any(|s| s.action == Action::SelectionSequenceId))
+                && steps
+                    .iter()
+                    .any(|s| s.action == Action::SelectionSequenceId))
         {
             RecordKind::PacketReport
         } else {
@@ -331,14 +343,24 @@ mod tests {
                 FieldSpec::iana(8, 4),
                 FieldSpec::iana(1, 4), // reduced-size counter
                 FieldSpec::iana(82, VARIABLE_LENGTH),
-                FieldSpec { enterprise: REVERSE_PEN, id: 2, length: 8 },
+                FieldSpec {
+                    enterprise: REVERSE_PEN,
+                    id: 2,
+                    length: 8,
+                },
                 FieldSpec::iana(8, 3), // wrong length: raw bytes kept
             ],
         );
         let actions: Vec<_> = t.steps.iter().map(|s| s.action).collect();
         assert_eq!(
             actions,
-            [Action::SrcAddr, Action::Bytes, Action::InterfaceName, Action::ReversePackets, Action::Other]
+            [
+                Action::SrcAddr,
+                Action::Bytes,
+                Action::InterfaceName,
+                Action::ReversePackets,
+                Action::Other
+            ]
         );
         assert_eq!(t.fixed_length, None);
         assert_eq!(t.min_length, 4 + 4 + 1 + 8 + 3);
@@ -347,9 +369,21 @@ mod tests {
 
     #[test]
     fn recognises_packet_reports_and_options() {
-        let pr = Template::new(300, 0, vec![FieldSpec::iana(301, 8), FieldSpec::iana(325, 8), FieldSpec::iana(326, 8)]);
+        let pr = Template::new(
+            300,
+            0,
+            vec![
+                FieldSpec::iana(301, 8),
+                FieldSpec::iana(325, 8),
+                FieldSpec::iana(326, 8),
+            ],
+        );
         assert_eq!(pr.kind, RecordKind::PacketReport);
-        let opt = Template::new(301, 1, vec![FieldSpec::iana(149, 4), FieldSpec::iana(34, 4)]);
+        let opt = Template::new(
+            301,
+            1,
+            vec![FieldSpec::iana(149, 4), FieldSpec::iana(34, 4)],
+        );
         assert_eq!(opt.kind, RecordKind::Options);
     }
 }

@@ -25,8 +25,18 @@ struct Dialect {
     options_set: u16,
 }
 
-const IPFIX: Dialect = Dialect { protocol: Protocol::Ipfix, header_len: IPFIX_HEADER_LEN, template_set: 2, options_set: 3 };
-const V9: Dialect = Dialect { protocol: Protocol::NetflowV9, header_len: V9_HEADER_LEN, template_set: 0, options_set: 1 };
+const IPFIX: Dialect = Dialect {
+    protocol: Protocol::Ipfix,
+    header_len: IPFIX_HEADER_LEN,
+    template_set: 2,
+    options_set: 3,
+};
+const V9: Dialect = Dialect {
+    protocol: Protocol::NetflowV9,
+    header_len: V9_HEADER_LEN,
+    template_set: 0,
+    options_set: 1,
+};
 
 pub(crate) fn decode(
     session: &mut Session,
@@ -48,30 +58,67 @@ pub(crate) fn decode(
             let export_secs = c.u32()?;
             let seq = c.u32()?;
             let domain = c.u32()?;
-            Ok((usize::from(length_or_count), i64::from(export_secs) * 1000, None, seq, domain))
+            Ok((
+                usize::from(length_or_count),
+                i64::from(export_secs) * 1000,
+                None,
+                seq,
+                domain,
+            ))
         } else {
             let uptime = c.u32()?;
             let unix_secs = c.u32()?;
             let seq = c.u32()?;
             let source = c.u32()?;
             let export_ms = i64::from(unix_secs) * 1000;
-            Ok((message.len(), export_ms, Some(export_ms - i64::from(uptime)), seq, source))
+            Ok((
+                message.len(),
+                export_ms,
+                Some(export_ms - i64::from(uptime)),
+                seq,
+                source,
+            ))
         }
     })();
     let Ok((length, export_time_ms, uptime_base_ms, sequence, domain_id)) = header else {
-        return Err(log.report(&mut session.stats, None, None, None, 0, ErrorKind::Truncated));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            None,
+            None,
+            0,
+            ErrorKind::Truncated,
+        ));
     };
     if length < dialect.header_len || length > message.len() {
-        return Err(log.report(&mut session.stats, None, Some(domain_id), None, 2, ErrorKind::BadMessageLength));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            Some(domain_id),
+            None,
+            2,
+            ErrorKind::BadMessageLength,
+        ));
     }
     if length < message.len() {
         // Trailing bytes after the message: report, decode the message itself.
-        log.report(&mut session.stats, Some(&mut summary), Some(domain_id), None, length, ErrorKind::BadMessageLength);
+        log.report(
+            &mut session.stats,
+            Some(&mut summary),
+            Some(domain_id),
+            None,
+            length,
+            ErrorKind::BadMessageLength,
+        );
     }
     let message = &message[..length];
     let ctx = MessageContext {
         received_ns,
-        flow_type: if ipfix { FlowType::Ipfix as u8 } else { FlowType::NetflowV9 as u8 },
+        flow_type: if ipfix {
+            FlowType::Ipfix as u8
+        } else {
+            FlowType::NetflowV9 as u8
+        },
         exporter,
         domain: domain_id,
         sequence,
@@ -79,7 +126,14 @@ pub(crate) fn decode(
         uptime_base_ms,
     };
     if session.domain_mut(domain_id, limits).is_none() {
-        return Err(log.report(&mut session.stats, None, Some(domain_id), None, 12, ErrorKind::TemplateTooLong));
+        return Err(log.report(
+            &mut session.stats,
+            None,
+            Some(domain_id),
+            None,
+            12,
+            ErrorKind::TemplateTooLong,
+        ));
     }
 
     let mut offset = dialect.header_len;
@@ -87,21 +141,64 @@ pub(crate) fn decode(
     let mut sequence_known = true;
     while message.len() - offset >= 4 {
         let set_id = u16::from_be_bytes([message[offset], message[offset + 1]]);
-        let set_len = usize::from(u16::from_be_bytes([message[offset + 2], message[offset + 3]]));
+        let set_len = usize::from(u16::from_be_bytes([
+            message[offset + 2],
+            message[offset + 3],
+        ]));
+        if !ipfix && set_len == 0 && message[offset..].iter().all(|&b| b == 0) {
+            // NetFlow v9 exporters (PAN-OS) zero-fill the rest of the datagram
+            offset = message.len();
+            break;
+        }
         if set_len < 4 || offset + set_len > message.len() {
             // No way to find the next set: the rest of the message is lost.
-            log.report(&mut session.stats, Some(&mut summary), Some(domain_id), Some(set_id), offset, ErrorKind::BadSetLength);
+            log.report(
+                &mut session.stats,
+                Some(&mut summary),
+                Some(domain_id),
+                Some(set_id),
+                offset,
+                ErrorKind::BadSetLength,
+            );
             sequence_known = false;
             offset = message.len();
             break;
         }
         let body = &message[offset + 4..offset + set_len];
         if set_id == dialect.template_set || set_id == dialect.options_set {
-            template_set(session, limits, log, &mut summary, dialect, &ctx, set_id, body, offset, out);
+            template_set(
+                session,
+                limits,
+                log,
+                &mut summary,
+                dialect,
+                &ctx,
+                set_id,
+                body,
+                offset,
+                out,
+            );
         } else if set_id < 256 {
-            log.report(&mut session.stats, Some(&mut summary), Some(domain_id), Some(set_id), offset, ErrorKind::ReservedSetId);
+            log.report(
+                &mut session.stats,
+                Some(&mut summary),
+                Some(domain_id),
+                Some(set_id),
+                offset,
+                ErrorKind::ReservedSetId,
+            );
         } else {
-            match data_set(session, limits, log, &mut summary, &ctx, set_id, body, offset, out) {
+            match data_set(
+                session,
+                limits,
+                log,
+                &mut summary,
+                &ctx,
+                set_id,
+                body,
+                offset,
+                out,
+            ) {
                 Some(n) => data_records += n,
                 None => sequence_known = false,
             }
@@ -110,7 +207,14 @@ pub(crate) fn decode(
     }
     // NetFlow v9 exporters pad datagrams; in IPFIX a stray tail is an error.
     if ipfix && offset < message.len() {
-        log.report(&mut session.stats, Some(&mut summary), Some(domain_id), None, offset, ErrorKind::BadSetLength);
+        log.report(
+            &mut session.stats,
+            Some(&mut summary),
+            Some(domain_id),
+            None,
+            offset,
+            ErrorKind::BadSetLength,
+        );
     }
 
     let stats = &mut session.stats;
@@ -118,14 +222,24 @@ pub(crate) fn decode(
         if ipfix {
             if sequence_known {
                 let event = domain.sequence.observe(sequence, data_records);
-                SequenceTracker::apply(event, &mut stats.lost_records, &mut stats.reordered_messages, &mut stats.sequence_resets);
+                SequenceTracker::apply(
+                    event,
+                    &mut stats.lost_records,
+                    &mut stats.reordered_messages,
+                    &mut stats.sequence_resets,
+                );
             } else {
                 domain.sequence.resync();
             }
         } else {
             // v9 counts export packets, not records
             let event = domain.sequence.observe(sequence, 1);
-            SequenceTracker::apply(event, &mut stats.lost_messages, &mut stats.reordered_messages, &mut stats.sequence_resets);
+            SequenceTracker::apply(
+                event,
+                &mut stats.lost_messages,
+                &mut stats.reordered_messages,
+                &mut stats.sequence_resets,
+            );
         }
     }
     Ok(summary)
@@ -149,10 +263,22 @@ fn template_set(
     let mut c = Cursor::new(body);
     while c.remaining() >= 4 {
         let record_offset = set_offset + 4 + c.position();
-        let parsed = if ipfix { ipfix_template(&mut c, options) } else { v9_template(&mut c, options) };
-        let report = |session: &mut Session, log: &mut ErrorLog<'_>, summary: &mut MessageSummary, kind| {
-            log.report(&mut session.stats, Some(summary), Some(ctx.domain), Some(set_id), record_offset, kind);
+        let parsed = if ipfix {
+            ipfix_template(&mut c, options)
+        } else {
+            v9_template(&mut c, options)
         };
+        let report =
+            |session: &mut Session, log: &mut ErrorLog<'_>, summary: &mut MessageSummary, kind| {
+                log.report(
+                    &mut session.stats,
+                    Some(summary),
+                    Some(ctx.domain),
+                    Some(set_id),
+                    record_offset,
+                    kind,
+                );
+            };
         match parsed {
             Err(kind) => {
                 report(session, log, summary, kind);
@@ -164,12 +290,16 @@ fn template_set(
                     report(session, log, summary, ErrorKind::WithdrawalOverUdp);
                     continue;
                 }
-                let Some(domain) = session.domains.get_mut(&ctx.domain) else { continue };
+                let Some(domain) = session.domains.get_mut(&ctx.domain) else {
+                    continue;
+                };
                 let before = domain.templates.len();
                 let withdraw_all = ipfix && ((id == 2 && !options) || (id == 3 && options));
                 if withdraw_all {
                     let keep_options = !options;
-                    domain.templates.retain(|_, t| (t.template.kind == RecordKind::Options) == keep_options);
+                    domain
+                        .templates
+                        .retain(|_, t| (t.template.kind == RecordKind::Options) == keep_options);
                 } else {
                     domain.templates.remove(&id);
                 }
@@ -181,16 +311,23 @@ fn template_set(
             }
             Ok(TemplateRecord::Define(template)) => {
                 session.stats.templates_received += 1;
-                let Some(domain) = session.domain_mut(ctx.domain, limits) else { return };
+                let Some(domain) = session.domain_mut(ctx.domain, limits) else {
+                    return;
+                };
                 let id = template.id;
-                if !domain.templates.contains_key(&id) && domain.templates.len() >= limits.max_templates_per_domain {
+                if !domain.templates.contains_key(&id)
+                    && domain.templates.len() >= limits.max_templates_per_domain
+                {
                     report(session, log, summary, ErrorKind::TemplateTooLong);
                     continue;
                 }
-                let stored = domain.templates.entry(id).or_insert_with(|| StoredTemplate {
-                    template: Arc::new(template.clone()),
-                    refreshed_ns: ctx.received_ns,
-                });
+                let stored = domain
+                    .templates
+                    .entry(id)
+                    .or_insert_with(|| StoredTemplate {
+                        template: Arc::new(template.clone()),
+                        refreshed_ns: ctx.received_ns,
+                    });
                 if !stored.template.same_layout(&template) {
                     stored.template = Arc::new(template);
                 }
@@ -212,12 +349,20 @@ fn ipfix_template(c: &mut Cursor<'_>, options: bool) -> Result<TemplateRecord, E
     let count = c.u16().map_err(|_| ErrorKind::Truncated)?;
     if count == 0 {
         // RFC 7011 §8.1: a record with no fields withdraws; id 0 is padding.
-        return Ok(if id == 0 { TemplateRecord::Padding } else { TemplateRecord::Withdraw(id) });
+        return Ok(if id == 0 {
+            TemplateRecord::Padding
+        } else {
+            TemplateRecord::Withdraw(id)
+        });
     }
     if id < 256 {
         return Err(ErrorKind::ReservedSetId);
     }
-    let scope = if options { c.u16().map_err(|_| ErrorKind::Truncated)? } else { 0 };
+    let scope = if options {
+        c.u16().map_err(|_| ErrorKind::Truncated)?
+    } else {
+        0
+    };
     if options && (scope == 0 || scope > count) {
         return Err(ErrorKind::BadScope);
     }
@@ -226,10 +371,22 @@ fn ipfix_template(c: &mut Cursor<'_>, options: bool) -> Result<TemplateRecord, E
     for _ in 0..count {
         let raw = c.u16().map_err(|_| ErrorKind::TemplateTooLong)?;
         let length = c.u16().map_err(|_| ErrorKind::TemplateTooLong)?;
-        let enterprise = if raw & 0x8000 != 0 { c.u32().map_err(|_| ErrorKind::TemplateTooLong)? } else { 0 };
-        fields.push(FieldSpec { enterprise, id: raw & 0x7fff, length });
+        let enterprise = if raw & 0x8000 != 0 {
+            c.u32().map_err(|_| ErrorKind::TemplateTooLong)?
+        } else {
+            0
+        };
+        fields.push(FieldSpec {
+            enterprise,
+            id: raw & 0x7fff,
+            length,
+        });
     }
-    Ok(TemplateRecord::Define(if options { Template::options(id, scope, fields) } else { Template::new(id, 0, fields) }))
+    Ok(TemplateRecord::Define(if options {
+        Template::options(id, scope, fields)
+    } else {
+        Template::new(id, 0, fields)
+    }))
 }
 
 fn v9_template(c: &mut Cursor<'_>, options: bool) -> Result<TemplateRecord, ErrorKind> {
@@ -246,7 +403,11 @@ fn v9_template(c: &mut Cursor<'_>, options: bool) -> Result<TemplateRecord, Erro
     };
     let count = scope_fields + option_fields;
     if count == 0 {
-        return if id == 0 { Ok(TemplateRecord::Padding) } else { Err(ErrorKind::EmptyTemplate) };
+        return if id == 0 {
+            Ok(TemplateRecord::Padding)
+        } else {
+            Err(ErrorKind::EmptyTemplate)
+        };
     }
     if id < 256 {
         return Err(ErrorKind::ReservedSetId);
@@ -255,13 +416,21 @@ fn v9_template(c: &mut Cursor<'_>, options: bool) -> Result<TemplateRecord, Erro
     for _ in 0..count {
         let field_type = c.u16().map_err(|_| ErrorKind::TemplateTooLong)?;
         let length = c.u16().map_err(|_| ErrorKind::TemplateTooLong)?;
-        fields.push(FieldSpec { enterprise: 0, id: field_type, length });
+        fields.push(FieldSpec {
+            enterprise: 0,
+            id: field_type,
+            length,
+        });
     }
     if options {
         // v9 options records pad to 4 octets at the end of the template set
         let rest = c.remaining() % 4;
         let _ = c.skip(rest.min(c.remaining()));
-        Ok(TemplateRecord::Define(Template::options(id, scope_fields as u16, fields)))
+        Ok(TemplateRecord::Define(Template::options(
+            id,
+            scope_fields as u16,
+            fields,
+        )))
     } else {
         Ok(TemplateRecord::Define(Template::new(id, 0, fields)))
     }
@@ -286,7 +455,14 @@ fn data_set(
     let template = match domain.templates.get(&set_id) {
         Some(t) if udp && ctx.received_ns - t.refreshed_ns > limits.template_lifetime_ns => {
             domain.templates.remove(&set_id);
-            log.report(stats, Some(summary), Some(ctx.domain), Some(set_id), set_offset, ErrorKind::TemplateExpired);
+            log.report(
+                stats,
+                Some(summary),
+                Some(ctx.domain),
+                Some(set_id),
+                set_offset,
+                ErrorKind::TemplateExpired,
+            );
             None
         }
         Some(t) => Some(Arc::clone(&t.template)),
@@ -296,7 +472,14 @@ fn data_set(
         hold_pending(session, limits, log, ctx, set_id, body, summary);
         return None;
     };
-    let outcome = decode_set(&template, body, ctx, domain, out, &mut stats.sampling_unknown);
+    let outcome = decode_set(
+        &template,
+        body,
+        ctx,
+        domain,
+        out,
+        &mut stats.sampling_unknown,
+    );
     match template.kind {
         RecordKind::Flow => {
             summary.flows += outcome.records;
@@ -312,7 +495,14 @@ fn data_set(
         }
     }
     if let Some((at, kind)) = outcome.error {
-        log.report(stats, Some(summary), Some(ctx.domain), Some(set_id), set_offset + 4 + at, kind);
+        log.report(
+            stats,
+            Some(summary),
+            Some(ctx.domain),
+            Some(set_id),
+            set_offset + 4 + at,
+            kind,
+        );
     }
     Some(outcome.records)
 }
@@ -333,7 +523,14 @@ fn hold_pending(
         evict_oldest(session, log, ErrorKind::PendingEvicted, Some(summary));
     }
     if body.len() > limits.max_pending_bytes {
-        log.report(&mut session.stats, Some(summary), Some(ctx.domain), Some(set_id), 0, ErrorKind::PendingEvicted);
+        log.report(
+            &mut session.stats,
+            Some(summary),
+            Some(ctx.domain),
+            Some(set_id),
+            0,
+            ErrorKind::PendingEvicted,
+        );
         return;
     }
     session.pending_bytes += body.len();
@@ -349,10 +546,27 @@ fn hold_pending(
     });
 }
 
-fn evict_oldest(session: &mut Session, log: &mut ErrorLog<'_>, kind: ErrorKind, summary: Option<&mut MessageSummary>) {
+fn evict_oldest(
+    session: &mut Session,
+    log: &mut ErrorLog<'_>,
+    kind: ErrorKind,
+    summary: Option<&mut MessageSummary>,
+) {
     if let Some(p) = session.pending.pop_front() {
         session.pending_bytes -= p.body.len();
-        log.report(&mut session.stats, summary, Some(p.domain), Some(p.template_id), 0, kind);
+        log.protocol = if p.flow_type == FlowType::NetflowV9 as u8 {
+            Protocol::NetflowV9
+        } else {
+            Protocol::Ipfix
+        };
+        log.report(
+            &mut session.stats,
+            summary,
+            Some(p.domain),
+            Some(p.template_id),
+            0,
+            kind,
+        );
     }
 }
 
@@ -375,7 +589,11 @@ fn drain_pending(
     template_id: u16,
     out: &mut DecodeOutput,
 ) {
-    if !session.pending.iter().any(|p| p.domain == domain && p.template_id == template_id) {
+    if !session
+        .pending
+        .iter()
+        .any(|p| p.domain == domain && p.template_id == template_id)
+    {
         return;
     }
     let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut session.pending)
@@ -396,15 +614,25 @@ fn drain_pending(
             export_time_ms: p.export_time_ms,
             uptime_base_ms: p.uptime_base_ms,
         };
-        data_set(session, limits, log, summary, &ctx, p.template_id, &p.body, 0, out);
+        data_set(
+            session,
+            limits,
+            log,
+            summary,
+            &ctx,
+            p.template_id,
+            &p.body,
+            0,
+            out,
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Transport;
     use crate::Decoder;
+    use crate::session::Transport;
 
     fn addr() -> std::net::SocketAddr {
         "192.0.2.1:4739".parse().unwrap()
@@ -450,10 +678,26 @@ mod tests {
     fn data_before_template_is_held_then_decoded() {
         let mut d = Decoder::new();
         let mut out = DecodeOutput::default();
-        let s = d.decode(addr(), Transport::Udp, 0, &ipfix_message(0, &[&data_256(2)]), &mut out).unwrap();
+        let s = d
+            .decode(
+                addr(),
+                Transport::Udp,
+                0,
+                &ipfix_message(0, &[&data_256(2)]),
+                &mut out,
+            )
+            .unwrap();
         assert_eq!(s.flows, 0);
         assert_eq!(d.totals().pending_sets, 1);
-        let s = d.decode(addr(), Transport::Udp, 1, &ipfix_message(2, &[&template_256()]), &mut out).unwrap();
+        let s = d
+            .decode(
+                addr(),
+                Transport::Udp,
+                1,
+                &ipfix_message(2, &[&template_256()]),
+                &mut out,
+            )
+            .unwrap();
         assert_eq!(s.flows, 2);
         assert_eq!(out.flows.len(), 2);
         assert_eq!(d.totals().pending_sets, 0);
@@ -464,9 +708,23 @@ mod tests {
     fn sequence_gap_is_telemetry_loss() {
         let mut d = Decoder::new();
         let mut out = DecodeOutput::default();
-        d.decode(addr(), Transport::Udp, 0, &ipfix_message(0, &[&template_256(), &data_256(3)]), &mut out).unwrap();
+        d.decode(
+            addr(),
+            Transport::Udp,
+            0,
+            &ipfix_message(0, &[&template_256(), &data_256(3)]),
+            &mut out,
+        )
+        .unwrap();
         // records 3..=7 never arrive
-        d.decode(addr(), Transport::Udp, 0, &ipfix_message(8, &[&data_256(1)]), &mut out).unwrap();
+        d.decode(
+            addr(),
+            Transport::Udp,
+            0,
+            &ipfix_message(8, &[&data_256(1)]),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(d.totals().lost_records, 5);
     }
 
@@ -476,8 +734,22 @@ mod tests {
         for (transport, decoded) in [(Transport::Tcp, 0), (Transport::Udp, 1)] {
             let mut d = Decoder::new();
             let mut out = DecodeOutput::default();
-            d.decode(addr(), transport, 0, &ipfix_message(0, &[&template_256(), &withdraw]), &mut out).unwrap();
-            d.decode(addr(), transport, 0, &ipfix_message(0, &[&data_256(1)]), &mut out).unwrap();
+            d.decode(
+                addr(),
+                transport,
+                0,
+                &ipfix_message(0, &[&template_256(), &withdraw]),
+                &mut out,
+            )
+            .unwrap();
+            d.decode(
+                addr(),
+                transport,
+                0,
+                &ipfix_message(0, &[&data_256(1)]),
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(out.flows.len(), decoded, "{transport:?}");
         }
     }
@@ -500,11 +772,28 @@ mod tests {
 
     #[test]
     fn template_lifetime_expires_udp_templates() {
-        let limits = SessionLimits { template_lifetime_ns: 10, ..Default::default() };
+        let limits = SessionLimits {
+            template_lifetime_ns: 10,
+            ..Default::default()
+        };
         let mut d = Decoder::with_limits(limits);
         let mut out = DecodeOutput::default();
-        d.decode(addr(), Transport::Udp, 0, &ipfix_message(0, &[&template_256()]), &mut out).unwrap();
-        d.decode(addr(), Transport::Udp, 100, &ipfix_message(0, &[&data_256(1)]), &mut out).unwrap();
+        d.decode(
+            addr(),
+            Transport::Udp,
+            0,
+            &ipfix_message(0, &[&template_256()]),
+            &mut out,
+        )
+        .unwrap();
+        d.decode(
+            addr(),
+            Transport::Udp,
+            100,
+            &ipfix_message(0, &[&data_256(1)]),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.flows.len(), 0);
         assert_eq!(d.totals().error_count(ErrorKind::TemplateExpired), 1);
     }
