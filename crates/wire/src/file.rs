@@ -366,3 +366,114 @@ pub fn replay_file(
     let _ = decoder.decode(FILE_EXPORTER, Transport::Udp, received_ns, &bytes, out);
     Ok(FileKind::Datagram)
 }
+
+/// Writes UDP datagrams into a pcap file (Ethernet, IPv4 or IPv6, UDP), so
+/// that exports can be read by tshark, replayed or kept as fixtures.
+pub struct CaptureWriter<W: Write> {
+    writer: pcap_file::pcap::PcapWriter<W>,
+    ip_id: u16,
+}
+
+impl<W: Write> std::fmt::Debug for CaptureWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureWriter").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> CaptureWriter<W> {
+    pub fn new(inner: W) -> Result<Self, StreamError> {
+        let header = pcap_file::pcap::PcapHeader {
+            ts_resolution: pcap_file::TsResolution::NanoSecond,
+            ..Default::default()
+        };
+        Ok(Self {
+            writer: pcap_file::pcap::PcapWriter::with_header(inner, header)?,
+            ip_id: 0,
+        })
+    }
+
+    /// Writes one datagram from `source` to `destination` (same family).
+    pub fn write_datagram(
+        &mut self,
+        timestamp_ns: i64,
+        source: SocketAddr,
+        destination: SocketAddr,
+        payload: &[u8],
+    ) -> Result<(), StreamError> {
+        let mut frame = Vec::with_capacity(14 + 40 + 8 + payload.len());
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1]);
+        let udp_len = (8 + payload.len()) as u16;
+        let mut udp = Vec::with_capacity(usize::from(udp_len));
+        udp.extend_from_slice(&source.port().to_be_bytes());
+        udp.extend_from_slice(&destination.port().to_be_bytes());
+        udp.extend_from_slice(&udp_len.to_be_bytes());
+        udp.extend_from_slice(&[0, 0]); // checksum 0: "not computed" for IPv4
+        udp.extend_from_slice(payload);
+        match (source.ip(), destination.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                frame.extend_from_slice(&0x0800u16.to_be_bytes());
+                let total = 20 + udp_len;
+                self.ip_id = self.ip_id.wrapping_add(1);
+                let mut ip = [0u8; 20];
+                ip[0] = 0x45;
+                ip[2..4].copy_from_slice(&total.to_be_bytes());
+                ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
+                ip[8] = 64;
+                ip[9] = 17;
+                ip[12..16].copy_from_slice(&s.octets());
+                ip[16..20].copy_from_slice(&d.octets());
+                let sum = checksum(&ip);
+                ip[10..12].copy_from_slice(&sum.to_be_bytes());
+                frame.extend_from_slice(&ip);
+            }
+            (s, d) => {
+                let to6 = |a: IpAddr| match a {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
+                frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+                let mut ip = [0u8; 40];
+                ip[0] = 0x60;
+                ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
+                ip[6] = 17;
+                ip[7] = 64;
+                ip[8..24].copy_from_slice(&to6(s).octets());
+                ip[24..40].copy_from_slice(&to6(d).octets());
+                frame.extend_from_slice(&ip);
+                // IPv6 requires a UDP checksum
+                let mut pseudo = Vec::with_capacity(40 + udp.len());
+                pseudo.extend_from_slice(&ip[8..40]);
+                pseudo.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+                pseudo.extend_from_slice(&[0, 0, 0, 17]);
+                pseudo.extend_from_slice(&udp);
+                let sum = match checksum(&pseudo) {
+                    0 => 0xffff,
+                    s => s,
+                };
+                udp[6..8].copy_from_slice(&sum.to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&udp);
+        let ts = std::time::Duration::from_nanos(timestamp_ns.max(0) as u64);
+        let packet = pcap_file::pcap::PcapPacket::new(ts, frame.len() as u32, &frame);
+        self.writer.write_packet(&packet)?;
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> W {
+        self.writer.into_writer()
+    }
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

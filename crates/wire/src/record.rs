@@ -109,6 +109,17 @@ fn addr(value: &[u8]) -> [u8; 16] {
     }
 }
 
+/// Stores an address unless it is all zeros and one is already there;
+/// returns whether it was stored.
+#[inline]
+fn set_address(slot: &mut Option<[u8; 16]>, value: &[u8]) -> bool {
+    if slot.is_some() && value.iter().all(|&b| b == 0) {
+        return false;
+    }
+    *slot = Some(addr(value));
+    true
+}
+
 /// Result of decoding one data set.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SetOutcome {
@@ -207,18 +218,28 @@ fn flow_record(
         let value = field(body, pos, step.spec.length)?;
         let v = || be_uint(value);
         match step.action {
+            // Templates that carry both families (Cisco v9) zero the unused
+            // one: an unspecified address never replaces a real one.
             Action::SrcAddr => {
-                address_len = value.len();
-                row.src_addr = Some(addr(value));
+                if set_address(&mut row.src_addr, value) {
+                    address_len = value.len();
+                }
             }
             Action::DstAddr => {
-                address_len = value.len();
-                row.dst_addr = Some(addr(value));
+                set_address(&mut row.dst_addr, value);
             }
-            Action::NextHop => row.next_hop = Some(addr(value)),
-            Action::BgpNextHop => row.bgp_next_hop = Some(addr(value)),
-            Action::PostNatSrcAddr => row.post_nat_src_addr = Some(addr(value)),
-            Action::PostNatDstAddr => row.post_nat_dst_addr = Some(addr(value)),
+            Action::NextHop => {
+                set_address(&mut row.next_hop, value);
+            }
+            Action::BgpNextHop => {
+                set_address(&mut row.bgp_next_hop, value);
+            }
+            Action::PostNatSrcAddr => {
+                set_address(&mut row.post_nat_src_addr, value);
+            }
+            Action::PostNatDstAddr => {
+                set_address(&mut row.post_nat_dst_addr, value);
+            }
             Action::SrcPort => row.src_port = Some(v() as u16),
             Action::DstPort => row.dst_port = Some(v() as u16),
             Action::Proto => row.proto = Some(v() as u8),

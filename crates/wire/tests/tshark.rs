@@ -1,0 +1,255 @@
+//! Differential tests against tshark, an independent decoder (Debian
+//! package `tshark`). Ignored by plain `cargo test`, which needs nothing
+//! outside the repository; `scripts/integration` installs tshark and runs
+//! them with `--ignored`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use hopscope_schema::{FlowBatchBuilder, FlowRecord, format_addr, ipv4_mapped};
+use hopscope_wire::encoder::FlowEncoder;
+use hopscope_wire::file::{CaptureWriter, replay_file};
+use hopscope_wire::{DecodeOutput, Decoder};
+
+fn real(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/real")
+        .join(path)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tshark");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// tshark's values of some cflow fields, every record of every frame, per field.
+fn tshark_fields(pcap: &Path, ports: &[u16], fields: &[&str]) -> BTreeMap<String, Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "separator=\t"]);
+    for p in ports {
+        cmd.args(["-d", &format!("udp.port=={p},cflow")]);
+    }
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark runs (apt-get install tshark)");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut values: BTreeMap<String, Vec<String>> =
+        fields.iter().map(|f| (f.to_string(), Vec::new())).collect();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for (f, cell) in fields.iter().zip(line.split('\t')) {
+            values.get_mut(*f).unwrap().extend(
+                cell.split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
+    values
+}
+
+/// Expert-info lines (malformed packets, warnings, errors) tshark reports.
+fn tshark_complaints(pcap: &Path, port: u16) -> Vec<String> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args([
+            "-d",
+            &format!("udp.port=={port},cflow"),
+            "-T",
+            "fields",
+            "-e",
+            "_ws.expert.severity",
+            "-e",
+            "_ws.expert.message",
+            "-e",
+            "_ws.malformed",
+        ])
+        .output()
+        .expect("tshark runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        // chat (2097152) and comment (1048576) are informational; notes, warnings and errors count
+        .filter(|l| !l.starts_with("2097152\t") && !l.starts_with("1048576\t"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn column_strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let c = batch.column_by_name(name).unwrap();
+    (0..c.len())
+        .filter(|&i| c.is_valid(i))
+        .map(|i| match c.data_type() {
+            arrow_schema::DataType::FixedSizeBinary(_) => {
+                format_addr(c.as_fixed_size_binary().value(i))
+            }
+            arrow_schema::DataType::UInt16 => c.as_primitive::<UInt16Type>().value(i).to_string(),
+            arrow_schema::DataType::UInt64 => c.as_primitive::<UInt64Type>().value(i).to_string(),
+            other => panic!("{other}"),
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+#[ignore = "needs tshark: run by scripts/integration"]
+fn cisco_captures_agree_with_tshark() {
+    for case in ["100-IPFIXv10-CISCO", "101-NFv9-CISCO-cust_primitives"] {
+        let pcap = real(&format!(
+            "NetGauze/assets/pcaps/pmacct-tests/{case}/traffic-00.pcap"
+        ));
+        let mut decoder = Decoder::new();
+        let mut out = DecodeOutput::default();
+        replay_file(&pcap, &mut decoder, &mut out, 0).unwrap();
+        let flows = out.flows.finish().unwrap();
+        let theirs = tshark_fields(
+            &pcap,
+            &[9991, 9992],
+            &[
+                "cflow.srcaddr",
+                "cflow.srcaddrv6",
+                "cflow.octets",
+                "cflow.packets",
+                "cflow.srcport",
+            ],
+        );
+        let mut their_src = theirs["cflow.srcaddr"].clone();
+        // the v9 template carries both families; the unused one is zero
+        their_src.extend(
+            theirs["cflow.srcaddrv6"]
+                .iter()
+                .filter(|a| *a != "::")
+                .cloned(),
+        );
+        assert_eq!(
+            sorted(column_strings(&flows, "src_addr")),
+            sorted(their_src),
+            "{case}: sources"
+        );
+        assert_eq!(
+            sorted(column_strings(&flows, "bytes")),
+            sorted(theirs["cflow.octets"].clone()),
+            "{case}: octets"
+        );
+        assert_eq!(
+            sorted(column_strings(&flows, "packets")),
+            sorted(theirs["cflow.packets"].clone()),
+            "{case}: packets"
+        );
+        assert_eq!(
+            sorted(column_strings(&flows, "src_port")),
+            sorted(theirs["cflow.srcport"].clone()),
+            "{case}: ports"
+        );
+    }
+}
+
+/// Simple deterministic generator: the test must not depend on a seed crate.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 16
+    }
+}
+
+#[test]
+#[ignore = "needs tshark: run by scripts/integration"]
+fn encoder_output_is_clean_and_equal_in_tshark() {
+    let mut rng = Lcg(7);
+    let mut builder = FlowBatchBuilder::with_capacity(3000);
+    for i in 0..3000u64 {
+        let v6 = i % 5 == 0;
+        let src = if v6 {
+            let mut a = [0u8; 16];
+            a[0] = 0x20;
+            a[1] = 0x01;
+            a[8..].copy_from_slice(&rng.next().to_be_bytes());
+            a
+        } else {
+            ipv4_mapped((rng.next() as u32).to_be_bytes())
+        };
+        let start = 1_764_000_000_000_000_000 + (rng.next() % 1_000_000_000_000) as i64;
+        builder.append(&FlowRecord {
+            ip_version: Some(if v6 { 6 } else { 4 }),
+            src_addr: Some(src),
+            dst_addr: Some(src),
+            src_port: Some(rng.next() as u16),
+            dst_port: Some(443),
+            proto: Some(6),
+            bytes: Some(rng.next() % 10_000_000),
+            packets: Some(rng.next() % 10_000),
+            time_flow_start_ns: Some(start),
+            time_flow_end_ns: Some(start + 1_000_000),
+            tcp_flags: Some(0x1b),
+            minimum_ttl: Some(60),
+            maximum_ttl: Some(64),
+            flow_end_reason: Some(3),
+            observation_point_id: Some(1),
+            ..FlowRecord::default()
+        });
+    }
+    let batch = builder.finish().unwrap();
+    let mut encoder = FlowEncoder::new(1, 1400, Some(20));
+    let mut messages = encoder.encode(&batch, 1_764_000_100).unwrap();
+    messages.extend(encoder.flush());
+    let pcap = scratch("encoder.pcap");
+    let mut w = CaptureWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
+    let (from, to): (SocketAddr, SocketAddr) = (
+        "127.0.0.1:50000".parse().unwrap(),
+        "127.0.0.1:4739".parse().unwrap(),
+    );
+    for (i, m) in messages.iter().enumerate() {
+        w.write_datagram(1_764_000_100_000_000_000 + i as i64, from, to, m)
+            .unwrap();
+    }
+    drop(w.into_inner());
+    let complaints = tshark_complaints(&pcap, 4739);
+    assert!(complaints.is_empty(), "tshark complains: {complaints:?}");
+    let theirs = tshark_fields(
+        &pcap,
+        &[4739],
+        &[
+            "cflow.srcaddr",
+            "cflow.srcaddrv6",
+            "cflow.octets",
+            "cflow.packets",
+            "cflow.srcport",
+        ],
+    );
+    let mut their_src = theirs["cflow.srcaddr"].clone();
+    their_src.extend(theirs["cflow.srcaddrv6"].iter().cloned());
+    assert_eq!(their_src.len(), 3000);
+    assert_eq!(
+        sorted(column_strings(&batch, "src_addr")),
+        sorted(their_src)
+    );
+    assert_eq!(
+        sorted(column_strings(&batch, "bytes")),
+        sorted(theirs["cflow.octets"].clone())
+    );
+    assert_eq!(
+        sorted(column_strings(&batch, "packets")),
+        sorted(theirs["cflow.packets"].clone())
+    );
+}
