@@ -303,6 +303,15 @@ mod tests {
     }
 }
 
+/// Length of a message whose header gives it: IPFIX by its length field,
+/// NetFlow v5 by its record count. NetFlow v9 and sFlow do not say.
+pub fn self_delimited_length(message: &[u8]) -> Option<usize> {
+    match message.get(..4)? {
+        [0, 5, hi, lo] => Some(24 + 48 * usize::from(u16::from_be_bytes([*hi, *lo]))),
+        _ => ipfix_message_length(message),
+    }
+}
+
 /// Whether the bytes are two or more IPFIX messages that end exactly at the
 /// end of the file (a single message is read as a datagram).
 fn is_ipfix_file(bytes: &[u8]) -> bool {
@@ -363,7 +372,27 @@ pub fn replay_file(
         decoder.end_session(FILE_EXPORTER, Transport::File);
         return Ok(FileKind::IpfixFile);
     }
-    let _ = decoder.decode(FILE_EXPORTER, Transport::Udp, received_ns, &bytes, out);
+    // Some archives concatenate datagrams; split where the protocol tells the length.
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        // split only where what follows is itself a whole message; anything
+        // else stays with the datagram, whose decoder reports it
+        let len = self_delimited_length(rest)
+            .filter(|&len| {
+                len < rest.len()
+                    && self_delimited_length(&rest[len..])
+                        .is_some_and(|next| next <= rest.len() - len)
+            })
+            .unwrap_or(rest.len());
+        let _ = decoder.decode(
+            FILE_EXPORTER,
+            Transport::Udp,
+            received_ns,
+            &rest[..len],
+            out,
+        );
+        rest = &rest[len..];
+    }
     Ok(FileKind::Datagram)
 }
 

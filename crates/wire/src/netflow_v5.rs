@@ -70,6 +70,18 @@ pub(crate) fn decode(
             ErrorKind::BadMessageLength,
         ));
     }
+    let used = HEADER_LEN + count * RECORD_LEN;
+    if message.len() > used {
+        // a datagram holds one message: trailing bytes are reported, the records kept
+        log.report(
+            &mut session.stats,
+            Some(&mut summary),
+            Some(domain_id),
+            None,
+            used,
+            ErrorKind::BadMessageLength,
+        );
+    }
     let export_ms = i64::from(secs) * 1000 + i64::from(nsecs) / 1_000_000;
     let interval = u64::from(sampling & 0x3fff);
     let (rate, source) = if interval > 0 {
