@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hopscope_fuzz::decode_messages(data, &[0, 10]));
