@@ -13,7 +13,7 @@ use hopscope_wire::{DecodeOutput, Decoder, Transport};
 pub fn decode_messages(data: &[u8], version: &[u8]) {
     for transport in [Transport::Udp, Transport::Tcp] {
         let mut decoder = Decoder::new();
-        let mut out = DecodeOutput::default();
+        let mut out = DecodeOutput::with_capacity(8);
         let exporter = "192.0.2.1:4739".parse().unwrap();
         for (i, chunk) in messages(data).enumerate() {
             let mut message = chunk.to_vec();

@@ -290,6 +290,11 @@ fn transport(frame: &[u8], at: usize, proto: u8, s: &mut PacketSummary) -> Resul
         }
         _ => s.payload_offset = Some(at),
     }
+    // a header whose length field points past the captured bytes (cut options)
+    if s.payload_offset.is_some_and(|p| p > frame.len()) {
+        s.payload_offset = None;
+        return Err(StopReason::Truncated);
+    }
     Ok(())
 }
 

@@ -15,8 +15,26 @@ use hopscope_wire::template::{FieldSpec, Template};
 use hopscope_wire::{DecodeOutput, Decoder, Transport};
 
 const FIELDS: [(u16, u16); 20] = [
-    (8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (5, 1), (6, 2), (1, 8), (2, 8), (152, 8),
-    (153, 8), (10, 4), (14, 4), (16, 4), (17, 4), (15, 4), (9, 1), (13, 1), (58, 2), (136, 1),
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (5, 1),
+    (6, 2),
+    (1, 8),
+    (2, 8),
+    (152, 8),
+    (153, 8),
+    (10, 4),
+    (14, 4),
+    (16, 4),
+    (17, 4),
+    (15, 4),
+    (9, 1),
+    (13, 1),
+    (58, 2),
+    (136, 1),
 ];
 const MESSAGES: usize = 2000;
 
@@ -47,7 +65,14 @@ fn record(i: u64) -> Vec<u8> {
 
 /// IPFIX messages of ~1400 octets; the template rides in the first.
 fn ipfix_messages() -> (Vec<Vec<u8>>, u64) {
-    let template = Template::new(256, 0, FIELDS.iter().map(|&(id, len)| FieldSpec::iana(id, len)).collect());
+    let template = Template::new(
+        256,
+        0,
+        FIELDS
+            .iter()
+            .map(|&(id, len)| FieldSpec::iana(id, len))
+            .collect(),
+    );
     let mut b = MessageBuilder::new(1, 1400);
     b.set_export_time(1_764_000_100);
     b.add_template(&template);
@@ -112,7 +137,10 @@ fn sflow_datagrams() -> (Vec<Vec<u8>>, u64) {
     frame[36..38].copy_from_slice(&443u16.to_be_bytes());
     frame[46] = 0x50;
     frame[47] = 0x10;
-    let u32s = |v: &mut Vec<u8>, xs: &[u32]| xs.iter().for_each(|x| v.extend_from_slice(&x.to_be_bytes()));
+    let u32s = |v: &mut Vec<u8>, xs: &[u32]| {
+        xs.iter()
+            .for_each(|x| v.extend_from_slice(&x.to_be_bytes()))
+    };
     let mut out = Vec::new();
     for seq in 0..MESSAGES as u32 {
         let mut d = Vec::with_capacity(1400);
@@ -147,7 +175,10 @@ fn decode_all(messages: &[Vec<u8>]) -> usize {
 
 fn netflow_parser_all(messages: &[Vec<u8>]) -> usize {
     let mut parser = netflow_parser::NetflowParser::default();
-    messages.iter().map(|m| parser.parse_bytes(m).packets.len()).sum()
+    messages
+        .iter()
+        .map(|m| parser.parse_bytes(m).packets.len())
+        .sum()
 }
 
 fn benches(c: &mut Criterion) {
@@ -160,19 +191,29 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("ipfix_decode");
     g.throughput(Throughput::Elements(ipfix_records));
-    g.bench_function("hopscope", |b| b.iter(|| black_box(decode_all(black_box(&ipfix)))));
-    g.bench_function("netflow_parser", |b| b.iter(|| black_box(netflow_parser_all(black_box(&ipfix)))));
+    g.bench_function("hopscope", |b| {
+        b.iter(|| black_box(decode_all(black_box(&ipfix))))
+    });
+    g.bench_function("netflow_parser", |b| {
+        b.iter(|| black_box(netflow_parser_all(black_box(&ipfix))))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("netflow_v9_decode");
     g.throughput(Throughput::Elements(v9_records));
-    g.bench_function("hopscope", |b| b.iter(|| black_box(decode_all(black_box(&v9)))));
-    g.bench_function("netflow_parser", |b| b.iter(|| black_box(netflow_parser_all(black_box(&v9)))));
+    g.bench_function("hopscope", |b| {
+        b.iter(|| black_box(decode_all(black_box(&v9))))
+    });
+    g.bench_function("netflow_parser", |b| {
+        b.iter(|| black_box(netflow_parser_all(black_box(&v9))))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("sflow_decode");
     g.throughput(Throughput::Elements(sflow_records));
-    g.bench_function("hopscope", |b| b.iter(|| black_box(decode_all(black_box(&sflow)))));
+    g.bench_function("hopscope", |b| {
+        b.iter(|| black_box(decode_all(black_box(&sflow))))
+    });
     g.finish();
 
     // the encoder: a batch of flows to UDP-sized IPFIX messages

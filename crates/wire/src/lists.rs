@@ -93,10 +93,11 @@ pub fn sub_template_list(value: &[u8]) -> Result<SubTemplateList<'_>, Truncated>
     })
 }
 
+/// A subTemplateMultiList: its semantic and its (template id, records) blocks.
+pub type SubTemplateMultiList<'a> = (ListSemantic, Vec<(u16, &'a [u8])>);
+
 /// Walks a subTemplateMultiList's (template id, records) blocks.
-pub fn sub_template_multi_list(
-    value: &[u8],
-) -> Result<(ListSemantic, Vec<(u16, &[u8])>), Truncated> {
+pub fn sub_template_multi_list(value: &[u8]) -> Result<SubTemplateMultiList<'_>, Truncated> {
     let mut c = Cursor::new(value);
     let semantic = ListSemantic::from(c.u8()?);
     let mut blocks = Vec::new();

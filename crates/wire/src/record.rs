@@ -55,7 +55,11 @@ impl TimeParts {
                 (Some(header_base), None) => {
                     let header_uptime = (ctx.export_time_ms - header_base) as u32;
                     let back = header_uptime.wrapping_sub(up as u32) as i32;
-                    Some(ctx.export_time_ms.saturating_sub(i64::from(back)).saturating_mul(1_000_000))
+                    Some(
+                        ctx.export_time_ms
+                            .saturating_sub(i64::from(back))
+                            .saturating_mul(1_000_000),
+                    )
                 }
                 _ => Some(base?.saturating_add(up as i64).saturating_mul(1_000_000)),
             }
@@ -64,11 +68,17 @@ impl TimeParts {
         let mut start = self
             .start_ns
             .or_else(|| from_uptime(self.start_uptime_ms))
-            .or_else(|| self.start_delta_us.map(|d| export_ns.saturating_sub((d as i64).saturating_mul(1000))));
+            .or_else(|| {
+                self.start_delta_us
+                    .map(|d| export_ns.saturating_sub((d as i64).saturating_mul(1000)))
+            });
         let mut end = self
             .end_ns
             .or_else(|| from_uptime(self.end_uptime_ms))
-            .or_else(|| self.end_delta_us.map(|d| export_ns.saturating_sub((d as i64).saturating_mul(1000))));
+            .or_else(|| {
+                self.end_delta_us
+                    .map(|d| export_ns.saturating_sub((d as i64).saturating_mul(1000)))
+            });
         if let Some(d) = self.duration_ns {
             match (start, end) {
                 (Some(s), None) => end = Some(s.saturating_add(d)),
@@ -289,7 +299,9 @@ fn flow_record(
             Action::ObservationPoint => row.observation_point_id = Some(v()),
             Action::ObservationDomain => {}
             Action::FragmentId | Action::IpTotalLength => {}
-            Action::StartSeconds => times.start_ns = Some((v() as i64).saturating_mul(1_000_000_000)),
+            Action::StartSeconds => {
+                times.start_ns = Some((v() as i64).saturating_mul(1_000_000_000))
+            }
             Action::EndSeconds => times.end_ns = Some((v() as i64).saturating_mul(1_000_000_000)),
             Action::StartMillis => times.start_ns = Some((v() as i64).saturating_mul(1_000_000)),
             Action::EndMillis => times.end_ns = Some((v() as i64).saturating_mul(1_000_000)),
@@ -300,7 +312,9 @@ fn flow_record(
             Action::StartUptimeMillis => times.start_uptime_ms = Some(v()),
             Action::EndUptimeMillis => times.end_uptime_ms = Some(v()),
             Action::SystemInitMillis => times.system_init_ms = Some(v() as i64),
-            Action::DurationMillis => times.duration_ns = Some((v() as i64).saturating_mul(1_000_000)),
+            Action::DurationMillis => {
+                times.duration_ns = Some((v() as i64).saturating_mul(1_000_000))
+            }
             Action::DurationMicros => times.duration_ns = Some((v() as i64).saturating_mul(1000)),
             Action::ObservationSeconds | Action::ObservationMillis | Action::ObservationNtp => {}
             Action::SamplingInterval => sampling.interval = Some(v()),
@@ -394,7 +408,9 @@ fn packet_report(
             Action::SelectorId | Action::SamplerId => row.selector_id = Some(v()),
             Action::Digest => row.digest = Some(v()),
             Action::ObservationNtp => row.observation_time_ns = Some(ntp_to_unix_ns(v())),
-            Action::ObservationMillis => row.observation_time_ns = Some((v() as i64).saturating_mul(1_000_000)),
+            Action::ObservationMillis => {
+                row.observation_time_ns = Some((v() as i64).saturating_mul(1_000_000))
+            }
             Action::ObservationSeconds => {
                 row.observation_time_ns = Some((v() as i64).saturating_mul(1_000_000_000))
             }

@@ -70,13 +70,16 @@ fn text(batch: &RecordBatch, column: &str, row: usize) -> Option<String> {
     })
 }
 
+/// Files fed as one session, the flows they must yield, the errors they must provoke.
+type Case = (&'static [&'static str], u64, &'static [(ErrorKind, u64)]);
+
 /// The logstash fixtures: one datagram per file, templates in `_tpl`/`_opttpl`
 /// files and data in `_data` files of the same exporter. Each group is fed in
 /// that order as one session; the table gives the flows it must yield and the
 /// errors the fixture was made to provoke (and only those).
 #[test]
 fn logstash_fixtures_decode_with_exactly_the_expected_errors() {
-    let cases: &[(&[&str], u64, &[(ErrorKind, u64)])] = &[
+    let cases: &[Case] = &[
         (&["ipfix.dat"], 12, &[]),
         (
             &[
