@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::ArrayRef;
-use arrow_array::builder::{
-    ArrayBuilder, FixedSizeBinaryBuilder, TimestampNanosecondBuilder, UInt8Builder, UInt16Builder,
-    UInt32Builder, UInt64Builder,
-};
+use arrow_array::types::{UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{ArrayRef, FixedSizeBinaryArray, PrimitiveArray, TimestampNanosecondArray};
+use arrow_buffer::{Buffer, NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, TimeUnit};
 
 /// The physical kind of a column, used where code needs to branch on it
@@ -50,64 +48,92 @@ impl Kind {
     }
 }
 
-/// Ties a column kind to its Rust value type and Arrow builder.
+/// Ties a column kind to its Rust value type and its builder.
 pub trait ColumnKind {
     type Value: Copy + Default + std::fmt::Debug + PartialEq;
-    type Builder: ArrayBuilder;
     const KIND: Kind;
-    fn builder(capacity: usize) -> Self::Builder;
-    fn append(builder: &mut Self::Builder, value: Option<Self::Value>);
-    fn finish(builder: &mut Self::Builder) -> ArrayRef;
+    fn finish(builder: &mut ColumnBuilder<Self::Value>) -> ArrayRef;
+}
+
+/// Values and validity of one column, appended row by row.
+///
+/// Simpler than Arrow's builders on purpose: an append is one push to each
+/// of two vectors, with no branch on validity state, which is what the
+/// decoders' per-record loop needs. Validity is packed into Arrow's bitmap
+/// once, at `finish`.
+#[derive(Debug, Default)]
+pub struct ColumnBuilder<T> {
+    values: Vec<T>,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl<T: Copy + Default> ColumnBuilder<T> {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { values: Vec::with_capacity(capacity), valid: Vec::with_capacity(capacity), nulls: 0 }
+    }
+
+    #[inline(always)]
+    pub fn append(&mut self, value: Option<T>) {
+        self.values.push(value.unwrap_or_default());
+        self.valid.push(value.is_some());
+        self.nulls += usize::from(value.is_none());
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Takes the values and the validity bitmap (None when nothing is null),
+    /// keeping the capacity for the next batch.
+    fn take(&mut self) -> (Vec<T>, Option<NullBuffer>) {
+        let capacity = self.values.capacity();
+        let values = std::mem::replace(&mut self.values, Vec::with_capacity(capacity));
+        let nulls = (self.nulls > 0).then(|| NullBuffer::from(self.valid.as_slice()));
+        self.valid.clear();
+        self.nulls = 0;
+        (values, nulls)
+    }
 }
 
 macro_rules! primitive_kind {
-    ($(#[$doc:meta])* $name:ident, $value:ty, $builder:ty, $kind:expr) => {
+    ($(#[$doc:meta])* $name:ident, $value:ty, $arrow:ty, $kind:expr) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name;
         impl ColumnKind for $name {
             type Value = $value;
-            type Builder = $builder;
             const KIND: Kind = $kind;
-            fn builder(capacity: usize) -> Self::Builder {
-                <$builder>::with_capacity(capacity)
-            }
-            #[inline]
-            fn append(builder: &mut Self::Builder, value: Option<Self::Value>) {
-                builder.append_option(value);
-            }
-            fn finish(builder: &mut Self::Builder) -> ArrayRef {
-                Arc::new(builder.finish())
+            fn finish(builder: &mut ColumnBuilder<$value>) -> ArrayRef {
+                let (values, nulls) = builder.take();
+                Arc::new(PrimitiveArray::<$arrow>::new(ScalarBuffer::from(values), nulls))
             }
         }
     };
 }
 
 primitive_kind!(/// Unsigned 8-bit column.
-    U8, u8, UInt8Builder, Kind::U8);
+    U8, u8, UInt8Type, Kind::U8);
 primitive_kind!(/// Unsigned 16-bit column.
-    U16, u16, UInt16Builder, Kind::U16);
+    U16, u16, UInt16Type, Kind::U16);
 primitive_kind!(/// Unsigned 32-bit column.
-    U32, u32, UInt32Builder, Kind::U32);
+    U32, u32, UInt32Type, Kind::U32);
 primitive_kind!(/// Unsigned 64-bit column.
-    U64, u64, UInt64Builder, Kind::U64);
+    U64, u64, UInt64Type, Kind::U64);
 
 /// Timestamp column: nanoseconds since the Unix epoch, UTC.
 #[derive(Debug)]
 pub struct Ts;
 impl ColumnKind for Ts {
     type Value = i64;
-    type Builder = TimestampNanosecondBuilder;
     const KIND: Kind = Kind::Timestamp;
-    fn builder(capacity: usize) -> Self::Builder {
-        TimestampNanosecondBuilder::with_capacity(capacity).with_timezone("UTC")
-    }
-    #[inline]
-    fn append(builder: &mut Self::Builder, value: Option<i64>) {
-        builder.append_option(value);
-    }
-    fn finish(builder: &mut Self::Builder) -> ArrayRef {
-        Arc::new(builder.finish())
+    fn finish(builder: &mut ColumnBuilder<i64>) -> ArrayRef {
+        let (values, nulls) = builder.take();
+        Arc::new(TimestampNanosecondArray::new(ScalarBuffer::from(values), nulls).with_timezone("UTC"))
     }
 }
 
@@ -116,22 +142,10 @@ impl ColumnKind for Ts {
 pub struct Addr;
 impl ColumnKind for Addr {
     type Value = [u8; 16];
-    type Builder = FixedSizeBinaryBuilder;
     const KIND: Kind = Kind::Address;
-    fn builder(capacity: usize) -> Self::Builder {
-        FixedSizeBinaryBuilder::with_capacity(capacity, 16)
-    }
-    #[inline]
-    fn append(builder: &mut Self::Builder, value: Option<[u8; 16]>) {
-        match value {
-            // The builder only rejects values of the wrong width; ours are always 16.
-            Some(v) => builder
-                .append_value(v)
-                .expect("16-byte value in a 16-byte column"),
-            None => builder.append_null(),
-        }
-    }
-    fn finish(builder: &mut Self::Builder) -> ArrayRef {
-        Arc::new(builder.finish())
+    fn finish(builder: &mut ColumnBuilder<[u8; 16]>) -> ArrayRef {
+        let (values, nulls) = builder.take();
+        let bytes: Vec<u8> = values.as_flattened().to_vec();
+        Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(bytes), nulls))
     }
 }

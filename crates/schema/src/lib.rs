@@ -20,7 +20,7 @@ mod column;
 mod flows;
 
 pub use address::{format_addr, ipv4_mapped, mapped_to_ip};
-pub use column::{Addr, ColumnKind, Kind, Ts, U8, U16, U32, U64};
+pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64};
 pub use flows::{
     FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType,
     INTERFACE_COUNTER_FIELDS, InterfaceCounterBuilder, InterfaceCounterRecord, OtherField,

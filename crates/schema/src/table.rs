@@ -71,7 +71,7 @@ macro_rules! table {
         $(#[$builder_meta])*
         #[derive(Debug)]
         pub struct $Builder {
-            $( $name: <$crate::$kind as $crate::ColumnKind>::Builder, )*
+            $( $name: $crate::ColumnBuilder<<$crate::$kind as $crate::ColumnKind>::Value>, )*
             len: usize,
         }
 
@@ -79,7 +79,7 @@ macro_rules! table {
             /// A builder with room for `capacity` rows before it grows.
             pub fn with_capacity(capacity: usize) -> Self {
                 Self {
-                    $( $name: <$crate::$kind as $crate::ColumnKind>::builder(capacity), )*
+                    $( $name: $crate::ColumnBuilder::with_capacity(capacity), )*
                     len: 0,
                 }
             }
@@ -87,7 +87,7 @@ macro_rules! table {
             /// Appends one row.
             #[inline]
             pub fn append(&mut self, row: &$Row) {
-                $( <$crate::$kind as $crate::ColumnKind>::append(&mut self.$name, row.$name); )*
+                $( self.$name.append(row.$name); )*
                 self.len += 1;
             }
 

@@ -52,11 +52,13 @@ impl<'a> Cursor<'a> {
 }
 
 /// Reads an unsigned integer of 1 to 8 octets (reduced-size encoding).
-#[inline]
+#[inline(always)]
 pub(crate) fn be_uint(bytes: &[u8]) -> u64 {
-    let mut v = 0u64;
-    for &b in bytes.iter().take(8) {
-        v = (v << 8) | u64::from(b);
+    match *bytes {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => bytes.iter().take(8).fold(0, |v, &b| (v << 8) | u64::from(b)),
     }
-    v
 }
