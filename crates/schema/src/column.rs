@@ -57,27 +57,60 @@ pub trait ColumnKind {
 
 /// Values and validity of one column, appended row by row.
 ///
-/// Simpler than Arrow's builders on purpose: an append is one push to each
-/// of two vectors, with no branch on validity state, which is what the
-/// decoders' per-record loop needs. Validity is packed into Arrow's bitmap
-/// once, at `finish`.
+/// Simpler than Arrow's builders on purpose: appending a present value is
+/// one push, and validity is only tracked from the first null on, which is
+/// what the decoders' per-record loops need. Validity is packed into Arrow's
+/// bitmap once, at `finish`.
 #[derive(Debug, Default)]
 pub struct ColumnBuilder<T> {
     values: Vec<T>,
-    valid: Vec<bool>,
-    nulls: usize,
+    /// `None` while every value so far is present.
+    valid: Option<Vec<bool>>,
 }
 
 impl<T: Copy + Default> ColumnBuilder<T> {
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { values: Vec::with_capacity(capacity), valid: Vec::with_capacity(capacity), nulls: 0 }
+        Self {
+            values: Vec::with_capacity(capacity),
+            valid: None,
+        }
+    }
+
+    /// Appends a present value.
+    #[inline(always)]
+    pub fn push(&mut self, value: T) {
+        self.values.push(value);
+        if let Some(valid) = &mut self.valid {
+            valid.push(true);
+        }
     }
 
     #[inline(always)]
     pub fn append(&mut self, value: Option<T>) {
-        self.values.push(value.unwrap_or_default());
-        self.valid.push(value.is_some());
-        self.nulls += usize::from(value.is_none());
+        match value {
+            Some(v) => self.push(v),
+            None => self.push_nulls(1),
+        }
+    }
+
+    /// Appends the same present value `n` times.
+    pub fn push_repeat(&mut self, value: T, n: usize) {
+        self.values.resize(self.values.len() + n, value);
+        if let Some(valid) = &mut self.valid {
+            valid.resize(valid.len() + n, true);
+        }
+    }
+
+    /// Appends `n` nulls.
+    pub fn push_nulls(&mut self, n: usize) {
+        let before = self.values.len();
+        let valid = self.valid.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(before.max(64) * 2);
+            v.resize(before, true);
+            v
+        });
+        valid.resize(before + n, false);
+        self.values.resize(before + n, T::default());
     }
 
     pub fn len(&self) -> usize {
@@ -93,9 +126,7 @@ impl<T: Copy + Default> ColumnBuilder<T> {
     fn take(&mut self) -> (Vec<T>, Option<NullBuffer>) {
         let capacity = self.values.capacity();
         let values = std::mem::replace(&mut self.values, Vec::with_capacity(capacity));
-        let nulls = (self.nulls > 0).then(|| NullBuffer::from(self.valid.as_slice()));
-        self.valid.clear();
-        self.nulls = 0;
+        let nulls = self.valid.take().map(|v| NullBuffer::from(v.as_slice()));
         (values, nulls)
     }
 }
@@ -133,7 +164,9 @@ impl ColumnKind for Ts {
     const KIND: Kind = Kind::Timestamp;
     fn finish(builder: &mut ColumnBuilder<i64>) -> ArrayRef {
         let (values, nulls) = builder.take();
-        Arc::new(TimestampNanosecondArray::new(ScalarBuffer::from(values), nulls).with_timezone("UTC"))
+        Arc::new(
+            TimestampNanosecondArray::new(ScalarBuffer::from(values), nulls).with_timezone("UTC"),
+        )
     }
 }
 
@@ -146,6 +179,10 @@ impl ColumnKind for Addr {
     fn finish(builder: &mut ColumnBuilder<[u8; 16]>) -> ArrayRef {
         let (values, nulls) = builder.take();
         let bytes: Vec<u8> = values.as_flattened().to_vec();
-        Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(bytes), nulls))
+        Arc::new(FixedSizeBinaryArray::new(
+            16,
+            Buffer::from_vec(bytes),
+            nulls,
+        ))
     }
 }

@@ -249,6 +249,22 @@ impl FlowBatchBuilder {
         self.columns.is_empty()
     }
 
+    /// The columns, for decoders that push values straight into them; each
+    /// record pushed that way ends with [`end_record`](Self::end_record).
+    pub fn columns_mut(&mut self) -> &mut FlowColumnsBuilder {
+        &mut self.columns
+    }
+
+    /// Closes a record pushed through [`columns_mut`](Self::columns_mut):
+    /// the unnamed elements pushed since the last record belong to it.
+    #[inline]
+    pub fn end_record(&mut self) {
+        if self.other_offsets.is_empty() {
+            self.other_offsets.push(0);
+        }
+        self.other_offsets.push(self.other_len);
+    }
+
     /// The rows appended so far as one batch; the builder is then empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns = self.columns.finish_columns();

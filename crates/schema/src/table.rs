@@ -69,10 +69,13 @@ macro_rules! table {
         ];
 
         $(#[$builder_meta])*
+        ///
+        /// Columns are public so that a decoder that knows a template's
+        /// layout can push straight into them; every column must end each
+        /// record with the same length.
         #[derive(Debug)]
         pub struct $Builder {
-            $( $name: $crate::ColumnBuilder<<$crate::$kind as $crate::ColumnKind>::Value>, )*
-            len: usize,
+            $( pub $name: $crate::ColumnBuilder<<$crate::$kind as $crate::ColumnKind>::Value>, )*
         }
 
         impl $Builder {
@@ -80,30 +83,45 @@ macro_rules! table {
             pub fn with_capacity(capacity: usize) -> Self {
                 Self {
                     $( $name: $crate::ColumnBuilder::with_capacity(capacity), )*
-                    len: 0,
                 }
+            }
+
+            /// Per column, in schema order: append that column of a row.
+            pub const APPEND_COLUMN: &'static [fn(&mut Self, &$Row)] = &[
+                $( |b, r| b.$name.append(r.$name), )*
+            ];
+
+            /// Per column, in schema order: append n nulls.
+            pub const PUSH_NULLS: &'static [fn(&mut Self, usize)] = &[
+                $( |b, n| b.$name.push_nulls(n), )*
+            ];
+
+            /// Whether every column has the same length (a record was
+            /// completed in each).
+            pub fn is_aligned(&self) -> bool {
+                let len = self.len();
+                true $( && self.$name.len() == len )*
             }
 
             /// Appends one row.
             #[inline]
             pub fn append(&mut self, row: &$Row) {
                 $( self.$name.append(row.$name); )*
-                self.len += 1;
             }
 
-            /// Rows appended since the last `finish`.
+            /// Rows appended since the last `finish` (the first column's length).
             pub fn len(&self) -> usize {
-                self.len
+                [$( self.$name.len(), )*][0]
             }
 
             pub fn is_empty(&self) -> bool {
-                self.len == 0
+                self.len() == 0
             }
 
             /// The appended rows as arrays in schema order; the builder is
             /// empty afterwards and can be reused.
             pub fn finish_columns(&mut self) -> Vec<arrow_array::ArrayRef> {
-                self.len = 0;
+                debug_assert!(self.is_aligned(), "columns of unequal length");
                 vec![ $( <$crate::$kind as $crate::ColumnKind>::finish(&mut self.$name), )* ]
             }
         }

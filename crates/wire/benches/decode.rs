@@ -161,7 +161,7 @@ fn sflow_datagrams() -> (Vec<Vec<u8>>, u64) {
 
 fn decode_all(messages: &[Vec<u8>]) -> usize {
     let mut decoder = Decoder::new();
-    let mut out = DecodeOutput::with_capacity(8192);
+    let mut out = DecodeOutput::with_capacity(8192 + 2048);
     let exporter = "192.0.2.1:4739".parse().unwrap();
     let mut rows = 0;
     for (i, m) in messages.iter().enumerate() {

@@ -59,6 +59,9 @@ pub(crate) fn be_uint(bytes: &[u8]) -> u64 {
         [a, b] => u64::from(u16::from_be_bytes([a, b])),
         [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
         [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
-        _ => bytes.iter().take(8).fold(0, |v, &b| (v << 8) | u64::from(b)),
+        _ => bytes
+            .iter()
+            .take(8)
+            .fold(0, |v, &b| (v << 8) | u64::from(b)),
     }
 }

@@ -18,6 +18,7 @@ mod decoder;
 pub mod encoder;
 mod error;
 pub mod file;
+mod flow_plan;
 pub mod ie;
 pub mod lists;
 mod netflow_v5;

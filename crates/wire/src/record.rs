@@ -1,7 +1,11 @@
 //! Walking a data set with a compiled template: the one loop that decodes
 //! IPFIX and NetFlow v9 records into rows. It allocates nothing per record.
 
-use hopscope_schema::{FlowRecord, OtherField, PacketReportRecord, SamplingSource, ipv4_mapped};
+use hopscope_schema::{
+    FlowColumnsBuilder, FlowRecord, OtherField, PacketReportRecord, SamplingSource, ipv4_mapped,
+};
+
+use crate::flow_plan::{FlowOp, FlowPlan};
 
 use crate::cursor::be_uint;
 use crate::error::ErrorKind;
@@ -162,14 +166,16 @@ pub(crate) fn decode_set(
         outcome.error = Some((0, ErrorKind::ZeroLengthField));
         return outcome;
     }
+    if let Some(plan) = &template.flow_plan {
+        return flow_set(template, plan, body, ctx, domain, out, sampling_unknown);
+    }
     let mut pos = 0usize;
     // Anything shorter than the smallest record is padding (RFC 7011 §3.3.1).
     while body.len() - pos >= template.min_length {
         let start = pos;
         let result = match template.kind {
-            RecordKind::Flow => {
-                flow_record(template, body, &mut pos, ctx, domain, out, sampling_unknown)
-            }
+            // flow templates always have a plan (above)
+            RecordKind::Flow => Err(ErrorKind::EmptyTemplate),
             RecordKind::PacketReport => packet_report(template, body, &mut pos, ctx, out),
             RecordKind::Options => options_record(template, body, &mut pos, domain),
         };
@@ -203,29 +209,196 @@ fn field<'a>(body: &'a [u8], pos: &mut usize, length: u16) -> Result<&'a [u8], E
     Ok(value)
 }
 
-fn flow_record(
+/// Decodes the records of a flow data set through the template's plan.
+fn flow_set(
     template: &Template,
+    plan: &FlowPlan,
     body: &[u8],
-    pos: &mut usize,
     ctx: &MessageContext,
     domain: &DomainState,
     out: &mut DecodeOutput,
     sampling_unknown: &mut u64,
-) -> Result<(), ErrorKind> {
-    let mut row = FlowRecord {
-        time_received_ns: Some(ctx.received_ns),
-        flow_type: Some(ctx.flow_type),
-        sequence_num: Some(ctx.sequence),
-        sampler_address: Some(ctx.exporter),
-        observation_domain_id: Some(ctx.domain),
-        template_id: Some(template.id),
-        ..FlowRecord::default()
-    };
+) -> SetOutcome {
+    let mut outcome = SetOutcome::default();
+    let mut scratch = FlowRecord::default();
+    let mut pos = 0usize;
+    // Anything shorter than the smallest record is padding (RFC 7011 §3.3.1).
+    while body.len() - pos >= template.min_length {
+        // Bounds and lists are checked before anything is pushed, so that a
+        // bad record never leaves a column one value longer than the others.
+        let len = match plan.needs_prepass {
+            false => template.min_length,
+            true => match record_length(template, &body[pos..]) {
+                Ok(len) => len,
+                Err(kind) => {
+                    outcome.error = Some((pos, kind));
+                    break;
+                }
+            },
+        };
+        let record = &body[pos..pos + len];
+        flow_record(
+            template,
+            plan,
+            record,
+            ctx,
+            domain,
+            out,
+            &mut scratch,
+            sampling_unknown,
+        );
+        pos += len;
+        outcome.records += 1;
+    }
+    let n = outcome.records as usize;
+    if n == 0 {
+        return outcome;
+    }
+    let cols = out.flows.columns_mut();
+    cols.time_received_ns.push_repeat(ctx.received_ns, n);
+    cols.flow_type.push_repeat(ctx.flow_type, n);
+    cols.sequence_num.push_repeat(ctx.sequence, n);
+    cols.sampler_address.push_repeat(ctx.exporter, n);
+    cols.observation_domain_id.push_repeat(ctx.domain, n);
+    cols.template_id.push_repeat(template.id, n);
+    if let Some(version) = plan.ip_version {
+        cols.ip_version.push_repeat(version, n);
+    }
+    if !plan.record_sampling {
+        let mut row = FlowRecord::default();
+        let mut unknown = 0;
+        resolve_sampling(&mut row, &Sampling::default(), domain, &mut unknown);
+        match row.sampling_rate {
+            Some(rate) => cols.sampling_rate.push_repeat(rate, n),
+            None => {
+                cols.sampling_rate.push_nulls(n);
+                *sampling_unknown += n as u64;
+            }
+        }
+        cols.sampling_rate_source
+            .push_repeat(row.sampling_rate_source.unwrap_or(0), n);
+    }
+    for &column in &plan.null_columns {
+        FlowColumnsBuilder::PUSH_NULLS[column](cols, n);
+    }
+    debug_assert!(cols.is_aligned());
+    outcome
+}
+
+/// Length of the record at the start of `body`, checking every
+/// variable-length field and list against the bytes present.
+fn record_length(template: &Template, body: &[u8]) -> Result<usize, ErrorKind> {
+    let mut pos = 0;
+    for step in &template.steps {
+        let value = field(body, &mut pos, step.spec.length)?;
+        if step.list {
+            lists::validate(step.spec.id, value).map_err(|_| ErrorKind::MalformedList)?;
+        }
+    }
+    Ok(pos)
+}
+
+/// Pushes a field that is its column's only source.
+#[inline(always)]
+fn push_direct(cols: &mut FlowColumnsBuilder, action: Action, value: &[u8]) {
+    let v = be_uint(value);
+    match action {
+        Action::SrcAddr => cols.src_addr.push(addr(value)),
+        Action::DstAddr => cols.dst_addr.push(addr(value)),
+        Action::NextHop => cols.next_hop.push(addr(value)),
+        Action::BgpNextHop => cols.bgp_next_hop.push(addr(value)),
+        Action::PostNatSrcAddr => cols.post_nat_src_addr.push(addr(value)),
+        Action::PostNatDstAddr => cols.post_nat_dst_addr.push(addr(value)),
+        Action::SrcPort => cols.src_port.push(v as u16),
+        Action::DstPort => cols.dst_port.push(v as u16),
+        Action::Proto => cols.proto.push(v as u8),
+        Action::IpVersion => cols.ip_version.push(v as u8),
+        Action::Bytes => cols.bytes.push(v),
+        Action::Packets => cols.packets.push(v),
+        Action::ReverseBytes => cols.reverse_bytes.push(v),
+        Action::ReversePackets => cols.reverse_packets.push(v),
+        Action::TcpFlags => cols.tcp_flags.push(v as u16),
+        Action::Tos => cols.ip_tos.push(v as u8),
+        Action::MinTtl => cols.minimum_ttl.push(v as u8),
+        Action::MaxTtl => cols.maximum_ttl.push(v as u8),
+        Action::IcmpType => cols.icmp_type.push(v as u8),
+        Action::IcmpCode => cols.icmp_code.push(v as u8),
+        Action::InIf => cols.in_if.push(v as u32),
+        Action::OutIf => cols.out_if.push(v as u32),
+        Action::SrcVlan => cols.src_vlan.push(v as u16),
+        Action::DstVlan => cols.dst_vlan.push(v as u16),
+        Action::SrcMac => cols.src_mac.push(v),
+        Action::DstMac => cols.dst_mac.push(v),
+        Action::SrcAs => cols.src_as.push(v as u32),
+        Action::DstAs => cols.dst_as.push(v as u32),
+        Action::SrcNet => cols.src_net.push(v as u8),
+        Action::DstNet => cols.dst_net.push(v as u8),
+        Action::FlowLabel => cols.ipv6_flow_label.push(v as u32),
+        Action::FlowDirection => cols.flow_direction.push(v as u8),
+        Action::FlowEndReason => cols.flow_end_reason.push(v as u8),
+        Action::ForwardingStatus => cols.forwarding_status.push(v as u32),
+        Action::PostNatSrcPort => cols.post_nat_src_port.push(v as u16),
+        Action::PostNatDstPort => cols.post_nat_dst_port.push(v as u16),
+        Action::NatEvent => cols.nat_event.push(v as u8),
+        Action::IngressVrf => cols.ingress_vrf_id.push(v as u32),
+        Action::EgressVrf => cols.egress_vrf_id.push(v as u32),
+        Action::MplsTopLabel => cols.mpls_top_label.push(mpls_label(value)),
+        Action::ObservationPoint => cols.observation_point_id.push(v),
+        Action::StartSeconds => cols
+            .time_flow_start_ns
+            .push((v as i64).saturating_mul(1_000_000_000)),
+        Action::EndSeconds => cols
+            .time_flow_end_ns
+            .push((v as i64).saturating_mul(1_000_000_000)),
+        Action::StartMillis => cols
+            .time_flow_start_ns
+            .push((v as i64).saturating_mul(1_000_000)),
+        Action::EndMillis => cols
+            .time_flow_end_ns
+            .push((v as i64).saturating_mul(1_000_000)),
+        Action::StartNtp => cols.time_flow_start_ns.push(ntp_to_unix_ns(v)),
+        Action::EndNtp => cols.time_flow_end_ns.push(ntp_to_unix_ns(v)),
+        // the plan only makes simple actions direct
+        _ => debug_assert!(false, "{action:?} is not a direct action"),
+    }
+}
+
+/// The 20-bit label of an MPLS label stack entry (3 or 4 octets).
+#[inline]
+fn mpls_label(value: &[u8]) -> u32 {
+    (be_uint(value.get(..3).unwrap_or(value)) >> 4) as u32
+}
+
+/// Decodes one record whose bounds are already checked.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn flow_record(
+    template: &Template,
+    plan: &FlowPlan,
+    record: &[u8],
+    ctx: &MessageContext,
+    domain: &DomainState,
+    out: &mut DecodeOutput,
+    row: &mut FlowRecord,
+    sampling_unknown: &mut u64,
+) {
+    let scratch = !plan.scratch_columns.is_empty();
+    if scratch {
+        *row = FlowRecord::default();
+    }
     let mut times = TimeParts::default();
     let mut sampling = Sampling::default();
     let mut address_len = 0usize;
-    for step in &template.steps {
-        let value = field(body, pos, step.spec.length)?;
+    let mut pos = 0usize;
+    for (step, op) in template.steps.iter().zip(&plan.ops) {
+        // record_length (or the fixed length) vouched for these bounds
+        let Ok(value) = field(record, &mut pos, step.spec.length) else {
+            break;
+        };
+        if *op == FlowOp::Direct {
+            push_direct(out.flows.columns_mut(), step.action, value);
+            continue;
+        }
         let v = || be_uint(value);
         match step.action {
             // Templates that carry both families (Cisco v9) zero the unused
@@ -250,18 +423,10 @@ fn flow_record(
             Action::PostNatDstAddr => {
                 set_address(&mut row.post_nat_dst_addr, value);
             }
-            Action::SrcPort => row.src_port = Some(v() as u16),
-            Action::DstPort => row.dst_port = Some(v() as u16),
-            Action::Proto => row.proto = Some(v() as u8),
-            Action::IpVersion => row.ip_version = Some(v() as u8),
             Action::Bytes => row.bytes = Some(v()),
             Action::Packets => row.packets = Some(v()),
             Action::BytesTotal => row.bytes = row.bytes.or(Some(v())),
             Action::PacketsTotal => row.packets = row.packets.or(Some(v())),
-            Action::ReverseBytes => row.reverse_bytes = Some(v()),
-            Action::ReversePackets => row.reverse_packets = Some(v()),
-            Action::TcpFlags => row.tcp_flags = Some(v() as u16),
-            Action::Tos => row.ip_tos = Some(v() as u8),
             Action::MinTtl => row.minimum_ttl = Some(v() as u8),
             Action::MaxTtl => row.maximum_ttl = Some(v() as u8),
             Action::IpTtl => {
@@ -276,6 +441,41 @@ fn flow_record(
             }
             Action::IcmpType => row.icmp_type = Some(v() as u8),
             Action::IcmpCode => row.icmp_code = Some(v() as u8),
+            Action::StartSeconds => {
+                times.start_ns = Some((v() as i64).saturating_mul(1_000_000_000))
+            }
+            Action::EndSeconds => times.end_ns = Some((v() as i64).saturating_mul(1_000_000_000)),
+            Action::StartMillis => times.start_ns = Some((v() as i64).saturating_mul(1_000_000)),
+            Action::EndMillis => times.end_ns = Some((v() as i64).saturating_mul(1_000_000)),
+            Action::StartNtp => times.start_ns = Some(ntp_to_unix_ns(v())),
+            Action::EndNtp => times.end_ns = Some(ntp_to_unix_ns(v())),
+            Action::StartDeltaMicros => times.start_delta_us = Some(v()),
+            Action::EndDeltaMicros => times.end_delta_us = Some(v()),
+            Action::StartUptimeMillis => times.start_uptime_ms = Some(v()),
+            Action::EndUptimeMillis => times.end_uptime_ms = Some(v()),
+            Action::SystemInitMillis => times.system_init_ms = Some(v() as i64),
+            Action::DurationMillis => {
+                times.duration_ns = Some((v() as i64).saturating_mul(1_000_000))
+            }
+            Action::DurationMicros => times.duration_ns = Some((v() as i64).saturating_mul(1000)),
+            Action::SamplingInterval => sampling.interval = Some(v()),
+            Action::SamplingPacketInterval => sampling.packet_interval = Some(v()),
+            Action::SamplingPacketSpace => sampling.packet_space = Some(v()),
+            Action::SamplerId | Action::SelectorId => sampling.sampler = Some(v()),
+            Action::InterfaceName | Action::Other => out.flows.push_other(OtherField {
+                enterprise: step.spec.enterprise,
+                element_id: step.spec.id,
+                value,
+            }),
+            // simple fields whose column has another source in the template: last one wins
+            Action::SrcPort => row.src_port = Some(v() as u16),
+            Action::DstPort => row.dst_port = Some(v() as u16),
+            Action::Proto => row.proto = Some(v() as u8),
+            Action::IpVersion => row.ip_version = Some(v() as u8),
+            Action::ReverseBytes => row.reverse_bytes = Some(v()),
+            Action::ReversePackets => row.reverse_packets = Some(v()),
+            Action::TcpFlags => row.tcp_flags = Some(v() as u16),
+            Action::Tos => row.ip_tos = Some(v() as u8),
             Action::InIf => row.in_if = Some(v() as u32),
             Action::OutIf => row.out_if = Some(v() as u32),
             Action::SrcVlan => row.src_vlan = Some(v() as u16),
@@ -295,55 +495,36 @@ fn flow_record(
             Action::NatEvent => row.nat_event = Some(v() as u8),
             Action::IngressVrf => row.ingress_vrf_id = Some(v() as u32),
             Action::EgressVrf => row.egress_vrf_id = Some(v() as u32),
-            Action::MplsTopLabel => row.mpls_top_label = Some((be_uint(&value[..3]) >> 4) as u32),
+            Action::MplsTopLabel => row.mpls_top_label = Some(mpls_label(value)),
             Action::ObservationPoint => row.observation_point_id = Some(v()),
-            Action::ObservationDomain => {}
-            Action::FragmentId | Action::IpTotalLength => {}
-            Action::StartSeconds => {
-                times.start_ns = Some((v() as i64).saturating_mul(1_000_000_000))
-            }
-            Action::EndSeconds => times.end_ns = Some((v() as i64).saturating_mul(1_000_000_000)),
-            Action::StartMillis => times.start_ns = Some((v() as i64).saturating_mul(1_000_000)),
-            Action::EndMillis => times.end_ns = Some((v() as i64).saturating_mul(1_000_000)),
-            Action::StartNtp => times.start_ns = Some(ntp_to_unix_ns(v())),
-            Action::EndNtp => times.end_ns = Some(ntp_to_unix_ns(v())),
-            Action::StartDeltaMicros => times.start_delta_us = Some(v()),
-            Action::EndDeltaMicros => times.end_delta_us = Some(v()),
-            Action::StartUptimeMillis => times.start_uptime_ms = Some(v()),
-            Action::EndUptimeMillis => times.end_uptime_ms = Some(v()),
-            Action::SystemInitMillis => times.system_init_ms = Some(v() as i64),
-            Action::DurationMillis => {
-                times.duration_ns = Some((v() as i64).saturating_mul(1_000_000))
-            }
-            Action::DurationMicros => times.duration_ns = Some((v() as i64).saturating_mul(1000)),
-            Action::ObservationSeconds | Action::ObservationMillis | Action::ObservationNtp => {}
-            Action::SamplingInterval => sampling.interval = Some(v()),
-            Action::SamplingPacketInterval => sampling.packet_interval = Some(v()),
-            Action::SamplingPacketSpace => sampling.packet_space = Some(v()),
-            Action::SamplerId | Action::SelectorId => sampling.sampler = Some(v()),
-            Action::SelectionSequenceId | Action::Digest => {}
-            Action::Skip => {}
-            Action::InterfaceName | Action::Other => {
-                if step.list {
-                    lists::validate(step.spec.id, value).map_err(|_| ErrorKind::MalformedList)?;
-                }
-                out.flows.push_other(OtherField {
-                    enterprise: step.spec.enterprise,
-                    element_id: step.spec.id,
-                    value,
-                });
-            }
+            // fields a flow row has no column for
+            Action::ObservationDomain
+            | Action::FragmentId
+            | Action::IpTotalLength
+            | Action::ObservationSeconds
+            | Action::ObservationMillis
+            | Action::ObservationNtp
+            | Action::SelectionSequenceId
+            | Action::Digest
+            | Action::Skip => {}
         }
     }
-    if row.ip_version.is_none() && address_len > 0 {
-        row.ip_version = Some(if address_len == 4 { 4 } else { 6 });
+    if scratch {
+        if row.ip_version.is_none() && address_len > 0 {
+            row.ip_version = Some(if address_len == 4 { 4 } else { 6 });
+        }
+        let (start, end) = times.resolve(ctx, domain.system_init_ms);
+        row.time_flow_start_ns = start;
+        row.time_flow_end_ns = end;
+        if plan.record_sampling {
+            resolve_sampling(row, &sampling, domain, sampling_unknown);
+        }
+        let cols = out.flows.columns_mut();
+        for &column in &plan.scratch_columns {
+            FlowColumnsBuilder::APPEND_COLUMN[column](cols, row);
+        }
     }
-    let (start, end) = times.resolve(ctx, domain.system_init_ms);
-    row.time_flow_start_ns = start;
-    row.time_flow_end_ns = end;
-    resolve_sampling(&mut row, &sampling, domain, sampling_unknown);
-    out.flows.append(&row);
-    Ok(())
+    out.flows.end_record();
 }
 
 /// Fills the sampling columns: the record's own rate, else the exporter's

@@ -259,6 +259,8 @@ pub struct Template {
     pub fixed_length: Option<usize>,
     /// Smallest possible record, to stop at set padding.
     pub min_length: usize,
+    /// The fast path's plan, for flow templates.
+    pub(crate) flow_plan: Option<crate::flow_plan::FlowPlan>,
 }
 
 impl Template {
@@ -313,9 +315,12 @@ impl Template {
         } else {
             RecordKind::Flow
         };
+        let flow_plan =
+            (kind == RecordKind::Flow).then(|| crate::flow_plan::FlowPlan::compile(&steps));
         Self {
             id,
             scope_count,
+            flow_plan,
             fixed_length: (!variable).then_some(min_length),
             min_length,
             fields,
