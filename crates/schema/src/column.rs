@@ -66,19 +66,32 @@ pub struct ColumnBuilder<T> {
     values: Vec<T>,
     /// `None` while every value so far is present.
     valid: Option<Vec<bool>>,
+    /// Nulls appended before the first value: a column a template never
+    /// fills costs nothing until a value arrives, or until `finish`.
+    null_prefix: usize,
 }
 
 impl<T: Copy + Default> ColumnBuilder<T> {
     pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            values: Vec::with_capacity(capacity),
-            valid: None,
-        }
+        Self { values: Vec::with_capacity(capacity), valid: None, null_prefix: 0 }
+    }
+
+    /// Turns the counted leading nulls into real entries.
+    #[cold]
+    fn materialize_prefix(&mut self) {
+        let n = std::mem::take(&mut self.null_prefix);
+        self.values.resize(n, T::default());
+        let mut valid = Vec::with_capacity(self.values.capacity().max(n));
+        valid.resize(n, false);
+        self.valid = Some(valid);
     }
 
     /// Appends a present value.
     #[inline(always)]
     pub fn push(&mut self, value: T) {
+        if self.null_prefix > 0 {
+            self.materialize_prefix();
+        }
         self.values.push(value);
         if let Some(valid) = &mut self.valid {
             valid.push(true);
@@ -93,8 +106,19 @@ impl<T: Copy + Default> ColumnBuilder<T> {
         }
     }
 
+    /// Makes room for `n` more values.
+    pub fn reserve(&mut self, n: usize) {
+        self.values.reserve(n);
+        if let Some(valid) = &mut self.valid {
+            valid.reserve(n);
+        }
+    }
+
     /// Appends the same present value `n` times.
     pub fn push_repeat(&mut self, value: T, n: usize) {
+        if self.null_prefix > 0 {
+            self.materialize_prefix();
+        }
         self.values.resize(self.values.len() + n, value);
         if let Some(valid) = &mut self.valid {
             valid.resize(valid.len() + n, true);
@@ -103,6 +127,10 @@ impl<T: Copy + Default> ColumnBuilder<T> {
 
     /// Appends `n` nulls.
     pub fn push_nulls(&mut self, n: usize) {
+        if self.values.is_empty() {
+            self.null_prefix += n;
+            return;
+        }
         let before = self.values.len();
         let valid = self.valid.get_or_insert_with(|| {
             let mut v = Vec::with_capacity(before.max(64) * 2);
@@ -114,16 +142,21 @@ impl<T: Copy + Default> ColumnBuilder<T> {
     }
 
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.values.len() + self.null_prefix
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
     }
 
     /// Takes the values and the validity bitmap (None when nothing is null),
     /// keeping the capacity for the next batch.
     fn take(&mut self) -> (Vec<T>, Option<NullBuffer>) {
+        if self.values.is_empty() {
+            let n = std::mem::take(&mut self.null_prefix);
+            let nulls = (n > 0).then(|| NullBuffer::new_null(n));
+            return (vec![T::default(); n], nulls);
+        }
         let capacity = self.values.capacity();
         let values = std::mem::replace(&mut self.values, Vec::with_capacity(capacity));
         let nulls = self.valid.take().map(|v| NullBuffer::from(v.as_slice()));

@@ -126,6 +126,8 @@ pub(crate) struct FlowPlan {
     pub record_sampling: bool,
     /// Some field needs a list check or goes to `other_fields`, or is variable-length.
     pub needs_prepass: bool,
+    /// Every field is direct or goes to `other_fields`: no scratch row at all.
+    pub all_direct: bool,
 }
 
 impl FlowPlan {
@@ -189,6 +191,10 @@ impl FlowPlan {
         let needs_prepass = steps
             .iter()
             .any(|s| s.spec.length == VARIABLE_LENGTH || s.list);
+        let all_direct = steps.iter().zip(&ops).all(|(s, op)| {
+            *op == FlowOp::Direct
+                || matches!(s.action, Action::Other | Action::InterfaceName | Action::Skip)
+        });
         FlowPlan {
             ops,
             scratch_columns,
@@ -196,6 +202,7 @@ impl FlowPlan {
             ip_version,
             record_sampling,
             needs_prepass,
+            all_direct,
         }
     }
 }
