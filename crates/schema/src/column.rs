@@ -73,7 +73,11 @@ pub struct ColumnBuilder<T> {
 
 impl<T: Copy + Default> ColumnBuilder<T> {
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { values: Vec::with_capacity(capacity), valid: None, null_prefix: 0 }
+        Self {
+            values: Vec::with_capacity(capacity),
+            valid: None,
+            null_prefix: 0,
+        }
     }
 
     /// Turns the counted leading nulls into real entries.

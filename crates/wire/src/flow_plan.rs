@@ -193,7 +193,10 @@ impl FlowPlan {
             .any(|s| s.spec.length == VARIABLE_LENGTH || s.list);
         let all_direct = steps.iter().zip(&ops).all(|(s, op)| {
             *op == FlowOp::Direct
-                || matches!(s.action, Action::Other | Action::InterfaceName | Action::Skip)
+                || matches!(
+                    s.action,
+                    Action::Other | Action::InterfaceName | Action::Skip
+                )
         });
         FlowPlan {
             ops,

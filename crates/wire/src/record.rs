@@ -225,7 +225,15 @@ fn flow_set(
     } else {
         outcome = flow_set_rows(template, plan, body, ctx, domain, out, sampling_unknown);
     }
-    fill_set_columns(template, plan, ctx, domain, out, outcome.records as usize, sampling_unknown);
+    fill_set_columns(
+        template,
+        plan,
+        ctx,
+        domain,
+        out,
+        outcome.records as usize,
+        sampling_unknown,
+    );
     outcome
 }
 
@@ -291,7 +299,12 @@ fn flow_set_columnar(
     for (step, op) in template.steps.iter().zip(&plan.ops) {
         let width = usize::from(step.spec.length);
         if *op == FlowOp::Direct {
-            fill_column(out.flows.columns_mut(), step.action, body, (n, len, offset, width));
+            fill_column(
+                out.flows.columns_mut(),
+                step.action,
+                body,
+                (n, len, offset, width),
+            );
         } else if step.action != Action::Skip {
             others.push((step.spec, offset, width));
         }
@@ -536,14 +549,18 @@ fn flow_record(
     if plan.all_direct {
         let mut pos = 0usize;
         for (step, op) in template.steps.iter().zip(&plan.ops) {
-            let Ok(value) = field(record, &mut pos, step.spec.length) else { break };
+            let Ok(value) = field(record, &mut pos, step.spec.length) else {
+                break;
+            };
             match op {
                 FlowOp::Direct => push_direct(out.flows.columns_mut(), step.action, value),
-                FlowOp::Scratch if step.action != Action::Skip => out.flows.push_other(OtherField {
-                    enterprise: step.spec.enterprise,
-                    element_id: step.spec.id,
-                    value,
-                }),
+                FlowOp::Scratch if step.action != Action::Skip => {
+                    out.flows.push_other(OtherField {
+                        enterprise: step.spec.enterprise,
+                        element_id: step.spec.id,
+                        value,
+                    })
+                }
                 FlowOp::Scratch => {}
             }
         }

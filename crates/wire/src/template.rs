@@ -219,7 +219,8 @@ impl Action {
             322 => ObservationSeconds,
             323 => ObservationMillis,
             324 | 325 => ObservationNtp,
-            34 => SamplingInterval,
+            // samplingInterval, and Cisco's samplerRandomInterval (one in N)
+            34 | 50 => SamplingInterval,
             305 => SamplingPacketInterval,
             306 => SamplingPacketSpace,
             48 => SamplerId,

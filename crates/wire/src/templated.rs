@@ -797,4 +797,128 @@ mod tests {
         assert_eq!(out.flows.len(), 0);
         assert_eq!(d.totals().error_count(ErrorKind::TemplateExpired), 1);
     }
+
+    /// Options template 300: scope samplerId (48), samplingInterval (34).
+    fn sampler_options(sampler: u8, interval: u32) -> Vec<u8> {
+        let mut b = vec![1, 44, 0, 2, 0, 1, 0, 48, 0, 1, 0, 34, 0, 4];
+        let tpl = set(3, &b);
+        b = vec![sampler];
+        b.extend_from_slice(&interval.to_be_bytes());
+        let mut out = tpl;
+        out.extend_from_slice(&set(300, &b));
+        out
+    }
+
+    /// Flow template 257 with samplerId, and one record of it.
+    fn sampled_flow(sampler: u8) -> Vec<u8> {
+        let mut out = set(2, &[1, 1, 0, 2, 0, 8, 0, 4, 0, 48, 0, 1]);
+        out.extend_from_slice(&set(257, &[10, 0, 0, 1, sampler]));
+        out
+    }
+
+    fn sampling_of(out: &mut DecodeOutput) -> Vec<(Option<u64>, u8)> {
+        use arrow_array::Array;
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{UInt8Type, UInt64Type};
+        let b = out.flows.finish().unwrap();
+        let rate = b
+            .column_by_name("sampling_rate")
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let source = b
+            .column_by_name("sampling_rate_source")
+            .unwrap()
+            .as_primitive::<UInt8Type>()
+            .clone();
+        (0..b.num_rows())
+            .map(|i| (rate.is_valid(i).then(|| rate.value(i)), source.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn sampling_rate_comes_from_options_scoped_by_sampler() {
+        let mut d = Decoder::new();
+        let mut out = DecodeOutput::default();
+        // before any options: kept, marked unknown, counted
+        d.decode(
+            addr(),
+            Transport::Udp,
+            0,
+            &ipfix_message(0, &[&sampled_flow(5)]),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(d.totals().sampling_unknown, 1);
+        d.decode(
+            addr(),
+            Transport::Udp,
+            0,
+            &ipfix_message(1, &[&sampler_options(5, 100), &sampler_options(6, 10)]),
+            &mut out,
+        )
+        .unwrap();
+        d.decode(
+            addr(),
+            Transport::Udp,
+            0,
+            &ipfix_message(3, &[&sampled_flow(5), &sampled_flow(6)]),
+            &mut out,
+        )
+        .unwrap();
+        let options = hopscope_schema::SamplingSource::Options as u8;
+        assert_eq!(
+            sampling_of(&mut out),
+            vec![(None, 0), (Some(100), options), (Some(10), options)]
+        );
+        assert_eq!(d.totals().total_errors(), 0);
+    }
+
+    #[test]
+    fn packet_reports_go_to_their_own_table() {
+        // selectionSequenceId, observationTimeNanoseconds, digestHashValue (4 octets: reduced), ipTTL
+        let tpl = set(
+            2,
+            &[
+                1, 2, 0, 4, 1, 45, 0, 8, 1, 69, 0, 8, 1, 70, 0, 4, 0, 192, 0, 1,
+            ],
+        );
+        let mut rec = 7u64.to_be_bytes().to_vec();
+        rec.extend_from_slice(
+            &crate::time::unix_ns_to_ntp(1_800_000_000_123_456_789).to_be_bytes(),
+        );
+        rec.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        rec.push(61);
+        let mut d = Decoder::new();
+        let mut out = DecodeOutput::default();
+        let s = d
+            .decode(
+                addr(),
+                Transport::Udp,
+                0,
+                &ipfix_message(0, &[&tpl, &set(258, &rec)]),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!((s.flows, s.packet_reports), (0, 1));
+        let batch = out.packet_reports.finish().unwrap();
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{TimestampNanosecondType, UInt64Type};
+        assert_eq!(
+            batch
+                .column_by_name("digest")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .value(0),
+            0xdead_beef
+        );
+        assert_eq!(
+            batch
+                .column_by_name("observation_time_ns")
+                .unwrap()
+                .as_primitive::<TimestampNanosecondType>()
+                .value(0),
+            1_800_000_000_123_456_789
+        );
+    }
 }

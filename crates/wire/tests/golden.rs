@@ -741,3 +741,28 @@ fn sflow_captures_decode() {
         }
     }
 }
+
+/// Interface names from NetFlow v9 options records (telegraf's
+/// netflow_v9_options case): every (ifIndex, name) pair it printed is in
+/// the exporter's state.
+#[test]
+fn interface_names_from_v9_options() {
+    let dir = "telegraf/plugins/inputs/netflow/testcases/netflow_v9_options/";
+    let d = decode(&[real(&format!("{dir}message.bin"))]);
+    let expected =
+        line_protocol(&std::fs::read_to_string(real(&format!("{dir}expected.out"))).unwrap());
+    let session = d.decoder.sessions().next().unwrap();
+    let (_, domain) = session.domains().next().unwrap();
+    let mut checked = 0;
+    for (_, f) in expected.iter().filter(|(m, _)| m == "netflow_options") {
+        if let (Some(index), Some(name)) = (f.get("in_snmp"), f.get("interface")) {
+            assert_eq!(
+                domain.interface_name(index.parse().unwrap()),
+                Some(name.as_str()),
+                "ifIndex {index}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 3, "{checked}");
+}
