@@ -9,7 +9,7 @@ use arrow_array::{Array, RecordBatch};
 use arrow_array::{FixedSizeBinaryArray, PrimitiveArray};
 
 use crate::ie::REVERSE_PEN;
-use crate::template::{FieldSpec, Template, VARIABLE_LENGTH};
+use crate::template::{FieldSpec, Template};
 use crate::time::unix_ns_to_ntp;
 
 const HEADER_LEN: usize = 16;
@@ -426,55 +426,25 @@ impl FlowEncoder {
 }
 
 fn encode_value(out: &mut Vec<u8>, values: &Values<'_>, row: usize, length: u16) {
-    let number = |v: u64| {
-        let bytes = v.to_be_bytes();
-        let len = usize::from(length).min(8);
-        bytes[8 - len..].to_vec()
-    };
+    let width = usize::from(length).min(8);
+    let mut number = |v: u64| out.extend_from_slice(&v.to_be_bytes()[8 - width..]);
     match values {
         Values::Addr(a) => {
-            let value: [u8; 16] = if a.is_valid(row) {
-                a.value(row).try_into().unwrap_or_default()
-            } else {
-                [0; 16]
-            };
-            if length == 4 {
-                out.extend_from_slice(&value[12..]);
-            } else {
-                out.extend_from_slice(&value);
-            }
+            let value: [u8; 16] = if a.is_valid(row) { a.value(row).try_into().unwrap_or_default() } else { [0; 16] };
+            let bytes = if length == 4 { &value[12..] } else { &value[..] };
+            out.extend_from_slice(bytes);
         }
         Values::Time(t) => {
-            let ntp = if t.is_valid(row) {
-                unix_ns_to_ntp(t.value(row))
-            } else {
-                0
-            };
+            let ntp = if t.is_valid(row) { unix_ns_to_ntp(t.value(row)) } else { 0 };
             out.extend_from_slice(&ntp.to_be_bytes());
         }
-        Values::U8(a) => out.extend_from_slice(&number(if a.is_valid(row) {
-            u64::from(a.value(row))
-        } else {
-            0
-        })),
-        Values::U16(a) => out.extend_from_slice(&number(if a.is_valid(row) {
-            u64::from(a.value(row))
-        } else {
-            0
-        })),
+        Values::U8(a) => number(if a.is_valid(row) { u64::from(a.value(row)) } else { 0 }),
+        Values::U16(a) => number(if a.is_valid(row) { u64::from(a.value(row)) } else { 0 }),
         Values::U32(a) => {
-            let v = if a.is_valid(row) {
-                u64::from(a.value(row))
-            } else {
-                0
-            };
+            let v = if a.is_valid(row) { u64::from(a.value(row)) } else { 0 };
             // an MPLS label stack entry: label in the top 20 bits, bottom-of-stack set
-            let v = if length == 3 { (v << 4) | 1 } else { v };
-            out.extend_from_slice(&number(v));
+            number(if length == 3 { (v << 4) | 1 } else { v });
         }
-        Values::U64(a) => {
-            out.extend_from_slice(&number(if a.is_valid(row) { a.value(row) } else { 0 }))
-        }
+        Values::U64(a) => number(if a.is_valid(row) { a.value(row) } else { 0 }),
     }
-    debug_assert!(length != VARIABLE_LENGTH);
 }
