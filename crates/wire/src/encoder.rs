@@ -425,26 +425,31 @@ impl FlowEncoder {
     }
 }
 
+/// Writes one value; a null is written as zero (see [`FlowEncoder`]).
 fn encode_value(out: &mut Vec<u8>, values: &Values<'_>, row: usize, length: u16) {
+    fn or_zero<T: arrow_array::ArrowPrimitiveType>(a: &PrimitiveArray<T>, row: usize) -> T::Native {
+        if a.is_valid(row) {
+            a.value(row)
+        } else {
+            T::Native::default()
+        }
+    }
     let width = usize::from(length).min(8);
     let mut number = |v: u64| out.extend_from_slice(&v.to_be_bytes()[8 - width..]);
     match values {
+        Values::U8(a) => number(u64::from(or_zero(a, row))),
+        Values::U16(a) => number(u64::from(or_zero(a, row))),
+        // an MPLS label stack entry: label in the top 20 bits, bottom-of-stack set
+        Values::U32(a) if length == 3 => number((u64::from(or_zero(a, row)) << 4) | 1),
+        Values::U32(a) => number(u64::from(or_zero(a, row))),
+        Values::U64(a) => number(or_zero(a, row)),
+        Values::Time(t) => out.extend_from_slice(&unix_ns_to_ntp(or_zero(t, row)).to_be_bytes()),
         Values::Addr(a) => {
-            let value: [u8; 16] = if a.is_valid(row) { a.value(row).try_into().unwrap_or_default() } else { [0; 16] };
-            let bytes = if length == 4 { &value[12..] } else { &value[..] };
-            out.extend_from_slice(bytes);
+            let value: [u8; 16] = match a.is_valid(row) {
+                true => a.value(row).try_into().unwrap_or_default(),
+                false => [0; 16],
+            };
+            out.extend_from_slice(if length == 4 { &value[12..] } else { &value });
         }
-        Values::Time(t) => {
-            let ntp = if t.is_valid(row) { unix_ns_to_ntp(t.value(row)) } else { 0 };
-            out.extend_from_slice(&ntp.to_be_bytes());
-        }
-        Values::U8(a) => number(if a.is_valid(row) { u64::from(a.value(row)) } else { 0 }),
-        Values::U16(a) => number(if a.is_valid(row) { u64::from(a.value(row)) } else { 0 }),
-        Values::U32(a) => {
-            let v = if a.is_valid(row) { u64::from(a.value(row)) } else { 0 };
-            // an MPLS label stack entry: label in the top 20 bits, bottom-of-stack set
-            number(if length == 3 { (v << 4) | 1 } else { v });
-        }
-        Values::U64(a) => number(if a.is_valid(row) { a.value(row) } else { 0 }),
     }
 }

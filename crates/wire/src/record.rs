@@ -462,69 +462,11 @@ fn record_length(template: &Template, body: &[u8]) -> Result<usize, ErrorKind> {
     Ok(pos)
 }
 
-/// Pushes a field that is its column's only source.
-#[inline(always)]
+/// Pushes a field that is its column's only source: the columnar loop over
+/// a one-record "set".
+#[inline]
 fn push_direct(cols: &mut FlowColumnsBuilder, action: Action, value: &[u8]) {
-    let v = be_uint(value);
-    match action {
-        Action::SrcAddr => cols.src_addr.push(addr(value)),
-        Action::DstAddr => cols.dst_addr.push(addr(value)),
-        Action::NextHop => cols.next_hop.push(addr(value)),
-        Action::BgpNextHop => cols.bgp_next_hop.push(addr(value)),
-        Action::PostNatSrcAddr => cols.post_nat_src_addr.push(addr(value)),
-        Action::PostNatDstAddr => cols.post_nat_dst_addr.push(addr(value)),
-        Action::SrcPort => cols.src_port.push(v as u16),
-        Action::DstPort => cols.dst_port.push(v as u16),
-        Action::Proto => cols.proto.push(v as u8),
-        Action::IpVersion => cols.ip_version.push(v as u8),
-        Action::Bytes => cols.bytes.push(v),
-        Action::Packets => cols.packets.push(v),
-        Action::ReverseBytes => cols.reverse_bytes.push(v),
-        Action::ReversePackets => cols.reverse_packets.push(v),
-        Action::TcpFlags => cols.tcp_flags.push(v as u16),
-        Action::Tos => cols.ip_tos.push(v as u8),
-        Action::MinTtl => cols.minimum_ttl.push(v as u8),
-        Action::MaxTtl => cols.maximum_ttl.push(v as u8),
-        Action::IcmpType => cols.icmp_type.push(v as u8),
-        Action::IcmpCode => cols.icmp_code.push(v as u8),
-        Action::InIf => cols.in_if.push(v as u32),
-        Action::OutIf => cols.out_if.push(v as u32),
-        Action::SrcVlan => cols.src_vlan.push(v as u16),
-        Action::DstVlan => cols.dst_vlan.push(v as u16),
-        Action::SrcMac => cols.src_mac.push(v),
-        Action::DstMac => cols.dst_mac.push(v),
-        Action::SrcAs => cols.src_as.push(v as u32),
-        Action::DstAs => cols.dst_as.push(v as u32),
-        Action::SrcNet => cols.src_net.push(v as u8),
-        Action::DstNet => cols.dst_net.push(v as u8),
-        Action::FlowLabel => cols.ipv6_flow_label.push(v as u32),
-        Action::FlowDirection => cols.flow_direction.push(v as u8),
-        Action::FlowEndReason => cols.flow_end_reason.push(v as u8),
-        Action::ForwardingStatus => cols.forwarding_status.push(v as u32),
-        Action::PostNatSrcPort => cols.post_nat_src_port.push(v as u16),
-        Action::PostNatDstPort => cols.post_nat_dst_port.push(v as u16),
-        Action::NatEvent => cols.nat_event.push(v as u8),
-        Action::IngressVrf => cols.ingress_vrf_id.push(v as u32),
-        Action::EgressVrf => cols.egress_vrf_id.push(v as u32),
-        Action::MplsTopLabel => cols.mpls_top_label.push(mpls_label(value)),
-        Action::ObservationPoint => cols.observation_point_id.push(v),
-        Action::StartSeconds => cols
-            .time_flow_start_ns
-            .push((v as i64).saturating_mul(1_000_000_000)),
-        Action::EndSeconds => cols
-            .time_flow_end_ns
-            .push((v as i64).saturating_mul(1_000_000_000)),
-        Action::StartMillis => cols
-            .time_flow_start_ns
-            .push((v as i64).saturating_mul(1_000_000)),
-        Action::EndMillis => cols
-            .time_flow_end_ns
-            .push((v as i64).saturating_mul(1_000_000)),
-        Action::StartNtp => cols.time_flow_start_ns.push(ntp_to_unix_ns(v)),
-        Action::EndNtp => cols.time_flow_end_ns.push(ntp_to_unix_ns(v)),
-        // the plan only makes simple actions direct
-        _ => debug_assert!(false, "{action:?} is not a direct action"),
-    }
+    fill_column(cols, action, value, (1, value.len(), 0, value.len()));
 }
 
 /// The 20-bit label of an MPLS label stack entry (3 or 4 octets).
