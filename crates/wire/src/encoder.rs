@@ -297,38 +297,143 @@ pub enum EncodeError {
     ColumnType(&'static str),
 }
 
-/// Turns flow batches into IPFIX messages.
+/// The templates of one exporting session and which of them went out since
+/// the last refresh. Every encoder of a session shares one, so that ids are
+/// unique and refreshes cover all of them.
+#[derive(Debug)]
+pub struct TemplateSet {
+    templates: Vec<Template>,
+    announced: Vec<bool>,
+    /// Resend all templates after this many messages (UDP); `None` for TCP and files.
+    refresh: Option<u64>,
+    /// `messages_closed` when templates were last (re)announced.
+    refreshed_at: u64,
+}
+
+impl TemplateSet {
+    pub fn new(refresh: Option<u64>) -> Self {
+        Self {
+            templates: Vec::new(),
+            announced: Vec::new(),
+            refresh,
+            refreshed_at: 0,
+        }
+    }
+
+    /// The id of the template with these fields, allocating one if new.
+    pub fn id_for(&mut self, scope_count: u16, fields: Vec<FieldSpec>) -> u16 {
+        if let Some(t) = self
+            .templates
+            .iter()
+            .find(|t| t.scope_count == scope_count && t.fields == fields)
+        {
+            return t.id;
+        }
+        let id = FIRST_TEMPLATE_ID + self.templates.len() as u16;
+        let template = if scope_count > 0 {
+            Template::options(id, scope_count, fields)
+        } else {
+            Template::new(id, 0, fields)
+        };
+        self.templates.push(template);
+        self.announced.push(false);
+        id
+    }
+
+    /// Sends the template unless it went out since the last refresh; starts a
+    /// new refresh period when one is due.
+    pub fn announce(&mut self, builder: &mut MessageBuilder, id: u16) {
+        let closed = builder.messages_closed();
+        if self
+            .refresh
+            .is_some_and(|every| closed - self.refreshed_at >= every)
+        {
+            self.refreshed_at = closed;
+            self.announced.iter_mut().for_each(|a| *a = false);
+        }
+        let index = usize::from(id - FIRST_TEMPLATE_ID);
+        if !self.announced[index] {
+            builder.add_template(&self.templates[index]);
+            self.announced[index] = true;
+        }
+    }
+
+    /// Adds a record of template `id`, announcing the template first if due.
+    pub fn add_record(&mut self, builder: &mut MessageBuilder, id: u16, record: &[u8]) -> bool {
+        self.announce(builder, id);
+        builder.add_record(id, record)
+    }
+}
+
+/// First template id an encoder assigns.
+pub const FIRST_TEMPLATE_ID: u16 = 256;
+
+/// Encodes the rows of a flow batch into `builder`.
 ///
 /// Each batch is exported with one template for IPv4 rows and one for IPv6
 /// rows, made of the columns that carry a value in at least one row; a null
-/// in such a column is exported as zero. Templates are sent before their
-/// first record and again every `template_refresh` messages (UDP, RFC 7011
-/// §8.4); the unnamed elements of `other_fields` are not exported.
+/// in such a column is exported as zero. The unnamed elements of
+/// `other_fields` are not exported.
+pub fn encode_flows(
+    templates: &mut TemplateSet,
+    builder: &mut MessageBuilder,
+    batch: &RecordBatch,
+) -> Result<(), EncodeError> {
+    let mut columns = Vec::new();
+    for e in FLOW_ELEMENTS {
+        let Some(c) = batch.column_by_name(e.column) else {
+            continue;
+        };
+        if c.null_count() == c.len() {
+            continue;
+        }
+        let values = match c.data_type() {
+            arrow_schema::DataType::UInt8 => Values::U8(c.as_primitive()),
+            arrow_schema::DataType::UInt16 => Values::U16(c.as_primitive()),
+            arrow_schema::DataType::UInt32 => Values::U32(c.as_primitive()),
+            arrow_schema::DataType::UInt64 => Values::U64(c.as_primitive()),
+            arrow_schema::DataType::Timestamp(..) => Values::Time(c.as_primitive()),
+            arrow_schema::DataType::FixedSizeBinary(16) => Values::Addr(c.as_fixed_size_binary()),
+            _ => return Err(EncodeError::ColumnType(e.column)),
+        };
+        columns.push((*e, values));
+    }
+    let v4 = templates.id_for(0, columns.iter().map(|(e, _)| e.v4).collect());
+    let v6 = templates.id_for(0, columns.iter().map(|(e, _)| e.v6).collect());
+    let version = match batch.column_by_name("ip_version") {
+        Some(c) => Some(
+            c.as_primitive_opt::<UInt8Type>()
+                .ok_or(EncodeError::ColumnType("ip_version"))?,
+        ),
+        None => None,
+    };
+    let mut record = Vec::with_capacity(256);
+    for row in 0..batch.num_rows() {
+        let is_v6 = version.is_some_and(|v| v.is_valid(row) && v.value(row) == 6);
+        record.clear();
+        for (e, values) in &columns {
+            let spec = if is_v6 { e.v6 } else { e.v4 };
+            encode_value(&mut record, values, row, spec.length);
+        }
+        templates.add_record(builder, if is_v6 { v6 } else { v4 }, &record);
+    }
+    Ok(())
+}
+
+/// Turns flow batches into IPFIX messages of one observation domain: a
+/// [`MessageBuilder`] and [`TemplateSet`] of its own around [`encode_flows`].
 #[derive(Debug)]
 pub struct FlowEncoder {
     builder: MessageBuilder,
-    template_refresh: Option<u64>,
-    /// `messages_closed` when templates were last (re)announced.
-    refreshed_at: u64,
-    templates: Vec<Template>,
-    /// Whether each template went out since the last refresh.
-    announced: Vec<bool>,
-    record: Vec<u8>,
+    templates: TemplateSet,
 }
-
-/// First template id the encoder assigns.
-pub const FIRST_TEMPLATE_ID: u16 = 256;
 
 impl FlowEncoder {
     /// `template_refresh`: resend templates after this many messages (UDP); `None` for TCP and files.
     pub fn new(domain: u32, max_message: usize, template_refresh: Option<u64>) -> Self {
         Self {
             builder: MessageBuilder::new(domain, max_message),
-            template_refresh,
-            refreshed_at: 0,
-            templates: Vec::new(),
-            announced: Vec::new(),
-            record: Vec::with_capacity(256),
+            templates: TemplateSet::new(template_refresh),
         }
     }
 
@@ -339,79 +444,8 @@ impl FlowEncoder {
         export_time: u32,
     ) -> Result<Vec<Vec<u8>>, EncodeError> {
         self.builder.set_export_time(export_time);
-        let mut columns = Vec::new();
-        for e in FLOW_ELEMENTS {
-            let Some(c) = batch.column_by_name(e.column) else {
-                continue;
-            };
-            if c.null_count() == c.len() {
-                continue;
-            }
-            let values = match c.data_type() {
-                arrow_schema::DataType::UInt8 => Values::U8(c.as_primitive()),
-                arrow_schema::DataType::UInt16 => Values::U16(c.as_primitive()),
-                arrow_schema::DataType::UInt32 => Values::U32(c.as_primitive()),
-                arrow_schema::DataType::UInt64 => Values::U64(c.as_primitive()),
-                arrow_schema::DataType::Timestamp(..) => Values::Time(c.as_primitive()),
-                arrow_schema::DataType::FixedSizeBinary(16) => {
-                    Values::Addr(c.as_fixed_size_binary())
-                }
-                _ => return Err(EncodeError::ColumnType(e.column)),
-            };
-            columns.push((*e, values));
-        }
-        let v4 = self.template_for(columns.iter().map(|(e, _)| e.v4).collect());
-        let v6 = self.template_for(columns.iter().map(|(e, _)| e.v6).collect());
-        let version = match batch.column_by_name("ip_version") {
-            Some(c) => Some(
-                c.as_primitive_opt::<UInt8Type>()
-                    .ok_or(EncodeError::ColumnType("ip_version"))?,
-            ),
-            None => None,
-        };
-        for row in 0..batch.num_rows() {
-            let is_v6 = version.is_some_and(|v| v.is_valid(row) && v.value(row) == 6);
-            let template = if is_v6 { v6 } else { v4 };
-            self.record.clear();
-            for (e, values) in &columns {
-                let spec = if is_v6 { e.v6 } else { e.v4 };
-                encode_value(&mut self.record, values, row, spec.length);
-            }
-            self.announce(template);
-            let record = std::mem::take(&mut self.record);
-            self.builder.add_record(template, &record);
-            self.record = record;
-        }
+        encode_flows(&mut self.templates, &mut self.builder, batch)?;
         Ok(self.builder.take_finished())
-    }
-
-    fn template_for(&mut self, fields: Vec<FieldSpec>) -> u16 {
-        if let Some(t) = self.templates.iter().find(|t| t.fields == fields) {
-            return t.id;
-        }
-        let id = FIRST_TEMPLATE_ID + self.templates.len() as u16;
-        self.templates.push(Template::new(id, 0, fields));
-        self.announced.push(false);
-        id
-    }
-
-    /// Sends the template unless it went out since the last refresh; starts a
-    /// new refresh period (a new message re-announcing templates) when due.
-    fn announce(&mut self, id: u16) {
-        let closed = self.builder.messages_closed();
-        if self
-            .template_refresh
-            .is_some_and(|every| closed - self.refreshed_at >= every)
-        {
-            self.refreshed_at = closed;
-            self.announced.iter_mut().for_each(|a| *a = false);
-        }
-        let index = usize::from(id - FIRST_TEMPLATE_ID);
-        if !self.announced[index] {
-            let template = self.templates[index].clone();
-            self.builder.add_template(&template);
-            self.announced[index] = true;
-        }
     }
 
     /// Closes the open message and returns it with any others finished.
