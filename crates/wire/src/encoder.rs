@@ -62,6 +62,9 @@ pub struct MessageBuilder {
     /// Set id and start offset of the set being filled.
     open_set: Option<(u16, usize)>,
     messages_closed: u64,
+    /// Data records in the open message and in each finished one.
+    records_in_current: u32,
+    finished_records: Vec<u32>,
 }
 
 impl MessageBuilder {
@@ -78,6 +81,8 @@ impl MessageBuilder {
             current: Vec::new(),
             open_set: None,
             messages_closed: 0,
+            records_in_current: 0,
+            finished_records: Vec::new(),
         }
     }
 
@@ -115,6 +120,8 @@ impl MessageBuilder {
             let len = self.current.len() as u16;
             self.current[2..4].copy_from_slice(&len.to_be_bytes());
             self.finished.push(std::mem::take(&mut self.current));
+            self.finished_records
+                .push(std::mem::take(&mut self.records_in_current));
             self.messages_closed += 1;
         }
         self.current.clear();
@@ -161,6 +168,7 @@ impl MessageBuilder {
         }
         self.current.extend_from_slice(record);
         self.records_sent = self.records_sent.wrapping_add(1);
+        self.records_in_current += 1;
         true
     }
 
@@ -177,12 +185,24 @@ impl MessageBuilder {
     /// Closes the open message and hands over every finished message.
     pub fn finish(&mut self) -> Vec<Vec<u8>> {
         self.close_message();
-        std::mem::take(&mut self.finished)
+        self.take_finished()
     }
 
     /// Finished messages so far, leaving the open one open.
     pub fn take_finished(&mut self) -> Vec<Vec<u8>> {
+        self.finished_records.clear();
         std::mem::take(&mut self.finished)
+    }
+
+    /// Closes the open message; every finished message with its count of
+    /// data records (what an exporter reports as not sent if it drops one).
+    pub fn finish_counted(&mut self) -> Vec<(Vec<u8>, u32)> {
+        self.close_message();
+        let counts = std::mem::take(&mut self.finished_records);
+        std::mem::take(&mut self.finished)
+            .into_iter()
+            .zip(counts)
+            .collect()
     }
 }
 
@@ -368,6 +388,25 @@ impl TemplateSet {
 /// First template id an encoder assigns.
 pub const FIRST_TEMPLATE_ID: u16 = 256;
 
+/// How each exportable packet-report column is written (PSAMP, RFC 5477).
+const PACKET_REPORT_ELEMENTS: &[ColumnElement] = &[
+    same("observation_point_id", 138, 8),
+    same("selection_sequence_id", 301, 8),
+    same("selector_id", 302, 8),
+    same("observation_time_ns", 325, 8),
+    same("digest", 326, 8),
+    same("ip_ttl", 192, 1),
+    same("length", 224, 4),
+    same("ip_version", 60, 1),
+    by_family("src_addr", 8, 4, 27, 16),
+    by_family("dst_addr", 12, 4, 28, 16),
+    same("src_port", 7, 2),
+    same("dst_port", 11, 2),
+    same("proto", 4, 1),
+    same("fragment_id", 54, 4),
+    same("in_if", 10, 4),
+];
+
 /// Encodes the rows of a flow batch into `builder`.
 ///
 /// Each batch is exported with one template for IPv4 rows and one for IPv6
@@ -379,8 +418,26 @@ pub fn encode_flows(
     builder: &mut MessageBuilder,
     batch: &RecordBatch,
 ) -> Result<(), EncodeError> {
+    encode_batch(templates, builder, batch, FLOW_ELEMENTS)
+}
+
+/// Encodes a batch of PSAMP packet reports into `builder`, as [`encode_flows`] does flows.
+pub fn encode_packet_reports(
+    templates: &mut TemplateSet,
+    builder: &mut MessageBuilder,
+    batch: &RecordBatch,
+) -> Result<(), EncodeError> {
+    encode_batch(templates, builder, batch, PACKET_REPORT_ELEMENTS)
+}
+
+fn encode_batch(
+    templates: &mut TemplateSet,
+    builder: &mut MessageBuilder,
+    batch: &RecordBatch,
+    elements: &[ColumnElement],
+) -> Result<(), EncodeError> {
     let mut columns = Vec::new();
-    for e in FLOW_ELEMENTS {
+    for e in elements {
         let Some(c) = batch.column_by_name(e.column) else {
             continue;
         };

@@ -128,6 +128,10 @@ impl<W: Write> IpfixWriter<W> {
         Ok(())
     }
 
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
     pub fn messages_written(&self) -> u64 {
         self.messages
     }

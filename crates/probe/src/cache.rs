@@ -1,0 +1,369 @@
+//! The flow cache: packets in, flow records out, by timeouts, TCP end,
+//! size limit or the end of the capture (RFC 5470 metering process).
+
+use std::collections::HashMap;
+
+use hopscope_packet::PacketSummary;
+
+/// Why a flow record was exported (IE 136 flowEndReason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EndReason {
+    IdleTimeout = 1,
+    ActiveTimeout = 2,
+    EndOfFlow = 3,
+    ForcedEnd = 4,
+    LackOfResources = 5,
+}
+
+/// What makes two packets one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub ip_version: u8,
+    pub vlan: u16,
+}
+
+impl FlowKey {
+    fn reversed(&self) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            ..*self
+        }
+    }
+}
+
+/// Counters of one direction of a flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Direction {
+    pub bytes: u64,
+    pub packets: u64,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub tcp_flags: u16,
+    pub min_ttl: u8,
+    pub max_ttl: u8,
+    pub tos: u8,
+    pub fin: bool,
+}
+
+impl Direction {
+    fn add(&mut self, ts: i64, p: &PacketSummary) {
+        let ttl = p.ttl.unwrap_or(0);
+        if self.packets == 0 {
+            self.first_ns = ts;
+            self.min_ttl = ttl;
+            self.max_ttl = ttl;
+            self.tos = p.tos.unwrap_or(0);
+        }
+        self.packets += 1;
+        self.bytes += u64::from(p.ip_total_length.unwrap_or(0));
+        self.last_ns = ts;
+        self.min_ttl = self.min_ttl.min(ttl);
+        self.max_ttl = self.max_ttl.max(ttl);
+        let flags = p.tcp_flags.unwrap_or(0);
+        self.tcp_flags |= flags;
+        self.fin |= flags & 0x01 != 0;
+    }
+}
+
+/// One flow being metered. Kept small: the cache holds a million of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowState {
+    pub forward: Direction,
+    pub reverse: Direction,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub interface: u32,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub rst: bool,
+}
+
+impl FlowState {
+    pub fn first_ns(&self) -> i64 {
+        if self.reverse.packets == 0 {
+            self.forward.first_ns
+        } else {
+            self.forward.first_ns.min(self.reverse.first_ns)
+        }
+    }
+
+    pub fn last_ns(&self) -> i64 {
+        self.forward.last_ns.max(self.reverse.last_ns)
+    }
+
+    /// A TCP flow whose end was seen: RST, or FIN in every direction seen.
+    fn ended(&self, biflow: bool) -> bool {
+        self.rst || (self.forward.fin && (!biflow || self.reverse.fin || self.reverse.packets == 0))
+    }
+}
+
+/// Cache behaviour.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Both directions in one record (RFC 5103), the first packet's sender as source.
+    pub biflow: bool,
+    pub active_timeout_ns: i64,
+    pub idle_timeout_ns: i64,
+    /// Idle time after which a TCP flow whose end was seen is exported.
+    pub end_timeout_ns: i64,
+    pub max_flows: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            biflow: false,
+            active_timeout_ns: 60_000_000_000,
+            idle_timeout_ns: 15_000_000_000,
+            end_timeout_ns: 1_000_000_000,
+            max_flows: 1 << 20,
+        }
+    }
+}
+
+/// A finished flow.
+pub type Expired = (FlowKey, FlowState, EndReason);
+
+/// The flow cache.
+#[derive(Debug)]
+pub struct FlowCache {
+    config: CacheConfig,
+    flows: HashMap<FlowKey, FlowState>,
+    /// Flows exported early because the cache was full.
+    pub emergency_expiries: u64,
+}
+
+impl FlowCache {
+    pub fn new(config: CacheConfig) -> Self {
+        Self {
+            config,
+            flows: HashMap::with_capacity(config.max_flows.min(1 << 16)),
+            emergency_expiries: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Meters one packet of `key`; flows pushed out to make room go to `expired`.
+    pub fn add(
+        &mut self,
+        key: FlowKey,
+        ts: i64,
+        p: &PacketSummary,
+        interface: u32,
+        expired: &mut Vec<Expired>,
+    ) {
+        if self.config.biflow {
+            if let Some(flow) = self.flows.get_mut(&key.reversed()) {
+                flow.reverse.add(ts, p);
+                flow.rst |= p.tcp_flags.unwrap_or(0) & 0x04 != 0;
+                return;
+            }
+        }
+        if !self.flows.contains_key(&key) && self.flows.len() >= self.config.max_flows {
+            self.make_room(ts, expired);
+        }
+        let flow = self.flows.entry(key).or_insert_with(|| FlowState {
+            forward: Direction::default(),
+            reverse: Direction::default(),
+            src_mac: p.src_mac.unwrap_or_default(),
+            dst_mac: p.dst_mac.unwrap_or_default(),
+            interface,
+            icmp_type: p.icmp_type.unwrap_or(0),
+            icmp_code: p.icmp_code.unwrap_or(0),
+            rst: false,
+        });
+        flow.forward.add(ts, p);
+        flow.rst |= p.tcp_flags.unwrap_or(0) & 0x04 != 0;
+    }
+
+    /// Exports what the cache is too full to keep: first the flows idle for
+    /// more than half the idle timeout, then, if that is not enough, the
+    /// eighth of the cache idle longest. Each is counted.
+    fn make_room(&mut self, now: i64, expired: &mut Vec<Expired>) {
+        let before = expired.len();
+        let half_idle = self.config.idle_timeout_ns / 2;
+        self.drain(
+            expired,
+            |_, f| now - f.last_ns() > half_idle,
+            EndReason::LackOfResources,
+        );
+        if self.flows.len() >= self.config.max_flows {
+            let mut ages: Vec<i64> = self.flows.values().map(FlowState::last_ns).collect();
+            let cut = ages.len() / 8;
+            let (_, &mut oldest_kept, _) = ages.select_nth_unstable(cut);
+            self.drain(
+                expired,
+                |_, f| f.last_ns() <= oldest_kept,
+                EndReason::LackOfResources,
+            );
+        }
+        self.emergency_expiries += (expired.len() - before) as u64;
+    }
+
+    /// Exports flows whose timeouts passed at `now` (packet time).
+    pub fn expire(&mut self, now: i64, expired: &mut Vec<Expired>) {
+        let c = self.config;
+        let mut ended = Vec::new();
+        for (key, flow) in &self.flows {
+            let reason = if flow.ended(c.biflow) && now - flow.last_ns() > c.end_timeout_ns {
+                Some(EndReason::EndOfFlow)
+            } else if now - flow.last_ns() > c.idle_timeout_ns {
+                Some(EndReason::IdleTimeout)
+            } else if now - flow.first_ns() > c.active_timeout_ns {
+                Some(EndReason::ActiveTimeout)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                ended.push((*key, reason));
+            }
+        }
+        for (key, reason) in ended {
+            if let Some(flow) = self.flows.remove(&key) {
+                expired.push((key, flow, reason));
+            }
+        }
+    }
+
+    /// Exports every flow (end of capture or shutdown).
+    pub fn flush(&mut self, expired: &mut Vec<Expired>) {
+        let biflow = self.config.biflow;
+        for (key, flow) in self.flows.drain() {
+            let reason = if flow.ended(biflow) {
+                EndReason::EndOfFlow
+            } else {
+                EndReason::ForcedEnd
+            };
+            expired.push((key, flow, reason));
+        }
+    }
+
+    fn drain(
+        &mut self,
+        expired: &mut Vec<Expired>,
+        mut pick: impl FnMut(&FlowKey, &FlowState) -> bool,
+        reason: EndReason,
+    ) {
+        let keys: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| pick(k, f))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(flow) = self.flows.remove(&key) {
+                expired.push((key, flow, reason));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(a: u8, b: u8) -> FlowKey {
+        let mut src = [0u8; 16];
+        src[15] = a;
+        let mut dst = [0u8; 16];
+        dst[15] = b;
+        FlowKey {
+            src,
+            dst,
+            src_port: 1000 + u16::from(a),
+            dst_port: 80,
+            proto: 6,
+            ip_version: 4,
+            vlan: 0,
+        }
+    }
+
+    fn tcp(flags: u16, len: u16) -> PacketSummary {
+        PacketSummary {
+            tcp_flags: Some(flags),
+            ip_total_length: Some(len),
+            ttl: Some(64),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flow_state_is_small() {
+        // the budget: 256 bytes per active flow including the key and the map's overhead
+        let per_entry = std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowState>() + 1;
+        assert!(per_entry <= 200, "{per_entry}");
+    }
+
+    #[test]
+    fn biflow_joins_both_directions_and_ends_on_fin() {
+        let mut c = FlowCache::new(CacheConfig {
+            biflow: true,
+            ..CacheConfig::default()
+        });
+        let mut out = Vec::new();
+        c.add(key(1, 2), 0, &tcp(0x02, 60), 1, &mut out);
+        c.add(key(1, 2).reversed(), 10, &tcp(0x12, 60), 1, &mut out);
+        c.add(key(1, 2), 20, &tcp(0x11, 52), 1, &mut out);
+        c.add(key(1, 2).reversed(), 30, &tcp(0x11, 52), 1, &mut out);
+        assert_eq!(c.len(), 1);
+        c.expire(30 + 2_000_000_000, &mut out);
+        let (k, f, reason) = out.pop().unwrap();
+        assert_eq!(k, key(1, 2));
+        assert_eq!(
+            (f.forward.packets, f.reverse.packets, f.forward.bytes),
+            (2, 2, 112)
+        );
+        assert_eq!(reason, EndReason::EndOfFlow);
+    }
+
+    #[test]
+    fn idle_and_active_timeouts() {
+        let config = CacheConfig {
+            idle_timeout_ns: 100,
+            active_timeout_ns: 1000,
+            ..CacheConfig::default()
+        };
+        let mut c = FlowCache::new(config);
+        let mut out = Vec::new();
+        c.add(key(1, 2), 0, &tcp(0x10, 40), 0, &mut out);
+        for t in (0..1100).step_by(50) {
+            c.add(key(3, 4), t, &tcp(0x10, 40), 0, &mut out);
+        }
+        c.expire(1101, &mut out);
+        let reasons: Vec<_> = out.iter().map(|(k, _, r)| (k.src[15], *r)).collect();
+        assert!(reasons.contains(&(1, EndReason::IdleTimeout)));
+        assert!(reasons.contains(&(3, EndReason::ActiveTimeout)));
+    }
+
+    #[test]
+    fn a_full_cache_expires_early_and_counts_it() {
+        let mut c = FlowCache::new(CacheConfig {
+            max_flows: 64,
+            ..CacheConfig::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..200u8 {
+            c.add(key(i, 0), i64::from(i), &tcp(0x10, 40), 0, &mut out);
+        }
+        assert!(c.len() <= 64);
+        assert_eq!(c.emergency_expiries as usize, out.len());
+        assert_eq!(out.len() + c.len(), 200);
+        assert!(out.iter().all(|(_, _, r)| *r == EndReason::LackOfResources));
+    }
+}

@@ -1,0 +1,24 @@
+//! The probe: meters packets into flows at one observation point, selects
+//! packets with a hash that every probe computes alike (PSAMP, RFC
+//! 5475/5476), and exports flow records, packet reports and metadata as
+//! IPFIX.
+//!
+//! Packets come from a [`PacketSource`] (pcap and pcapng files here); each
+//! frame is parsed by `hopscope-packet`, offered to the [`Selector`] and
+//! metered by the [`FlowCache`]; the [`Meter`] ties these together and
+//! yields Arrow batches of the schema crate's flow and packet-report tables,
+//! which an [`Exporter`] sends as IPFIX to a file, a UDP or a TCP collector.
+//! This crate owns no decoding and no storage.
+
+mod cache;
+mod export;
+mod meter;
+mod select;
+mod source;
+
+pub use cache::{CacheConfig, EndReason, FlowCache, FlowKey};
+pub use cache::{Direction, FlowState};
+pub use export::{ExportCounters, ExportError, ExportTarget, Exporter, ProbeReport};
+pub use meter::{Meter, MeterConfig, MeterStats};
+pub use select::{HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32};
+pub use source::{CaptureCounters, Frame, PacketSource, PcapFileSource, SourceError};

@@ -1,0 +1,250 @@
+//! The metering process: frames in; flow records and packet reports out.
+
+use std::collections::HashMap;
+
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
+use hopscope_packet::{PacketSummary, StopReason, parse_frame};
+use hopscope_schema::{FlowBatchBuilder, FlowRecord, PacketReportBuilder, PacketReportRecord};
+
+use crate::cache::{CacheConfig, Expired, FlowCache, FlowKey};
+use crate::select::{Selector, SelectorConfig};
+use crate::source::Frame;
+
+/// What a meter does with packets.
+#[derive(Debug, Clone, Copy)]
+pub struct MeterConfig {
+    pub observation_point_id: u64,
+    pub domain: u32,
+    pub cache: CacheConfig,
+    /// Packet selection for reports; `None` exports flows only.
+    pub selection: Option<SelectorConfig>,
+}
+
+/// Counts of the metering process, by what happened to each frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeterStats {
+    pub frames: u64,
+    /// IP packets metered into flows.
+    pub packets: u64,
+    pub octets: u64,
+    /// Frames without an IP header this probe follows (ARP, LLDP...): not metered.
+    pub not_ip: u64,
+    /// Frames cut inside a header (metered with what was read).
+    pub truncated: u64,
+    /// Frames whose lengths contradict themselves or loop (not metered).
+    pub malformed: u64,
+    /// Later fragments whose first fragment was never seen (metered without ports).
+    pub orphan_fragments: u64,
+    pub flows_exported: u64,
+    pub packet_reports: u64,
+}
+
+/// Ports of a fragmented datagram, taken from its first fragment.
+type FragmentKey = ([u8; 16], [u8; 16], u8, u32);
+const MAX_FRAGMENTS: usize = 4096;
+/// How long a first fragment's ports are kept for its later fragments.
+const FRAGMENT_LIFETIME_NS: i64 = 30_000_000_000;
+
+/// Meters frames of one observation point.
+#[derive(Debug)]
+pub struct Meter {
+    config: MeterConfig,
+    cache: FlowCache,
+    selector: Option<Selector>,
+    fragments: HashMap<FragmentKey, (u16, u16, i64)>,
+    expired: Vec<Expired>,
+    flows: FlowBatchBuilder,
+    reports: PacketReportBuilder,
+    last_sweep_ns: i64,
+    pub stats: MeterStats,
+}
+
+/// Cache sweeps happen at most this often in packet time.
+const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
+
+impl Meter {
+    pub fn new(config: MeterConfig) -> Self {
+        Self {
+            config,
+            cache: FlowCache::new(config.cache),
+            selector: config.selection.map(Selector::new),
+            fragments: HashMap::new(),
+            expired: Vec::new(),
+            flows: FlowBatchBuilder::with_capacity(1024),
+            reports: PacketReportBuilder::with_capacity(256),
+            last_sweep_ns: i64::MIN,
+            stats: MeterStats::default(),
+        }
+    }
+
+    pub fn selector(&self) -> Option<&Selector> {
+        self.selector.as_ref()
+    }
+
+    pub fn cache(&self) -> &FlowCache {
+        &self.cache
+    }
+
+    /// Meters one frame.
+    pub fn observe(&mut self, frame: &Frame<'_>) {
+        self.stats.frames += 1;
+        let ts = frame.timestamp_ns;
+        let mut p = parse_frame(frame.link, frame.data);
+        match p.stopped {
+            Some(StopReason::Truncated) => self.stats.truncated += 1,
+            Some(StopReason::BadLength | StopReason::ExtensionHeaderLimit) => {
+                self.stats.malformed += 1;
+                return;
+            }
+            _ => {}
+        }
+        let (Some(src), Some(dst), Some(version)) = (p.src_addr, p.dst_addr, p.ip_version) else {
+            self.stats.not_ip += 1;
+            return;
+        };
+        self.fragment_ports(&mut p, ts);
+        if let Some(selector) = &mut self.selector {
+            if let Some(digest) = selector.consider(&p, frame.data) {
+                self.reports.append(&PacketReportRecord {
+                    observation_point_id: Some(self.config.observation_point_id),
+                    observation_domain_id: Some(self.config.domain),
+                    selection_sequence_id: Some(selector.config().selector_id),
+                    selector_id: Some(selector.config().selector_id),
+                    observation_time_ns: Some(ts),
+                    digest: Some(digest),
+                    ip_ttl: p.ttl,
+                    length: p.ip_total_length.map(u32::from),
+                    ip_version: Some(version),
+                    src_addr: Some(src),
+                    dst_addr: Some(dst),
+                    src_port: p.src_port,
+                    dst_port: p.dst_port,
+                    proto: p.proto,
+                    fragment_id: p.fragment_id,
+                    in_if: Some(frame.interface),
+                    ..PacketReportRecord::default()
+                });
+                self.stats.packet_reports += 1;
+            }
+        }
+        let key = FlowKey {
+            src,
+            dst,
+            src_port: p.src_port.unwrap_or(0),
+            dst_port: p.dst_port.unwrap_or(0),
+            proto: p.proto.unwrap_or(0),
+            ip_version: version,
+            vlan: p.vlan.unwrap_or(0),
+        };
+        self.stats.packets += 1;
+        self.stats.octets += u64::from(p.ip_total_length.unwrap_or(0));
+        self.cache
+            .add(key, ts, &p, frame.interface, &mut self.expired);
+        if ts - self.last_sweep_ns >= SWEEP_INTERVAL_NS {
+            self.last_sweep_ns = ts;
+            self.cache.expire(ts, &mut self.expired);
+            self.fragments
+                .retain(|_, (_, _, seen)| ts - *seen < FRAGMENT_LIFETIME_NS);
+        }
+        self.emit_expired();
+    }
+
+    /// Later fragments carry no transport header: they take the ports of
+    /// their datagram's first fragment, so that a fragmented datagram stays
+    /// in one flow.
+    fn fragment_ports(&mut self, p: &mut PacketSummary, ts: i64) {
+        let Some(id) = p.fragment_id else { return };
+        let key = (
+            p.src_addr.unwrap_or_default(),
+            p.dst_addr.unwrap_or_default(),
+            p.proto.unwrap_or(0),
+            id,
+        );
+        if p.fragment_offset == 0 && p.more_fragments {
+            if self.fragments.len() < MAX_FRAGMENTS {
+                self.fragments
+                    .insert(key, (p.src_port.unwrap_or(0), p.dst_port.unwrap_or(0), ts));
+            }
+        } else if p.fragment_offset != 0 {
+            match self.fragments.get(&key) {
+                Some(&(sport, dport, _)) => {
+                    p.src_port = Some(sport);
+                    p.dst_port = Some(dport);
+                }
+                None => self.stats.orphan_fragments += 1,
+            }
+        }
+    }
+
+    /// Exports every flow still in the cache (end of capture, shutdown).
+    pub fn finish(&mut self) {
+        self.cache.flush(&mut self.expired);
+        self.emit_expired();
+    }
+
+    /// Runs the timeouts at `now` without a packet (a quiet live interface).
+    pub fn tick(&mut self, now: i64) {
+        self.cache.expire(now, &mut self.expired);
+        self.emit_expired();
+    }
+
+    fn emit_expired(&mut self) {
+        for (key, flow, reason) in self.expired.drain(..) {
+            let f = &flow.forward;
+            let biflow = self.config.cache.biflow;
+            let is_icmp = matches!(key.proto, 1 | 58);
+            self.flows.append(&FlowRecord {
+                observation_point_id: Some(self.config.observation_point_id),
+                observation_domain_id: Some(self.config.domain),
+                time_flow_start_ns: Some(flow.first_ns()),
+                time_flow_end_ns: Some(flow.last_ns()),
+                ip_version: Some(key.ip_version),
+                src_addr: Some(key.src),
+                dst_addr: Some(key.dst),
+                src_port: Some(key.src_port),
+                dst_port: Some(key.dst_port),
+                proto: Some(key.proto),
+                bytes: Some(f.bytes),
+                packets: Some(f.packets),
+                reverse_bytes: biflow.then_some(flow.reverse.bytes),
+                reverse_packets: biflow.then_some(flow.reverse.packets),
+                tcp_flags: (key.proto == 6).then_some(f.tcp_flags),
+                ip_tos: Some(f.tos),
+                minimum_ttl: Some(f.min_ttl),
+                maximum_ttl: Some(f.max_ttl),
+                icmp_type: is_icmp.then_some(flow.icmp_type),
+                icmp_code: is_icmp.then_some(flow.icmp_code),
+                in_if: Some(flow.interface),
+                src_vlan: (key.vlan != 0).then_some(key.vlan),
+                src_mac: Some(mac(flow.src_mac)),
+                dst_mac: Some(mac(flow.dst_mac)),
+                flow_end_reason: Some(reason as u8),
+                ..FlowRecord::default()
+            });
+            self.stats.flows_exported += 1;
+        }
+    }
+
+    /// Flow records ready for export (the builder is emptied).
+    pub fn take_flows(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.flows.finish()
+    }
+
+    pub fn pending_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Packet reports ready for export (the builder is emptied).
+    pub fn take_reports(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.reports.finish()
+    }
+
+    pub fn pending_reports(&self) -> usize {
+        self.reports.len()
+    }
+}
+
+fn mac(m: [u8; 6]) -> u64 {
+    m.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))
+}

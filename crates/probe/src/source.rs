@@ -1,0 +1,170 @@
+//! Packet sources: where frames come from. Files (pcap, pcapng) today; live
+//! capture implements the same trait.
+
+use std::io::Read;
+
+use hopscope_packet::LinkType;
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::{Block, PcapNgReader};
+
+/// One captured frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Capture time, Unix nanoseconds.
+    pub timestamp_ns: i64,
+    pub link: LinkType,
+    pub data: &'a [u8],
+    /// Length on the wire (the capture may hold fewer octets).
+    pub wire_len: u32,
+    /// Interface index within the source.
+    pub interface: u32,
+}
+
+/// What a source could not deliver, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureCounters {
+    pub frames: u64,
+    /// Frames the kernel dropped before capture (live sources).
+    pub kernel_drops: u64,
+    /// Frames of a link type the parser does not follow.
+    pub unknown_link: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("capture file: {0}")]
+    Capture(#[from] pcap_file::PcapError),
+}
+
+/// A source of frames, read one at a time.
+pub trait PacketSource {
+    /// The next frame; `None` at the end. An `Err` ends the source too (a
+    /// file cut mid-record): what came before it stays valid.
+    fn next_frame(&mut self) -> Option<Result<Frame<'_>, SourceError>>;
+    fn counters(&self) -> CaptureCounters;
+}
+
+enum Reader<R: Read> {
+    Pcap(PcapReader<R>, Option<LinkType>),
+    PcapNg(PcapNgReader<R>),
+}
+
+/// A reader with the four octets read to tell the format put back in front.
+type Sniffed<R> = std::io::Chain<std::io::Cursor<[u8; 4]>, R>;
+
+/// pcap or pcapng file, pure Rust.
+pub struct PcapFileSource<R: Read> {
+    reader: Reader<Sniffed<R>>,
+    buf: Vec<u8>,
+    counters: CaptureCounters,
+    done: bool,
+}
+
+impl<R: Read> std::fmt::Debug for PcapFileSource<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapFileSource")
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl<R: Read> PcapFileSource<R> {
+    /// Opens a capture, telling pcap from pcapng by the first four octets.
+    pub fn new(mut inner: R) -> Result<Self, SourceError> {
+        let mut magic = [0u8; 4];
+        inner.read_exact(&mut magic)?;
+        let chained = std::io::Cursor::new(magic).chain(inner);
+        let reader = if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+            Reader::PcapNg(PcapNgReader::new(chained)?)
+        } else {
+            let r = PcapReader::new(chained)?;
+            let link = LinkType::from_pcap(u32::from(r.header().datalink));
+            Reader::Pcap(r, link)
+        };
+        Ok(Self {
+            reader,
+            buf: Vec::with_capacity(65536),
+            counters: CaptureCounters::default(),
+            done: false,
+        })
+    }
+}
+
+impl<R: Read> PacketSource for PcapFileSource<R> {
+    fn next_frame(&mut self) -> Option<Result<Frame<'_>, SourceError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let (link, ts, wire_len, interface) = match &mut self.reader {
+                Reader::Pcap(r, link) => match r.next_packet()? {
+                    Ok(p) => {
+                        self.buf.clear();
+                        self.buf.extend_from_slice(&p.data);
+                        (*link, p.timestamp.as_nanos() as i64, p.orig_len, 0)
+                    }
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e.into()));
+                    }
+                },
+                Reader::PcapNg(r) => {
+                    let block = match r.next_block()? {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(e.into()));
+                        }
+                    };
+                    let (interface, ts, wire_len) = match block {
+                        Block::EnhancedPacket(p) => {
+                            self.buf.clear();
+                            self.buf.extend_from_slice(&p.data);
+                            (
+                                p.interface_id,
+                                p.timestamp.as_nanos() as i64,
+                                p.original_len,
+                            )
+                        }
+                        Block::SimplePacket(p) => {
+                            self.buf.clear();
+                            self.buf.extend_from_slice(&p.data);
+                            (0, 0, p.original_len)
+                        }
+                        _ => continue,
+                    };
+                    let link = r
+                        .interfaces()
+                        .get(interface as usize)
+                        .and_then(|i| LinkType::from_pcap(u32::from(i.linktype)));
+                    (link, ts, wire_len, interface)
+                }
+            };
+            self.counters.frames += 1;
+            let Some(link) = link else {
+                self.counters.unknown_link += 1;
+                continue;
+            };
+            return Some(Ok(Frame {
+                timestamp_ns: ts,
+                link,
+                data: &self.buf,
+                wire_len,
+                interface,
+            }));
+        }
+    }
+
+    fn counters(&self) -> CaptureCounters {
+        self.counters.clone()
+    }
+}
+
+impl PcapFileSource<std::io::BufReader<std::fs::File>> {
+    /// Opens a capture file.
+    pub fn open(path: &std::path::Path) -> Result<Self, SourceError> {
+        Self::new(std::io::BufReader::new(std::fs::File::open(path)?))
+    }
+}
