@@ -2,6 +2,7 @@
 //! this file only parses arguments and dispatches.
 
 mod decode;
+mod probe;
 mod render;
 
 use std::path::PathBuf;
@@ -25,6 +26,59 @@ enum Command {
     /// Files are read in the order given as one exporter session, so a file
     /// of templates followed by a file of data decodes as it would live.
     Decode(DecodeArgs),
+    /// Meter packets from captures into flows, select packets with a hash
+    /// shared by every probe (PSAMP), and export flows, packet reports and
+    /// metadata as IPFIX.
+    Probe(Box<ProbeArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// Capture files (pcap or pcapng) to meter, in order.
+    #[arg(long, required_unless_present = "interface")]
+    pcap: Vec<PathBuf>,
+    /// Live interfaces to capture from.
+    #[arg(long)]
+    interface: Vec<String>,
+    /// Where IPFIX goes: file:PATH, udp://HOST:PORT or tcp://HOST:PORT.
+    #[arg(long)]
+    export: String,
+    /// Name of this observation point (exported in an options record).
+    #[arg(long, default_value = "probe")]
+    observation_point: String,
+    /// Observation point id (IE 138); by default derived from the name.
+    #[arg(long)]
+    observation_point_id: Option<u64>,
+    /// Observation domain id of the exported messages.
+    #[arg(long, default_value_t = 0)]
+    domain: u32,
+    /// Export both directions of a connection in one record (RFC 5103).
+    #[arg(long)]
+    biflow: bool,
+    /// Export long flows after this long (15s, 2m...).
+    #[arg(long, default_value = "60s")]
+    active_timeout: String,
+    /// Export flows idle for this long.
+    #[arg(long, default_value = "15s")]
+    idle_timeout: String,
+    /// Most flows kept at once; beyond it flows are exported early (and counted).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_flows: usize,
+    /// Select N packets in M for packet reports, such as 1/100.
+    #[arg(long)]
+    select: Option<String>,
+    /// Selection hash: bob or crc32 (RFC 5475), the same at every probe.
+    #[arg(long, default_value = "bob")]
+    hash: String,
+    /// Selection hash seed, the same at every probe.
+    #[arg(long, default_value_t = 0x6870_7363)]
+    seed: u32,
+    /// Invariant fields hashed: nat-free or nat-crossing.
+    #[arg(long, default_value = "nat-free")]
+    profile: String,
+    /// Transport payload octets included in the hash.
+    #[arg(long, default_value_t = 8)]
+    payload_prefix: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +129,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
+        Command::Probe(args) => probe::run(&args),
     };
     match result {
         Ok(code) => code,

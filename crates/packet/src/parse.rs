@@ -75,6 +75,8 @@ pub struct PacketSummary {
     pub tcp_seq: Option<u32>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// Identifier of an ICMP/ICMPv6 echo request or reply.
+    pub icmp_echo_id: Option<u16>,
     /// Offset of the transport payload within the frame, when reached.
     pub payload_offset: Option<usize>,
     /// Set when the walk stopped before the transport payload.
@@ -284,8 +286,13 @@ fn transport(frame: &[u8], at: usize, proto: u8, s: &mut PacketSummary) -> Resul
             s.payload_offset = Some(at + if proto == 132 { 12 } else { 8 });
         }
         1 | 58 => {
-            s.icmp_type = Some(byte(frame, at)?);
+            let icmp_type = byte(frame, at)?;
+            s.icmp_type = Some(icmp_type);
             s.icmp_code = Some(byte(frame, at + 1)?);
+            let echo = matches!((proto, icmp_type), (1, 0 | 8) | (58, 128 | 129));
+            if echo {
+                s.icmp_echo_id = Some(be16(frame, at + 4)?);
+            }
             s.payload_offset = Some(at + 8);
         }
         _ => s.payload_offset = Some(at),

@@ -84,6 +84,8 @@ pub struct FlowState {
     pub interface: u32,
     pub icmp_type: u8,
     pub icmp_code: u8,
+    /// Top MPLS label of the first packet (0: none).
+    pub mpls_label: u32,
     pub rst: bool,
 }
 
@@ -168,12 +170,12 @@ impl FlowCache {
         interface: u32,
         expired: &mut Vec<Expired>,
     ) {
-        if self.config.biflow {
-            if let Some(flow) = self.flows.get_mut(&key.reversed()) {
-                flow.reverse.add(ts, p);
-                flow.rst |= p.tcp_flags.unwrap_or(0) & 0x04 != 0;
-                return;
-            }
+        if self.config.biflow
+            && let Some(flow) = self.flows.get_mut(&key.reversed())
+        {
+            flow.reverse.add(ts, p);
+            flow.rst |= p.tcp_flags.unwrap_or(0) & 0x04 != 0;
+            return;
         }
         if !self.flows.contains_key(&key) && self.flows.len() >= self.config.max_flows {
             self.make_room(ts, expired);
@@ -186,6 +188,7 @@ impl FlowCache {
             interface,
             icmp_type: p.icmp_type.unwrap_or(0),
             icmp_code: p.icmp_code.unwrap_or(0),
+            mpls_label: p.mpls_top_label.unwrap_or(0),
             rst: false,
         });
         flow.forward.add(ts, p);
@@ -200,7 +203,7 @@ impl FlowCache {
         let half_idle = self.config.idle_timeout_ns / 2;
         self.drain(
             expired,
-            |_, f| now - f.last_ns() > half_idle,
+            |_, f| now.saturating_sub(f.last_ns()) > half_idle,
             EndReason::LackOfResources,
         );
         if self.flows.len() >= self.config.max_flows {
@@ -221,15 +224,16 @@ impl FlowCache {
         let c = self.config;
         let mut ended = Vec::new();
         for (key, flow) in &self.flows {
-            let reason = if flow.ended(c.biflow) && now - flow.last_ns() > c.end_timeout_ns {
-                Some(EndReason::EndOfFlow)
-            } else if now - flow.last_ns() > c.idle_timeout_ns {
-                Some(EndReason::IdleTimeout)
-            } else if now - flow.first_ns() > c.active_timeout_ns {
-                Some(EndReason::ActiveTimeout)
-            } else {
-                None
-            };
+            let reason =
+                if flow.ended(c.biflow) && now.saturating_sub(flow.last_ns()) > c.end_timeout_ns {
+                    Some(EndReason::EndOfFlow)
+                } else if now.saturating_sub(flow.last_ns()) > c.idle_timeout_ns {
+                    Some(EndReason::IdleTimeout)
+                } else if now.saturating_sub(flow.first_ns()) > c.active_timeout_ns {
+                    Some(EndReason::ActiveTimeout)
+                } else {
+                    None
+                };
             if let Some(reason) = reason {
                 ended.push((*key, reason));
             }

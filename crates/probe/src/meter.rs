@@ -104,35 +104,36 @@ impl Meter {
             return;
         };
         self.fragment_ports(&mut p, ts);
-        if let Some(selector) = &mut self.selector {
-            if let Some(digest) = selector.consider(&p, frame.data) {
-                self.reports.append(&PacketReportRecord {
-                    observation_point_id: Some(self.config.observation_point_id),
-                    observation_domain_id: Some(self.config.domain),
-                    selection_sequence_id: Some(selector.config().selector_id),
-                    selector_id: Some(selector.config().selector_id),
-                    observation_time_ns: Some(ts),
-                    digest: Some(digest),
-                    ip_ttl: p.ttl,
-                    length: p.ip_total_length.map(u32::from),
-                    ip_version: Some(version),
-                    src_addr: Some(src),
-                    dst_addr: Some(dst),
-                    src_port: p.src_port,
-                    dst_port: p.dst_port,
-                    proto: p.proto,
-                    fragment_id: p.fragment_id,
-                    in_if: Some(frame.interface),
-                    ..PacketReportRecord::default()
-                });
-                self.stats.packet_reports += 1;
-            }
+        if let Some(selector) = &mut self.selector
+            && let Some(digest) = selector.consider(&p, frame.data)
+        {
+            self.reports.append(&PacketReportRecord {
+                observation_point_id: Some(self.config.observation_point_id),
+                observation_domain_id: Some(self.config.domain),
+                selection_sequence_id: Some(selector.config().selector_id),
+                selector_id: Some(selector.config().selector_id),
+                observation_time_ns: Some(ts),
+                digest: Some(digest),
+                ip_ttl: p.ttl,
+                length: p.ip_total_length.map(u32::from),
+                ip_version: Some(version),
+                src_addr: Some(src),
+                dst_addr: Some(dst),
+                src_port: p.src_port,
+                dst_port: p.dst_port,
+                proto: p.proto,
+                fragment_id: p.fragment_id,
+                in_if: Some(frame.interface),
+                ..PacketReportRecord::default()
+            });
+            self.stats.packet_reports += 1;
         }
+        let (src_port, dst_port) = flow_ports(&p);
         let key = FlowKey {
             src,
             dst,
-            src_port: p.src_port.unwrap_or(0),
-            dst_port: p.dst_port.unwrap_or(0),
+            src_port,
+            dst_port,
             proto: p.proto.unwrap_or(0),
             ip_version: version,
             vlan: p.vlan.unwrap_or(0),
@@ -141,7 +142,7 @@ impl Meter {
         self.stats.octets += u64::from(p.ip_total_length.unwrap_or(0));
         self.cache
             .add(key, ts, &p, frame.interface, &mut self.expired);
-        if ts - self.last_sweep_ns >= SWEEP_INTERVAL_NS {
+        if ts.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
             self.last_sweep_ns = ts;
             self.cache.expire(ts, &mut self.expired);
             self.fragments
@@ -217,6 +218,7 @@ impl Meter {
                 icmp_code: is_icmp.then_some(flow.icmp_code),
                 in_if: Some(flow.interface),
                 src_vlan: (key.vlan != 0).then_some(key.vlan),
+                mpls_top_label: (flow.mpls_label != 0).then_some(flow.mpls_label),
                 src_mac: Some(mac(flow.src_mac)),
                 dst_mac: Some(mac(flow.dst_mac)),
                 flow_end_reason: Some(reason as u8),
@@ -242,6 +244,21 @@ impl Meter {
 
     pub fn pending_reports(&self) -> usize {
         self.reports.len()
+    }
+}
+
+/// The ports of a flow key. ICMP has none: an echo request and its reply
+/// share their identifier (both directions of one biflow), any other ICMP
+/// message is keyed by type and code in the destination port (the NetFlow
+/// convention), so that, say, a neighbour solicitation and an advertisement
+/// are two flows.
+fn flow_ports(p: &PacketSummary) -> (u16, u16) {
+    match (p.proto, p.icmp_echo_id, p.icmp_type) {
+        (Some(1 | 58), Some(id), _) => (id, id),
+        (Some(1 | 58), None, Some(t)) => {
+            (0, u16::from(t) << 8 | u16::from(p.icmp_code.unwrap_or(0)))
+        }
+        _ => (p.src_port.unwrap_or(0), p.dst_port.unwrap_or(0)),
     }
 }
 
