@@ -8,5 +8,6 @@
 //! selection hashes live in the crates that use it.
 
 mod parse;
+pub mod pcap;
 
 pub use parse::{LinkType, PacketSummary, StopReason, parse_frame};

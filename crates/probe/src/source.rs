@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use hopscope_packet::LinkType;
-use pcap_file::pcap::PcapReader;
+use hopscope_packet::pcap::{PcapError, PcapReader};
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 /// One captured frame.
@@ -34,8 +34,10 @@ pub struct CaptureCounters {
 pub enum SourceError {
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("capture file: {0}")]
-    Capture(#[from] pcap_file::PcapError),
+    #[error("pcapng file: {0}")]
+    PcapNg(#[from] pcap_file::PcapError),
+    #[error("pcap file: {0}")]
+    Pcap(#[from] PcapError),
 }
 
 /// A source of frames, read one at a time.
@@ -80,7 +82,7 @@ impl<R: Read> PcapFileSource<R> {
             Reader::PcapNg(PcapNgReader::new(chained)?)
         } else {
             let r = PcapReader::new(chained)?;
-            let link = LinkType::from_pcap(u32::from(r.header().datalink));
+            let link = LinkType::from_pcap(r.linktype());
             Reader::Pcap(r, link)
         };
         Ok(Self {
@@ -99,11 +101,11 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
         }
         loop {
             let (link, ts, wire_len, interface) = match &mut self.reader {
-                Reader::Pcap(r, link) => match r.next_packet()? {
+                Reader::Pcap(r, link) => match r.next_record()? {
                     Ok(p) => {
                         self.buf.clear();
-                        self.buf.extend_from_slice(&p.data);
-                        (*link, p.timestamp.as_nanos() as i64, p.orig_len, 0)
+                        self.buf.extend_from_slice(p.data);
+                        (*link, p.timestamp_ns, p.orig_len, 0)
                     }
                     Err(e) => {
                         self.done = true;

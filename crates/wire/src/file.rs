@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use hopscope_packet::pcap::PcapReader;
 use hopscope_packet::{LinkType, parse_frame};
-use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 use crate::templated::IPFIX_HEADER_LEN;
@@ -25,8 +25,10 @@ pub enum StreamError {
     },
     #[error("offset {offset}: stream ends inside a message")]
     TruncatedMessage { offset: u64 },
-    #[error("capture: {0}")]
-    Capture(#[from] pcap_file::PcapError),
+    #[error("pcapng capture: {0}")]
+    PcapNg(#[from] pcap_file::PcapError),
+    #[error("pcap capture: {0}")]
+    Pcap(#[from] hopscope_packet::pcap::PcapError),
 }
 
 /// Length of the IPFIX message starting with `header`, if it is one.
@@ -201,8 +203,7 @@ impl<R: Read> CaptureDatagrams<R> {
             CaptureReader::PcapNg(PcapNgReader::new(reader)?)
         } else {
             let r = PcapReader::new(reader)?;
-            let link =
-                LinkType::from_pcap(u32::from(r.header().datalink)).unwrap_or(LinkType::Ethernet);
+            let link = LinkType::from_pcap(r.linktype()).unwrap_or(LinkType::Ethernet);
             CaptureReader::Pcap(r, link)
         };
         Ok(Self {
@@ -215,8 +216,8 @@ impl<R: Read> CaptureDatagrams<R> {
     pub fn next_datagram(&mut self) -> Option<Result<CapturedDatagram<'static>, StreamError>> {
         loop {
             let (link, ts, data): (LinkType, i64, Vec<u8>) = match &mut self.reader {
-                CaptureReader::Pcap(r, link) => match r.next_packet()? {
-                    Ok(p) => (*link, p.timestamp.as_nanos() as i64, p.data.into_owned()),
+                CaptureReader::Pcap(r, link) => match r.next_record()? {
+                    Ok(p) => (*link, p.timestamp_ns, p.data.to_vec()),
                     Err(e) => return Some(Err(e.into())),
                 },
                 CaptureReader::PcapNg(r) => {
