@@ -213,6 +213,8 @@ struct ColumnElement {
     column: &'static str,
     v4: FieldSpec,
     v6: FieldSpec,
+    /// A timestamp column written as dateTimeMilliseconds instead of NTP.
+    millis: bool,
 }
 
 const fn same(column: &'static str, id: u16, length: u16) -> ColumnElement {
@@ -220,6 +222,7 @@ const fn same(column: &'static str, id: u16, length: u16) -> ColumnElement {
         column,
         v4: FieldSpec::iana(id, length),
         v6: FieldSpec::iana(id, length),
+        millis: false,
     }
 }
 
@@ -234,6 +237,17 @@ const fn by_family(
         column,
         v4: FieldSpec::iana(v4, v4_len),
         v6: FieldSpec::iana(v6, v6_len),
+        millis: false,
+    }
+}
+
+const fn millis(column: &'static str, id: u16) -> ColumnElement {
+    let spec = FieldSpec::iana(id, 8);
+    ColumnElement {
+        column,
+        v4: spec,
+        v6: spec,
+        millis: true,
     }
 }
 
@@ -247,6 +261,7 @@ const fn reverse(column: &'static str, id: u16) -> ColumnElement {
         column,
         v4: spec,
         v6: spec,
+        millis: false,
     }
 }
 
@@ -255,6 +270,10 @@ const fn reverse(column: &'static str, id: u16) -> ColumnElement {
 /// exported: a collector derives them again.
 const FLOW_ELEMENTS: &[ColumnElement] = &[
     same("observation_point_id", 138, 8),
+    // milliseconds for collectors that know no finer time (nfdump), then
+    // nanoseconds; a decoder that knows both keeps the finer
+    millis("time_flow_start_ns", 152),
+    millis("time_flow_end_ns", 153),
     same("time_flow_start_ns", 156, 8),
     same("time_flow_end_ns", 157, 8),
     same("ip_version", 60, 1),
@@ -469,8 +488,16 @@ fn encode_batch(
         let is_v6 = version.is_some_and(|v| v.is_valid(row) && v.value(row) == 6);
         record.clear();
         for (e, values) in &columns {
-            let spec = if is_v6 { e.v6 } else { e.v4 };
-            encode_value(&mut record, values, row, spec.length);
+            match values {
+                Values::Time(t) if e.millis => {
+                    let ns = if t.is_valid(row) { t.value(row) } else { 0 };
+                    record.extend_from_slice(&(ns.div_euclid(1_000_000) as u64).to_be_bytes());
+                }
+                _ => {
+                    let spec = if is_v6 { e.v6 } else { e.v4 };
+                    encode_value(&mut record, values, row, spec.length);
+                }
+            }
         }
         templates.add_record(builder, if is_v6 { v6 } else { v4 }, &record);
     }

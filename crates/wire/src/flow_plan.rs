@@ -110,6 +110,23 @@ pub(crate) enum FlowOp {
     Direct,
     /// Stored in the scratch row, resolved at the end of the record.
     Scratch,
+    /// Read past: another field of the template says the same more precisely.
+    Ignore,
+}
+
+/// Precision rank of an absolute time field, for templates that carry the
+/// same time twice (nanoseconds for us, milliseconds for older collectors).
+fn time_precision(action: Action) -> Option<(bool, u8)> {
+    use Action::*;
+    match action {
+        StartSeconds => Some((true, 0)),
+        StartMillis => Some((true, 1)),
+        StartNtp => Some((true, 2)),
+        EndSeconds => Some((false, 0)),
+        EndMillis => Some((false, 1)),
+        EndNtp => Some((false, 2)),
+        _ => None,
+    }
 }
 
 /// A flow template compiled for the fast path.
@@ -132,8 +149,22 @@ pub(crate) struct FlowPlan {
 
 impl FlowPlan {
     pub fn compile(steps: &[PlanStep]) -> FlowPlan {
+        // the most precise of several absolute start (end) times wins; the rest are read past
+        let best = |start: bool| {
+            steps
+                .iter()
+                .filter_map(|s| time_precision(s.action).filter(|(is_start, _)| *is_start == start))
+                .map(|(_, rank)| rank)
+                .max()
+        };
+        let (best_start, best_end) = (best(true), best(false));
+        let ignored = |s: &PlanStep| match time_precision(s.action) {
+            Some((true, rank)) => Some(rank) != best_start,
+            Some((false, rank)) => Some(rank) != best_end,
+            None => false,
+        };
         let mut sources = vec![0usize; FLOW_FIELDS.len()];
-        for s in steps {
+        for s in steps.iter().filter(|s| !ignored(s)) {
             for c in columns_of(s.action) {
                 sources[column_index(c)] += 1;
             }
@@ -141,6 +172,9 @@ impl FlowPlan {
         let ops: Vec<FlowOp> = steps
             .iter()
             .map(|s| {
+                if ignored(s) {
+                    return FlowOp::Ignore;
+                }
                 let direct =
                     is_simple(s.action) && sources[column_index(columns_of(s.action)[0])] == 1;
                 if direct {
@@ -152,7 +186,11 @@ impl FlowPlan {
             .collect();
         let mut filled = vec![false; FLOW_FIELDS.len()];
         let mut scratch = vec![false; FLOW_FIELDS.len()];
-        for (s, op) in steps.iter().zip(&ops) {
+        for (s, op) in steps
+            .iter()
+            .zip(&ops)
+            .filter(|(_, op)| **op != FlowOp::Ignore)
+        {
             for c in columns_of(s.action) {
                 let i = column_index(c);
                 filled[i] = true;

@@ -305,7 +305,7 @@ fn flow_set_columnar(
                 body,
                 (n, len, offset, width),
             );
-        } else if step.action != Action::Skip {
+        } else if *op != FlowOp::Ignore && step.action != Action::Skip {
             others.push((step.spec, offset, width));
         }
         offset += width;
@@ -503,7 +503,7 @@ fn flow_record(
                         value,
                     })
                 }
-                FlowOp::Scratch => {}
+                FlowOp::Scratch | FlowOp::Ignore => {}
             }
         }
         out.flows.end_record();
@@ -522,9 +522,13 @@ fn flow_record(
         let Ok(value) = field(record, &mut pos, step.spec.length) else {
             break;
         };
-        if *op == FlowOp::Direct {
-            push_direct(out.flows.columns_mut(), step.action, value);
-            continue;
+        match op {
+            FlowOp::Direct => {
+                push_direct(out.flows.columns_mut(), step.action, value);
+                continue;
+            }
+            FlowOp::Ignore => continue,
+            FlowOp::Scratch => {}
         }
         let v = || be_uint(value);
         match step.action {

@@ -1,0 +1,282 @@
+//! The probe against ground truth and against independent tools: a
+//! synthetic capture whose flows are known (tests/data/interop), softflowd
+//! metering the same capture, nfdump's collector storing our export, and
+//! tshark decoding it. The tests that run outside tools are ignored by
+//! plain `cargo test`; `scripts/integration` installs the tools and runs them.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt8Type, UInt16Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use hopscope_probe::{
+    CacheConfig, ExportTarget, Exporter, Meter, MeterConfig, PacketSource, PcapFileSource,
+};
+use hopscope_schema::format_addr;
+use hopscope_wire::{DecodeOutput, Decoder, Transport};
+
+fn synthetic() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/interop/synthetic.pcap")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-interop");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn meter(biflow: bool) -> RecordBatch {
+    let mut m = Meter::new(MeterConfig {
+        observation_point_id: 1,
+        domain: 0,
+        cache: CacheConfig {
+            biflow,
+            ..CacheConfig::default()
+        },
+        selection: None,
+    });
+    let mut source = PcapFileSource::open(&synthetic()).unwrap();
+    while let Some(frame) = source.next_frame() {
+        m.observe(&frame.unwrap());
+    }
+    m.finish();
+    m.take_flows().unwrap()
+}
+
+type Key = (String, u16, String, u16, u8);
+
+/// (packets, bytes, reverse packets, reverse bytes) per 5-tuple.
+fn by_key(batch: &RecordBatch) -> BTreeMap<Key, [u64; 4]> {
+    let addr = |n: &str| {
+        batch
+            .column_by_name(n)
+            .unwrap()
+            .as_fixed_size_binary()
+            .clone()
+    };
+    let u16c = |n: &str| {
+        batch
+            .column_by_name(n)
+            .unwrap()
+            .as_primitive::<UInt16Type>()
+            .clone()
+    };
+    let u64c = |n: &str| {
+        batch
+            .column_by_name(n)
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .clone()
+    };
+    let (src, dst, sp, dp) = (
+        addr("src_addr"),
+        addr("dst_addr"),
+        u16c("src_port"),
+        u16c("dst_port"),
+    );
+    let proto = batch
+        .column_by_name("proto")
+        .unwrap()
+        .as_primitive::<UInt8Type>()
+        .clone();
+    let (packets, bytes, rp, rb) = (
+        u64c("packets"),
+        u64c("bytes"),
+        u64c("reverse_packets"),
+        u64c("reverse_bytes"),
+    );
+    let mut out: BTreeMap<Key, [u64; 4]> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        let key = (
+            format_addr(src.value(i)),
+            sp.value(i),
+            format_addr(dst.value(i)),
+            dp.value(i),
+            proto.value(i),
+        );
+        let rev = |a: &arrow_array::UInt64Array| if a.is_valid(i) { a.value(i) } else { 0 };
+        let e = out.entry(key).or_default();
+        e[0] += packets.value(i);
+        e[1] += bytes.value(i);
+        e[2] += rev(&rp);
+        e[3] += rev(&rb);
+    }
+    out
+}
+
+#[test]
+fn synthetic_capture_matches_its_ground_truth() {
+    let truth_csv =
+        std::fs::read_to_string(synthetic().with_file_name("synthetic_flows.csv")).unwrap();
+    let mut truth: BTreeMap<Key, [u64; 4]> = BTreeMap::new();
+    for line in truth_csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let key = (
+            f[2].to_string(),
+            f[3].parse().unwrap(),
+            f[4].to_string(),
+            f[5].parse().unwrap(),
+            f[1].parse().unwrap(),
+        );
+        let n = |i: usize| f[i].parse::<u64>().unwrap();
+        truth.insert(key, [n(9), n(10), n(11), n(12)]);
+    }
+    assert_eq!(truth.len(), 500);
+    assert_eq!(by_key(&meter(true)), truth);
+}
+
+/// Runs a command, failing the test with its output if it fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is it installed?)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Collects IPFIX datagrams on a loopback socket until `quiet` passes without one.
+fn collect(socket: &UdpSocket, quiet: Duration, limit: Duration) -> Vec<Vec<u8>> {
+    socket.set_read_timeout(Some(quiet)).unwrap();
+    let start = Instant::now();
+    let mut datagrams = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while start.elapsed() < limit {
+        match socket.recv(&mut buf) {
+            Ok(n) => datagrams.push(buf[..n].to_vec()),
+            Err(_) if !datagrams.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    datagrams
+}
+
+#[test]
+#[ignore = "needs softflowd: run by scripts/integration"]
+fn same_flows_packets_and_bytes_as_softflowd() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    // -a: pcap times, -c none: offline mode without a control socket (it hangs otherwise)
+    let mut child = Command::new("softflowd")
+        .args([
+            "-d",
+            "-a",
+            "-A",
+            "milli",
+            "-c",
+            "none",
+            "-v",
+            "10",
+            "-n",
+            &format!("127.0.0.1:{port}"),
+            "-r",
+        ])
+        .arg(synthetic())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("softflowd runs (apt-get install softflowd)");
+    let datagrams = collect(&socket, Duration::from_secs(2), Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut decoder = Decoder::new();
+    let mut out = DecodeOutput::default();
+    for d in &datagrams {
+        decoder
+            .decode(
+                "127.0.0.1:9".parse().unwrap(),
+                Transport::Udp,
+                0,
+                d,
+                &mut out,
+            )
+            .unwrap();
+    }
+    let theirs = by_key(&out.flows.finish().unwrap());
+    let ours = by_key(&meter(false));
+    // softflowd meters each direction as its own flow, as our uniflow mode does;
+    // every flow of this capture ends within it, so no timeout splits any
+    assert_eq!(ours.len(), 966);
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+#[ignore = "needs nfdump: run by scripts/integration"]
+fn nfcapd_stores_our_export_with_the_same_counts() {
+    let dir = scratch("nfcapd");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut nfcapd = Command::new("nfcapd")
+        .args([
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "3600",
+            "-w",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nfcapd runs (apt-get install nfdump)");
+    std::thread::sleep(Duration::from_millis(1500));
+    let flows = meter(false);
+    let mut exporter = Exporter::open(
+        &ExportTarget::Udp(format!("127.0.0.1:{port}").parse().unwrap()),
+        0,
+    )
+    .unwrap();
+    // paced: loopback buffers are large, but nfcapd is not the fastest reader
+    for start in (0..flows.num_rows()).step_by(100) {
+        let n = 100.min(flows.num_rows() - start);
+        exporter
+            .export_flows(&flows.slice(start, n), 1_800_000_000)
+            .unwrap();
+        exporter.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    // SIGTERM makes nfcapd close its file with its statistics
+    run(Command::new("kill").args(["-TERM", &nfcapd.id().to_string()]));
+    let _ = nfcapd.wait();
+    let csv = run(Command::new("nfdump")
+        .arg("-R")
+        .arg(&dir)
+        .args(["-o", "csv"]));
+    // nfdump closes its CSV with "Summary", a header and "flows,bytes,packets,..."
+    let lines: Vec<&str> = csv.lines().collect();
+    let summary = lines
+        .iter()
+        .position(|l| *l == "Summary")
+        .expect("nfdump summary");
+    let totals: Vec<u64> = lines[summary + 2]
+        .split(',')
+        .take(3)
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(
+        totals,
+        vec![966, 6_716_174, 10_000],
+        "flows, bytes, packets as nfcapd stored them"
+    );
+    // and the times it stored are the capture's (2024-01-01), from our millisecond IEs
+    let first_record = lines[1];
+    assert!(
+        first_record.starts_with("2024-01-01 10:00:"),
+        "{first_record}"
+    );
+}
