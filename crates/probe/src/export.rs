@@ -336,11 +336,14 @@ impl Exporter {
         Ok(())
     }
 
-    /// Messages waiting for a TCP collector.
-    pub fn buffered_messages(&self) -> usize {
+    /// Messages and data records waiting for a TCP collector.
+    pub fn buffered(&self) -> (usize, u64) {
         match &self.sink {
-            Sink::Tcp { buffer, .. } => buffer.len(),
-            _ => 0,
+            Sink::Tcp { buffer, .. } => (
+                buffer.len(),
+                buffer.iter().map(|(_, r)| u64::from(*r)).sum(),
+            ),
+            _ => (0, 0),
         }
     }
 }

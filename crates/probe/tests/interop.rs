@@ -280,3 +280,98 @@ fn nfcapd_stores_our_export_with_the_same_counts() {
         "{first_record}"
     );
 }
+
+#[test]
+#[ignore = "needs tshark: run by scripts/integration"]
+fn tshark_decodes_the_probe_export_cleanly() {
+    use hopscope_probe::{ProbeReport, SelectorConfig};
+    use hopscope_wire::file::{CaptureWriter, IpfixReader};
+    // flows, packet reports and options, as the probe exports them
+    let mut m = Meter::new(MeterConfig {
+        observation_point_id: 7,
+        domain: 3,
+        cache: CacheConfig {
+            biflow: true,
+            ..CacheConfig::default()
+        },
+        selection: Some(SelectorConfig {
+            selected: 1,
+            population: 10,
+            ..SelectorConfig::default()
+        }),
+    });
+    let mut source = PcapFileSource::open(&synthetic()).unwrap();
+    while let Some(frame) = source.next_frame() {
+        m.observe(&frame.unwrap());
+    }
+    m.finish();
+    let ipfix = scratch("probe.ipfix");
+    let mut exporter = Exporter::open(&ExportTarget::File(ipfix.clone()), 3).unwrap();
+    exporter
+        .export_flows(&m.take_flows().unwrap(), 1_800_000_000)
+        .unwrap();
+    exporter
+        .export_reports(&m.take_reports().unwrap(), 1_800_000_000)
+        .unwrap();
+    let report = ProbeReport {
+        observation_point_id: 7,
+        observation_point_name: "r1-eth0",
+        metering_process_id: 1,
+        selector: m.selector(),
+        ignored_packets: 0,
+        flows_exported: m.stats.flows_exported,
+    };
+    exporter.export_options(&report, 1_800_000_000);
+    exporter.flush().unwrap();
+    // the messages as they would cross a TCP connection to port 4739
+    let pcap = scratch("probe.pcap");
+    let bytes = std::fs::read(&ipfix).unwrap();
+    let mut reader = IpfixReader::new(&bytes[..]);
+    let mut writer = CaptureWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
+    let (from, to) = (
+        "127.0.0.1:40000".parse().unwrap(),
+        "127.0.0.1:4739".parse().unwrap(),
+    );
+    let mut messages = 0;
+    while let Some(message) = reader.next_message() {
+        writer
+            .write_datagram(
+                1_800_000_000_000_000_000 + messages,
+                from,
+                to,
+                message.unwrap(),
+            )
+            .unwrap();
+        messages += 1;
+    }
+    drop(writer.into_inner());
+    let out = run(Command::new("tshark").arg("-r").arg(&pcap).args([
+        "-d",
+        "udp.port==4739,cflow",
+        "-T",
+        "fields",
+        "-e",
+        "_ws.expert.severity",
+        "-e",
+        "_ws.expert.message",
+        "-e",
+        "cflow.octets",
+    ]));
+    let mut octets = 0u64;
+    for line in out.lines() {
+        let cells: Vec<&str> = line.split('\t').collect();
+        // chat and comment levels are informational; notes, warnings and errors are not
+        for severity in cells[0].split(',').filter(|s| !s.is_empty()) {
+            assert!(matches!(severity, "2097152" | "1048576"), "tshark: {line}");
+        }
+        octets += cells
+            .get(2)
+            .unwrap_or(&"")
+            .split(',')
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    // tshark shows forward and reverse (RFC 5103) octet counters under one
+    // field name: together, every octet of the capture
+    assert_eq!(octets, 6_716_174);
+}
