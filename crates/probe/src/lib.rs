@@ -17,7 +17,7 @@ mod select;
 mod source;
 
 pub use cache::{CacheConfig, EndReason, FlowCache, FlowKey};
-pub use cache::{Direction, FlowState};
+pub use cache::{FORWARD, FlowState, REVERSE};
 pub use export::{ExportCounters, ExportError, ExportTarget, Exporter, ProbeReport};
 pub use meter::{Meter, MeterConfig, MeterStats};
 pub use select::{HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32};

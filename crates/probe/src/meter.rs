@@ -7,7 +7,7 @@ use arrow_schema::ArrowError;
 use hopscope_packet::{PacketSummary, StopReason, parse_frame};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, PacketReportBuilder, PacketReportRecord};
 
-use crate::cache::{CacheConfig, Expired, FlowCache, FlowKey};
+use crate::cache::{CacheConfig, Expired, FORWARD, FlowCache, FlowKey, REVERSE};
 use crate::select::{Selector, SelectorConfig};
 use crate::source::Frame;
 
@@ -192,7 +192,6 @@ impl Meter {
 
     fn emit_expired(&mut self) {
         for (key, flow, reason) in self.expired.drain(..) {
-            let f = &flow.forward;
             let biflow = self.config.cache.biflow;
             let is_icmp = matches!(key.proto, 1 | 58);
             self.flows.append(&FlowRecord {
@@ -206,14 +205,14 @@ impl Meter {
                 src_port: Some(key.src_port),
                 dst_port: Some(key.dst_port),
                 proto: Some(key.proto),
-                bytes: Some(f.bytes),
-                packets: Some(f.packets),
-                reverse_bytes: biflow.then_some(flow.reverse.bytes),
-                reverse_packets: biflow.then_some(flow.reverse.packets),
-                tcp_flags: (key.proto == 6).then_some(f.tcp_flags),
-                ip_tos: Some(f.tos),
-                minimum_ttl: Some(f.min_ttl),
-                maximum_ttl: Some(f.max_ttl),
+                bytes: Some(flow.bytes[FORWARD]),
+                packets: Some(u64::from(flow.packets[FORWARD])),
+                reverse_bytes: biflow.then_some(flow.bytes[REVERSE]),
+                reverse_packets: biflow.then_some(u64::from(flow.packets[REVERSE])),
+                tcp_flags: (key.proto == 6).then_some(flow.tcp_flags[FORWARD]),
+                ip_tos: Some(flow.tos[FORWARD]),
+                minimum_ttl: Some(flow.min_ttl[FORWARD]),
+                maximum_ttl: Some(flow.max_ttl[FORWARD]),
                 icmp_type: is_icmp.then_some(flow.icmp_type),
                 icmp_code: is_icmp.then_some(flow.icmp_code),
                 in_if: Some(flow.interface),
