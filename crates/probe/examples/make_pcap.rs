@@ -26,7 +26,7 @@ fn main() -> std::io::Result<()> {
     let mut frame = [0u8; 1514];
     for i in 0..packets {
         let flow = next() % flows;
-        let tcp = flow % 5 != 0;
+        let tcp = !flow.is_multiple_of(5);
         let ip_len = 46 + (next() % 1455) as usize;
         let f = &mut frame[..14 + ip_len];
         f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
