@@ -99,63 +99,81 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
         if self.done {
             return None;
         }
-        loop {
-            let (link, ts, wire_len, interface) = match &mut self.reader {
-                Reader::Pcap(r, link) => match r.next_record()? {
-                    Ok(p) => {
-                        self.buf.clear();
-                        self.buf.extend_from_slice(p.data);
-                        (*link, p.timestamp_ns, p.orig_len, 0)
+        let Self {
+            reader,
+            buf,
+            counters,
+            done,
+        } = self;
+        match reader {
+            // classic pcap: frames are lent straight from the reader's buffer
+            Reader::Pcap(r, link) => loop {
+                match r.next_record()? {
+                    Ok(record) => {
+                        counters.frames += 1;
+                        let Some(link) = *link else {
+                            counters.unknown_link += 1;
+                            continue;
+                        };
+                        // re-borrow: the record's data lives in the reader until the next call
+                        let (ts, wire_len) = (record.timestamp_ns, record.orig_len);
+                        let data = r.last_record();
+                        return Some(Ok(Frame {
+                            timestamp_ns: ts,
+                            link,
+                            data,
+                            wire_len,
+                            interface: 0,
+                        }));
                     }
                     Err(e) => {
-                        self.done = true;
+                        *done = true;
                         return Some(Err(e.into()));
                     }
-                },
-                Reader::PcapNg(r) => {
-                    let block = match r.next_block()? {
-                        Ok(b) => b,
-                        Err(e) => {
-                            self.done = true;
-                            return Some(Err(e.into()));
-                        }
-                    };
-                    let (interface, ts, wire_len) = match block {
-                        Block::EnhancedPacket(p) => {
-                            self.buf.clear();
-                            self.buf.extend_from_slice(&p.data);
-                            (
-                                p.interface_id,
-                                p.timestamp.as_nanos() as i64,
-                                p.original_len,
-                            )
-                        }
-                        Block::SimplePacket(p) => {
-                            self.buf.clear();
-                            self.buf.extend_from_slice(&p.data);
-                            (0, 0, p.original_len)
-                        }
-                        _ => continue,
-                    };
-                    let link = r
-                        .interfaces()
-                        .get(interface as usize)
-                        .and_then(|i| LinkType::from_pcap(u32::from(i.linktype)));
-                    (link, ts, wire_len, interface)
                 }
-            };
-            self.counters.frames += 1;
-            let Some(link) = link else {
-                self.counters.unknown_link += 1;
-                continue;
-            };
-            return Some(Ok(Frame {
-                timestamp_ns: ts,
-                link,
-                data: &self.buf,
-                wire_len,
-                interface,
-            }));
+            },
+            Reader::PcapNg(r) => loop {
+                let block = match r.next_block()? {
+                    Ok(b) => b,
+                    Err(e) => {
+                        *done = true;
+                        return Some(Err(e.into()));
+                    }
+                };
+                let (interface, ts, wire_len) = match block {
+                    Block::EnhancedPacket(p) => {
+                        buf.clear();
+                        buf.extend_from_slice(&p.data);
+                        (
+                            p.interface_id,
+                            p.timestamp.as_nanos() as i64,
+                            p.original_len,
+                        )
+                    }
+                    Block::SimplePacket(p) => {
+                        buf.clear();
+                        buf.extend_from_slice(&p.data);
+                        (0, 0, p.original_len)
+                    }
+                    _ => continue,
+                };
+                counters.frames += 1;
+                let link = r
+                    .interfaces()
+                    .get(interface as usize)
+                    .and_then(|i| LinkType::from_pcap(u32::from(i.linktype)));
+                let Some(link) = link else {
+                    counters.unknown_link += 1;
+                    continue;
+                };
+                return Some(Ok(Frame {
+                    timestamp_ns: ts,
+                    link,
+                    data: buf,
+                    wire_len,
+                    interface,
+                }));
+            },
         }
     }
 
@@ -167,6 +185,10 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
 impl PcapFileSource<std::io::BufReader<std::fs::File>> {
     /// Opens a capture file.
     pub fn open(path: &std::path::Path) -> Result<Self, SourceError> {
-        Self::new(std::io::BufReader::new(std::fs::File::open(path)?))
+        // large reads: a capture is read once, front to back
+        Self::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(path)?,
+        ))
     }
 }
