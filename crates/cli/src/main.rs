@@ -1,6 +1,8 @@
 //! `hopscope`: the command line. Each subcommand lives in its own module;
 //! this file only parses arguments and dispatches.
 
+#![forbid(unsafe_code)]
+
 mod decode;
 mod probe;
 mod render;
@@ -37,9 +39,15 @@ struct ProbeArgs {
     /// Capture files (pcap or pcapng) to meter, in order.
     #[arg(long, required_unless_present = "interface")]
     pcap: Vec<PathBuf>,
-    /// Live interfaces to capture from.
+    /// Live interface to capture from (Linux AF_PACKET ring; needs CAP_NET_RAW).
     #[arg(long)]
     interface: Vec<String>,
+    /// Stop a live capture after this long (10s, 5m); by default on SIGINT/SIGTERM.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Share the interface with other probes in this fanout group (hashed by flow).
+    #[arg(long)]
+    fanout_group: Option<u16>,
     /// Where IPFIX goes: file:PATH, udp://HOST:PORT or tcp://HOST:PORT.
     #[arg(long)]
     export: String,

@@ -15,8 +15,10 @@ use crate::ProbeArgs;
 const EXPORT_BATCH: usize = 4096;
 
 pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
-    if !args.interface.is_empty() {
-        bail!("live capture (--interface) is not available in this build yet; use --pcap");
+    if args.interface.len() > 1 {
+        bail!(
+            "one --interface per probe process; run one probe per interface (a fanout group shares one)"
+        );
     }
     let selection = match &args.select {
         None => None,
@@ -61,6 +63,10 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     let mut meter = Meter::new(config);
     let mut read_errors = 0u64;
     let mut capture_frames = 0u64;
+    let mut kernel_drops = 0u64;
+    if let Some(interface) = args.interface.first() {
+        (capture_frames, kernel_drops) = capture_live(interface, args, &mut meter, &mut exporter)?;
+    }
     for path in &args.pcap {
         let mut source =
             PcapFileSource::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -89,7 +95,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
             observation_point_name: &args.observation_point,
             metering_process_id: 1,
             selector: meter.selector(),
-            ignored_packets: s.not_ip + s.malformed,
+            ignored_packets: s.not_ip + s.malformed + kernel_drops,
             flows_exported: s.flows_exported,
         },
         now_secs(),
@@ -97,10 +103,11 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     exporter.flush()?;
     let c = &exporter.counters;
     eprintln!(
-        "{} frames read, {} packets metered ({} octets); {} flows and {} packet reports exported in {} messages \
+        "{} frames read ({} dropped by the kernel), {} packets metered ({} octets); {} flows and {} packet reports exported in {} messages \
          ({} records not sent); not metered: {} non-IP, {} malformed; {} truncated, {} orphan fragments, \
          {} flows expired early (cache full), {} read errors",
         capture_frames,
+        kernel_drops,
         s.packets,
         s.octets,
         s.flows_exported,
@@ -119,6 +126,61 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Captures from a live interface until `--duration` passes or SIGINT/SIGTERM
+/// arrives; returns the frames seen and the kernel's drops.
+#[cfg(target_os = "linux")]
+fn capture_live(
+    interface: &str,
+    args: &ProbeArgs,
+    meter: &mut Meter,
+    exporter: &mut Exporter,
+) -> Result<(u64, u64)> {
+    use hopscope_probe::{AfPacketSource, LiveConfig, stop_requested};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let stop = stop_requested();
+    let config = LiveConfig {
+        fanout_group: args.fanout_group,
+        ..LiveConfig::default()
+    };
+    let mut source = AfPacketSource::open(interface, config)
+        .with_context(|| format!("capturing on {interface}"))?;
+    let deadline = args
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .map(|ns| Instant::now() + Duration::from_nanos(ns as u64));
+    let mut last_export = Instant::now();
+    while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
+        match source.next_frame_within(Duration::from_millis(200))? {
+            Some(frame) => meter.observe(&frame),
+            None => meter.tick(now_ns()),
+        }
+        // a live probe exports as it goes, not only when batches fill
+        if meter.pending_flows() >= EXPORT_BATCH || last_export.elapsed() >= Duration::from_secs(1)
+        {
+            meter.tick(now_ns());
+            export(meter, exporter)?;
+            last_export = Instant::now();
+        }
+    }
+    source.refresh_drops();
+    let c = source.counters();
+    Ok((c.frames, c.kernel_drops))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn capture_live(_: &str, _: &ProbeArgs, _: &mut Meter, _: &mut Exporter) -> Result<(u64, u64)> {
+    bail!("live capture needs Linux (AF_PACKET); use --pcap")
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 fn export(meter: &mut Meter, exporter: &mut Exporter) -> Result<()> {

@@ -7,6 +7,8 @@
 //! headers) and by the probe. It owns no flow state: keys, caches and
 //! selection hashes live in the crates that use it.
 
+#![forbid(unsafe_code)]
+
 mod parse;
 pub mod pcap;
 

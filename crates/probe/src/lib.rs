@@ -3,7 +3,8 @@
 //! 5475/5476), and exports flow records, packet reports and metadata as
 //! IPFIX.
 //!
-//! Packets come from a [`PacketSource`] (pcap and pcapng files here); each
+//! Packets come from a [`PacketSource`] (pcap and pcapng files, or a live
+//! interface through an AF_PACKET ring on Linux); each
 //! frame is parsed by `hopscope-packet`, offered to the [`Selector`] and
 //! metered by the [`FlowCache`]; the [`Meter`] ties these together and
 //! yields Arrow batches of the schema crate's flow and packet-report tables,
@@ -12,6 +13,8 @@
 
 mod cache;
 mod export;
+#[cfg(target_os = "linux")]
+mod live;
 mod meter;
 mod select;
 mod source;
@@ -19,6 +22,8 @@ mod source;
 pub use cache::{CacheConfig, EndReason, FlowCache, FlowKey};
 pub use cache::{FORWARD, FlowState, REVERSE};
 pub use export::{ExportCounters, ExportError, ExportTarget, Exporter, ProbeReport};
+#[cfg(target_os = "linux")]
+pub use live::{AfPacketSource, LiveConfig, stop_requested};
 pub use meter::{Meter, MeterConfig, MeterStats};
 pub use select::{HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32};
 pub use source::{CaptureCounters, Frame, PacketSource, PcapFileSource, SourceError};

@@ -13,6 +13,8 @@
 //! This crate owns names, types and meanings. It does not decode, store or
 //! query anything.
 
+#![forbid(unsafe_code)]
+
 #[macro_use]
 mod table;
 mod address;

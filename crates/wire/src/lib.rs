@@ -13,6 +13,8 @@
 //! and [`file`] reads and writes IPFIX files. It does no I/O on sockets and
 //! keeps no data beyond the state the protocols require.
 
+#![forbid(unsafe_code)]
+
 mod cursor;
 mod decoder;
 pub mod encoder;
