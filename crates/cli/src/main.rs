@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod config;
 mod decode;
 mod probe;
 mod render;
@@ -10,12 +11,15 @@ mod render;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// End-to-end flow telemetry: collect, meter, correlate and query flows.
 #[derive(Debug, Parser)]
 #[command(name = "hopscope", version, about, propagate_version = true)]
 struct Cli {
+    /// Configuration file (TOML); flags and HOPSCOPE_* variables win over it.
+    #[arg(long, global = true, env = "HOPSCOPE_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,55 +41,59 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ProbeArgs {
     /// Capture files (pcap or pcapng) to meter, in order.
-    #[arg(long, required_unless_present = "interface")]
+    #[arg(long, env = "HOPSCOPE_PROBE_PCAP", value_delimiter = ',')]
     pcap: Vec<PathBuf>,
     /// Live interface to capture from (Linux AF_PACKET ring; needs CAP_NET_RAW).
-    #[arg(long)]
+    #[arg(long, env = "HOPSCOPE_PROBE_INTERFACE")]
     interface: Vec<String>,
     /// Stop a live capture after this long (10s, 5m); by default on SIGINT/SIGTERM.
-    #[arg(long)]
+    #[arg(long, env = "HOPSCOPE_PROBE_DURATION")]
     duration: Option<String>,
     /// Share the interface with other probes in this fanout group (hashed by flow).
-    #[arg(long)]
+    #[arg(long, env = "HOPSCOPE_PROBE_FANOUT_GROUP")]
     fanout_group: Option<u16>,
     /// Where IPFIX goes: file:PATH, udp://HOST:PORT or tcp://HOST:PORT.
-    #[arg(long)]
-    export: String,
+    #[arg(long, env = "HOPSCOPE_PROBE_EXPORT")]
+    export: Option<String>,
     /// Name of this observation point (exported in an options record).
-    #[arg(long, default_value = "probe")]
+    #[arg(
+        long,
+        env = "HOPSCOPE_PROBE_OBSERVATION_POINT",
+        default_value = "probe"
+    )]
     observation_point: String,
     /// Observation point id (IE 138); by default derived from the name.
-    #[arg(long)]
+    #[arg(long, env = "HOPSCOPE_PROBE_OBSERVATION_POINT_ID")]
     observation_point_id: Option<u64>,
     /// Observation domain id of the exported messages.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "HOPSCOPE_PROBE_DOMAIN", default_value_t = 0)]
     domain: u32,
     /// Export both directions of a connection in one record (RFC 5103).
-    #[arg(long)]
+    #[arg(long, env = "HOPSCOPE_PROBE_BIFLOW")]
     biflow: bool,
     /// Export long flows after this long (15s, 2m...).
-    #[arg(long, default_value = "60s")]
+    #[arg(long, env = "HOPSCOPE_PROBE_ACTIVE_TIMEOUT", default_value = "60s")]
     active_timeout: String,
     /// Export flows idle for this long.
-    #[arg(long, default_value = "15s")]
+    #[arg(long, env = "HOPSCOPE_PROBE_IDLE_TIMEOUT", default_value = "15s")]
     idle_timeout: String,
     /// Most flows kept at once; beyond it flows are exported early (and counted).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, env = "HOPSCOPE_PROBE_MAX_FLOWS", default_value_t = 1 << 20)]
     max_flows: usize,
     /// Select N packets in M for packet reports, such as 1/100.
-    #[arg(long)]
+    #[arg(long, env = "HOPSCOPE_PROBE_SELECT")]
     select: Option<String>,
     /// Selection hash: bob or crc32 (RFC 5475), the same at every probe.
-    #[arg(long, default_value = "bob")]
+    #[arg(long, env = "HOPSCOPE_PROBE_HASH", default_value = "bob")]
     hash: String,
     /// Selection hash seed, the same at every probe.
-    #[arg(long, default_value_t = 0x6870_7363)]
+    #[arg(long, env = "HOPSCOPE_PROBE_SEED", default_value_t = 0x6870_7363)]
     seed: u32,
     /// Invariant fields hashed: nat-free or nat-crossing.
-    #[arg(long, default_value = "nat-free")]
+    #[arg(long, env = "HOPSCOPE_PROBE_PROFILE", default_value = "nat-free")]
     profile: String,
     /// Transport payload octets included in the hash.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, env = "HOPSCOPE_PROBE_PAYLOAD_PREFIX", default_value_t = 8)]
     payload_prefix: usize,
 }
 
@@ -134,11 +142,24 @@ enum Table {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Decode(args) => decode::run(&args),
-        Command::Probe(args) => probe::run(&args),
-    };
+    let matches = Cli::command().get_matches();
+    let result = Cli::from_arg_matches(&matches)
+        .map_err(anyhow::Error::from)
+        .and_then(|cli| {
+            let config = match &cli.config {
+                Some(path) => config::load(path)?,
+                None => config::ConfigFile::default(),
+            };
+            match cli.command {
+                Command::Decode(args) => decode::run(&args),
+                Command::Probe(mut args) => {
+                    if let Some(sub) = matches.subcommand_matches("probe") {
+                        config.probe.apply(&mut args, sub);
+                    }
+                    probe::run(&args)
+                }
+            }
+        });
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -58,7 +58,16 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         },
         selection,
     };
-    let target: ExportTarget = args.export.parse().map_err(anyhow::Error::msg)?;
+    if args.pcap.is_empty() && args.interface.is_empty() {
+        bail!(
+            "nothing to meter: give --pcap FILE or --interface IF (or pcap/interface in [probe] of --config)"
+        );
+    }
+    let target_text = args
+        .export
+        .as_deref()
+        .context("--export is needed (or export in [probe] of --config)")?;
+    let target: ExportTarget = target_text.parse().map_err(anyhow::Error::msg)?;
     let mut exporter = Exporter::open(&target, args.domain)?;
     let mut meter = Meter::new(config);
     let mut read_errors = 0u64;

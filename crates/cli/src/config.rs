@@ -1,0 +1,139 @@
+//! The configuration file: one TOML file whose sections say what flags say.
+//! A flag or a `HOPSCOPE_*` variable wins over the file, the file over the
+//! built-in default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::ProbeArgs;
+
+/// The whole file; sections for later subcommands are added as they come.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub probe: ProbeSection,
+}
+
+/// `[probe]`: the keys of `hopscope probe`'s flags, in kebab-case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProbeSection {
+    pcap: Option<Vec<PathBuf>>,
+    interface: Option<Vec<String>>,
+    export: Option<String>,
+    observation_point: Option<String>,
+    observation_point_id: Option<u64>,
+    domain: Option<u32>,
+    biflow: Option<bool>,
+    active_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_flows: Option<usize>,
+    select: Option<String>,
+    hash: Option<String>,
+    seed: Option<u32>,
+    profile: Option<String>,
+    payload_prefix: Option<usize>,
+    duration: Option<String>,
+    fanout_group: Option<u16>,
+}
+
+pub fn load(path: &Path) -> Result<ConfigFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{}: not a valid hopscope configuration", path.display()))
+}
+
+/// Whether the user said this flag (or its variable) rather than leaving the default.
+fn said(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+impl ProbeSection {
+    /// Fills every flag the user did not give from the file.
+    pub fn apply(self, args: &mut ProbeArgs, matches: &ArgMatches) {
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    if !said(matches, stringify!($field)) {
+                        args.$field = v.into();
+                    }
+                }
+            )*};
+        }
+        take!(
+            pcap,
+            interface,
+            export,
+            observation_point,
+            observation_point_id,
+            domain,
+            biflow,
+            active_timeout,
+            idle_timeout,
+            max_flows,
+            select,
+            hash,
+            seed,
+            profile,
+            payload_prefix,
+            duration,
+            fanout_group
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn probe_args(argv: &[&str], file: &str) -> ProbeArgs {
+        let matches = crate::Cli::command().get_matches_from(argv);
+        let sub = matches.subcommand_matches("probe").unwrap();
+        let mut args = ProbeArgs::from_arg_matches(sub).unwrap();
+        let config: ConfigFile = toml::from_str(file).unwrap();
+        config.probe.apply(&mut args, sub);
+        args
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = r#"
+            [probe]
+            export = "udp://127.0.0.1:4739"
+            idle-timeout = "30s"
+            biflow = true
+            select = "1/64"
+        "#;
+        let args = probe_args(
+            &[
+                "hopscope",
+                "probe",
+                "--pcap",
+                "x.pcap",
+                "--idle-timeout",
+                "5s",
+            ],
+            file,
+        );
+        assert_eq!(args.export.as_deref(), Some("udp://127.0.0.1:4739"));
+        assert_eq!(args.idle_timeout, "5s");
+        assert!(args.biflow);
+        assert_eq!(args.select.as_deref(), Some("1/64"));
+        assert_eq!(args.active_timeout, "60s");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<ConfigFile>("[probe]\nexprot = \"x\"").is_err());
+    }
+}
