@@ -40,6 +40,7 @@ pub struct ProbeSection {
     payload_prefix: Option<usize>,
     duration: Option<String>,
     fanout_group: Option<u16>,
+    tunnels: Option<String>,
 }
 
 pub fn load(path: &Path) -> Result<ConfigFile> {
@@ -86,7 +87,8 @@ impl ProbeSection {
             profile,
             payload_prefix,
             duration,
-            fanout_group
+            fanout_group,
+            tunnels
         );
     }
 }

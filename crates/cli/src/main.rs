@@ -89,9 +89,12 @@ struct ProbeArgs {
     /// Selection hash seed, the same at every probe.
     #[arg(long, env = "HOPSCOPE_PROBE_SEED", default_value_t = 0x6870_7363)]
     seed: u32,
-    /// Invariant fields hashed: nat-free or nat-crossing.
+    /// Invariant fields hashed: nat-free, nat-crossing or tunnel (the inner packet's).
     #[arg(long, env = "HOPSCOPE_PROBE_PROFILE", default_value = "nat-free")]
     profile: String,
+    /// Tunnels (GRE, VXLAN): meter the inner packet (keyed by tunnel id too) or the outer one.
+    #[arg(long, env = "HOPSCOPE_PROBE_TUNNELS", default_value = "inner", value_parser = ["inner", "outer"])]
+    tunnels: String,
     /// Transport payload octets included in the hash.
     #[arg(long, env = "HOPSCOPE_PROBE_PAYLOAD_PREFIX", default_value_t = 8)]
     payload_prefix: usize,

@@ -36,7 +36,11 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
                 profile: match args.profile.as_str() {
                     "nat-free" => Profile::NatFree,
                     "nat-crossing" => Profile::NatCrossing,
-                    other => bail!("--profile {other}: expected nat-free or nat-crossing"),
+                    "tunnel" if args.tunnels == "outer" => {
+                        bail!("--profile tunnel hashes the inner packet: it needs --tunnels inner")
+                    }
+                    "tunnel" => Profile::Tunnel,
+                    other => bail!("--profile {other}: expected nat-free, nat-crossing or tunnel"),
                 },
                 payload_prefix: args.payload_prefix,
                 selector_id: 1,
@@ -57,6 +61,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
             ..CacheConfig::default()
         },
         selection,
+        decapsulate: args.tunnels == "inner",
     };
     if args.pcap.is_empty() && args.interface.is_empty() {
         bail!(

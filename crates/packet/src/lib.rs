@@ -12,4 +12,6 @@
 mod parse;
 pub mod pcap;
 
-pub use parse::{LinkType, PacketSummary, StopReason, parse_frame};
+pub use parse::{
+    LinkType, PacketSummary, StopReason, Tunnel, TunnelKind, parse_frame, parse_frame_inner,
+};

@@ -43,6 +43,31 @@ pub enum StopReason {
     Encrypted,
 }
 
+/// Which encapsulation a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelKind {
+    Gre,
+    Vxlan,
+}
+
+/// The outer layer of an encapsulated packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    /// GRE key, or VXLAN network identifier (VNI).
+    pub id: Option<u32>,
+    /// Where the inner packet starts in the frame, and how it starts.
+    pub inner_offset: usize,
+    pub inner_link: LinkType,
+    /// Outer addresses and IP length (filled when the inner packet is parsed).
+    pub outer_src: [u8; 16],
+    pub outer_dst: [u8; 16],
+    pub outer_length: u16,
+}
+
+/// UDP port of VXLAN (RFC 7348).
+const VXLAN_PORT: u16 = 4789;
+
 /// What one frame says about its flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PacketSummary {
@@ -81,6 +106,8 @@ pub struct PacketSummary {
     pub payload_offset: Option<usize>,
     /// Set when the walk stopped before the transport payload.
     pub stopped: Option<StopReason>,
+    /// The encapsulation found (GRE, VXLAN); see [`parse_frame_inner`].
+    pub tunnel: Option<Tunnel>,
 }
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -101,6 +128,26 @@ pub fn parse_frame(link: LinkType, frame: &[u8]) -> PacketSummary {
         summary.stopped = Some(reason);
     }
     summary
+}
+
+/// Like [`parse_frame`], but for a GRE or VXLAN packet describes the inner
+/// packet, with the outer layer in `tunnel`. One level of encapsulation.
+pub fn parse_frame_inner(link: LinkType, frame: &[u8]) -> PacketSummary {
+    let outer = parse_frame(link, frame);
+    let Some(mut tunnel) = outer.tunnel else {
+        return outer;
+    };
+    let Some(inner_bytes) = frame.get(tunnel.inner_offset..) else {
+        return outer;
+    };
+    let mut inner = parse_frame(tunnel.inner_link, inner_bytes);
+    inner.payload_offset = inner.payload_offset.map(|o| o + tunnel.inner_offset);
+    tunnel.outer_src = outer.src_addr.unwrap_or_default();
+    tunnel.outer_dst = outer.dst_addr.unwrap_or_default();
+    tunnel.outer_length = outer.ip_total_length.unwrap_or(0);
+    inner.tunnel = Some(tunnel);
+    inner.vlan = inner.vlan.or(outer.vlan);
+    inner
 }
 
 fn be16(b: &[u8], at: usize) -> Result<u16, StopReason> {
@@ -284,6 +331,56 @@ fn transport(frame: &[u8], at: usize, proto: u8, s: &mut PacketSummary) -> Resul
             s.src_port = Some(be16(frame, at)?);
             s.dst_port = Some(be16(frame, at + 2)?);
             s.payload_offset = Some(at + if proto == 132 { 12 } else { 8 });
+            if proto == 17 && s.dst_port == Some(VXLAN_PORT) {
+                // flags (I bit: VNI valid), reserved, VNI (24 bits), reserved
+                let flags = byte(frame, at + 8)?;
+                let vni = be32(frame, at + 12)? >> 8;
+                s.tunnel = Some(Tunnel {
+                    kind: TunnelKind::Vxlan,
+                    id: (flags & 0x08 != 0).then_some(vni),
+                    inner_offset: at + 16,
+                    inner_link: LinkType::Ethernet,
+                    outer_src: [0; 16],
+                    outer_dst: [0; 16],
+                    outer_length: 0,
+                });
+            }
+        }
+        47 => {
+            // GRE (RFC 2784/2890): checksum, key and sequence present by flag
+            let flags = be16(frame, at)?;
+            let protocol = be16(frame, at + 2)?;
+            let mut len = 4;
+            if flags & 0x8000 != 0 {
+                len += 4;
+            }
+            let key = if flags & 0x2000 != 0 {
+                let k = be32(frame, at + len)?;
+                len += 4;
+                Some(k)
+            } else {
+                None
+            };
+            if flags & 0x1000 != 0 {
+                len += 4;
+            }
+            s.payload_offset = Some(at + len);
+            let inner_link = match protocol {
+                0x6558 => Some(LinkType::Ethernet),
+                0x0800 | 0x86dd => Some(LinkType::RawIp),
+                _ => None,
+            };
+            if let Some(inner_link) = inner_link {
+                s.tunnel = Some(Tunnel {
+                    kind: TunnelKind::Gre,
+                    id: key,
+                    inner_offset: at + len,
+                    inner_link,
+                    outer_src: [0; 16],
+                    outer_dst: [0; 16],
+                    outer_length: 0,
+                });
+            }
         }
         1 | 58 => {
             let icmp_type = byte(frame, at)?;

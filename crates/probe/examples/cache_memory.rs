@@ -43,7 +43,8 @@ fn main() {
             src_port: 1024,
             dst_port: 443,
             proto: 6,
-            ip_version: 4,
+            tunnel_kind: 0,
+            tunnel_id: 0,
             vlan: 0,
         };
         cache.add(key, i64::from(i), &packet, 0, &mut expired);

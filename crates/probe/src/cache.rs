@@ -28,8 +28,22 @@ pub struct FlowKey {
     pub src_port: u16,
     pub dst_port: u16,
     pub proto: u8,
-    pub ip_version: u8,
+    /// 0 none, 1 GRE, 2 VXLAN: flows in different tunnels are different flows.
+    pub tunnel_kind: u8,
     pub vlan: u16,
+    /// GRE key or VXLAN VNI.
+    pub tunnel_id: u32,
+}
+
+impl FlowKey {
+    /// 4 for IPv4-mapped addresses, else 6.
+    pub fn ip_version(&self) -> u8 {
+        if self.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
+            4
+        } else {
+            6
+        }
+    }
 }
 
 impl FlowKey {
@@ -311,7 +325,8 @@ mod tests {
             src_port: 1000 + u16::from(a),
             dst_port: 80,
             proto: 6,
-            ip_version: 4,
+            tunnel_kind: 0,
+            tunnel_id: 0,
             vlan: 0,
         }
     }

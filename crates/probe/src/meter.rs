@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
-use hopscope_packet::{PacketSummary, StopReason, parse_frame};
+use hopscope_packet::{PacketSummary, StopReason, TunnelKind, parse_frame, parse_frame_inner};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, PacketReportBuilder, PacketReportRecord};
 
 use crate::cache::{CacheConfig, Expired, FORWARD, FlowCache, FlowKey, REVERSE};
@@ -19,6 +19,9 @@ pub struct MeterConfig {
     pub cache: CacheConfig,
     /// Packet selection for reports; `None` exports flows only.
     pub selection: Option<SelectorConfig>,
+    /// Meter the inner packet of GRE and VXLAN tunnels (keyed by tunnel id too),
+    /// rather than the outer one.
+    pub decapsulate: bool,
 }
 
 /// Counts of the metering process, by what happened to each frame.
@@ -90,7 +93,11 @@ impl Meter {
     pub fn observe(&mut self, frame: &Frame<'_>) {
         self.stats.frames += 1;
         let ts = frame.timestamp_ns;
-        let mut p = parse_frame(frame.link, frame.data);
+        let mut p = if self.config.decapsulate {
+            parse_frame_inner(frame.link, frame.data)
+        } else {
+            parse_frame(frame.link, frame.data)
+        };
         match p.stopped {
             Some(StopReason::Truncated) => self.stats.truncated += 1,
             Some(StopReason::BadLength | StopReason::ExtensionHeaderLimit) => {
@@ -135,8 +142,13 @@ impl Meter {
             src_port,
             dst_port,
             proto: p.proto.unwrap_or(0),
-            ip_version: version,
+            tunnel_kind: match p.tunnel.map(|t| t.kind) {
+                None => 0,
+                Some(TunnelKind::Gre) => 1,
+                Some(TunnelKind::Vxlan) => 2,
+            },
             vlan: p.vlan.unwrap_or(0),
+            tunnel_id: p.tunnel.and_then(|t| t.id).unwrap_or(0),
         };
         self.stats.packets += 1;
         self.stats.octets += u64::from(p.ip_total_length.unwrap_or(0));
@@ -199,7 +211,7 @@ impl Meter {
                 observation_domain_id: Some(self.config.domain),
                 time_flow_start_ns: Some(flow.first_ns()),
                 time_flow_end_ns: Some(flow.last_ns()),
-                ip_version: Some(key.ip_version),
+                ip_version: Some(key.ip_version()),
                 src_addr: Some(key.src),
                 dst_addr: Some(key.dst),
                 src_port: Some(key.src_port),
@@ -218,6 +230,10 @@ impl Meter {
                 in_if: Some(flow.interface),
                 src_vlan: (key.vlan != 0).then_some(key.vlan),
                 mpls_top_label: (flow.mpls_label != 0).then_some(flow.mpls_label),
+                // RFC 7133: the layer-2 segment id's top octet says VXLAN (1)
+                layer2_segment_id: (key.tunnel_kind == 2)
+                    .then_some((1u64 << 56) | u64::from(key.tunnel_id)),
+                gre_key: (key.tunnel_kind == 1 && key.tunnel_id != 0).then_some(key.tunnel_id),
                 src_mac: Some(mac(flow.src_mac)),
                 dst_mac: Some(mac(flow.dst_mac)),
                 flow_end_reason: Some(reason as u8),

@@ -43,6 +43,10 @@ pub enum Profile {
     /// Protocol, IP identification, TCP sequence and a payload prefix, no
     /// addresses or ports: the same packet keeps its selection across NAT.
     NatCrossing,
+    /// The nat-free fields of the inner packet of a GRE or VXLAN tunnel, so
+    /// that probes inside and outside the tunnel select alike (the meter
+    /// must decapsulate).
+    Tunnel,
 }
 
 impl Profile {
@@ -50,6 +54,7 @@ impl Profile {
         match self {
             Profile::NatFree => "nat-free",
             Profile::NatCrossing => "nat-crossing",
+            Profile::Tunnel => "tunnel",
         }
     }
 }
@@ -144,7 +149,7 @@ impl Selector {
     fn fill_input(&mut self, p: &PacketSummary, frame: &[u8]) {
         let input = &mut self.input;
         input.clear();
-        if self.config.profile == Profile::NatFree {
+        if matches!(self.config.profile, Profile::NatFree | Profile::Tunnel) {
             input.extend_from_slice(&p.src_addr.unwrap_or_default());
             input.extend_from_slice(&p.dst_addr.unwrap_or_default());
             input.extend_from_slice(&p.src_port.unwrap_or(0).to_be_bytes());
@@ -329,5 +334,27 @@ mod tests {
         assert_eq!(s.observed, 20_000);
         // 1000 expected; a binomial standard deviation is about 31
         assert!((850..1150).contains(&s.selected), "{}", s.selected);
+    }
+
+    #[test]
+    fn tunnel_profile_selects_the_inner_packet_alike_inside_and_outside_the_tunnel() {
+        use hopscope_packet::parse_frame_inner;
+        let inner = packet(64, 0, [10, 0, 0, 1], 4000, 7);
+        // the same inner packet in GRE (no key) between two tunnel endpoints
+        let mut gre = vec![
+            0x45, 0, 0, 0, 0, 1, 0, 0, 64, 47, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0, 0, 0x08, 0x00,
+        ];
+        gre.extend_from_slice(&inner);
+        let total = gre.len() as u16;
+        gre[2..4].copy_from_slice(&total.to_be_bytes());
+        let config = SelectorConfig {
+            profile: Profile::Tunnel,
+            ..SelectorConfig::default()
+        };
+        let mut s = Selector::new(config);
+        let outside = s.consider(&parse_frame(LinkType::RawIp, &inner), &inner);
+        let through = s.consider(&parse_frame_inner(LinkType::RawIp, &gre), &gre);
+        assert!(outside.is_some());
+        assert_eq!(outside, through);
     }
 }

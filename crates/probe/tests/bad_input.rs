@@ -24,6 +24,7 @@ fn config() -> MeterConfig {
         domain: 0,
         cache: CacheConfig::default(),
         selection: None,
+        decapsulate: true,
     }
 }
 

@@ -23,7 +23,7 @@ fn data() -> PathBuf {
 
 /// Protocols whose fields hopscope's probe parses and exports.
 const SUPPORTED: &[&str] = &[
-    "eth", "ipv4", "ipv6", "tcp", "udp", "icmp", "icmpv6", "vlan", "mpls",
+    "eth", "ipv4", "ipv6", "tcp", "udp", "icmp", "icmpv6", "vlan", "mpls", "gre", "vxlan",
 ];
 
 /// Annotation fields and the flow column holding the same value (None:
@@ -49,6 +49,7 @@ fn column_of(field: &str) -> Option<&'static str> {
         "src_mac" => "src_mac",
         "dst_mac" => "dst_mac",
         "mpls_label_1" => "mpls_top_label",
+        "vxlan_id" => "layer2_segment_id",
         _ => return None,
     })
 }
@@ -101,6 +102,7 @@ fn probe_and_decode(pcap: &Path, name: &str) -> RecordBatch {
             ..CacheConfig::default()
         },
         selection: None,
+        decapsulate: true,
     };
     let mut meter = Meter::new(config);
     let mut source = PcapFileSource::open(pcap).unwrap();
@@ -170,6 +172,10 @@ fn flowtest_cases_pass_field_by_field() {
                     if k == "mpls_label_1" {
                         v = (v.parse::<u32>().unwrap() >> 4).to_string();
                     }
+                    // the VNI, as a layer-2 segment id of type VXLAN (RFC 7133)
+                    if k == "vxlan_id" {
+                        v = ((1u64 << 56) | v.parse::<u64>().unwrap()).to_string();
+                    }
                     (k, v)
                 })
                 .collect();
@@ -224,6 +230,8 @@ fn flowtest_cases_pass_field_by_field() {
     }
     eprintln!("flowtest: passed {passed:?}; skipped (protocol not supported) {skipped:?}");
     for must in [
+        "gre",
+        "vxlan",
         "icmp",
         "icmpv6",
         "ipv4",

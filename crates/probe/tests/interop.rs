@@ -38,6 +38,7 @@ fn meter(biflow: bool) -> RecordBatch {
             ..CacheConfig::default()
         },
         selection: None,
+        decapsulate: true,
     });
     let mut source = PcapFileSource::open(&synthetic()).unwrap();
     while let Some(frame) = source.next_frame() {
@@ -299,6 +300,7 @@ fn tshark_decodes_the_probe_export_cleanly() {
             population: 10,
             ..SelectorConfig::default()
         }),
+        decapsulate: true,
     });
     let mut source = PcapFileSource::open(&synthetic()).unwrap();
     while let Some(frame) = source.next_frame() {

@@ -27,6 +27,7 @@ fn selected(point: &str) -> BTreeMap<&'static str, Vec<u64>> {
             population: 8,
             ..SelectorConfig::default()
         }),
+        decapsulate: true,
     };
     let mut meter = Meter::new(config);
     let mut source = PcapFileSource::open(&path).unwrap();

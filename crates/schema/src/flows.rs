@@ -158,6 +158,10 @@ table! {
         egress_vrf_id: U32[""],
         /// Top MPLS label (20-bit label value).
         mpls_top_label: U32[""],
+        /// Layer-2 segment (IE 351): the top octet is the type (1 VXLAN), the rest the VNI.
+        layer2_segment_id: U64[""],
+        /// GRE key of the tunnel the flow was carried in (IE 296).
+        gre_key: U32[""],
     }
 }
 

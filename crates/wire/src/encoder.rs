@@ -317,6 +317,8 @@ const FLOW_ELEMENTS: &[ColumnElement] = &[
     same("ingress_vrf_id", 234, 4),
     same("egress_vrf_id", 235, 4),
     same("mpls_top_label", 70, 3),
+    same("layer2_segment_id", 351, 8),
+    same("gre_key", 296, 4),
 ];
 
 /// A column of the batch, typed once per batch.

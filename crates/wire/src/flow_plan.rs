@@ -60,6 +60,8 @@ fn columns_of(action: Action) -> &'static [&'static str] {
         IngressVrf => &["ingress_vrf_id"],
         EgressVrf => &["egress_vrf_id"],
         MplsTopLabel => &["mpls_top_label"],
+        Layer2SegmentId => &["layer2_segment_id"],
+        GreKey => &["gre_key"],
         ObservationPoint => &["observation_point_id"],
         // absolute times fill their own column; relative ones need the record
         StartSeconds | StartMillis | StartNtp => &["time_flow_start_ns"],

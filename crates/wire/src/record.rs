@@ -392,6 +392,8 @@ fn fill_column(cols: &mut FlowColumnsBuilder, action: Action, body: &[u8], shape
         Action::IngressVrf => each(&mut cols.ingress_vrf_id, body, shape, |b| uint(b) as u32),
         Action::EgressVrf => each(&mut cols.egress_vrf_id, body, shape, |b| uint(b) as u32),
         Action::MplsTopLabel => each(&mut cols.mpls_top_label, body, shape, mpls_label),
+        Action::Layer2SegmentId => each(&mut cols.layer2_segment_id, body, shape, uint),
+        Action::GreKey => each(&mut cols.gre_key, body, shape, |b| uint(b) as u32),
         Action::ObservationPoint => each(&mut cols.observation_point_id, body, shape, uint),
         Action::StartSeconds => each(&mut cols.time_flow_start_ns, body, shape, secs),
         Action::EndSeconds => each(&mut cols.time_flow_end_ns, body, shape, secs),
@@ -627,6 +629,8 @@ fn flow_record(
             Action::IngressVrf => row.ingress_vrf_id = Some(v() as u32),
             Action::EgressVrf => row.egress_vrf_id = Some(v() as u32),
             Action::MplsTopLabel => row.mpls_top_label = Some(mpls_label(value)),
+            Action::Layer2SegmentId => row.layer2_segment_id = Some(v()),
+            Action::GreKey => row.gre_key = Some(v() as u32),
             Action::ObservationPoint => row.observation_point_id = Some(v()),
             // fields a flow row has no column for
             Action::ObservationDomain
