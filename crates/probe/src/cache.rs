@@ -68,15 +68,15 @@ pub struct FlowState {
     pub bytes: [u64; 2],
     pub packets: [u32; 2],
     pub interface: u32,
-    /// Top MPLS label of the first packet (0: none).
-    pub mpls_label: u32,
+    /// Top MPLS label of the first packet, 20 bits in three octets (0: none).
+    mpls_label: [u8; 3],
     pub tcp_flags: [u16; 2],
     pub min_ttl: [u8; 2],
     pub max_ttl: [u8; 2],
     /// ToS of the first packet of each direction.
     pub tos: [u8; 2],
-    pub fin: [bool; 2],
-    pub rst: bool,
+    /// FIN seen forward (bit 0) and reverse (bit 1), RST seen (bit 2).
+    end_flags: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
     pub src_mac: [u8; 6],
@@ -96,13 +96,15 @@ impl FlowState {
             bytes: [0; 2],
             packets: [0; 2],
             interface,
-            mpls_label: p.mpls_top_label.unwrap_or(0),
+            mpls_label: {
+                let l = p.mpls_top_label.unwrap_or(0).to_be_bytes();
+                [l[1], l[2], l[3]]
+            },
             tcp_flags: [0; 2],
             min_ttl: [0; 2],
             max_ttl: [0; 2],
             tos: [0; 2],
-            fin: [false; 2],
-            rst: false,
+            end_flags: 0,
             icmp_type: p.icmp_type.unwrap_or(0),
             icmp_code: p.icmp_code.unwrap_or(0),
             src_mac: p.src_mac.unwrap_or_default(),
@@ -125,8 +127,19 @@ impl FlowState {
         self.max_ttl[d] = self.max_ttl[d].max(ttl);
         let flags = p.tcp_flags.unwrap_or(0);
         self.tcp_flags[d] |= flags;
-        self.fin[d] |= flags & 0x01 != 0;
-        self.rst |= flags & 0x04 != 0;
+        if flags & 0x01 != 0 {
+            self.end_flags |= 1 << d;
+        }
+        if flags & 0x04 != 0 {
+            self.end_flags |= 1 << 2;
+        }
+    }
+
+    /// Top MPLS label of the flow's first packet, if it had one.
+    pub fn mpls_label(&self) -> Option<u32> {
+        let [a, b, c] = self.mpls_label;
+        let label = u32::from_be_bytes([0, a, b, c]);
+        (label != 0).then_some(label)
     }
 
     pub fn first_ns(&self) -> i64 {
@@ -139,8 +152,12 @@ impl FlowState {
 
     /// A TCP flow whose end was seen: RST, or FIN in every direction seen.
     fn ended(&self, biflow: bool) -> bool {
-        self.rst
-            || (self.fin[FORWARD] && (!biflow || self.fin[REVERSE] || self.packets[REVERSE] == 0))
+        let (fin_forward, fin_reverse, rst) = (
+            self.end_flags & 1 != 0,
+            self.end_flags & 2 != 0,
+            self.end_flags & 4 != 0,
+        );
+        rst || (fin_forward && (!biflow || fin_reverse || self.packets[REVERSE] == 0))
     }
 }
 
@@ -343,9 +360,10 @@ mod tests {
     #[test]
     fn flow_state_is_small() {
         // the budget: 256 bytes per active flow including the key and the map's overhead
-        // a million flows fill a map of 2^21 buckets: 128 octets a bucket is 256 a flow
-        let per_entry = std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowState>();
-        assert!(per_entry < 128, "{per_entry}");
+        // a million flows fill a map of 2^21 buckets: 128 octets a bucket
+        // (the map's control octet included) is 256 a flow
+        let per_entry = std::mem::size_of::<(FlowKey, FlowState)>() + 1;
+        assert!(per_entry <= 128, "{per_entry}");
     }
 
     #[test]

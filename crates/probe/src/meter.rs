@@ -229,7 +229,7 @@ impl Meter {
                 icmp_code: is_icmp.then_some(flow.icmp_code),
                 in_if: Some(flow.interface),
                 src_vlan: (key.vlan != 0).then_some(key.vlan),
-                mpls_top_label: (flow.mpls_label != 0).then_some(flow.mpls_label),
+                mpls_top_label: flow.mpls_label(),
                 // RFC 7133: the layer-2 segment id's top octet says VXLAN (1)
                 layer2_segment_id: (key.tunnel_kind == 2)
                     .then_some((1u64 << 56) | u64::from(key.tunnel_id)),
