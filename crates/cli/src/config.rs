@@ -41,6 +41,7 @@ pub struct ProbeSection {
     duration: Option<String>,
     fanout_group: Option<u16>,
     tunnels: Option<String>,
+    bpf: Option<String>,
 }
 
 pub fn load(path: &Path) -> Result<ConfigFile> {
@@ -88,7 +89,8 @@ impl ProbeSection {
             payload_prefix,
             duration,
             fanout_group,
-            tunnels
+            tunnels,
+            bpf
         );
     }
 }

@@ -95,6 +95,10 @@ struct ProbeArgs {
     /// Tunnels (GRE, VXLAN): meter the inner packet (keyed by tunnel id too) or the outer one.
     #[arg(long, env = "HOPSCOPE_PROBE_TUNNELS", default_value = "inner", value_parser = ["inner", "outer"])]
     tunnels: String,
+    /// Meter only what this classic BPF program accepts: the output of
+    /// `tcpdump -ddd 'EXPRESSION'` (also attached to a live socket).
+    #[arg(long, env = "HOPSCOPE_PROBE_BPF")]
+    bpf: Option<String>,
     /// Transport payload octets included in the hash.
     #[arg(long, env = "HOPSCOPE_PROBE_PAYLOAD_PREFIX", default_value_t = 8)]
     payload_prefix: usize,

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use hopscope_packet::bpf::BpfProgram;
 use hopscope_probe::{
     CacheConfig, ExportTarget, Exporter, HashFunction, Meter, MeterConfig, PacketSource,
     PcapFileSource, ProbeReport, Profile, SelectorConfig, crc32,
@@ -75,11 +76,22 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     let target: ExportTarget = target_text.parse().map_err(anyhow::Error::msg)?;
     let mut exporter = Exporter::open(&target, args.domain)?;
     let mut meter = Meter::new(config);
+    let filter = match &args.bpf {
+        Some(text) => Some(
+            BpfProgram::parse(text)
+                .context("--bpf: expected the output of tcpdump -ddd 'EXPRESSION'")?,
+        ),
+        None => None,
+    };
+    if let Some(f) = &filter {
+        meter = meter.with_filter(f.clone());
+    }
     let mut read_errors = 0u64;
     let mut capture_frames = 0u64;
     let mut kernel_drops = 0u64;
     if let Some(interface) = args.interface.first() {
-        (capture_frames, kernel_drops) = capture_live(interface, args, &mut meter, &mut exporter)?;
+        (capture_frames, kernel_drops) =
+            capture_live(interface, args, filter.as_ref(), &mut meter, &mut exporter)?;
     }
     for path in &args.pcap {
         let mut source =
@@ -119,7 +131,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     eprintln!(
         "{} frames read ({} dropped by the kernel), {} packets metered ({} octets); {} flows and {} packet reports exported in {} messages \
          ({} records not sent); not metered: {} non-IP, {} malformed; {} truncated, {} orphan fragments, \
-         {} flows expired early (cache full), {} read errors",
+         {} flows expired early (cache full), {} filtered out, {} read errors",
         capture_frames,
         kernel_drops,
         s.packets,
@@ -133,6 +145,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         s.truncated,
         s.orphan_fragments,
         meter.cache().emergency_expiries,
+        s.filtered,
         read_errors,
     );
     Ok(if read_errors > 0 || c.records_not_sent > 0 {
@@ -148,6 +161,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
 fn capture_live(
     interface: &str,
     args: &ProbeArgs,
+    filter: Option<&BpfProgram>,
     meter: &mut Meter,
     exporter: &mut Exporter,
 ) -> Result<(u64, u64)> {
@@ -161,6 +175,9 @@ fn capture_live(
     };
     let mut source = AfPacketSource::open(interface, config)
         .with_context(|| format!("capturing on {interface}"))?;
+    if let Some(f) = filter {
+        source.attach_filter(f)?;
+    }
     let deadline = args
         .duration
         .as_deref()
@@ -187,7 +204,13 @@ fn capture_live(
 }
 
 #[cfg(not(target_os = "linux"))]
-fn capture_live(_: &str, _: &ProbeArgs, _: &mut Meter, _: &mut Exporter) -> Result<(u64, u64)> {
+fn capture_live(
+    _: &str,
+    _: &ProbeArgs,
+    _: Option<&BpfProgram>,
+    _: &mut Meter,
+    _: &mut Exporter,
+) -> Result<(u64, u64)> {
     bail!("live capture needs Linux (AF_PACKET); use --pcap")
 }
 

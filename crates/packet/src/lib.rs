@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bpf;
 mod parse;
 pub mod pcap;
 

@@ -193,6 +193,34 @@ impl AfPacketSource {
         Ok(source)
     }
 
+    /// Lets the kernel drop what the filter rejects before it reaches the ring.
+    pub fn attach_filter(
+        &self,
+        program: &hopscope_packet::bpf::BpfProgram,
+    ) -> Result<(), SourceError> {
+        let mut code: Vec<libc::sock_filter> = program
+            .instructions()
+            .iter()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        let prog = libc::sock_fprog {
+            len: code.len() as u16,
+            filter: code.as_mut_ptr(),
+        };
+        setsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog,
+            "SO_ATTACH_FILTER",
+        )
+    }
+
     pub fn interface_index(&self) -> u32 {
         self.interface_index
     }

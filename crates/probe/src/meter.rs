@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
+use hopscope_packet::bpf::BpfProgram;
 use hopscope_packet::{PacketSummary, StopReason, TunnelKind, parse_frame, parse_frame_inner};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, PacketReportBuilder, PacketReportRecord};
 
@@ -41,6 +42,8 @@ pub struct MeterStats {
     pub orphan_fragments: u64,
     pub flows_exported: u64,
     pub packet_reports: u64,
+    /// Frames the BPF filter turned away.
+    pub filtered: u64,
 }
 
 /// Ports of a fragmented datagram, taken from its first fragment.
@@ -60,6 +63,7 @@ pub struct Meter {
     flows: FlowBatchBuilder,
     reports: PacketReportBuilder,
     last_sweep_ns: i64,
+    filter: Option<BpfProgram>,
     pub stats: MeterStats,
 }
 
@@ -77,8 +81,15 @@ impl Meter {
             flows: FlowBatchBuilder::with_capacity(1024),
             reports: PacketReportBuilder::with_capacity(256),
             last_sweep_ns: i64::MIN,
+            filter: None,
             stats: MeterStats::default(),
         }
+    }
+
+    /// Meters only the frames a classic BPF program accepts (as `tcpdump -ddd` compiles it).
+    pub fn with_filter(mut self, filter: BpfProgram) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     pub fn selector(&self) -> Option<&Selector> {
@@ -91,6 +102,12 @@ impl Meter {
 
     /// Meters one frame.
     pub fn observe(&mut self, frame: &Frame<'_>) {
+        if let Some(filter) = &self.filter
+            && !filter.accepts(frame.data, frame.wire_len)
+        {
+            self.stats.filtered += 1;
+            return;
+        }
         self.stats.frames += 1;
         let ts = frame.timestamp_ns;
         let mut p = if self.config.decapsulate {

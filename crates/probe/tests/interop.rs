@@ -377,3 +377,32 @@ fn tshark_decodes_the_probe_export_cleanly() {
     // field name: together, every octet of the capture
     assert_eq!(octets, 6_716_174);
 }
+
+#[test]
+fn a_bpf_filter_meters_only_what_it_accepts() {
+    // tcpdump -y EN10MB -ddd 'udp port 53'
+    let program = "20\n40 0 0 12\n21 0 6 34525\n48 0 0 20\n21 0 15 17\n40 0 0 54\n21 12 0 53\n40 0 0 56\n21 10 11 53\n21 0 10 2048\n48 0 0 23\n21 0 8 17\n40 0 0 20\n69 6 0 8191\n177 0 0 14\n72 0 0 14\n21 2 0 53\n72 0 0 16\n21 0 1 53\n6 0 0 262144\n6 0 0 0\n";
+    let filter = hopscope_packet::bpf::BpfProgram::parse(program).unwrap();
+    let mut m = Meter::new(MeterConfig {
+        observation_point_id: 1,
+        domain: 0,
+        cache: CacheConfig::default(),
+        selection: None,
+        decapsulate: true,
+    })
+    .with_filter(filter);
+    let mut source = PcapFileSource::open(&synthetic()).unwrap();
+    while let Some(frame) = source.next_frame() {
+        m.observe(&frame.unwrap());
+    }
+    m.finish();
+    let flows = by_key(&m.take_flows().unwrap());
+    let all = by_key(&meter(false));
+    let dns: BTreeMap<_, _> = all
+        .into_iter()
+        .filter(|(k, _)| k.4 == 17 && (k.1 == 53 || k.3 == 53))
+        .collect();
+    assert!(!dns.is_empty());
+    assert_eq!(flows, dns);
+    assert_eq!(m.stats.filtered + m.stats.frames, 10_000);
+}
