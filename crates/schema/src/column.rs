@@ -118,6 +118,18 @@ impl<T: Copy + Default> ColumnBuilder<T> {
         }
     }
 
+    /// Appends present values (one tight loop for a whole set of records).
+    pub fn extend_values(&mut self, values: impl ExactSizeIterator<Item = T>) {
+        if self.null_prefix > 0 {
+            self.materialize_prefix();
+        }
+        let n = values.len();
+        self.values.extend(values);
+        if let Some(valid) = &mut self.valid {
+            valid.resize(valid.len() + n, true);
+        }
+    }
+
     /// Appends the same present value `n` times.
     pub fn push_repeat(&mut self, value: T, n: usize) {
         if self.null_prefix > 0 {

@@ -335,16 +335,40 @@ fn fill_column(cols: &mut FlowColumnsBuilder, action: Action, body: &[u8], shape
         (n, stride, offset, width): FieldShape,
         convert: impl Fn(&[u8]) -> T,
     ) {
-        col.reserve(n);
-        for r in 0..n {
+        col.extend_values((0..n).map(|r| {
             let at = r * stride + offset;
-            col.push(convert(&body[at..at + width]));
+            convert(&body[at..at + width])
+        }));
+    }
+    /// An unsigned field, read with its width known for the whole loop.
+    fn each_uint<T: Copy + Default>(
+        col: &mut hopscope_schema::ColumnBuilder<T>,
+        body: &[u8],
+        (n, stride, offset, width): FieldShape,
+        convert: impl Fn(u64) -> T,
+    ) {
+        macro_rules! read {
+            ($w:literal, $decode:expr) => {
+                col.extend_values((0..n).map(|r| {
+                    let at = r * stride + offset;
+                    let bytes: [u8; $w] = body[at..at + $w].try_into().unwrap_or([0; $w]);
+                    convert($decode(bytes))
+                }))
+            };
+        }
+        match width {
+            1 => read!(1, |b: [u8; 1]| u64::from(b[0])),
+            2 => read!(2, |b| u64::from(u16::from_be_bytes(b))),
+            4 => read!(4, |b| u64::from(u32::from_be_bytes(b))),
+            8 => read!(8, u64::from_be_bytes),
+            _ => each(col, body, (n, stride, offset, width), |b| {
+                convert(be_uint(b))
+            }),
         }
     }
-    let uint = |b: &[u8]| be_uint(b);
-    let secs = |b: &[u8]| (be_uint(b) as i64).saturating_mul(1_000_000_000);
-    let millis = |b: &[u8]| (be_uint(b) as i64).saturating_mul(1_000_000);
-    let ntp = |b: &[u8]| ntp_to_unix_ns(be_uint(b));
+    let secs = |v: u64| (v as i64).saturating_mul(1_000_000_000);
+    let millis = |v: u64| (v as i64).saturating_mul(1_000_000);
+    let ntp = ntp_to_unix_ns;
     match action {
         Action::SrcAddr => each(&mut cols.src_addr, body, shape, addr),
         Action::DstAddr => each(&mut cols.dst_addr, body, shape, addr),
@@ -352,55 +376,51 @@ fn fill_column(cols: &mut FlowColumnsBuilder, action: Action, body: &[u8], shape
         Action::BgpNextHop => each(&mut cols.bgp_next_hop, body, shape, addr),
         Action::PostNatSrcAddr => each(&mut cols.post_nat_src_addr, body, shape, addr),
         Action::PostNatDstAddr => each(&mut cols.post_nat_dst_addr, body, shape, addr),
-        Action::SrcPort => each(&mut cols.src_port, body, shape, |b| uint(b) as u16),
-        Action::DstPort => each(&mut cols.dst_port, body, shape, |b| uint(b) as u16),
-        Action::Proto => each(&mut cols.proto, body, shape, |b| uint(b) as u8),
-        Action::IpVersion => each(&mut cols.ip_version, body, shape, |b| uint(b) as u8),
-        Action::Bytes => each(&mut cols.bytes, body, shape, uint),
-        Action::Packets => each(&mut cols.packets, body, shape, uint),
-        Action::ReverseBytes => each(&mut cols.reverse_bytes, body, shape, uint),
-        Action::ReversePackets => each(&mut cols.reverse_packets, body, shape, uint),
-        Action::TcpFlags => each(&mut cols.tcp_flags, body, shape, |b| uint(b) as u16),
-        Action::Tos => each(&mut cols.ip_tos, body, shape, |b| uint(b) as u8),
-        Action::MinTtl => each(&mut cols.minimum_ttl, body, shape, |b| uint(b) as u8),
-        Action::MaxTtl => each(&mut cols.maximum_ttl, body, shape, |b| uint(b) as u8),
-        Action::IcmpType => each(&mut cols.icmp_type, body, shape, |b| uint(b) as u8),
-        Action::IcmpCode => each(&mut cols.icmp_code, body, shape, |b| uint(b) as u8),
-        Action::InIf => each(&mut cols.in_if, body, shape, |b| uint(b) as u32),
-        Action::OutIf => each(&mut cols.out_if, body, shape, |b| uint(b) as u32),
-        Action::SrcVlan => each(&mut cols.src_vlan, body, shape, |b| uint(b) as u16),
-        Action::DstVlan => each(&mut cols.dst_vlan, body, shape, |b| uint(b) as u16),
-        Action::SrcMac => each(&mut cols.src_mac, body, shape, uint),
-        Action::DstMac => each(&mut cols.dst_mac, body, shape, uint),
-        Action::SrcAs => each(&mut cols.src_as, body, shape, |b| uint(b) as u32),
-        Action::DstAs => each(&mut cols.dst_as, body, shape, |b| uint(b) as u32),
-        Action::SrcNet => each(&mut cols.src_net, body, shape, |b| uint(b) as u8),
-        Action::DstNet => each(&mut cols.dst_net, body, shape, |b| uint(b) as u8),
-        Action::FlowLabel => each(&mut cols.ipv6_flow_label, body, shape, |b| uint(b) as u32),
-        Action::FlowDirection => each(&mut cols.flow_direction, body, shape, |b| uint(b) as u8),
-        Action::FlowEndReason => each(&mut cols.flow_end_reason, body, shape, |b| uint(b) as u8),
+        Action::SrcPort => each_uint(&mut cols.src_port, body, shape, |v| v as u16),
+        Action::DstPort => each_uint(&mut cols.dst_port, body, shape, |v| v as u16),
+        Action::Proto => each_uint(&mut cols.proto, body, shape, |v| v as u8),
+        Action::IpVersion => each_uint(&mut cols.ip_version, body, shape, |v| v as u8),
+        Action::Bytes => each_uint(&mut cols.bytes, body, shape, |v| v),
+        Action::Packets => each_uint(&mut cols.packets, body, shape, |v| v),
+        Action::ReverseBytes => each_uint(&mut cols.reverse_bytes, body, shape, |v| v),
+        Action::ReversePackets => each_uint(&mut cols.reverse_packets, body, shape, |v| v),
+        Action::TcpFlags => each_uint(&mut cols.tcp_flags, body, shape, |v| v as u16),
+        Action::Tos => each_uint(&mut cols.ip_tos, body, shape, |v| v as u8),
+        Action::MinTtl => each_uint(&mut cols.minimum_ttl, body, shape, |v| v as u8),
+        Action::MaxTtl => each_uint(&mut cols.maximum_ttl, body, shape, |v| v as u8),
+        Action::IcmpType => each_uint(&mut cols.icmp_type, body, shape, |v| v as u8),
+        Action::IcmpCode => each_uint(&mut cols.icmp_code, body, shape, |v| v as u8),
+        Action::InIf => each_uint(&mut cols.in_if, body, shape, |v| v as u32),
+        Action::OutIf => each_uint(&mut cols.out_if, body, shape, |v| v as u32),
+        Action::SrcVlan => each_uint(&mut cols.src_vlan, body, shape, |v| v as u16),
+        Action::DstVlan => each_uint(&mut cols.dst_vlan, body, shape, |v| v as u16),
+        Action::SrcMac => each_uint(&mut cols.src_mac, body, shape, |v| v),
+        Action::DstMac => each_uint(&mut cols.dst_mac, body, shape, |v| v),
+        Action::SrcAs => each_uint(&mut cols.src_as, body, shape, |v| v as u32),
+        Action::DstAs => each_uint(&mut cols.dst_as, body, shape, |v| v as u32),
+        Action::SrcNet => each_uint(&mut cols.src_net, body, shape, |v| v as u8),
+        Action::DstNet => each_uint(&mut cols.dst_net, body, shape, |v| v as u8),
+        Action::FlowLabel => each_uint(&mut cols.ipv6_flow_label, body, shape, |v| v as u32),
+        Action::FlowDirection => each_uint(&mut cols.flow_direction, body, shape, |v| v as u8),
+        Action::FlowEndReason => each_uint(&mut cols.flow_end_reason, body, shape, |v| v as u8),
         Action::ForwardingStatus => {
-            each(&mut cols.forwarding_status, body, shape, |b| uint(b) as u32)
+            each_uint(&mut cols.forwarding_status, body, shape, |v| v as u32)
         }
-        Action::PostNatSrcPort => {
-            each(&mut cols.post_nat_src_port, body, shape, |b| uint(b) as u16)
-        }
-        Action::PostNatDstPort => {
-            each(&mut cols.post_nat_dst_port, body, shape, |b| uint(b) as u16)
-        }
-        Action::NatEvent => each(&mut cols.nat_event, body, shape, |b| uint(b) as u8),
-        Action::IngressVrf => each(&mut cols.ingress_vrf_id, body, shape, |b| uint(b) as u32),
-        Action::EgressVrf => each(&mut cols.egress_vrf_id, body, shape, |b| uint(b) as u32),
+        Action::PostNatSrcPort => each_uint(&mut cols.post_nat_src_port, body, shape, |v| v as u16),
+        Action::PostNatDstPort => each_uint(&mut cols.post_nat_dst_port, body, shape, |v| v as u16),
+        Action::NatEvent => each_uint(&mut cols.nat_event, body, shape, |v| v as u8),
+        Action::IngressVrf => each_uint(&mut cols.ingress_vrf_id, body, shape, |v| v as u32),
+        Action::EgressVrf => each_uint(&mut cols.egress_vrf_id, body, shape, |v| v as u32),
         Action::MplsTopLabel => each(&mut cols.mpls_top_label, body, shape, mpls_label),
-        Action::Layer2SegmentId => each(&mut cols.layer2_segment_id, body, shape, uint),
-        Action::GreKey => each(&mut cols.gre_key, body, shape, |b| uint(b) as u32),
-        Action::ObservationPoint => each(&mut cols.observation_point_id, body, shape, uint),
-        Action::StartSeconds => each(&mut cols.time_flow_start_ns, body, shape, secs),
-        Action::EndSeconds => each(&mut cols.time_flow_end_ns, body, shape, secs),
-        Action::StartMillis => each(&mut cols.time_flow_start_ns, body, shape, millis),
-        Action::EndMillis => each(&mut cols.time_flow_end_ns, body, shape, millis),
-        Action::StartNtp => each(&mut cols.time_flow_start_ns, body, shape, ntp),
-        Action::EndNtp => each(&mut cols.time_flow_end_ns, body, shape, ntp),
+        Action::Layer2SegmentId => each_uint(&mut cols.layer2_segment_id, body, shape, |v| v),
+        Action::GreKey => each_uint(&mut cols.gre_key, body, shape, |v| v as u32),
+        Action::ObservationPoint => each_uint(&mut cols.observation_point_id, body, shape, |v| v),
+        Action::StartSeconds => each_uint(&mut cols.time_flow_start_ns, body, shape, secs),
+        Action::EndSeconds => each_uint(&mut cols.time_flow_end_ns, body, shape, secs),
+        Action::StartMillis => each_uint(&mut cols.time_flow_start_ns, body, shape, millis),
+        Action::EndMillis => each_uint(&mut cols.time_flow_end_ns, body, shape, millis),
+        Action::StartNtp => each_uint(&mut cols.time_flow_start_ns, body, shape, ntp),
+        Action::EndNtp => each_uint(&mut cols.time_flow_end_ns, body, shape, ntp),
         // the plan only makes simple actions direct
         _ => debug_assert!(false, "{action:?} is not a direct action"),
     }
