@@ -1,14 +1,14 @@
 //! The decoder: one entry point for every protocol, routing each message to
 //! its exporter's session and counting everything it cannot decode.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use hopscope_schema::ipv4_mapped;
 
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
-use crate::session::{ExporterStats, Session, SessionLimits, Transport};
+use crate::session::{FastMap, ExporterStats, Session, SessionLimits, Transport};
 use crate::{netflow_v5, sflow, templated};
 
 /// The export protocols hopscope decodes.
@@ -111,7 +111,7 @@ impl ErrorLog<'_> {
 /// Decodes NetFlow v5/v9, IPFIX and sFlow v5 from any number of exporters.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    sessions: HashMap<(SocketAddr, Transport), Session>,
+    sessions: FastMap<(SocketAddr, Transport), Session>,
     limits: SessionLimits,
     recent_errors: VecDeque<DecodeError>,
 }

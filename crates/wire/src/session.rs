@@ -2,7 +2,11 @@
 //! sequence tracking (telemetry loss), sampling rates and interface names
 //! learnt from options records, and the counters of everything dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+/// Maps of the per-message path: keyed by exporter-chosen values, seeded per
+/// process against crafted collisions, and much faster than SipHash.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -171,18 +175,18 @@ pub(crate) struct StoredTemplate {
 /// State of one observation domain within a session.
 #[derive(Debug, Default)]
 pub struct DomainState {
-    pub(crate) templates: HashMap<u16, StoredTemplate>,
+    pub(crate) templates: FastMap<u16, StoredTemplate>,
     pub(crate) sequence: SequenceTracker,
     /// Sampling rate (one in N) by sampler/selector id; `None` is domain-wide.
-    pub(crate) sampling: HashMap<Option<u64>, u64>,
+    pub(crate) sampling: FastMap<Option<u64>, u64>,
     /// Interface names from options records, by ifIndex.
-    pub(crate) interface_names: HashMap<u32, String>,
+    pub(crate) interface_names: FastMap<u32, String>,
     /// `systemInitTimeMilliseconds` from options records.
     pub(crate) system_init_ms: Option<i64>,
     /// Highest drop count reported per sFlow source, to count the increase.
-    pub(crate) sflow_drops: HashMap<u32, u32>,
+    pub(crate) sflow_drops: FastMap<u32, u32>,
     /// sFlow per-source sample sequence numbers.
-    pub(crate) sflow_samples: HashMap<u32, SequenceTracker>,
+    pub(crate) sflow_samples: FastMap<u32, SequenceTracker>,
 }
 
 impl DomainState {
@@ -217,7 +221,7 @@ pub(crate) struct PendingSet {
 pub struct Session {
     pub exporter: SocketAddr,
     pub transport: Transport,
-    pub(crate) domains: HashMap<u32, DomainState>,
+    pub(crate) domains: FastMap<u32, DomainState>,
     pub(crate) pending: VecDeque<PendingSet>,
     pub(crate) pending_bytes: usize,
     pub stats: ExporterStats,
@@ -253,7 +257,7 @@ impl Session {
         Self {
             exporter,
             transport,
-            domains: HashMap::new(),
+            domains: FastMap::default(),
             pending: VecDeque::new(),
             pending_bytes: 0,
             stats: ExporterStats::default(),
