@@ -8,7 +8,7 @@ use hopscope_schema::ipv4_mapped;
 
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
-use crate::session::{FastMap, ExporterStats, Session, SessionLimits, Transport};
+use crate::session::{ExporterStats, FastMap, Session, SessionLimits, Transport};
 use crate::{netflow_v5, sflow, templated};
 
 /// The export protocols hopscope decodes.

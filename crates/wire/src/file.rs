@@ -359,16 +359,31 @@ pub fn replay_file(
     received_ns: i64,
 ) -> Result<FileKind, StreamError> {
     use crate::Transport;
-    let bytes = std::fs::read(path)?;
-    if is_capture(&bytes) {
-        let pcapng = bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]);
-        let mut datagrams = CaptureDatagrams::new(&bytes[..], pcapng)?;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut head = [0u8; 4];
+    let got = file.read(&mut head)?;
+    // captures and large IPFIX files are streamed; a datagram is at most 64 KiB
+    if is_capture(&head[..got]) {
+        let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let mut datagrams = CaptureDatagrams::new(reader, head == [0x0a, 0x0d, 0x0d, 0x0a])?;
         while let Some(d) = datagrams.next_datagram() {
             let d = d?;
             let _ = decoder.decode(d.source, Transport::Udp, d.timestamp_ns, &d.payload, out);
         }
         return Ok(FileKind::Capture);
     }
+    if size > 2 * 65536 && head[..2] == [0, 10] {
+        let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let mut messages = IpfixReader::new(reader);
+        while let Some(m) = messages.next_message() {
+            let _ = decoder.decode(FILE_EXPORTER, Transport::File, received_ns, m?, out);
+        }
+        decoder.end_session(FILE_EXPORTER, Transport::File);
+        return Ok(FileKind::IpfixFile);
+    }
+    let bytes = std::fs::read(path)?;
     if is_ipfix_file(&bytes) {
         let mut messages = IpfixReader::new(&bytes[..]);
         while let Some(m) = messages.next_message() {
