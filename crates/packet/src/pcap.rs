@@ -33,13 +33,128 @@ pub struct Record<'a> {
 /// Records larger than this are corrupt, whatever the header's snapshot length says.
 const MAX_RECORD: u32 = 256 * 1024;
 
+/// What the 24-octet file header says.
+#[derive(Debug, Clone, Copy)]
+struct FileHeader {
+    big_endian: bool,
+    nanos: bool,
+    linktype: u32,
+}
+
+impl FileHeader {
+    fn parse(h: &[u8]) -> Result<Self, PcapError> {
+        if h.len() < 24 {
+            return Err(PcapError::Truncated { offset: 0 });
+        }
+        let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let (big_endian, nanos) = match magic {
+            0xa1b2_c3d4 => (false, false),
+            0xa1b2_3c4d => (false, true),
+            0xd4c3_b2a1 => (true, false),
+            0x4d3c_b2a1 => (true, true),
+            other => return Err(PcapError::BadMagic(other)),
+        };
+        let header = Self {
+            big_endian,
+            nanos,
+            linktype: 0,
+        };
+        Ok(Self {
+            linktype: header.word(&h[20..24]),
+            ..header
+        })
+    }
+
+    fn word(&self, b: &[u8]) -> u32 {
+        let a = [b[0], b[1], b[2], b[3]];
+        if self.big_endian {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
+    }
+
+    /// (timestamp ns, captured length, original length) of a 16-octet record header.
+    fn record(&self, h: &[u8]) -> (i64, u32, u32) {
+        let (secs, frac) = (self.word(&h[0..4]), self.word(&h[4..8]));
+        let frac_ns = if self.nanos {
+            i64::from(frac)
+        } else {
+            i64::from(frac) * 1000
+        };
+        (
+            i64::from(secs) * 1_000_000_000 + frac_ns,
+            self.word(&h[8..12]),
+            self.word(&h[12..16]),
+        )
+    }
+}
+
+/// Walks a classic pcap file that is already in memory (or mapped):
+/// records are lent from the bytes themselves, with no copy. The cursor
+/// keeps only its place, so the bytes can live beside it.
+#[derive(Debug, Clone)]
+pub struct PcapCursor {
+    header: FileHeader,
+    offset: usize,
+    done: bool,
+}
+
+impl PcapCursor {
+    pub fn new(bytes: &[u8]) -> Result<Self, PcapError> {
+        Ok(Self {
+            header: FileHeader::parse(bytes)?,
+            offset: 24,
+            done: false,
+        })
+    }
+
+    pub fn linktype(&self) -> u32 {
+        self.header.linktype
+    }
+
+    /// Where the next record starts.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The next record of `bytes` (the same bytes every call); `None` at the end.
+    pub fn next_record<'a>(&mut self, bytes: &'a [u8]) -> Option<Result<Record<'a>, PcapError>> {
+        if self.done || self.offset >= bytes.len() {
+            return None;
+        }
+        let at = self.offset as u64;
+        let Some(h) = bytes.get(self.offset..self.offset + 16) else {
+            self.done = true;
+            return Some(Err(PcapError::Truncated { offset: at }));
+        };
+        let (timestamp_ns, incl, orig_len) = self.header.record(h);
+        if incl > MAX_RECORD {
+            self.done = true;
+            return Some(Err(PcapError::BadLength {
+                offset: at,
+                length: incl,
+            }));
+        }
+        let start = self.offset + 16;
+        let Some(data) = bytes.get(start..start + incl as usize) else {
+            self.done = true;
+            return Some(Err(PcapError::Truncated { offset: at }));
+        };
+        self.offset = start + incl as usize;
+        Some(Ok(Record {
+            timestamp_ns,
+            orig_len,
+            data,
+        }))
+    }
+}
+
 /// Reads a classic pcap file.
 #[derive(Debug)]
 pub struct PcapReader<R> {
     inner: R,
-    big_endian: bool,
-    nanos: bool,
-    linktype: u32,
+    header: FileHeader,
     offset: u64,
     buf: Vec<u8>,
     done: bool,
@@ -49,27 +164,9 @@ impl<R: Read> PcapReader<R> {
     pub fn new(mut inner: R) -> Result<Self, PcapError> {
         let mut h = [0u8; 24];
         inner.read_exact(&mut h)?;
-        let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let (big_endian, nanos) = match magic {
-            0xa1b2_c3d4 => (false, false),
-            0xa1b2_3c4d => (false, true),
-            0xd4c3_b2a1 => (true, false),
-            0x4d3c_b2a1 => (true, true),
-            other => return Err(PcapError::BadMagic(other)),
-        };
-        let word = |b: &[u8]| {
-            let a = [b[0], b[1], b[2], b[3]];
-            if big_endian {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            }
-        };
         Ok(Self {
             inner,
-            big_endian,
-            nanos,
-            linktype: word(&h[20..24]),
+            header: FileHeader::parse(&h)?,
             offset: 24,
             buf: Vec::with_capacity(65536),
             done: false,
@@ -78,7 +175,7 @@ impl<R: Read> PcapReader<R> {
 
     /// LINKTYPE_ of the file.
     pub fn linktype(&self) -> u32 {
-        self.linktype
+        self.header.linktype
     }
 
     /// The next record; `None` at a clean end of file.
@@ -100,20 +197,7 @@ impl<R: Read> PcapReader<R> {
                 offset: self.offset,
             });
         }
-        let word = |b: &[u8]| {
-            let a = [b[0], b[1], b[2], b[3]];
-            if self.big_endian {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            }
-        };
-        let (secs, frac, incl, orig) = (
-            word(&h[0..4]),
-            word(&h[4..8]),
-            word(&h[8..12]),
-            word(&h[12..16]),
-        );
+        let (timestamp_ns, incl, orig_len) = self.header.record(&h);
         if incl > MAX_RECORD {
             return self.fail(PcapError::BadLength {
                 offset: self.offset,
@@ -131,14 +215,9 @@ impl<R: Read> PcapReader<R> {
             Err(e) => return self.fail(e.into()),
         }
         self.offset += 16 + u64::from(incl);
-        let frac_ns = if self.nanos {
-            i64::from(frac)
-        } else {
-            i64::from(frac) * 1000
-        };
         Some(Ok(Record {
-            timestamp_ns: i64::from(secs) * 1_000_000_000 + frac_ns,
-            orig_len: orig,
+            timestamp_ns,
+            orig_len,
             data: &self.buf,
         }))
     }
@@ -195,6 +274,24 @@ mod tests {
         assert_eq!(first.timestamp_ns, 1_700_000_000_000_500_000);
         assert_eq!(r.next_record().unwrap().unwrap().data, &[2; 10]);
         assert!(r.next_record().is_none());
+    }
+
+    #[test]
+    fn slices_read_the_same_records_without_copying() {
+        let f = file(&[(&[1; 64], 1500), (&[2; 10], 10)]);
+        let mut c = PcapCursor::new(&f).unwrap();
+        let first = c.next_record(&f).unwrap().unwrap();
+        assert_eq!((first.orig_len, first.data.len()), (1500, 64));
+        assert_eq!(first.timestamp_ns, 1_700_000_000_000_500_000);
+        assert_eq!(c.next_record(&f).unwrap().unwrap().data, &[2; 10]);
+        assert!(c.next_record(&f).is_none());
+        let cut = &f[..f.len() - 3];
+        let mut c = PcapCursor::new(cut).unwrap();
+        c.next_record(cut).unwrap().unwrap();
+        assert!(matches!(
+            c.next_record(cut),
+            Some(Err(PcapError::Truncated { offset: 104 }))
+        ));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub use cache::{CacheConfig, EndReason, FlowCache, FlowKey};
 pub use cache::{FORWARD, FlowState, REVERSE};
 pub use export::{ExportCounters, ExportError, ExportTarget, Exporter, ProbeReport};
 #[cfg(target_os = "linux")]
+pub(crate) use live::MappedFile;
+#[cfg(target_os = "linux")]
 pub use live::{AfPacketSource, LiveConfig, stop_requested};
 pub use meter::{Meter, MeterConfig, MeterStats};
 pub use select::{HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32};

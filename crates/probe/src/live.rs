@@ -432,3 +432,80 @@ pub fn stop_requested() -> &'static std::sync::atomic::AtomicBool {
     });
     &STOP
 }
+
+/// A file mapped read-only into memory: a capture is read once, front to
+/// back, without copying it through `read` into a buffer.
+#[derive(Debug)]
+pub(crate) struct MappedFile {
+    ptr: NonNull<u8>,
+    len: usize,
+    /// Octets before this were handed back to the kernel.
+    released: std::cell::Cell<usize>,
+}
+
+// Read-only and owned by this value alone.
+unsafe impl Send for MappedFile {}
+
+impl MappedFile {
+    pub(crate) fn open(path: &std::path::Path) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "empty file"));
+        }
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Self {
+            ptr,
+            len,
+            released: std::cell::Cell::new(0),
+        })
+    }
+
+    /// Hands back the pages before `offset` (already read) so that the
+    /// resident size stays small however large the file; nothing before
+    /// `offset` may be borrowed any more.
+    pub(crate) fn release_before(&self, offset: usize) {
+        const STEP: usize = 64 << 20;
+        let page = 4096;
+        let end = offset.min(self.len) / page * page;
+        let released = self.released.get();
+        if end >= released + STEP {
+            unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().add(released).cast(),
+                    end - released,
+                    libc::MADV_DONTNEED,
+                );
+            }
+            self.released.set(end);
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // the mapping lives as long as self and is never written
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}

@@ -51,6 +51,13 @@ pub trait PacketSource {
 enum Reader<R: Read> {
     Pcap(PcapReader<R>, Option<LinkType>),
     PcapNg(PcapNgReader<R>),
+    /// A classic pcap mapped into memory (Linux), read in place.
+    #[cfg(target_os = "linux")]
+    Mapped(
+        crate::MappedFile,
+        hopscope_packet::pcap::PcapCursor,
+        Option<LinkType>,
+    ),
 }
 
 /// A reader with the four octets read to tell the format put back in front.
@@ -106,6 +113,31 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
             done,
         } = self;
         match reader {
+            #[cfg(target_os = "linux")]
+            Reader::Mapped(map, cursor, link) => loop {
+                // the frame lent by the last call is no longer borrowed
+                map.release_before(cursor.offset());
+                match cursor.next_record(map.bytes())? {
+                    Ok(record) => {
+                        counters.frames += 1;
+                        let Some(link) = *link else {
+                            counters.unknown_link += 1;
+                            continue;
+                        };
+                        return Some(Ok(Frame {
+                            timestamp_ns: record.timestamp_ns,
+                            link,
+                            data: record.data,
+                            wire_len: record.orig_len,
+                            interface: 0,
+                        }));
+                    }
+                    Err(e) => {
+                        *done = true;
+                        return Some(Err(e.into()));
+                    }
+                }
+            },
             // classic pcap: frames are lent straight from the reader's buffer
             Reader::Pcap(r, link) => loop {
                 match r.next_record()? {
@@ -183,8 +215,20 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
 }
 
 impl PcapFileSource<std::io::BufReader<std::fs::File>> {
-    /// Opens a capture file.
+    /// Opens a capture file; on Linux a classic pcap is mapped into memory.
     pub fn open(path: &std::path::Path) -> Result<Self, SourceError> {
+        #[cfg(target_os = "linux")]
+        if let Ok(map) = crate::MappedFile::open(path)
+            && let Ok(cursor) = hopscope_packet::pcap::PcapCursor::new(map.bytes())
+        {
+            let link = LinkType::from_pcap(cursor.linktype());
+            return Ok(Self {
+                reader: Reader::Mapped(map, cursor, link),
+                buf: Vec::new(),
+                counters: CaptureCounters::default(),
+                done: false,
+            });
+        }
         // large reads: a capture is read once, front to back
         Self::new(std::io::BufReader::with_capacity(
             1 << 20,
