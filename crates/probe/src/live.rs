@@ -56,7 +56,9 @@ const PKT_SEC: usize = 4;
 const PKT_NSEC: usize = 8;
 const PKT_SNAPLEN: usize = 12;
 const PKT_LEN: usize = 16;
+const PKT_STATUS: usize = 20;
 const PKT_MAC: usize = 24;
+const PKT_VLAN_TCI: usize = 32;
 
 fn word(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
@@ -333,6 +335,8 @@ impl AfPacketSource {
             timestamp_ns: i64::from(word(header, PKT_SEC)) * 1_000_000_000
                 + i64::from(word(header, PKT_NSEC)),
             wire_len: word(header, PKT_LEN),
+            vlan: (word(header, PKT_STATUS) & libc::TP_STATUS_VLAN_VALID != 0)
+                .then(|| (word(header, PKT_VLAN_TCI) & 0x0fff) as u16),
         };
         self.reading = Some((offset + next, remaining - 1));
         if packet.start + packet.len > block_len {
@@ -351,6 +355,7 @@ impl AfPacketSource {
             data: &self.block_bytes(self.block)[p.start..p.start + p.len],
             wire_len: p.wire_len,
             interface: self.interface_index,
+            vlan: p.vlan,
         }
     }
 
@@ -379,6 +384,7 @@ struct PacketAt {
     len: usize,
     timestamp_ns: i64,
     wire_len: u32,
+    vlan: Option<u16>,
 }
 
 impl PacketSource for AfPacketSource {

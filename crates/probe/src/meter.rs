@@ -123,6 +123,8 @@ impl Meter {
             }
             _ => {}
         }
+        // a tag the kernel took off (VLAN offload) counts as if it were in the frame
+        p.vlan = p.vlan.or(frame.vlan);
         let (Some(src), Some(dst), Some(version)) = (p.src_addr, p.dst_addr, p.ip_version) else {
             self.stats.not_ip += 1;
             return;

@@ -18,6 +18,9 @@ pub struct Frame<'a> {
     pub wire_len: u32,
     /// Interface index within the source.
     pub interface: u32,
+    /// A VLAN tag the capture took off the frame (live capture with VLAN
+    /// offload); `None` when any tag is still in the frame.
+    pub vlan: Option<u16>,
 }
 
 /// What a source could not deliver, by reason.
@@ -130,6 +133,7 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
                             data: record.data,
                             wire_len: record.orig_len,
                             interface: 0,
+                            vlan: None,
                         }));
                     }
                     Err(e) => {
@@ -156,6 +160,7 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
                             data,
                             wire_len,
                             interface: 0,
+                            vlan: None,
                         }));
                     }
                     Err(e) => {
@@ -204,6 +209,7 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
                     data: buf,
                     wire_len,
                     interface,
+                    vlan: None,
                 }));
             },
         }

@@ -87,6 +87,7 @@ fn garbage_frames_are_counted_by_reason() {
             data,
             wire_len: data.len() as u32,
             interface: 0,
+            vlan: None,
         });
     }
     let s = &meter.stats;
