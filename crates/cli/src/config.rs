@@ -42,6 +42,7 @@ pub struct ProbeSection {
     fanout_group: Option<u16>,
     tunnels: Option<String>,
     bpf: Option<String>,
+    workers: Option<usize>,
 }
 
 pub fn load(path: &Path) -> Result<ConfigFile> {
@@ -90,7 +91,8 @@ impl ProbeSection {
             duration,
             fanout_group,
             tunnels,
-            bpf
+            bpf,
+            workers
         );
     }
 }

@@ -49,6 +49,9 @@ struct ProbeArgs {
     /// Stop a live capture after this long (10s, 5m); by default on SIGINT/SIGTERM.
     #[arg(long, env = "HOPSCOPE_PROBE_DURATION")]
     duration: Option<String>,
+    /// Capture threads on the live interface, sharing it by flow (each exports on its own session).
+    #[arg(long, env = "HOPSCOPE_PROBE_WORKERS", default_value_t = 1)]
+    workers: usize,
     /// Share the interface with other probes in this fanout group (hashed by flow).
     #[arg(long, env = "HOPSCOPE_PROBE_FANOUT_GROUP")]
     fanout_group: Option<u16>,

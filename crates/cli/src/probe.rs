@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use hopscope_packet::bpf::BpfProgram;
 use hopscope_probe::{
-    CacheConfig, ExportTarget, Exporter, HashFunction, Meter, MeterConfig, PacketSource,
-    PcapFileSource, ProbeReport, Profile, SelectorConfig, crc32,
+    CacheConfig, ExportTarget, Exporter, HashFunction, Meter, MeterConfig, MeterStats,
+    PacketSource, PcapFileSource, ProbeReport, Profile, SelectorConfig, crc32,
 };
 
 use crate::ProbeArgs;
@@ -74,8 +74,6 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         .as_deref()
         .context("--export is needed (or export in [probe] of --config)")?;
     let target: ExportTarget = target_text.parse().map_err(anyhow::Error::msg)?;
-    let mut exporter = Exporter::open(&target, args.domain)?;
-    let mut meter = Meter::new(config);
     let filter = match &args.bpf {
         Some(text) => Some(
             BpfProgram::parse(text)
@@ -83,124 +81,234 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    if let Some(f) = &filter {
-        meter = meter.with_filter(f.clone());
-    }
-    let mut read_errors = 0u64;
-    let mut capture_frames = 0u64;
-    let mut kernel_drops = 0u64;
-    if let Some(interface) = args.interface.first() {
-        (capture_frames, kernel_drops) =
-            capture_live(interface, args, filter.as_ref(), &mut meter, &mut exporter)?;
-    }
-    for path in &args.pcap {
-        let mut source =
-            PcapFileSource::open(path).with_context(|| format!("opening {}", path.display()))?;
-        while let Some(frame) = source.next_frame() {
-            match frame {
-                Ok(frame) => meter.observe(&frame),
-                Err(e) => {
-                    // a capture cut mid-record: what came before is metered
-                    eprintln!("warning: {}: {e}", path.display());
-                    read_errors += 1;
-                    break;
-                }
-            }
-            if meter.pending_flows() >= EXPORT_BATCH || meter.pending_reports() >= EXPORT_BATCH {
-                export(&mut meter, &mut exporter)?;
-            }
+    let new_probe = || -> Result<Probe> {
+        let mut meter = Meter::new(config);
+        if let Some(f) = &filter {
+            meter = meter.with_filter(f.clone());
         }
-        capture_frames += source.counters().frames;
+        Ok(Probe {
+            meter,
+            exporter: Exporter::open(&target, args.domain)?,
+            summary: Summary::default(),
+        })
+    };
+    let summary = match args.interface.first() {
+        Some(interface) => capture_live(interface, args, filter.as_ref(), &target, &new_probe)?,
+        None => {
+            let mut probe = new_probe()?;
+            for path in &args.pcap {
+                let mut source = PcapFileSource::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                while let Some(frame) = source.next_frame() {
+                    match frame {
+                        Ok(frame) => probe.meter.observe(&frame),
+                        Err(e) => {
+                            // a capture cut mid-record: what came before is metered
+                            eprintln!("warning: {}: {e}", path.display());
+                            probe.summary.read_errors += 1;
+                            break;
+                        }
+                    }
+                    if probe.meter.pending_flows() >= EXPORT_BATCH
+                        || probe.meter.pending_reports() >= EXPORT_BATCH
+                    {
+                        probe.export()?;
+                    }
+                }
+                probe.summary.frames += source.counters().frames;
+            }
+            probe.finish(args)?
+        }
+    };
+    summary.print();
+    Ok(summary.exit_code())
+}
+
+/// One metering process: a meter and the exporter it feeds.
+struct Probe {
+    meter: Meter,
+    exporter: Exporter,
+    summary: Summary,
+}
+
+impl Probe {
+    /// Encodes and sends what the meter has ready.
+    fn export(&mut self) -> Result<()> {
+        let now = now_secs();
+        if self.meter.pending_flows() > 0 {
+            self.exporter.export_flows(&self.meter.take_flows()?, now)?;
+        }
+        if self.meter.pending_reports() > 0 {
+            self.exporter
+                .export_reports(&self.meter.take_reports()?, now)?;
+        }
+        self.exporter.flush()?;
+        Ok(())
     }
-    meter.finish();
-    export(&mut meter, &mut exporter)?;
-    let s = meter.stats.clone();
-    exporter.export_options(
-        &ProbeReport {
-            observation_point_id,
-            observation_point_name: &args.observation_point,
-            metering_process_id: 1,
-            selector: meter.selector(),
-            ignored_packets: s.not_ip + s.malformed + kernel_drops,
-            flows_exported: s.flows_exported,
-        },
-        now_secs(),
-    );
-    exporter.flush()?;
-    let c = &exporter.counters;
-    eprintln!(
-        "{} frames read ({} dropped by the kernel), {} packets metered ({} octets); {} flows and {} packet reports exported in {} messages \
-         ({} records not sent); not metered: {} non-IP, {} malformed; {} truncated, {} orphan fragments, \
-         {} flows expired early (cache full), {} filtered out, {} read errors",
-        capture_frames,
-        kernel_drops,
-        s.packets,
-        s.octets,
-        s.flows_exported,
-        s.packet_reports,
-        c.messages_sent,
-        c.records_not_sent,
-        s.not_ip,
-        s.malformed,
-        s.truncated,
-        s.orphan_fragments,
-        meter.cache().emergency_expiries,
-        s.filtered,
-        read_errors,
-    );
-    Ok(if read_errors > 0 || c.records_not_sent > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+
+    /// Exports every flow left, then the options records, and says what happened.
+    fn finish(mut self, args: &ProbeArgs) -> Result<Summary> {
+        self.meter.finish();
+        self.export()?;
+        let s = self.meter.stats.clone();
+        let observation_point_id = args
+            .observation_point_id
+            .unwrap_or_else(|| u64::from(crc32(args.observation_point.as_bytes(), 0)));
+        self.exporter.export_options(
+            &ProbeReport {
+                observation_point_id,
+                observation_point_name: &args.observation_point,
+                metering_process_id: 1,
+                selector: self.meter.selector(),
+                ignored_packets: s.not_ip + s.malformed + self.summary.kernel_drops,
+                flows_exported: s.flows_exported,
+            },
+            now_secs(),
+        );
+        self.exporter.flush()?;
+        let mut summary = self.summary;
+        summary.stats = s;
+        summary.emergency_expiries = self.meter.cache().emergency_expiries;
+        summary.messages = self.exporter.counters.messages_sent;
+        summary.not_sent = self.exporter.counters.records_not_sent;
+        Ok(summary)
+    }
+}
+
+/// What a probe (or all its capture workers) did.
+#[derive(Debug, Default)]
+struct Summary {
+    frames: u64,
+    kernel_drops: u64,
+    read_errors: u64,
+    stats: MeterStats,
+    emergency_expiries: u64,
+    messages: u64,
+    not_sent: u64,
+}
+
+impl Summary {
+    fn add(&mut self, o: &Summary) {
+        self.frames += o.frames;
+        self.kernel_drops += o.kernel_drops;
+        self.read_errors += o.read_errors;
+        self.stats.accumulate(&o.stats);
+        self.emergency_expiries += o.emergency_expiries;
+        self.messages += o.messages;
+        self.not_sent += o.not_sent;
+    }
+
+    fn print(&self) {
+        let s = &self.stats;
+        eprintln!(
+            "{} frames read ({} dropped by the kernel), {} packets metered ({} octets); {} flows and {} packet reports \
+             exported in {} messages ({} records not sent); not metered: {} non-IP, {} malformed; {} truncated, \
+             {} orphan fragments, {} flows expired early (cache full), {} filtered out, {} read errors",
+            self.frames,
+            self.kernel_drops,
+            s.packets,
+            s.octets,
+            s.flows_exported,
+            s.packet_reports,
+            self.messages,
+            self.not_sent,
+            s.not_ip,
+            s.malformed,
+            s.truncated,
+            s.orphan_fragments,
+            self.emergency_expiries,
+            s.filtered,
+            self.read_errors,
+        );
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.read_errors > 0 || self.not_sent > 0 {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 /// Captures from a live interface until `--duration` passes or SIGINT/SIGTERM
-/// arrives; returns the frames seen and the kernel's drops.
+/// arrives, with `--workers` threads sharing the interface through a fanout
+/// group (hashed by flow, so each flow stays with one worker, which meters
+/// and exports it on its own transport session).
 #[cfg(target_os = "linux")]
 fn capture_live(
     interface: &str,
     args: &ProbeArgs,
     filter: Option<&BpfProgram>,
-    meter: &mut Meter,
-    exporter: &mut Exporter,
-) -> Result<(u64, u64)> {
+    target: &ExportTarget,
+    new_probe: &(dyn Fn() -> Result<Probe> + Sync),
+) -> Result<Summary> {
     use hopscope_probe::{AfPacketSource, LiveConfig, stop_requested};
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
+    let workers = args.workers.max(1);
+    if workers > 1 && matches!(target, ExportTarget::File(_)) {
+        bail!(
+            "--workers {workers} needs udp:// or tcp:// export: several workers cannot share one file"
+        );
+    }
     let stop = stop_requested();
+    let fanout_group = args
+        .fanout_group
+        .or((workers > 1).then(|| (std::process::id() & 0xffff) as u16));
     let config = LiveConfig {
-        fanout_group: args.fanout_group,
+        fanout_group,
         ..LiveConfig::default()
     };
-    let mut source = AfPacketSource::open(interface, config)
-        .with_context(|| format!("capturing on {interface}"))?;
-    if let Some(f) = filter {
-        source.attach_filter(f)?;
-    }
     let deadline = args
         .duration
         .as_deref()
         .map(parse_duration)
         .transpose()?
         .map(|ns| Instant::now() + Duration::from_nanos(ns as u64));
-    let mut last_export = Instant::now();
-    while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
-        match source.next_frame_within(Duration::from_millis(200))? {
-            Some(frame) => meter.observe(&frame),
-            None => meter.tick(now_ns()),
+    let worker = || -> Result<Summary> {
+        let mut probe = new_probe()?;
+        let mut source = AfPacketSource::open(interface, config)
+            .with_context(|| format!("capturing on {interface}"))?;
+        if let Some(f) = filter {
+            source.attach_filter(f)?;
         }
-        // a live probe exports as it goes, not only when batches fill
-        if meter.pending_flows() >= EXPORT_BATCH || last_export.elapsed() >= Duration::from_secs(1)
-        {
-            meter.tick(now_ns());
-            export(meter, exporter)?;
-            last_export = Instant::now();
+        let mut last_export = Instant::now();
+        while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
+            match source.next_frame_within(Duration::from_millis(200))? {
+                Some(frame) => probe.meter.observe(&frame),
+                None => probe.meter.tick(now_ns()),
+            }
+            // a live probe exports as it goes, not only when batches fill
+            if probe.meter.pending_flows() >= EXPORT_BATCH
+                || last_export.elapsed() >= Duration::from_secs(1)
+            {
+                probe.meter.tick(now_ns());
+                probe.export()?;
+                last_export = Instant::now();
+            }
         }
+        source.refresh_drops();
+        let c = source.counters();
+        probe.summary.frames = c.frames;
+        probe.summary.kernel_drops = c.kernel_drops;
+        probe.finish(args)
+    };
+    let results: Vec<Result<Summary>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a capture worker panicked")))
+            })
+            .collect()
+    });
+    let mut total = Summary::default();
+    for r in results {
+        total.add(&r?);
     }
-    source.refresh_drops();
-    let c = source.counters();
-    Ok((c.frames, c.kernel_drops))
+    Ok(total)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -208,9 +316,9 @@ fn capture_live(
     _: &str,
     _: &ProbeArgs,
     _: Option<&BpfProgram>,
-    _: &mut Meter,
-    _: &mut Exporter,
-) -> Result<(u64, u64)> {
+    _: &ExportTarget,
+    _: &(dyn Fn() -> Result<Probe> + Sync),
+) -> Result<Summary> {
     bail!("live capture needs Linux (AF_PACKET); use --pcap")
 }
 
@@ -218,18 +326,6 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
-}
-
-fn export(meter: &mut Meter, exporter: &mut Exporter) -> Result<()> {
-    let now = now_secs();
-    if meter.pending_flows() > 0 {
-        exporter.export_flows(&meter.take_flows()?, now)?;
-    }
-    if meter.pending_reports() > 0 {
-        exporter.export_reports(&meter.take_reports()?, now)?;
-    }
-    exporter.flush()?;
-    Ok(())
 }
 
 fn now_secs() -> u32 {

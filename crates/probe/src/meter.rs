@@ -46,6 +46,22 @@ pub struct MeterStats {
     pub filtered: u64,
 }
 
+impl MeterStats {
+    /// Adds another meter's counts (several capture workers).
+    pub fn accumulate(&mut self, o: &MeterStats) {
+        self.frames += o.frames;
+        self.packets += o.packets;
+        self.octets += o.octets;
+        self.not_ip += o.not_ip;
+        self.truncated += o.truncated;
+        self.malformed += o.malformed;
+        self.orphan_fragments += o.orphan_fragments;
+        self.flows_exported += o.flows_exported;
+        self.packet_reports += o.packet_reports;
+        self.filtered += o.filtered;
+    }
+}
+
 /// Ports of a fragmented datagram, taken from its first fragment.
 type FragmentKey = ([u8; 16], [u8; 16], u8, u32);
 const MAX_FRAGMENTS: usize = 4096;
