@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use hopscope_packet::pcap::PcapReader;
+use hopscope_packet::pcap::{PcapReader, read_full};
 use hopscope_packet::{LinkType, parse_frame};
 use pcap_file::pcapng::{Block, PcapNgReader};
 
@@ -90,19 +90,6 @@ impl<R: Read> IpfixReader<R> {
         self.offset += length as u64;
         Some(Ok(&self.buf))
     }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Writes IPFIX messages to a file (RFC 5655) or stream.
