@@ -69,7 +69,7 @@ pub(crate) fn decode(
             Some(sub_agent),
             None,
             0,
-            ErrorKind::TemplateTooLong,
+            ErrorKind::TooManyDomains,
         ));
     }
     let datagram = Datagram {

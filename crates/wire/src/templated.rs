@@ -132,7 +132,7 @@ pub(crate) fn decode(
             Some(domain_id),
             None,
             12,
-            ErrorKind::TemplateTooLong,
+            ErrorKind::TooManyDomains,
         ));
     }
 
@@ -318,7 +318,7 @@ fn template_set(
                 if !domain.templates.contains_key(&id)
                     && domain.templates.len() >= limits.max_templates_per_domain
                 {
-                    report(session, log, summary, ErrorKind::TemplateTooLong);
+                    report(session, log, summary, ErrorKind::TooManyTemplates);
                     continue;
                 }
                 let stored = domain
@@ -920,5 +920,29 @@ mod tests {
                 .value(0),
             1_800_000_000_123_456_789
         );
+    }
+
+    #[test]
+    fn an_exporter_cannot_grow_its_state_without_bound() {
+        let limits = SessionLimits {
+            max_domains: 2,
+            max_templates_per_domain: 1,
+            ..Default::default()
+        };
+        let mut d = Decoder::with_limits(limits);
+        let mut out = DecodeOutput::default();
+        for domain in 0..3u32 {
+            let mut m = ipfix_message(0, &[&template_256()]);
+            m[12..16].copy_from_slice(&domain.to_be_bytes());
+            let _ = d.decode(addr(), Transport::Udp, 0, &m, &mut out);
+        }
+        assert_eq!(d.totals().error_count(ErrorKind::TooManyDomains), 1);
+        // a second template in a full domain is refused and counted
+        let second = set(2, &[1, 1, 0, 1, 0, 8, 0, 4]);
+        let mut m = ipfix_message(0, &[&second]);
+        m[12..16].copy_from_slice(&0u32.to_be_bytes());
+        d.decode(addr(), Transport::Udp, 0, &m, &mut out).unwrap();
+        assert_eq!(d.totals().error_count(ErrorKind::TooManyTemplates), 1);
+        assert_eq!(d.totals().templates_active, 2);
     }
 }
