@@ -16,11 +16,6 @@ use crate::ProbeArgs;
 const EXPORT_BATCH: usize = 4096;
 
 pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
-    if args.interface.len() > 1 {
-        bail!(
-            "one --interface per probe process; run one probe per interface (a fanout group shares one)"
-        );
-    }
     let selection = match &args.select {
         None => None,
         Some(ratio) => {
@@ -81,21 +76,36 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let new_probe = || -> Result<Probe> {
-        let mut meter = Meter::new(config);
+    // each interface is its own observation point: "name/interface" when there are several
+    let new_probe = |interface: Option<&str>| -> Result<Probe> {
+        let observation_point = match interface {
+            Some(i) if args.interface.len() > 1 => format!("{}/{i}", args.observation_point),
+            _ => args.observation_point.clone(),
+        };
+        let observation_point_id = match (args.observation_point_id, interface) {
+            (Some(id), None) => id,
+            (Some(id), Some(_)) if args.interface.len() == 1 => id,
+            _ => u64::from(crc32(observation_point.as_bytes(), 0)),
+        };
+        let mut meter = Meter::new(MeterConfig {
+            observation_point_id,
+            ..config
+        });
         if let Some(f) = &filter {
             meter = meter.with_filter(f.clone());
         }
         Ok(Probe {
             meter,
             exporter: Exporter::open(&target, args.domain)?,
+            observation_point,
+            observation_point_id,
             summary: Summary::default(),
         })
     };
-    let summary = match args.interface.first() {
-        Some(interface) => capture_live(interface, args, filter.as_ref(), &target, &new_probe)?,
-        None => {
-            let mut probe = new_probe()?;
+    let summary = match args.interface.is_empty() {
+        false => capture_live(args, filter.as_ref(), &target, &new_probe)?,
+        true => {
+            let mut probe = new_probe(None)?;
             for path in &args.pcap {
                 let mut source = PcapFileSource::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
@@ -117,7 +127,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
                 }
                 probe.summary.frames += source.counters().frames;
             }
-            probe.finish(args)?
+            probe.finish()?
         }
     };
     summary.print();
@@ -128,6 +138,8 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
 struct Probe {
     meter: Meter,
     exporter: Exporter,
+    observation_point: String,
+    observation_point_id: u64,
     summary: Summary,
 }
 
@@ -147,17 +159,14 @@ impl Probe {
     }
 
     /// Exports every flow left, then the options records, and says what happened.
-    fn finish(mut self, args: &ProbeArgs) -> Result<Summary> {
+    fn finish(mut self) -> Result<Summary> {
         self.meter.finish();
         self.export()?;
         let s = self.meter.stats.clone();
-        let observation_point_id = args
-            .observation_point_id
-            .unwrap_or_else(|| u64::from(crc32(args.observation_point.as_bytes(), 0)));
         self.exporter.export_options(
             &ProbeReport {
-                observation_point_id,
-                observation_point_name: &args.observation_point,
+                observation_point_id: self.observation_point_id,
+                observation_point_name: &self.observation_point,
                 metering_process_id: 1,
                 selector: self.meter.selector(),
                 ignored_packets: s.not_ip + s.malformed + self.summary.kernel_drops,
@@ -237,11 +246,10 @@ impl Summary {
 /// and exports it on its own transport session).
 #[cfg(target_os = "linux")]
 fn capture_live(
-    interface: &str,
     args: &ProbeArgs,
     filter: Option<&BpfProgram>,
     target: &ExportTarget,
-    new_probe: &(dyn Fn() -> Result<Probe> + Sync),
+    new_probe: &(dyn Fn(Option<&str>) -> Result<Probe> + Sync),
 ) -> Result<Summary> {
     use hopscope_probe::{AfPacketSource, LiveConfig, stop_requested};
     use std::sync::atomic::Ordering;
@@ -266,8 +274,13 @@ fn capture_live(
         .map(parse_duration)
         .transpose()?
         .map(|ns| Instant::now() + Duration::from_nanos(ns as u64));
-    let worker = || -> Result<Summary> {
-        let mut probe = new_probe()?;
+    // a fanout group is per interface: each interface gets its own group id
+    let worker = |index: usize, interface: &str| -> Result<Summary> {
+        let mut probe = new_probe(Some(interface))?;
+        let config = LiveConfig {
+            fanout_group: config.fanout_group.map(|g| g.wrapping_add(index as u16)),
+            ..config
+        };
         let mut source = AfPacketSource::open(interface, config)
             .with_context(|| format!("capturing on {interface}"))?;
         if let Some(f) = filter {
@@ -292,10 +305,16 @@ fn capture_live(
         let c = source.counters();
         probe.summary.frames = c.frames;
         probe.summary.kernel_drops = c.kernel_drops;
-        probe.finish(args)
+        probe.finish()
     };
     let results: Vec<Result<Summary>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
+        let handles: Vec<_> = args
+            .interface
+            .iter()
+            .enumerate()
+            .flat_map(|(index, interface)| (0..workers).map(move |_| (index, interface)))
+            .map(|(index, interface)| scope.spawn(move || worker(index, interface)))
+            .collect();
         handles
             .into_iter()
             .map(|h| {
@@ -313,11 +332,10 @@ fn capture_live(
 
 #[cfg(not(target_os = "linux"))]
 fn capture_live(
-    _: &str,
     _: &ProbeArgs,
     _: Option<&BpfProgram>,
     _: &ExportTarget,
-    _: &(dyn Fn() -> Result<Probe> + Sync),
+    _: &(dyn Fn(Option<&str>) -> Result<Probe> + Sync),
 ) -> Result<Summary> {
     bail!("live capture needs Linux (AF_PACKET); use --pcap")
 }
