@@ -6,7 +6,7 @@ use crate::cursor::Cursor;
 use crate::decoder::{ErrorLog, MessageSummary, Protocol};
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
-use crate::session::{SequenceTracker, Session, SessionLimits};
+use crate::session::{Counted, Session, SessionLimits};
 
 const HEADER_LEN: usize = 24;
 const RECORD_LEN: usize = 48;
@@ -138,13 +138,7 @@ pub(crate) fn decode(
     if session.domain_mut(domain_id, limits).is_some() {
         let Session { domains, stats, .. } = session;
         if let Some(domain) = domains.get_mut(&domain_id) {
-            let event = domain.sequence.observe(sequence, records);
-            SequenceTracker::apply(
-                event,
-                &mut stats.lost_records,
-                &mut stats.reordered_messages,
-                &mut stats.sequence_resets,
-            );
+            stats.count_sequence(domain.sequence.observe(sequence, records), Counted::Records);
         }
     }
     Ok(summary)

@@ -68,6 +68,24 @@ impl ExporterStats {
         self.errors.iter().sum()
     }
 
+    /// Counts what a sequence number said: a gap as units lost, a late
+    /// message as units found after all, a jump as an exporter restart.
+    pub(crate) fn count_sequence(&mut self, event: SequenceEvent, counted: Counted) {
+        let lost = match counted {
+            Counted::Records => &mut self.lost_records,
+            Counted::Messages => &mut self.lost_messages,
+        };
+        match event {
+            SequenceEvent::Gap(n) => *lost += u64::from(n),
+            SequenceEvent::Late(n) => {
+                *lost = lost.saturating_sub(u64::from(n));
+                self.reordered_messages += 1;
+            }
+            SequenceEvent::Reset => self.sequence_resets += 1,
+            SequenceEvent::First | SequenceEvent::InOrder => {}
+        }
+    }
+
     pub(crate) fn count_error(&mut self, kind: ErrorKind) {
         self.errors[kind.index()] += 1;
     }
@@ -94,6 +112,15 @@ impl ExporterStats {
             *a += b;
         }
     }
+}
+
+/// What a protocol's sequence numbers count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// IPFIX, NetFlow v5 and sFlow samples: data records.
+    Records,
+    /// NetFlow v9 and sFlow datagrams: export packets.
+    Messages,
 }
 
 /// What a sequence number says about the stream.
@@ -145,23 +172,6 @@ impl SequenceTracker {
     /// Forgets the expected number (after a message whose record count is unknown).
     pub fn resync(&mut self) {
         self.expected = None;
-    }
-
-    pub(crate) fn apply(
-        event: SequenceEvent,
-        lost: &mut u64,
-        stats_reordered: &mut u64,
-        resets: &mut u64,
-    ) {
-        match event {
-            SequenceEvent::Gap(n) => *lost += u64::from(n),
-            SequenceEvent::Late(n) => {
-                *lost = lost.saturating_sub(u64::from(n));
-                *stats_reordered += 1;
-            }
-            SequenceEvent::Reset => *resets += 1,
-            SequenceEvent::First | SequenceEvent::InOrder => {}
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::cursor::{Cursor, Truncated};
 use crate::decoder::{ErrorLog, MessageSummary, Protocol};
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
-use crate::session::{SequenceTracker, Session, SessionLimits};
+use crate::session::{Counted, SequenceTracker, Session, SessionLimits};
 
 /// More samples than fit in a 64 KiB datagram is a corrupt header.
 const MAX_SAMPLES: u32 = 4096;
@@ -127,13 +127,7 @@ pub(crate) fn decode(
     }
     let Session { domains, stats, .. } = session;
     if let Some(domain) = domains.get_mut(&sub_agent) {
-        let event = domain.sequence.observe(sequence, 1);
-        SequenceTracker::apply(
-            event,
-            &mut stats.lost_messages,
-            &mut stats.reordered_messages,
-            &mut stats.sequence_resets,
-        );
+        stats.count_sequence(domain.sequence.observe(sequence, 1), Counted::Messages);
     }
     Ok(summary)
 }
@@ -227,14 +221,7 @@ fn flow_sample(
             .sflow_samples
             .entry(source_id)
             .or_insert_with(SequenceTracker::default);
-        let mut lost_samples = 0;
-        SequenceTracker::apply(
-            tracker.observe(sample_seq, 1),
-            &mut lost_samples,
-            &mut stats.reordered_messages,
-            &mut stats.sequence_resets,
-        );
-        stats.lost_records += lost_samples;
+        stats.count_sequence(tracker.observe(sample_seq, 1), Counted::Records);
     }
     out.flows.append(&row);
     stats.flow_records += 1;

@@ -9,7 +9,7 @@ use crate::decoder::{ErrorLog, MessageSummary, Protocol};
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
 use crate::record::{MessageContext, decode_set};
-use crate::session::{PendingSet, SequenceTracker, Session, SessionLimits, StoredTemplate};
+use crate::session::{Counted, PendingSet, Session, SessionLimits, StoredTemplate};
 use crate::template::{FieldSpec, RecordKind, Template};
 use hopscope_schema::FlowType;
 
@@ -221,25 +221,16 @@ pub(crate) fn decode(
     if let Some(domain) = session.domains.get_mut(&domain_id) {
         if ipfix {
             if sequence_known {
-                let event = domain.sequence.observe(sequence, data_records);
-                SequenceTracker::apply(
-                    event,
-                    &mut stats.lost_records,
-                    &mut stats.reordered_messages,
-                    &mut stats.sequence_resets,
+                stats.count_sequence(
+                    domain.sequence.observe(sequence, data_records),
+                    Counted::Records,
                 );
             } else {
                 domain.sequence.resync();
             }
         } else {
             // v9 counts export packets, not records
-            let event = domain.sequence.observe(sequence, 1);
-            SequenceTracker::apply(
-                event,
-                &mut stats.lost_messages,
-                &mut stats.reordered_messages,
-                &mut stats.sequence_resets,
-            );
+            stats.count_sequence(domain.sequence.observe(sequence, 1), Counted::Messages);
         }
     }
     Ok(summary)
