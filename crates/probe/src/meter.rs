@@ -6,7 +6,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 use hopscope_packet::bpf::BpfProgram;
 use hopscope_packet::{PacketSummary, StopReason, TunnelKind, parse_frame, parse_frame_inner};
-use hopscope_schema::{FlowBatchBuilder, FlowRecord, PacketReportBuilder, PacketReportRecord};
+use hopscope_schema::{
+    FlowBatchBuilder, FlowRecord, PacketReportBuilder, PacketReportRecord, mac_to_u64,
+};
 
 use crate::cache::{CacheConfig, Expired, FORWARD, FlowCache, FlowKey, REVERSE};
 use crate::select::{Selector, SelectorConfig};
@@ -269,8 +271,8 @@ impl Meter {
                 layer2_segment_id: (key.tunnel_kind == 2)
                     .then_some((1u64 << 56) | u64::from(key.tunnel_id)),
                 gre_key: (key.tunnel_kind == 1 && key.tunnel_id != 0).then_some(key.tunnel_id),
-                src_mac: Some(mac(flow.src_mac)),
-                dst_mac: Some(mac(flow.dst_mac)),
+                src_mac: Some(mac_to_u64(flow.src_mac)),
+                dst_mac: Some(mac_to_u64(flow.dst_mac)),
                 flow_end_reason: Some(reason as u8),
                 ..FlowRecord::default()
             });
@@ -310,8 +312,4 @@ fn flow_ports(p: &PacketSummary) -> (u16, u16) {
         }
         _ => (p.src_port.unwrap_or(0), p.dst_port.unwrap_or(0)),
     }
-}
-
-fn mac(m: [u8; 6]) -> u64 {
-    m.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))
 }

@@ -14,6 +14,19 @@ pub fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
     out
 }
 
+/// Any address as stored: IPv4 mapped into IPv6.
+pub fn ip_to_mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A MAC address as the 48-bit number the MAC columns hold.
+pub fn mac_to_u64(mac: [u8; 6]) -> u64 {
+    mac.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))
+}
+
 /// Turns a stored 16-byte address back into an `IpAddr`, IPv4 for mapped ones.
 pub fn mapped_to_ip(bytes: [u8; 16]) -> IpAddr {
     let v6 = Ipv6Addr::from(bytes);

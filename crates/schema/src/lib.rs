@@ -21,7 +21,7 @@ mod address;
 mod column;
 mod flows;
 
-pub use address::{format_addr, ipv4_mapped, mapped_to_ip};
+pub use address::{format_addr, ip_to_mapped, ipv4_mapped, mac_to_u64, mapped_to_ip};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64};
 pub use flows::{
     FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType,

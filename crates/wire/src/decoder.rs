@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use hopscope_schema::ipv4_mapped;
+use hopscope_schema::ip_to_mapped;
 
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
@@ -154,10 +154,7 @@ impl Decoder {
             protocol: protocol.unwrap_or(Protocol::Ipfix),
             recent: &mut self.recent_errors,
         };
-        let exporter_addr = match exporter.ip() {
-            std::net::IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
-            std::net::IpAddr::V6(v6) => v6.octets(),
-        };
+        let exporter_addr = ip_to_mapped(exporter.ip());
         let result = match protocol {
             None => {
                 let kind = if message.len() < 4 {

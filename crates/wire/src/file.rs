@@ -4,10 +4,11 @@
 
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use hopscope_packet::pcap::{PcapReader, read_full};
 use hopscope_packet::{LinkType, parse_frame};
+use hopscope_schema::{ip_to_mapped, mapped_to_ip};
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 use crate::templated::IPFIX_HEADER_LEN;
@@ -252,18 +253,12 @@ impl<R: Read> CaptureDatagrams<R> {
             self.stats.datagrams += 1;
             return Some(Ok(CapturedDatagram {
                 timestamp_ns: ts,
-                source: SocketAddr::new(to_ip(src), sp),
-                destination: SocketAddr::new(to_ip(dst), dp),
+                source: SocketAddr::new(mapped_to_ip(src), sp),
+                destination: SocketAddr::new(mapped_to_ip(dst), dp),
                 payload: Cow::Owned(data[at..end].to_vec()),
             }));
         }
     }
-}
-
-fn to_ip(a: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(a);
-    v6.to_ipv4_mapped()
-        .map_or(IpAddr::V6(v6), |v4: Ipv4Addr| IpAddr::V4(v4))
 }
 
 #[cfg(test)]
@@ -463,18 +458,14 @@ impl<W: Write> CaptureWriter<W> {
                 frame.extend_from_slice(&ip);
             }
             (s, d) => {
-                let to6 = |a: IpAddr| match a {
-                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-                    IpAddr::V6(v6) => v6,
-                };
                 frame.extend_from_slice(&0x86ddu16.to_be_bytes());
                 let mut ip = [0u8; 40];
                 ip[0] = 0x60;
                 ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
                 ip[6] = 17;
                 ip[7] = 64;
-                ip[8..24].copy_from_slice(&to6(s).octets());
-                ip[24..40].copy_from_slice(&to6(d).octets());
+                ip[8..24].copy_from_slice(&ip_to_mapped(s));
+                ip[24..40].copy_from_slice(&ip_to_mapped(d));
                 frame.extend_from_slice(&ip);
                 // IPv6 requires a UDP checksum
                 let mut pseudo = Vec::with_capacity(40 + udp.len());

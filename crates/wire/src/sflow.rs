@@ -3,7 +3,9 @@
 //! samples become interface-counter rows.
 
 use hopscope_packet::{LinkType, parse_frame};
-use hopscope_schema::{FlowRecord, FlowType, InterfaceCounterRecord, SamplingSource, ipv4_mapped};
+use hopscope_schema::{
+    FlowRecord, FlowType, InterfaceCounterRecord, SamplingSource, ipv4_mapped, mac_to_u64,
+};
 
 use crate::cursor::{Cursor, Truncated};
 use crate::decoder::{ErrorLog, MessageSummary, Protocol};
@@ -327,10 +329,6 @@ fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<(), Tru
         _ => {}
     }
     Ok(())
-}
-
-fn mac_to_u64(mac: [u8; 6]) -> u64 {
-    mac.iter().fold(0, |acc, &b| (acc << 8) | u64::from(b))
 }
 
 fn counter_sample(

@@ -596,10 +596,7 @@ fn drain_pending(
         let ctx = MessageContext {
             received_ns: p.received_ns,
             flow_type: p.flow_type,
-            exporter: match session.exporter.ip() {
-                std::net::IpAddr::V4(v4) => hopscope_schema::ipv4_mapped(v4.octets()),
-                std::net::IpAddr::V6(v6) => v6.octets(),
-            },
+            exporter: hopscope_schema::ip_to_mapped(session.exporter.ip()),
             domain: p.domain,
             sequence: p.sequence,
             export_time_ms: p.export_time_ms,
