@@ -6,7 +6,7 @@ use anyhow::Result;
 use hopscope_wire::file::replay_file;
 use hopscope_wire::{DecodeOutput, Decoder, ErrorKind};
 
-use crate::{DecodeArgs, Table, render};
+use crate::{DecodeArgs, Table, now_ns, render};
 
 pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
     let mut decoder = Decoder::new();
@@ -60,10 +60,4 @@ pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }

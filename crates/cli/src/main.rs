@@ -178,3 +178,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The wall clock, Unix nanoseconds (receive times, export times, live timeouts).
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}

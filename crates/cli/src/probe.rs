@@ -10,7 +10,7 @@ use hopscope_probe::{
     PacketSource, PcapFileSource, ProbeReport, Profile, SelectorConfig, crc32,
 };
 
-use crate::ProbeArgs;
+use crate::{ProbeArgs, now_ns};
 
 /// Flows or reports waiting before they are encoded and sent.
 const EXPORT_BATCH: usize = 4096;
@@ -340,16 +340,8 @@ fn capture_live(
     bail!("live capture needs Linux (AF_PACKET); use --pcap")
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
 fn now_secs() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
+    (now_ns() / 1_000_000_000) as u32
 }
 
 /// "1/100" → (1, 100).
