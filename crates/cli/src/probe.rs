@@ -43,21 +43,12 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
             })
         }
     };
-    let observation_point_id = args
-        .observation_point_id
-        .unwrap_or_else(|| u64::from(crc32(args.observation_point.as_bytes(), 0)));
-    let config = MeterConfig {
-        observation_point_id,
-        domain: args.domain,
-        cache: CacheConfig {
-            biflow: args.biflow,
-            active_timeout_ns: parse_duration(&args.active_timeout)?,
-            idle_timeout_ns: parse_duration(&args.idle_timeout)?,
-            max_flows: args.max_flows,
-            ..CacheConfig::default()
-        },
-        selection,
-        decapsulate: args.tunnels == "inner",
+    let cache = CacheConfig {
+        biflow: args.biflow,
+        active_timeout_ns: parse_duration(&args.active_timeout)?,
+        idle_timeout_ns: parse_duration(&args.idle_timeout)?,
+        max_flows: args.max_flows,
+        ..CacheConfig::default()
     };
     if args.pcap.is_empty() && args.interface.is_empty() {
         bail!(
@@ -82,14 +73,17 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
             Some(i) if args.interface.len() > 1 => format!("{}/{i}", args.observation_point),
             _ => args.observation_point.clone(),
         };
-        let observation_point_id = match (args.observation_point_id, interface) {
-            (Some(id), None) => id,
-            (Some(id), Some(_)) if args.interface.len() == 1 => id,
-            _ => u64::from(crc32(observation_point.as_bytes(), 0)),
-        };
+        // a given id names the one observation point; several get ids from their names
+        let observation_point_id = args
+            .observation_point_id
+            .filter(|_| args.interface.len() <= 1)
+            .unwrap_or_else(|| u64::from(crc32(observation_point.as_bytes(), 0)));
         let mut meter = Meter::new(MeterConfig {
             observation_point_id,
-            ..config
+            domain: args.domain,
+            cache,
+            selection,
+            decapsulate: args.tunnels == "inner",
         });
         if let Some(f) = &filter {
             meter = meter.with_filter(f.clone());
