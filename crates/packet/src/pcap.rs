@@ -222,11 +222,6 @@ impl<R: Read> PcapReader<R> {
         }))
     }
 
-    /// The data of the record `next_record` returned last.
-    pub fn last_record(&self) -> &[u8] {
-        &self.buf
-    }
-
     fn fail<T>(&mut self, e: PcapError) -> Option<Result<T, PcapError>> {
         self.done = true;
         Some(Err(e))

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use hopscope_packet::LinkType;
-use hopscope_packet::pcap::{PcapError, PcapReader};
+use hopscope_packet::pcap::{PcapError, PcapReader, Record};
 use pcap_file::pcapng::{Block, PcapNgReader};
 
 /// One captured frame.
@@ -104,6 +104,53 @@ impl<R: Read> PcapFileSource<R> {
     }
 }
 
+/// The frame of a classic-pcap record, or the error that ends the file.
+fn classic_frame<'a>(
+    counters: &mut CaptureCounters,
+    done: &mut bool,
+    link: LinkType,
+    record: Result<Record<'a>, PcapError>,
+) -> Option<Result<Frame<'a>, SourceError>> {
+    match record {
+        Ok(r) => {
+            counters.frames += 1;
+            Some(Ok(Frame {
+                timestamp_ns: r.timestamp_ns,
+                link,
+                data: r.data,
+                wire_len: r.orig_len,
+                interface: 0,
+                vlan: None,
+            }))
+        }
+        Err(e) => {
+            *done = true;
+            Some(Err(e.into()))
+        }
+    }
+}
+
+/// Reads through a classic pcap whose link type the parser does not follow,
+/// counting its frames.
+fn skip_unknown(
+    counters: &mut CaptureCounters,
+    done: &mut bool,
+    mut next: impl FnMut() -> Option<Result<(), PcapError>>,
+) -> Option<Result<Frame<'static>, SourceError>> {
+    loop {
+        match next()? {
+            Ok(()) => {
+                counters.frames += 1;
+                counters.unknown_link += 1;
+            }
+            Err(e) => {
+                *done = true;
+                return Some(Err(e.into()));
+            }
+        }
+    }
+}
+
 impl<R: Read> PacketSource for PcapFileSource<R> {
     fn next_frame(&mut self) -> Option<Result<Frame<'_>, SourceError>> {
         if self.done {
@@ -117,57 +164,21 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
         } = self;
         match reader {
             #[cfg(target_os = "linux")]
-            Reader::Mapped(map, cursor, link) => loop {
+            Reader::Mapped(map, cursor, link) => {
                 // the frame lent by the last call is no longer borrowed
                 map.release_before(cursor.offset());
-                match cursor.next_record(map.bytes())? {
-                    Ok(record) => {
-                        counters.frames += 1;
-                        let Some(link) = *link else {
-                            counters.unknown_link += 1;
-                            continue;
-                        };
-                        return Some(Ok(Frame {
-                            timestamp_ns: record.timestamp_ns,
-                            link,
-                            data: record.data,
-                            wire_len: record.orig_len,
-                            interface: 0,
-                            vlan: None,
-                        }));
-                    }
-                    Err(e) => {
-                        *done = true;
-                        return Some(Err(e.into()));
-                    }
+                let bytes = map.bytes();
+                match *link {
+                    None => skip_unknown(counters, done, || {
+                        cursor.next_record(bytes).map(|r| r.map(drop))
+                    }),
+                    Some(link) => classic_frame(counters, done, link, cursor.next_record(bytes)?),
                 }
-            },
-            // classic pcap: frames are lent straight from the reader's buffer
-            Reader::Pcap(r, link) => loop {
-                match r.next_record()? {
-                    Ok(record) => {
-                        counters.frames += 1;
-                        let Some(link) = *link else {
-                            counters.unknown_link += 1;
-                            continue;
-                        };
-                        // re-borrow: the record's data lives in the reader until the next call
-                        let (ts, wire_len) = (record.timestamp_ns, record.orig_len);
-                        let data = r.last_record();
-                        return Some(Ok(Frame {
-                            timestamp_ns: ts,
-                            link,
-                            data,
-                            wire_len,
-                            interface: 0,
-                            vlan: None,
-                        }));
-                    }
-                    Err(e) => {
-                        *done = true;
-                        return Some(Err(e.into()));
-                    }
-                }
+            }
+            // classic pcap read through a buffer: frames are lent from the reader's buffer
+            Reader::Pcap(r, link) => match *link {
+                None => skip_unknown(counters, done, || r.next_record().map(|r| r.map(drop))),
+                Some(link) => classic_frame(counters, done, link, r.next_record()?),
             },
             Reader::PcapNg(r) => loop {
                 let block = match r.next_block()? {
