@@ -155,7 +155,7 @@ impl Decoder {
             recent: &mut self.recent_errors,
         };
         let exporter_addr = ip_to_mapped(exporter.ip());
-        let result = match protocol {
+        match protocol {
             None => {
                 let kind = if message.len() < 4 {
                     ErrorKind::Truncated
@@ -185,9 +185,7 @@ impl Decoder {
             Some(Protocol::SFlow5) => {
                 sflow::decode(session, &self.limits, &mut log, received_ns, message, out)
             }
-        };
-        session.refresh_active_templates();
-        result
+        }
     }
 
     /// Ends a TCP/SCTP session or a file: its templates are withdrawn
@@ -206,7 +204,6 @@ impl Decoder {
         for domain in session.domains.values_mut() {
             domain.templates.clear();
         }
-        session.refresh_active_templates();
     }
 
     /// Gives up on every data set still waiting for its template, counting
@@ -219,7 +216,6 @@ impl Decoder {
                 recent: &mut self.recent_errors,
             };
             templated::evict_all_pending(session, &mut log);
-            session.refresh_active_templates();
         }
     }
 
@@ -235,7 +231,7 @@ impl Decoder {
     pub fn totals(&self) -> ExporterStats {
         let mut total = ExporterStats::default();
         for s in self.sessions.values() {
-            total.accumulate(&s.stats);
+            total.accumulate(&s.stats());
         }
         total
     }

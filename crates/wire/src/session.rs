@@ -42,8 +42,9 @@ pub struct ExporterStats {
     pub counter_records: u64,
     pub templates_received: u64,
     pub templates_withdrawn: u64,
+    /// Templates held right now (filled in by `Session::stats`).
     pub templates_active: u64,
-    /// Data sets waiting for their template right now.
+    /// Data sets waiting for their template right now (filled in by `Session::stats`).
     pub pending_sets: u64,
     /// Records whose sampling rate is unknown (kept, marked).
     pub sampling_unknown: u64,
@@ -234,7 +235,7 @@ pub struct Session {
     pub(crate) domains: FastMap<u32, DomainState>,
     pub(crate) pending: VecDeque<PendingSet>,
     pub(crate) pending_bytes: usize,
-    pub stats: ExporterStats,
+    pub(crate) stats: ExporterStats,
 }
 
 /// Bounds that keep a session's memory fixed whatever the exporter sends.
@@ -294,13 +295,18 @@ impl Session {
         self.domains.iter().map(|(k, v)| (*k, v))
     }
 
-    pub(crate) fn refresh_active_templates(&mut self) {
-        self.stats.templates_active = self
+    /// The session's counters, with its gauges (templates held, data sets
+    /// waiting) read from its state now rather than kept up to date on
+    /// every message.
+    pub fn stats(&self) -> ExporterStats {
+        let mut stats = self.stats.clone();
+        stats.templates_active = self
             .domains
             .values()
             .map(|d| d.templates.len() as u64)
             .sum();
-        self.stats.pending_sets = self.pending.len() as u64;
+        stats.pending_sets = self.pending.len() as u64;
+        stats
     }
 }
 
