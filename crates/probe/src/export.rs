@@ -157,13 +157,12 @@ impl Exporter {
                 )
             }
             ExportTarget::Udp(addr) => {
-                let local: SocketAddr = if addr.is_ipv4() {
-                    "0.0.0.0:0"
+                let any: std::net::IpAddr = if addr.is_ipv4() {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
                 } else {
-                    "[::]:0"
-                }
-                .parse()
-                .map_err(|_| open_err(std::io::ErrorKind::InvalidInput.into()))?;
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                };
+                let local = SocketAddr::new(any, 0);
                 let socket = UdpSocket::bind(local).map_err(open_err)?;
                 socket.connect(addr).map_err(open_err)?;
                 (Sink::Udp(socket), UDP_MESSAGE, Some(UDP_TEMPLATE_REFRESH))

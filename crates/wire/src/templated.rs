@@ -323,7 +323,7 @@ fn template_set(
                     stored.template = Arc::new(template);
                 }
                 stored.refreshed_ns = ctx.received_ns;
-                drain_pending(session, limits, log, summary, dialect, ctx.domain, id, out);
+                drain_pending(session, limits, log, summary, ctx.domain, id, out);
             }
         }
     }
@@ -575,7 +575,6 @@ fn drain_pending(
     limits: &SessionLimits,
     log: &mut ErrorLog<'_>,
     summary: &mut MessageSummary,
-    _dialect: Dialect,
     domain: u32,
     template_id: u16,
     out: &mut DecodeOutput,
