@@ -20,6 +20,9 @@ pub enum Kind {
     Timestamp,
     /// 16-byte address, IPv4 mapped into IPv6.
     Address,
+    /// UTF-8 text: names the collector adds (exporter, interface, network,
+    /// country). Never filled by decoders, so it has no row builder.
+    Text,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::U64 => DataType::UInt64,
             Kind::Timestamp => DataType::Timestamp(TimeUnit::Nanosecond, Some(Arc::from("UTC"))),
             Kind::Address => DataType::FixedSizeBinary(16),
+            Kind::Text => DataType::Utf8,
         }
     }
 
@@ -44,6 +48,7 @@ impl Kind {
             Kind::U64 => "Nullable(UInt64)",
             Kind::Timestamp => "Nullable(DateTime64(9, 'UTC'))",
             Kind::Address => "Nullable(IPv6)",
+            Kind::Text => "LowCardinality(Nullable(String))",
         }
     }
 }

@@ -8,6 +8,7 @@ use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
 
+use crate::FieldInfo;
 use crate::table::arrow_fields;
 
 /// Which protocol a flow arrived in; numbered as GoFlow2's `FlowType`.
@@ -163,6 +164,82 @@ table! {
         /// GRE key of the tunnel the flow was carried in (IE 296).
         gre_key: U32[""],
     }
+}
+
+/// Columns the collector adds to each flow from its own knowledge: names
+/// from configuration and options records, networks and tags from CIDR
+/// lists, country from an MMDB file. Stored flows have these between the
+/// decoded columns and `other_fields`; see [`stored_flow_schema`].
+pub const ENRICHMENT_FIELDS: &[FieldInfo] = &[
+    text(
+        "exporter_name",
+        "Name of the exporter, from the collector's configuration.",
+    ),
+    text(
+        "in_if_name",
+        "Name of the input interface, from the exporter's options records.",
+    ),
+    text(
+        "out_if_name",
+        "Name of the output interface, from the exporter's options records.",
+    ),
+    text(
+        "src_net_name",
+        "Name of the configured network holding the source address.",
+    ),
+    text(
+        "dst_net_name",
+        "Name of the configured network holding the destination address.",
+    ),
+    text(
+        "src_net_role",
+        "Role tag of the source network (configuration).",
+    ),
+    text(
+        "dst_net_role",
+        "Role tag of the destination network (configuration).",
+    ),
+    text(
+        "src_net_site",
+        "Site tag of the source network (configuration).",
+    ),
+    text(
+        "dst_net_site",
+        "Site tag of the destination network (configuration).",
+    ),
+    text(
+        "src_country",
+        "ISO country code of the source address (MMDB).",
+    ),
+    text(
+        "dst_country",
+        "ISO country code of the destination address (MMDB).",
+    ),
+];
+
+const fn text(name: &'static str, doc: &'static str) -> FieldInfo {
+    FieldInfo {
+        name,
+        kind: crate::Kind::Text,
+        unit: "",
+        doc,
+    }
+}
+
+/// Arrow schema of flows as the store keeps them: the decoded columns, the
+/// [`ENRICHMENT_FIELDS`], then `other_fields`.
+pub fn stored_flow_schema() -> SchemaRef {
+    let decoded = flow_schema();
+    let mut fields: Vec<Field> = decoded.fields()[..FLOW_FIELDS.len()]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(arrow_fields(ENRICHMENT_FIELDS));
+    fields.push(decoded.fields()[FLOW_FIELDS.len()].as_ref().clone());
+    Arc::new(Schema::new_with_metadata(
+        fields,
+        decoded.metadata().clone(),
+    ))
 }
 
 /// An information element the schema does not name, kept with its raw bytes.
@@ -402,6 +479,58 @@ table! {
         out_errors: U64["packets"],
         /// ifPromiscuousMode.
         promiscuous_mode: U32[""],
+    }
+}
+
+table! {
+    /// The collector's counters of one exporter session (and, with a domain,
+    /// of one of its observation domains) over one flush interval: telemetry
+    /// loss and decode health kept as data next to the flows.
+    row ExporterHealthRecord;
+    /// Appends [`ExporterHealthRecord`]s to Arrow columns.
+    builder ExporterHealthBuilder;
+    fields EXPORTER_HEALTH_FIELDS;
+    columns {
+        /// End of the interval the counts cover.
+        time_received_ns: Ts["ns"],
+        /// Exporter address.
+        sampler_address: Addr[""],
+        /// Exporter's source port.
+        sampler_port: U16[""],
+        /// 1 UDP, 2 TCP, 3 SCTP, 4 file.
+        transport: U8[""],
+        /// Set on a domain's row, null on the session's row.
+        observation_domain_id: U32[""],
+        /// Export messages received.
+        messages: U64["messages"],
+        /// Octets of export messages received.
+        message_bytes: U64["octets"],
+        /// Flow records decoded.
+        flow_records: U64["records"],
+        /// Records the exporter sent that never arrived (sequence gaps).
+        lost_records: U64["records"],
+        /// Messages the exporter sent that never arrived (NetFlow v9, sFlow).
+        lost_messages: U64["messages"],
+        /// Packets the exporter reported dropping itself (sFlow).
+        exporter_drops: U64["packets"],
+        /// Messages, sets or records that could not be decoded.
+        decode_errors: U64[""],
+        /// Templates held at the end of the interval.
+        templates_active: U64[""],
+        /// Data sets waiting for their template at the end of the interval.
+        pending_sets: U64[""],
+    }
+}
+
+/// Arrow schema of exporter health rows.
+pub fn exporter_health_schema() -> SchemaRef {
+    Arc::new(Schema::new(arrow_fields(EXPORTER_HEALTH_FIELDS)))
+}
+
+impl ExporterHealthBuilder {
+    /// The rows appended so far as one batch.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        RecordBatch::try_new(exporter_health_schema(), self.finish_columns())
     }
 }
 

@@ -24,10 +24,12 @@ mod flows;
 pub use address::{format_addr, ip_to_mapped, ipv4_mapped, mac_to_u64, mapped_to_ip};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64};
 pub use flows::{
+    ENRICHMENT_FIELDS, EXPORTER_HEALTH_FIELDS, ExporterHealthBuilder, ExporterHealthRecord,
     FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType,
     INTERFACE_COUNTER_FIELDS, InterfaceCounterBuilder, InterfaceCounterRecord, OtherField,
-    PACKET_REPORT_FIELDS, PacketReportBuilder, PacketReportRecord, SamplingSource, flow_schema,
-    interface_counter_schema, packet_report_schema,
+    PACKET_REPORT_FIELDS, PacketReportBuilder, PacketReportRecord, SamplingSource,
+    exporter_health_schema, flow_schema, interface_counter_schema, packet_report_schema,
+    stored_flow_schema,
 };
 pub use table::{FieldInfo, clickhouse_ddl};
 

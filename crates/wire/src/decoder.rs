@@ -9,6 +9,7 @@ use hopscope_schema::ip_to_mapped;
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
 use crate::session::{ExporterStats, FastMap, Session, SessionLimits, Transport};
+use crate::snapshot::SessionSnapshot;
 use crate::{netflow_v5, sflow, templated};
 
 /// The export protocols hopscope decodes.
@@ -234,6 +235,23 @@ impl Decoder {
             total.accumulate(&s.stats());
         }
         total
+    }
+
+    /// The restart-surviving state of every UDP session.
+    pub fn snapshot(&self) -> Vec<SessionSnapshot> {
+        self.sessions
+            .values()
+            .filter_map(Session::snapshot)
+            .collect()
+    }
+
+    /// Takes up the state of a previous run; sessions already live are kept.
+    pub fn restore(&mut self, snapshots: &[SessionSnapshot], now_ns: i64) {
+        for s in snapshots {
+            self.sessions
+                .entry((s.exporter, Transport::Udp))
+                .or_insert_with(|| Session::restore(s, now_ns));
+        }
     }
 
     /// The last errors, oldest first, each with exporter, set and offset.

@@ -28,6 +28,7 @@ mod output;
 mod record;
 mod session;
 mod sflow;
+mod snapshot;
 pub mod template;
 mod templated;
 pub mod time;
@@ -37,5 +38,6 @@ pub use decoder::{Decoder, MessageSummary, Protocol};
 pub use error::{DecodeError, ErrorKind};
 pub use output::DecodeOutput;
 pub use session::{
-    ExporterStats, SequenceEvent, SequenceTracker, Session, SessionLimits, Transport,
+    DomainState, ExporterStats, SequenceEvent, SequenceTracker, Session, SessionLimits, Transport,
 };
+pub use snapshot::{DomainSnapshot, SessionSnapshot, TemplateSnapshot};

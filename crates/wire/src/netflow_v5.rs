@@ -138,7 +138,7 @@ pub(crate) fn decode(
     if session.domain_mut(domain_id, limits).is_some() {
         let Session { domains, stats, .. } = session;
         if let Some(domain) = domains.get_mut(&domain_id) {
-            stats.count_sequence(domain.sequence.observe(sequence, records), Counted::Records);
+            domain.observe_sequence(stats, sequence, records, Counted::Records);
         }
     }
     Ok(summary)

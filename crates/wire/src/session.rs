@@ -71,7 +71,7 @@ impl ExporterStats {
 
     /// Counts what a sequence number said: a gap as units lost, a late
     /// message as units found after all, a jump as an exporter restart.
-    pub(crate) fn count_sequence(&mut self, event: SequenceEvent, counted: Counted) {
+    fn count_sequence(&mut self, event: SequenceEvent, counted: Counted) {
         let lost = match counted {
             Counted::Records => &mut self.lost_records,
             Counted::Messages => &mut self.lost_messages,
@@ -174,6 +174,16 @@ impl SequenceTracker {
     pub fn resync(&mut self) {
         self.expected = None;
     }
+
+    /// The sequence number the next message should carry, once one was seen.
+    pub fn expected(&self) -> Option<u32> {
+        self.expected
+    }
+
+    /// Expects `next` (a restored state) as the next sequence number.
+    pub fn expect(&mut self, next: Option<u32>) {
+        self.expected = next;
+    }
 }
 
 /// A template with the time it was last (re)sent, for UDP lifetimes.
@@ -198,6 +208,8 @@ pub struct DomainState {
     pub(crate) sflow_drops: FastMap<u32, u32>,
     /// sFlow per-source sample sequence numbers.
     pub(crate) sflow_samples: FastMap<u32, SequenceTracker>,
+    /// This domain's share of the session's telemetry loss.
+    pub(crate) loss: ExporterStats,
 }
 
 impl DomainState {
@@ -211,6 +223,40 @@ impl DomainState {
 
     pub fn template(&self, id: u16) -> Option<&Template> {
         self.templates.get(&id).map(|t| &*t.template)
+    }
+
+    /// Records the domain's sequence number `seq` covering `units` and counts
+    /// what it says, both in the session's counters and the domain's own.
+    pub(crate) fn observe_sequence(
+        &mut self,
+        stats: &mut ExporterStats,
+        seq: u32,
+        units: u32,
+        counted: Counted,
+    ) {
+        let event = self.sequence.observe(seq, units);
+        self.count(stats, event, counted);
+    }
+
+    /// Counts a sequence event of one of the domain's streams.
+    pub(crate) fn count(
+        &mut self,
+        stats: &mut ExporterStats,
+        event: SequenceEvent,
+        counted: Counted,
+    ) {
+        stats.count_sequence(event, counted);
+        self.loss.count_sequence(event, counted);
+    }
+
+    /// Records this domain's exporter sent that never arrived.
+    pub fn lost_records(&self) -> u64 {
+        self.loss.lost_records
+    }
+
+    /// Messages this domain's exporter sent that never arrived.
+    pub fn lost_messages(&self) -> u64 {
+        self.loss.lost_messages
     }
 }
 

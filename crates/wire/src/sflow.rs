@@ -129,7 +129,7 @@ pub(crate) fn decode(
     }
     let Session { domains, stats, .. } = session;
     if let Some(domain) = domains.get_mut(&sub_agent) {
-        stats.count_sequence(domain.sequence.observe(sequence, 1), Counted::Messages);
+        domain.observe_sequence(stats, sequence, 1, Counted::Messages);
     }
     Ok(summary)
 }
@@ -219,11 +219,12 @@ fn flow_sample(
         let seen = domain.sflow_drops.entry(source_id).or_insert(drops);
         stats.exporter_drops += u64::from(drops.wrapping_sub(*seen));
         *seen = drops;
-        let tracker = domain
+        let event = domain
             .sflow_samples
             .entry(source_id)
-            .or_insert_with(SequenceTracker::default);
-        stats.count_sequence(tracker.observe(sample_seq, 1), Counted::Records);
+            .or_insert_with(SequenceTracker::default)
+            .observe(sample_seq, 1);
+        domain.count(stats, event, Counted::Records);
     }
     out.flows.append(&row);
     stats.flow_records += 1;

@@ -10,7 +10,7 @@ use crate::ie::{self, DataType, REVERSE_PEN};
 pub const VARIABLE_LENGTH: u16 = 65535;
 
 /// One field specifier of a template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FieldSpec {
     /// Private enterprise number; 0 for IANA elements.
     pub enterprise: u32,

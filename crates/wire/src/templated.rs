@@ -221,16 +221,13 @@ pub(crate) fn decode(
     if let Some(domain) = session.domains.get_mut(&domain_id) {
         if ipfix {
             if sequence_known {
-                stats.count_sequence(
-                    domain.sequence.observe(sequence, data_records),
-                    Counted::Records,
-                );
+                domain.observe_sequence(stats, sequence, data_records, Counted::Records);
             } else {
                 domain.sequence.resync();
             }
         } else {
             // v9 counts export packets, not records
-            stats.count_sequence(domain.sequence.observe(sequence, 1), Counted::Messages);
+            domain.observe_sequence(stats, sequence, 1, Counted::Messages);
         }
     }
     Ok(summary)

@@ -1,0 +1,930 @@
+//! Running a [`Query`]: choose segments, scan them in parallel, aggregate,
+//! merge, order, limit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_array::builder::{
+    FixedSizeBinaryBuilder, Float64Builder, StringBuilder, TimestampNanosecondBuilder,
+    UInt8Builder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampNanosecondArray};
+use arrow_schema::{Field, Schema};
+use foldhash::fast::FixedState;
+use hopscope_schema::Kind;
+
+use super::group::{
+    GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, null_flags, pack_keys,
+};
+use super::{Aggregate, OrderBy, Query, QueryError, QueryOutput, Source, field_kind};
+use crate::layout::{HOUR_NS, Segment, Table};
+use crate::maintain::{self, ROLLUP_1H_DIMS, ROLLUP_1M_DIMS};
+use crate::scan::{ScanStats, scan_segment};
+use crate::{Store, TIME_COLUMN};
+
+/// What is kept per group to compute the aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Measure {
+    /// Flow records; on rollups the `flows` column's sum.
+    Count,
+    Sum(&'static str),
+    Min(&'static str),
+    Max(&'static str),
+    /// Rows where the field is not null (for averages).
+    Present(&'static str),
+    Values(&'static str),
+}
+
+impl Measure {
+    fn field(self) -> Option<&'static str> {
+        match self {
+            Measure::Count => None,
+            Measure::Sum(f)
+            | Measure::Min(f)
+            | Measure::Max(f)
+            | Measure::Present(f)
+            | Measure::Values(f) => Some(f),
+        }
+    }
+}
+
+fn measures_of(aggregates: &[Aggregate]) -> Vec<Measure> {
+    let mut out: Vec<Measure> = Vec::new();
+    let mut add = |m| {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    };
+    for a in aggregates {
+        match a {
+            Aggregate::Flows => add(Measure::Count),
+            Aggregate::Sum(f) => add(Measure::Sum(f)),
+            Aggregate::Min(f) => add(Measure::Min(f)),
+            Aggregate::Max(f) => add(Measure::Max(f)),
+            Aggregate::Avg(f) => {
+                add(Measure::Sum(f));
+                add(Measure::Present(f));
+            }
+            Aggregate::Percentile(f, _) => add(Measure::Values(f)),
+            Aggregate::Bps => add(Measure::Sum("bytes")),
+            Aggregate::Pps => add(Measure::Sum("packets")),
+            Aggregate::Bpp => {
+                add(Measure::Sum("bytes"));
+                add(Measure::Sum("packets"));
+            }
+        }
+    }
+    out
+}
+
+/// One measure's values, one entry per group.
+#[derive(Debug, Clone)]
+enum State {
+    Scalar(Vec<u64>),
+    Values(Vec<Vec<u64>>),
+}
+
+fn new_state(m: Measure) -> State {
+    match m {
+        Measure::Values(_) => State::Values(Vec::new()),
+        _ => State::Scalar(Vec::new()),
+    }
+}
+
+fn initial(m: Measure) -> u64 {
+    match m {
+        Measure::Min(_) => u64::MAX,
+        _ => 0,
+    }
+}
+
+/// A worker's partial result.
+struct Partial {
+    index: Box<dyn GroupIndex>,
+    states: Vec<State>,
+    texts: HashMap<u64, String, FixedState>,
+    scan: ScanStats,
+    /// Range of matched rows' times, for rates without a query range.
+    time: Option<(i64, i64)>,
+}
+
+impl Partial {
+    fn grow(&mut self, measures: &[Measure]) {
+        let groups = self.index.len();
+        for (state, m) in self.states.iter_mut().zip(measures) {
+            match state {
+                State::Scalar(v) => v.resize(groups, initial(*m)),
+                State::Values(v) => v.resize_with(groups, Vec::new),
+            }
+        }
+    }
+
+    /// Adds the other partial's groups to these.
+    fn absorb(&mut self, other: Partial, layout_stride: usize, measures: &[Measure]) {
+        let keys = other.index.keys(layout_stride);
+        let mut groups = Vec::new();
+        self.index
+            .assign(&keys, layout_stride, other.index.len(), &mut groups);
+        self.grow(measures);
+        for ((mine, theirs), m) in self.states.iter_mut().zip(other.states).zip(measures) {
+            match (mine, theirs) {
+                (State::Scalar(a), State::Scalar(b)) => {
+                    for (from, &to) in b.into_iter().zip(&groups) {
+                        let slot = &mut a[to as usize];
+                        *slot = combine(*m, *slot, from);
+                    }
+                }
+                (State::Values(a), State::Values(b)) => {
+                    for (from, &to) in b.into_iter().zip(&groups) {
+                        a[to as usize].extend(from);
+                    }
+                }
+                _ => unreachable!("states follow the same measures"),
+            }
+        }
+        self.texts.extend(other.texts);
+        self.scan.add(&other.scan);
+        self.time = match (self.time, other.time) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+fn combine(m: Measure, a: u64, b: u64) -> u64 {
+    match m {
+        Measure::Min(_) => a.min(b),
+        Measure::Max(_) => a.max(b),
+        _ => a.wrapping_add(b),
+    }
+}
+
+/// The segments a query reads, and how many of them are rollups.
+fn plan_segments(store: &Store, q: &Query) -> Result<(Vec<Segment>, u64, u64), QueryError> {
+    let raw = store.segments(Table::Flows)?;
+    let hidden = maintain::replaced_by_compaction(store.root())?;
+    let total = raw.len() as u64;
+    let mut raw: Vec<Segment> = raw
+        .into_iter()
+        .filter(|s| !hidden.contains(&s.path))
+        .filter(|s| s.overlaps(q.from_ns, q.to_ns))
+        .collect();
+    let mut chosen = Vec::new();
+    let mut rollups = 0;
+    if q.source == Source::Auto
+        && let Some(table) = rollup_for(q)
+    {
+        let fresh = maintain::fresh_rollups(store, table, &raw)?;
+        let covered: HashSet<i64> = fresh
+            .iter()
+            .filter(|s| s.hour() >= q.from_ns && s.hour() + HOUR_NS <= q.to_ns)
+            .map(Segment::hour)
+            .collect();
+        for s in fresh {
+            if covered.contains(&s.hour()) {
+                chosen.push(s);
+                rollups += 1;
+            }
+        }
+        raw.retain(|s| !covered.contains(&s.hour()));
+    }
+    let pruned = total - raw.len() as u64 - rollups.min(total);
+    chosen.extend(raw);
+    Ok((chosen, rollups, pruned))
+}
+
+/// The coarsest rollup that answers the query exactly, if any.
+fn rollup_for(q: &Query) -> Option<Table> {
+    if q.aggregates.is_empty() {
+        return None;
+    }
+    let sums_only = measures_of(&q.aggregates).iter().all(|m| {
+        matches!(
+            m,
+            Measure::Count | Measure::Sum("bytes") | Measure::Sum("packets")
+        )
+    });
+    if !sums_only {
+        return None;
+    }
+    let mut fields: Vec<&str> = q.group_by.clone();
+    if let Some(f) = &q.filter {
+        filter_fields(f, &mut fields);
+    }
+    [
+        (Table::Flows1h, ROLLUP_1H_DIMS),
+        (Table::Flows1m, ROLLUP_1M_DIMS),
+    ]
+    .into_iter()
+    .find(|(table, dims)| {
+        let bucket_ok = q
+            .bucket_ns
+            .is_none_or(|b| b % table.bucket_ns().expect("rollup") == 0);
+        bucket_ok && fields.iter().all(|f| *f == TIME_COLUMN || dims.contains(f))
+    })
+    .map(|(t, _)| t)
+}
+
+fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
+    use super::Expr;
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            filter_fields(a, out);
+            filter_fields(b, out);
+        }
+        Expr::Not(a) => filter_fields(a, out),
+        Expr::Compare { field, .. } | Expr::InNet { field, .. } => out.push(field),
+        Expr::FlagsAll { .. } => out.push("tcp_flags"),
+    }
+}
+
+/// Runs a query against a store.
+pub fn execute(store: &Store, q: &Query) -> Result<QueryOutput, QueryError> {
+    if q.from_ns >= q.to_ns {
+        return Err(QueryError::Plan(
+            "the time range is empty (from is not before to)".into(),
+        ));
+    }
+    if let Some(b) = q.bucket_ns
+        && b <= 0
+    {
+        return Err(QueryError::Plan("the time bucket must be positive".into()));
+    }
+    let (segments, rollups, pruned) = plan_segments(store, q)?;
+    let mut output = if q.aggregates.is_empty() {
+        if !q.group_by.is_empty() || q.bucket_ns.is_some() {
+            return Err(QueryError::Plan(
+                "group-by and time buckets need at least one aggregate".into(),
+            ));
+        }
+        list(q, &segments)?
+    } else {
+        aggregate(q, &segments)?
+    };
+    output.scan.segments_pruned += pruned;
+    output.rollup_segments = rollups;
+    Ok(output)
+}
+
+/// Columns a grouped query reads.
+fn needed_columns(q: &Query, measures: &[Measure]) -> Vec<&'static str> {
+    let mut cols: Vec<&'static str> = vec![TIME_COLUMN, "flows"];
+    cols.extend(q.group_by.iter().copied());
+    cols.extend(measures.iter().filter_map(|m| m.field()));
+    if let Some(f) = &q.filter {
+        filter_fields(f, &mut cols);
+    }
+    cols.sort_unstable();
+    cols.dedup();
+    cols
+}
+
+/// The rows of a batch that pass the time range and the filter.
+fn select(q: &Query, batch: RecordBatch) -> Result<RecordBatch, QueryError> {
+    let times = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
+    let mut mask: Option<BooleanArray> = None;
+    if let Some(times) = times {
+        let values = times.values();
+        let (lo, hi) = values
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        if lo < q.from_ns || hi >= q.to_ns {
+            mask = Some(
+                values
+                    .iter()
+                    .map(|&t| Some(t >= q.from_ns && t < q.to_ns))
+                    .collect(),
+            );
+        }
+    }
+    if let Some(expr) = &q.filter {
+        let m = super::evaluate(expr, &batch)?;
+        mask = Some(match mask {
+            Some(t) => arrow_arith::boolean::and(&t, &m)?,
+            None => m,
+        });
+    }
+    match mask {
+        None => Ok(batch),
+        Some(m) if m.true_count() == m.len() => Ok(batch),
+        Some(m) => Ok(arrow_select::filter::filter_record_batch(&batch, &m)?),
+    }
+}
+
+fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
+    let measures = measures_of(&q.aggregates);
+    let key_fields: Vec<(&'static str, Kind)> = q
+        .group_by
+        .iter()
+        .map(|f| field_kind(f).expect("resolved field"))
+        .collect();
+    let layout = KeyLayout::new(&key_fields, q.bucket_ns)?;
+    let columns = needed_columns(q, &measures);
+    let threads = match q.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(segments.len().max(1));
+    let next = AtomicUsize::new(0);
+    let partials: Mutex<Vec<Partial>> = Mutex::new(Vec::new());
+    let first_error: Mutex<Option<QueryError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let result = worker(q, segments, &next, &layout, &measures, &columns);
+                match result {
+                    Ok(p) => partials.lock().expect("no panics hold it").push(p),
+                    Err(e) => {
+                        first_error
+                            .lock()
+                            .expect("no panics hold it")
+                            .get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("workers done") {
+        return Err(e);
+    }
+    let mut partials = partials.into_inner().expect("workers done");
+    let stride = group_index(layout.width).1;
+    let mut merged = partials
+        .pop()
+        .unwrap_or_else(|| empty_partial(&layout, &measures));
+    for p in partials {
+        merged.absorb(p, stride, &measures);
+    }
+    finish(q, &layout, &measures, merged)
+}
+
+fn empty_partial(layout: &KeyLayout, measures: &[Measure]) -> Partial {
+    Partial {
+        index: group_index(layout.width).0,
+        states: measures.iter().map(|m| new_state(*m)).collect(),
+        texts: HashMap::with_hasher(FixedState::default()),
+        scan: ScanStats::default(),
+        time: None,
+    }
+}
+
+fn worker(
+    q: &Query,
+    segments: &[Segment],
+    next: &AtomicUsize,
+    layout: &KeyLayout,
+    measures: &[Measure],
+    columns: &[&str],
+) -> Result<Partial, QueryError> {
+    let mut p = empty_partial(layout, measures);
+    let stride = group_index(layout.width).1;
+    let mut keys: Vec<u8> = Vec::new();
+    let mut groups: Vec<u32> = Vec::new();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(segment) = segments.get(i) else {
+            break;
+        };
+        let mut scan = ScanStats::default();
+        scan_segment(segment, columns, q.from_ns, q.to_ns, &mut scan, |batch| {
+            let batch = select(q, batch).map_err(|e| match e {
+                QueryError::Store(s) => s,
+                other => crate::StoreError::Schema(other.to_string()),
+            })?;
+            let rows = batch.num_rows();
+            if rows == 0 {
+                return Ok(());
+            }
+            keys.clear();
+            keys.resize(rows * stride, 0);
+            pack_keys(layout, &batch, &mut keys, stride, &mut p.texts)
+                .map_err(|e| crate::StoreError::Schema(e.to_string()))?;
+            p.index.assign(&keys, stride, rows, &mut groups);
+            p.grow(measures);
+            update(&mut p, measures, &batch, &groups)
+                .map_err(|e| crate::StoreError::Schema(e.to_string()))?;
+            Ok(())
+        })?;
+        p.scan.add(&scan);
+    }
+    Ok(p)
+}
+
+fn update(
+    p: &mut Partial,
+    measures: &[Measure],
+    batch: &RecordBatch,
+    groups: &[u32],
+) -> Result<(), QueryError> {
+    if let Some(times) = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+    {
+        for &t in times.values().iter() {
+            p.time = Some(match p.time {
+                Some((lo, hi)) => (lo.min(t), hi.max(t)),
+                None => (t, t),
+            });
+        }
+    }
+    for (state, &m) in p.states.iter_mut().zip(measures) {
+        let column = match m {
+            Measure::Count => batch.column_by_name("flows"),
+            other => batch.column_by_name(other.field().expect("field measure")),
+        };
+        match (state, m, column) {
+            (State::Scalar(acc), Measure::Count, None) => {
+                for &g in groups {
+                    acc[g as usize] += 1;
+                }
+            }
+            (State::Scalar(acc), Measure::Present(_), Some(c)) => {
+                for_each_u64(c, |row, _| acc[groups[row] as usize] += 1)?;
+            }
+            (State::Scalar(acc), m, Some(c)) => {
+                for_each_u64(c, |row, v| {
+                    let slot = &mut acc[groups[row] as usize];
+                    *slot = combine(m, *slot, v);
+                })?;
+            }
+            (State::Values(acc), _, Some(c)) => {
+                for_each_u64(c, |row, v| acc[groups[row] as usize].push(v))?;
+            }
+            // the segment has no such column: nothing to add
+            (_, _, None) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Turns the merged groups into the result batch, ordered and limited.
+fn finish(
+    q: &Query,
+    layout: &KeyLayout,
+    measures: &[Measure],
+    merged: Partial,
+) -> Result<QueryOutput, QueryError> {
+    let stride = group_index(layout.width).1;
+    let groups = merged.index.len();
+    let keys = merged.index.keys(stride);
+    let range_ns = if q.from_ns > i64::MIN && q.to_ns < i64::MAX {
+        Some(q.to_ns - q.from_ns)
+    } else {
+        merged.time.map(|(lo, hi)| (hi - lo).max(1_000_000_000))
+    };
+    let duration_s = q.bucket_ns.or(range_ns).map(|ns| ns as f64 / 1e9);
+
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for f in &layout.fields {
+        let name = f.name.unwrap_or("time_bucket");
+        let (field, array) = key_column(name, f, &keys, stride, groups, &merged.texts);
+        fields.push(field);
+        columns.push(array);
+    }
+    let (agg_fields, agg_columns) =
+        aggregate_columns(&q.aggregates, measures, &merged.states, groups, duration_s);
+    fields.extend(agg_fields);
+    columns.extend(agg_columns);
+    let schema = Arc::new(Schema::new(fields));
+    let rows = RecordBatch::try_new(schema.clone(), columns)?;
+
+    // totals: every group folded into one
+    let folded: Vec<State> = merged
+        .states
+        .iter()
+        .zip(measures)
+        .map(|(s, &m)| match s {
+            State::Scalar(v) => {
+                State::Scalar(vec![v.iter().fold(initial(m), |a, &b| combine(m, a, b))])
+            }
+            State::Values(v) => State::Values(vec![v.iter().flatten().copied().collect()]),
+        })
+        .collect();
+    let (tf, tc) = aggregate_columns(
+        &q.aggregates,
+        measures,
+        &folded,
+        1,
+        range_ns.map(|ns| ns as f64 / 1e9),
+    );
+    let totals = RecordBatch::try_new(Arc::new(Schema::new(tf)), tc)?;
+
+    let rows = order_and_limit(q, layout, rows, &keys, stride)?;
+    Ok(QueryOutput {
+        rows,
+        totals: Some(totals),
+        groups,
+        scan: merged.scan,
+        rollup_segments: 0,
+    })
+}
+
+fn key_column(
+    name: &str,
+    f: &super::group::KeyField,
+    keys: &[u8],
+    stride: usize,
+    groups: usize,
+    texts: &HashMap<u64, String, FixedState>,
+) -> (Field, ArrayRef) {
+    let null = |g: usize| null_flags(keys, g * stride) & f.null_bit != 0;
+    let bytes = |g: usize| &keys[g * stride + f.offset..g * stride + f.offset + f.width];
+    let u64_at = |g: usize| {
+        let mut b = [0u8; 8];
+        b[..f.width].copy_from_slice(bytes(g));
+        u64::from_le_bytes(b)
+    };
+    macro_rules! build {
+        ($builder:ty, $conv:ty) => {{
+            let mut b = <$builder>::with_capacity(groups);
+            for g in 0..groups {
+                if null(g) {
+                    b.append_null();
+                } else {
+                    b.append_value(u64_at(g) as $conv);
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    let array: ArrayRef = match f.kind {
+        Kind::U8 => build!(UInt8Builder, u8),
+        Kind::U16 => build!(UInt16Builder, u16),
+        Kind::U32 => build!(UInt32Builder, u32),
+        Kind::U64 => build!(UInt64Builder, u64),
+        Kind::Timestamp => {
+            let mut b = TimestampNanosecondBuilder::with_capacity(groups).with_timezone("UTC");
+            for g in 0..groups {
+                if null(g) {
+                    b.append_null();
+                } else {
+                    b.append_value(u64_at(g) as i64);
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Address => {
+            let mut b = FixedSizeBinaryBuilder::with_capacity(groups, 16);
+            for g in 0..groups {
+                if null(g) {
+                    b.append_null();
+                } else {
+                    b.append_value(bytes(g)).expect("16 bytes");
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Text => {
+            let mut b = StringBuilder::new();
+            for g in 0..groups {
+                match texts.get(&u64_at(g)).filter(|_| !null(g)) {
+                    Some(s) => b.append_value(s),
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    };
+    (Field::new(name, array.data_type().clone(), true), array)
+}
+
+fn aggregate_columns(
+    aggregates: &[Aggregate],
+    measures: &[Measure],
+    states: &[State],
+    groups: usize,
+    duration_s: Option<f64>,
+) -> (Vec<Field>, Vec<ArrayRef>) {
+    let scalar = |m: Measure| -> &Vec<u64> {
+        let i = measures
+            .iter()
+            .position(|x| *x == m)
+            .expect("measure planned");
+        match &states[i] {
+            State::Scalar(v) => v,
+            State::Values(_) => unreachable!("scalar measure"),
+        }
+    };
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for a in aggregates {
+        let name = a.column_name();
+        let array: ArrayRef = match a {
+            Aggregate::Flows => Arc::new(arrow_array::UInt64Array::from(
+                scalar(Measure::Count).clone(),
+            )),
+            Aggregate::Sum(f) => Arc::new(arrow_array::UInt64Array::from(
+                scalar(Measure::Sum(f)).clone(),
+            )),
+            Aggregate::Min(f) | Aggregate::Max(f) => {
+                let m = if matches!(a, Aggregate::Min(_)) {
+                    Measure::Min(f)
+                } else {
+                    Measure::Max(f)
+                };
+                // a group where the field was always null has no min or max
+                let present = scalar(m);
+                let mut b = UInt64Builder::with_capacity(groups);
+                for &v in present {
+                    if (m == Measure::Min(f) && v == u64::MAX) || (m == Measure::Max(f) && v == 0) {
+                        b.append_option((m == Measure::Max(f)).then_some(0));
+                    } else {
+                        b.append_value(v);
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            Aggregate::Avg(f) => {
+                let sums = scalar(Measure::Sum(f));
+                let counts = scalar(Measure::Present(f));
+                let mut b = Float64Builder::with_capacity(groups);
+                for (s, c) in sums.iter().zip(counts) {
+                    b.append_option((*c > 0).then(|| *s as f64 / *c as f64));
+                }
+                Arc::new(b.finish())
+            }
+            Aggregate::Percentile(f, p) => {
+                let i = measures
+                    .iter()
+                    .position(|x| *x == Measure::Values(f))
+                    .expect("planned");
+                let State::Values(values) = &states[i] else {
+                    unreachable!()
+                };
+                let mut b = UInt64Builder::with_capacity(groups);
+                for v in values {
+                    b.append_option(percentile(v, *p));
+                }
+                Arc::new(b.finish())
+            }
+            Aggregate::Bps | Aggregate::Pps => {
+                let (m, scale) = if *a == Aggregate::Bps {
+                    (Measure::Sum("bytes"), 8.0)
+                } else {
+                    (Measure::Sum("packets"), 1.0)
+                };
+                let mut b = Float64Builder::with_capacity(groups);
+                for &v in scalar(m) {
+                    b.append_option(duration_s.map(|d| v as f64 * scale / d));
+                }
+                Arc::new(b.finish())
+            }
+            Aggregate::Bpp => {
+                let bytes = scalar(Measure::Sum("bytes"));
+                let packets = scalar(Measure::Sum("packets"));
+                let mut b = Float64Builder::with_capacity(groups);
+                for (by, p) in bytes.iter().zip(packets) {
+                    b.append_option((*p > 0).then(|| *by as f64 / *p as f64));
+                }
+                Arc::new(b.finish())
+            }
+        };
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        columns.push(array);
+    }
+    (fields, columns)
+}
+
+/// Nearest-rank percentile.
+fn percentile(values: &[u64], p: u8) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    let rank = (usize::from(p) * v.len()).div_ceil(100).max(1) - 1;
+    let (_, x, _) = v.select_nth_unstable(rank);
+    Some(*x)
+}
+
+fn order_and_limit(
+    q: &Query,
+    layout: &KeyLayout,
+    rows: RecordBatch,
+    keys: &[u8],
+    stride: usize,
+) -> Result<RecordBatch, QueryError> {
+    let default_order = OrderBy {
+        column: q.aggregates[0].column_name(),
+        descending: true,
+    };
+    let order = q.order_by.clone().unwrap_or(default_order);
+    let column = rows.column_by_name(&order.column).ok_or_else(|| {
+        QueryError::Plan(format!(
+            "cannot order by '{}': not a result column",
+            order.column
+        ))
+    })?;
+    let options = arrow_ord::sort::SortOptions {
+        descending: order.descending,
+        nulls_first: false,
+    };
+    let bucketed = layout.bucket_ns.is_some();
+    if !bucketed {
+        let indices = arrow_ord::sort::sort_to_indices(column, Some(options), q.limit)?;
+        return Ok(arrow_select::take::take_record_batch(&rows, &indices)?);
+    }
+    // time series: keep the top groups over the whole range in every bucket
+    if let Some(limit) = q.limit
+        && !q.group_by.is_empty()
+    {
+        // the key without its null bit and bucket: the series it belongs to
+        let series = |g: usize| {
+            (
+                null_flags(keys, g * stride) >> 1,
+                &keys[g * stride + NULL_FLAG_BYTES + 8..g * stride + layout.width],
+            )
+        };
+        let mut totals: HashMap<(u16, &[u8]), f64> = HashMap::new();
+        for (g, v) in column_as_f64(column).into_iter().enumerate() {
+            *totals.entry(series(g)).or_default() += v;
+        }
+        let mut ranked: Vec<_> = totals.into_iter().collect();
+        ranked.sort_by(|a, b| {
+            let o = a.1.total_cmp(&b.1);
+            if order.descending { o.reverse() } else { o }
+        });
+        let keep: HashSet<(u16, &[u8])> = ranked.into_iter().take(limit).map(|(k, _)| k).collect();
+        let mask: BooleanArray = (0..rows.num_rows())
+            .map(|g| Some(keep.contains(&series(g))))
+            .collect();
+        let filtered = arrow_select::filter::filter_record_batch(&rows, &mask)?;
+        return sort_by_bucket(
+            &filtered,
+            column_index(&filtered, &order.column),
+            order.descending,
+        );
+    }
+    sort_by_bucket(&rows, column_index(&rows, &order.column), order.descending)
+}
+
+fn column_index(batch: &RecordBatch, name: &str) -> usize {
+    batch.schema().index_of(name).expect("checked above")
+}
+
+/// Orders by time bucket, then by the order column within a bucket.
+fn sort_by_bucket(
+    rows: &RecordBatch,
+    order_column: usize,
+    descending: bool,
+) -> Result<RecordBatch, QueryError> {
+    let columns = vec![
+        arrow_ord::sort::SortColumn {
+            values: rows.column(0).clone(),
+            options: Some(arrow_ord::sort::SortOptions::default()),
+        },
+        arrow_ord::sort::SortColumn {
+            values: rows.column(order_column).clone(),
+            options: Some(arrow_ord::sort::SortOptions {
+                descending,
+                nulls_first: false,
+            }),
+        },
+    ];
+    let indices = arrow_ord::sort::lexsort_to_indices(&columns, None)?;
+    Ok(arrow_select::take::take_record_batch(rows, &indices)?)
+}
+
+fn column_as_f64(column: &ArrayRef) -> Vec<f64> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, UInt64Type};
+    match column.data_type() {
+        arrow_schema::DataType::Float64 => column
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(0.0))
+            .collect(),
+        arrow_schema::DataType::UInt64 => column
+            .as_primitive::<UInt64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(0) as f64)
+            .collect(),
+        _ => vec![0.0; column.len()],
+    }
+}
+
+/// Lists matching flows: in store order up to the limit, or the top rows
+/// by an order column.
+fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
+    let mut columns: Vec<&str> = q.columns.clone();
+    columns.push(TIME_COLUMN);
+    if let Some(f) = &q.filter {
+        filter_fields(f, &mut columns);
+    }
+    if let Some(o) = &q.order_by {
+        columns.push(field_kind(&o.column).map(|(f, _)| f).ok_or_else(|| {
+            QueryError::Plan(format!("cannot order by '{}': not a field", o.column))
+        })?);
+    }
+    let schema = Arc::new(
+        hopscope_schema::stored_flow_schema().project(
+            &q.columns
+                .iter()
+                .map(|c| hopscope_schema::stored_flow_schema().index_of(c))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?,
+    );
+    let mut kept: Vec<RecordBatch> = Vec::new();
+    let mut kept_rows = 0;
+    let mut scan = ScanStats::default();
+    let limit = q.limit.unwrap_or(usize::MAX);
+    for segment in segments {
+        if q.order_by.is_none() && kept_rows >= limit {
+            scan.segments_pruned += 1;
+            continue;
+        }
+        scan_segment(segment, &columns, q.from_ns, q.to_ns, &mut scan, |batch| {
+            let batch = select(q, batch).map_err(|e| crate::StoreError::Schema(e.to_string()))?;
+            if batch.num_rows() == 0 || (q.order_by.is_none() && kept_rows >= limit) {
+                return Ok(());
+            }
+            kept_rows += batch.num_rows();
+            kept.push(batch);
+            if let Some(order) = &q.order_by
+                && kept_rows > limit.saturating_mul(4).max(65_536)
+            {
+                let merged = top_rows(&kept, order, limit)?;
+                kept_rows = merged.num_rows();
+                kept = vec![merged];
+            }
+            Ok(())
+        })?;
+    }
+    let rows = match &q.order_by {
+        Some(order) => top_rows(&kept, order, limit)?,
+        None => {
+            let all = concat_aligned(&kept)?;
+            all.slice(0, all.num_rows().min(limit))
+        }
+    };
+    // present exactly the asked columns, in order, nulls for those absent
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            rows.column_by_name(f.name())
+                .cloned()
+                .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), rows.num_rows()))
+        })
+        .collect();
+    let rows = RecordBatch::try_new(schema, columns)?;
+    let groups = rows.num_rows();
+    Ok(QueryOutput {
+        rows,
+        totals: None,
+        groups,
+        scan,
+        rollup_segments: 0,
+    })
+}
+
+/// Concatenates batches whose schemas may differ by absent columns (older
+/// segments): the union of columns, nulls where a batch lacks one.
+fn concat_aligned(batches: &[RecordBatch]) -> Result<RecordBatch, crate::StoreError> {
+    let stored = hopscope_schema::stored_flow_schema();
+    // the union of the batches' columns, in the stored schema's order
+    let indices: Vec<usize> = (0..stored.fields().len())
+        .filter(|&i| {
+            let name = stored.field(i).name();
+            batches.iter().any(|b| b.column_by_name(name).is_some())
+        })
+        .collect();
+    let schema = Arc::new(stored.project(&indices)?);
+    let aligned: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    b.column_by_name(f.name())
+                        .cloned()
+                        .unwrap_or_else(|| arrow_array::new_null_array(f.data_type(), b.num_rows()))
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(arrow_select::concat::concat_batches(&schema, &aligned)?)
+}
+
+fn top_rows(
+    batches: &[RecordBatch],
+    order: &OrderBy,
+    limit: usize,
+) -> Result<RecordBatch, crate::StoreError> {
+    let all = concat_aligned(batches)?;
+    let Some(column) = all.column_by_name(&order.column) else {
+        return Ok(all.slice(0, 0));
+    };
+    let options = arrow_ord::sort::SortOptions {
+        descending: order.descending,
+        nulls_first: false,
+    };
+    let indices = arrow_ord::sort::sort_to_indices(column, Some(options), Some(limit))?;
+    Ok(arrow_select::take::take_record_batch(&all, &indices)?)
+}

@@ -1,0 +1,319 @@
+//! Hash group-by on fixed-size keys.
+//!
+//! Each row's group key is packed into a fixed-width byte array (two null
+//! flag bytes, then each field at its width: addresses 16 bytes, ports 2,
+//! text as a 64-bit hash, time buckets 8), so the hash table compares
+//! plain arrays and never allocates per row. The width picks one of a few
+//! monomorphised tables; keys wider than the largest are refused with a
+//! message rather than slowed down.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use foldhash::fast::FixedState;
+use hopscope_schema::Kind;
+
+use super::QueryError;
+
+/// What one key field is and where it sits in the packed key.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyField {
+    /// Column name, or `None` for the time bucket.
+    pub name: Option<&'static str>,
+    pub kind: Kind,
+    pub offset: usize,
+    pub width: usize,
+    /// Bit in the two null bytes (little-endian u16).
+    pub null_bit: u16,
+}
+
+/// The layout of packed keys.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyLayout {
+    pub fields: Vec<KeyField>,
+    pub bucket_ns: Option<i64>,
+    pub width: usize,
+}
+
+/// Null flags take the first two bytes; at most 16 key fields.
+const MAX_KEY_FIELDS: usize = 16;
+/// Where the first key field starts, after the null flags.
+pub(crate) const NULL_FLAG_BYTES: usize = 2;
+/// The widest key supported.
+pub(crate) const MAX_KEY_WIDTH: usize = 128;
+
+impl KeyLayout {
+    pub fn new(
+        fields: &[(&'static str, Kind)],
+        bucket_ns: Option<i64>,
+    ) -> Result<KeyLayout, QueryError> {
+        if fields.len() + usize::from(bucket_ns.is_some()) > MAX_KEY_FIELDS {
+            return Err(QueryError::Plan(format!(
+                "at most {MAX_KEY_FIELDS} group-by fields (a time bucket counts as one)"
+            )));
+        }
+        let mut offset = NULL_FLAG_BYTES;
+        let mut out = Vec::new();
+        let mut add = |name, kind| {
+            let width = key_width(kind);
+            out.push(KeyField {
+                name,
+                kind,
+                offset,
+                width,
+                null_bit: 1 << out.len(),
+            });
+            offset += width;
+        };
+        if bucket_ns.is_some() {
+            add(None, Kind::Timestamp);
+        }
+        for &(name, kind) in fields {
+            add(Some(name), kind);
+        }
+        if offset > MAX_KEY_WIDTH {
+            return Err(QueryError::Plan(format!(
+                "the group-by key is {offset} bytes wide; at most {MAX_KEY_WIDTH} (addresses take 16)"
+            )));
+        }
+        Ok(KeyLayout {
+            fields: out,
+            bucket_ns,
+            width: offset,
+        })
+    }
+}
+
+fn key_width(kind: Kind) -> usize {
+    match kind {
+        Kind::U8 => 1,
+        Kind::U16 => 2,
+        Kind::U32 => 4,
+        Kind::U64 | Kind::Timestamp | Kind::Text => 8,
+        Kind::Address => 16,
+    }
+}
+
+/// Fixed seed: text hashes must agree between workers.
+pub(crate) fn text_hash(s: &str) -> u64 {
+    FixedState::with_seed(0x686f7073636f7065).hash_one(s)
+}
+
+/// Writes each row's key into `keys` (`stride` bytes per row) and notes the
+/// text behind each text hash.
+pub(crate) fn pack_keys(
+    layout: &KeyLayout,
+    batch: &RecordBatch,
+    keys: &mut [u8],
+    stride: usize,
+    texts: &mut HashMap<u64, String, FixedState>,
+) -> Result<(), QueryError> {
+    let rows = batch.num_rows();
+    for field in &layout.fields {
+        let column = match field.name {
+            None => batch.column_by_name(crate::TIME_COLUMN),
+            Some(name) => batch.column_by_name(name),
+        };
+        let Some(column) = column else {
+            // the segment predates this column: null for every row
+            for row in 0..rows {
+                set_null(keys, row * stride, field.null_bit);
+            }
+            continue;
+        };
+        if column.null_count() > 0 {
+            for row in 0..rows {
+                if column.is_null(row) {
+                    set_null(keys, row * stride, field.null_bit);
+                }
+            }
+        }
+        let at = |row: usize| row * stride + field.offset;
+        match (field.name, column.data_type()) {
+            (None, _) => {
+                let bucket = layout.bucket_ns.expect("bucket field only with a width");
+                let times = column.as_primitive::<TimestampNanosecondType>().values();
+                for (row, t) in times.iter().enumerate() {
+                    let b = t.div_euclid(bucket) * bucket;
+                    keys[at(row)..at(row) + 8].copy_from_slice(&b.to_le_bytes());
+                }
+            }
+            (_, DataType::UInt8) => {
+                for (row, v) in column
+                    .as_primitive::<UInt8Type>()
+                    .values()
+                    .iter()
+                    .enumerate()
+                {
+                    keys[at(row)] = *v;
+                }
+            }
+            (_, DataType::UInt16) => {
+                for (row, v) in column
+                    .as_primitive::<UInt16Type>()
+                    .values()
+                    .iter()
+                    .enumerate()
+                {
+                    keys[at(row)..at(row) + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            (_, DataType::UInt32) => {
+                for (row, v) in column
+                    .as_primitive::<UInt32Type>()
+                    .values()
+                    .iter()
+                    .enumerate()
+                {
+                    keys[at(row)..at(row) + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            (_, DataType::UInt64) => {
+                for (row, v) in column
+                    .as_primitive::<UInt64Type>()
+                    .values()
+                    .iter()
+                    .enumerate()
+                {
+                    keys[at(row)..at(row) + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            (_, DataType::Timestamp(..)) => {
+                let values = column.as_primitive::<TimestampNanosecondType>().values();
+                for (row, v) in values.iter().enumerate() {
+                    keys[at(row)..at(row) + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            (_, DataType::FixedSizeBinary(16)) => {
+                let data = column.as_fixed_size_binary().value_data();
+                for row in 0..rows {
+                    keys[at(row)..at(row) + 16].copy_from_slice(&data[row * 16..row * 16 + 16]);
+                }
+            }
+            (_, DataType::Utf8) => {
+                let strings = column.as_string::<i32>();
+                for row in 0..rows {
+                    if strings.is_valid(row) {
+                        let s = strings.value(row);
+                        let h = text_hash(s);
+                        texts.entry(h).or_insert_with(|| s.to_string());
+                        keys[at(row)..at(row) + 8].copy_from_slice(&h.to_le_bytes());
+                    }
+                }
+            }
+            (name, ty) => {
+                return Err(QueryError::Plan(format!(
+                    "cannot group by {} of type {ty}",
+                    name.unwrap_or("time")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_null(keys: &mut [u8], at: usize, bit: u16) {
+    let flags = null_flags(keys, at) | bit;
+    keys[at..at + 2].copy_from_slice(&flags.to_le_bytes());
+}
+
+/// The null flags of the key starting at `at`.
+pub(crate) fn null_flags(keys: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([keys[at], keys[at + 1]])
+}
+
+/// Maps packed keys to dense group numbers.
+pub(crate) trait GroupIndex: Send {
+    /// Group numbers of `rows` keys packed at `stride`; new keys get the
+    /// next numbers.
+    fn assign(&mut self, keys: &[u8], stride: usize, rows: usize, groups: &mut Vec<u32>);
+    fn len(&self) -> usize;
+    /// Every key, in group-number order, each `stride` bytes.
+    fn keys(&self, stride: usize) -> Vec<u8>;
+}
+
+struct Table<const N: usize> {
+    map: HashMap<[u8; N], u32, FixedState>,
+}
+
+impl<const N: usize> GroupIndex for Table<N> {
+    fn assign(&mut self, keys: &[u8], stride: usize, rows: usize, groups: &mut Vec<u32>) {
+        groups.clear();
+        groups.reserve(rows);
+        for row in 0..rows {
+            let key: [u8; N] = keys[row * stride..row * stride + N]
+                .try_into()
+                .expect("stride is N");
+            let next = self.map.len() as u32;
+            groups.push(*self.map.entry(key).or_insert(next));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn keys(&self, stride: usize) -> Vec<u8> {
+        let mut out = vec![0u8; self.map.len() * stride];
+        for (key, &group) in &self.map {
+            let at = group as usize * stride;
+            out[at..at + N].copy_from_slice(key);
+        }
+        out
+    }
+}
+
+/// A table for keys `width` bytes wide; returns it with its stride.
+pub(crate) fn group_index(width: usize) -> (Box<dyn GroupIndex>, usize) {
+    macro_rules! pick {
+        ($($n:literal)*) => {
+            $(if width <= $n {
+                let table: Box<dyn GroupIndex> = Box::new(Table::<$n> {
+                    map: HashMap::with_hasher(FixedState::with_seed(0x9e3779b97f4a7c15)),
+                });
+                return (table, $n);
+            })*
+        };
+    }
+    pick!(4 8 12 16 20 24 28 32 36 40 44 48 56 64 80 96 112 128);
+    unreachable!("KeyLayout refuses keys wider than {MAX_KEY_WIDTH}")
+}
+
+/// Reads a column's value at `row` as u64 (unsigned and time columns).
+pub(crate) fn for_each_u64(
+    column: &ArrayRef,
+    mut each: impl FnMut(usize, u64),
+) -> Result<(), QueryError> {
+    macro_rules! walk {
+        ($t:ty) => {{
+            let array = column.as_primitive::<$t>();
+            let values = array.values();
+            match array.nulls() {
+                None => values
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, v)| each(i, *v as u64)),
+                Some(nulls) => nulls
+                    .valid_indices()
+                    .for_each(|i| each(i, values[i] as u64)),
+            }
+        }};
+    }
+    match column.data_type() {
+        DataType::UInt8 => walk!(UInt8Type),
+        DataType::UInt16 => walk!(UInt16Type),
+        DataType::UInt32 => walk!(UInt32Type),
+        DataType::UInt64 => walk!(UInt64Type),
+        DataType::Timestamp(..) => walk!(TimestampNanosecondType),
+        ty => {
+            return Err(QueryError::Plan(format!(
+                "cannot aggregate a column of type {ty}"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The query executor: filters, group-by on any fields, aggregates, top-N
+//! and time buckets over the store's segments, on Arrow's kernels.
+//!
+//! A [`Query`] is a plan in plain data (the CLI and the HTTP API build the
+//! same struct); [`execute`] picks the segments its time range needs, the
+//! rollups that can answer it exactly, reads only the columns it names, and
+//! aggregates in parallel, one hash table per worker merged at the end.
+
+mod eval;
+mod exec;
+pub mod filter;
+mod group;
+
+use arrow_array::RecordBatch;
+use hopscope_schema::Kind;
+
+pub use eval::evaluate;
+pub use exec::execute;
+pub use filter::{CmpOp, Expr, FilterError, Value, field_kind, parse_filter};
+
+pub use crate::scan::ScanStats;
+
+/// Why a query cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Filter(#[from] FilterError),
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// One aggregate column of a grouped query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Aggregate {
+    /// Number of flow records (on rollups: the flows they summed).
+    Flows,
+    Sum(&'static str),
+    Min(&'static str),
+    Max(&'static str),
+    Avg(&'static str),
+    /// Nearest-rank percentile (1..=99) of a field's values.
+    Percentile(&'static str, u8),
+    /// Bits per second: bytes × 8 over the range (or bucket) duration.
+    Bps,
+    /// Packets per second over the range (or bucket) duration.
+    Pps,
+    /// Bytes per packet.
+    Bpp,
+}
+
+impl Aggregate {
+    /// Parses `flows`, `bytes`, `packets`, `bps`, `pps`, `bpp`, `sum(F)`,
+    /// `min(F)`, `max(F)`, `avg(F)` and `pNN(F)` (such as `p95(bytes)`).
+    pub fn parse(text: &str) -> Result<Aggregate, QueryError> {
+        let t = text.trim().to_ascii_lowercase();
+        let simple = match t.as_str() {
+            "flows" | "count" => Some(Aggregate::Flows),
+            "bytes" => Some(Aggregate::Sum("bytes")),
+            "packets" => Some(Aggregate::Sum("packets")),
+            "bps" => Some(Aggregate::Bps),
+            "pps" => Some(Aggregate::Pps),
+            "bpp" => Some(Aggregate::Bpp),
+            _ => None,
+        };
+        if let Some(a) = simple {
+            return Ok(a);
+        }
+        let bad = || {
+            QueryError::Plan(format!(
+                "unknown aggregate '{text}': use flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F) or pNN(F)"
+            ))
+        };
+        let (func, rest) = t.split_once('(').ok_or_else(bad)?;
+        let arg = rest.strip_suffix(')').ok_or_else(bad)?.trim();
+        let (field, kind) = field_kind(arg)
+            .ok_or_else(|| QueryError::Plan(format!("unknown field '{arg}' in '{text}'")))?;
+        if matches!(kind, Kind::Address | Kind::Text) {
+            return Err(QueryError::Plan(format!(
+                "'{field}' is not numeric; it can be grouped by, not aggregated"
+            )));
+        }
+        Ok(match func {
+            "sum" => Aggregate::Sum(field),
+            "min" => Aggregate::Min(field),
+            "max" => Aggregate::Max(field),
+            "avg" => Aggregate::Avg(field),
+            p if p.starts_with('p') => {
+                let pct: u8 = p[1..].parse().map_err(|_| bad())?;
+                if !(1..=99).contains(&pct) {
+                    return Err(bad());
+                }
+                Aggregate::Percentile(field, pct)
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    /// The name of its output column.
+    pub fn column_name(&self) -> String {
+        match self {
+            Aggregate::Flows => "flows".to_string(),
+            Aggregate::Sum(f) => (*f).to_string(),
+            Aggregate::Min(f) => format!("min_{f}"),
+            Aggregate::Max(f) => format!("max_{f}"),
+            Aggregate::Avg(f) => format!("avg_{f}"),
+            Aggregate::Percentile(f, p) => format!("p{p}_{f}"),
+            Aggregate::Bps => "bps".to_string(),
+            Aggregate::Pps => "pps".to_string(),
+            Aggregate::Bpp => "bpp".to_string(),
+        }
+    }
+}
+
+/// Which data a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Rollups for the whole hours they answer exactly, raw flows elsewhere.
+    #[default]
+    Auto,
+    /// Raw flow segments only.
+    Raw,
+}
+
+/// How results are ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderBy {
+    pub column: String,
+    pub descending: bool,
+}
+
+/// A query over the flows of a store.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Range of `time_received_ns`, `[from_ns, to_ns)`.
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub filter: Option<Expr>,
+    /// Fields to group by; empty with aggregates: one total row.
+    pub group_by: Vec<&'static str>,
+    /// Time buckets of this width (ns) as the first group key, `time_bucket`.
+    pub bucket_ns: Option<i64>,
+    /// Empty: list matching flows (with `columns`) instead of grouping.
+    pub aggregates: Vec<Aggregate>,
+    /// Default: by time bucket ascending when bucketed, else by the first
+    /// aggregate descending; flows listed in store order.
+    pub order_by: Option<OrderBy>,
+    /// At most this many rows; with time buckets, the top groups over the
+    /// whole range are kept in every bucket.
+    pub limit: Option<usize>,
+    /// Columns shown when listing flows.
+    pub columns: Vec<&'static str>,
+    pub source: Source,
+    /// Worker threads; 0 uses every core.
+    pub threads: usize,
+}
+
+/// Columns listed by default.
+pub const DEFAULT_LIST_COLUMNS: &[&str] = &[
+    "time_received_ns",
+    "sampler_address",
+    "proto",
+    "src_addr",
+    "src_port",
+    "dst_addr",
+    "dst_port",
+    "packets",
+    "bytes",
+    "tcp_flags",
+];
+
+impl Default for Query {
+    fn default() -> Self {
+        Self {
+            from_ns: i64::MIN,
+            to_ns: i64::MAX,
+            filter: None,
+            group_by: Vec::new(),
+            bucket_ns: None,
+            aggregates: Vec::new(),
+            order_by: None,
+            limit: None,
+            columns: DEFAULT_LIST_COLUMNS.to_vec(),
+            source: Source::Auto,
+            threads: 0,
+        }
+    }
+}
+
+impl Query {
+    /// Validates and sets the group-by fields.
+    pub fn group_by_names<S: AsRef<str>>(&mut self, names: &[S]) -> Result<(), QueryError> {
+        self.group_by = resolve_fields(names)?;
+        Ok(())
+    }
+
+    /// Validates and sets the listed columns.
+    pub fn column_names<S: AsRef<str>>(&mut self, names: &[S]) -> Result<(), QueryError> {
+        self.columns = resolve_fields(names)?;
+        Ok(())
+    }
+}
+
+fn resolve_fields<S: AsRef<str>>(names: &[S]) -> Result<Vec<&'static str>, QueryError> {
+    names
+        .iter()
+        .map(|n| {
+            let n = n.as_ref().trim();
+            let n = match n {
+                "srcip" => "src_addr",
+                "dstip" => "dst_addr",
+                "srcport" => "src_port",
+                "dstport" => "dst_port",
+                "exporter" => "sampler_address",
+                other => other,
+            };
+            field_kind(n)
+                .map(|(f, _)| f)
+                .ok_or_else(|| QueryError::Plan(format!("unknown field '{n}'")))
+        })
+        .collect()
+}
+
+/// What a query returned.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub rows: RecordBatch,
+    /// Aggregates over everything matched (grouped queries only).
+    pub totals: Option<RecordBatch>,
+    /// Groups found before the limit.
+    pub groups: usize,
+    pub scan: ScanStats,
+    /// Segments answered from rollups.
+    pub rollup_segments: u64,
+}
+
+/// Parses a time: RFC 3339 (`2026-11-26T10:00:00Z`, `2026-11-26 10:00`,
+/// `2026-11-26`, with an optional offset) or integer nanoseconds.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    let (date, rest) = match t.find(['T', 't', ' ']) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, ""),
+    };
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let m: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // split the clock from its offset
+    let (clock, offset_s) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let sign = if rest.as_bytes()[i] == b'-' { -1 } else { 1 };
+        let (oh, om) = rest[i + 1..].split_once(':')?;
+        let off = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
+        (&rest[..i], sign * off)
+    } else {
+        (rest, 0)
+    };
+    let mut secs_of_day = 0i64;
+    let mut nanos = 0i64;
+    if !clock.is_empty() {
+        let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+        let mut parts = hms.split(':');
+        let h: i64 = parts.next()?.parse().ok()?;
+        let mi: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        let s: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        if h > 23 || mi > 59 || s > 60 || parts.next().is_some() {
+            return None;
+        }
+        secs_of_day = h * 3600 + mi * 60 + s;
+        if !frac.is_empty() {
+            if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            nanos = format!("{frac:0<9}").parse().ok()?;
+        }
+    }
+    let days = crate::layout::days_from_civil(y, m, day);
+    let secs = days * 86_400 + secs_of_day - offset_s;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// Parses a duration: a number with `ns`, `us`, `ms`, `s`, `m`, `h`, `d` or `w`.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let scale: i64 = match unit {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        "w" => 604_800_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|&d| d > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_durations_parse() {
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(parse_time("1970-01-02"), Some(86_400_000_000_000));
+        assert_eq!(
+            parse_time("2026-11-26T02:00:00+01:00"),
+            parse_time("2026-11-26 01:00")
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:00.25Z"), Some(250_000_000));
+        assert_eq!(parse_time("12345"), Some(12345));
+        assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_duration("1h"), Some(3_600_000_000_000));
+        assert_eq!(parse_duration("10m"), Some(600_000_000_000));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("5"), None);
+    }
+
+    #[test]
+    fn aggregates_parse_and_name_their_columns() {
+        assert_eq!(Aggregate::parse("bytes").unwrap(), Aggregate::Sum("bytes"));
+        assert_eq!(
+            Aggregate::parse("p95(bytes)").unwrap(),
+            Aggregate::Percentile("bytes", 95)
+        );
+        assert_eq!(
+            Aggregate::parse("max(maximum_ttl)").unwrap().column_name(),
+            "max_maximum_ttl"
+        );
+        assert!(Aggregate::parse("sum(src_addr)").is_err());
+        assert!(Aggregate::parse("p100(bytes)").is_err());
+        assert!(Aggregate::parse("median").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Reading segments: only the columns a query needs, only the row groups
+//! whose time statistics meet its range.
+
+use std::fs::File;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::statistics::Statistics;
+
+use crate::layout::Segment;
+use crate::{StoreError, TIME_COLUMN};
+
+/// What a scan read and what it could skip, for `--explain` and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanStats {
+    pub segments: u64,
+    pub segments_pruned: u64,
+    pub row_groups: u64,
+    pub row_groups_pruned: u64,
+    pub rows_read: u64,
+}
+
+impl ScanStats {
+    pub fn add(&mut self, other: &ScanStats) {
+        self.segments += other.segments;
+        self.segments_pruned += other.segments_pruned;
+        self.row_groups += other.row_groups;
+        self.row_groups_pruned += other.row_groups_pruned;
+        self.rows_read += other.rows_read;
+    }
+}
+
+/// Rows per batch handed to the executor: large enough to amortise
+/// per-batch work, small enough to stay in cache.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Reads the named columns (those the file has) of the row groups of
+/// `segment` that may hold times in `[from_ns, to_ns)`, batch by batch.
+pub(crate) fn scan_segment(
+    segment: &Segment,
+    columns: &[&str],
+    from_ns: i64,
+    to_ns: i64,
+    stats: &mut ScanStats,
+    mut each: impl FnMut(RecordBatch) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    stats.segments += 1;
+    let path = &segment.path;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        // compaction or retention removed it since it was listed
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| StoreError::parquet(path, e))?;
+    let schema = builder.schema().clone();
+    let roots: Vec<usize> = columns
+        .iter()
+        .filter_map(|name| schema.index_of(name).ok())
+        .collect();
+    let descr = builder.parquet_schema();
+    let time_leaf = descr
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == TIME_COLUMN);
+    let metadata = builder.metadata().clone();
+    let mut keep = Vec::new();
+    for (i, rg) in metadata.row_groups().iter().enumerate() {
+        stats.row_groups += 1;
+        let range = time_leaf
+            .and_then(|leaf| rg.column(leaf).statistics())
+            .and_then(|s| match s {
+                Statistics::Int64(v) => Some((*v.min_opt()?, *v.max_opt()?)),
+                _ => None,
+            });
+        match range {
+            Some((lo, hi)) if hi < from_ns || lo >= to_ns => stats.row_groups_pruned += 1,
+            _ => keep.push(i),
+        }
+    }
+    if keep.is_empty() {
+        return Ok(());
+    }
+    let mask = ProjectionMask::roots(descr, roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(keep)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| StoreError::parquet(path, e))?;
+    for batch in reader {
+        let batch = batch?;
+        stats.rows_read += batch.num_rows() as u64;
+        each(batch)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The store end to end: segments written, pruned, compacted, rolled up,
+//! retained, recovered, and queried with the same answers throughout.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use hopscope_schema::{FlowBatchBuilder, FlowRecord, format_addr, ipv4_mapped, stored_flow_schema};
+use hopscope_store::layout::{HOUR_NS, Table};
+use hopscope_store::query::{Aggregate, OrderBy, Query, Source, execute, parse_filter};
+use hopscope_store::{RetentionPolicy, Store, WriteOptions};
+
+const T0: i64 = 1_795_651_200_000_000_000; // 2026-11-26T00:00:00Z
+const MIN: i64 = 60_000_000_000;
+
+/// A flow batch in the stored schema: `n` flows at `t`, sources cycling
+/// over 10.0.0.1..=10.0.0.5, source i sending i × 100 bytes in i packets.
+fn flows(t: i64, n: usize) -> RecordBatch {
+    let mut b = FlowBatchBuilder::default();
+    for k in 0..n {
+        let i = (k % 5) as u8 + 1;
+        b.append(&FlowRecord {
+            time_received_ns: Some(t + k as i64),
+            sampler_address: Some(ipv4_mapped([192, 0, 2, 1])),
+            src_addr: Some(ipv4_mapped([10, 0, 0, i])),
+            dst_addr: Some(ipv4_mapped([198, 51, 100, 7])),
+            src_port: Some(40000 + k as u16),
+            dst_port: Some(if i == 5 { 53 } else { 443 }),
+            proto: Some(if i == 5 { 17 } else { 6 }),
+            ip_version: Some(4),
+            bytes: Some(u64::from(i) * 100),
+            packets: Some(u64::from(i)),
+            ..FlowRecord::default()
+        });
+    }
+    enrich(b.finish().unwrap())
+}
+
+/// Adds the enrichment columns (a site name on every flow).
+fn enrich(batch: RecordBatch) -> RecordBatch {
+    let schema = stored_flow_schema();
+    let n = batch.num_rows();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None if f.name() == "exporter_name" => Arc::new(StringArray::from(vec!["edge-1"; n])),
+            None => arrow_array::new_null_array(f.data_type(), n),
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), WriteOptions::default()).unwrap();
+    (dir, store)
+}
+
+fn u64s(batch: &RecordBatch, name: &str) -> Vec<u64> {
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<UInt64Type>()
+        .values()
+        .to_vec()
+}
+
+fn addrs(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let a = batch.column_by_name(name).unwrap().as_fixed_size_binary();
+    (0..a.len()).map(|i| format_addr(a.value(i))).collect()
+}
+
+fn top_sources(store: &Store, source: Source, filter: &str) -> RecordBatch {
+    let mut q = Query {
+        filter: parse_filter(filter).unwrap(),
+        aggregates: vec![
+            Aggregate::Sum("bytes"),
+            Aggregate::Flows,
+            Aggregate::Sum("packets"),
+        ],
+        limit: Some(3),
+        source,
+        ..Query::default()
+    };
+    q.group_by_names(&["src_addr"]).unwrap();
+    execute(store, &q).unwrap().rows
+}
+
+#[test]
+fn top_talkers_filters_and_totals() {
+    let (_dir, store) = store();
+    // three flushes in the first hour, one in the second
+    for t in [T0, T0 + 10 * MIN, T0 + 20 * MIN, T0 + HOUR_NS + MIN] {
+        store
+            .writer()
+            .write(Table::Flows, &[flows(t, 1000)])
+            .unwrap();
+    }
+    assert_eq!(store.segments(Table::Flows).unwrap().len(), 4);
+
+    let rows = top_sources(&store, Source::Raw, "");
+    assert_eq!(
+        addrs(&rows, "src_addr"),
+        ["10.0.0.5", "10.0.0.4", "10.0.0.3"]
+    );
+    // 4 flushes × 200 flows per source
+    assert_eq!(u64s(&rows, "bytes"), [500 * 800, 400 * 800, 300 * 800]);
+    assert_eq!(u64s(&rows, "flows"), [800, 800, 800]);
+
+    let rows = top_sources(
+        &store,
+        Source::Raw,
+        "proto tcp and dst port 443 and not src ip 10.0.0.4",
+    );
+    assert_eq!(
+        addrs(&rows, "src_addr"),
+        ["10.0.0.3", "10.0.0.2", "10.0.0.1"]
+    );
+
+    // totals and rates over an explicit range: only the first hour
+    let q = Query {
+        from_ns: T0,
+        to_ns: T0 + HOUR_NS,
+        aggregates: vec![
+            Aggregate::Flows,
+            Aggregate::Sum("bytes"),
+            Aggregate::Bps,
+            Aggregate::Percentile("bytes", 50),
+        ],
+        ..Query::default()
+    };
+    let out = execute(&store, &q).unwrap();
+    assert_eq!(u64s(&out.rows, "flows"), [3000]);
+    assert_eq!(u64s(&out.rows, "bytes"), [3 * 200 * 1500]);
+    let bps = out
+        .rows
+        .column_by_name("bps")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .value(0);
+    assert!(
+        (bps - (3.0 * 200.0 * 1500.0 * 8.0 / 3600.0)).abs() < 1e-6,
+        "{bps}"
+    );
+    assert_eq!(u64s(&out.rows, "p50_bytes"), [300]);
+    // the second hour's segment was never opened
+    assert_eq!(out.scan.segments, 3);
+    assert_eq!(out.scan.segments_pruned, 1);
+}
+
+#[test]
+fn time_buckets_keep_the_top_series_in_every_bucket() {
+    let (_dir, store) = store();
+    for m in 0..3 {
+        store
+            .writer()
+            .write(Table::Flows, &[flows(T0 + m * MIN, 50)])
+            .unwrap();
+    }
+    let mut q = Query {
+        bucket_ns: Some(MIN),
+        aggregates: vec![Aggregate::Sum("bytes")],
+        limit: Some(2),
+        ..Query::default()
+    };
+    q.group_by_names(&["src_addr"]).unwrap();
+    let rows = execute(&store, &q).unwrap().rows;
+    assert_eq!(rows.num_rows(), 6, "2 series × 3 buckets");
+    assert_eq!(
+        addrs(&rows, "src_addr"),
+        [
+            "10.0.0.5", "10.0.0.4", "10.0.0.5", "10.0.0.4", "10.0.0.5", "10.0.0.4"
+        ]
+    );
+    let buckets = rows
+        .column(0)
+        .as_primitive::<arrow_array::types::TimestampNanosecondType>();
+    assert_eq!(buckets.value(0), T0);
+    assert_eq!(buckets.value(5), T0 + 2 * MIN);
+}
+
+#[test]
+fn listing_flows_and_ordering_by_a_field() {
+    let (_dir, store) = store();
+    store
+        .writer()
+        .write(Table::Flows, &[flows(T0, 20)])
+        .unwrap();
+    let mut q = Query {
+        filter: parse_filter("bytes >= 400").unwrap(),
+        limit: Some(5),
+        order_by: Some(OrderBy {
+            column: "bytes".into(),
+            descending: true,
+        }),
+        ..Query::default()
+    };
+    q.column_names(&["src_addr", "bytes", "exporter_name"])
+        .unwrap();
+    let rows = execute(&store, &q).unwrap().rows;
+    assert_eq!(rows.num_columns(), 3);
+    assert_eq!(u64s(&rows, "bytes"), [500, 500, 500, 500, 400]);
+    assert_eq!(rows.column(2).as_string::<i32>().value(0), "edge-1");
+}
+
+#[test]
+fn compaction_and_rollups_answer_like_the_raw_flows() {
+    let (_dir, store) = store();
+    for t in [T0, T0 + 10 * MIN, T0 + 20 * MIN, T0 + HOUR_NS + MIN] {
+        store
+            .writer()
+            .write(Table::Flows, &[flows(t, 1000)])
+            .unwrap();
+    }
+    let before = top_sources(&store, Source::Raw, "proto tcp");
+    // the second hour is still open: only the first is compacted and rolled up
+    let now = T0 + HOUR_NS + 5 * MIN;
+    let report = store.maintain(&RetentionPolicy::default(), now).unwrap();
+    assert_eq!(report.compactions, 1);
+    assert_eq!(report.segments_compacted, 3);
+    assert_eq!(report.rollups_written, 2);
+    assert_eq!(store.segments(Table::Flows).unwrap().len(), 2);
+    assert_eq!(store.segments(Table::Flows1m).unwrap().len(), 1);
+    assert_eq!(store.segments(Table::Flows1h).unwrap().len(), 1);
+
+    assert_eq!(top_sources(&store, Source::Raw, "proto tcp"), before);
+    // a range covering the closed hour whole is answered from its rollup
+    let mut q = Query {
+        filter: parse_filter("proto tcp").unwrap(),
+        aggregates: vec![
+            Aggregate::Sum("bytes"),
+            Aggregate::Flows,
+            Aggregate::Sum("packets"),
+        ],
+        limit: Some(3),
+        ..Query::default()
+    };
+    q.group_by_names(&["src_addr"]).unwrap();
+    let out = execute(&store, &q).unwrap();
+    assert_eq!(out.rollup_segments, 1);
+    assert_eq!(out.rows, before);
+    let mut by_proto = Query {
+        aggregates: vec![Aggregate::Flows, Aggregate::Sum("bytes")],
+        ..Query::default()
+    };
+    by_proto.group_by_names(&["proto"]).unwrap();
+    let auto = execute(&store, &by_proto).unwrap();
+    by_proto.source = Source::Raw;
+    let raw = execute(&store, &by_proto).unwrap();
+    assert_eq!(auto.rows, raw.rows);
+    assert_eq!(
+        auto.rollup_segments, 1,
+        "the 1-hour rollup: proto is one of its dimensions"
+    );
+
+    // a second pass has nothing left to do
+    let again = store.maintain(&RetentionPolicy::default(), now).unwrap();
+    assert_eq!(again.compactions + again.rollups_written, 0);
+
+    // late data for the closed hour makes its rollups stale until redone
+    store
+        .writer()
+        .write(Table::Flows, &[flows(T0 + 30 * MIN, 10)])
+        .unwrap();
+    let late = execute(&store, &by_proto).unwrap();
+    by_proto.source = Source::Auto;
+    let auto = execute(&store, &by_proto).unwrap();
+    assert_eq!(auto.rollup_segments, 0);
+    assert_eq!(auto.rows, late.rows);
+    let redo = store.maintain(&RetentionPolicy::default(), now).unwrap();
+    assert_eq!(redo.rollups_written, 2);
+    assert_eq!(execute(&store, &by_proto).unwrap().rows, late.rows);
+}
+
+#[test]
+fn retention_by_age_and_by_size() {
+    let (_dir, store) = store();
+    for h in 0..4 {
+        store
+            .writer()
+            .write(Table::Flows, &[flows(T0 + h * HOUR_NS, 500)])
+            .unwrap();
+    }
+    let policy = RetentionPolicy {
+        flows_max_age_ns: Some(2 * HOUR_NS),
+        close_after_ns: i64::MAX / 4, // no compaction or rollups in this test
+        ..RetentionPolicy::default()
+    };
+    let report = store.maintain(&policy, T0 + 4 * HOUR_NS).unwrap();
+    assert_eq!(report.segments_deleted_by_age, 2);
+    let left = store.segments(Table::Flows).unwrap();
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0].hour(), T0 + 2 * HOUR_NS);
+
+    let one = left[0].bytes;
+    let policy = RetentionPolicy {
+        flows_max_age_ns: None,
+        max_bytes: Some(one + 1),
+        close_after_ns: i64::MAX / 4,
+        ..RetentionPolicy::default()
+    };
+    let report = store.maintain(&policy, T0 + 4 * HOUR_NS).unwrap();
+    assert_eq!(report.segments_deleted_by_size, 1);
+    assert_eq!(
+        store.segments(Table::Flows).unwrap()[0].hour(),
+        T0 + 3 * HOUR_NS
+    );
+}
+
+#[test]
+fn a_crash_leaves_no_partial_segment_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), WriteOptions::default()).unwrap();
+        store
+            .writer()
+            .write(Table::Flows, &[flows(T0, 100)])
+            .unwrap();
+    }
+    // a segment half written when the process died
+    let staged = dir.path().join("staging").join("seg-x.parquet.tmp");
+    std::fs::write(&staged, b"PAR1 half a file").unwrap();
+    let store = Store::open(dir.path(), WriteOptions::default()).unwrap();
+    assert!(!staged.exists());
+    let q = Query {
+        aggregates: vec![Aggregate::Flows],
+        ..Query::default()
+    };
+    assert_eq!(u64s(&execute(&store, &q).unwrap().rows, "flows"), [100]);
+}
+
+#[test]
+fn a_newer_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("store.json"), br#"{"schema_version": 999}"#).unwrap();
+    let e = Store::open(dir.path(), WriteOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("999"), "{e}");
+}
