@@ -9,6 +9,7 @@
 //!   flows_1m/2026-11-26/01/...      1-minute rollups of that hour
 //!   flows_1h/2026-11-26/01/...      1-hour rollups of that hour
 //!   health/2026-11-26/01/...        per-exporter counters at each flush
+//!   packet_reports/..., interface_counters/...
 //! ```
 //!
 //! A segment's name carries the range of its `time_received_ns` values, so a
@@ -31,10 +32,21 @@ pub enum Table {
     /// The collector's per-exporter counters, one row per exporter and
     /// domain at each flush: telemetry loss kept as data.
     Health,
+    /// PSAMP packet reports of hopscope probes: the correlation feed.
+    PacketReports,
+    /// sFlow interface counters.
+    InterfaceCounters,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Flows, Table::Flows1m, Table::Flows1h, Table::Health];
+    pub const ALL: [Table; 6] = [
+        Table::Flows,
+        Table::Flows1m,
+        Table::Flows1h,
+        Table::Health,
+        Table::PacketReports,
+        Table::InterfaceCounters,
+    ];
 
     pub fn dir_name(self) -> &'static str {
         match self {
@@ -42,6 +54,8 @@ impl Table {
             Table::Flows1m => "flows_1m",
             Table::Flows1h => "flows_1h",
             Table::Health => "health",
+            Table::PacketReports => "packet_reports",
+            Table::InterfaceCounters => "interface_counters",
         }
     }
 

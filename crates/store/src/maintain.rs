@@ -334,6 +334,8 @@ impl Store {
         let ages = [
             (Table::Flows, policy.flows_max_age_ns),
             (Table::Health, policy.flows_max_age_ns),
+            (Table::PacketReports, policy.flows_max_age_ns),
+            (Table::InterfaceCounters, policy.flows_max_age_ns),
             (Table::Flows1m, policy.rollup_1m_max_age_ns),
             (Table::Flows1h, policy.rollup_1h_max_age_ns),
         ];
@@ -349,7 +351,7 @@ impl Store {
         }
         if let Some(max) = policy.max_bytes {
             let mut all: Vec<Segment> = Vec::new();
-            for table in [Table::Flows, Table::Health, Table::Flows1m, Table::Flows1h] {
+            for table in Table::ALL {
                 all.extend(self.segments(table)?);
             }
             let mut total: u64 = all.iter().map(|s| s.bytes).sum();

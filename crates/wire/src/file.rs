@@ -340,6 +340,34 @@ pub fn replay_file(
     out: &mut crate::DecodeOutput,
     received_ns: i64,
 ) -> Result<FileKind, StreamError> {
+    let clock = ReplayClock {
+        received_ns,
+        capture_times: true,
+    };
+    replay_file_with(path, decoder, out, clock, |_, _| {})
+}
+
+/// The receive time a replay gives its records.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayClock {
+    /// The time of records from IPFIX files and raw datagrams, and of
+    /// captured datagrams when `capture_times` is off.
+    pub received_ns: i64,
+    /// Captured datagrams are received at their capture time.
+    pub capture_times: bool,
+}
+
+/// [`replay_file`] with a choice of clock, calling `each` after every
+/// message so that the caller can hand decoded rows on while a large file
+/// is still being read.
+pub fn replay_file_with(
+    path: &std::path::Path,
+    decoder: &mut crate::Decoder,
+    out: &mut crate::DecodeOutput,
+    clock: ReplayClock,
+    mut each: impl FnMut(&crate::Decoder, &mut crate::DecodeOutput),
+) -> Result<FileKind, StreamError> {
+    let received_ns = clock.received_ns;
     use crate::Transport;
     use std::io::Read as _;
     let mut file = std::fs::File::open(path)?;
@@ -352,7 +380,13 @@ pub fn replay_file(
         let mut datagrams = CaptureDatagrams::new(reader, head == [0x0a, 0x0d, 0x0d, 0x0a])?;
         while let Some(d) = datagrams.next_datagram() {
             let d = d?;
-            let _ = decoder.decode(d.source, Transport::Udp, d.timestamp_ns, &d.payload, out);
+            let at = if clock.capture_times {
+                d.timestamp_ns
+            } else {
+                received_ns
+            };
+            let _ = decoder.decode(d.source, Transport::Udp, at, &d.payload, out);
+            each(decoder, out);
         }
         return Ok(FileKind::Capture);
     }
@@ -361,6 +395,7 @@ pub fn replay_file(
         let mut messages = IpfixReader::new(reader);
         while let Some(m) = messages.next_message() {
             let _ = decoder.decode(FILE_EXPORTER, Transport::File, received_ns, m?, out);
+            each(decoder, out);
         }
         decoder.end_session(FILE_EXPORTER, Transport::File);
         return Ok(FileKind::IpfixFile);
@@ -370,6 +405,7 @@ pub fn replay_file(
         let mut messages = IpfixReader::new(&bytes[..]);
         while let Some(m) = messages.next_message() {
             let _ = decoder.decode(FILE_EXPORTER, Transport::File, received_ns, m?, out);
+            each(decoder, out);
         }
         decoder.end_session(FILE_EXPORTER, Transport::File);
         return Ok(FileKind::IpfixFile);
@@ -393,6 +429,7 @@ pub fn replay_file(
             &rest[..len],
             out,
         );
+        each(decoder, out);
         rest = &rest[len..];
     }
     Ok(FileKind::Datagram)

@@ -221,6 +221,16 @@ impl DomainState {
         self.interface_names.get(&if_index).map(String::as_str)
     }
 
+    /// Templates held right now.
+    pub fn template_count(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// Every interface name learnt from options records, by ifIndex.
+    pub fn interface_names(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.interface_names.iter().map(|(&i, n)| (i, n.as_str()))
+    }
+
     pub fn template(&self, id: u16) -> Option<&Template> {
         self.templates.get(&id).map(|t| &*t.template)
     }

@@ -359,6 +359,13 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
     for p in partials {
         merged.absorb(p, stride, &measures);
     }
+    if layout.fields.is_empty() && merged.index.len() == 0 {
+        // a total over nothing is one row of zeros, not no row
+        merged
+            .index
+            .assign(&vec![0; stride], stride, 1, &mut Vec::new());
+        merged.grow(&measures);
+    }
     finish(q, &layout, &measures, merged)
 }
 

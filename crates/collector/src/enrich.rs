@@ -1,0 +1,366 @@
+//! What the collector adds to each flow: the exporter's name, interface
+//! names from the exporter's options records, the configured network (name,
+//! role, site) of each address, and country and AS from MMDB files.
+//!
+//! Lookups are cached per receiver by address: flows repeat addresses far
+//! more than they introduce new ones.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use foldhash::fast::RandomState;
+use hopscope_schema::{ENRICHMENT_FIELDS, ip_to_mapped, mapped_to_ip, stored_flow_schema};
+use hopscope_wire::Decoder;
+use serde::{Deserialize, Deserializer};
+
+use crate::config::NetworkTag;
+
+/// An IPv4 or IPv6 network, kept in the 16-byte mapped form of the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// Network address, masked.
+    pub net: u128,
+    /// Prefix length over 128 bits (IPv4 lengths plus 96).
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, addr: [u8; 16]) -> bool {
+        u128::from_be_bytes(addr) & mask(self.prefix) == self.net
+    }
+
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        self.contains(ip_to_mapped(canonical(ip)))
+    }
+}
+
+/// IPv4-mapped IPv6 sources (dual-stack sockets) compare as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn mask(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}': not an address or network"))?;
+        let (max, offset) = if ip.is_ipv4() { (32u8, 96u8) } else { (128, 0) };
+        let len = match len {
+            None => max,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(|| format!("'{s}': prefix length must be 0..={max}"))?,
+        };
+        let prefix = len + offset;
+        Ok(Cidr {
+            net: u128::from_be_bytes(ip_to_mapped(ip)) & mask(prefix),
+            prefix,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Longest-prefix match over the configured networks: one hash map per
+/// prefix length in use, longest first.
+#[derive(Debug, Default)]
+struct NetworkTable {
+    by_length: Vec<(u8, HashMap<u128, usize, RandomState>)>,
+    tags: Vec<NetworkTag>,
+}
+
+impl NetworkTable {
+    fn new(tags: &[NetworkTag]) -> Self {
+        let mut table = NetworkTable {
+            by_length: Vec::new(),
+            tags: tags.to_vec(),
+        };
+        for (i, t) in tags.iter().enumerate() {
+            let slot = match table
+                .by_length
+                .iter()
+                .position(|(l, _)| *l == t.cidr.prefix)
+            {
+                Some(p) => p,
+                None => {
+                    table.by_length.push((t.cidr.prefix, HashMap::default()));
+                    table.by_length.len() - 1
+                }
+            };
+            // the first definition of a network wins
+            table.by_length[slot].1.entry(t.cidr.net).or_insert(i);
+        }
+        table.by_length.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        table
+    }
+
+    fn lookup(&self, addr: [u8; 16]) -> Option<usize> {
+        let a = u128::from_be_bytes(addr);
+        self.by_length
+            .iter()
+            .find_map(|(len, nets)| nets.get(&(a & mask(*len))).copied())
+    }
+}
+
+/// Why an MMDB file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct MmdbError {
+    pub path: String,
+    pub source: maxminddb::MaxMindDbError,
+}
+
+/// The shared, read-only part of enrichment.
+#[derive(Debug)]
+pub struct Enricher {
+    exporter_names: HashMap<[u8; 16], Arc<str>, RandomState>,
+    networks: NetworkTable,
+    mmdb: Vec<maxminddb::Reader<Vec<u8>>>,
+}
+
+/// What is known about one address.
+#[derive(Debug, Clone, Default)]
+struct AddrInfo {
+    network: Option<usize>,
+    country: Option<Arc<str>>,
+    asn: Option<u32>,
+}
+
+/// A receiver's cache of address lookups, cleared when it grows too big.
+#[derive(Debug, Default)]
+pub struct EnrichCache {
+    addrs: HashMap<[u8; 16], AddrInfo, RandomState>,
+}
+
+const CACHE_LIMIT: usize = 1 << 18;
+
+impl Enricher {
+    pub fn new(
+        exporter_names: &[(IpAddr, String)],
+        networks: &[NetworkTag],
+        mmdb: &[impl AsRef<Path>],
+    ) -> Result<Enricher, MmdbError> {
+        let readers = mmdb
+            .iter()
+            .map(|p| {
+                maxminddb::Reader::open_readfile(p.as_ref()).map_err(|source| MmdbError {
+                    path: p.as_ref().display().to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Enricher {
+            exporter_names: exporter_names
+                .iter()
+                .map(|(ip, name)| (ip_to_mapped(canonical(*ip)), Arc::from(name.as_str())))
+                .collect(),
+            networks: NetworkTable::new(networks),
+            mmdb: readers,
+        })
+    }
+
+    fn lookup(&self, addr: [u8; 16]) -> AddrInfo {
+        let mut info = AddrInfo {
+            network: self.networks.lookup(addr),
+            ..AddrInfo::default()
+        };
+        let ip = mapped_to_ip(addr);
+        for reader in &self.mmdb {
+            let Ok(found) = reader.lookup(ip) else {
+                continue;
+            };
+            if info.country.is_none()
+                && let Ok(Some(code)) =
+                    found.decode_path::<String>(&maxminddb::path!["country", "iso_code"])
+            {
+                info.country = Some(Arc::from(code));
+            }
+            if info.asn.is_none()
+                && let Ok(Some(asn)) =
+                    found.decode_path::<u32>(&maxminddb::path!["autonomous_system_number"])
+            {
+                info.asn = Some(asn);
+            }
+        }
+        info
+    }
+
+    /// The flows of `batch` (decoded schema) in the stored schema, with the
+    /// enrichment columns filled and missing AS numbers taken from MMDB.
+    pub fn enrich(
+        &self,
+        batch: &RecordBatch,
+        decoder: &Decoder,
+        cache: &mut EnrichCache,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        if cache.addrs.len() > CACHE_LIMIT {
+            cache.addrs.clear();
+        }
+        let rows = batch.num_rows();
+        let exporters = batch
+            .column_by_name("sampler_address")
+            .map(|c| c.as_fixed_size_binary());
+        let domains = batch
+            .column_by_name("observation_domain_id")
+            .map(|c| c.as_primitive::<UInt32Type>());
+        let mut builders: Vec<StringBuilder> = (0..ENRICHMENT_FIELDS.len())
+            .map(|_| StringBuilder::with_capacity(rows, 0))
+            .collect();
+        let [
+            exporter_name,
+            in_if_name,
+            out_if_name,
+            src_net_name,
+            dst_net_name,
+            src_net_role,
+            dst_net_role,
+            src_net_site,
+            dst_net_site,
+            src_country,
+            dst_country,
+        ] = builders.as_mut_slice()
+        else {
+            unreachable!("ENRICHMENT_FIELDS has eleven columns")
+        };
+        // exporter and interface names
+        let interfaces = interface_names(decoder);
+        for (column, builder) in [("in_if", &mut *in_if_name), ("out_if", &mut *out_if_name)] {
+            let ifs = batch
+                .column_by_name(column)
+                .map(|c| c.as_primitive::<UInt32Type>());
+            for row in 0..rows {
+                let name = (|| {
+                    let exporter: [u8; 16] = exporters?.value(row).try_into().ok()?;
+                    let domain = domains
+                        .filter(|d| d.is_valid(row))
+                        .map_or(0, |d| d.value(row));
+                    let ifs = ifs.filter(|i| i.is_valid(row))?;
+                    interfaces.get(&(exporter, domain, ifs.value(row))).copied()
+                })();
+                builder.append_option(name);
+            }
+        }
+        for row in 0..rows {
+            let name = exporters
+                .filter(|e| e.is_valid(row))
+                .and_then(|e| <[u8; 16]>::try_from(e.value(row)).ok())
+                .and_then(|a| self.exporter_names.get(&a));
+            exporter_name.append_option(name.map(|n| &**n));
+        }
+        // networks, countries, AS numbers
+        let mut asn_columns: Vec<ArrayRef> = Vec::new();
+        for (side, net_name, role, site, country) in [
+            (
+                "src",
+                &mut *src_net_name,
+                &mut *src_net_role,
+                &mut *src_net_site,
+                &mut *src_country,
+            ),
+            (
+                "dst",
+                &mut *dst_net_name,
+                &mut *dst_net_role,
+                &mut *dst_net_site,
+                &mut *dst_country,
+            ),
+        ] {
+            let addrs = batch
+                .column_by_name(&format!("{side}_addr"))
+                .map(|c| c.as_fixed_size_binary());
+            let as_column = batch.column_by_name(&format!("{side}_as")).cloned();
+            let mut asn: Vec<Option<u32>> = match &as_column {
+                Some(c) => c.as_primitive::<UInt32Type>().iter().collect(),
+                None => vec![None; rows],
+            };
+            for (row, asn) in asn.iter_mut().enumerate() {
+                let info = addrs.filter(|a| a.is_valid(row)).and_then(|a| {
+                    let addr: [u8; 16] = a.value(row).try_into().ok()?;
+                    Some(
+                        cache
+                            .addrs
+                            .entry(addr)
+                            .or_insert_with(|| self.lookup(addr))
+                            .clone(),
+                    )
+                });
+                let tag = info
+                    .as_ref()
+                    .and_then(|i| i.network)
+                    .map(|n| &self.networks.tags[n]);
+                net_name.append_option(tag.map(|t| t.name.as_str()));
+                role.append_option(tag.and_then(|t| t.role.as_deref()));
+                site.append_option(tag.and_then(|t| t.site.as_deref()));
+                country.append_option(info.as_ref().and_then(|i| i.country.as_deref()));
+                if asn.is_none_or(|a| a == 0)
+                    && let Some(found) = info.as_ref().and_then(|i| i.asn)
+                {
+                    *asn = Some(found);
+                }
+            }
+            asn_columns.push(std::sync::Arc::new(UInt32Array::from(asn)));
+        }
+        let schema = stored_flow_schema();
+        let mut enriched = builders
+            .into_iter()
+            .map(|mut b| std::sync::Arc::new(b.finish()) as ArrayRef);
+        let decoded = batch.num_columns() - 1; // all but other_fields
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for (i, field) in batch.schema().fields().iter().enumerate().take(decoded) {
+            columns.push(match field.name().as_str() {
+                "src_as" => asn_columns[0].clone(),
+                "dst_as" => asn_columns[1].clone(),
+                _ => batch.column(i).clone(),
+            });
+        }
+        columns.extend(enriched.by_ref());
+        columns.push(batch.column(decoded).clone());
+        RecordBatch::try_new(schema, columns)
+    }
+}
+
+/// Every interface name the decoder learnt, by (exporter, domain, ifIndex).
+fn interface_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u32), &str, RandomState> {
+    let mut names = HashMap::default();
+    for session in decoder.sessions() {
+        let exporter = ip_to_mapped(canonical(session.exporter.ip()));
+        for (domain, state) in session.domains() {
+            for (if_index, name) in state.interface_names() {
+                names.insert((exporter, domain, if_index), name);
+            }
+        }
+    }
+    names
+}

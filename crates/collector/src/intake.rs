@@ -1,0 +1,283 @@
+//! One receiver's pipeline stage, the same for UDP sockets, TCP
+//! connections and replayed files: decode into column builders, and at
+//! regular hand-offs enrich the rows, count what changed, and pass it all
+//! to the store writer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use hopscope_schema::{ExporterHealthBuilder, ExporterHealthRecord, ip_to_mapped};
+use hopscope_wire::{DecodeOutput, Decoder, ExporterStats, SessionSnapshot, Transport};
+
+use crate::enrich::{EnrichCache, Enricher};
+use crate::metrics::{DomainReport, Metrics, SessionReport};
+use crate::now_ns;
+
+/// What a receiver passes to the store writer.
+#[derive(Debug)]
+pub struct Handoff {
+    pub receiver: u64,
+    /// Flows in the stored (enriched) schema.
+    pub flows: Option<RecordBatch>,
+    pub packet_reports: Option<RecordBatch>,
+    pub interface_counters: Option<RecordBatch>,
+    /// Per-exporter counters over the interval since the last hand-off.
+    pub health: Option<RecordBatch>,
+    /// The receiver's UDP session state, matching exactly the rows handed
+    /// off so far: committed together, so a restart resumes from it.
+    pub snapshot: Option<Vec<SessionSnapshot>>,
+    /// Collector receive time of the oldest row in this hand-off.
+    pub oldest_ns: Option<i64>,
+}
+
+/// The parts of an intake other than its decoder and builders, so that a
+/// replay can lend those to the file reader and still hand off.
+#[derive(Debug)]
+pub struct IntakeState {
+    id: u64,
+    transport: Transport,
+    enricher: Arc<Enricher>,
+    cache: EnrichCache,
+    sink: SyncSender<Handoff>,
+    pub(crate) metrics: Arc<Metrics>,
+    handoff_every: Duration,
+    batch_rows: usize,
+    last_handoff: Instant,
+    oldest_ns: Option<i64>,
+    /// Counters at the last hand-off, for the health rows' deltas.
+    previous: HashMap<SocketAddr, Reported>,
+    errors_reported: u64,
+}
+
+/// A session's counters at the last hand-off: its totals, and per domain
+/// the records and messages lost.
+type Reported = (ExporterStats, HashMap<u32, (u64, u64)>);
+
+/// A decoder with its builders and its hand-off state.
+#[derive(Debug)]
+pub struct Intake {
+    pub decoder: Decoder,
+    pub out: DecodeOutput,
+    pub state: IntakeState,
+}
+
+/// Where intakes get their receiver ids.
+static NEXT_RECEIVER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Intake {
+    pub fn new(
+        transport: Transport,
+        enricher: Arc<Enricher>,
+        sink: SyncSender<Handoff>,
+        metrics: Arc<Metrics>,
+        flush_interval: Duration,
+        batch_rows: usize,
+    ) -> Intake {
+        Intake {
+            decoder: Decoder::new(),
+            out: DecodeOutput::with_capacity(batch_rows.min(16 * 1024)),
+            state: IntakeState {
+                id: NEXT_RECEIVER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                transport,
+                enricher,
+                cache: EnrichCache::default(),
+                sink,
+                metrics,
+                // half the flush interval: rows reach the writer in time for its flush
+                handoff_every: flush_interval / 2,
+                batch_rows,
+                last_handoff: Instant::now(),
+                oldest_ns: None,
+                previous: HashMap::new(),
+                errors_reported: 0,
+            },
+        }
+    }
+
+    /// Decodes one message received at `received_ns`.
+    pub fn accept(&mut self, exporter: SocketAddr, received_ns: i64, message: &[u8]) {
+        let _ = self.decoder.decode(
+            exporter,
+            self.state.transport,
+            received_ns,
+            message,
+            &mut self.out,
+        );
+        self.state.note_received(received_ns);
+    }
+
+    /// Hands off if the batch is full or the interval has passed.
+    pub fn maybe_handoff(&mut self) -> Result<(), Stopped> {
+        self.state.maybe_handoff(&self.decoder, &mut self.out)
+    }
+
+    /// Hands off whatever there is now.
+    pub fn handoff(&mut self) -> Result<(), Stopped> {
+        self.state.handoff(&self.decoder, &mut self.out)
+    }
+}
+
+/// The store writer has gone: the receiver should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl IntakeState {
+    pub(crate) fn note_received(&mut self, received_ns: i64) {
+        if self.oldest_ns.is_none() {
+            self.oldest_ns = Some(received_ns);
+        }
+    }
+
+    pub fn maybe_handoff(
+        &mut self,
+        decoder: &Decoder,
+        out: &mut DecodeOutput,
+    ) -> Result<(), Stopped> {
+        if out.rows() >= self.batch_rows || self.last_handoff.elapsed() >= self.handoff_every {
+            self.handoff(decoder, out)?;
+        }
+        Ok(())
+    }
+
+    pub fn handoff(&mut self, decoder: &Decoder, out: &mut DecodeOutput) -> Result<(), Stopped> {
+        self.last_handoff = Instant::now();
+        let now = now_ns();
+        let flows = if out.flows.is_empty() {
+            None
+        } else {
+            let decoded = out.flows.finish().expect("decoders build valid batches");
+            Some(
+                self.enricher
+                    .enrich(&decoded, decoder, &mut self.cache)
+                    .expect("enrichment keeps the stored schema"),
+            )
+        };
+        let packet_reports = (!out.packet_reports.is_empty())
+            .then(|| out.packet_reports.finish().expect("valid batch"));
+        let interface_counters = (!out.interface_counters.is_empty())
+            .then(|| out.interface_counters.finish().expect("valid batch"));
+        let (health, reports) = self.health(decoder, now);
+        let errors = self.new_errors(decoder);
+        self.state_metrics(reports, errors);
+        let handoff = Handoff {
+            receiver: self.id,
+            flows,
+            packet_reports,
+            interface_counters,
+            health,
+            snapshot: (self.transport == Transport::Udp).then(|| active_sessions(decoder)),
+            oldest_ns: self.oldest_ns.take(),
+        };
+        // blocking when the writer is behind: the socket buffer then fills
+        // and the kernel counts what it drops
+        self.sink.send(handoff).map_err(|_| Stopped)
+    }
+
+    fn state_metrics(&self, reports: Vec<SessionReport>, errors: Vec<String>) {
+        self.metrics.publish(self.id, reports, errors);
+    }
+
+    /// Errors logged since the last hand-off, with their context.
+    fn new_errors(&mut self, decoder: &Decoder) -> Vec<String> {
+        let total = decoder.totals().total_errors();
+        let new = total.saturating_sub(self.errors_reported) as usize;
+        self.errors_reported = total;
+        let recent = decoder.recent_errors();
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(new))
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    /// Health rows (deltas since the last hand-off) and the sessions'
+    /// cumulative reports.
+    fn health(&mut self, decoder: &Decoder, now: i64) -> (Option<RecordBatch>, Vec<SessionReport>) {
+        let mut builder = ExporterHealthBuilder::default();
+        let mut reports = Vec::new();
+        let transport_code = match self.transport {
+            Transport::Udp => 1,
+            Transport::Tcp => 2,
+            Transport::Sctp => 3,
+            Transport::File => 4,
+        };
+        for session in decoder.sessions() {
+            let stats = session.stats();
+            let domains: Vec<DomainReport> = session
+                .domains()
+                .map(|(domain, state)| DomainReport {
+                    domain,
+                    lost_records: state.lost_records(),
+                    lost_messages: state.lost_messages(),
+                    templates: state.template_count() as u64,
+                })
+                .collect();
+            let (prev, prev_domains) = self.previous.entry(session.exporter).or_default();
+            let exporter = Some(ip_to_mapped(session.exporter.ip()));
+            let delta = |now: u64, before: u64| Some(now.saturating_sub(before));
+            if stats != *prev {
+                builder.append(&ExporterHealthRecord {
+                    time_received_ns: Some(now),
+                    sampler_address: exporter,
+                    sampler_port: Some(session.exporter.port()),
+                    transport: Some(transport_code),
+                    observation_domain_id: None,
+                    messages: delta(stats.messages, prev.messages),
+                    message_bytes: delta(stats.bytes, prev.bytes),
+                    flow_records: delta(stats.flow_records, prev.flow_records),
+                    lost_records: delta(stats.lost_records, prev.lost_records),
+                    lost_messages: delta(stats.lost_messages, prev.lost_messages),
+                    exporter_drops: delta(stats.exporter_drops, prev.exporter_drops),
+                    decode_errors: delta(stats.total_errors(), prev.total_errors()),
+                    templates_active: Some(stats.templates_active),
+                    pending_sets: Some(stats.pending_sets),
+                });
+            }
+            for d in &domains {
+                let before = prev_domains.entry(d.domain).or_default();
+                if (d.lost_records, d.lost_messages) != *before {
+                    builder.append(&ExporterHealthRecord {
+                        time_received_ns: Some(now),
+                        sampler_address: exporter,
+                        sampler_port: Some(session.exporter.port()),
+                        transport: Some(transport_code),
+                        observation_domain_id: Some(d.domain),
+                        lost_records: delta(d.lost_records, before.0),
+                        lost_messages: delta(d.lost_messages, before.1),
+                        templates_active: Some(d.templates),
+                        ..ExporterHealthRecord::default()
+                    });
+                    *before = (d.lost_records, d.lost_messages);
+                }
+            }
+            *prev = stats.clone();
+            reports.push(SessionReport {
+                exporter: session.exporter,
+                transport: session.transport,
+                stats,
+                domains,
+                last_seen_ns: now,
+            });
+        }
+        let batch = (!builder.is_empty()).then(|| builder.finish().expect("valid batch"));
+        (batch, reports)
+    }
+}
+
+/// The state of the sessions this receiver heard from in this run; those
+/// only restored are the store writer's to keep.
+fn active_sessions(decoder: &Decoder) -> Vec<SessionSnapshot> {
+    decoder
+        .snapshot()
+        .into_iter()
+        .filter(|s| {
+            decoder
+                .session(s.exporter, Transport::Udp)
+                .is_some_and(|session| session.stats().messages > 0)
+        })
+        .collect()
+}

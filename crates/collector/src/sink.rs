@@ -1,0 +1,192 @@
+//! The store writer: gathers receivers' hand-offs and commits them every
+//! flush interval, then records the session state that matches what was
+//! committed, so that a restart resumes exactly there.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use hopscope_store::{Store, Table, write_atomically};
+use hopscope_wire::SessionSnapshot;
+
+use crate::intake::Handoff;
+use crate::metrics::Metrics;
+
+/// Rows gathered before a flush is forced, whatever the interval.
+const MAX_PENDING_ROWS: usize = 1 << 20;
+/// Rows per segment written in parallel at a flush.
+const ROWS_PER_WRITER: usize = 256 * 1024;
+
+/// Where the UDP session state lives.
+pub fn state_path(store: &Store) -> PathBuf {
+    store.root().join("state").join("sessions.json")
+}
+
+/// Reads the session state of a previous run, if any.
+pub fn load_state(store: &Store) -> Vec<SessionSnapshot> {
+    let path = state_path(store);
+    std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Vec<SessionSnapshot>>(&bytes).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct Pending {
+    tables: HashMap<Table, Vec<RecordBatch>>,
+    rows: usize,
+    oldest_ns: Option<i64>,
+}
+
+/// Runs until every receiver has dropped its sender, then flushes once more.
+pub fn run(
+    store: Arc<Store>,
+    handoffs: Receiver<Handoff>,
+    metrics: Arc<Metrics>,
+    flush_interval: Duration,
+) {
+    let mut pending = Pending::default();
+    let mut snapshots: HashMap<u64, Vec<SessionSnapshot>> = HashMap::new();
+    // sessions restored at start stay recorded until a receiver reports them
+    let restored = load_state(&store);
+    let mut last_flush = Instant::now();
+    loop {
+        let wait = flush_interval.saturating_sub(last_flush.elapsed());
+        match handoffs.recv_timeout(wait) {
+            Ok(h) => {
+                if let Some(s) = h.snapshot {
+                    snapshots.insert(h.receiver, s);
+                }
+                let tables = [
+                    (Table::Flows, h.flows),
+                    (Table::PacketReports, h.packet_reports),
+                    (Table::InterfaceCounters, h.interface_counters),
+                    (Table::Health, h.health),
+                ];
+                for (table, batch) in tables {
+                    if let Some(b) = batch.filter(|b| b.num_rows() > 0) {
+                        if table == Table::Flows {
+                            pending.rows += b.num_rows();
+                        }
+                        pending.tables.entry(table).or_default().push(b);
+                    }
+                }
+                if let Some(t) = h.oldest_ns {
+                    pending.oldest_ns = Some(pending.oldest_ns.map_or(t, |o| o.min(t)));
+                    metrics
+                        .store
+                        .oldest_pending_ns
+                        .store(pending.oldest_ns.unwrap_or(0), Ordering::Relaxed);
+                }
+                metrics
+                    .store
+                    .rows_pending
+                    .store(pending.rows as u64, Ordering::Relaxed);
+                if pending.rows < MAX_PENDING_ROWS && last_flush.elapsed() < flush_interval {
+                    continue;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                flush(&store, &mut pending, &snapshots, &restored, &metrics);
+                return;
+            }
+        }
+        flush(&store, &mut pending, &snapshots, &restored, &metrics);
+        last_flush = Instant::now();
+    }
+}
+
+fn flush(
+    store: &Store,
+    pending: &mut Pending,
+    snapshots: &HashMap<u64, Vec<SessionSnapshot>>,
+    restored: &[SessionSnapshot],
+    metrics: &Metrics,
+) {
+    let m = &metrics.store;
+    let work = std::mem::take(pending);
+    m.rows_pending.store(0, Ordering::Relaxed);
+    m.oldest_pending_ns.store(0, Ordering::Relaxed);
+    let mut failed = false;
+    for (table, batches) in work.tables {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        // large flushes are encoded by several threads, one segment each
+        let chunks = split_rows(batches, ROWS_PER_WRITER);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|chunk| scope.spawn(move || store.writer().write(table, chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("writer thread"))
+                .collect()
+        });
+        for r in results {
+            match r {
+                Ok(segments) => {
+                    m.segments_written
+                        .fetch_add(segments.len() as u64, Ordering::Relaxed);
+                    m.bytes_written
+                        .fetch_add(segments.iter().map(|s| s.bytes).sum(), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed = true;
+                    m.flush_errors.fetch_add(1, Ordering::Relaxed);
+                    metrics.publish(0, Vec::new(), vec![format!("store: {e}")]);
+                }
+            }
+        }
+        if table == Table::Flows {
+            if failed {
+                m.rows_dropped.fetch_add(rows as u64, Ordering::Relaxed);
+            } else {
+                m.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    m.flushes.fetch_add(1, Ordering::Relaxed);
+    m.last_flush_ns.store(crate::now_ns(), Ordering::Relaxed);
+    if failed {
+        return;
+    }
+    // the state matching what is now committed: every receiver's latest,
+    // and restored sessions no receiver has taken up again
+    let mut state: Vec<SessionSnapshot> = snapshots.values().flatten().cloned().collect();
+    for s in restored {
+        if !state.iter().any(|x| x.exporter == s.exporter) {
+            state.push(s.clone());
+        }
+    }
+    let dir = state_path(store).parent().expect("state dir").to_path_buf();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let json = serde_json::to_vec(&state).expect("snapshots serialise");
+        if let Err(e) = write_atomically(&dir, "sessions.json", &json) {
+            metrics.publish(0, Vec::new(), vec![format!("state: {e}")]);
+        }
+    }
+}
+
+/// Groups batches into chunks of about `rows` rows.
+fn split_rows(batches: Vec<RecordBatch>, rows: usize) -> Vec<Vec<RecordBatch>> {
+    let mut chunks: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut current: Vec<RecordBatch> = Vec::new();
+    let mut count = 0;
+    for b in batches {
+        count += b.num_rows();
+        current.push(b);
+        if count >= rows {
+            chunks.push(std::mem::take(&mut current));
+            count = 0;
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}

@@ -1,0 +1,268 @@
+//! The collector over loopback: what is sent is stored, counted, enriched;
+//! a restart resumes with the templates; strangers are turned away.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use hopscope_collector::{Cidr, Collector, CollectorConfig, Metrics, NetworkTag, now_ns};
+use hopscope_schema::{FlowBatchBuilder, FlowRecord, ipv4_mapped};
+use hopscope_store::query::{Aggregate, Query, execute, parse_filter};
+use hopscope_store::{Store, WriteOptions};
+use hopscope_wire::encoder::FlowEncoder;
+
+/// `n` flows from 10.0.0.(1..=4) to 192.0.2.9, each of 1000 bytes in 2 packets.
+fn flows(n: usize) -> RecordBatch {
+    let mut b = FlowBatchBuilder::default();
+    let now = now_ns();
+    for k in 0..n {
+        b.append(&FlowRecord {
+            time_flow_start_ns: Some(now - 1_000_000_000),
+            time_flow_end_ns: Some(now),
+            ip_version: Some(4),
+            src_addr: Some(ipv4_mapped([10, 0, 0, (k % 4) as u8 + 1])),
+            dst_addr: Some(ipv4_mapped([192, 0, 2, 9])),
+            src_port: Some(1024 + k as u16),
+            dst_port: Some(443),
+            proto: Some(6),
+            bytes: Some(1000),
+            packets: Some(2),
+            in_if: Some(3),
+            ..FlowRecord::default()
+        });
+    }
+    b.finish().unwrap()
+}
+
+fn config() -> CollectorConfig {
+    CollectorConfig {
+        udp: vec!["127.0.0.1:0".parse().unwrap()],
+        tcp: vec!["127.0.0.1:0".parse().unwrap()],
+        udp_sockets: 2,
+        flush_interval: Duration::from_millis(200),
+        ..CollectorConfig::default()
+    }
+}
+
+fn start(dir: &std::path::Path, config: &CollectorConfig) -> (Collector, Arc<Store>) {
+    let store = Arc::new(Store::open(dir, WriteOptions::default()).unwrap());
+    let metrics = Arc::new(Metrics::new(now_ns()));
+    (
+        Collector::start(config, store.clone(), metrics).unwrap(),
+        store,
+    )
+}
+
+fn totals(store: &Store, filter: &str) -> (u64, u64) {
+    let q = Query {
+        filter: parse_filter(filter).unwrap(),
+        aggregates: vec![Aggregate::Flows, Aggregate::Sum("bytes")],
+        ..Query::default()
+    };
+    let rows = execute(store, &q).unwrap().rows;
+    let get = |name| {
+        rows.column_by_name(name)
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .value(0)
+    };
+    (get("flows"), get("bytes"))
+}
+
+/// Waits until the collector has decoded `records` flow records.
+fn wait_for(collector: &Collector, records: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let status = collector.metrics.status(now_ns());
+        if status.exporters.iter().map(|e| e.flow_records).sum::<u64>() >= records {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the collector did not decode {records} records in time");
+}
+
+fn send_udp(from: &UdpSocket, to: SocketAddr, messages: &[Vec<u8>]) {
+    for m in messages {
+        from.send_to(m, to).unwrap();
+        // loopback is fast; a little pacing keeps the test far from buffer limits
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn udp_and_tcp_flows_are_stored_enriched_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.exporter_names = vec![("127.0.0.1".parse().unwrap(), "edge-1".to_string())];
+    config.networks = vec![NetworkTag {
+        cidr: "10.0.0.0/30".parse().unwrap(),
+        name: "clients".into(),
+        role: Some("user".into()),
+        site: Some("par".into()),
+    }];
+    let (collector, store) = start(dir.path(), &config);
+
+    let mut udp_encoder = FlowEncoder::new(7, 1400, Some(16));
+    let mut messages = udp_encoder.encode(&flows(3000), 1).unwrap();
+    messages.extend(udp_encoder.flush());
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_udp(&sender, collector.udp_addrs[0], &messages);
+
+    let mut tcp_encoder = FlowEncoder::new(8, 65_000, None);
+    let mut stream = TcpStream::connect(collector.tcp_addrs[0]).unwrap();
+    for m in tcp_encoder
+        .encode(&flows(500), 1)
+        .unwrap()
+        .into_iter()
+        .chain(tcp_encoder.flush())
+    {
+        stream.write_all(&m).unwrap();
+    }
+    drop(stream);
+    wait_for(&collector, 3500);
+    let status = collector.metrics.status(now_ns());
+    collector.stop();
+
+    assert_eq!(totals(&store, ""), (3500, 3_500_000));
+    assert_eq!(totals(&store, "observation_domain_id = 8").0, 500);
+    // 10.0.0.1-3 are in 10.0.0.0/30 (10.0.0.0-3); 10.0.0.4 is not
+    assert_eq!(
+        totals(&store, "src_net_name = clients and src_net_site = par").0,
+        2625
+    );
+    assert_eq!(totals(&store, "exporter_name = edge-1").0, 3500);
+
+    let udp = status
+        .exporters
+        .iter()
+        .find(|e| e.transport == "udp")
+        .unwrap();
+    assert_eq!(udp.flow_records, 3000);
+    assert_eq!(udp.lost_records, 0);
+    assert!(udp.templates_active >= 1);
+    let tcp = status
+        .exporters
+        .iter()
+        .find(|e| e.transport == "tcp")
+        .unwrap();
+    assert_eq!(tcp.flow_records, 500);
+    let text = status.prometheus();
+    assert!(
+        text.contains("hopscope_exporter_flow_records_total{exporter=\"127.0.0.1:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_restart_keeps_templates_and_counts_what_was_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config();
+    let mut encoder = FlowEncoder::new(7, 1400, None);
+    // templates go only in the first message (no refresh)
+    let messages: Vec<Vec<u8>> = encoder
+        .encode(&flows(400), 1)
+        .unwrap()
+        .into_iter()
+        .chain(encoder.flush())
+        .collect();
+    assert!(messages.len() >= 8);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+
+    let (collector, store) = start(dir.path(), &config);
+    let half = messages.len() / 2;
+    let count = |ms: &[Vec<u8>]| ms.iter().map(|m| record_count(m) as u64).sum::<u64>();
+    send_udp(&sender, collector.udp_addrs[0], &messages[..half]);
+    wait_for(&collector, count(&messages[..half]));
+    let port = collector.udp_addrs[0];
+    collector.stop();
+    drop(store);
+
+    // same port, a new collector: the exporter will not resend its template
+    let mut config = config.clone();
+    config.udp = vec![port];
+    let (collector, store) = start(dir.path(), &config);
+    // and one message never arrives
+    send_udp(&sender, port, &messages[half + 1..]);
+    wait_for(&collector, count(&messages[half + 1..]));
+    let status = collector.metrics.status(now_ns());
+    collector.stop();
+    let (stored, _) = totals(&store, "");
+    let udp = status
+        .exporters
+        .iter()
+        .find(|e| e.transport == "udp")
+        .unwrap();
+    assert!(udp.decode_errors.is_empty(), "{:?}", udp.decode_errors);
+    assert_eq!(udp.lost_records, count(&messages[half..half + 1]));
+    assert_eq!(
+        stored + udp.lost_records,
+        400,
+        "stored {stored}, lost {}",
+        udp.lost_records
+    );
+}
+
+/// Data records in an IPFIX message of this test's fixed-size template.
+fn record_count(message: &[u8]) -> usize {
+    let mut at = 16;
+    let mut n = 0;
+    while at + 4 <= message.len() {
+        let id = u16::from_be_bytes([message[at], message[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([message[at + 2], message[at + 3]]));
+        if id >= 256 {
+            // ip_version, times, addresses, ports, proto, bytes, packets, in_if
+            n += (len - 4) / record_length(message);
+        }
+        at += len;
+    }
+    n
+}
+
+fn record_length(_message: &[u8]) -> usize {
+    // the encoder's IPv4 template for these columns (see FLOW_ELEMENTS)
+    RECORD_LENGTH.with(|l| *l)
+}
+
+thread_local! {
+    static RECORD_LENGTH: usize = {
+        let mut e = FlowEncoder::new(1, 65_000, None);
+        let one: Vec<Vec<u8>> = e.encode(&flows(1), 1).unwrap().into_iter().chain(e.flush()).collect();
+        let mut e = FlowEncoder::new(1, 65_000, None);
+        let two: Vec<Vec<u8>> = e.encode(&flows(2), 1).unwrap().into_iter().chain(e.flush()).collect();
+        two[0].len() - one[0].len()
+    };
+}
+
+#[test]
+fn exporters_outside_the_allow_list_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    config.allow = vec!["192.0.2.0/24".parse::<Cidr>().unwrap()];
+    let (collector, store) = start(dir.path(), &config);
+    let mut encoder = FlowEncoder::new(7, 1400, None);
+    let messages: Vec<_> = encoder
+        .encode(&flows(50), 1)
+        .unwrap()
+        .into_iter()
+        .chain(encoder.flush())
+        .collect();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_udp(&sender, collector.udp_addrs[0], &messages);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while collector.metrics.status(now_ns()).denied_datagrams < messages.len() as u64 {
+        assert!(Instant::now() < deadline, "denials not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = collector.metrics.status(now_ns());
+    collector.stop();
+    assert_eq!(
+        status.denied_sources.get("127.0.0.1"),
+        Some(&(messages.len() as u64))
+    );
+    assert_eq!(totals(&store, "").0, 0);
+}
