@@ -9,7 +9,7 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use crate::ProbeArgs;
+use crate::{ProbeArgs, ServeArgs};
 
 /// The whole file; sections for later subcommands are added as they come.
 #[derive(Debug, Default, Deserialize)]
@@ -17,6 +17,31 @@ use crate::ProbeArgs;
 pub struct ConfigFile {
     #[serde(default)]
     pub probe: ProbeSection,
+    #[serde(default)]
+    pub serve: ServeSection,
+}
+
+/// `[serve]`: the keys of `hopscope serve`'s flags, in kebab-case, and the
+/// networks that tag flows (`[[serve.networks]]` with cidr, name, role, site).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeSection {
+    data_dir: Option<PathBuf>,
+    udp: Option<Vec<String>>,
+    tcp: Option<Vec<String>>,
+    udp_sockets: Option<usize>,
+    receive_buffer: Option<usize>,
+    replay: Option<Vec<PathBuf>>,
+    allow: Option<Vec<String>>,
+    exporter_name: Option<Vec<String>>,
+    mmdb: Option<Vec<PathBuf>>,
+    flush_interval: Option<String>,
+    http: Option<String>,
+    token: Option<String>,
+    retention: Option<String>,
+    max_size: Option<String>,
+    #[serde(default)]
+    pub networks: Vec<hopscope_collector::NetworkTag>,
 }
 
 /// `[probe]`: the keys of `hopscope probe`'s flags, in kebab-case.
@@ -45,6 +70,18 @@ pub struct ProbeSection {
     workers: Option<usize>,
 }
 
+/// Fills every flag the user did not give (on the command line or in its
+/// variable) from the file's section.
+macro_rules! fill_unsaid {
+    ($section:ident, $args:ident, $matches:ident; $($field:ident),* $(,)?) => {$(
+        if let Some(v) = $section.$field.take() {
+            if !said($matches, stringify!($field)) {
+                $args.$field = v.into();
+            }
+        }
+    )*};
+}
+
 pub fn load(path: &Path) -> Result<ConfigFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -60,39 +97,22 @@ fn said(matches: &ArgMatches, id: &str) -> bool {
     )
 }
 
+impl ServeSection {
+    pub fn apply(&mut self, args: &mut ServeArgs, matches: &ArgMatches) {
+        fill_unsaid!(self, args, matches;
+            data_dir, udp, tcp, udp_sockets, receive_buffer, replay, allow,
+            exporter_name, mmdb, flush_interval, http, token, retention, max_size,
+        );
+    }
+}
+
 impl ProbeSection {
     /// Fills every flag the user did not give from the file.
-    pub fn apply(self, args: &mut ProbeArgs, matches: &ArgMatches) {
-        macro_rules! take {
-            ($($field:ident),*) => {$(
-                if let Some(v) = self.$field {
-                    if !said(matches, stringify!($field)) {
-                        args.$field = v.into();
-                    }
-                }
-            )*};
-        }
-        take!(
-            pcap,
-            interface,
-            export,
-            observation_point,
-            observation_point_id,
-            domain,
-            biflow,
-            active_timeout,
-            idle_timeout,
-            max_flows,
-            select,
-            hash,
-            seed,
-            profile,
-            payload_prefix,
-            duration,
-            fanout_group,
-            tunnels,
-            bpf,
-            workers
+    pub fn apply(mut self, args: &mut ProbeArgs, matches: &ArgMatches) {
+        fill_unsaid!(self, args, matches;
+            pcap, interface, export, observation_point, observation_point_id,
+            domain, biflow, active_timeout, idle_timeout, max_flows, select, hash,
+            seed, profile, payload_prefix, duration, fanout_group, tunnels, bpf, workers,
         );
     }
 }

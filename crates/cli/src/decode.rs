@@ -6,7 +6,7 @@ use anyhow::Result;
 use hopscope_wire::file::replay_file;
 use hopscope_wire::{DecodeOutput, Decoder, ErrorKind};
 
-use crate::{DecodeArgs, Table, now_ns, render};
+use crate::{DecodeArgs, Table, now_ns};
 
 pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
     let mut decoder = Decoder::new();
@@ -32,7 +32,7 @@ pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
         batch
     };
     let stdout = std::io::stdout();
-    render::write(&mut stdout.lock(), &batch, args.output.format())?;
+    hopscope_store::render::write(&mut stdout.lock(), &batch, args.output.format())?;
 
     let totals = decoder.totals();
     eprintln!(

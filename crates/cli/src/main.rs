@@ -6,7 +6,9 @@
 mod config;
 mod decode;
 mod probe;
-mod render;
+mod query;
+mod serve;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,134 @@ enum Command {
     /// shared by every probe (PSAMP), and export flows, packet reports and
     /// metadata as IPFIX.
     Probe(Box<ProbeArgs>),
+    /// Collect flows (NetFlow v5/v9, IPFIX, sFlow over UDP; IPFIX over TCP
+    /// and files) into the embedded store, and serve the HTTP API and
+    /// /metrics.
+    Serve(Box<ServeArgs>),
+    /// Query stored flows: a filter, group-by fields, aggregates, top-N and
+    /// time buckets (see docs/query.md for the filter language).
+    Query(Box<QueryArgs>),
+    /// The health of a running `hopscope serve`: exporters, records,
+    /// decode errors, telemetry loss, drops, store lag.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Where the store keeps its segments and the collector its state.
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    /// UDP listeners (NetFlow v5/v9, IPFIX, sFlow on any); "none" for no UDP.
+    #[arg(
+        long,
+        env = "HOPSCOPE_UDP",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:2055,0.0.0.0:4739,0.0.0.0:6343"
+    )]
+    udp: Vec<String>,
+    /// IPFIX-over-TCP listeners; "none" for no TCP.
+    #[arg(
+        long,
+        env = "HOPSCOPE_TCP",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:4739"
+    )]
+    tcp: Vec<String>,
+    /// Sockets (and threads) per UDP port, sharing it with SO_REUSEPORT; 0: one per core.
+    #[arg(long, env = "HOPSCOPE_UDP_SOCKETS", default_value_t = 0)]
+    udp_sockets: usize,
+    /// Receive buffer per UDP socket, bytes (forced past rmem_max when privileged).
+    #[arg(long, env = "HOPSCOPE_RECEIVE_BUFFER", default_value_t = 32 << 20)]
+    receive_buffer: usize,
+    /// IPFIX files or pcaps of exports to replay into the store.
+    #[arg(long, env = "HOPSCOPE_REPLAY", value_delimiter = ',')]
+    replay: Vec<PathBuf>,
+    /// Stop once the replays are done (a batch import) instead of serving on.
+    #[arg(long)]
+    exit_after_replay: bool,
+    /// Exporter networks allowed to send (CIDR); by default every address.
+    #[arg(long, env = "HOPSCOPE_ALLOW", value_delimiter = ',')]
+    allow: Vec<String>,
+    /// Names of exporters, ADDRESS=NAME.
+    #[arg(long, env = "HOPSCOPE_EXPORTER_NAME", value_delimiter = ',')]
+    exporter_name: Vec<String>,
+    /// MaxMind-format databases for country and AS (GeoLite2-Country, -ASN...).
+    #[arg(long, env = "HOPSCOPE_MMDB", value_delimiter = ',')]
+    mmdb: Vec<PathBuf>,
+    /// How often received flows are committed: the most a crash can lose.
+    #[arg(long, env = "HOPSCOPE_FLUSH_INTERVAL", default_value = "5s")]
+    flush_interval: String,
+    /// HTTP API and /metrics; "none" for no HTTP.
+    #[arg(long, env = "HOPSCOPE_HTTP", default_value = "127.0.0.1:8080")]
+    http: String,
+    /// Token the API requires (mandatory when --http is not a loopback address).
+    #[arg(long, env = "HOPSCOPE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Delete raw flows older than this (0 keeps them).
+    #[arg(long, env = "HOPSCOPE_RETENTION", default_value = "7d")]
+    retention: String,
+    /// Delete the oldest data beyond this size (such as 50G; 0 for no limit).
+    #[arg(long, env = "HOPSCOPE_MAX_SIZE", default_value = "0")]
+    max_size: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// The filter, such as 'src net 10.0.0.0/8 and dst port 443' (empty: every flow).
+    #[arg(default_value = "")]
+    filter: Vec<String>,
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    /// Group by these fields (comma-separated; srcip, dstip, srcport, dstport, exporter as nfdump says them).
+    #[arg(long, short = 'g')]
+    group_by: Option<String>,
+    /// Aggregates: flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F), p95(F).
+    #[arg(long, short = 'a')]
+    aggregates: Option<String>,
+    /// Only the last DURATION (15m, 1h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Start of the range (RFC 3339 or ns).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range, excluded.
+    #[arg(long)]
+    to: Option<String>,
+    /// Time buckets of this width (1m, 1h) as the first group key.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// At most N rows (top N by the order; with buckets, the top N series).
+    #[arg(long, short = 'n', alias = "top")]
+    limit: Option<usize>,
+    /// Order by this result column; "-col" or "col desc" for descending.
+    #[arg(long)]
+    order: Option<String>,
+    /// Columns when listing flows (comma-separated).
+    #[arg(long)]
+    columns: Option<String>,
+    /// raw: read raw flows only; auto (default) uses rollups where exact.
+    #[arg(long)]
+    source: Option<String>,
+    /// Scan threads (0: every core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print what was scanned and pruned to stderr.
+    #[arg(long)]
+    explain: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// The API of the running collector.
+    #[arg(long, env = "HOPSCOPE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, env = "HOPSCOPE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The whole status as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,13 +263,13 @@ struct OutputArgs {
 }
 
 impl OutputArgs {
-    fn format(&self) -> render::Format {
+    fn format(&self) -> hopscope_store::render::Format {
         if self.json {
-            render::Format::Json
+            hopscope_store::render::Format::Json
         } else if self.csv {
-            render::Format::Csv
+            hopscope_store::render::Format::Csv
         } else {
-            render::Format::Table
+            hopscope_store::render::Format::Table
         }
     }
 }
@@ -156,7 +286,7 @@ fn main() -> ExitCode {
     let result = Cli::from_arg_matches(&matches)
         .map_err(anyhow::Error::from)
         .and_then(|cli| {
-            let config = match &cli.config {
+            let mut config = match &cli.config {
                 Some(path) => config::load(path)?,
                 None => config::ConfigFile::default(),
             };
@@ -168,6 +298,14 @@ fn main() -> ExitCode {
                     }
                     probe::run(&args)
                 }
+                Command::Serve(mut args) => {
+                    if let Some(sub) = matches.subcommand_matches("serve") {
+                        config.serve.apply(&mut args, sub);
+                    }
+                    serve::run(&args, &config.serve)
+                }
+                Command::Query(args) => query::run(&args),
+                Command::Status(args) => status::run(&args),
             }
         });
     match result {

@@ -352,21 +352,8 @@ fn parse_ratio(s: &str) -> Result<(u32, u32)> {
 
 /// "15s", "500ms", "2m", "1h" → nanoseconds.
 pub fn parse_duration(s: &str) -> Result<i64> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("{s}: not a duration such as 15s or 500ms"))?;
-    let scale = match unit {
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" | "" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        other => bail!("{s}: unknown unit {other}"),
-    };
-    Ok(n.saturating_mul(scale))
+    hopscope_store::query::parse_duration(s)
+        .with_context(|| format!("{s}: not a duration such as 15s, 500ms or 1h"))
 }
 
 #[cfg(test)]

@@ -122,7 +122,9 @@ impl NetworkTable {
             // the first definition of a network wins
             table.by_length[slot].1.entry(t.cidr.net).or_insert(i);
         }
-        table.by_length.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        table
+            .by_length
+            .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         table
     }
 

@@ -20,6 +20,7 @@ mod table;
 mod address;
 mod column;
 mod flows;
+mod time;
 
 pub use address::{format_addr, ip_to_mapped, ipv4_mapped, mac_to_u64, mapped_to_ip};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64};
@@ -32,6 +33,7 @@ pub use flows::{
     stored_flow_schema,
 };
 pub use table::{FieldInfo, clickhouse_ddl};
+pub use time::{civil_from_days, days_from_civil, format_time};
 
 /// Version of the column layout, recorded in Parquet metadata and in the
 /// store so that old segments can be read after the schema grows.

@@ -17,6 +17,7 @@
 pub mod layout;
 mod maintain;
 pub mod query;
+pub mod render;
 mod scan;
 mod writer;
 

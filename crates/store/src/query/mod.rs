@@ -285,7 +285,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
             nanos = format!("{frac:0<9}").parse().ok()?;
         }
     }
-    let days = crate::layout::days_from_civil(y, m, day);
+    let days = hopscope_schema::days_from_civil(y, m, day);
     let secs = days * 86_400 + secs_of_day - offset_s;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
@@ -346,5 +346,125 @@ mod tests {
         assert!(Aggregate::parse("sum(src_addr)").is_err());
         assert!(Aggregate::parse("p100(bytes)").is_err());
         assert!(Aggregate::parse("median").is_err());
+    }
+}
+
+/// A query as text fields, the way the CLI's flags and the HTTP API's
+/// parameters say it; [`QueryRequest::plan`] checks and turns it into a
+/// [`Query`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryRequest {
+    pub filter: Option<String>,
+    /// Comma-separated fields.
+    pub group_by: Option<String>,
+    /// Comma-separated aggregates (see [`Aggregate::parse`]).
+    pub aggregates: Option<String>,
+    /// A duration back from now, such as `1h`.
+    pub since: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Time bucket width, such as `1m`.
+    pub bucket: Option<String>,
+    pub limit: Option<usize>,
+    /// A result column; `-` in front (or `desc`) orders descending.
+    pub order: Option<String>,
+    /// Comma-separated columns when listing flows.
+    pub columns: Option<String>,
+    /// `raw` reads raw flows only; default uses rollups where exact.
+    pub source: Option<String>,
+}
+
+fn list(text: &Option<String>) -> Vec<String> {
+    text.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl QueryRequest {
+    /// The query this request describes, with `now_ns` as the present.
+    pub fn plan(&self, now_ns: i64) -> Result<Query, QueryError> {
+        let mut q = Query {
+            filter: parse_filter(self.filter.as_deref().unwrap_or(""))?,
+            limit: self.limit,
+            ..Query::default()
+        };
+        q.group_by_names(&list(&self.group_by))?;
+        q.aggregates = list(&self.aggregates)
+            .iter()
+            .map(|a| Aggregate::parse(a))
+            .collect::<Result<_, _>>()?;
+        if q.aggregates.is_empty() && !q.group_by.is_empty() {
+            // grouping without saying what to add up: what nfdump -s shows
+            q.aggregates = vec![
+                Aggregate::Flows,
+                Aggregate::Sum("packets"),
+                Aggregate::Sum("bytes"),
+                Aggregate::Bps,
+            ];
+        }
+        let columns = list(&self.columns);
+        if !columns.is_empty() {
+            q.column_names(&columns)?;
+        }
+        let time = |label: &str, text: &Option<String>| -> Result<Option<i64>, QueryError> {
+            text.as_deref()
+                .map(|t| {
+                    parse_time(t).ok_or_else(|| {
+                        QueryError::Plan(format!(
+                            "--{label} '{t}': expected RFC 3339 (2026-11-26T10:00:00Z) or ns"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        if let Some(from) = time("from", &self.from)? {
+            q.from_ns = from;
+        }
+        if let Some(to) = time("to", &self.to)? {
+            q.to_ns = to;
+        }
+        if let Some(since) = &self.since {
+            let d = parse_duration(since).ok_or_else(|| {
+                QueryError::Plan(format!(
+                    "--since '{since}': expected a duration such as 15m, 1h, 7d"
+                ))
+            })?;
+            q.from_ns = now_ns - d;
+        }
+        if let Some(bucket) = &self.bucket {
+            q.bucket_ns = Some(parse_duration(bucket).ok_or_else(|| {
+                QueryError::Plan(format!("bucket '{bucket}': expected a duration such as 1m"))
+            })?);
+        }
+        if let Some(order) = &self.order {
+            let (column, descending) = match order.strip_prefix('-') {
+                Some(c) => (c.to_string(), true),
+                None => match order.split_once(' ') {
+                    Some((c, dir)) => (c.to_string(), dir.eq_ignore_ascii_case("desc")),
+                    // aggregates read best largest first; fields in their order
+                    None => (
+                        order.clone(),
+                        q.aggregates.iter().any(|a| a.column_name() == *order)
+                            || q.aggregates.is_empty(),
+                    ),
+                },
+            };
+            q.order_by = Some(OrderBy { column, descending });
+        }
+        q.source = match self.source.as_deref() {
+            None | Some("auto") => Source::Auto,
+            Some("raw") => Source::Raw,
+            Some(other) => {
+                return Err(QueryError::Plan(format!(
+                    "source '{other}': expected auto or raw"
+                )));
+            }
+        };
+        Ok(q)
     }
 }

@@ -1,13 +1,17 @@
 //! Record batches to text: an aligned table, JSON lines or CSV, with
-//! addresses as dotted/colon text and times in RFC 3339.
+//! addresses as dotted/colon text and times in RFC 3339. The CLI prints
+//! decoded flows and query results with it; the HTTP API answers with
+//! [`json_rows`].
 
 use std::io::Write;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::types::{
+    Float64Type, TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use hopscope_schema::format_addr;
+use hopscope_schema::{format_addr, format_time};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -30,6 +34,15 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
             format_time(column.as_primitive::<TimestampNanosecondType>().value(row))
         }
         DataType::FixedSizeBinary(_) => format_addr(column.as_fixed_size_binary().value(row)),
+        DataType::Utf8 => column.as_string::<i32>().value(row).to_string(),
+        DataType::Float64 => {
+            let v = column.as_primitive::<Float64Type>().value(row);
+            if v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.3}")
+            }
+        }
         DataType::List(_) => {
             let list = column.as_list::<i32>().value(row);
             let items = list.as_struct();
@@ -54,58 +67,19 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
     })
 }
 
-/// Nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-pub fn format_time(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
 pub fn write(out: &mut impl Write, batch: &RecordBatch, format: Format) -> std::io::Result<()> {
     let schema = batch.schema();
     // columns that are null in every row say nothing: leave them out of tables and CSV
     let shown: Vec<usize> = (0..batch.num_columns())
         .filter(|&c| {
             let col = batch.column(c);
-            col.null_count() < col.len() && !matches!(col.data_type(), DataType::List(_) if (0..col.len()).all(|r| cell(col, r).is_none()))
+            (col.is_empty() || col.null_count() < col.len()) && !matches!(col.data_type(), DataType::List(_) if (0..col.len()).all(|r| cell(col, r).is_none()))
         })
         .collect();
     match format {
         Format::Json => {
-            for row in 0..batch.num_rows() {
-                let mut obj = serde_json::Map::new();
-                for c in 0..batch.num_columns() {
-                    if let Some(v) = cell(batch.column(c), row) {
-                        let value = match batch.column(c).data_type() {
-                            DataType::UInt8
-                            | DataType::UInt16
-                            | DataType::UInt32
-                            | DataType::UInt64 => {
-                                serde_json::Value::from(v.parse::<u64>().unwrap_or_default())
-                            }
-                            _ => serde_json::Value::from(v),
-                        };
-                        obj.insert(schema.field(c).name().clone(), value);
-                    }
-                }
-                writeln!(out, "{}", serde_json::Value::Object(obj))?;
+            for row in json_rows(batch) {
+                writeln!(out, "{row}")?;
             }
         }
         Format::Csv => {
@@ -161,20 +135,32 @@ fn csv_escape(v: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_times() {
-        assert_eq!(format_time(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            format_time(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456789Z"
-        );
-        assert_eq!(
-            format_time(2_085_978_496_000_000_000),
-            "2036-02-07T06:28:16.000000000Z"
-        );
-    }
+/// Each row as a JSON object: numbers as numbers, addresses and times as
+/// text, nulls left out.
+pub fn json_rows(batch: &RecordBatch) -> Vec<serde_json::Value> {
+    let schema = batch.schema();
+    (0..batch.num_rows())
+        .map(|row| {
+            let mut obj = serde_json::Map::new();
+            for c in 0..batch.num_columns() {
+                let column = batch.column(c);
+                if column.is_null(row) {
+                    continue;
+                }
+                let value = match column.data_type() {
+                    DataType::UInt8 => column.as_primitive::<UInt8Type>().value(row).into(),
+                    DataType::UInt16 => column.as_primitive::<UInt16Type>().value(row).into(),
+                    DataType::UInt32 => column.as_primitive::<UInt32Type>().value(row).into(),
+                    DataType::UInt64 => column.as_primitive::<UInt64Type>().value(row).into(),
+                    DataType::Float64 => column.as_primitive::<Float64Type>().value(row).into(),
+                    _ => match cell(column, row) {
+                        Some(text) => serde_json::Value::from(text),
+                        None => continue,
+                    },
+                };
+                obj.insert(schema.field(c).name().clone(), value);
+            }
+            serde_json::Value::Object(obj)
+        })
+        .collect()
 }

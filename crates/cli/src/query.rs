@@ -1,0 +1,75 @@
+//! `hopscope query`: the store's query executor from the command line.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use hopscope_store::query::{QueryError, QueryRequest, execute};
+use hopscope_store::render::{Format, write};
+use hopscope_store::{Store, WriteOptions};
+
+use crate::{QueryArgs, now_ns};
+
+pub fn run(args: &QueryArgs) -> Result<ExitCode> {
+    let request = QueryRequest {
+        filter: Some(args.filter.join(" ")),
+        group_by: args.group_by.clone(),
+        aggregates: args.aggregates.clone(),
+        since: args.since.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+        bucket: args.bucket.clone(),
+        limit: args.limit.or_else(|| {
+            // a flow listing without a limit could print millions of lines
+            (args.group_by.is_none() && args.aggregates.is_none()).then_some(20)
+        }),
+        order: args.order.clone(),
+        columns: args.columns.clone(),
+        source: args.source.clone(),
+    };
+    let mut query = match request.plan(now_ns()) {
+        Ok(q) => q,
+        Err(QueryError::Filter(e)) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    query.threads = args.threads;
+    if !args.data_dir.join("store.json").exists() {
+        anyhow::bail!(
+            "{} holds no hopscope store (run `hopscope serve --data-dir {}` first)",
+            args.data_dir.display(),
+            args.data_dir.display()
+        );
+    }
+    let store = Store::open(&args.data_dir, WriteOptions::default())
+        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let started = std::time::Instant::now();
+    let out = execute(&store, &query)?;
+    let elapsed = started.elapsed();
+    let format = args.output.format();
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    write(&mut lock, &out.rows, format)?;
+    if format == Format::Table
+        && let Some(totals) = &out.totals
+    {
+        writeln!(lock, "\ntotal ({} groups):", out.groups)?;
+        write(&mut lock, totals, format)?;
+    }
+    if args.explain {
+        let s = &out.scan;
+        eprintln!(
+            "scanned {} segments ({} from rollups), pruned {}; {} of {} row groups pruned; {} rows read in {:.3} s",
+            s.segments,
+            out.rollup_segments,
+            s.segments_pruned,
+            s.row_groups_pruned,
+            s.row_groups,
+            s.rows_read,
+            elapsed.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! `hopscope status`: asks a running `serve` for its health and prints it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hopscope_collector::Status;
+
+use crate::StatusArgs;
+
+pub fn run(args: &StatusArgs) -> Result<ExitCode> {
+    let body = get(&args.url, "/api/status", args.token.as_deref())?;
+    if args.json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status: Status = serde_json::from_str(&body).context("reading the status")?;
+    print!("{}", describe(&status));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plain HTTP/1.1 GET: the API is local and small, no client library needed.
+fn get(url: &str, path: &str, token: Option<&str>) -> Result<String> {
+    let host = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs are supported"))?
+        .trim_end_matches('/');
+    let mut stream = TcpStream::connect(host)
+        .with_context(|| format!("connecting to {host}: is `hopscope serve` running?"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("the server's answer is not HTTP")?;
+    let code = head.split_whitespace().nth(1).unwrap_or("");
+    if code != "200" {
+        bail!("{host}{path}: HTTP {code}: {body}");
+    }
+    Ok(body.to_string())
+}
+
+fn describe(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let st = &s.store;
+    let _ = writeln!(
+        out,
+        "up {:.0} s; {} datagrams, {} TCP connections, {} files replayed",
+        s.uptime_seconds, s.datagrams, s.tcp_connections, s.replayed_files
+    );
+    let _ = writeln!(
+        out,
+        "dropped: {} datagrams from sources not allowed, {} by the kernel (socket buffers full), {} receive errors",
+        s.denied_datagrams, s.socket_drops, s.receive_errors
+    );
+    let _ = writeln!(
+        out,
+        "store: {} rows in {} segments ({} bytes); {} pending, lag {:.1} s; {} flush errors, {} rows lost to them",
+        st.rows_written,
+        st.segments_written,
+        st.bytes_written,
+        st.rows_pending,
+        st.lag_seconds,
+        st.flush_errors,
+        st.rows_dropped
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}  errors",
+        "exporter", "proto", "messages", "records", "lost rec", "lost msg", "templates", "pending"
+    );
+    for e in &s.exporters {
+        let errors: Vec<String> = e
+            .decode_errors
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}  {}",
+            e.exporter,
+            e.transport,
+            e.messages,
+            e.flow_records,
+            e.lost_records,
+            e.lost_messages,
+            e.templates_active,
+            e.pending_sets,
+            if errors.is_empty() {
+                "-".to_string()
+            } else {
+                errors.join(" ")
+            }
+        );
+    }
+    if !s.recent_errors.is_empty() {
+        let _ = writeln!(out, "\nrecent errors:");
+        for e in &s.recent_errors {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    out
+}
