@@ -138,51 +138,87 @@ pub enum SequenceEvent {
 }
 
 /// Tracks one sequence-number stream.
-#[derive(Debug, Clone, Default)]
+///
+/// RFC 7011 numbers a message by the data records sent *before* it, options
+/// records included. Exporters differ: softflowd counts the message's own
+/// records and leaves options records out. Each of the four readings
+/// (before or including this message; with or without options records)
+/// explains an in-order stream, so every one is accepted as in order, and
+/// after two messages that only another reading explains the tracker
+/// measures gaps by that one: an exporter's convention is never reported
+/// as telemetry loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SequenceTracker {
-    expected: Option<u32>,
+    /// The last in-order message: its number and its units (all, and
+    /// without options records).
+    last: Option<(u32, [u32; 2])>,
+    /// The reading in use: bit 0 set counts the message's own units,
+    /// bit 1 set leaves options records out.
+    convention: u8,
+    /// Messages explained only by each other reading, towards a switch.
+    votes: [u8; 4],
 }
 
 /// Jumps larger than this are restarts, not loss.
 const RESET_THRESHOLD: u32 = 1 << 24;
+/// Messages explained only by another reading before switching to it.
+const CONVENTION_VOTES: u8 = 2;
 
 impl SequenceTracker {
     /// Observes a message with sequence number `seq` covering `units`.
     pub fn observe(&mut self, seq: u32, units: u32) -> SequenceEvent {
-        let event = match self.expected {
-            None => SequenceEvent::First,
-            Some(e) if e == seq => SequenceEvent::InOrder,
-            Some(e) => {
-                let ahead = seq.wrapping_sub(e);
-                let behind = e.wrapping_sub(seq);
-                if ahead < RESET_THRESHOLD {
-                    SequenceEvent::Gap(ahead)
-                } else if behind < RESET_THRESHOLD {
-                    SequenceEvent::Late(units.min(behind))
-                } else {
-                    SequenceEvent::Reset
-                }
+        self.observe_records(seq, units, 0)
+    }
+
+    /// Observes a message of `units` data records of which `options` are
+    /// options records.
+    pub fn observe_records(&mut self, seq: u32, units: u32, options: u32) -> SequenceEvent {
+        let counts = [units, units.saturating_sub(options)];
+        let Some((last_seq, last_counts)) = self.last else {
+            self.last = Some((seq, counts));
+            return SequenceEvent::First;
+        };
+        let expected = |convention: u8| {
+            let kind = usize::from(convention >> 1);
+            let step = if convention & 1 == 1 {
+                counts[kind]
+            } else {
+                last_counts[kind]
+            };
+            last_seq.wrapping_add(step)
+        };
+        let mine = expected(self.convention);
+        let event = if seq == mine {
+            self.votes = [0; 4];
+            SequenceEvent::InOrder
+        } else if let Some(other) = (0..4u8).find(|&c| expected(c) == seq) {
+            let votes = &mut self.votes[usize::from(other)];
+            *votes += 1;
+            if *votes >= CONVENTION_VOTES {
+                self.convention = other;
+                self.votes = [0; 4];
+            }
+            SequenceEvent::InOrder
+        } else {
+            let ahead = seq.wrapping_sub(mine);
+            let behind = mine.wrapping_sub(seq);
+            if ahead < RESET_THRESHOLD {
+                SequenceEvent::Gap(ahead)
+            } else if behind < RESET_THRESHOLD {
+                SequenceEvent::Late(units.min(behind))
+            } else {
+                SequenceEvent::Reset
             }
         };
         if !matches!(event, SequenceEvent::Late(_)) {
-            self.expected = Some(seq.wrapping_add(units));
+            self.last = Some((seq, counts));
         }
         event
     }
 
-    /// Forgets the expected number (after a message whose record count is unknown).
+    /// Forgets the stream (after a message whose record count is unknown).
     pub fn resync(&mut self) {
-        self.expected = None;
-    }
-
-    /// The sequence number the next message should carry, once one was seen.
-    pub fn expected(&self) -> Option<u32> {
-        self.expected
-    }
-
-    /// Expects `next` (a restored state) as the next sequence number.
-    pub fn expect(&mut self, next: Option<u32>) {
-        self.expected = next;
+        self.last = None;
     }
 }
 
@@ -244,7 +280,20 @@ impl DomainState {
         units: u32,
         counted: Counted,
     ) {
-        let event = self.sequence.observe(seq, units);
+        self.observe_records(stats, seq, units, 0, counted);
+    }
+
+    /// [`observe_sequence`](Self::observe_sequence) for a message of `units`
+    /// data records of which `options` are options records.
+    pub(crate) fn observe_records(
+        &mut self,
+        stats: &mut ExporterStats,
+        seq: u32,
+        units: u32,
+        options: u32,
+        counted: Counted,
+    ) {
+        let event = self.sequence.observe_records(seq, units, options);
         self.count(stats, event, counted);
     }
 
@@ -383,5 +432,30 @@ mod tests {
         let mut w = SequenceTracker::default();
         w.observe(u32::MAX - 1, 2);
         assert_eq!(w.observe(0, 1), SequenceEvent::InOrder);
+    }
+
+    #[test]
+    fn an_exporter_counting_its_own_records_is_not_loss() {
+        // softflowd: each message's number includes its own records
+        let mut t = SequenceTracker::default();
+        let mut seq = 0;
+        let mut events = Vec::new();
+        for n in [20, 28, 28, 27, 28, 20, 28, 13] {
+            seq += n;
+            events.push(t.observe(seq, n));
+        }
+        assert!(
+            events[1..].iter().all(|e| *e == SequenceEvent::InOrder),
+            "{events:?}"
+        );
+        // and real loss is still seen, measured by its convention
+        seq += 28; // a message of 28 records never arrives
+        seq += 27;
+        assert_eq!(t.observe(seq, 27), SequenceEvent::Gap(28));
+        // nor does it count options records: a message of 20 flows and one
+        seq += 20;
+        assert_eq!(t.observe_records(seq, 21, 1), SequenceEvent::InOrder);
+        seq += 28;
+        assert_eq!(t.observe(seq, 28), SequenceEvent::InOrder);
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::{DomainState, Session, StoredTemplate, Transport};
+use crate::session::{DomainState, SequenceTracker, Session, StoredTemplate, Transport};
 use crate::template::{FieldSpec, RecordKind, Template};
 
 /// The restart-surviving state of one UDP session.
@@ -30,8 +30,8 @@ pub struct SessionSnapshot {
 pub struct DomainSnapshot {
     pub domain: u32,
     pub templates: Vec<TemplateSnapshot>,
-    /// The sequence number the next message should carry.
-    pub next_sequence: Option<u32>,
+    /// Where the domain's sequence numbers stood.
+    pub sequence: SequenceTracker,
     /// Sampling rates by sampler id (`None`: domain-wide).
     pub sampling: Vec<(Option<u64>, u64)>,
     pub interface_names: Vec<(u32, String)>,
@@ -102,7 +102,7 @@ impl DomainState {
         DomainSnapshot {
             domain,
             templates,
-            next_sequence: self.sequence.expected(),
+            sequence: self.sequence,
             sampling,
             interface_names,
             system_init_ms: self.system_init_ms,
@@ -125,7 +125,7 @@ impl DomainState {
                 },
             );
         }
-        state.sequence.expect(snapshot.next_sequence);
+        state.sequence = snapshot.sequence;
         state.sampling.extend(snapshot.sampling.iter().copied());
         state
             .interface_names

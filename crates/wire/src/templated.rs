@@ -221,7 +221,13 @@ pub(crate) fn decode(
     if let Some(domain) = session.domains.get_mut(&domain_id) {
         if ipfix {
             if sequence_known {
-                domain.observe_sequence(stats, sequence, data_records, Counted::Records);
+                domain.observe_records(
+                    stats,
+                    sequence,
+                    data_records,
+                    summary.options_records,
+                    Counted::Records,
+                );
             } else {
                 domain.sequence.resync();
             }
