@@ -8,6 +8,7 @@ mod decode;
 mod probe;
 mod query;
 mod serve;
+mod sql;
 mod status;
 
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ enum Command {
     /// Query stored flows: a filter, group-by fields, aggregates, top-N and
     /// time buckets (see docs/query.md for the filter language).
     Query(Box<QueryArgs>),
+    /// Read-only SQL over the stored Parquet files (DataFusion; in builds
+    /// with the `sql` feature): tables flows, flows_1m, flows_1h, health,
+    /// packet_reports, interface_counters.
+    Sql(SqlArgs),
     /// The health of a running `hopscope serve`: exporters, records,
     /// decode errors, telemetry loss, drops, store lag.
     Status(StatusArgs),
@@ -152,6 +157,25 @@ struct QueryArgs {
     /// Print what was scanned and pruned to stderr.
     #[arg(long)]
     explain: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct SqlArgs {
+    /// The query, such as "SELECT proto, sum(bytes) FROM flows GROUP BY proto".
+    query: String,
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    /// Give up after this long.
+    #[arg(long, default_value = "60s")]
+    timeout: String,
+    /// Memory for joins, sorts and aggregations (such as 512M, 2G).
+    #[arg(long, default_value = "1G")]
+    memory: String,
+    /// Print at most this many rows.
+    #[arg(long, default_value_t = 100_000)]
+    max_rows: usize,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -306,6 +330,7 @@ fn main() -> ExitCode {
                 }
                 Command::Query(args) => query::run(&args),
                 Command::Status(args) => status::run(&args),
+                Command::Sql(args) => sql::run(&args),
             }
         });
     match result {

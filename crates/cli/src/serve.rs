@@ -30,7 +30,7 @@ fn addresses(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
 }
 
 /// "50G", "512M", "0" → bytes (powers of 1024).
-fn parse_size(s: &str) -> Result<u64> {
+pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let (digits, scale) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),

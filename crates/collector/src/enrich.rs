@@ -256,9 +256,14 @@ impl Enricher {
         else {
             unreachable!("ENRICHMENT_FIELDS has eleven columns")
         };
-        // exporter and interface names
+        // exporter and interface names; each part is skipped when there is
+        // nothing to add, which is the common case at high rates
         let interfaces = interface_names(decoder);
         for (column, builder) in [("in_if", &mut *in_if_name), ("out_if", &mut *out_if_name)] {
+            if interfaces.is_empty() {
+                builder.append_nulls(rows);
+                continue;
+            }
             let ifs = batch
                 .column_by_name(column)
                 .map(|c| c.as_primitive::<UInt32Type>());
@@ -274,13 +279,28 @@ impl Enricher {
                 builder.append_option(name);
             }
         }
-        for row in 0..rows {
-            let name = exporters
-                .filter(|e| e.is_valid(row))
-                .and_then(|e| <[u8; 16]>::try_from(e.value(row)).ok())
-                .and_then(|a| self.exporter_names.get(&a));
-            exporter_name.append_option(name.map(|n| &**n));
+        if self.exporter_names.is_empty() {
+            exporter_name.append_nulls(rows);
+        } else {
+            // rows come in runs from one exporter
+            let mut last: Option<(&[u8], Option<&Arc<str>>)> = None;
+            for row in 0..rows {
+                let addr = exporters.filter(|e| e.is_valid(row)).map(|e| e.value(row));
+                let name = match (addr, last) {
+                    (Some(a), Some((l, name))) if a == l => name,
+                    (Some(a), _) => {
+                        let name = <[u8; 16]>::try_from(a)
+                            .ok()
+                            .and_then(|k| self.exporter_names.get(&k));
+                        last = Some((a, name));
+                        name
+                    }
+                    (None, _) => None,
+                };
+                exporter_name.append_option(name.map(|n| &**n));
+            }
         }
+        let addresses_known = !self.networks.tags.is_empty() || !self.mmdb.is_empty();
         // networks, countries, AS numbers
         let mut asn_columns: Vec<ArrayRef> = Vec::new();
         for (side, net_name, role, site, country) in [
@@ -303,6 +323,13 @@ impl Enricher {
                 .column_by_name(&format!("{side}_addr"))
                 .map(|c| c.as_fixed_size_binary());
             let as_column = batch.column_by_name(&format!("{side}_as")).cloned();
+            if !addresses_known {
+                for b in [net_name, role, site, country] {
+                    b.append_nulls(rows);
+                }
+                asn_columns.push(as_column.unwrap_or_else(|| std::sync::Arc::new(UInt32Array::new_null(rows))));
+                continue;
+            }
             let mut asn: Vec<Option<u32>> = match &as_column {
                 Some(c) => c.as_primitive::<UInt32Type>().iter().collect(),
                 None => vec![None; rows],

@@ -9,8 +9,8 @@
 //! that DuckDB, pandas or ClickHouse read as they are.
 //!
 //! The crate does not receive or decode anything: the collector hands it
-//! record batches of the `hopscope-schema` tables. SQL is not here either
-//! (DataFusion runs over the same files behind the binary's `sql` feature).
+//! record batches of the `hopscope-schema` tables. Ad-hoc SQL runs in
+//! DataFusion over the same files, behind the cargo feature `sql`.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +19,8 @@ mod maintain;
 pub mod query;
 pub mod render;
 mod scan;
+#[cfg(feature = "sql")]
+pub mod sql;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::layout::{HOUR_NS, Segment, Table, partition_dir, segment_file_name};
 use crate::{StoreError, TIME_COLUMN};
@@ -56,10 +57,18 @@ impl SegmentWriter {
         let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| {
             StoreError::Config(format!("zstd level {}: {e}", self.options.zstd_level))
         })?;
-        Ok(WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.options.row_group_rows))
             .set_statistics_enabled(EnabledStatistics::Chunk)
+            // dictionaries cost a hash per value and mostly fall back on
+            // addresses, ports, times and counters; zstd finds the repeats
+            .set_dictionary_enabled(false);
+        // names repeat endlessly: there a dictionary is the right encoding
+        for f in hopscope_schema::ENRICHMENT_FIELDS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(f.name), true);
+        }
+        Ok(props
             .set_created_by(concat!("hopscope ", env!("CARGO_PKG_VERSION")).to_string())
             .build())
     }

@@ -122,11 +122,21 @@ impl Partial {
     }
 
     /// Adds the other partial's groups to these.
-    fn absorb(&mut self, other: Partial, layout_stride: usize, measures: &[Measure]) {
-        let keys = other.index.keys(layout_stride);
-        let mut groups = Vec::new();
-        self.index
-            .assign(&keys, layout_stride, other.index.len(), &mut groups);
+    fn absorb(&mut self, other: Partial, stride: usize, measures: &[Measure]) {
+        // the other's groups, renumbered as ours, a slice of keys at a time
+        let mut groups = Vec::with_capacity(other.index.len());
+        let mut chunk = Vec::new();
+        let mut numbers = Vec::new();
+        let total = other.index.len();
+        for start in (0..total).step_by(4096) {
+            let end = (start + 4096).min(total);
+            chunk.clear();
+            for g in start..end {
+                chunk.extend_from_slice(other.index.key(g));
+            }
+            self.index.assign(&chunk, stride, end - start, &mut numbers);
+            groups.extend_from_slice(&numbers);
+        }
         self.grow(measures);
         for ((mine, theirs), m) in self.states.iter_mut().zip(other.states).zip(measures) {
             match (mine, theirs) {
@@ -270,7 +280,10 @@ pub fn execute(store: &Store, q: &Query) -> Result<QueryOutput, QueryError> {
 
 /// Columns a grouped query reads.
 fn needed_columns(q: &Query, measures: &[Measure]) -> Vec<&'static str> {
-    let mut cols: Vec<&'static str> = vec![TIME_COLUMN, "flows"];
+    let mut cols: Vec<&'static str> = vec!["flows"];
+    if needs_time(q) {
+        cols.push(TIME_COLUMN);
+    }
     cols.extend(q.group_by.iter().copied());
     cols.extend(measures.iter().filter_map(|m| m.field()));
     if let Some(f) = &q.filter {
@@ -281,13 +294,23 @@ fn needed_columns(q: &Query, measures: &[Measure]) -> Vec<&'static str> {
     cols
 }
 
+/// Whether a grouped query reads the time column: for its range, its
+/// buckets, or rates over the span of the data.
+fn needs_time(q: &Query) -> bool {
+    q.from_ns > i64::MIN
+        || q.to_ns < i64::MAX
+        || q.bucket_ns.is_some()
+        || q.aggregates.iter().any(|a| matches!(a, Aggregate::Bps | Aggregate::Pps))
+}
+
 /// The rows of a batch that pass the time range and the filter.
 fn select(q: &Query, batch: RecordBatch) -> Result<RecordBatch, QueryError> {
     let times = batch
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
     let mut mask: Option<BooleanArray> = None;
-    if let Some(times) = times {
+    let bounded = q.from_ns > i64::MIN || q.to_ns < i64::MAX;
+    if let Some(times) = times.filter(|_| bounded) {
         let values = times.values();
         let (lo, hi) = values
             .iter()
@@ -475,26 +498,46 @@ fn finish(
     measures: &[Measure],
     merged: Partial,
 ) -> Result<QueryOutput, QueryError> {
-    let stride = group_index(layout.width).1;
     let groups = merged.index.len();
-    let keys = merged.index.keys(stride);
     let range_ns = if q.from_ns > i64::MIN && q.to_ns < i64::MAX {
         Some(q.to_ns - q.from_ns)
     } else {
         merged.time.map(|(lo, hi)| (hi - lo).max(1_000_000_000))
     };
     let duration_s = q.bucket_ns.or(range_ns).map(|ns| ns as f64 / 1e9);
-
+    let (agg_fields, agg_columns) =
+        aggregate_columns(&q.aggregates, measures, &merged.states, groups, duration_s);
+    let order = q.order_by.clone().unwrap_or(OrderBy {
+        column: q.aggregates[0].column_name(),
+        descending: true,
+    });
+    let order_index = agg_fields.iter().position(|f| *f.name() == order.column);
+    // a top-N by an aggregate picks its groups before any key is built:
+    // millions of groups cost their sums, not their rows
+    let (selected, agg_columns): (Vec<u32>, Vec<ArrayRef>) = match (order_index, q.limit) {
+        (Some(i), Some(limit)) if layout.bucket_ns.is_none() => {
+            let options = arrow_ord::sort::SortOptions {
+                descending: order.descending,
+                nulls_first: false,
+            };
+            let indices = arrow_ord::sort::sort_to_indices(&agg_columns[i], Some(options), Some(limit))?;
+            let taken = agg_columns
+                .iter()
+                .map(|c| arrow_select::take::take(c, &indices, None))
+                .collect::<Result<_, _>>()?;
+            (indices.values().to_vec(), taken)
+        }
+        _ => ((0..groups as u32).collect(), agg_columns),
+    };
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for f in &layout.fields {
         let name = f.name.unwrap_or("time_bucket");
-        let (field, array) = key_column(name, f, &keys, stride, groups, &merged.texts);
+        let (field, array) = key_column(name, f, merged.index.as_ref(), &selected, &merged.texts);
         fields.push(field);
         columns.push(array);
     }
-    let (agg_fields, agg_columns) =
-        aggregate_columns(&q.aggregates, measures, &merged.states, groups, duration_s);
+    let preselected = selected.len() < groups || (q.limit.is_some() && layout.bucket_ns.is_none() && order_index.is_some());
     fields.extend(agg_fields);
     columns.extend(agg_columns);
     let schema = Arc::new(Schema::new(fields));
@@ -521,7 +564,11 @@ fn finish(
     );
     let totals = RecordBatch::try_new(Arc::new(Schema::new(tf)), tc)?;
 
-    let rows = order_and_limit(q, layout, rows, &keys, stride)?;
+    let rows = if preselected {
+        rows
+    } else {
+        order_and_limit(q, layout, rows, merged.index.as_ref(), &order)?
+    };
     Ok(QueryOutput {
         rows,
         totals: Some(totals),
@@ -534,13 +581,14 @@ fn finish(
 fn key_column(
     name: &str,
     f: &super::group::KeyField,
-    keys: &[u8],
-    stride: usize,
-    groups: usize,
+    index: &dyn GroupIndex,
+    selected: &[u32],
     texts: &HashMap<u64, String, FixedState>,
 ) -> (Field, ArrayRef) {
-    let null = |g: usize| null_flags(keys, g * stride) & f.null_bit != 0;
-    let bytes = |g: usize| &keys[g * stride + f.offset..g * stride + f.offset + f.width];
+    let groups = selected.len();
+    let key = |i: usize| index.key(selected[i] as usize);
+    let null = |i: usize| null_flags(key(i), 0) & f.null_bit != 0;
+    let bytes = |i: usize| &key(i)[f.offset..f.offset + f.width];
     let u64_at = |g: usize| {
         let mut b = [0u8; 8];
         b[..f.width].copy_from_slice(bytes(g));
@@ -712,14 +760,9 @@ fn order_and_limit(
     q: &Query,
     layout: &KeyLayout,
     rows: RecordBatch,
-    keys: &[u8],
-    stride: usize,
+    index: &dyn GroupIndex,
+    order: &OrderBy,
 ) -> Result<RecordBatch, QueryError> {
-    let default_order = OrderBy {
-        column: q.aggregates[0].column_name(),
-        descending: true,
-    };
-    let order = q.order_by.clone().unwrap_or(default_order);
     let column = rows.column_by_name(&order.column).ok_or_else(|| {
         QueryError::Plan(format!(
             "cannot order by '{}': not a result column",
@@ -740,11 +783,10 @@ fn order_and_limit(
         && !q.group_by.is_empty()
     {
         // the key without its null bit and bucket: the series it belongs to
+        // rows are in group order here: row g is group g
         let series = |g: usize| {
-            (
-                null_flags(keys, g * stride) >> 1,
-                &keys[g * stride + NULL_FLAG_BYTES + 8..g * stride + layout.width],
-            )
+            let key = index.key(g);
+            (null_flags(key, 0) >> 1, &key[NULL_FLAG_BYTES + 8..layout.width])
         };
         let mut totals: HashMap<(u16, &[u8]), f64> = HashMap::new();
         for (g, v) in column_as_f64(column).into_iter().enumerate() {

@@ -15,6 +15,7 @@ use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32T
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use foldhash::fast::FixedState;
+use hashbrown::HashTable;
 use hopscope_schema::Kind;
 
 use super::QueryError;
@@ -232,38 +233,51 @@ pub(crate) trait GroupIndex: Send {
     /// next numbers.
     fn assign(&mut self, keys: &[u8], stride: usize, rows: usize, groups: &mut Vec<u32>);
     fn len(&self) -> usize;
-    /// Every key, in group-number order, each `stride` bytes.
-    fn keys(&self, stride: usize) -> Vec<u8>;
+    /// The key of group `g` (`stride` bytes).
+    fn key(&self, g: usize) -> &[u8];
 }
 
+/// Keys in an arena, found through a table of their group numbers: 4 bytes
+/// a slot instead of a whole key, which matters at millions of groups.
 struct Table<const N: usize> {
-    map: HashMap<[u8; N], u32, FixedState>,
+    slots: HashTable<u32>,
+    keys: Vec<[u8; N]>,
+    hasher: FixedState,
 }
 
 impl<const N: usize> GroupIndex for Table<N> {
     fn assign(&mut self, keys: &[u8], stride: usize, rows: usize, groups: &mut Vec<u32>) {
+        let Table {
+            slots,
+            keys: arena,
+            hasher,
+        } = self;
         groups.clear();
         groups.reserve(rows);
         for row in 0..rows {
             let key: [u8; N] = keys[row * stride..row * stride + N]
                 .try_into()
                 .expect("stride is N");
-            let next = self.map.len() as u32;
-            groups.push(*self.map.entry(key).or_insert(next));
+            let hash = hasher.hash_one(key);
+            let group = match slots.find(hash, |&g| arena[g as usize] == key) {
+                Some(&g) => g,
+                None => {
+                    let g = arena.len() as u32;
+                    arena.push(key);
+                    slots.insert_unique(hash, g, |&g| hasher.hash_one(arena[g as usize]));
+                    g
+                }
+            };
+            groups.push(group);
         }
     }
 
     fn len(&self) -> usize {
-        self.map.len()
+        self.keys.len()
     }
 
-    fn keys(&self, stride: usize) -> Vec<u8> {
-        let mut out = vec![0u8; self.map.len() * stride];
-        for (key, &group) in &self.map {
-            let at = group as usize * stride;
-            out[at..at + N].copy_from_slice(key);
-        }
-        out
+    fn key(&self, g: usize) -> &[u8] {
+        &self.keys[g]
     }
 }
 
@@ -273,7 +287,9 @@ pub(crate) fn group_index(width: usize) -> (Box<dyn GroupIndex>, usize) {
         ($($n:literal)*) => {
             $(if width <= $n {
                 let table: Box<dyn GroupIndex> = Box::new(Table::<$n> {
-                    map: HashMap::with_hasher(FixedState::with_seed(0x9e3779b97f4a7c15)),
+                    slots: HashTable::new(),
+                    keys: Vec::new(),
+                    hasher: FixedState::with_seed(0x9e3779b97f4a7c15),
                 });
                 return (table, $n);
             })*
