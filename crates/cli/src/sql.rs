@@ -15,7 +15,9 @@ pub fn run(args: &SqlArgs) -> Result<ExitCode> {
 
     let limits = SqlLimits {
         memory_bytes: crate::serve::parse_size(&args.memory)? as usize,
-        timeout: std::time::Duration::from_nanos(crate::probe::parse_duration(&args.timeout)? as u64),
+        timeout: std::time::Duration::from_nanos(
+            crate::probe::parse_duration(&args.timeout)? as u64
+        ),
         max_rows: args.max_rows,
     };
     let store = Store::open(&args.data_dir, WriteOptions::default())

@@ -327,7 +327,9 @@ impl Enricher {
                 for b in [net_name, role, site, country] {
                     b.append_nulls(rows);
                 }
-                asn_columns.push(as_column.unwrap_or_else(|| std::sync::Arc::new(UInt32Array::new_null(rows))));
+                asn_columns.push(
+                    as_column.unwrap_or_else(|| std::sync::Arc::new(UInt32Array::new_null(rows))),
+                );
                 continue;
             }
             let mut asn: Vec<Option<u32>> = match &as_column {

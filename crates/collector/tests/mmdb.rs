@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::{Array, RecordBatch};
-use hopscope_collector::{Enricher, NetworkTag};
 use hopscope_collector::enrich::EnrichCache;
+use hopscope_collector::{Enricher, NetworkTag};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, ipv4_mapped};
 use hopscope_wire::Decoder;
 
@@ -179,9 +179,15 @@ fn countries_and_as_numbers_come_from_the_mmdb_and_networks_from_the_config() {
     let fr = Some("FR".to_string());
     assert_eq!(texts(&out, "src_country"), [fr.clone(), fr.clone(), None]);
     assert_eq!(texts(&out, "dst_country"), [Some("JP".into()), None, fr]);
-    let src_as = out.column_by_name("src_as").unwrap().as_primitive::<UInt32Type>();
+    let src_as = out
+        .column_by_name("src_as")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
     // the MMDB fills the AS only where the exporter sent none
-    assert_eq!(src_as.iter().collect::<Vec<_>>(), [Some(64500), Some(65001), None]);
+    assert_eq!(
+        src_as.iter().collect::<Vec<_>>(),
+        [Some(64500), Some(65001), None]
+    );
     assert_eq!(
         texts(&out, "src_net_name"),
         [Some("paris-dc".into()), Some("paris-dc".into()), None]

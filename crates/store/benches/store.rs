@@ -65,13 +65,24 @@ fn write(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), WriteOptions::default()).unwrap();
     let batch = flows(ROWS, 0);
-    let segment = store.writer().write(Table::Flows, std::slice::from_ref(&batch)).unwrap();
-    eprintln!("segment size: {:.1} bytes per flow", segment[0].bytes as f64 / ROWS as f64);
+    let segment = store
+        .writer()
+        .write(Table::Flows, std::slice::from_ref(&batch))
+        .unwrap();
+    eprintln!(
+        "segment size: {:.1} bytes per flow",
+        segment[0].bytes as f64 / ROWS as f64
+    );
     let mut g = c.benchmark_group("store");
     g.throughput(Throughput::Elements(ROWS as u64));
     g.sample_size(10);
     g.bench_function("write segment (rows/s)", |b| {
-        b.iter(|| store.writer().write(Table::Flows, std::slice::from_ref(&batch)).unwrap())
+        b.iter(|| {
+            store
+                .writer()
+                .write(Table::Flows, std::slice::from_ref(&batch))
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -81,7 +92,10 @@ fn query(c: &mut Criterion) {
     let store = Arc::new(Store::open(dir.path(), WriteOptions::default()).unwrap());
     let segments = 8;
     for s in 0..segments {
-        store.writer().write(Table::Flows, &[flows(ROWS, s)]).unwrap();
+        store
+            .writer()
+            .write(Table::Flows, &[flows(ROWS, s)])
+            .unwrap();
     }
     let mut g = c.benchmark_group("query");
     g.throughput(Throughput::Elements(ROWS as u64 * u64::from(segments)));
@@ -92,14 +106,19 @@ fn query(c: &mut Criterion) {
         ..Query::default()
     };
     top.group_by_names(&["src_addr"]).unwrap();
-    g.bench_function("top 10 sources by bytes (rows/s)", |b| b.iter(|| execute(&store, &top).unwrap()));
+    g.bench_function("top 10 sources by bytes (rows/s)", |b| {
+        b.iter(|| execute(&store, &top).unwrap())
+    });
     let mut five = Query {
         aggregates: vec![Aggregate::Sum("bytes")],
         limit: Some(10),
         ..Query::default()
     };
-    five.group_by_names(&["src_addr", "dst_addr", "src_port", "dst_port", "proto"]).unwrap();
-    g.bench_function("5-tuple group-by (rows/s)", |b| b.iter(|| execute(&store, &five).unwrap()));
+    five.group_by_names(&["src_addr", "dst_addr", "src_port", "dst_port", "proto"])
+        .unwrap();
+    g.bench_function("5-tuple group-by (rows/s)", |b| {
+        b.iter(|| execute(&store, &five).unwrap())
+    });
     g.finish();
 }
 

@@ -115,11 +115,19 @@ async fn query(store: &Store, sql: &str, limits: SqlLimits) -> Result<SqlOutput,
     let env = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
         .build_arc()?;
-    let config = SessionConfig::new().with_information_schema(true);
+    // segments sit two directories down (day, hour)
+    let config = SessionConfig::new().with_information_schema(true).set_bool(
+        "datafusion.execution.listing_table_ignore_subdirectory",
+        false,
+    );
     let ctx = SessionContext::new_with_config_rt(config, env);
     for table in Table::ALL {
         let dir = store.root().join(table.dir_name());
-        if store.segments(table).map_err(|e| SqlError::Runtime(e.to_string()))?.is_empty() {
+        if store
+            .segments(table)
+            .map_err(|e| SqlError::Runtime(e.to_string()))?
+            .is_empty()
+        {
             continue;
         }
         let options = ParquetReadOptions::default().file_extension(".parquet");
@@ -166,7 +174,10 @@ mod tests {
                 ..FlowRecord::default()
             });
         }
-        store.writer().write(Table::Flows, &[b.finish().unwrap()]).unwrap();
+        store
+            .writer()
+            .write(Table::Flows, &[b.finish().unwrap()])
+            .unwrap();
         (dir, store)
     }
 
@@ -187,8 +198,15 @@ mod tests {
     #[test]
     fn only_queries_run_and_limits_hold() {
         let (_dir, store) = store_with_flows();
-        for statement in ["DROP TABLE flows", "CREATE TABLE x AS SELECT 1", "INSERT INTO flows SELECT * FROM flows"] {
-            assert!(run_sql(&store, statement, SqlLimits::default()).is_err(), "{statement}");
+        for statement in [
+            "DROP TABLE flows",
+            "CREATE TABLE x AS SELECT 1",
+            "INSERT INTO flows SELECT * FROM flows",
+        ] {
+            assert!(
+                run_sql(&store, statement, SqlLimits::default()).is_err(),
+                "{statement}"
+            );
         }
         let limits = SqlLimits {
             max_rows: 10,

@@ -300,7 +300,9 @@ fn needs_time(q: &Query) -> bool {
     q.from_ns > i64::MIN
         || q.to_ns < i64::MAX
         || q.bucket_ns.is_some()
-        || q.aggregates.iter().any(|a| matches!(a, Aggregate::Bps | Aggregate::Pps))
+        || q.aggregates
+            .iter()
+            .any(|a| matches!(a, Aggregate::Bps | Aggregate::Pps))
 }
 
 /// The rows of a batch that pass the time range and the filter.
@@ -520,7 +522,8 @@ fn finish(
                 descending: order.descending,
                 nulls_first: false,
             };
-            let indices = arrow_ord::sort::sort_to_indices(&agg_columns[i], Some(options), Some(limit))?;
+            let indices =
+                arrow_ord::sort::sort_to_indices(&agg_columns[i], Some(options), Some(limit))?;
             let taken = agg_columns
                 .iter()
                 .map(|c| arrow_select::take::take(c, &indices, None))
@@ -537,7 +540,8 @@ fn finish(
         fields.push(field);
         columns.push(array);
     }
-    let preselected = selected.len() < groups || (q.limit.is_some() && layout.bucket_ns.is_none() && order_index.is_some());
+    let preselected = selected.len() < groups
+        || (q.limit.is_some() && layout.bucket_ns.is_none() && order_index.is_some());
     fields.extend(agg_fields);
     columns.extend(agg_columns);
     let schema = Arc::new(Schema::new(fields));
@@ -786,7 +790,10 @@ fn order_and_limit(
         // rows are in group order here: row g is group g
         let series = |g: usize| {
             let key = index.key(g);
-            (null_flags(key, 0) >> 1, &key[NULL_FLAG_BYTES + 8..layout.width])
+            (
+                null_flags(key, 0) >> 1,
+                &key[NULL_FLAG_BYTES + 8..layout.width],
+            )
         };
         let mut totals: HashMap<(u16, &[u8]), f64> = HashMap::new();
         for (g, v) in column_as_f64(column).into_iter().enumerate() {
