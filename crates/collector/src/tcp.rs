@@ -66,22 +66,11 @@ fn connection(mut stream: TcpStream, peer: SocketAddr, mut intake: Intake, stop:
                 let mut at = 0;
                 while buffer.len() - at >= 4 {
                     let header = &buffer[at..];
-                    if header[..2] != [0, 10] {
-                        // not IPFIX: the stream cannot be resynchronised
-                        let _ = intake.decoder.decode(
-                            peer,
-                            hopscope_wire::Transport::Tcp,
-                            now,
-                            &header[..4],
-                            &mut intake.out,
-                        );
-                        metrics.receive_errors.fetch_add(1, Ordering::Relaxed);
-                        at = buffer.len();
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
-                        break;
-                    }
                     let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-                    if len < 16 {
+                    let not_ipfix = header[..2] != [0, 10];
+                    if not_ipfix || len < 16 {
+                        // unframeable: the decoder counts the bad header, and
+                        // the stream cannot be resynchronised
                         let _ = intake.decoder.decode(
                             peer,
                             hopscope_wire::Transport::Tcp,
@@ -89,6 +78,9 @@ fn connection(mut stream: TcpStream, peer: SocketAddr, mut intake: Intake, stop:
                             &header[..4],
                             &mut intake.out,
                         );
+                        if not_ipfix {
+                            metrics.receive_errors.fetch_add(1, Ordering::Relaxed);
+                        }
                         at = buffer.len();
                         let _ = stream.shutdown(std::net::Shutdown::Both);
                         break;
