@@ -20,6 +20,7 @@ mod table;
 mod address;
 mod column;
 mod flows;
+mod journeys;
 mod time;
 
 pub use address::{format_addr, ip_to_mapped, ipv4_mapped, mac_to_u64, mapped_to_ip};
@@ -32,6 +33,7 @@ pub use flows::{
     exporter_health_schema, flow_schema, interface_counter_schema, packet_report_schema,
     stored_flow_schema,
 };
+pub use journeys::{JOURNEY_FIELDS, journey_schema};
 pub use table::{FieldInfo, clickhouse_ddl};
 pub use time::{civil_from_days, days_from_civil, format_time};
 

@@ -38,16 +38,19 @@ pub enum Table {
     PacketReports,
     /// sFlow interface counters.
     InterfaceCounters,
+    /// Journeys the correlator rebuilt: one flow across observation points.
+    Journeys,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Flows,
         Table::Flows1m,
         Table::Flows1h,
         Table::Health,
         Table::PacketReports,
         Table::InterfaceCounters,
+        Table::Journeys,
     ];
 
     pub fn dir_name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Table {
             Table::Health => "health",
             Table::PacketReports => "packet_reports",
             Table::InterfaceCounters => "interface_counters",
+            Table::Journeys => "journeys",
         }
     }
 

@@ -97,3 +97,70 @@ pub(crate) fn scan_segment(
     }
     Ok(())
 }
+
+impl crate::Store {
+    /// Reads the named columns of `table` for the rows whose time is in
+    /// `[from_ns, to_ns)`, batch by batch, oldest segment first: the way
+    /// other parts of hopscope (the correlator, the API) read tables the
+    /// flow executor does not cover. The time column is always read.
+    pub fn scan(
+        &self,
+        table: crate::Table,
+        columns: &[&str],
+        from_ns: i64,
+        to_ns: i64,
+        mut each: impl FnMut(RecordBatch) -> Result<(), StoreError>,
+    ) -> Result<ScanStats, StoreError> {
+        let mut columns = columns.to_vec();
+        if !columns.contains(&TIME_COLUMN) {
+            columns.push(TIME_COLUMN);
+        }
+        let mut stats = ScanStats::default();
+        for segment in self.segments(table)? {
+            if !segment.overlaps(from_ns, to_ns) {
+                stats.segments_pruned += 1;
+                continue;
+            }
+            scan_segment(&segment, &columns, from_ns, to_ns, &mut stats, |batch| {
+                let time = batch
+                    .column_by_name(TIME_COLUMN)
+                    .expect("time column projected");
+                let time = arrow_cast_time(time)?;
+                let from = arrow_array::TimestampNanosecondArray::new_scalar(from_ns);
+                let to = arrow_array::TimestampNanosecondArray::new_scalar(to_ns);
+                let keep = arrow_arith::boolean::and(
+                    &arrow_ord::cmp::gt_eq(&time, &from)?,
+                    &arrow_ord::cmp::lt(&time, &to)?,
+                )?;
+                let batch = if keep.true_count() == batch.num_rows() {
+                    batch
+                } else {
+                    arrow_select::filter::filter_record_batch(&batch, &keep)?
+                };
+                if batch.num_rows() == 0 {
+                    return Ok(());
+                }
+                each(batch)
+            })?;
+        }
+        Ok(stats)
+    }
+}
+
+/// The time column without its time zone, so that it compares with a plain
+/// nanosecond scalar.
+fn arrow_cast_time(
+    column: &arrow_array::ArrayRef,
+) -> Result<arrow_array::TimestampNanosecondArray, arrow_schema::ArrowError> {
+    use arrow_array::Array as _;
+    let values = column
+        .as_any()
+        .downcast_ref::<arrow_array::TimestampNanosecondArray>()
+        .ok_or_else(|| {
+            arrow_schema::ArrowError::SchemaError(format!(
+                "{TIME_COLUMN} is {}, not nanosecond timestamps",
+                column.data_type()
+            ))
+        })?;
+    Ok(values.clone().with_timezone_opt(None::<&str>))
+}

@@ -148,6 +148,7 @@ struct OptionsValues<'a> {
     sampling: Sampling,
     if_index: Option<u32>,
     if_name: Option<&'a [u8]>,
+    point_id: Option<u64>,
     system_init_ms: Option<i64>,
 }
 
@@ -777,6 +778,7 @@ fn options_record(
             Action::SamplerId | Action::SelectorId => values.sampling.sampler = Some(v()),
             Action::InIf => values.if_index = Some(v() as u32),
             Action::InterfaceName => values.if_name = Some(value),
+            Action::ObservationPoint => values.point_id = Some(v()),
             Action::SystemInitMillis => values.system_init_ms = Some(v() as i64),
             _ => {}
         }
@@ -784,13 +786,25 @@ fn options_record(
     if let Some(rate) = values.sampling.rate() {
         domain.sampling.insert(values.sampling.sampler, rate);
     }
-    if let (Some(index), Some(name)) = (values.if_index, values.if_name) {
-        let name = String::from_utf8_lossy(name)
+    let name = values.if_name.map(|n| {
+        String::from_utf8_lossy(n)
             .trim_end_matches('\0')
-            .to_string();
-        if domain.interface_names.len() < 65536 || domain.interface_names.contains_key(&index) {
+            .to_string()
+    });
+    // names are kept up to a bound, so an exporter cannot grow the state without end
+    match (values.if_index, values.point_id, name) {
+        (Some(index), _, Some(name))
+            if domain.interface_names.len() < 65536
+                || domain.interface_names.contains_key(&index) =>
+        {
             domain.interface_names.insert(index, name);
         }
+        (None, Some(point), Some(name))
+            if domain.point_names.len() < 65536 || domain.point_names.contains_key(&point) =>
+        {
+            domain.point_names.insert(point, name);
+        }
+        _ => {}
     }
     if let Some(init) = values.system_init_ms {
         domain.system_init_ms = Some(init);

@@ -238,6 +238,8 @@ pub struct DomainState {
     pub(crate) sampling: FastMap<Option<u64>, u64>,
     /// Interface names from options records, by ifIndex.
     pub(crate) interface_names: FastMap<u32, String>,
+    /// Observation point names from options records (IE 138 with IE 82).
+    pub(crate) point_names: FastMap<u64, String>,
     /// `systemInitTimeMilliseconds` from options records.
     pub(crate) system_init_ms: Option<i64>,
     /// Highest drop count reported per sFlow source, to count the increase.
@@ -255,6 +257,12 @@ impl DomainState {
 
     pub fn interface_name(&self, if_index: u32) -> Option<&str> {
         self.interface_names.get(&if_index).map(String::as_str)
+    }
+
+    /// Every observation point name learnt from options records, by
+    /// observationPointId: how journeys name their hops.
+    pub fn point_names(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.point_names.iter().map(|(&i, n)| (i, n.as_str()))
     }
 
     /// Templates held right now.

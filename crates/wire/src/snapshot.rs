@@ -35,6 +35,9 @@ pub struct DomainSnapshot {
     /// Sampling rates by sampler id (`None`: domain-wide).
     pub sampling: Vec<(Option<u64>, u64)>,
     pub interface_names: Vec<(u32, String)>,
+    /// Observation point names by id (absent in snapshots of older versions).
+    #[serde(default)]
+    pub point_names: Vec<(u64, String)>,
     pub system_init_ms: Option<i64>,
 }
 
@@ -99,12 +102,19 @@ impl DomainState {
             .map(|(&k, v)| (k, v.clone()))
             .collect();
         interface_names.sort_unstable();
+        let mut point_names: Vec<_> = self
+            .point_names
+            .iter()
+            .map(|(&k, v)| (k, v.clone()))
+            .collect();
+        point_names.sort_unstable();
         DomainSnapshot {
             domain,
             templates,
             sequence: self.sequence,
             sampling,
             interface_names,
+            point_names,
             system_init_ms: self.system_init_ms,
         }
     }
@@ -130,6 +140,9 @@ impl DomainState {
         state
             .interface_names
             .extend(snapshot.interface_names.iter().cloned());
+        state
+            .point_names
+            .extend(snapshot.point_names.iter().cloned());
         state.system_init_ms = snapshot.system_init_ms;
         state
     }

@@ -113,8 +113,29 @@ pub fn field_kind(name: &str) -> Option<(&'static str, Kind)> {
         .map(|f| (f.name, f.kind))
 }
 
-/// Parses a filter; an empty filter is `None` (everything matches).
+/// Every column a journey filter may name, with its kind.
+pub fn journey_field_kind(name: &str) -> Option<(&'static str, Kind)> {
+    hopscope_schema::JOURNEY_FIELDS
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| (f.name, f.kind))
+}
+
+/// Parses a filter over flows; an empty filter is `None` (everything matches).
 pub fn parse_filter(text: &str) -> Result<Option<Expr>, FilterError> {
+    parse_filter_over(text, field_kind)
+}
+
+/// Parses a filter over journeys: the same language, with the journey
+/// table's columns (`lost > 0`, `path "r2"`...).
+pub fn parse_journey_filter(text: &str) -> Result<Option<Expr>, FilterError> {
+    parse_filter_over(text, journey_field_kind)
+}
+
+fn parse_filter_over(
+    text: &str,
+    fields: fn(&str) -> Option<(&'static str, Kind)>,
+) -> Result<Option<Expr>, FilterError> {
     let tokens = lex(text).map_err(|(position, message)| FilterError {
         filter: text.to_string(),
         position,
@@ -127,6 +148,7 @@ pub fn parse_filter(text: &str) -> Result<Option<Expr>, FilterError> {
         tokens,
         at: 0,
         end: text.len(),
+        fields,
     };
     let result = p.or().and_then(|e| match p.peek() {
         None => Ok(e),
@@ -221,6 +243,8 @@ struct Parser {
     at: usize,
     /// Position reported when the filter ends too early.
     end: usize,
+    /// The columns the filter may name.
+    fields: fn(&str) -> Option<(&'static str, Kind)>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -412,7 +436,7 @@ impl Parser {
                 {
                     return Ok(proto_is(proto));
                 }
-                let (field, kind) = field_kind(&kw).ok_or((
+                let (field, kind) = (self.fields)(&kw).ok_or((
                     keyword.pos,
                     format!("unknown field or keyword '{}'", keyword.text),
                 ))?;

@@ -16,7 +16,10 @@ use hopscope_schema::Kind;
 
 pub use eval::evaluate;
 pub use exec::execute;
-pub use filter::{CmpOp, Expr, FilterError, Value, field_kind, parse_filter};
+pub use filter::{
+    CmpOp, Expr, FilterError, Value, field_kind, journey_field_kind, parse_filter,
+    parse_journey_filter,
+};
 
 pub use crate::scan::ScanStats;
 

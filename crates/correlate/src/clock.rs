@@ -1,0 +1,319 @@
+//! Clock offsets between observation points, from the packets they both saw.
+//!
+//! For two points a and b, a packet going a→b shows `t_b − t_a = d_ab + θ`
+//! and one going b→a shows `t_b − t_a = θ − d_ba`, where θ is b's clock
+//! minus a's and the delays are positive. The minimum of the first and the
+//! maximum of the second bound θ from both sides; their midpoint is the NTP
+//! estimate, exact when the minimum delays are symmetric, and half their
+//! distance is its error bound (standards.md §6). Estimates are made per time
+//! bucket, so a drifting clock shows as a slope.
+//!
+//! Which of a and b is upstream is known from the TTL when a router sits
+//! between them; across a link (equal TTLs) it is known per flow from which
+//! direction's differences are larger, whatever the offset.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::key::CanonicalKey;
+use crate::observe::Observation;
+
+/// A point's clock relative to the journey's reference clock, valid around
+/// `at_ns`: `offset(t) = offset_ns + drift × (t − at_ns)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClockOffset {
+    pub at_ns: i64,
+    pub offset_ns: f64,
+    /// Nanoseconds gained per nanosecond (parts per million × 1e-6).
+    pub drift: f64,
+    /// Half-width of the interval the offset is known to lie in.
+    pub bound_ns: f64,
+    /// Estimated from traffic (false: configured).
+    pub estimated: bool,
+}
+
+impl ClockOffset {
+    pub fn known(offset_ns: i64) -> Self {
+        Self {
+            at_ns: 0,
+            offset_ns: offset_ns as f64,
+            drift: 0.0,
+            bound_ns: 0.0,
+            estimated: false,
+        }
+    }
+
+    pub fn at(&self, t_ns: i64) -> f64 {
+        self.offset_ns + self.drift * (t_ns - self.at_ns) as f64
+    }
+
+    /// A time on this point's clock, on the reference clock.
+    pub fn correct(&self, t_ns: i64) -> i64 {
+        t_ns - self.at(t_ns).round() as i64
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Group {
+    ttl_vote: i64,
+    sum: i128,
+    n: u64,
+    /// (bucket, min, max) of `t_b − t_a`.
+    buckets: Vec<(i64, i64, i64)>,
+}
+
+/// Differences of observation times per pair of points, per flow and
+/// direction, per time bucket: what the offset estimate is made from.
+/// Partitions merge by taking minima and maxima, so workers can each
+/// collect their keys.
+#[derive(Debug, Default)]
+pub(crate) struct ClockSamples {
+    bucket_ns: i64,
+    groups: HashMap<(u64, u64), HashMap<(CanonicalKey, bool), Group>>,
+}
+
+/// Most observations of one trajectory used for pairs (a path longer than
+/// this still gets offsets through its first points' pairs).
+const MAX_PAIRED: usize = 16;
+
+impl ClockSamples {
+    pub fn new(bucket_ns: i64) -> Self {
+        Self {
+            bucket_ns: bucket_ns.max(1),
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Adds every pair of one trajectory's observations.
+    pub fn add(&mut self, trajectory: &[Observation]) {
+        let t = &trajectory[..trajectory.len().min(MAX_PAIRED)];
+        for (i, x) in t.iter().enumerate() {
+            for y in &t[i + 1..] {
+                let (a, b) = if x.point < y.point { (x, y) } else { (y, x) };
+                let d = b.time_ns - a.time_ns;
+                let (key, forward) = a.tuple.canonical(0);
+                let bucket = a.time_ns.div_euclid(self.bucket_ns);
+                let g = self
+                    .groups
+                    .entry((a.point, b.point))
+                    .or_default()
+                    .entry((key, forward))
+                    .or_default();
+                g.ttl_vote += (i64::from(a.ttl) - i64::from(b.ttl)).signum();
+                g.sum += i128::from(d);
+                g.n += 1;
+                match g.buckets.iter_mut().find(|(k, _, _)| *k == bucket) {
+                    Some((_, lo, hi)) => {
+                        *lo = (*lo).min(d);
+                        *hi = (*hi).max(d);
+                    }
+                    None => g.buckets.push((bucket, d, d)),
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: ClockSamples) {
+        for (pair, groups) in other.groups {
+            let mine = self.groups.entry(pair).or_default();
+            for (k, g) in groups {
+                let m = mine.entry(k).or_default();
+                m.ttl_vote += g.ttl_vote;
+                m.sum += g.sum;
+                m.n += g.n;
+                for (bucket, lo, hi) in g.buckets {
+                    match m.buckets.iter_mut().find(|(k, _, _)| *k == bucket) {
+                        Some((_, l, h)) => {
+                            *l = (*l).min(lo);
+                            *h = (*h).max(hi);
+                        }
+                        None => m.buckets.push((bucket, lo, hi)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// θ (b's clock minus a's) for every pair seen in both directions.
+    fn pair_estimates(&self) -> Vec<((u64, u64), ClockOffset)> {
+        let mut out = Vec::new();
+        for (&pair, groups) in &self.groups {
+            // per bucket: min of a→b differences, max of b→a differences
+            let mut up: HashMap<i64, (i64, i64)> = HashMap::new();
+            for ((key, forward), g) in groups {
+                let a_upstream = if g.ttl_vote != 0 {
+                    g.ttl_vote > 0
+                } else if let Some(o) = groups.get(&(*key, !forward)) {
+                    g.sum * i128::from(o.n) > o.sum * i128::from(g.n)
+                } else {
+                    continue;
+                };
+                for &(bucket, lo, hi) in &g.buckets {
+                    let e = up.entry(bucket).or_insert((i64::MAX, i64::MIN));
+                    if a_upstream {
+                        e.0 = e.0.min(lo);
+                    } else {
+                        e.1 = e.1.max(hi);
+                    }
+                }
+            }
+            let both: Vec<(f64, f64, f64)> = up
+                .iter()
+                .filter(|(_, (m1, m2))| *m1 != i64::MAX && *m2 != i64::MIN)
+                .map(|(&bucket, &(m1, m2))| {
+                    let mid = (bucket as f64 + 0.5) * self.bucket_ns as f64;
+                    (
+                        mid,
+                        (m1 as f64 + m2 as f64) / 2.0,
+                        (m1 as f64 - m2 as f64) / 2.0,
+                    )
+                })
+                .collect();
+            if both.is_empty() {
+                continue;
+            }
+            out.push((pair, fit(&both)));
+        }
+        out.sort_by_key(|(pair, _)| *pair);
+        out
+    }
+}
+
+/// A line through per-bucket estimates (least squares) when there are
+/// enough of them to see a drift, their mean otherwise.
+fn fit(points: &[(f64, f64, f64)]) -> ClockOffset {
+    let n = points.len() as f64;
+    let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_o = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let bound = points.iter().map(|p| p.2).fold(f64::MIN, f64::max);
+    let mut drift = 0.0;
+    if points.len() >= 3 {
+        let sxx: f64 = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum();
+        let sxy: f64 = points.iter().map(|p| (p.0 - mean_t) * (p.1 - mean_o)).sum();
+        if sxx > 0.0 {
+            drift = sxy / sxx;
+        }
+    }
+    ClockOffset {
+        at_ns: mean_t as i64,
+        offset_ns: mean_o,
+        drift,
+        bound_ns: bound,
+        estimated: true,
+    }
+}
+
+/// Offsets of every point reachable through estimated pairs, relative to
+/// one reference point, by the tightest pairs first; configured offsets
+/// (`known`) win and anchor the rest.
+pub(crate) fn offsets(
+    samples: &ClockSamples,
+    known: &HashMap<u64, i64>,
+) -> HashMap<u64, ClockOffset> {
+    let mut result: HashMap<u64, ClockOffset> = known
+        .iter()
+        .map(|(&p, &o)| (p, ClockOffset::known(o)))
+        .collect();
+    let mut pairs = samples.pair_estimates();
+    pairs.sort_by(|x, y| x.1.bound_ns.total_cmp(&y.1.bound_ns));
+    loop {
+        if result.is_empty() {
+            // anchor: the point with the most estimated pairs
+            let mut degree: HashMap<u64, usize> = HashMap::new();
+            for ((a, b), _) in &pairs {
+                *degree.entry(*a).or_default() += 1;
+                *degree.entry(*b).or_default() += 1;
+            }
+            let Some((&anchor, _)) = degree
+                .iter()
+                .max_by_key(|(p, d)| (**d, std::cmp::Reverse(**p)))
+            else {
+                return result;
+            };
+            result.insert(
+                anchor,
+                ClockOffset {
+                    estimated: true,
+                    ..ClockOffset::known(0)
+                },
+            );
+        }
+        // Prim: the tightest pair joining a known point to an unknown one
+        let next = pairs
+            .iter()
+            .find(|((a, b), _)| result.contains_key(a) != result.contains_key(b));
+        let Some(&((a, b), theta)) = next else {
+            break;
+        };
+        let (from, to, sign) = if result.contains_key(&a) {
+            (a, b, 1.0)
+        } else {
+            (b, a, -1.0)
+        };
+        let base = result[&from];
+        let at = theta.at_ns;
+        result.insert(
+            to,
+            ClockOffset {
+                at_ns: at,
+                offset_ns: base.at(at) + sign * theta.offset_ns,
+                drift: base.drift + sign * theta.drift,
+                bound_ns: base.bound_ns + theta.bound_ns,
+                estimated: true,
+            },
+        );
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::FlowTuple;
+
+    fn obs(point: u64, time_ns: i64, ttl: u8, reverse: bool) -> Observation {
+        let t = FlowTuple {
+            src: [1; 16],
+            dst: [2; 16],
+            src_port: 1,
+            dst_port: 2,
+            proto: 17,
+        };
+        Observation {
+            point,
+            exporter: ([0; 16], 0),
+            time_ns,
+            digest: 0,
+            ttl,
+            length: 0,
+            ip_version: 6,
+            tuple: if reverse { t.reversed() } else { t },
+        }
+    }
+
+    #[test]
+    fn offset_from_both_directions_across_a_link() {
+        // b's clock is 500 µs ahead; 100 µs each way at minimum; equal TTLs
+        let mut s = ClockSamples::new(1_000_000_000);
+        for i in 0..100i64 {
+            let t = i * 1_000_000 + 7;
+            let jitter = (i % 7) * 3_000;
+            s.add(&[
+                obs(1, t, 64, false),
+                obs(2, t + 100_000 + jitter + 500_000, 64, false),
+            ]);
+            s.add(&[
+                obs(2, t + 500_000, 64, true),
+                obs(1, t + 100_000 + jitter, 64, true),
+            ]);
+        }
+        let o = offsets(&s, &HashMap::new());
+        let rel = o[&2].at(0) - o[&1].at(0);
+        assert!((rel - 500_000.0).abs() < 1.0, "{rel}");
+        assert!(
+            o[&2].bound_ns >= 99_000.0,
+            "the bound covers the minimum delay"
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! The streaming correlator: reports in, journeys out, window by window.
+//!
+//! Observations wait in a buffer until their window (aligned to
+//! `window_ns`) can no longer grow: the watermark (the newest time the
+//! caller vouches for) has passed the window's end plus the longest path
+//! delay plus the export lateness. Then the window's observations are
+//! grouped into trajectories, the trajectories are spread over partitions
+//! by canonical flow key, clock samples are collected in each partition and
+//! merged into offsets, and each partition builds its journeys.
+
+use std::collections::HashMap;
+
+use arrow_array::Array;
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
+
+use crate::CorrelateError;
+use crate::clock::{ClockOffset, ClockSamples, offsets};
+use crate::journey::{Context, Journey, build};
+use crate::key::FlowTuple;
+use crate::observe::{ExporterId, Observation, read_reports, trajectories};
+
+/// How the correlator cuts time and what it is told about the network.
+#[derive(Debug, Clone)]
+pub struct CorrelatorConfig {
+    /// Journeys are built per window of this length.
+    pub window_ns: i64,
+    /// Longest time one packet takes from the first point to the last.
+    pub max_path_delay_ns: i64,
+    /// How long after a window's end its reports may still arrive
+    /// (probes' export intervals, collector flushes).
+    pub lateness_ns: i64,
+    /// Clock offsets are estimated per bucket of this length (drift shows
+    /// as a slope across buckets).
+    pub clock_bucket_ns: i64,
+    /// Workers, each owning the flow keys that hash to it.
+    pub partitions: usize,
+    /// Offsets known by configuration (points sharing a clock: 0).
+    pub known_offsets: HashMap<u64, i64>,
+    /// Points in path order, where TTL and time cannot tell (hops behind
+    /// one router interface, links).
+    pub topology: Vec<u64>,
+    /// Names of points by id (the probes send them in options records).
+    pub names: HashMap<u64, String>,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        Self {
+            window_ns: 10_000_000_000,
+            max_path_delay_ns: 2_000_000_000,
+            lateness_ns: 5_000_000_000,
+            clock_bucket_ns: 1_000_000_000,
+            partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            known_offsets: HashMap::new(),
+            topology: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
+}
+
+/// What the correlator did, for `/metrics` and `hopscope status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CorrelatorStats {
+    pub reports: u64,
+    /// Reports joined with a report of the same packet at another point.
+    pub matched: u64,
+    /// Reports of windows already closed: counted, not used.
+    pub late: u64,
+    /// Reports lacking a point, time or digest.
+    pub incomplete: u64,
+    pub windows: u64,
+    pub journeys: u64,
+}
+
+/// Telemetry counts of one exporter at one time (a health row).
+#[derive(Debug, Clone, Copy)]
+struct TelemetrySample {
+    time_ns: i64,
+    exporter: ExporterId,
+    records: u64,
+    lost: u64,
+}
+
+/// Streams packet reports into journeys.
+#[derive(Debug)]
+pub struct Correlator {
+    config: CorrelatorConfig,
+    buffer: Vec<Observation>,
+    /// Windows before this time are closed.
+    closed_until: i64,
+    telemetry: Vec<TelemetrySample>,
+    topology_rank: HashMap<u64, usize>,
+    /// Last offsets estimated, used where a window has too few packets.
+    last_offsets: HashMap<u64, ClockOffset>,
+    pub stats: CorrelatorStats,
+}
+
+impl Correlator {
+    pub fn new(config: CorrelatorConfig) -> Self {
+        let topology_rank = config
+            .topology
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (p, i))
+            .collect();
+        Self {
+            config,
+            buffer: Vec::new(),
+            closed_until: i64::MIN,
+            telemetry: Vec::new(),
+            topology_rank,
+            last_offsets: HashMap::new(),
+            stats: CorrelatorStats::default(),
+        }
+    }
+
+    /// Names a point (from the collector's options records).
+    pub fn set_name(&mut self, point: u64, name: &str) {
+        if self.config.names.get(&point).is_none_or(|n| n != name) {
+            self.config.names.insert(point, name.to_string());
+        }
+    }
+
+    /// Adds a batch of the `packet_reports` table.
+    pub fn add_reports(&mut self, batch: &RecordBatch) -> Result<(), CorrelateError> {
+        let mut obs = Vec::with_capacity(batch.num_rows());
+        self.stats.incomplete += read_reports(batch, &mut obs)?;
+        self.add_observations(obs);
+        Ok(())
+    }
+
+    pub fn add_observations(&mut self, obs: impl IntoIterator<Item = Observation>) {
+        for o in obs {
+            self.stats.reports += 1;
+            if o.time_ns < self.closed_until {
+                self.stats.late += 1;
+            } else {
+                self.buffer.push(o);
+            }
+        }
+    }
+
+    /// Adds rows of the `health` table: each exporter's records and lost
+    /// records (sequence gaps) per flush, from which telemetry loss is
+    /// subtracted before any loss is put on the network.
+    pub fn add_health(&mut self, batch: &RecordBatch) -> Result<(), CorrelateError> {
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| CorrelateError::Input(format!("health rows lack column {name}")))
+        };
+        let time = col("time_received_ns")?.as_primitive::<TimestampNanosecondType>();
+        let sampler = col("sampler_address")?.as_fixed_size_binary();
+        let domain = col("observation_domain_id")?.as_primitive::<UInt32Type>();
+        let records = col("flow_records")?.as_primitive::<UInt64Type>();
+        let lost = col("lost_records")?.as_primitive::<UInt64Type>();
+        for i in 0..batch.num_rows() {
+            if time.is_null(i) || sampler.is_null(i) {
+                continue;
+            }
+            self.add_telemetry(
+                time.value(i),
+                (
+                    sampler.value(i).try_into().unwrap_or([0; 16]),
+                    if domain.is_null(i) {
+                        0
+                    } else {
+                        domain.value(i)
+                    },
+                ),
+                if records.is_null(i) {
+                    0
+                } else {
+                    records.value(i)
+                },
+                if lost.is_null(i) { 0 } else { lost.value(i) },
+            );
+        }
+        Ok(())
+    }
+
+    /// Records that `exporter` delivered `records` and lost `lost` around `time_ns`.
+    pub fn add_telemetry(&mut self, time_ns: i64, exporter: ExporterId, records: u64, lost: u64) {
+        self.telemetry.push(TelemetrySample {
+            time_ns,
+            exporter,
+            records,
+            lost,
+        });
+    }
+
+    /// Observations waiting for their window to close.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Closes every window the watermark has passed.
+    pub fn advance(&mut self, watermark_ns: i64) -> Vec<Journey> {
+        let mut out = Vec::new();
+        let hold = self.config.max_path_delay_ns + self.config.lateness_ns;
+        while let Some(start) = self.next_window() {
+            let end = start.saturating_add(self.config.window_ns);
+            if watermark_ns < end.saturating_add(hold) {
+                break;
+            }
+            out.extend(self.close(start, end));
+        }
+        out
+    }
+
+    /// Closes every window (end of input).
+    pub fn finish(&mut self) -> Vec<Journey> {
+        let mut out = Vec::new();
+        while let Some(start) = self.next_window() {
+            out.extend(self.close(start, start.saturating_add(self.config.window_ns)));
+        }
+        out
+    }
+
+    fn next_window(&self) -> Option<i64> {
+        let min = self.buffer.iter().map(|o| o.time_ns).min()?;
+        Some(min - min.rem_euclid(self.config.window_ns))
+    }
+
+    fn close(&mut self, start: i64, end: i64) -> Vec<Journey> {
+        let horizon = end.saturating_add(self.config.max_path_delay_ns);
+        let (mut window, rest): (Vec<Observation>, Vec<Observation>) =
+            self.buffer.drain(..).partition(|o| o.time_ns < horizon);
+        self.buffer = rest;
+        window.sort_unstable_by_key(|o| (o.digest, o.time_ns));
+        let mut mine = Vec::new();
+        for (s, e) in trajectories(&window, self.config.max_path_delay_ns) {
+            let first = window[s as usize..e as usize]
+                .iter()
+                .map(|o| o.time_ns)
+                .min()
+                .expect("non-empty");
+            if first < end {
+                mine.push((s, e));
+            } else {
+                // a packet first seen after the window: the next one's
+                self.buffer
+                    .extend_from_slice(&window[s as usize..e as usize]);
+            }
+        }
+        self.closed_until = end;
+        self.stats.windows += 1;
+        self.stats.matched += mine
+            .iter()
+            .filter(|(s, e)| e - s > 1)
+            .map(|(s, e)| u64::from(e - s))
+            .sum::<u64>();
+
+        let rates = self.telemetry_rates(&window, start, end);
+        let journeys = self.build_partitioned(&window, &mine, &rates);
+        self.stats.journeys += journeys.len() as u64;
+        journeys
+    }
+
+    /// Fraction of each point's records its exporter lost in the window.
+    fn telemetry_rates(
+        &mut self,
+        window: &[Observation],
+        start: i64,
+        end: i64,
+    ) -> HashMap<u64, f64> {
+        let until = end.saturating_add(self.config.max_path_delay_ns + self.config.lateness_ns);
+        let mut per_exporter: HashMap<ExporterId, (u64, u64)> = HashMap::new();
+        for t in self
+            .telemetry
+            .iter()
+            .filter(|t| t.time_ns >= start && t.time_ns < until)
+        {
+            let e = per_exporter.entry(t.exporter).or_default();
+            e.0 += t.records;
+            e.1 += t.lost;
+        }
+        // samples up to the window's end will not be needed again
+        self.telemetry.retain(|t| t.time_ns >= end);
+        let mut rates = HashMap::new();
+        for o in window {
+            if let Some(&(records, lost)) = per_exporter.get(&o.exporter)
+                && lost > 0
+            {
+                rates.insert(o.point, lost as f64 / (records + lost) as f64);
+            }
+        }
+        rates
+    }
+
+    fn build_partitioned(
+        &mut self,
+        window: &[Observation],
+        mine: &[(u32, u32)],
+        rates: &HashMap<u64, f64>,
+    ) -> Vec<Journey> {
+        let parts = self.config.partitions.max(1);
+        // a journey is keyed by the tuple at its first hop (highest TTL)
+        let mut by_partition: Vec<HashMap<FlowTuple, Vec<(u32, u32)>>> =
+            (0..parts).map(|_| HashMap::new()).collect();
+        for &(s, e) in mine {
+            let first = window[s as usize..e as usize]
+                .iter()
+                .min_by_key(|o| (std::cmp::Reverse(o.ttl), o.time_ns))
+                .expect("non-empty");
+            let p = first.tuple.canonical(0).0.partition(parts);
+            by_partition[p].entry(first.tuple).or_default().push((s, e));
+        }
+        let bucket = self.config.clock_bucket_ns;
+        let samples: Vec<ClockSamples> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_partition
+                .iter()
+                .map(|groups| {
+                    scope.spawn(move || {
+                        let mut s = ClockSamples::new(bucket);
+                        for (a, b) in groups.values().flatten() {
+                            s.add(&window[*a as usize..*b as usize]);
+                        }
+                        s
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("clock worker"))
+                .collect()
+        });
+        let mut merged = ClockSamples::new(bucket);
+        for s in samples {
+            merged.merge(s);
+        }
+        let mut found = offsets(&merged, &self.config.known_offsets);
+        for (p, o) in &self.last_offsets {
+            found.entry(*p).or_insert(*o);
+        }
+        self.last_offsets.clone_from(&found);
+        let cx = Context {
+            offsets: &found,
+            telemetry_rate: rates,
+            names: &self.config.names,
+            topology_rank: &self.topology_rank,
+        };
+        let cx = &cx;
+        let mut journeys: Vec<Journey> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_partition
+                .iter()
+                .map(|groups| {
+                    scope.spawn(move || {
+                        groups
+                            .values()
+                            .map(|t| build(window, t, cx))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("journey worker"))
+                .collect()
+        });
+        journeys.sort_by_key(|j| (j.first_ns, j.tuple));
+        journeys
+    }
+}

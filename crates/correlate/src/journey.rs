@@ -1,0 +1,463 @@
+//! One journey: the trajectories of one directed flow in one window,
+//! turned into ordered hops, per-hop delays and per-segment loss.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::clock::ClockOffset;
+use crate::key::FlowTuple;
+use crate::loss::{poisson_upper, wilson_interval};
+use crate::observe::Observation;
+
+/// What the journey builder knows beyond the trajectories themselves.
+#[derive(Debug)]
+pub(crate) struct Context<'a> {
+    pub offsets: &'a HashMap<u64, ClockOffset>,
+    /// Fraction of each point's reports lost as telemetry (sequence gaps of
+    /// its exporter) in the window.
+    pub telemetry_rate: &'a HashMap<u64, f64>,
+    pub names: &'a HashMap<u64, String>,
+    /// Configured path order of points, where TTL and time cannot tell.
+    pub topology_rank: &'a HashMap<u64, usize>,
+}
+
+/// A flow followed across observation points in one window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Journey {
+    pub tuple: FlowTuple,
+    pub ip_version: u8,
+    pub community_id: String,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub hops: Vec<Hop>,
+    /// Between consecutive hops: `segments[i]` joins `hops[i]` and `hops[i + 1]`.
+    pub segments: Vec<Segment>,
+    pub end_to_end: Option<DelayStats>,
+    /// Selected packets seen at the first hop, their IP octets, and those seen at the last.
+    pub packets: u64,
+    pub bytes: u64,
+    pub delivered: u64,
+    /// Selected packets lost in the network, summed over segments.
+    pub lost: u64,
+    /// Reports missing because of telemetry loss (seen downstream but not
+    /// here, or explained by exporters' sequence gaps).
+    pub telemetry_lost: u64,
+    pub nat: Vec<NatTranslation>,
+    pub flags: Vec<&'static str>,
+}
+
+/// One position on the path; several points form an ECMP cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hop {
+    pub points: Vec<HopPoint>,
+    /// Trajectories seen before and after this hop but not at it.
+    pub telemetry_missing: u64,
+}
+
+/// An observation point's share of a hop.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopPoint {
+    pub point: u64,
+    pub name: String,
+    /// The node and interface, from a `node:interface` name.
+    pub node: String,
+    pub interface: String,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    pub clock: Option<ClockOffset>,
+}
+
+/// From one hop to the next.
+#[derive(Debug, Clone, Serialize)]
+pub struct Segment {
+    pub from: String,
+    pub to: String,
+    /// One-way delay, or its variation above the minimum when the two
+    /// clocks' offset is unknown (`delay_kind`).
+    pub delay: Option<DelayStats>,
+    pub delay_kind: &'static str,
+    pub loss: LossEstimate,
+}
+
+/// Delay figures in nanoseconds; negative values are kept and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DelayStats {
+    pub samples: u64,
+    pub min_ns: i64,
+    pub median_ns: i64,
+    pub p95_ns: i64,
+    pub max_ns: i64,
+    pub negative: u64,
+}
+
+/// Network loss on a segment and what it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct LossEstimate {
+    /// Selected packets seen at the upstream hop.
+    pub sent: u64,
+    pub lost: u64,
+    pub ratio: f64,
+    /// 95 % interval of the ratio (Wilson).
+    pub ratio_low: f64,
+    pub ratio_high: f64,
+    /// Packets last seen here that telemetry loss downstream explains.
+    pub telemetry_explained: u64,
+    pub evidence: String,
+}
+
+/// An address translation between two consecutive hops.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NatTranslation {
+    /// The first hop that saw the translated tuple.
+    pub at: String,
+    pub before: FlowTuple,
+    pub after: FlowTuple,
+    pub packets: u64,
+}
+
+impl DelayStats {
+    pub(crate) fn from_samples(mut v: Vec<i64>) -> Option<DelayStats> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some(DelayStats {
+            samples: v.len() as u64,
+            min_ns: v[0],
+            median_ns: at(0.5),
+            p95_ns: at(0.95),
+            max_ns: v[v.len() - 1],
+            negative: v.iter().take_while(|&&d| d < 0).count() as u64,
+        })
+    }
+}
+
+/// Splits `node:interface` names; a plain name is the node.
+fn node_and_interface(name: &str) -> (String, String) {
+    match name.split_once(':') {
+        Some((n, i)) => (n.to_string(), i.to_string()),
+        None => (name.to_string(), String::new()),
+    }
+}
+
+pub(crate) fn point_name(names: &HashMap<u64, String>, point: u64) -> String {
+    names
+        .get(&point)
+        .cloned()
+        .unwrap_or_else(|| format!("op-{point}"))
+}
+
+/// Builds the journey of `trajectories` (ranges into `obs`), all of one
+/// directed flow.
+pub(crate) fn build(obs: &[Observation], trajectories: &[(u32, u32)], cx: &Context<'_>) -> Journey {
+    // the points, and each observation's time on the reference clock
+    let mut points: Vec<u64> = Vec::new();
+    for &(s, e) in trajectories {
+        for o in &obs[s as usize..e as usize] {
+            if !points.contains(&o.point) {
+                points.push(o.point);
+            }
+        }
+    }
+    points.sort_unstable();
+    let index = |p: u64| points.binary_search(&p).expect("point listed");
+    let n = points.len();
+    let offsets_known = points.iter().all(|p| cx.offsets.contains_key(p));
+    let corrected = |o: &Observation| match cx.offsets.get(&o.point) {
+        Some(c) => c.correct(o.time_ns),
+        None => o.time_ns,
+    };
+
+    // order: pairwise votes (TTL, then configured topology, then time)
+    let mut votes = vec![0u32; n * n];
+    for &(s, e) in trajectories {
+        let t = &obs[s as usize..e as usize];
+        for (i, x) in t.iter().enumerate() {
+            for y in &t[i + 1..] {
+                let rank = |p: u64| cx.topology_rank.get(&p).copied();
+                let x_first = match x.ttl.cmp(&y.ttl) {
+                    std::cmp::Ordering::Greater => true,
+                    std::cmp::Ordering::Less => false,
+                    std::cmp::Ordering::Equal => match (rank(x.point), rank(y.point)) {
+                        (Some(a), Some(b)) if a != b => a < b,
+                        _ => corrected(x) <= corrected(y),
+                    },
+                };
+                let (a, b) = if x_first { (x, y) } else { (y, x) };
+                votes[index(a.point) * n + index(b.point)] += 1;
+            }
+        }
+    }
+    let before = |a: usize, b: usize| votes[a * n + b] > votes[b * n + a];
+    let mut order: Vec<usize> = (0..n).collect();
+    let score = |a: usize| -> i64 {
+        (0..n)
+            .map(|b| i64::from(before(a, b)) - i64::from(before(b, a)))
+            .sum()
+    };
+    order.sort_by_key(|&a| (std::cmp::Reverse(score(a)), points[a]));
+    let mut level = vec![0usize; n];
+    for (k, &x) in order.iter().enumerate() {
+        level[x] = order[..k]
+            .iter()
+            .filter(|&&p| before(p, x))
+            .map(|&p| level[p] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let levels = level.iter().copied().max().unwrap_or(0) + 1;
+
+    // per trajectory: the observation at each level
+    let mut at_level: Vec<Vec<Option<&Observation>>> = Vec::with_capacity(trajectories.len());
+    for &(s, e) in trajectories {
+        let mut row = vec![None; levels];
+        for o in &obs[s as usize..e as usize] {
+            let l = level[index(o.point)];
+            if row[l].is_none() {
+                row[l] = Some(o);
+            }
+        }
+        at_level.push(row);
+    }
+
+    // hops
+    let mut hops: Vec<Hop> = (0..levels)
+        .map(|_| Hop {
+            points: Vec::new(),
+            telemetry_missing: 0,
+        })
+        .collect();
+    for &x in &order {
+        let name = point_name(cx.names, points[x]);
+        let (node, interface) = node_and_interface(&name);
+        hops[level[x]].points.push(HopPoint {
+            point: points[x],
+            name,
+            node,
+            interface,
+            first_ns: i64::MAX,
+            last_ns: i64::MIN,
+            packets: 0,
+            bytes: 0,
+            ttl_min: u8::MAX,
+            ttl_max: 0,
+            clock: cx.offsets.get(&points[x]).copied(),
+        });
+    }
+    let mut spanning = vec![0u64; levels];
+    for row in &at_level {
+        let seen: Vec<usize> = (0..levels).filter(|&l| row[l].is_some()).collect();
+        let (first, last) = (seen[0], *seen.last().expect("non-empty"));
+        for (l, o) in row.iter().enumerate() {
+            match o {
+                Some(o) => {
+                    let hp = hops[l]
+                        .points
+                        .iter_mut()
+                        .find(|p| p.point == o.point)
+                        .expect("point on its level");
+                    hp.first_ns = hp.first_ns.min(o.time_ns);
+                    hp.last_ns = hp.last_ns.max(o.time_ns);
+                    hp.packets += 1;
+                    hp.bytes += u64::from(o.length);
+                    hp.ttl_min = hp.ttl_min.min(o.ttl);
+                    hp.ttl_max = hp.ttl_max.max(o.ttl);
+                }
+                None if l > first && l < last => hops[l].telemetry_missing += 1,
+                None => {}
+            }
+            if l > first && l < last {
+                spanning[l] += 1;
+            }
+        }
+    }
+    // the chance that a report of a packet that passed hop j is missing
+    let hop_rate: Vec<f64> = (0..levels)
+        .map(|l| {
+            let counted = hops[l]
+                .points
+                .iter()
+                .map(|p| cx.telemetry_rate.get(&p.point).copied().unwrap_or(0.0))
+                .fold(0.0, f64::max);
+            let seen = if spanning[l] > 0 {
+                hops[l].telemetry_missing as f64 / spanning[l] as f64
+            } else {
+                0.0
+            };
+            counted.max(seen)
+        })
+        .collect();
+
+    // segments
+    let mut flags: Vec<&'static str> = Vec::new();
+    let delay_kind = if offsets_known {
+        "one-way"
+    } else {
+        "variation"
+    };
+    let mut segments = Vec::with_capacity(levels.saturating_sub(1));
+    let mut telemetry_lost: u64 = hops.iter().map(|h| h.telemetry_missing).sum();
+    for i in 0..levels.saturating_sub(1) {
+        let mut sent = 0u64;
+        let mut last_here = 0u64;
+        let mut delays = Vec::new();
+        for row in &at_level {
+            let Some(a) = row[i] else { continue };
+            sent += 1;
+            if row[i + 1..].iter().all(Option::is_none) {
+                last_here += 1;
+            }
+            if let Some(b) = row[i + 1] {
+                delays.push(corrected(b) - corrected(a));
+            }
+        }
+        if !offsets_known && let Some(&min) = delays.iter().min() {
+            delays.iter_mut().for_each(|d| *d -= min);
+        }
+        let downstream: f64 = hop_rate[i + 1..].iter().product();
+        let expected = sent as f64 * downstream;
+        let (lost, explained) = if last_here <= poisson_upper(expected) {
+            (0, last_here)
+        } else {
+            let explained = (expected.round() as u64).min(last_here);
+            (last_here - explained, explained)
+        };
+        telemetry_lost += explained;
+        let (low, high) = wilson_interval(lost, sent);
+        let from = hop_label(&hops[i]);
+        let to = hop_label(&hops[i + 1]);
+        let evidence = format!(
+            "trajectories: {sent} selected packets seen at {from}, {last_here} not seen at {to} or after; \
+             downstream telemetry loss explains {explained}"
+        );
+        segments.push(Segment {
+            from,
+            to,
+            delay: DelayStats::from_samples(delays),
+            delay_kind,
+            loss: LossEstimate {
+                sent,
+                lost,
+                ratio: if sent > 0 {
+                    lost as f64 / sent as f64
+                } else {
+                    0.0
+                },
+                ratio_low: low,
+                ratio_high: high,
+                telemetry_explained: explained,
+                evidence,
+            },
+        });
+    }
+
+    // end to end, NAT, totals
+    let mut e2e = Vec::new();
+    let mut nat: Vec<NatTranslation> = Vec::new();
+    for row in &at_level {
+        if let (Some(a), Some(b)) = (row[0], row[levels - 1]) {
+            e2e.push(corrected(b) - corrected(a));
+        }
+        let mut prev: Option<&Observation> = None;
+        for (l, o) in row.iter().enumerate() {
+            let Some(o) = o else { continue };
+            if let Some(p) = prev
+                && p.tuple != o.tuple
+            {
+                let at = hop_label(&hops[l]);
+                let known = nat
+                    .iter()
+                    .position(|t| t.at == at && t.before == p.tuple && t.after == o.tuple);
+                match known {
+                    Some(i) => nat[i].packets += 1,
+                    None if nat.len() < 16 => nat.push(NatTranslation {
+                        at,
+                        before: p.tuple,
+                        after: o.tuple,
+                        packets: 1,
+                    }),
+                    None => {}
+                }
+            }
+            prev = Some(o);
+        }
+    }
+    if !offsets_known {
+        flags.push("offsets-unknown");
+        if let Some(&min) = e2e.iter().min() {
+            e2e.iter_mut().for_each(|d| *d -= min);
+        }
+    } else if points
+        .iter()
+        .any(|p| cx.offsets.get(p).is_some_and(|c| c.estimated))
+    {
+        flags.push("offsets-estimated");
+    }
+    let end_to_end = DelayStats::from_samples(e2e);
+    if segments
+        .iter()
+        .filter_map(|s| s.delay)
+        .chain(end_to_end)
+        .any(|d| d.negative > 0)
+    {
+        flags.push("negative-delay");
+    }
+    if hops.iter().any(|h| h.points.len() > 1) {
+        flags.push("ecmp");
+    }
+    if telemetry_lost > 0 {
+        flags.push("telemetry-loss");
+    }
+    if !nat.is_empty() {
+        flags.push("nat");
+    }
+    let first_obs = at_level
+        .iter()
+        .filter_map(|r| r.iter().flatten().next())
+        .min_by_key(|o| (std::cmp::Reverse(o.ttl), o.time_ns))
+        .expect("a trajectory");
+    let first_ns = hops
+        .iter()
+        .flat_map(|h| &h.points)
+        .map(|p| p.first_ns)
+        .min()
+        .unwrap_or(0);
+    let last_ns = hops
+        .iter()
+        .flat_map(|h| &h.points)
+        .map(|p| p.last_ns)
+        .max()
+        .unwrap_or(0);
+    Journey {
+        tuple: first_obs.tuple,
+        ip_version: first_obs.ip_version,
+        community_id: first_obs.tuple.community_id(),
+        first_ns,
+        last_ns,
+        packets: hops[0].points.iter().map(|p| p.packets).sum(),
+        bytes: hops[0].points.iter().map(|p| p.bytes).sum(),
+        delivered: hops[levels - 1].points.iter().map(|p| p.packets).sum(),
+        lost: segments.iter().map(|s| s.loss.lost).sum(),
+        telemetry_lost,
+        hops,
+        segments,
+        end_to_end,
+        nat,
+        flags,
+    }
+}
+
+/// A hop's points by name, ECMP members joined by `|`.
+pub(crate) fn hop_label(hop: &Hop) -> String {
+    hop.points
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join("|")
+}

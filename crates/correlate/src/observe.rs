@@ -1,0 +1,159 @@
+//! Observations: packet reports as the correlator reads them, and their
+//! grouping into trajectories (one selected packet's sightings).
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+
+use crate::CorrelateError;
+use crate::key::FlowTuple;
+
+/// Who exported a report: sampler address and observation domain. Telemetry
+/// loss is counted per exporter.
+pub type ExporterId = ([u8; 16], u32);
+
+/// One packet report: a selected packet seen at one observation point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    pub point: u64,
+    pub exporter: ExporterId,
+    /// Observation time on the point's own clock.
+    pub time_ns: i64,
+    pub digest: u64,
+    pub ttl: u8,
+    /// IP total length.
+    pub length: u32,
+    pub ip_version: u8,
+    pub tuple: FlowTuple,
+}
+
+/// Appends the observations of a `packet_reports` batch to `out`; returns
+/// how many rows were skipped because a field the correlator needs (point,
+/// time, digest) was missing.
+pub fn read_reports(
+    batch: &RecordBatch,
+    out: &mut Vec<Observation>,
+) -> Result<u64, CorrelateError> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| CorrelateError::Input(format!("packet reports lack column {name}")))
+    };
+    let point = col("observation_point_id")?.as_primitive::<UInt64Type>();
+    let time = col("observation_time_ns")?.as_primitive::<TimestampNanosecondType>();
+    let digest = col("digest")?.as_primitive::<UInt64Type>();
+    let ttl = col("ip_ttl")?.as_primitive::<UInt8Type>();
+    let length = col("length")?.as_primitive::<UInt32Type>();
+    let version = col("ip_version")?.as_primitive::<UInt8Type>();
+    let sampler = col("sampler_address")?.as_fixed_size_binary();
+    let domain = col("observation_domain_id")?.as_primitive::<UInt32Type>();
+    let src = col("src_addr")?.as_fixed_size_binary();
+    let dst = col("dst_addr")?.as_fixed_size_binary();
+    let sport = col("src_port")?.as_primitive::<UInt16Type>();
+    let dport = col("dst_port")?.as_primitive::<UInt16Type>();
+    let proto = col("proto")?.as_primitive::<UInt8Type>();
+    let addr = |a: &arrow_array::FixedSizeBinaryArray, i: usize| -> [u8; 16] {
+        if a.is_null(i) {
+            [0; 16]
+        } else {
+            a.value(i).try_into().unwrap_or([0; 16])
+        }
+    };
+    let mut skipped = 0;
+    out.reserve(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        if point.is_null(i) || time.is_null(i) || digest.is_null(i) {
+            skipped += 1;
+            continue;
+        }
+        out.push(Observation {
+            point: point.value(i),
+            exporter: (
+                addr(sampler, i),
+                if domain.is_null(i) {
+                    0
+                } else {
+                    domain.value(i)
+                },
+            ),
+            time_ns: time.value(i),
+            digest: digest.value(i),
+            ttl: if ttl.is_null(i) { 0 } else { ttl.value(i) },
+            length: if length.is_null(i) {
+                0
+            } else {
+                length.value(i)
+            },
+            ip_version: if version.is_null(i) {
+                0
+            } else {
+                version.value(i)
+            },
+            tuple: FlowTuple {
+                src: addr(src, i),
+                dst: addr(dst, i),
+                src_port: if sport.is_null(i) { 0 } else { sport.value(i) },
+                dst_port: if dport.is_null(i) { 0 } else { dport.value(i) },
+                proto: if proto.is_null(i) { 0 } else { proto.value(i) },
+            },
+        });
+    }
+    Ok(skipped)
+}
+
+/// Splits observations sorted by (digest, time) into trajectories: runs of
+/// one digest in which no point appears twice and which last at most
+/// `max_path_delay_ns`. A packet repeated with identical hashed fields (a
+/// retransmission) becomes a second trajectory instead of a loop.
+pub(crate) fn trajectories(sorted: &[Observation], max_path_delay_ns: i64) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    for i in 1..=sorted.len() {
+        let split = i == sorted.len() || {
+            let o = &sorted[i];
+            let first = &sorted[start];
+            o.digest != first.digest
+                || o.time_ns - first.time_ns > max_path_delay_ns
+                || sorted[start..i].iter().any(|p| p.point == o.point)
+        };
+        if split {
+            out.push((start as u32, i as u32));
+            start = i;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(point: u64, digest: u64, time_ns: i64) -> Observation {
+        Observation {
+            point,
+            exporter: ([0; 16], 0),
+            time_ns,
+            digest,
+            ttl: 64,
+            length: 100,
+            ip_version: 4,
+            tuple: FlowTuple::default(),
+        }
+    }
+
+    #[test]
+    fn repeated_digests_become_separate_trajectories() {
+        let sorted = [
+            obs(1, 7, 0),
+            obs(2, 7, 10),
+            obs(1, 7, 20), // same packet content again: a new trajectory
+            obs(2, 7, 30),
+            obs(1, 9, 0),
+            obs(1, 9, 5_000_000_000), // too far apart to be one packet
+        ];
+        assert_eq!(
+            trajectories(&sorted, 1_000_000_000),
+            vec![(0, 2), (2, 4), (4, 5), (5, 6)]
+        );
+    }
+}

@@ -1,0 +1,501 @@
+//! Scenarios and their simulation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::frames::{Header, build_frame};
+use crate::rng::Rng;
+
+/// A path, its points, its faults and its traffic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub seed: u64,
+    /// Unix time of the first packet.
+    #[serde(default = "default_start")]
+    pub start_ns: i64,
+    pub duration_ms: u64,
+    /// Positions on the path, first to last; each one point or an ECMP cluster.
+    pub hops: Vec<HopSpec>,
+    /// `links[i]` joins `hops[i]` and `hops[i + 1]`.
+    pub links: Vec<LinkSpec>,
+    pub traffic: Traffic,
+}
+
+fn default_start() -> i64 {
+    1_790_000_000_000_000_000
+}
+
+/// One position on the path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HopSpec {
+    /// One point, or several ECMP members (a flow takes one by its hash).
+    pub points: Vec<PointSpec>,
+}
+
+/// An observation point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointSpec {
+    /// `node:interface`.
+    pub name: String,
+    /// Clock error at the start, microseconds (positive: ahead).
+    #[serde(default)]
+    pub clock_offset_us: f64,
+    #[serde(default)]
+    pub drift_ppm: f64,
+    /// Probability that one of its reports never reaches the collector.
+    #[serde(default)]
+    pub telemetry_loss: f64,
+}
+
+impl PointSpec {
+    /// The observation point id, derived from the name as `hopscope probe` does.
+    pub fn id(&self) -> u64 {
+        u64::from(hopscope_probe::crc32(self.name.as_bytes(), 0))
+    }
+
+    /// This point's clock at true time `t`.
+    fn clock(&self, t_ns: i64, start_ns: i64) -> i64 {
+        let offset =
+            self.clock_offset_us * 1_000.0 + self.drift_ppm * 1e-6 * (t_ns - start_ns) as f64;
+        t_ns + offset.round() as i64
+    }
+}
+
+/// What happens between two hops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Minimum one-way delay, microseconds (the same both ways).
+    pub delay_us: f64,
+    /// Mean of the exponential queueing delay added to it.
+    #[serde(default)]
+    pub jitter_us: f64,
+    /// Probability that a packet is dropped crossing this link.
+    #[serde(default)]
+    pub loss: f64,
+    /// A router forwards across it: TTL decremented.
+    #[serde(default)]
+    pub router: bool,
+    /// Source NAT of forward packets crossing it.
+    #[serde(default)]
+    pub nat: Option<NatSpec>,
+}
+
+/// Source NAT: forward packets leave with this address and a port from
+/// `port_base` up; replies are translated back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSpec {
+    pub address: std::net::IpAddr,
+    pub port_base: u16,
+}
+
+/// The traffic mix: flows between clients and servers, packets spread
+/// uniformly over the duration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    pub flows: u32,
+    pub packets_per_flow: u32,
+    /// Reply packets per request packet.
+    #[serde(default = "default_reverse")]
+    pub reverse_ratio: f64,
+    #[serde(default)]
+    pub ipv6_share: f64,
+    /// Share of TCP flows (the rest UDP).
+    #[serde(default = "default_tcp")]
+    pub tcp_share: f64,
+}
+
+fn default_reverse() -> f64 {
+    1.0
+}
+fn default_tcp() -> f64 {
+    0.7
+}
+
+/// A frame as one point captured it, stamped by that point's clock.
+#[derive(Debug, Clone)]
+pub struct SimFrame {
+    pub time_ns: i64,
+    pub data: Vec<u8>,
+}
+
+/// Everything one point saw.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub point: PointSpec,
+    pub frames: Vec<SimFrame>,
+}
+
+/// What really happened on one link, in one direction.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkTruth {
+    /// Packets that entered the link.
+    pub sent: u64,
+    pub lost: u64,
+    /// True one-way delays of the packets that crossed, nanoseconds.
+    #[serde(skip)]
+    pub delays_ns: Vec<i64>,
+}
+
+/// A point's true clock.
+#[derive(Debug, Clone, Serialize)]
+pub struct PointTruth {
+    pub id: u64,
+    pub name: String,
+    pub offset_at_start_ns: f64,
+    pub drift_ppm: f64,
+}
+
+/// The true answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Truth {
+    /// Per link, packets going from the first hop towards the last.
+    pub forward: Vec<LinkTruth>,
+    /// Per link (same index), replies going back.
+    pub reverse: Vec<LinkTruth>,
+    pub points: Vec<PointTruth>,
+    pub packets: u64,
+}
+
+/// A simulated run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub captures: Vec<Capture>,
+    pub truth: Truth,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    client: [u8; 16],
+    server: [u8; 16],
+    v6: bool,
+    client_port: u16,
+    server_port: u16,
+    proto: u8,
+    /// The NAT port this flow is translated to.
+    nat_port: u16,
+    /// ECMP choice seed.
+    hash: u64,
+}
+
+/// Runs a scenario.
+pub fn simulate(s: &Scenario) -> Result<Run, String> {
+    if s.hops.is_empty() || s.hops.iter().any(|h| h.points.is_empty()) {
+        return Err("every hop needs at least one point".into());
+    }
+    if s.links.len() + 1 != s.hops.len() {
+        return Err(format!(
+            "{} hops need {} links, not {}",
+            s.hops.len(),
+            s.hops.len() - 1,
+            s.links.len()
+        ));
+    }
+    let mut rng = Rng::new(s.seed);
+    let flows: Vec<Flow> = (0..s.traffic.flows)
+        .map(|i| {
+            let v6 = rng.chance(s.traffic.ipv6_share);
+            let host = |rng: &mut Rng, net: u8| -> [u8; 16] {
+                let x = rng.below(250) as u8 + 2;
+                let y = rng.below(250) as u8 + 1;
+                if v6 {
+                    let mut a = [0u8; 16];
+                    a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+                    a[5] = net;
+                    a[14] = x;
+                    a[15] = y;
+                    a
+                } else {
+                    hopscope_schema::ipv4_mapped([10, net, x, y])
+                }
+            };
+            Flow {
+                client: host(&mut rng, 1),
+                server: host(&mut rng, 2),
+                v6,
+                client_port: 20_000 + (rng.below(40_000) as u16),
+                server_port: [443, 80, 53, 5201, 8080][rng.below(5) as usize],
+                proto: if rng.chance(s.traffic.tcp_share) {
+                    6
+                } else {
+                    17
+                },
+                nat_port: 0,
+                hash: rng.next_u64(),
+            }
+            .with_nat_port(i)
+        })
+        .collect();
+
+    // every packet: (true send time, flow, reverse?)
+    let per_flow_fwd = s.traffic.packets_per_flow as u64;
+    let per_flow_rev = (per_flow_fwd as f64 * s.traffic.reverse_ratio).round() as u64;
+    let duration_ns = (s.duration_ms * 1_000_000) as i64;
+    let mut packets: Vec<(i64, u32, bool)> = Vec::new();
+    for (i, _) in flows.iter().enumerate() {
+        for _ in 0..per_flow_fwd {
+            packets.push((
+                s.start_ns + rng.below(duration_ns as u64) as i64,
+                i as u32,
+                false,
+            ));
+        }
+        for _ in 0..per_flow_rev {
+            packets.push((
+                s.start_ns + rng.below(duration_ns as u64) as i64,
+                i as u32,
+                true,
+            ));
+        }
+    }
+    packets.sort_unstable();
+
+    let hops = s.hops.len();
+    let mut captures: Vec<Vec<Capture>> = s
+        .hops
+        .iter()
+        .map(|h| {
+            h.points
+                .iter()
+                .map(|p| Capture {
+                    point: p.clone(),
+                    frames: Vec::new(),
+                })
+                .collect()
+        })
+        .collect();
+    let mut truth = Truth {
+        forward: vec![LinkTruth::default(); s.links.len()],
+        reverse: vec![LinkTruth::default(); s.links.len()],
+        points: s
+            .hops
+            .iter()
+            .flat_map(|h| &h.points)
+            .map(|p| PointTruth {
+                id: p.id(),
+                name: p.name.clone(),
+                offset_at_start_ns: p.clock_offset_us * 1_000.0,
+                drift_ppm: p.drift_ppm,
+            })
+            .collect(),
+        packets: packets.len() as u64,
+    };
+    let mut counters = vec![(0u16, 0u32); flows.len()];
+    let mut payload = Vec::with_capacity(512);
+    for &(t0, fi, reverse) in &packets {
+        let flow = &flows[fi as usize];
+        let len = 40 + rng.below(400) as usize;
+        payload.clear();
+        payload.extend((0..len).map(|_| rng.next_u64() as u8));
+        let (id, seq) = &mut counters[fi as usize];
+        *id = id.wrapping_add(1);
+        *seq = seq.wrapping_add(len as u32);
+        let mut h = Header {
+            src: if reverse { flow.server } else { flow.client },
+            dst: if reverse { flow.client } else { flow.server },
+            v6: flow.v6,
+            src_port: if reverse {
+                flow.server_port
+            } else {
+                flow.client_port
+            },
+            dst_port: if reverse {
+                flow.client_port
+            } else {
+                flow.server_port
+            },
+            proto: flow.proto,
+            ttl: 64,
+            ip_id: *id ^ if reverse { 0x8000 } else { 0 },
+            tcp_seq: *seq,
+        };
+        // a reply starts behind every NAT it will cross: addressed to the translation
+        if reverse {
+            for link in &s.links {
+                if let Some(nat) = &link.nat {
+                    h.dst = hopscope_schema::ip_to_mapped(nat.address);
+                    h.dst_port = flow.nat_port.wrapping_add(nat.port_base);
+                }
+            }
+        }
+        let order: Vec<usize> = if reverse {
+            (0..hops).rev().collect()
+        } else {
+            (0..hops).collect()
+        };
+        let mut t = t0 as f64;
+        for (step, &hop) in order.iter().enumerate() {
+            if step > 0 {
+                let link_index = if reverse { hop } else { hop - 1 };
+                let link = &s.links[link_index];
+                let lt = if reverse {
+                    &mut truth.reverse[link_index]
+                } else {
+                    &mut truth.forward[link_index]
+                };
+                lt.sent += 1;
+                if rng.chance(link.loss) {
+                    lt.lost += 1;
+                    break;
+                }
+                let d = link.delay_us * 1_000.0 + rng.exponential(link.jitter_us * 1_000.0);
+                lt.delays_ns.push(d.round() as i64);
+                t += d;
+                if link.router {
+                    h.ttl = h.ttl.saturating_sub(1);
+                }
+                if let Some(nat) = &link.nat {
+                    let outside = hopscope_schema::ip_to_mapped(nat.address);
+                    if reverse {
+                        h.dst = flow.client;
+                        h.dst_port = flow.client_port;
+                    } else {
+                        h.src = outside;
+                        h.src_port = flow.nat_port.wrapping_add(nat.port_base);
+                    }
+                }
+            }
+            let members = &mut captures[hop];
+            let m = (flow.hash % members.len() as u64) as usize;
+            let capture = &mut members[m];
+            let time_ns = capture.point.clock(t.round() as i64, s.start_ns);
+            capture.frames.push(SimFrame {
+                time_ns,
+                data: build_frame(&h, &payload),
+            });
+        }
+    }
+    let mut captures: Vec<Capture> = captures.into_iter().flatten().collect();
+    for c in &mut captures {
+        c.frames.sort_by_key(|f| f.time_ns);
+    }
+    Ok(Run { captures, truth })
+}
+
+impl Flow {
+    fn with_nat_port(mut self, i: u32) -> Self {
+        self.nat_port = i as u16;
+        self
+    }
+}
+
+/// Built-in scenarios, for `hopscope simulate` and the tests.
+impl Scenario {
+    /// A chain A – R1 – R2 – R3 – B with a probe on both interfaces of each
+    /// router, as the recorded lab run has.
+    pub fn chain(seed: u64) -> Scenario {
+        let point = |name: &str| HopSpec {
+            points: vec![PointSpec {
+                name: name.to_string(),
+                clock_offset_us: 0.0,
+                drift_ppm: 0.0,
+                telemetry_loss: 0.0,
+            }],
+        };
+        let wire = |us: f64| LinkSpec {
+            delay_us: us,
+            jitter_us: us / 4.0,
+            ..LinkSpec::default()
+        };
+        let router = LinkSpec {
+            delay_us: 5.0,
+            jitter_us: 10.0,
+            router: true,
+            ..LinkSpec::default()
+        };
+        Scenario {
+            name: "chain".into(),
+            seed,
+            start_ns: default_start(),
+            duration_ms: 10_000,
+            hops: [
+                "r1:r1-a", "r1:r1-r2", "r2:r2-r1", "r2:r2-r3", "r3:r3-r2", "r3:r3-b",
+            ]
+            .into_iter()
+            .map(point)
+            .collect(),
+            links: vec![
+                router.clone(),
+                wire(300.0),
+                router.clone(),
+                wire(250.0),
+                router,
+            ],
+            traffic: Traffic {
+                flows: 200,
+                packets_per_flow: 60,
+                reverse_ratio: 1.0,
+                ipv6_share: 0.3,
+                tcp_share: 0.7,
+            },
+        }
+    }
+
+    /// An ECMP diamond: one ingress, two parallel routers, one egress.
+    pub fn diamond(seed: u64) -> Scenario {
+        let p = |name: &str| PointSpec {
+            name: name.to_string(),
+            clock_offset_us: 0.0,
+            drift_ppm: 0.0,
+            telemetry_loss: 0.0,
+        };
+        let link = |us: f64| LinkSpec {
+            delay_us: us,
+            jitter_us: us / 5.0,
+            router: true,
+            ..LinkSpec::default()
+        };
+        Scenario {
+            name: "diamond".into(),
+            seed,
+            start_ns: default_start(),
+            duration_ms: 10_000,
+            hops: vec![
+                HopSpec {
+                    points: vec![p("edge1:up")],
+                },
+                HopSpec {
+                    points: vec![p("spine1:in"), p("spine2:in")],
+                },
+                HopSpec {
+                    points: vec![p("edge2:down")],
+                },
+            ],
+            links: vec![link(200.0), link(150.0)],
+            traffic: Traffic {
+                flows: 300,
+                packets_per_flow: 40,
+                reverse_ratio: 1.0,
+                ipv6_share: 0.0,
+                tcp_share: 0.7,
+            },
+        }
+    }
+
+    /// A path through a source NAT (a firewall between inside and outside).
+    pub fn nat(seed: u64) -> Scenario {
+        let mut s = Scenario::chain(seed);
+        s.name = "nat".into();
+        s.traffic.ipv6_share = 0.0;
+        s.links[2].nat = Some(NatSpec {
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7)),
+            port_base: 30_000,
+        });
+        s
+    }
+
+    /// The named built-in scenario.
+    pub fn builtin(name: &str, seed: u64) -> Option<Scenario> {
+        match name {
+            "chain" => Some(Scenario::chain(seed)),
+            "diamond" => Some(Scenario::diamond(seed)),
+            "nat" => Some(Scenario::nat(seed)),
+            _ => None,
+        }
+    }
+}
