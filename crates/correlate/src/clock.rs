@@ -158,6 +158,12 @@ impl ClockSamples {
                     }
                 }
             }
+            let (m1, m2) = up
+                .values()
+                .fold((i64::MAX, i64::MIN), |(a, b), &(x, y)| (a.min(x), b.max(y)));
+            if m1 == i64::MAX || m2 == i64::MIN {
+                continue;
+            }
             let both: Vec<(f64, f64, f64)> = up
                 .iter()
                 .filter(|(_, (m1, m2))| *m1 != i64::MAX && *m2 != i64::MIN)
@@ -170,10 +176,26 @@ impl ClockSamples {
                     )
                 })
                 .collect();
-            if both.is_empty() {
-                continue;
-            }
-            out.push((pair, fit(&both)));
+            let times = both.iter().map(|p| p.0);
+            let at = times.clone().sum::<f64>() / both.len().max(1) as f64;
+            let span = times.clone().fold(f64::MIN, f64::max) - times.fold(f64::MAX, f64::min);
+            // the whole window's extremes give the tightest estimate; a
+            // drift is believed only where it moves the offset by more than
+            // that estimate's own bound
+            let whole = ClockOffset {
+                at_ns: at as i64,
+                offset_ns: (m1 as f64 + m2 as f64) / 2.0,
+                drift: 0.0,
+                bound_ns: (m1 as f64 - m2 as f64) / 2.0,
+                estimated: true,
+            };
+            let line = fit(&both);
+            let chosen = if both.len() >= 3 && line.drift.abs() * span > whole.bound_ns.max(0.0) {
+                line
+            } else {
+                whole
+            };
+            out.push((pair, chosen));
         }
         out.sort_by_key(|(pair, _)| *pair);
         out

@@ -231,7 +231,7 @@ impl Correlator {
         self.buffer = rest;
         window.sort_unstable_by_key(|o| (o.digest, o.time_ns));
         let mut mine = Vec::new();
-        for (s, e) in trajectories(&window, self.config.max_path_delay_ns) {
+        for (s, e) in trajectories(&mut window, self.config.max_path_delay_ns) {
             let first = window[s as usize..e as usize]
                 .iter()
                 .map(|o| o.time_ns)

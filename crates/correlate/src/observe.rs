@@ -101,25 +101,60 @@ pub fn read_reports(
     Ok(skipped)
 }
 
-/// Splits observations sorted by (digest, time) into trajectories: runs of
-/// one digest in which no point appears twice and which last at most
-/// `max_path_delay_ns`. A packet repeated with identical hashed fields (a
-/// retransmission) becomes a second trajectory instead of a loop.
-pub(crate) fn trajectories(sorted: &[Observation], max_path_delay_ns: i64) -> Vec<(u32, u32)> {
+/// Splits observations sorted by (digest, time) into trajectories, each a
+/// contiguous range of the reordered slice.
+///
+/// Within one digest, each observation joins the oldest open trajectory
+/// that lacks its point and began at most `max_path_delay_ns` before it;
+/// otherwise it starts a new one. Packets identical in every hashed field
+/// (duplicate ACKs) are thereby matched first-in, first-out at every point,
+/// which places their losses right as long as the path does not reorder them.
+pub(crate) fn trajectories(sorted: &mut [Observation], max_path_delay_ns: i64) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     let mut start = 0usize;
-    for i in 1..=sorted.len() {
-        let split = i == sorted.len() || {
-            let o = &sorted[i];
-            let first = &sorted[start];
-            o.digest != first.digest
-                || o.time_ns - first.time_ns > max_path_delay_ns
-                || sorted[start..i].iter().any(|p| p.point == o.point)
-        };
-        if split {
-            out.push((start as u32, i as u32));
-            start = i;
+    while start < sorted.len() {
+        let digest = sorted[start].digest;
+        let end = start + sorted[start..].partition_point(|o| o.digest == digest);
+        let group = &mut sorted[start..end];
+        let each_point_once = group
+            .iter()
+            .enumerate()
+            .all(|(i, o)| group[..i].iter().all(|p| p.point != o.point));
+        let in_time = group[group.len() - 1].time_ns - group[0].time_ns <= max_path_delay_ns;
+        if each_point_once && in_time {
+            // the common case: one packet, each point once
+            out.push((start as u32, end as u32));
+        } else {
+            // (first time, points seen) per open trajectory, and each observation's trajectory
+            let mut open: Vec<(i64, Vec<u64>)> = Vec::new();
+            let mut member: Vec<(u32, i64)> = Vec::with_capacity(group.len());
+            for o in group.iter() {
+                let t = open.iter().position(|(first, points)| {
+                    o.time_ns - first <= max_path_delay_ns && !points.contains(&o.point)
+                });
+                let t = match t {
+                    Some(t) => t,
+                    None => {
+                        open.push((o.time_ns, Vec::new()));
+                        open.len() - 1
+                    }
+                };
+                open[t].1.push(o.point);
+                member.push((t as u32, o.time_ns));
+            }
+            let mut keyed: Vec<((u32, i64), Observation)> =
+                member.into_iter().zip(group.iter().copied()).collect();
+            keyed.sort_by_key(|(k, _)| *k);
+            for (slot, (_, o)) in group.iter_mut().zip(&keyed) {
+                *slot = *o;
+            }
+            let mut at = start;
+            for (_, points) in &open {
+                out.push((at as u32, (at + points.len()) as u32));
+                at += points.len();
+            }
         }
+        start = end;
     }
     out
 }
@@ -143,7 +178,7 @@ mod tests {
 
     #[test]
     fn repeated_digests_become_separate_trajectories() {
-        let sorted = [
+        let mut sorted = [
             obs(1, 7, 0),
             obs(2, 7, 10),
             obs(1, 7, 20), // same packet content again: a new trajectory
@@ -152,8 +187,34 @@ mod tests {
             obs(1, 9, 5_000_000_000), // too far apart to be one packet
         ];
         assert_eq!(
-            trajectories(&sorted, 1_000_000_000),
+            trajectories(&mut sorted, 1_000_000_000),
             vec![(0, 2), (2, 4), (4, 5), (5, 6)]
+        );
+    }
+
+    #[test]
+    fn identical_packets_in_flight_together_are_matched_in_order() {
+        // two identical packets 5 apart cross points 1, 2, 3; the first is lost after 2
+        let mut sorted = [
+            obs(1, 7, 0),
+            obs(1, 7, 5),
+            obs(2, 7, 10),
+            obs(2, 7, 15),
+            obs(3, 7, 25),
+        ];
+        let t = trajectories(&mut sorted, 1_000);
+        assert_eq!(t, vec![(0, 3), (3, 5)]);
+        let points = |r: (u32, u32)| -> Vec<u64> {
+            sorted[r.0 as usize..r.1 as usize]
+                .iter()
+                .map(|o| o.point)
+                .collect()
+        };
+        assert_eq!(points(t[0]), vec![1, 2, 3]);
+        assert_eq!(
+            points(t[1]),
+            vec![1, 2],
+            "one packet last seen at 2: one lost after it"
         );
     }
 }

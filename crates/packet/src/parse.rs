@@ -98,6 +98,9 @@ pub struct PacketSummary {
     pub dst_port: Option<u16>,
     pub tcp_flags: Option<u16>,
     pub tcp_seq: Option<u32>,
+    /// Acknowledgement number: with the sequence number, what tells pure
+    /// ACKs apart where IPv6 has no identification field.
+    pub tcp_ack: Option<u32>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
     /// Identifier of an ICMP/ICMPv6 echo request or reply.
@@ -323,6 +326,7 @@ fn transport(frame: &[u8], at: usize, proto: u8, s: &mut PacketSummary) -> Resul
             s.src_port = Some(be16(frame, at)?);
             s.dst_port = Some(be16(frame, at + 2)?);
             s.tcp_seq = Some(be32(frame, at + 4)?);
+            s.tcp_ack = Some(be32(frame, at + 8)?);
             let offset_flags = be16(frame, at + 12)?;
             s.tcp_flags = Some(offset_flags & 0x01ff);
             s.payload_offset = Some(at + usize::from(offset_flags >> 12) * 4);

@@ -37,11 +37,11 @@ impl HashFunction {
 /// TTL, checksums and DSCP/ECN are never hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// Addresses, ports, protocol, IP identification, TCP sequence and a
-    /// payload prefix: for paths without NAT.
+    /// Addresses, ports, protocol, IP identification, TCP sequence and
+    /// acknowledgement numbers and a payload prefix: for paths without NAT.
     NatFree,
-    /// Protocol, IP identification, TCP sequence and a payload prefix, no
-    /// addresses or ports: the same packet keeps its selection across NAT.
+    /// Protocol, IP identification, TCP sequence and acknowledgement numbers
+    /// and a payload prefix, no addresses or ports: the same packet keeps its selection across NAT.
     NatCrossing,
     /// The nat-free fields of the inner packet of a GRE or VXLAN tunnel, so
     /// that probes inside and outside the tunnel select alike (the meter
@@ -159,6 +159,7 @@ impl Selector {
         input.extend_from_slice(&p.fragment_id.unwrap_or(0).to_be_bytes());
         input.extend_from_slice(&p.fragment_offset.to_be_bytes());
         input.extend_from_slice(&p.tcp_seq.unwrap_or(0).to_be_bytes());
+        input.extend_from_slice(&p.tcp_ack.unwrap_or(0).to_be_bytes());
         if let Some(at) = p.payload_offset {
             let end = (at + self.config.payload_prefix).min(frame.len());
             if at < end {
