@@ -5,9 +5,11 @@
 
 mod config;
 mod decode;
+mod journeys;
 mod probe;
 mod query;
 mod serve;
+mod simulate;
 mod sql;
 mod status;
 
@@ -53,6 +55,64 @@ enum Command {
     /// The health of a running `hopscope serve`: exporters, records,
     /// decode errors, telemetry loss, drops, store lag.
     Status(StatusArgs),
+    /// Journeys: flows followed across observation points, rebuilt from the
+    /// stored packet reports of a range, with per-hop delay and per-segment
+    /// loss; printed as path diagrams, or pooled per segment.
+    Journeys(JourneysArgs),
+    /// Simulate a path (chain, diamond, nat or a TOML scenario): one pcap per
+    /// observation point and the true answer (truth.json).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct JourneysArgs {
+    /// Journey filter: the flow filter language over journey columns
+    /// (`lost > 0`, `host 10.0.0.1`, `proto tcp`, `hop_count > 3`).
+    #[arg(default_value = "")]
+    filter: Vec<String>,
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    /// Only the last DURATION (10m, 1h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Start of the range (RFC 3339 or ns).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range, excluded.
+    #[arg(long)]
+    to: Option<String>,
+    /// Journeys are built per window of this length (default 10s).
+    #[arg(long)]
+    window: Option<String>,
+    /// Every probe shares one clock (one host, PTP): offsets are zero, not estimated.
+    #[arg(long)]
+    same_clock: bool,
+    /// Loss and delay per segment, pooled over the journeys.
+    #[arg(long)]
+    segments: bool,
+    /// At most N journeys, the most lossy first.
+    #[arg(long, short = 'n')]
+    limit: Option<usize>,
+    /// JSON (one journey per line; the segment table as one array).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// chain, diamond, nat, or a scenario file (TOML).
+    #[arg(long, default_value = "chain")]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Loss probability put on link --loss-link.
+    #[arg(long)]
+    loss: Option<f64>,
+    #[arg(long, default_value_t = 2)]
+    loss_link: usize,
+    /// Directory for the pcaps and truth.json.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -331,6 +391,8 @@ fn main() -> ExitCode {
                 Command::Query(args) => query::run(&args),
                 Command::Status(args) => status::run(&args),
                 Command::Sql(args) => sql::run(&args),
+                Command::Journeys(args) => journeys::run(&args),
+                Command::Simulate(args) => simulate::run(&args),
             }
         });
     match result {

@@ -94,7 +94,18 @@ pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
     );
     let metrics = Arc::new(Metrics::new(now_ns()));
+    // the correlator follows what each flush commits and writes journeys
+    let (follow, committed) = std::sync::mpsc::sync_channel(64);
+    let mut config = config;
+    config.follow = Some(follow);
+    let correlator = crate::journeys::follow(
+        store.clone(),
+        committed,
+        metrics.clone(),
+        hopscope_correlate::CorrelatorConfig::default(),
+    );
     let collector = Collector::start(&config, store.clone(), metrics.clone())?;
+    drop(config);
     for a in &collector.udp_addrs {
         eprintln!("hopscope: collecting UDP (NetFlow, IPFIX, sFlow) on {a}");
     }
@@ -148,6 +159,8 @@ pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
     stop.store(true, Ordering::Relaxed);
     eprintln!("hopscope: stopping; committing what was received");
     collector.stop();
+    // the writer has gone, so the correlator closes its last windows
+    let _ = correlator.join();
     if let Some(h) = http
         && let Ok(Err(e)) = runtime.block_on(h)
     {

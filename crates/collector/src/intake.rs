@@ -32,6 +32,9 @@ pub struct Handoff {
     pub snapshot: Option<Vec<SessionSnapshot>>,
     /// Collector receive time of the oldest row in this hand-off.
     pub oldest_ns: Option<i64>,
+    /// Observation point names the exporters sent in options records
+    /// (only when packet reports are handed off: journeys name their hops by them).
+    pub point_names: Vec<(u64, String)>,
 }
 
 /// The parts of an intake other than its decoder and builders, so that a
@@ -166,11 +169,16 @@ impl IntakeState {
         let handoff = Handoff {
             receiver: self.id,
             flows,
-            packet_reports,
             interface_counters,
             health,
             snapshot: (self.transport == Transport::Udp).then(|| active_sessions(decoder)),
             oldest_ns: self.oldest_ns.take(),
+            point_names: if packet_reports.is_some() {
+                point_names(decoder)
+            } else {
+                Vec::new()
+            },
+            packet_reports,
         };
         // blocking when the writer is behind: the socket buffer then fills
         // and the kernel counts what it drops
@@ -266,6 +274,16 @@ impl IntakeState {
         let batch = (!builder.is_empty()).then(|| builder.finish().expect("valid batch"));
         (batch, reports)
     }
+}
+
+/// Every observation point name the decoder has learnt.
+fn point_names(decoder: &Decoder) -> Vec<(u64, String)> {
+    decoder
+        .sessions()
+        .flat_map(|s| s.domains())
+        .flat_map(|(_, d)| d.point_names())
+        .map(|(id, name)| (id, name.to_string()))
+        .collect()
 }
 
 /// The state of the sessions this receiver heard from in this run; those

@@ -33,7 +33,8 @@ use hopscope_wire::file::{ReplayClock, replay_file_with};
 pub use config::{CollectorConfig, NetworkTag};
 pub use enrich::{Cidr, Enricher, MmdbError};
 pub use intake::{Handoff, Intake};
-pub use metrics::{Metrics, Status};
+pub use metrics::{JourneyCounters, Metrics, Status};
+pub use sink::Committed;
 
 /// Hand-offs waiting for the store writer; beyond this receivers wait,
 /// and the kernel's socket buffers absorb (or drop, counted) the rest.
@@ -157,9 +158,10 @@ impl Collector {
         drop(sender);
         let writer = {
             let (store, metrics, flush) = (store.clone(), metrics.clone(), config.flush_interval);
+            let follow = config.follow.clone();
             std::thread::Builder::new()
                 .name("store writer".into())
-                .spawn(move || sink::run(store, handoffs, metrics, flush))
+                .spawn(move || sink::run(store, handoffs, metrics, flush, follow))
                 .expect("spawn the writer")
         };
         drop(new_intake);

@@ -33,6 +33,36 @@ pub struct SessionReport {
     pub last_seen_ns: i64,
 }
 
+/// What the correlator did with the committed packet reports.
+#[derive(Debug, Default)]
+pub struct JourneyCounters {
+    pub reports: AtomicU64,
+    /// Reports joined with another point's report of the same packet.
+    pub matched: AtomicU64,
+    /// Reports for windows already closed: counted, not used.
+    pub late: AtomicU64,
+    /// Reports without point, time or digest.
+    pub incomplete: AtomicU64,
+    pub windows: AtomicU64,
+    pub journeys: AtomicU64,
+    /// Reports waiting for their window to close.
+    pub pending: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// [`JourneyCounters`] as read at one moment.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct JourneyStatus {
+    pub reports: u64,
+    pub matched: u64,
+    pub late: u64,
+    pub incomplete: u64,
+    pub windows: u64,
+    pub journeys: u64,
+    pub pending: u64,
+    pub write_errors: u64,
+}
+
 /// The store side of the pipeline.
 #[derive(Debug, Default)]
 pub struct StoreCounters {
@@ -43,6 +73,9 @@ pub struct StoreCounters {
     pub flush_errors: AtomicU64,
     /// Rows lost because a flush failed (disk full, permissions).
     pub rows_dropped: AtomicU64,
+    /// Committed flushes the correlator was too busy to take (its journeys
+    /// for those reports are missing; the reports are stored).
+    pub follow_dropped: AtomicU64,
     pub last_flush_ns: AtomicI64,
     /// Receive time of the oldest row not yet committed; 0 when none.
     pub oldest_pending_ns: AtomicI64,
@@ -72,6 +105,8 @@ pub struct Metrics {
     pub tcp_connections: AtomicU64,
     pub replayed_files: AtomicU64,
     pub store: StoreCounters,
+    /// The correlator following the store (`hopscope serve`).
+    pub journeys: JourneyCounters,
     recent_errors: Mutex<VecDeque<String>>,
     /// UDP ports listened on, for the kernel's drop counters.
     udp_ports: Mutex<Vec<u16>>,
@@ -157,6 +192,7 @@ impl Metrics {
                 flushes: s.flushes.load(Ordering::Relaxed),
                 flush_errors: s.flush_errors.load(Ordering::Relaxed),
                 rows_dropped: s.rows_dropped.load(Ordering::Relaxed),
+                follow_dropped: s.follow_dropped.load(Ordering::Relaxed),
                 rows_pending: s.rows_pending.load(Ordering::Relaxed),
                 lag_seconds: if oldest == 0 {
                     0.0
@@ -171,6 +207,20 @@ impl Metrics {
                 segments_deleted: s.segments_deleted.load(Ordering::Relaxed),
             },
             exporters: exporters.into_values().collect(),
+            journeys: {
+                let j = &self.journeys;
+                let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                JourneyStatus {
+                    reports: l(&j.reports),
+                    matched: l(&j.matched),
+                    late: l(&j.late),
+                    incomplete: l(&j.incomplete),
+                    windows: l(&j.windows),
+                    journeys: l(&j.journeys),
+                    pending: l(&j.pending),
+                    write_errors: l(&j.write_errors),
+                }
+            },
             recent_errors: self
                 .recent_errors
                 .lock()
@@ -206,6 +256,8 @@ pub struct Status {
     pub socket_drops: u64,
     pub socket_queued_bytes: u64,
     pub store: StoreStatus,
+    #[serde(default)]
+    pub journeys: JourneyStatus,
     pub exporters: Vec<ExporterStatus>,
     pub recent_errors: Vec<String>,
 }
@@ -218,6 +270,8 @@ pub struct StoreStatus {
     pub flushes: u64,
     pub flush_errors: u64,
     pub rows_dropped: u64,
+    #[serde(default)]
+    pub follow_dropped: u64,
     pub rows_pending: u64,
     /// Age of the oldest received row not yet committed.
     pub lag_seconds: f64,
@@ -404,6 +458,54 @@ impl Status {
             "counter",
             "Flushes that failed.",
             one(s.flush_errors),
+        );
+        let j = &self.journeys;
+        for (name, help, value) in [
+            (
+                "correlator_reports_total",
+                "Packet reports given to the correlator.",
+                &j.reports,
+            ),
+            (
+                "correlator_reports_matched_total",
+                "Reports joined with another point's report of the same packet.",
+                &j.matched,
+            ),
+            (
+                "correlator_reports_late_total",
+                "Reports for windows already closed (not used).",
+                &j.late,
+            ),
+            (
+                "correlator_reports_incomplete_total",
+                "Reports without point, time or digest (not used).",
+                &j.incomplete,
+            ),
+            ("correlator_windows_total", "Windows closed.", &j.windows),
+            (
+                "correlator_journeys_total",
+                "Journeys written.",
+                &j.journeys,
+            ),
+            (
+                "correlator_write_errors_total",
+                "Journey batches the store refused.",
+                &j.write_errors,
+            ),
+        ] {
+            metric(name, "counter", help, one(*value));
+        }
+        metric(
+            "correlator_reports_pending",
+            "gauge",
+            "Reports waiting for their window to close.",
+            one(j.pending),
+        );
+        metric(
+            "correlator_flushes_skipped_total",
+            "counter",
+            "Committed flushes the correlator could not take (busy).",
+            one(s.follow_dropped),
         );
         metric(
             "store_rows_dropped_total",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -40,6 +40,16 @@ struct Pending {
     tables: HashMap<Table, Vec<RecordBatch>>,
     rows: usize,
     oldest_ns: Option<i64>,
+    point_names: Vec<(u64, String)>,
+}
+
+/// What a flush made durable, for consumers that follow the store (the
+/// correlator): packet reports, health rows and the points' names.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub packet_reports: Vec<RecordBatch>,
+    pub health: Vec<RecordBatch>,
+    pub point_names: Vec<(u64, String)>,
 }
 
 /// Runs until every receiver has dropped its sender, then flushes once more.
@@ -48,6 +58,7 @@ pub fn run(
     handoffs: Receiver<Handoff>,
     metrics: Arc<Metrics>,
     flush_interval: Duration,
+    committed: Option<SyncSender<Committed>>,
 ) {
     let mut pending = Pending::default();
     let mut snapshots: HashMap<u64, Vec<SessionSnapshot>> = HashMap::new();
@@ -61,6 +72,7 @@ pub fn run(
                 if let Some(s) = h.snapshot {
                     snapshots.insert(h.receiver, s);
                 }
+                pending.point_names.extend(h.point_names);
                 let tables = [
                     (Table::Flows, h.flows),
                     (Table::PacketReports, h.packet_reports),
@@ -92,11 +104,25 @@ pub fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                flush(&store, &mut pending, &snapshots, &restored, &metrics);
+                flush(
+                    &store,
+                    &mut pending,
+                    &snapshots,
+                    &restored,
+                    &metrics,
+                    committed.as_ref(),
+                );
                 return;
             }
         }
-        flush(&store, &mut pending, &snapshots, &restored, &metrics);
+        flush(
+            &store,
+            &mut pending,
+            &snapshots,
+            &restored,
+            &metrics,
+            committed.as_ref(),
+        );
         last_flush = Instant::now();
     }
 }
@@ -107,14 +133,24 @@ fn flush(
     snapshots: &HashMap<u64, Vec<SessionSnapshot>>,
     restored: &[SessionSnapshot],
     metrics: &Metrics,
+    committed: Option<&SyncSender<Committed>>,
 ) {
     let m = &metrics.store;
     let work = std::mem::take(pending);
+    let mut follow = Committed {
+        point_names: work.point_names,
+        ..Committed::default()
+    };
     m.rows_pending.store(0, Ordering::Relaxed);
     m.oldest_pending_ns.store(0, Ordering::Relaxed);
     let mut failed = false;
     for (table, batches) in work.tables {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        match table {
+            Table::PacketReports if committed.is_some() => follow.packet_reports = batches.clone(),
+            Table::Health if committed.is_some() => follow.health = batches.clone(),
+            _ => {}
+        }
         // large flushes are encoded by several threads, one segment each
         let chunks = split_rows(batches, ROWS_PER_WRITER);
         let results: Vec<_> = std::thread::scope(|scope| {
@@ -154,6 +190,12 @@ fn flush(
     m.last_flush_ns.store(crate::now_ns(), Ordering::Relaxed);
     if failed {
         return;
+    }
+    if let Some(c) = committed {
+        // a correlator that cannot keep up must not stall the store
+        if c.try_send(follow).is_err() {
+            m.follow_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
     // the state matching what is now committed: every receiver's latest,
     // and restored sessions no receiver has taken up again

@@ -123,6 +123,11 @@ impl Correlator {
         }
     }
 
+    /// Declares a point's clock offset known (0: it shares the reference clock).
+    pub fn set_known_offset(&mut self, point: u64, offset_ns: i64) {
+        self.config.known_offsets.insert(point, offset_ns);
+    }
+
     /// Adds a batch of the `packet_reports` table.
     pub fn add_reports(&mut self, batch: &RecordBatch) -> Result<(), CorrelateError> {
         let mut obs = Vec::with_capacity(batch.num_rows());

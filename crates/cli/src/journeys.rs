@@ -1,0 +1,405 @@
+//! Journeys from the command line: the correlator following `hopscope
+//! serve`'s store (streaming), and `hopscope journeys` rebuilding them in
+//! batch from the stored packet reports of a time range.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use arrow_array::Array;
+use hopscope_collector::{Committed, Metrics};
+use hopscope_correlate::{
+    Correlator, CorrelatorConfig, DelayStats, Journey, journeys_to_batch, summarize_segments,
+};
+use hopscope_store::query::{evaluate, parse_duration, parse_journey_filter, parse_time};
+use hopscope_store::{Store, Table, WriteOptions, write_atomically};
+
+use crate::{JourneysArgs, now_ns};
+
+/// Where the names of observation points are kept for batch runs.
+fn names_path(store_root: &Path) -> PathBuf {
+    store_root.join("state").join("points.json")
+}
+
+fn load_names(store_root: &Path) -> HashMap<u64, String> {
+    std::fs::read(names_path(store_root))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<(u64, String)>>(&b).ok())
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// The streaming correlator of `hopscope serve`: takes what each flush
+/// committed, closes windows as wall time passes them, and writes journeys
+/// to the store. Ends (closing every window) when the collector stops.
+pub fn follow(
+    store: Arc<Store>,
+    committed: Receiver<Committed>,
+    metrics: Arc<Metrics>,
+    config: CorrelatorConfig,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("correlator".into())
+        .spawn(move || {
+            let mut names = load_names(store.root());
+            let mut correlator = Correlator::new(CorrelatorConfig {
+                names: names.clone(),
+                ..config
+            });
+            loop {
+                let journeys = match committed.recv_timeout(Duration::from_secs(1)) {
+                    Ok(c) => {
+                        let mut new_names = false;
+                        for (id, name) in c.point_names {
+                            if names.get(&id) != Some(&name) {
+                                correlator.set_name(id, &name);
+                                names.insert(id, name);
+                                new_names = true;
+                            }
+                        }
+                        if new_names {
+                            save_names(store.root(), &names);
+                        }
+                        for b in &c.packet_reports {
+                            let _ = correlator.add_reports(b);
+                        }
+                        for b in &c.health {
+                            let _ = correlator.add_health(b);
+                        }
+                        correlator.advance(now_ns())
+                    }
+                    Err(RecvTimeoutError::Timeout) => correlator.advance(now_ns()),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        let last = correlator.finish();
+                        write_journeys(&store, &last, &metrics);
+                        publish(&correlator, &metrics);
+                        return;
+                    }
+                };
+                write_journeys(&store, &journeys, &metrics);
+                publish(&correlator, &metrics);
+            }
+        })
+        .expect("spawn the correlator")
+}
+
+fn save_names(root: &Path, names: &HashMap<u64, String>) {
+    let dir = root.join("state");
+    let mut list: Vec<(&u64, &String)> = names.iter().collect();
+    list.sort();
+    if std::fs::create_dir_all(&dir).is_ok()
+        && let Ok(json) = serde_json::to_vec(&list)
+    {
+        let _ = write_atomically(&dir, "points.json", &json);
+    }
+}
+
+fn write_journeys(store: &Store, journeys: &[Journey], metrics: &Metrics) {
+    if journeys.is_empty() {
+        return;
+    }
+    let written = journeys_to_batch(journeys)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            store
+                .writer()
+                .write(Table::Journeys, &[b])
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        metrics
+            .journeys
+            .write_errors
+            .fetch_add(1, Ordering::Relaxed);
+        metrics.publish(0, Vec::new(), vec![format!("journeys: {e}")]);
+    }
+}
+
+fn publish(c: &Correlator, metrics: &Metrics) {
+    let j = &metrics.journeys;
+    let s = c.stats;
+    j.reports.store(s.reports, Ordering::Relaxed);
+    j.matched.store(s.matched, Ordering::Relaxed);
+    j.late.store(s.late, Ordering::Relaxed);
+    j.incomplete.store(s.incomplete, Ordering::Relaxed);
+    j.windows.store(s.windows, Ordering::Relaxed);
+    j.journeys.store(s.journeys, Ordering::Relaxed);
+    j.pending.store(c.pending() as u64, Ordering::Relaxed);
+}
+
+/// `hopscope journeys`: rebuild journeys from the stored packet reports of
+/// a range, filter them, and print them as path diagrams.
+pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
+    let filter = args.filter.join(" ");
+    let expr = match parse_journey_filter(&filter) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !args.data_dir.join("store.json").exists() {
+        bail!(
+            "{} holds no hopscope store (run `hopscope serve --data-dir {}` first)",
+            args.data_dir.display(),
+            args.data_dir.display()
+        );
+    }
+    let now = now_ns();
+    let from = match (&args.from, &args.since) {
+        (Some(f), _) => parse_time(f).with_context(|| format!("--from {f}"))?,
+        (None, Some(s)) => now - parse_duration(s).with_context(|| format!("--since {s}"))?,
+        (None, None) => i64::MIN,
+    };
+    let to = match &args.to {
+        Some(t) => parse_time(t).with_context(|| format!("--to {t}"))?,
+        None => i64::MAX,
+    };
+    let store = Store::open(&args.data_dir, WriteOptions::default())
+        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let mut config = CorrelatorConfig {
+        names: load_names(store.root()),
+        ..CorrelatorConfig::default()
+    };
+    if let Some(w) = &args.window {
+        config.window_ns = parse_duration(w).with_context(|| format!("--window {w}"))?;
+    }
+    if args.same_clock {
+        // every point's clock is the reference: offsets known to be zero
+        config.known_offsets = config.names.keys().map(|&p| (p, 0)).collect();
+    }
+    let mut correlator = Correlator::new(config);
+    store.scan(Table::PacketReports, &REPORT_COLUMNS, from, to, |b| {
+        if args.same_clock {
+            // points named nowhere still share the clock
+            let points = b
+                .column_by_name("observation_point_id")
+                .expect("projected")
+                .as_any()
+                .downcast_ref::<arrow_array::UInt64Array>()
+                .expect("u64 column")
+                .clone();
+            for p in points.iter().flatten() {
+                correlator.set_known_offset(p, 0);
+            }
+        }
+        correlator
+            .add_reports(&b)
+            .map_err(|e| hopscope_store::StoreError::Schema(e.to_string()))
+    })?;
+    store.scan(
+        Table::Health,
+        &HEALTH_COLUMNS,
+        from,
+        to.saturating_add(60_000_000_000),
+        |b| {
+            correlator
+                .add_health(&b)
+                .map_err(|e| hopscope_store::StoreError::Schema(e.to_string()))
+        },
+    )?;
+    let mut journeys = correlator.finish();
+    if let Some(expr) = &expr {
+        let batch = journeys_to_batch(&journeys)?;
+        let keep = evaluate(expr, &batch)?;
+        let mut i = 0;
+        journeys.retain(|_| {
+            let k = keep.value(i) && keep.is_valid(i);
+            i += 1;
+            k
+        });
+    }
+    journeys.sort_by(|a, b| b.lost.cmp(&a.lost).then(a.first_ns.cmp(&b.first_ns)));
+    if let Some(n) = args.limit {
+        journeys.truncate(n);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.segments {
+        let summary = summarize_segments(&journeys);
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &summary)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{:<40} {:>8} {:>10} {:>8} {:>9}  {:<19} {:>12}",
+                "segment", "journeys", "sent", "lost", "loss %", "95% interval", "delay p50"
+            )?;
+            for s in &summary {
+                writeln!(
+                    out,
+                    "{:<40} {:>8} {:>10} {:>8} {:>9.3}  [{:.3}, {:.3}] % {:>12}",
+                    format!("{} > {}", s.from, s.to),
+                    s.journeys,
+                    s.sent,
+                    s.lost,
+                    s.ratio * 100.0,
+                    s.ratio_low * 100.0,
+                    s.ratio_high * 100.0,
+                    s.delay_median_ns.map_or("-".into(), duration)
+                )?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.json {
+        for j in &journeys {
+            serde_json::to_writer(&mut out, j)?;
+            writeln!(out)?;
+        }
+    } else if journeys.is_empty() {
+        writeln!(
+            out,
+            "no journeys: no packet reports from two or more points in this range"
+        )?;
+    } else {
+        for j in &journeys {
+            draw(&mut out, j)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const REPORT_COLUMNS: [&str; 13] = [
+    "observation_point_id",
+    "observation_time_ns",
+    "digest",
+    "ip_ttl",
+    "length",
+    "ip_version",
+    "sampler_address",
+    "observation_domain_id",
+    "src_addr",
+    "dst_addr",
+    "src_port",
+    "dst_port",
+    "proto",
+];
+
+const HEALTH_COLUMNS: [&str; 4] = [
+    "sampler_address",
+    "observation_domain_id",
+    "flow_records",
+    "lost_records",
+];
+
+/// Nanoseconds for people: `83.6µs`, `1.35ms`, `-2.0µs`.
+fn duration(ns: i64) -> String {
+    let a = ns.unsigned_abs() as f64;
+    let sign = if ns < 0 { "-" } else { "" };
+    if a >= 1e9 {
+        format!("{sign}{:.2}s", a / 1e9)
+    } else if a >= 1e6 {
+        format!("{sign}{:.2}ms", a / 1e6)
+    } else {
+        format!("{sign}{:.1}µs", a / 1e3)
+    }
+}
+
+fn delay_text(d: &Option<DelayStats>, kind: &str) -> String {
+    match d {
+        None => "delay -".into(),
+        Some(d) => format!(
+            "{} p50 {}  p95 {}  max {}{}",
+            if kind == "one-way" {
+                "delay"
+            } else {
+                "delay variation"
+            },
+            duration(d.median_ns),
+            duration(d.p95_ns),
+            duration(d.max_ns),
+            if d.negative > 0 {
+                format!("  ({} negative)", d.negative)
+            } else {
+                String::new()
+            }
+        ),
+    }
+}
+
+/// One journey as a path diagram: each hop, and between hops the
+/// segment's delay and loss.
+fn draw(out: &mut impl Write, j: &Journey) -> std::io::Result<()> {
+    let loss = if j.packets > 0 {
+        j.lost as f64 * 100.0 / j.packets as f64
+    } else {
+        0.0
+    };
+    writeln!(
+        out,
+        "{}  [{}]\n  {} packets selected, {} delivered, {} lost in the network ({loss:.2} %), {} missing as telemetry{}",
+        j.tuple.display(),
+        j.community_id,
+        j.packets,
+        j.delivered,
+        j.lost,
+        j.telemetry_lost,
+        if j.flags.is_empty() {
+            String::new()
+        } else {
+            format!("  flags: {}", j.flags.join(","))
+        }
+    )?;
+    for (i, hop) in j.hops.iter().enumerate() {
+        let names: Vec<String> = hop
+            .points
+            .iter()
+            .map(|p| format!("{} ({} pkts, ttl {})", p.name, p.packets, p.ttl_max))
+            .collect();
+        writeln!(out, "  ● {}", names.join("  |  "))?;
+        if let Some(s) = j.segments.get(i) {
+            let mark = if s.loss.lost > 0 { "✗" } else { "│" };
+            writeln!(
+                out,
+                "  {mark}   {}   loss {}/{} ({:.2} %, 95% [{:.2}, {:.2}] %){}",
+                delay_text(&s.delay, s.delay_kind),
+                s.loss.lost,
+                s.loss.sent,
+                s.loss.ratio * 100.0,
+                s.loss.ratio_low * 100.0,
+                s.loss.ratio_high * 100.0,
+                if s.loss.telemetry_explained > 0 {
+                    format!(
+                        ", {} explained by telemetry loss",
+                        s.loss.telemetry_explained
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+    }
+    if let Some(e) = &j.end_to_end {
+        writeln!(
+            out,
+            "  end to end: {}",
+            delay_text(
+                &Some(*e),
+                if j.flags.contains(&"offsets-unknown") {
+                    "variation"
+                } else {
+                    "one-way"
+                }
+            )
+        )?;
+    }
+    for t in &j.nat {
+        writeln!(
+            out,
+            "  NAT at {}: {} -> {} ({} pkts)",
+            t.at,
+            t.before.display(),
+            t.after.display(),
+            t.packets
+        )?;
+    }
+    writeln!(out)
+}

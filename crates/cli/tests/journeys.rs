@@ -1,0 +1,144 @@
+//! Journeys end to end through the real binaries: `hopscope simulate`
+//! writes one capture per point, `hopscope probe` meters each and exports
+//! IPFIX, `hopscope serve` collects it (the streaming correlator writes the
+//! journeys table), and `hopscope journeys` puts the simulated loss on the
+//! right segment.
+
+use std::path::Path;
+use std::process::Command;
+
+fn hopscope(args: &[&str], dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run hopscope");
+    assert!(
+        out.status.success(),
+        "hopscope {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn simulated_loss_is_found_on_its_segment_through_probe_serve_and_journeys() {
+    let dir = std::env::temp_dir().join(format!("hopscope-journeys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    hopscope(
+        &[
+            "simulate",
+            "--scenario",
+            "chain",
+            "--seed",
+            "7",
+            "--loss",
+            "0.02",
+            "--loss-link",
+            "2",
+            "--out",
+            "caps",
+        ],
+        &dir,
+    );
+    let points = [
+        "r1:r1-a", "r1:r1-r2", "r2:r2-r1", "r2:r2-r3", "r3:r3-r2", "r3:r3-b",
+    ];
+    let mut serve = vec![
+        "serve",
+        "--data-dir",
+        "data",
+        "--udp",
+        "none",
+        "--tcp",
+        "none",
+        "--http",
+        "none",
+        "--exit-after-replay",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    for p in points {
+        let file = p.replace(':', "_");
+        hopscope(
+            &[
+                "probe",
+                "--pcap",
+                &format!("caps/{file}.pcap"),
+                "--observation-point",
+                p,
+                "--select",
+                "1/2",
+                "--export",
+                &format!("file:{file}.ipfix"),
+            ],
+            &dir,
+        );
+        serve.push("--replay".into());
+        serve.push(format!("{file}.ipfix"));
+    }
+    let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
+    hopscope(&serve, &dir);
+    assert!(
+        dir.join("data/journeys")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
+        "the streaming correlator wrote journeys"
+    );
+
+    let json = hopscope(
+        &["journeys", "--data-dir", "data", "--segments", "--json"],
+        &dir,
+    );
+    let segments: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let worst = &segments[0];
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("caps/truth.json")).unwrap()).unwrap();
+    let forward = &truth["truth"]["forward"][2];
+    let reverse = &truth["truth"]["reverse"][2];
+    let lossy = [
+        ("r2:r2-r1", "r2:r2-r3", forward),
+        ("r2:r2-r3", "r2:r2-r1", reverse),
+    ];
+    assert!(
+        lossy
+            .iter()
+            .any(|(from, to, _)| worst["from"] == *from && worst["to"] == *to),
+        "{worst}"
+    );
+    for s in segments.as_array().unwrap() {
+        let on_r2 = lossy
+            .iter()
+            .find(|(f, t, _)| s["from"] == *f && s["to"] == *t);
+        match on_r2 {
+            Some((_, _, t)) => {
+                let ratio = t["lost"].as_f64().unwrap() / t["sent"].as_f64().unwrap();
+                let (lo, hi) = (
+                    s["ratio_low"].as_f64().unwrap(),
+                    s["ratio_high"].as_f64().unwrap(),
+                );
+                assert!(lo <= ratio && ratio <= hi, "{s}: true ratio {ratio}");
+            }
+            None => assert_eq!(s["lost"], 0, "{s}"),
+        }
+    }
+
+    // the diagram names the hops and marks the lossy segment
+    let text = hopscope(
+        &["journeys", "--data-dir", "data", "-n", "1", "lost > 0"],
+        &dir,
+    );
+    assert!(text.contains("● r2:r2-r1") && text.contains('✗'), "{text}");
+    // a bad filter is a clear error with its position
+    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(["journeys", "--data-dir", "data", "lost >"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
