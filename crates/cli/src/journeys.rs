@@ -170,14 +170,10 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
     if let Some(w) = &args.window {
         config.window_ns = parse_duration(w).with_context(|| format!("--window {w}"))?;
     }
-    if args.same_clock {
-        // every point's clock is the reference: offsets known to be zero
-        config.known_offsets = config.names.keys().map(|&p| (p, 0)).collect();
-    }
     let mut correlator = Correlator::new(config);
     store.scan(Table::PacketReports, &REPORT_COLUMNS, from, to, |b| {
         if args.same_clock {
-            // points named nowhere still share the clock
+            // every reporting point's clock is the reference: offsets known to be zero
             let points = b
                 .column_by_name("observation_point_id")
                 .expect("projected")
