@@ -3,7 +3,7 @@
 
 use std::fs::File;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array as _, BooleanArray, RecordBatch, TimestampNanosecondArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
@@ -125,17 +125,18 @@ impl crate::Store {
                 let time = batch
                     .column_by_name(TIME_COLUMN)
                     .expect("time column projected");
-                let time = arrow_cast_time(time)?;
-                let from = arrow_array::TimestampNanosecondArray::new_scalar(from_ns);
-                let to = arrow_array::TimestampNanosecondArray::new_scalar(to_ns);
-                let keep = arrow_arith::boolean::and(
-                    &arrow_ord::cmp::gt_eq(&time, &from)?,
-                    &arrow_ord::cmp::lt(&time, &to)?,
-                )?;
-                let batch = if keep.true_count() == batch.num_rows() {
-                    batch
-                } else {
-                    arrow_select::filter::filter_record_batch(&batch, &keep)?
+                let times = time
+                    .as_any()
+                    .downcast_ref::<TimestampNanosecondArray>()
+                    .ok_or_else(|| {
+                        arrow_schema::ArrowError::SchemaError(format!(
+                            "{TIME_COLUMN} is {}, not nanosecond timestamps",
+                            time.data_type()
+                        ))
+                    })?;
+                let batch = match rows_in_range(times, from_ns, to_ns) {
+                    None => batch,
+                    Some(keep) => arrow_select::filter::filter_record_batch(&batch, &keep)?,
                 };
                 if batch.num_rows() == 0 {
                     return Ok(());
@@ -147,20 +148,21 @@ impl crate::Store {
     }
 }
 
-/// The time column without its time zone, so that it compares with a plain
-/// nanosecond scalar.
-fn arrow_cast_time(
-    column: &arrow_array::ArrayRef,
-) -> Result<arrow_array::TimestampNanosecondArray, arrow_schema::ArrowError> {
-    use arrow_array::Array as _;
-    let values = column
-        .as_any()
-        .downcast_ref::<arrow_array::TimestampNanosecondArray>()
-        .ok_or_else(|| {
-            arrow_schema::ArrowError::SchemaError(format!(
-                "{TIME_COLUMN} is {}, not nanosecond timestamps",
-                column.data_type()
-            ))
-        })?;
-    Ok(values.clone().with_timezone_opt(None::<&str>))
+/// Which rows of a time column lie in `[from_ns, to_ns)`; `None` when
+/// every row does (the usual case, when the scan pruned by statistics).
+pub(crate) fn rows_in_range(
+    times: &TimestampNanosecondArray,
+    from_ns: i64,
+    to_ns: i64,
+) -> Option<BooleanArray> {
+    let values = times.values();
+    let (lo, hi) = values
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    (lo < from_ns || hi >= to_ns).then(|| {
+        values
+            .iter()
+            .map(|&t| Some(t >= from_ns && t < to_ns))
+            .collect()
+    })
 }

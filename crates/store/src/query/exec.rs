@@ -313,18 +313,7 @@ fn select(q: &Query, batch: RecordBatch) -> Result<RecordBatch, QueryError> {
     let mut mask: Option<BooleanArray> = None;
     let bounded = q.from_ns > i64::MIN || q.to_ns < i64::MAX;
     if let Some(times) = times.filter(|_| bounded) {
-        let values = times.values();
-        let (lo, hi) = values
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-        if lo < q.from_ns || hi >= q.to_ns {
-            mask = Some(
-                values
-                    .iter()
-                    .map(|&t| Some(t >= q.from_ns && t < q.to_ns))
-                    .collect(),
-            );
-        }
+        mask = crate::scan::rows_in_range(times, q.from_ns, q.to_ns);
     }
     if let Some(expr) = &q.filter {
         let m = super::evaluate(expr, &batch)?;
