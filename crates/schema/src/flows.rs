@@ -255,12 +255,10 @@ pub struct OtherField<'a> {
 pub fn flow_schema() -> SchemaRef {
     let mut fields = arrow_fields(FLOW_FIELDS);
     fields.push(Field::new("other_fields", other_fields_type(), true));
-    let mut meta = std::collections::HashMap::new();
-    meta.insert(
-        "hopscope.schema_version".to_string(),
-        crate::SCHEMA_VERSION.to_string(),
-    );
-    Arc::new(Schema::new_with_metadata(fields, meta))
+    Arc::new(Schema::new_with_metadata(
+        fields,
+        crate::table::version_metadata(),
+    ))
 }
 
 fn other_field_struct_fields() -> Fields {

@@ -116,7 +116,7 @@ pub const JOURNEY_FIELDS: &[FieldInfo] = &[
         "telemetry_lost",
         Kind::U64,
         "packets",
-        "Reports missing because telemetry was lost (sequence gaps, capture drops): never counted as network loss.",
+        "Reports missing because telemetry was lost (seen downstream but not here, or explained by exporters' sequence gaps): never counted as network loss.",
     ),
     field(
         "delay_median_ns",
@@ -146,7 +146,7 @@ pub const JOURNEY_FIELDS: &[FieldInfo] = &[
         "flags",
         Kind::Text,
         "",
-        "Confidence flags joined by ',': offsets-estimated, offsets-unknown, negative-delay, ecmp, telemetry-loss, flow-totals.",
+        "Confidence flags joined by ',': offsets-estimated, offsets-unknown, negative-delay, ecmp, telemetry-loss, nat.",
     ),
     field(
         "detail",
@@ -158,13 +158,8 @@ pub const JOURNEY_FIELDS: &[FieldInfo] = &[
 
 /// Arrow schema of journey records.
 pub fn journey_schema() -> SchemaRef {
-    let mut meta = std::collections::HashMap::new();
-    meta.insert(
-        "hopscope.schema_version".to_string(),
-        crate::SCHEMA_VERSION.to_string(),
-    );
     Arc::new(Schema::new_with_metadata(
         arrow_fields(JOURNEY_FIELDS),
-        meta,
+        crate::table::version_metadata(),
     ))
 }

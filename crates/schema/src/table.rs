@@ -135,6 +135,15 @@ macro_rules! table {
 }
 
 /// Arrow fields for a field list, every column nullable.
+/// Schema metadata carrying [`SCHEMA_VERSION`](crate::SCHEMA_VERSION), so
+/// that a reader of any table's Parquet files knows which layout wrote them.
+pub(crate) fn version_metadata() -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(
+        "hopscope.schema_version".to_string(),
+        crate::SCHEMA_VERSION.to_string(),
+    )])
+}
+
 pub(crate) fn arrow_fields(fields: &[FieldInfo]) -> Vec<arrow_schema::Field> {
     fields
         .iter()
