@@ -19,7 +19,7 @@ use crate::CorrelateError;
 use crate::clock::{ClockOffset, ClockSamples, offsets};
 use crate::journey::{Context, Journey, build};
 use crate::key::FlowTuple;
-use crate::observe::{ExporterId, Observation, read_reports, trajectories};
+use crate::observe::{ExporterId, Observation, first_hop, read_reports, trajectories};
 
 /// How the correlator cuts time and what it is told about the network.
 #[derive(Debug, Clone)]
@@ -237,12 +237,8 @@ impl Correlator {
         window.sort_unstable_by_key(|o| (o.digest, o.time_ns));
         let mut mine = Vec::new();
         for (s, e) in trajectories(&mut window, self.config.max_path_delay_ns) {
-            let first = window[s as usize..e as usize]
-                .iter()
-                .map(|o| o.time_ns)
-                .min()
-                .expect("non-empty");
-            if first < end {
+            // a trajectory's observations are in time order
+            if window[s as usize].time_ns < end {
                 mine.push((s, e));
             } else {
                 // a packet first seen after the window: the next one's
@@ -302,14 +298,10 @@ impl Correlator {
         rates: &HashMap<u64, f64>,
     ) -> Vec<Journey> {
         let parts = self.config.partitions.max(1);
-        // a journey is keyed by the tuple at its first hop (highest TTL)
         let mut by_partition: Vec<HashMap<FlowTuple, Vec<(u32, u32)>>> =
             (0..parts).map(|_| HashMap::new()).collect();
         for &(s, e) in mine {
-            let first = window[s as usize..e as usize]
-                .iter()
-                .min_by_key(|o| (std::cmp::Reverse(o.ttl), o.time_ns))
-                .expect("non-empty");
+            let first = first_hop(&window[s as usize..e as usize]);
             let p = first.tuple.canonical(0).0.partition(parts);
             by_partition[p].entry(first.tuple).or_default().push((s, e));
         }
@@ -354,8 +346,8 @@ impl Correlator {
                 .map(|groups| {
                     scope.spawn(move || {
                         groups
-                            .values()
-                            .map(|t| build(window, t, cx))
+                            .iter()
+                            .map(|(tuple, t)| build(*tuple, window, t, cx))
                             .collect::<Vec<_>>()
                     })
                 })

@@ -153,9 +153,14 @@ pub(crate) fn point_name(names: &HashMap<u64, String>, point: u64) -> String {
         .unwrap_or_else(|| format!("op-{point}"))
 }
 
-/// Builds the journey of `trajectories` (ranges into `obs`), all of one
-/// directed flow.
-pub(crate) fn build(obs: &[Observation], trajectories: &[(u32, u32)], cx: &Context<'_>) -> Journey {
+/// Builds the journey of `trajectories` (ranges into `obs`), all of the
+/// directed flow `tuple` (the tuple at their first hop).
+pub(crate) fn build(
+    tuple: FlowTuple,
+    obs: &[Observation],
+    trajectories: &[(u32, u32)],
+    cx: &Context<'_>,
+) -> Journey {
     // the points, and each observation's time on the reference clock
     let mut points: Vec<u64> = Vec::new();
     for &(s, e) in trajectories {
@@ -201,7 +206,7 @@ pub(crate) fn build(obs: &[Observation], trajectories: &[(u32, u32)], cx: &Conte
             .map(|b| i64::from(before(a, b)) - i64::from(before(b, a)))
             .sum()
     };
-    order.sort_by_key(|&a| (std::cmp::Reverse(score(a)), points[a]));
+    order.sort_by_cached_key(|&a| (std::cmp::Reverse(score(a)), points[a]));
     let mut level = vec![0usize; n];
     for (k, &x) in order.iter().enumerate() {
         level[x] = order[..k]
@@ -417,11 +422,6 @@ pub(crate) fn build(obs: &[Observation], trajectories: &[(u32, u32)], cx: &Conte
     if !nat.is_empty() {
         flags.push("nat");
     }
-    let first_obs = at_level
-        .iter()
-        .filter_map(|r| r.iter().flatten().next())
-        .min_by_key(|o| (std::cmp::Reverse(o.ttl), o.time_ns))
-        .expect("a trajectory");
     let first_ns = hops
         .iter()
         .flat_map(|h| &h.points)
@@ -435,9 +435,9 @@ pub(crate) fn build(obs: &[Observation], trajectories: &[(u32, u32)], cx: &Conte
         .max()
         .unwrap_or(0);
     Journey {
-        tuple: first_obs.tuple,
-        ip_version: first_obs.ip_version,
-        community_id: first_obs.tuple.community_id(),
+        tuple,
+        ip_version: obs[trajectories[0].0 as usize].ip_version,
+        community_id: tuple.community_id(),
         first_ns,
         last_ns,
         packets: hops[0].points.iter().map(|p| p.packets).sum(),

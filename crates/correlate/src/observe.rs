@@ -101,6 +101,16 @@ pub fn read_reports(
     Ok(skipped)
 }
 
+/// The observation of a trajectory nearest its source: the highest TTL,
+/// then the earliest. A journey is keyed by the tuple seen there (before
+/// any NAT on the way).
+pub(crate) fn first_hop(trajectory: &[Observation]) -> &Observation {
+    trajectory
+        .iter()
+        .min_by_key(|o| (std::cmp::Reverse(o.ttl), o.time_ns))
+        .expect("a trajectory is never empty")
+}
+
 /// Splits observations sorted by (digest, time) into trajectories, each a
 /// contiguous range of the reordered slice.
 ///
