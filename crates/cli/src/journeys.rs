@@ -17,7 +17,7 @@ use hopscope_collector::{Committed, Metrics};
 use hopscope_correlate::{
     Correlator, CorrelatorConfig, DelayStats, Journey, journeys_to_batch, summarize_segments,
 };
-use hopscope_store::query::{evaluate, parse_duration, parse_journey_filter, parse_time};
+use hopscope_store::query::{evaluate, parse_duration, parse_journey_filter, time_range};
 use hopscope_store::{Store, Table, WriteOptions, write_atomically};
 
 use crate::{JourneysArgs, now_ns};
@@ -151,16 +151,12 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
             args.data_dir.display()
         );
     }
-    let now = now_ns();
-    let from = match (&args.from, &args.since) {
-        (Some(f), _) => parse_time(f).with_context(|| format!("--from {f}"))?,
-        (None, Some(s)) => now - parse_duration(s).with_context(|| format!("--since {s}"))?,
-        (None, None) => i64::MIN,
-    };
-    let to = match &args.to {
-        Some(t) => parse_time(t).with_context(|| format!("--to {t}"))?,
-        None => i64::MAX,
-    };
+    let (from, to) = time_range(
+        args.since.as_deref(),
+        args.from.as_deref(),
+        args.to.as_deref(),
+        now_ns(),
+    )?;
     let store = Store::open(&args.data_dir, WriteOptions::default())
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
     let mut config = CorrelatorConfig {

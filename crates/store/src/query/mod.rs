@@ -378,6 +378,38 @@ pub struct QueryRequest {
     pub source: Option<String>,
 }
 
+/// The range `[from, to)` that `--since`, `--from` and `--to` describe,
+/// unbounded where they say nothing; `since` (back from `now_ns`) wins over
+/// `from`.
+pub fn time_range(
+    since: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    now_ns: i64,
+) -> Result<(i64, i64), QueryError> {
+    let time = |label: &str, text: Option<&str>| -> Result<Option<i64>, QueryError> {
+        text.map(|t| {
+            parse_time(t).ok_or_else(|| {
+                QueryError::Plan(format!(
+                    "--{label} '{t}': expected RFC 3339 (2026-11-26T10:00:00Z) or ns"
+                ))
+            })
+        })
+        .transpose()
+    };
+    let mut from_ns = time("from", from)?.unwrap_or(i64::MIN);
+    let to_ns = time("to", to)?.unwrap_or(i64::MAX);
+    if let Some(since) = since {
+        let d = parse_duration(since).ok_or_else(|| {
+            QueryError::Plan(format!(
+                "--since '{since}': expected a duration such as 15m, 1h, 7d"
+            ))
+        })?;
+        from_ns = now_ns - d;
+    }
+    Ok((from_ns, to_ns))
+}
+
 fn list(text: &Option<String>) -> Vec<String> {
     text.as_deref()
         .unwrap_or("")
@@ -414,31 +446,12 @@ impl QueryRequest {
         if !columns.is_empty() {
             q.column_names(&columns)?;
         }
-        let time = |label: &str, text: &Option<String>| -> Result<Option<i64>, QueryError> {
-            text.as_deref()
-                .map(|t| {
-                    parse_time(t).ok_or_else(|| {
-                        QueryError::Plan(format!(
-                            "--{label} '{t}': expected RFC 3339 (2026-11-26T10:00:00Z) or ns"
-                        ))
-                    })
-                })
-                .transpose()
-        };
-        if let Some(from) = time("from", &self.from)? {
-            q.from_ns = from;
-        }
-        if let Some(to) = time("to", &self.to)? {
-            q.to_ns = to;
-        }
-        if let Some(since) = &self.since {
-            let d = parse_duration(since).ok_or_else(|| {
-                QueryError::Plan(format!(
-                    "--since '{since}': expected a duration such as 15m, 1h, 7d"
-                ))
-            })?;
-            q.from_ns = now_ns - d;
-        }
+        (q.from_ns, q.to_ns) = time_range(
+            self.since.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+            now_ns,
+        )?;
         if let Some(bucket) = &self.bucket {
             q.bucket_ns = Some(parse_duration(bucket).ok_or_else(|| {
                 QueryError::Plan(format!("bucket '{bucket}': expected a duration such as 1m"))
