@@ -152,9 +152,9 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
         );
     }
     let (from, to) = time_range(
-        args.since.as_deref(),
-        args.from.as_deref(),
-        args.to.as_deref(),
+        args.range.since.as_deref(),
+        args.range.from.as_deref(),
+        args.range.to.as_deref(),
         now_ns(),
     )?;
     let store = Store::open(&args.data_dir, WriteOptions::default())

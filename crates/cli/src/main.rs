@@ -72,15 +72,8 @@ struct JourneysArgs {
     filter: Vec<String>,
     #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
     data_dir: PathBuf,
-    /// Only the last DURATION (10m, 1h).
-    #[arg(long)]
-    since: Option<String>,
-    /// Start of the range (RFC 3339 or ns).
-    #[arg(long)]
-    from: Option<String>,
-    /// End of the range, excluded.
-    #[arg(long)]
-    to: Option<String>,
+    #[command(flatten)]
+    range: RangeArgs,
     /// Journeys are built per window of this length (default 10s).
     #[arg(long)]
     window: Option<String>,
@@ -187,15 +180,8 @@ struct QueryArgs {
     /// Aggregates: flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F), p95(F).
     #[arg(long, short = 'a')]
     aggregates: Option<String>,
-    /// Only the last DURATION (15m, 1h, 7d).
-    #[arg(long)]
-    since: Option<String>,
-    /// Start of the range (RFC 3339 or ns).
-    #[arg(long)]
-    from: Option<String>,
-    /// End of the range, excluded.
-    #[arg(long)]
-    to: Option<String>,
+    #[command(flatten)]
+    range: RangeArgs,
     /// Time buckets of this width (1m, 1h) as the first group key.
     #[arg(long)]
     bucket: Option<String>,
@@ -219,6 +205,20 @@ struct QueryArgs {
     explain: bool,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+/// The time range of a query: the same flags for flows and journeys.
+#[derive(Debug, clap::Args)]
+struct RangeArgs {
+    /// Only the last DURATION (15m, 1h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Start of the range (RFC 3339 or ns).
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range, excluded.
+    #[arg(long)]
+    to: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

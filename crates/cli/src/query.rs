@@ -15,9 +15,9 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         filter: Some(args.filter.join(" ")),
         group_by: args.group_by.clone(),
         aggregates: args.aggregates.clone(),
-        since: args.since.clone(),
-        from: args.from.clone(),
-        to: args.to.clone(),
+        since: args.range.since.clone(),
+        from: args.range.from.clone(),
+        to: args.range.to.clone(),
         bucket: args.bucket.clone(),
         limit: args.limit.or_else(|| {
             // a flow listing without a limit could print millions of lines
