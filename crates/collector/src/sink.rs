@@ -67,7 +67,8 @@ pub fn run(
     let mut last_flush = Instant::now();
     loop {
         let wait = flush_interval.saturating_sub(last_flush.elapsed());
-        match handoffs.recv_timeout(wait) {
+        // every receiver gone: flush what is left, then stop
+        let closed = match handoffs.recv_timeout(wait) {
             Ok(h) => {
                 if let Some(s) = h.snapshot {
                     snapshots.insert(h.receiver, s);
@@ -101,20 +102,11 @@ pub fn run(
                 if pending.rows < MAX_PENDING_ROWS && last_flush.elapsed() < flush_interval {
                     continue;
                 }
+                false
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(
-                    &store,
-                    &mut pending,
-                    &snapshots,
-                    &restored,
-                    &metrics,
-                    committed.as_ref(),
-                );
-                return;
-            }
-        }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
         flush(
             &store,
             &mut pending,
@@ -123,6 +115,9 @@ pub fn run(
             &metrics,
             committed.as_ref(),
         );
+        if closed {
+            return;
+        }
         last_flush = Instant::now();
     }
 }
