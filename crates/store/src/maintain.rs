@@ -295,6 +295,7 @@ impl Store {
             }
             let rows = rename_column(&out.rows, "time_bucket", TIME_COLUMN)?;
             // one rollup file per hour, with a fixed name so that a redo replaces it
+            let name = segment_file_name(hour, hour + HOUR_NS - 1, 0);
             let dir = partition_dir(self.root(), table, hour);
             let old: Vec<PathBuf> = self
                 .segments(table)?
@@ -302,21 +303,12 @@ impl Store {
                 .filter(|s| s.hour() == hour)
                 .map(|s| s.path)
                 .collect();
-            let staged = self.writer().stage_named(
-                table,
-                hour,
-                &[rows],
-                segment_file_name(hour, hour + HOUR_NS - 1, 0),
-            )?;
+            let staged = self
+                .writer()
+                .stage_named(table, hour, &[rows], |_, _| name.clone())?;
             staged.commit()?;
             for p in old.iter().filter(|p| p.parent() == Some(dir.as_path())) {
-                if p.file_name()
-                    != Some(std::ffi::OsStr::new(&segment_file_name(
-                        hour,
-                        hour + HOUR_NS - 1,
-                        0,
-                    )))
-                {
+                if p.file_name() != Some(std::ffi::OsStr::new(&name)) {
                     remove_if_exists(p)?;
                 }
             }

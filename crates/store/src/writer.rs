@@ -107,23 +107,20 @@ impl SegmentWriter {
         hour: i64,
         batches: &[RecordBatch],
     ) -> Result<Staged, StoreError> {
-        let (mut min_ns, mut max_ns) = (i64::MAX, i64::MIN);
-        for b in batches {
-            let (lo, hi) = time_range(b)?;
-            min_ns = min_ns.min(lo);
-            max_ns = max_ns.max(hi);
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.stage_named(table, hour, batches, segment_file_name(min_ns, max_ns, id))
+        self.stage_named(table, hour, batches, |min_ns, max_ns| {
+            segment_file_name(min_ns, max_ns, id)
+        })
     }
 
-    /// [`stage`](Self::stage) under a given segment name.
+    /// [`stage`](Self::stage) under the name `name` gives the batches'
+    /// time range.
     pub(crate) fn stage_named(
         &self,
         table: Table,
         hour: i64,
         batches: &[RecordBatch],
-        name: String,
+        name: impl FnOnce(i64, i64) -> String,
     ) -> Result<Staged, StoreError> {
         let (mut min_ns, mut max_ns) = (i64::MAX, i64::MIN);
         for b in batches {
@@ -131,6 +128,7 @@ impl SegmentWriter {
             min_ns = min_ns.min(lo);
             max_ns = max_ns.max(hi);
         }
+        let name = name(min_ns, max_ns);
         let staging = self.root.join("staging").join(format!("{name}.tmp"));
         let file = File::create(&staging).map_err(|e| StoreError::io(&staging, e))?;
         let schema = batches[0].schema();
