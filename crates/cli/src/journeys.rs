@@ -230,11 +230,11 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
                     "{:<40} {:>8} {:>10} {:>8} {:>9.3}  [{:.3}, {:.3}] % {:>12}",
                     format!("{} > {}", s.from, s.to),
                     s.journeys,
-                    s.sent,
-                    s.lost,
-                    s.ratio * 100.0,
-                    s.ratio_low * 100.0,
-                    s.ratio_high * 100.0,
+                    s.loss.sent,
+                    s.loss.lost,
+                    s.loss.ratio * 100.0,
+                    s.loss.ratio_low * 100.0,
+                    s.loss.ratio_high * 100.0,
                     s.delay_median_ns.map_or("-".into(), duration)
                 )?;
             }

@@ -120,6 +120,26 @@ pub struct NatTranslation {
     pub packets: u64,
 }
 
+impl LossEstimate {
+    /// `lost` of `sent`, with the ratio and its interval.
+    pub(crate) fn new(sent: u64, lost: u64, telemetry_explained: u64, evidence: String) -> Self {
+        let (ratio_low, ratio_high) = wilson_interval(lost, sent);
+        LossEstimate {
+            sent,
+            lost,
+            ratio: if sent > 0 {
+                lost as f64 / sent as f64
+            } else {
+                0.0
+            },
+            ratio_low,
+            ratio_high,
+            telemetry_explained,
+            evidence,
+        }
+    }
+}
+
 impl DelayStats {
     pub(crate) fn from_samples(mut v: Vec<i64>) -> Option<DelayStats> {
         if v.is_empty() {
@@ -334,7 +354,6 @@ pub(crate) fn build(
             (last_here - explained, explained)
         };
         telemetry_lost += explained;
-        let (low, high) = wilson_interval(lost, sent);
         let from = hop_label(&hops[i]);
         let to = hop_label(&hops[i + 1]);
         let evidence = format!(
@@ -346,19 +365,7 @@ pub(crate) fn build(
             to,
             delay: DelayStats::from_samples(delays),
             delay_kind,
-            loss: LossEstimate {
-                sent,
-                lost,
-                ratio: if sent > 0 {
-                    lost as f64 / sent as f64
-                } else {
-                    0.0
-                },
-                ratio_low: low,
-                ratio_high: high,
-                telemetry_explained: explained,
-                evidence,
-            },
+            loss: LossEstimate::new(sent, lost, explained, evidence),
         });
     }
 

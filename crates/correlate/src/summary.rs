@@ -3,78 +3,82 @@
 
 use serde::Serialize;
 
-use crate::journey::Journey;
-use crate::loss::wilson_interval;
+use crate::journey::{Journey, LossEstimate};
 
 /// One segment (`from > to`) summed over the journeys that cross it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SegmentSummary {
     pub from: String,
     pub to: String,
     pub journeys: u64,
-    pub sent: u64,
-    pub lost: u64,
-    pub ratio: f64,
-    pub ratio_low: f64,
-    pub ratio_high: f64,
-    pub telemetry_explained: u64,
+    /// The journeys' losses summed, with the ratio and interval of the sum.
+    #[serde(flatten)]
+    pub loss: LossEstimate,
     /// Median over journeys of their median delay on the segment.
     pub delay_median_ns: Option<i64>,
 }
 
+/// One segment's sums while pooling.
+#[derive(Default)]
+struct Pool<'a> {
+    from: &'a str,
+    to: &'a str,
+    journeys: u64,
+    sent: u64,
+    lost: u64,
+    explained: u64,
+    median_delays: Vec<i64>,
+}
+
 /// Pools the segments of `journeys`, the most lossy first.
 pub fn summarize_segments(journeys: &[Journey]) -> Vec<SegmentSummary> {
-    let mut out: Vec<(SegmentSummary, Vec<i64>)> = Vec::new();
+    let mut pools: Vec<Pool<'_>> = Vec::new();
     for j in journeys {
         for s in &j.segments {
-            let i = match out
-                .iter()
-                .position(|(o, _)| o.from == s.from && o.to == s.to)
-            {
+            let i = match pools.iter().position(|p| p.from == s.from && p.to == s.to) {
                 Some(i) => i,
                 None => {
-                    out.push((
-                        SegmentSummary {
-                            from: s.from.clone(),
-                            to: s.to.clone(),
-                            journeys: 0,
-                            sent: 0,
-                            lost: 0,
-                            ratio: 0.0,
-                            ratio_low: 0.0,
-                            ratio_high: 0.0,
-                            telemetry_explained: 0,
-                            delay_median_ns: None,
-                        },
-                        Vec::new(),
-                    ));
-                    out.len() - 1
+                    pools.push(Pool {
+                        from: &s.from,
+                        to: &s.to,
+                        ..Pool::default()
+                    });
+                    pools.len() - 1
                 }
             };
-            let (o, delays) = &mut out[i];
-            o.journeys += 1;
-            o.sent += s.loss.sent;
-            o.lost += s.loss.lost;
-            o.telemetry_explained += s.loss.telemetry_explained;
+            let p = &mut pools[i];
+            p.journeys += 1;
+            p.sent += s.loss.sent;
+            p.lost += s.loss.lost;
+            p.explained += s.loss.telemetry_explained;
             if let Some(d) = s.delay {
-                delays.push(d.median_ns);
+                p.median_delays.push(d.median_ns);
             }
         }
     }
-    let mut result: Vec<SegmentSummary> = out
+    let mut result: Vec<SegmentSummary> = pools
         .into_iter()
-        .map(|(mut o, mut delays)| {
-            o.ratio = if o.sent > 0 {
-                o.lost as f64 / o.sent as f64
-            } else {
-                0.0
-            };
-            (o.ratio_low, o.ratio_high) = wilson_interval(o.lost, o.sent);
-            delays.sort_unstable();
-            o.delay_median_ns = delays.get(delays.len() / 2).copied();
-            o
+        .map(|mut p| {
+            p.median_delays.sort_unstable();
+            SegmentSummary {
+                from: p.from.to_string(),
+                to: p.to.to_string(),
+                journeys: p.journeys,
+                loss: LossEstimate::new(
+                    p.sent,
+                    p.lost,
+                    p.explained,
+                    format!("pooled over {} journeys", p.journeys),
+                ),
+                delay_median_ns: p.median_delays.get(p.median_delays.len() / 2).copied(),
+            }
         })
         .collect();
-    result.sort_by(|a, b| b.lost.cmp(&a.lost).then(b.sent.cmp(&a.sent)));
+    result.sort_by(|a, b| {
+        b.loss
+            .lost
+            .cmp(&a.loss.lost)
+            .then(b.loss.sent.cmp(&a.loss.sent))
+    });
     result
 }

@@ -78,23 +78,23 @@ fn the_loss_is_put_inside_r2_with_the_counted_packets_in_its_interval() {
         // (SYNs) that no point after R2 ever saw: their journeys end at R2
         // and cannot name a next hop, so they are not on this segment
         assert!(
-            worst.lost <= counted && worst.lost + 2 >= counted,
+            worst.loss.lost <= counted && worst.loss.lost + 2 >= counted,
             "{direction}: {} lost, {counted} counted",
-            worst.lost
+            worst.loss.lost
         );
         assert!(
-            worst.sent <= sent && worst.sent + 10 >= sent,
+            worst.loss.sent <= sent && worst.loss.sent + 10 >= sent,
             "{direction}: sent {}",
-            worst.sent
+            worst.loss.sent
         );
         let truth = counted as f64 / sent as f64;
         assert!(
-            worst.ratio_low <= truth && truth <= worst.ratio_high,
+            worst.loss.ratio_low <= truth && truth <= worst.loss.ratio_high,
             "{direction}: {truth} outside [{}, {}]",
-            worst.ratio_low,
-            worst.ratio_high
+            worst.loss.ratio_low,
+            worst.loss.ratio_high
         );
-        let elsewhere: u64 = segments[1..].iter().map(|s| s.lost).sum();
+        let elsewhere: u64 = segments[1..].iter().map(|s| s.loss.lost).sum();
         assert_eq!(elsewhere, 0, "{direction}: no loss anywhere else");
     }
 }

@@ -220,11 +220,11 @@ fn loss_is_placed_on_the_right_segment_with_the_truth_inside_its_interval() {
         }
         let t = &run.truth.forward[link];
         let ratio = t.lost as f64 / t.sent as f64;
-        if (worst.ratio_low..=worst.ratio_high).contains(&ratio) {
+        if (worst.loss.ratio_low..=worst.loss.ratio_high).contains(&ratio) {
             inside += 1;
         }
         // the other segments carry (almost) nothing
-        let elsewhere: u64 = segments[1..].iter().map(|s| s.lost).sum();
+        let elsewhere: u64 = segments[1..].iter().map(|s| s.loss.lost).sum();
         assert!(elsewhere <= 2, "seed {seed}: {elsewhere} lost elsewhere");
     }
     assert!(
@@ -273,7 +273,7 @@ fn ecmp_members_form_one_hop_and_loss_uses_their_sum() {
     let lost: u64 = summarize_segments(&all)
         .iter()
         .filter(|s| s.to == "edge2:down")
-        .map(|s| s.lost)
+        .map(|s| s.loss.lost)
         .sum();
     assert_eq!(lost, run.truth.forward[1].lost);
 }
