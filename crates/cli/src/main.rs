@@ -5,6 +5,7 @@
 
 mod config;
 mod decode;
+mod demo;
 mod journeys;
 mod probe;
 mod query;
@@ -31,6 +32,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A live multi-hop network on this machine: five simulated devices
+    /// (NAT, a lossy WAN link, ECMP, clock errors, incidents now and then)
+    /// export IPFIX to a collector on a temporary store; open the printed
+    /// URL for the web UI. Ctrl-C stops.
+    Demo(DemoArgs),
     /// Decode captures of flow exports (pcap/pcapng of NetFlow v5/v9, IPFIX,
     /// sFlow; IPFIX files; raw datagram payloads) and print the records.
     ///
@@ -89,6 +95,27 @@ struct JourneysArgs {
     /// JSON (one journey per line; the segment table as one array).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// The web UI and API.
+    #[arg(long, env = "HOPSCOPE_HTTP", default_value = "127.0.0.1:8080")]
+    http: String,
+    /// Keep the store here (default: a temporary directory, removed at exit).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Keep the temporary store at exit.
+    #[arg(long)]
+    keep: bool,
+    /// Stop after this long (such as 60s) instead of at Ctrl-C.
+    #[arg(long)]
+    duration: Option<String>,
+    /// New flows per second on the path.
+    #[arg(long, default_value_t = 150)]
+    flows_per_second: u32,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -376,6 +403,7 @@ fn main() -> ExitCode {
             };
             match cli.command {
                 Command::Decode(args) => decode::run(&args),
+                Command::Demo(args) => demo::run(&args),
                 Command::Probe(mut args) => {
                     if let Some(sub) = matches.subcommand_matches("probe") {
                         config.probe.apply(&mut args, sub);

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use hopscope_packet::bpf::BpfProgram;
 use hopscope_probe::{
     CacheConfig, ExportTarget, Exporter, HashFunction, Meter, MeterConfig, MeterStats,
-    PacketSource, PcapFileSource, ProbeReport, Profile, SelectorConfig, crc32,
+    MeteringProcess, PacketSource, PcapFileSource, Profile, SelectorConfig, crc32,
 };
 
 use crate::{ProbeArgs, now_ns};
@@ -89,10 +89,12 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
             meter = meter.with_filter(f.clone());
         }
         Ok(Probe {
-            meter,
-            exporter: Exporter::open(&target, args.domain)?,
-            observation_point,
-            observation_point_id,
+            process: MeteringProcess {
+                meter,
+                exporter: Exporter::open(&target, args.domain)?,
+                observation_point,
+                observation_point_id,
+            },
             summary: Summary::default(),
         })
     };
@@ -105,7 +107,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
                     .with_context(|| format!("opening {}", path.display()))?;
                 while let Some(frame) = source.next_frame() {
                     match frame {
-                        Ok(frame) => probe.meter.observe(&frame),
+                        Ok(frame) => probe.process.meter.observe(&frame),
                         Err(e) => {
                             // a capture cut mid-record: what came before is metered
                             eprintln!("warning: {}: {e}", path.display());
@@ -113,8 +115,8 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
                             break;
                         }
                     }
-                    if probe.meter.pending_flows() >= EXPORT_BATCH
-                        || probe.meter.pending_reports() >= EXPORT_BATCH
+                    if probe.process.meter.pending_flows() >= EXPORT_BATCH
+                        || probe.process.meter.pending_reports() >= EXPORT_BATCH
                     {
                         probe.export()?;
                     }
@@ -128,52 +130,29 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     Ok(summary.exit_code())
 }
 
-/// One metering process: a meter and the exporter it feeds.
+/// One metering process and what it has done.
 struct Probe {
-    meter: Meter,
-    exporter: Exporter,
-    observation_point: String,
-    observation_point_id: u64,
+    process: MeteringProcess,
     summary: Summary,
 }
 
 impl Probe {
-    /// Encodes and sends what the meter has ready.
     fn export(&mut self) -> Result<()> {
-        let now = now_secs();
-        if self.meter.pending_flows() > 0 {
-            self.exporter.export_flows(&self.meter.take_flows()?, now)?;
-        }
-        if self.meter.pending_reports() > 0 {
-            self.exporter
-                .export_reports(&self.meter.take_reports()?, now)?;
-        }
-        self.exporter.flush()?;
-        Ok(())
+        Ok(self.process.export(now_secs())?)
     }
 
     /// Exports every flow left, then the options records, and says what happened.
     fn finish(mut self) -> Result<Summary> {
-        self.meter.finish();
+        self.process.meter.finish();
         self.export()?;
-        let s = self.meter.stats.clone();
-        self.exporter.export_options(
-            &ProbeReport {
-                observation_point_id: self.observation_point_id,
-                observation_point_name: &self.observation_point,
-                metering_process_id: 1,
-                selector: self.meter.selector(),
-                ignored_packets: s.not_ip + s.malformed + self.summary.kernel_drops,
-                flows_exported: s.flows_exported,
-            },
-            now_secs(),
-        );
-        self.exporter.flush()?;
+        self.process
+            .export_options(self.summary.kernel_drops, now_secs())?;
+        let p = &self.process;
         let mut summary = self.summary;
-        summary.stats = s;
-        summary.emergency_expiries = self.meter.cache().emergency_expiries;
-        summary.messages = self.exporter.counters.messages_sent;
-        summary.not_sent = self.exporter.counters.records_not_sent;
+        summary.stats = p.meter.stats.clone();
+        summary.emergency_expiries = p.meter.cache().emergency_expiries;
+        summary.messages = p.exporter.counters.messages_sent;
+        summary.not_sent = p.exporter.counters.records_not_sent;
         Ok(summary)
     }
 }
@@ -283,14 +262,14 @@ fn capture_live(
         let mut last_export = Instant::now();
         while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
             match source.next_frame_within(Duration::from_millis(200))? {
-                Some(frame) => probe.meter.observe(&frame),
-                None => probe.meter.tick(now_ns()),
+                Some(frame) => probe.process.meter.observe(&frame),
+                None => probe.process.meter.tick(now_ns()),
             }
             // a live probe exports as it goes, not only when batches fill
-            if probe.meter.pending_flows() >= EXPORT_BATCH
+            if probe.process.meter.pending_flows() >= EXPORT_BATCH
                 || last_export.elapsed() >= Duration::from_secs(1)
             {
-                probe.meter.tick(now_ns());
+                probe.process.meter.tick(now_ns());
                 probe.export()?;
                 last_export = Instant::now();
             }

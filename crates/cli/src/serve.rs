@@ -46,6 +46,23 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
+    run_with(args, section, |_| Ok(()))
+}
+
+/// Where a started server listens.
+#[derive(Debug)]
+pub struct Listening<'a> {
+    pub udp: &'a [SocketAddr],
+    pub http: Option<SocketAddr>,
+}
+
+/// [`run`], calling `on_ready` once the listeners are bound (so that `hopscope
+/// demo` can point its exporters at them), before serving until stopped.
+pub fn run_with(
+    args: &ServeArgs,
+    section: &ServeSection,
+    on_ready: impl FnOnce(&Listening<'_>) -> Result<()>,
+) -> Result<ExitCode> {
     let flush = parse_duration(&args.flush_interval)?;
     let config = CollectorConfig {
         udp: addresses(&args.udp, "udp")?,
@@ -120,10 +137,13 @@ pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the HTTP runtime")?;
-    let http = match args.http.trim() {
+    let http_addr: Option<SocketAddr> = match args.http.trim() {
         "none" | "" => None,
-        addr => {
-            let addr: SocketAddr = addr.parse().with_context(|| format!("--http {addr}"))?;
+        addr => Some(addr.parse().with_context(|| format!("--http {addr}"))?),
+    };
+    let http = match http_addr {
+        None => None,
+        Some(addr) => {
             let server = runtime.spawn(hopscope_server::serve(
                 addr,
                 store.clone(),
@@ -140,6 +160,10 @@ pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
         }
     };
 
+    on_ready(&Listening {
+        udp: &collector.udp_addrs,
+        http: http_addr,
+    })?;
     let mut last_maintenance = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(100));

@@ -140,6 +140,17 @@ pub struct ProbeReport<'a> {
 
 impl Exporter {
     pub fn open(target: &ExportTarget, domain: u32) -> Result<Self, ExportError> {
+        Self::open_from(target, domain, None)
+    }
+
+    /// As [`Exporter::open`], with UDP datagrams sent from `source` (such
+    /// as one of 127.0.0.0/8, so that simulated devices on one machine
+    /// look like distinct exporters); streams and files ignore it.
+    pub fn open_from(
+        target: &ExportTarget,
+        domain: u32,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, ExportError> {
         let open_err = |source| ExportError::Open {
             target: target.clone(),
             source,
@@ -162,7 +173,7 @@ impl Exporter {
                 } else {
                     std::net::Ipv6Addr::UNSPECIFIED.into()
                 };
-                let local = SocketAddr::new(any, 0);
+                let local = SocketAddr::new(source.unwrap_or(any), 0);
                 let socket = UdpSocket::bind(local).map_err(open_err)?;
                 socket.connect(addr).map_err(open_err)?;
                 (Sink::Udp(socket), UDP_MESSAGE, Some(UDP_TEMPLATE_REFRESH))

@@ -16,6 +16,7 @@ mod export;
 #[cfg(target_os = "linux")]
 mod live;
 mod meter;
+mod process;
 mod select;
 mod source;
 
@@ -27,5 +28,6 @@ pub(crate) use live::MappedFile;
 #[cfg(target_os = "linux")]
 pub use live::{AfPacketSource, LiveConfig, stop_requested};
 pub use meter::{Meter, MeterConfig, MeterStats};
+pub use process::{MeteringProcess, ProcessError};
 pub use select::{HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32};
 pub use source::{CaptureCounters, Frame, PacketSource, PcapFileSource, SourceError};

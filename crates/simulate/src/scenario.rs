@@ -108,6 +108,15 @@ pub struct Traffic {
     /// Share of TCP flows (the rest UDP).
     #[serde(default = "default_tcp")]
     pub tcp_share: f64,
+    /// Clients drawn from a pool of this many hosts (and servers from a
+    /// quarter as many), a few of them much busier than the rest, as real
+    /// top-talker lists look; 0 draws every flow's hosts afresh.
+    #[serde(default)]
+    pub hosts: u32,
+    /// One host probing this many (server, port) pairs with a single TCP
+    /// SYN each, never answered: a port scan crossing the path.
+    #[serde(default)]
+    pub scan_probes: u32,
 }
 
 fn default_reverse() -> f64 {
@@ -181,6 +190,9 @@ struct Flow {
     nat_port: u16,
     /// ECMP choice seed.
     hash: u64,
+    /// Packets each way.
+    forward_packets: u64,
+    reverse_packets: u64,
 }
 
 /// Runs a scenario.
@@ -197,60 +209,55 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
         ));
     }
     let mut rng = Rng::new(s.seed);
-    let flows: Vec<Flow> = (0..s.traffic.flows)
-        .map(|i| {
-            let v6 = rng.chance(s.traffic.ipv6_share);
-            let host = |rng: &mut Rng, net: u8| -> [u8; 16] {
-                let x = rng.below(250) as u8 + 2;
-                let y = rng.below(250) as u8 + 1;
-                if v6 {
-                    let mut a = [0u8; 16];
-                    a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
-                    a[5] = net;
-                    a[14] = x;
-                    a[15] = y;
-                    a
-                } else {
-                    hopscope_schema::ipv4_mapped([10, net, x, y])
-                }
-            };
-            Flow {
-                client: host(&mut rng, 1),
-                server: host(&mut rng, 2),
-                v6,
-                client_port: 20_000 + (rng.below(40_000) as u16),
-                server_port: [443, 80, 53, 5201, 8080][rng.below(5) as usize],
-                proto: if rng.chance(s.traffic.tcp_share) {
-                    6
-                } else {
-                    17
-                },
-                nat_port: 0,
-                hash: rng.next_u64(),
-            }
-            .with_nat_port(i)
-        })
-        .collect();
+    let t = &s.traffic;
+    let forward_packets = u64::from(t.packets_per_flow);
+    let reverse_packets = (forward_packets as f64 * t.reverse_ratio).round() as u64;
+    let mut flows: Vec<Flow> = Vec::with_capacity((t.flows + t.scan_probes) as usize);
+    for _ in 0..t.flows {
+        let v6 = rng.chance(t.ipv6_share);
+        flows.push(Flow {
+            client: host(&mut rng, 1, v6, t.hosts),
+            server: host(&mut rng, 2, v6, t.hosts / 4),
+            v6,
+            client_port: 20_000 + (rng.below(40_000) as u16),
+            server_port: SERVICES[rng.below(SERVICES.len() as u64) as usize],
+            proto: if rng.chance(t.tcp_share) { 6 } else { 17 },
+            nat_port: flows.len() as u16,
+            hash: rng.next_u64(),
+            forward_packets,
+            reverse_packets,
+        });
+    }
+    let scanner = hopscope_schema::ipv4_mapped([10, 1, 66, 6]);
+    for _ in 0..t.scan_probes {
+        flows.push(Flow {
+            client: scanner,
+            server: host(&mut rng, 2, false, t.hosts / 4),
+            v6: false,
+            client_port: 40_000 + (rng.below(20_000) as u16),
+            server_port: 1 + rng.below(1024) as u16,
+            proto: 6,
+            nat_port: flows.len() as u16,
+            hash: rng.next_u64(),
+            forward_packets: 1,
+            reverse_packets: 0,
+        });
+    }
 
     // every packet: (true send time, flow, reverse?)
-    let per_flow_fwd = s.traffic.packets_per_flow as u64;
-    let per_flow_rev = (per_flow_fwd as f64 * s.traffic.reverse_ratio).round() as u64;
     let duration_ns = (s.duration_ms * 1_000_000) as i64;
     let mut packets: Vec<(i64, u32, bool)> = Vec::new();
-    for (i, _) in flows.iter().enumerate() {
-        for _ in 0..per_flow_fwd {
-            packets.push((
-                s.start_ns + rng.below(duration_ns as u64) as i64,
-                i as u32,
-                false,
-            ));
-        }
-        for _ in 0..per_flow_rev {
-            packets.push((
-                s.start_ns + rng.below(duration_ns as u64) as i64,
-                i as u32,
-                true,
-            ));
+    for (i, flow) in flows.iter().enumerate() {
+        for reverse in [false, true] {
+            let n = if reverse {
+                flow.reverse_packets
+            } else {
+                flow.forward_packets
+            };
+            for _ in 0..n {
+                let at = s.start_ns + rng.below(duration_ns as u64) as i64;
+                packets.push((at, i as u32, reverse));
+            }
         }
     }
     packets.sort_unstable();
@@ -377,10 +384,28 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
     Ok(Run { captures, truth })
 }
 
-impl Flow {
-    fn with_nat_port(mut self, i: u32) -> Self {
-        self.nat_port = i as u16;
-        self
+/// Server ports the traffic mix draws from.
+const SERVICES: [u16; 10] = [443, 80, 53, 5201, 8080, 22, 3306, 6379, 123, 8443];
+
+/// A host of network `10.net.0.0/16` (or `2001:db8:0:net::/64`): from a
+/// pool of `pool` hosts when `pool > 0`, the low numbers far busier (the
+/// square of a uniform draw), else anywhere in the network.
+fn host(rng: &mut Rng, net: u8, v6: bool, pool: u32) -> [u8; 16] {
+    let n = if pool > 0 {
+        (rng.unit() * rng.unit() * f64::from(pool)) as u64
+    } else {
+        rng.below(250 * 250)
+    };
+    let (x, y) = ((n / 250) as u8, (n % 250) as u8 + 1);
+    if v6 {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[5] = net;
+        a[14] = x;
+        a[15] = y;
+        a
+    } else {
+        hopscope_schema::ipv4_mapped([10, net, x, y])
     }
 }
 
@@ -432,6 +457,8 @@ impl Scenario {
                 reverse_ratio: 1.0,
                 ipv6_share: 0.3,
                 tcp_share: 0.7,
+                hosts: 0,
+                scan_probes: 0,
             },
         }
     }
@@ -473,6 +500,8 @@ impl Scenario {
                 reverse_ratio: 1.0,
                 ipv6_share: 0.0,
                 tcp_share: 0.7,
+                hosts: 0,
+                scan_probes: 0,
             },
         }
     }

@@ -1,0 +1,134 @@
+//! `hopscope demo`: `serve` on a temporary data directory, fed live by the
+//! demo network (`hopscope-demo`), until Ctrl-C or `--duration`.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hopscope_demo::{DemoConfig, DemoNetwork, Incident, STEP_NS};
+
+use crate::config::ServeSection;
+use crate::probe::parse_duration;
+use crate::{DemoArgs, ServeArgs, now_ns};
+
+pub fn run(args: &DemoArgs) -> Result<ExitCode> {
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => {
+            let dir = std::env::temp_dir().join(format!("hopscope-demo-{}", std::process::id()));
+            (dir, true)
+        }
+    };
+    let deadline = args
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .map(|ns| Instant::now() + Duration::from_nanos(ns as u64));
+    // the devices' names, for the collector to know them from the start
+    let devices = hopscope_demo::devices(&hopscope_demo::topology(args.seed));
+    let serve = ServeArgs {
+        data_dir: data_dir.clone(),
+        udp: vec!["127.0.0.1:0".into()],
+        tcp: vec!["none".into()],
+        udp_sockets: 1,
+        receive_buffer: 8 << 20,
+        replay: Vec::new(),
+        exit_after_replay: false,
+        allow: vec!["127.0.0.0/8".into()],
+        exporter_name: devices
+            .iter()
+            .map(|d| format!("{}={}", d.address, d.name))
+            .collect(),
+        mmdb: Vec::new(),
+        flush_interval: "2s".into(),
+        http: args.http.clone(),
+        token: None,
+        retention: "1d".into(),
+        max_size: "2G".into(),
+    };
+    let (flows_per_second, seed) = (args.flows_per_second, args.seed);
+    let mut driver = None;
+    let result = crate::serve::run_with(&serve, &ServeSection::default(), |listening| {
+        let collector = *listening.udp.first().context("no UDP listener")?;
+        let mut network = DemoNetwork::new(DemoConfig {
+            flows_per_second,
+            seed,
+            ..DemoConfig::new(collector)
+        })
+        .context("opening the demo's exporters")?;
+        if let Some(http) = listening.http {
+            eprintln!();
+            eprintln!("  hopscope demo: open http://{http} (Ctrl-C stops)");
+            eprintln!();
+        }
+        eprintln!(
+            "demo: {} devices exporting IPFIX to {collector}: {}",
+            devices.len(),
+            devices
+                .iter()
+                .map(|d| format!("{} ({})", d.name, d.address))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        driver = Some(
+            std::thread::Builder::new()
+                .name("demo-network".into())
+                .spawn(move || drive(&mut network, deadline))?,
+        );
+        Ok(())
+    });
+    if let Some(d) = driver {
+        let _ = d.join();
+    }
+    if temporary && !args.keep {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    } else {
+        eprintln!("demo: the store stays in {}", data_dir.display());
+    }
+    result
+}
+
+/// Steps the network once a second until stopped, saying when incidents
+/// start and end.
+fn drive(network: &mut DemoNetwork, deadline: Option<Instant>) {
+    let stop = hopscope_probe::stop_requested();
+    let mut next = Instant::now() + Duration::from_nanos(STEP_NS as u64);
+    let mut active: Vec<Incident> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            finish(network);
+            // give the collector the last datagrams, then end the server,
+            // which commits what it received
+            std::thread::sleep(Duration::from_millis(500));
+            stop.store(true, Ordering::Relaxed);
+            return;
+        }
+        let wait = next.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait.min(Duration::from_millis(200)));
+            continue;
+        }
+        next += Duration::from_nanos(STEP_NS as u64);
+        match network.step(now_ns()) {
+            Ok(step) => {
+                for i in step.incidents.iter().filter(|i| !active.contains(i)) {
+                    eprintln!("demo: incident begins: {}", i.describe(network.scenario()));
+                }
+                for i in active.iter().filter(|i| !step.incidents.contains(i)) {
+                    eprintln!("demo: incident ends: {}", i.describe(network.scenario()));
+                }
+                active = step.incidents;
+            }
+            Err(e) => eprintln!("demo: exporting: {e}"),
+        }
+    }
+    finish(network);
+}
+
+fn finish(network: &mut DemoNetwork) {
+    if let Err(e) = network.finish(now_ns()) {
+        eprintln!("demo: exporting the last flows: {e}");
+    }
+}
