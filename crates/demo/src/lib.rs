@@ -328,7 +328,6 @@ impl DemoNetwork {
         }
         let run = simulate(&scenario).expect("the demo topology is valid");
         let now_secs = (now_ns / 1_000_000_000) as u32;
-        let first = self.steps == 0;
         for (process, capture) in self.processes.iter_mut().zip(&run.captures) {
             for f in &capture.frames {
                 process.meter.observe(&hopscope_probe::Frame {
@@ -342,8 +341,8 @@ impl DemoNetwork {
             }
             process.meter.tick(now_ns);
             process.export(now_secs)?;
-            // names first, then every ten seconds (UDP may lose them)
-            if first || self.steps % 10 == 0 {
+            // names at once, then every ten seconds (UDP may lose them)
+            if self.steps.is_multiple_of(10) {
                 process.export_options(0, now_secs)?;
             }
         }
