@@ -48,13 +48,14 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         retention: "1d".into(),
         max_size: "2G".into(),
     };
-    let (flows_per_second, seed) = (args.flows_per_second, args.seed);
+    let (flows_per_second, seed, incidents) = (args.flows_per_second, args.seed, !args.calm);
     let mut driver = None;
     let result = crate::serve::run_with(&serve, &ServeSection::default(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {
             flows_per_second,
             seed,
+            incidents,
             ..DemoConfig::new(collector)
         })
         .context("opening the demo's exporters")?;

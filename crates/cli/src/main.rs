@@ -111,6 +111,9 @@ struct DemoArgs {
     /// Stop after this long (such as 60s) instead of at Ctrl-C.
     #[arg(long)]
     duration: Option<String>,
+    /// No incidents: the steady state only (a 2 % loss on the WAN link).
+    #[arg(long)]
+    calm: bool,
     /// New flows per second on the path.
     #[arg(long, default_value_t = 150)]
     flows_per_second: u32,

@@ -88,7 +88,10 @@ fn describe(s: &Status) -> String {
         let _ = writeln!(
             out,
             "{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}  {}",
-            e.exporter,
+            match &e.name {
+                Some(name) => format!("{} {name}", e.exporter),
+                None => e.exporter.clone(),
+            },
             e.transport,
             e.messages,
             e.flow_records,

@@ -83,6 +83,7 @@ impl Collector {
             &config.networks,
             &config.mmdb,
         )?);
+        metrics.name_exporters(&config.exporter_names);
         let allow = Arc::new(config.allow.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (sender, handoffs) = sync_channel(HANDOFF_QUEUE);

@@ -110,6 +110,8 @@ pub struct Metrics {
     recent_errors: Mutex<VecDeque<String>>,
     /// UDP ports listened on, for the kernel's drop counters.
     udp_ports: Mutex<Vec<u16>>,
+    /// Names given to exporters by address (configuration).
+    exporter_names: Mutex<HashMap<IpAddr, String>>,
     pub started_ns: AtomicI64,
 }
 
@@ -146,6 +148,13 @@ impl Metrics {
         }
     }
 
+    pub fn name_exporters(&self, names: &[(IpAddr, String)]) {
+        self.exporter_names
+            .lock()
+            .expect("metrics lock")
+            .extend(names.iter().cloned());
+    }
+
     pub fn listen_udp_port(&self, port: u16) {
         self.udp_ports.lock().expect("metrics lock").push(port);
     }
@@ -153,11 +162,13 @@ impl Metrics {
     /// Everything, as `hopscope status` shows it.
     pub fn status(&self, now_ns: i64) -> Status {
         let sessions = self.sessions.lock().expect("metrics lock");
+        let names = self.exporter_names.lock().expect("metrics lock");
         let mut exporters: BTreeMap<String, ExporterStatus> = BTreeMap::new();
         for r in sessions.values() {
             let key = format!("{} {}", transport_name(r.transport), r.exporter);
             let e = exporters.entry(key).or_insert_with(|| ExporterStatus {
                 exporter: r.exporter.to_string(),
+                name: names.get(&r.exporter.ip()).cloned(),
                 transport: transport_name(r.transport).to_string(),
                 ..ExporterStatus::default()
             });
@@ -287,6 +298,9 @@ pub struct StoreStatus {
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ExporterStatus {
     pub exporter: String,
+    /// The name configuration gives its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub transport: String,
     pub messages: u64,
     pub bytes: u64,

@@ -35,7 +35,7 @@ pub use journey::{DelayStats, Hop, HopPoint, Journey, LossEstimate, NatTranslati
 pub use key::{CanonicalKey, FlowTuple};
 pub use loss::wilson_interval;
 pub use observe::{ExporterId, Observation, read_reports};
-pub use summary::{SegmentSummary, summarize_segments};
+pub use summary::{SegmentSummary, summarize_segments, summarize_stored_segments};
 
 /// Why input could not be correlated.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Segments pooled over many journeys: where on the network, across all
 //! flows, packets are lost and delayed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::journey::{Journey, LossEstimate};
 
@@ -20,9 +20,9 @@ pub struct SegmentSummary {
 
 /// One segment's sums while pooling.
 #[derive(Default)]
-struct Pool<'a> {
-    from: &'a str,
-    to: &'a str,
+struct Pool {
+    from: String,
+    to: String,
     journeys: u64,
     sent: u64,
     lost: u64,
@@ -30,55 +30,153 @@ struct Pool<'a> {
     median_delays: Vec<i64>,
 }
 
+/// Sums segments as they come, one pool per `from > to`.
+#[derive(Default)]
+struct Pools(Vec<Pool>);
+
+impl Pools {
+    fn add(&mut self, from: &str, to: &str, loss: (u64, u64, u64), median_delay: Option<i64>) {
+        let i = match self.0.iter().position(|p| p.from == from && p.to == to) {
+            Some(i) => i,
+            None => {
+                self.0.push(Pool {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    ..Pool::default()
+                });
+                self.0.len() - 1
+            }
+        };
+        let p = &mut self.0[i];
+        p.journeys += 1;
+        p.sent += loss.0;
+        p.lost += loss.1;
+        p.explained += loss.2;
+        p.median_delays.extend(median_delay);
+    }
+
+    /// The summaries, the most lossy first.
+    fn finish(self) -> Vec<SegmentSummary> {
+        let mut result: Vec<SegmentSummary> = self
+            .0
+            .into_iter()
+            .map(|mut p| {
+                p.median_delays.sort_unstable();
+                SegmentSummary {
+                    loss: LossEstimate::new(
+                        p.sent,
+                        p.lost,
+                        p.explained,
+                        format!("pooled over {} journeys", p.journeys),
+                    ),
+                    delay_median_ns: p.median_delays.get(p.median_delays.len() / 2).copied(),
+                    from: p.from,
+                    to: p.to,
+                    journeys: p.journeys,
+                }
+            })
+            .collect();
+        result.sort_by(|a, b| {
+            b.loss
+                .lost
+                .cmp(&a.loss.lost)
+                .then(b.loss.sent.cmp(&a.loss.sent))
+        });
+        result
+    }
+}
+
 /// Pools the segments of `journeys`, the most lossy first.
 pub fn summarize_segments(journeys: &[Journey]) -> Vec<SegmentSummary> {
-    let mut pools: Vec<Pool<'_>> = Vec::new();
+    let mut pools = Pools::default();
     for j in journeys {
         for s in &j.segments {
-            let i = match pools.iter().position(|p| p.from == s.from && p.to == s.to) {
-                Some(i) => i,
-                None => {
-                    pools.push(Pool {
-                        from: &s.from,
-                        to: &s.to,
-                        ..Pool::default()
-                    });
-                    pools.len() - 1
-                }
-            };
-            let p = &mut pools[i];
-            p.journeys += 1;
-            p.sent += s.loss.sent;
-            p.lost += s.loss.lost;
-            p.explained += s.loss.telemetry_explained;
-            if let Some(d) = s.delay {
-                p.median_delays.push(d.median_ns);
-            }
+            let l = &s.loss;
+            let median = s.delay.map(|d| d.median_ns);
+            pools.add(
+                &s.from,
+                &s.to,
+                (l.sent, l.lost, l.telemetry_explained),
+                median,
+            );
         }
     }
-    let mut result: Vec<SegmentSummary> = pools
-        .into_iter()
-        .map(|mut p| {
-            p.median_delays.sort_unstable();
-            SegmentSummary {
-                from: p.from.to_string(),
-                to: p.to.to_string(),
-                journeys: p.journeys,
-                loss: LossEstimate::new(
-                    p.sent,
-                    p.lost,
-                    p.explained,
-                    format!("pooled over {} journeys", p.journeys),
-                ),
-                delay_median_ns: p.median_delays.get(p.median_delays.len() / 2).copied(),
+    pools.finish()
+}
+
+/// The part of a stored journey's `detail` that pooling reads.
+#[derive(Deserialize)]
+struct StoredJourney {
+    segments: Vec<StoredSegment>,
+}
+
+#[derive(Deserialize)]
+struct StoredSegment {
+    from: String,
+    to: String,
+    delay: Option<StoredDelay>,
+    loss: StoredLoss,
+}
+
+#[derive(Deserialize)]
+struct StoredDelay {
+    median_ns: i64,
+}
+
+#[derive(Deserialize)]
+struct StoredLoss {
+    sent: u64,
+    lost: u64,
+    telemetry_explained: u64,
+}
+
+/// [`summarize_segments`] over journeys read back from the store (the
+/// `detail` column's JSON); details that do not parse are counted, not pooled.
+pub fn summarize_stored_segments<'a>(
+    details: impl IntoIterator<Item = &'a str>,
+) -> (Vec<SegmentSummary>, u64) {
+    let mut pools = Pools::default();
+    let mut unreadable = 0;
+    for detail in details {
+        match serde_json::from_str::<StoredJourney>(detail) {
+            Ok(j) => {
+                for s in j.segments {
+                    let l = &s.loss;
+                    let median = s.delay.map(|d| d.median_ns);
+                    pools.add(
+                        &s.from,
+                        &s.to,
+                        (l.sent, l.lost, l.telemetry_explained),
+                        median,
+                    );
+                }
             }
-        })
-        .collect();
-    result.sort_by(|a, b| {
-        b.loss
-            .lost
-            .cmp(&a.loss.lost)
-            .then(b.loss.sent.cmp(&a.loss.sent))
-    });
-    result
+            Err(_) => unreadable += 1,
+        }
+    }
+    (pools.finish(), unreadable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_details_pool_like_journeys() {
+        let detail = |lost: u64| {
+            format!(
+                r#"{{"segments":[{{"from":"a","to":"b","delay":{{"median_ns":100}},"delay_kind":"one-way",
+                "loss":{{"sent":50,"lost":{lost},"ratio":0,"ratio_low":0,"ratio_high":0,"telemetry_explained":1,"evidence":""}}}}]}}"#
+            )
+        };
+        let details = [detail(2), detail(3), "not json".to_string()];
+        let (summary, unreadable) = summarize_stored_segments(details.iter().map(String::as_str));
+        assert_eq!(unreadable, 1);
+        assert_eq!(summary.len(), 1);
+        let s = &summary[0];
+        assert_eq!((s.journeys, s.loss.sent, s.loss.lost), (2, 100, 5));
+        assert_eq!(s.loss.telemetry_explained, 2);
+        assert_eq!(s.delay_median_ns, Some(100));
+        assert!(s.loss.ratio_low < 0.05 && s.loss.ratio_high > 0.05);
+    }
 }

@@ -40,6 +40,8 @@ pub struct DemoConfig {
     pub flows_per_second: u32,
     /// Packet selection: one in this many packets is reported.
     pub select_one_in: u32,
+    /// Incidents on their schedule (off: the steady state only).
+    pub incidents: bool,
 }
 
 impl DemoConfig {
@@ -48,7 +50,8 @@ impl DemoConfig {
             collector,
             seed: 7,
             flows_per_second: 150,
-            select_one_in: 8,
+            select_one_in: 4,
+            incidents: true,
         }
     }
 }
@@ -310,7 +313,10 @@ impl DemoNetwork {
     /// Simulates the second before `now_ns`, meters it at every point and
     /// exports what the meters have ready.
     pub fn step(&mut self, now_ns: i64) -> Result<Step, ProcessError> {
-        let incidents = Incident::active_at(self.steps);
+        let incidents = match self.config.incidents {
+            true => Incident::active_at(self.steps),
+            false => Vec::new(),
+        };
         let mut scenario = self.scenario.clone();
         scenario.seed = self.config.seed ^ self.steps.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         scenario.start_ns = now_ns - STEP_NS;

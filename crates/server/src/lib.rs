@@ -1,18 +1,28 @@
-//! hopscope's HTTP API over the store and the collector's own account:
-//! `/api/flows` (filters, group-by, aggregates, time buckets, top-N),
-//! `/api/status`, `/api/fields`, `/metrics` (Prometheus) and `/health`.
+//! hopscope's HTTP API and web UI over the store and the collector's own
+//! account: flows (filters, group-by, aggregates, time buckets, top-N) and
+//! time series, journeys (a list, one, and per-segment summaries),
+//! exporters and their health, read-only SQL (with the `sql` feature),
+//! `/metrics` (Prometheus) and `/health`, described by the OpenAPI document
+//! at `/api/openapi.json`; the web UI at `/` with its assets embedded.
 //!
 //! It binds to 127.0.0.1 unless told otherwise; bound anywhere else it
 //! refuses to start without a token, and then requires it on every request
-//! (`Authorization: Bearer TOKEN`). Errors are JSON with a message; a filter
-//! that does not parse gets 400 with the position of the mistake.
+//! (`Authorization: Bearer TOKEN`, or a `token` cookie for the UI). Errors
+//! are JSON with a message; a filter that does not parse gets 400 with the
+//! position of the mistake.
 
 #![forbid(unsafe_code)]
+
+mod flows;
+mod journeys;
+mod openapi;
+mod sql;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Query as Params, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,8 +30,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use hopscope_collector::{Metrics, now_ns};
 use hopscope_store::Store;
-use hopscope_store::query::{QueryError, QueryRequest, execute};
-use hopscope_store::render::json_rows;
+use hopscope_store::query::QueryError;
 use serde_json::json;
 
 /// What the handlers share.
@@ -39,14 +48,14 @@ pub enum ServerError {
         "the API would listen on {0}, beyond this machine: give a token (--token or HOPSCOPE_TOKEN) that clients must send"
     )]
     TokenRequired(SocketAddr),
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
 }
 
-/// The API's routes.
+/// The API's and the UI's routes.
 pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, token: Option<String>) -> Router {
     let state = AppState {
         store,
@@ -56,9 +65,19 @@ pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, token: Option<String>) -
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(prometheus))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/status", get(status))
-        .route("/api/flows", get(flows))
-        .route("/api/fields", get(fields))
+        .route("/api/exporters", get(exporters))
+        .route("/api/fields", get(flows::fields))
+        .route("/api/flows", get(flows::flows))
+        .route("/api/timeseries", get(flows::timeseries))
+        .route("/api/journeys", get(journeys::list))
+        .route("/api/journeys/segments", get(journeys::segments))
+        .route("/api/journeys/{id}", get(journeys::one))
+        .route("/api/sql", get(sql::query))
+        .route("/", get(ui::index))
+        .route("/assets/{file}", get(ui::asset))
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -85,28 +104,96 @@ pub async fn serve(
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let given = request
-            .headers()
+        let headers = request.headers();
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(&**token) && request.uri().path() != "/health" {
-            return error(
+        // a browser cannot add headers to page loads: the UI's pages may
+        // carry the token as a cookie instead
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix("token="))
+            .any(|t| t == &**token);
+        if bearer != Some(&**token) && !cookie && request.uri().path() != "/health" {
+            return ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "a valid 'Authorization: Bearer TOKEN' header is required".into(),
-                None,
-            );
+                "a valid 'Authorization: Bearer TOKEN' header is required",
+            )
+            .into_response();
         }
     }
     next.run(request).await
 }
 
-fn error(status: StatusCode, message: String, position: Option<usize>) -> Response {
-    let mut body = json!({"error": message});
-    if let Some(p) = position {
-        body["position"] = json!(p);
+/// An error as the API returns it: a status and a JSON body with a message
+/// and, for filters, the position of the mistake.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    position: Option<usize>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            position: None,
+        }
     }
-    (status, Json(body)).into_response()
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Filter(f) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: f.message.clone(),
+                position: Some(f.position),
+            },
+            QueryError::Plan(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.message});
+        if let Some(p) = self.position {
+            body["position"] = json!(p);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Runs CPU-bound work (scans) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the query failed: {e}")))?
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such page; /api/openapi.json lists the API",
+    )
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
@@ -118,47 +205,9 @@ async fn status(State(state): State<AppState>) -> Response {
     Json(state.metrics.status(now_ns())).into_response()
 }
 
-async fn fields() -> Response {
-    let list: Vec<_> = hopscope_schema::FLOW_FIELDS
-        .iter()
-        .chain(hopscope_schema::ENRICHMENT_FIELDS)
-        .map(|f| json!({"name": f.name, "kind": format!("{:?}", f.kind), "unit": f.unit, "doc": f.doc.trim()}))
-        .collect();
-    Json(list).into_response()
+async fn exporters(State(state): State<AppState>) -> Response {
+    Json(json!({"exporters": state.metrics.status(now_ns()).exporters})).into_response()
 }
 
-async fn flows(State(state): State<AppState>, Params(request): Params<QueryRequest>) -> Response {
-    let query = match request.plan(now_ns()) {
-        Ok(q) => q,
-        Err(e) => return query_error(e),
-    };
-    let store = state.store.clone();
-    // scans are CPU-bound: keep them off the async workers
-    let result = tokio::task::spawn_blocking(move || execute(&store, &query)).await;
-    match result {
-        Ok(Ok(out)) => Json(json!({
-            "rows": json_rows(&out.rows),
-            "totals": out.totals.as_ref().map(json_rows).and_then(|t| t.into_iter().next()),
-            "groups": out.groups,
-            "scan": out.scan,
-            "rollup_segments": out.rollup_segments,
-        }))
-        .into_response(),
-        Ok(Err(e)) => query_error(e),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("query failed: {e}"),
-            None,
-        ),
-    }
-}
-
-fn query_error(e: QueryError) -> Response {
-    match e {
-        QueryError::Filter(f) => {
-            error(StatusCode::BAD_REQUEST, f.message.clone(), Some(f.position))
-        }
-        QueryError::Plan(m) => error(StatusCode::BAD_REQUEST, m, None),
-        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string(), None),
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! Journeys as the streaming correlator stored them: a list (filtered,
+//! sorted by loss, delay or time), one journey with its hop-by-hop detail,
+//! and segments pooled over the journeys of a range.
+
+use arrow_array::{Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow_ord::sort::{SortColumn, lexsort_to_indices};
+use arrow_schema::SortOptions;
+use axum::Json;
+use axum::extract::{Path, Query as Params, State};
+use axum::http::StatusCode;
+use hopscope_collector::now_ns;
+use hopscope_store::query::{evaluate, parse_journey_filter, time_range};
+use hopscope_store::render::json_rows;
+use hopscope_store::{Store, Table};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState, blocking};
+
+/// Journeys listed at most, whatever `limit` asks.
+const MAX_LIST: usize = 10_000;
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct JourneyParams {
+    /// The flow filter language over journey columns (`lost > 0`, `path "r2"`).
+    filter: Option<String>,
+    since: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// `loss` (packets lost, default), `ratio` (lost share), `delay`
+    /// (end-to-end p95) or `time`.
+    sort: Option<String>,
+    limit: Option<usize>,
+}
+
+impl JourneyParams {
+    /// The time range, the last 15 minutes when none is given.
+    fn range(&self) -> Result<(i64, i64), ApiError> {
+        let since = match (&self.since, &self.from) {
+            (None, None) => Some("15m"),
+            _ => self.since.as_deref(),
+        };
+        Ok(time_range(
+            since,
+            self.from.as_deref(),
+            self.to.as_deref(),
+            now_ns(),
+        )?)
+    }
+}
+
+/// A journey's id: its first observation time and its Community ID (hex),
+/// enough to find it again in one partition of the store.
+fn journey_id(time_ns: i64, community_id: &str) -> String {
+    let hex: String = community_id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{time_ns}-{hex}")
+}
+
+fn parse_id(id: &str) -> Option<(i64, String)> {
+    let (time, hex) = id.split_once('-')?;
+    let time: i64 = time.parse().ok()?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    Some((time, String::from_utf8(bytes?).ok()?))
+}
+
+/// The journeys of `[from, to)` that pass `filter`, with the named columns.
+fn matching(
+    store: &Store,
+    filter: &str,
+    columns: &[&str],
+    (from, to): (i64, i64),
+) -> Result<Vec<RecordBatch>, ApiError> {
+    let expr = parse_journey_filter(filter).map_err(hopscope_store::query::QueryError::from)?;
+    let mut batches = Vec::new();
+    store
+        .scan(Table::Journeys, columns, from, to, |batch| {
+            let batch = match &expr {
+                Some(e) => {
+                    let keep = evaluate(e, &batch)?;
+                    arrow_select::filter::filter_record_batch(&batch, &keep)?
+                }
+                None => batch,
+            };
+            if batch.num_rows() > 0 {
+                batches.push(batch);
+            }
+            Ok(())
+        })
+        .map_err(ApiError::internal)?;
+    Ok(batches)
+}
+
+/// Every column but `detail`.
+fn list_columns() -> Vec<&'static str> {
+    hopscope_schema::JOURNEY_FIELDS
+        .iter()
+        .map(|f| f.name)
+        .filter(|&n| n != "detail")
+        .collect()
+}
+
+/// The journeys of a range, the worst first.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Params(p): Params<JourneyParams>,
+) -> Result<Json<Value>, ApiError> {
+    let range = p.range()?;
+    let sort = p.sort.clone().unwrap_or_else(|| "loss".into());
+    let sort_columns: &[&str] = match sort.as_str() {
+        "loss" => &["lost", "loss_ppm"],
+        "ratio" => &["loss_ppm", "lost", "packets"],
+        "delay" => &["delay_p95_ns", "delay_max_ns"],
+        "time" => &["time_received_ns"],
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "sort '{other}': use loss, ratio, delay or time"
+            )));
+        }
+    };
+    let limit = p.limit.unwrap_or(100).min(MAX_LIST);
+    let store = state.store.clone();
+    let filter = p.filter.clone().unwrap_or_default();
+    let (rows, matched) = blocking(move || {
+        let batches = matching(&store, &filter, &list_columns(), range)?;
+        let matched: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let Some(first) = batches.first() else {
+            return Ok((Vec::new(), 0));
+        };
+        let all = arrow_select::concat::concat_batches(&first.schema(), &batches)
+            .map_err(ApiError::internal)?;
+        let keys: Vec<SortColumn> = sort_columns
+            .iter()
+            .map(|c| SortColumn {
+                values: all.column_by_name(c).expect("projected").clone(),
+                options: Some(SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                }),
+            })
+            .collect();
+        let order = lexsort_to_indices(&keys, Some(limit)).map_err(ApiError::internal)?;
+        let top =
+            arrow_select::take::take_record_batch(&all, &order).map_err(ApiError::internal)?;
+        Ok((rows_with_ids(&top), matched))
+    })
+    .await?;
+    Ok(Json(json!({
+        "journeys": rows,
+        "matched": matched,
+        "sort": sort,
+        "from_ns": range.0,
+        "to_ns": range.1,
+    })))
+}
+
+/// JSON rows, each with its `id`.
+fn rows_with_ids(batch: &RecordBatch) -> Vec<Value> {
+    let times = batch
+        .column_by_name("time_received_ns")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
+    let ids = batch
+        .column_by_name("community_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let mut rows = json_rows(batch);
+    if let (Some(times), Some(ids)) = (times, ids) {
+        for (i, row) in rows.iter_mut().enumerate() {
+            row["id"] = json!(journey_id(times.value(i), ids.value(i)));
+        }
+    }
+    rows
+}
+
+/// One journey: its columns and its hop-by-hop `detail` as JSON.
+pub(crate) async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (time, community_id) = parse_id(&id)
+        .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a journey id")))?;
+    let store = state.store.clone();
+    let found = blocking(move || {
+        let columns: Vec<&str> = hopscope_schema::JOURNEY_FIELDS
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        let batches = matching(&store, "", &columns, (time, time.saturating_add(1)))?;
+        for b in batches {
+            let ids = b
+                .column_by_name("community_id")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| ApiError::internal("journeys without community_id"))?;
+            if let Some(i) = (0..ids.len()).find(|&i| ids.value(i) == community_id) {
+                let mut row = rows_with_ids(&b.slice(i, 1)).remove(0);
+                let detail = row["detail"]
+                    .as_str()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok());
+                row["detail"] = detail.unwrap_or(Value::Null);
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    })
+    .await?;
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no journey {id} (retention may have removed it)"),
+        )
+    })
+}
+
+/// Segments pooled over the journeys of a range: where, across every flow,
+/// packets are lost and delayed.
+pub(crate) async fn segments(
+    State(state): State<AppState>,
+    Params(p): Params<JourneyParams>,
+) -> Result<Json<Value>, ApiError> {
+    let range = p.range()?;
+    let store = state.store.clone();
+    let filter = p.filter.clone().unwrap_or_default();
+    let (segments, journeys, unreadable) = blocking(move || {
+        let batches = matching(&store, &filter, &["detail"], range)?;
+        let details: Vec<&StringArray> = batches
+            .iter()
+            .filter_map(|b| b.column_by_name("detail")?.as_any().downcast_ref())
+            .collect();
+        let journeys: usize = details.iter().map(|d| d.len()).sum();
+        let (segments, unreadable) = hopscope_correlate::summarize_stored_segments(
+            details.iter().flat_map(|d| d.iter().flatten()),
+        );
+        Ok((segments, journeys, unreadable))
+    })
+    .await?;
+    Ok(Json(json!({
+        "segments": segments,
+        "journeys": journeys,
+        "unreadable": unreadable,
+        "from_ns": range.0,
+        "to_ns": range.1,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        let id = journey_id(1_795_669_501_523_325_620, "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        assert_eq!(
+            parse_id(&id),
+            Some((
+                1_795_669_501_523_325_620,
+                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into()
+            ))
+        );
+        assert_eq!(parse_id("12-zz"), None);
+        assert_eq!(parse_id("nope"), None);
+    }
+}

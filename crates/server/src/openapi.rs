@@ -1,0 +1,124 @@
+//! The API's description (OpenAPI 3.1), served at `/api/openapi.json`.
+//! Written by hand next to the routes; a test requests every path it names.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn param(name: &str, doc: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": doc})
+}
+
+fn range_params() -> Vec<Value> {
+    vec![
+        param("since", "A duration back from now: 10m, 1h, 7d."),
+        param("from", "Start, RFC 3339 or Unix nanoseconds."),
+        param("to", "End (exclusive), RFC 3339 or Unix nanoseconds."),
+    ]
+}
+
+fn get(summary: &str, params: Vec<Value>, response: &str) -> Value {
+    json!({"get": {
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            "200": {"description": response, "content": {"application/json": {}}},
+            "400": {"$ref": "#/components/responses/BadRequest"},
+            "401": {"$ref": "#/components/responses/Unauthorized"}
+        }
+    }})
+}
+
+/// The document.
+pub(crate) fn openapi() -> Value {
+    let filter = param(
+        "filter",
+        "Filter in the flow language (docs/query.md): `src net 10.0.0.0/8 and dst port 443`, `bytes > 1M`.",
+    );
+    let journey_filter = param(
+        "filter",
+        "The flow language over journey columns: `lost > 0`, `path \"isp-pe\"`, `proto tcp`.",
+    );
+    let mut flows = vec![
+        filter.clone(),
+        param("group_by", "Comma-separated fields (see /api/fields)."),
+        param(
+            "aggregates",
+            "Comma-separated: flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F), pNN(F).",
+        ),
+        param("bucket", "Time bucket width: 10s, 1m, 1h."),
+        param("limit", "Rows (top-N)."),
+        param("order", "A result column; a leading '-' orders descending."),
+        param("columns", "Columns when listing flows (no group_by)."),
+        param(
+            "source",
+            "`raw` to read raw flows only (default: rollups where exact).",
+        ),
+    ];
+    flows.extend(range_params());
+    let mut series = vec![
+        filter,
+        param("group_by", "Fields whose values make the series."),
+        param("aggregate", "One aggregate (default bytes)."),
+        param(
+            "bucket",
+            "Bucket width (default: about a hundred buckets over the range).",
+        ),
+        param(
+            "top",
+            "Series kept, the largest by total (default 8); the rest are summed as `other`.",
+        ),
+    ];
+    series.extend(range_params());
+    let mut journeys = vec![
+        journey_filter.clone(),
+        param(
+            "sort",
+            "loss (packets lost; default), ratio (share lost), delay (end-to-end p95) or time; descending.",
+        ),
+        param("limit", "Journeys returned (default 100, at most 10000)."),
+    ];
+    journeys.extend(range_params());
+    let mut segments = vec![journey_filter];
+    segments.extend(range_params());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hopscope",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "End-to-end flow telemetry: flows, journeys across observation points, exporters' health. Bound to 127.0.0.1 by default; elsewhere every request needs `Authorization: Bearer TOKEN`. Errors are JSON: {\"error\": message, \"position\": offset in the filter}."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "BadRequest": {"description": "A bad filter (with the position of the mistake) or parameter", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Unauthorized": {"description": "A token is required", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "position": {"type": "integer"}}}
+            }
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": {
+            "/health": get("Liveness", vec![], "{\"status\": \"ok\"}"),
+            "/metrics": {"get": {"summary": "Prometheus metrics of the collector, store and correlator", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
+            "/api/status": get("The collector's health: exporters, drops at every stage, store, correlator", vec![], "Status"),
+            "/api/exporters": get("Exporters (per address, port and transport): records, templates, decode errors by reason, telemetry loss", vec![], "{exporters: [...]}"),
+            "/api/fields": get("Fields a filter or group-by may name", vec![param("table", "flows (default) or journeys")], "[{name, kind, unit, doc}]"),
+            "/api/flows": get("Flows: filter, group-by, aggregates, time buckets, top-N", flows, "{rows, totals, groups, scan}"),
+            "/api/timeseries": get("One aggregate per time bucket for the largest groups, with each series' total and 95th percentile", series, "{timestamps_ms, series: [{key, values, total, p95}]}"),
+            "/api/journeys": get("Journeys (flows followed across observation points), the worst first", journeys, "{journeys: [...], matched}"),
+            "/api/journeys/segments": get("Loss and delay per segment, pooled over the journeys of a range", segments, "{segments: [{from, to, journeys, sent, lost, ratio, ratio_low, ratio_high, telemetry_explained, evidence, delay_median_ns}]}"),
+            "/api/journeys/{id}": {"get": {
+                "summary": "One journey with its hops, per-hop delay, per-segment loss and the evidence",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The `id` of a listed journey"}],
+                "responses": {"200": {"description": "The journey's columns and `detail`", "content": {"application/json": {}}}, "404": {"description": "No such journey"}}
+            }},
+            "/api/sql": get("Read-only SQL (DataFusion) over flows, flows_1m, flows_1h, health, packet_reports, interface_counters, journeys; 30 s, 512 MiB, 10000 rows at most; 501 in builds without the sql feature", vec![json!({"name": "q", "in": "query", "required": true, "schema": {"type": "string"}}), param("max_rows", "Rows at most (cap 10000)")], "{rows, truncated}"),
+            "/api/openapi.json": get("This document", vec![], "OpenAPI 3.1")
+        }
+    })
+}
+
+pub(crate) async fn document() -> Json<Value> {
+    Json(openapi())
+}

@@ -1,0 +1,455 @@
+// hopscope's web UI: four pages over the HTTP API (see /api/openapi.json),
+// routed by the URL's hash so that every view, filters included, can be
+// shared as a link. No framework: the pages are small and the API does the work.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const page = $("#page");
+const charts = [];
+
+// ---- formatting -----------------------------------------------------------
+
+const SI = ["", "k", "M", "G", "T", "P"];
+function si(v, unit = "") {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  let i = 0;
+  let x = Math.abs(v);
+  while (x >= 1000 && i < SI.length - 1) { x /= 1000; i++; }
+  const s = (v < 0 ? "-" : "") + (x >= 100 || i === 0 ? x.toFixed(0) : x.toFixed(1));
+  return s + (SI[i] || "") + unit;
+}
+function bytes(v) { return si(v, "B"); }
+function ns(v) {
+  if (v === null || v === undefined) return "–";
+  const a = Math.abs(v);
+  if (a >= 1e9) return (v / 1e9).toFixed(2) + " s";
+  if (a >= 1e6) return (v / 1e6).toFixed(2) + " ms";
+  if (a >= 1e3) return (v / 1e3).toFixed(1) + " µs";
+  return v + " ns";
+}
+function pct(r, digits = 2) { return r === null || r === undefined ? "–" : (r * 100).toFixed(digits) + " %"; }
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function el(html) {
+  const t = document.createElement("template");
+  t.innerHTML = html.trim();
+  return t.content.firstElementChild;
+}
+
+// ---- the API --------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(message, position) { super(message); this.position = position; }
+}
+
+async function api(path, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  const url = path + (q.toString() ? "?" + q : "");
+  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  const body = await r.json().catch(() => ({ error: `${r.status} ${r.statusText}` }));
+  if (!r.ok) throw new ApiError(body.error || r.statusText, body.position);
+  return body;
+}
+
+function showError(e) {
+  const box = $("#error");
+  if (!e) { box.hidden = true; return; }
+  box.textContent = e.message || String(e);
+  box.hidden = false;
+}
+
+// ---- routing and shared state ---------------------------------------------
+
+function route() {
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean);
+  return { name: parts[0] || "overview", arg: parts[1], params: new URLSearchParams(query || "") };
+}
+
+function setHash(name, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const next = "#/" + name + (q.toString() ? "?" + q : "");
+  if (location.hash !== next) history.replaceState(null, "", next);
+}
+
+function range() { return $("#range").value; }
+
+function chart(node) {
+  const c = echarts.init(node, null, { renderer: "canvas" });
+  charts.push(c);
+  return c;
+}
+
+window.addEventListener("resize", () => charts.forEach((c) => c.resize()));
+
+let refreshTimer = null;
+async function render() {
+  clearInterval(refreshTimer);
+  charts.splice(0).forEach((c) => c.dispose());
+  showError(null);
+  const r = route();
+  if (r.params.get("since")) $("#range").value = r.params.get("since");
+  document.querySelectorAll("header nav a").forEach((a) =>
+    a.classList.toggle("active", a.dataset.page === (r.name === "journey" ? "journeys" : r.name)));
+  const pages = { overview, explorer, journeys, journey, status };
+  const view = pages[r.name] || overview;
+  page.innerHTML = "";
+  try {
+    await view(r);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+window.addEventListener("hashchange", render);
+$("#range").addEventListener("change", () => {
+  const r = route();
+  r.params.set("since", range());
+  setHash(r.arg ? `${r.name}/${r.arg}` : r.name, Object.fromEntries(r.params));
+  render();
+});
+
+// ---- Overview ---------------------------------------------------------------
+
+async function overview() {
+  page.append(el(`<div class="kpis" id="kpis"></div>`));
+  page.append(el(`<div class="grid2">
+      <section class="panel"><h2>Traffic <small>bits per second, per exporter</small></h2><div class="chart" id="traffic"></div></section>
+      <section class="panel"><h2>Flow rate <small>flow records per second, per exporter</small></h2><div class="chart" id="flowrate"></div></section>
+    </div>`));
+  page.append(el(`<div class="grid2">
+      <section class="panel"><h2>Top talkers <small>by bytes</small></h2><div id="talkers"></div></section>
+      <section class="panel"><h2>Exporters <small>health</small></h2><div id="exporters"></div></section>
+    </div>`));
+  const load = async () => {
+    const since = range();
+    const [bps, fps, talkers, exporters, status, segments] = await Promise.all([
+      api("/api/timeseries", { since, aggregate: "bps", group_by: "exporter_name", top: 8 }),
+      api("/api/timeseries", { since, aggregate: "flows", group_by: "exporter_name", top: 8 }),
+      api("/api/flows", { since, group_by: "src_addr", aggregates: "bytes,flows,packets", limit: 10, order: "-bytes" }),
+      api("/api/exporters"),
+      api("/api/status"),
+      api("/api/journeys/segments", { since }),
+    ]);
+    const totalBps = bps.series.reduce((s, x) => s + (x.values.at(-2) ?? x.values.at(-1) ?? 0), 0);
+    const worst = segments.segments[0];
+    $("#kpis").innerHTML = [
+      kpi(si(totalBps, "b/s"), "traffic, all exporters (last full bucket)"),
+      kpi(si(fps.series.reduce((s, x) => s + x.total, 0)), "flow records in range"),
+      kpi(exporters.exporters.length, "exporter sessions"),
+      kpi(si(status.journeys.journeys), "journeys correlated"),
+      kpi(worst && worst.lost > 0 ? pct(worst.ratio) : "none", worst && worst.lost > 0 ? `worst loss: ${esc(worst.from)} › ${esc(worst.to)}` : "network loss seen"),
+    ].join("");
+    stacked(chart($("#traffic")), bps, "b/s", true);
+    stacked(chart($("#flowrate")), fps, "", true, bps.bucket_ns);
+    $("#talkers").innerHTML = table(
+      ["source", "bytes", "flows", "packets"],
+      talkers.rows.map((r) => [esc(r.src_addr), bytes(r.bytes), si(r.flows), si(r.packets)]),
+      [0, 1, 1, 1],
+    );
+    $("#exporters").innerHTML = exporterTable(exporters.exporters);
+  };
+  await load();
+  refreshTimer = setInterval(() => load().catch(showError), 15000);
+}
+
+function kpi(v, label) { return `<div class="kpi"><div class="v">${v}</div><div class="l">${label}</div></div>`; }
+
+function table(head, rows, numeric = [], totals = null, attrs = () => "") {
+  if (!rows.length) return `<div class="empty">nothing in this range yet</div>`;
+  const cls = (i) => (numeric[i] ? ' class="n"' : "");
+  return `<table><thead><tr>${head.map((h, i) => `<th${cls(i)}>${h}</th>`).join("")}</tr></thead><tbody>${
+    rows.map((r, ri) => `<tr ${attrs(ri)}>${r.map((c, i) => `<td${cls(i)}>${c}</td>`).join("")}</tr>`).join("")
+  }${totals ? `<tr class="total">${totals.map((c, i) => `<td${cls(i)}>${c}</td>`).join("")}</tr>` : ""}</tbody></table>`;
+}
+
+function exporterTable(list) {
+  return table(
+    ["exporter", "name", "records", "reports", "templates", "lost records", "decode errors", "last seen"],
+    list.map((e) => {
+      const errors = Object.values(e.decode_errors || {}).reduce((a, b) => a + b, 0);
+      const age = e.last_seen_ns ? Math.max(0, Math.round(Date.now() / 1000 - e.last_seen_ns / 1e9)) + " s ago" : "–";
+      return [
+        `<code>${esc(e.transport)} ${esc(e.exporter)}</code>`, esc(e.name || ""), si(e.flow_records), si(e.packet_reports),
+        e.templates_active, e.lost_records ? `<span class="warn">${si(e.lost_records)}</span>` : "0",
+        errors ? `<span class="bad">${errors}</span>` : "0", age,
+      ];
+    }),
+    [0, 0, 1, 1, 1, 1, 1, 1],
+  );
+}
+
+// a stacked area chart of a /api/timeseries answer; `perSecond` divides
+// counts by the bucket width
+function stacked(c, ts, unit, perSecond = false, bucketNs = null) {
+  const div = unit === "" && perSecond ? (bucketNs || ts.bucket_ns) / 1e9 : 1;
+  c.setOption({
+    animation: false,
+    tooltip: { trigger: "axis", valueFormatter: (v) => si(v, unit) },
+    legend: { type: "scroll", bottom: 0 },
+    grid: { left: 60, right: 16, top: 16, bottom: 56 },
+    xAxis: { type: "time" },
+    yAxis: { type: "value", axisLabel: { formatter: (v) => si(v, unit) } },
+    series: ts.series.map((s) => ({
+      name: s.key, type: "line", stack: "total", areaStyle: {}, symbol: "none", lineStyle: { width: 1 },
+      data: s.values.map((v, i) => [ts.timestamps_ms[i], v / div]),
+    })),
+  });
+}
+
+// ---- Explorer ---------------------------------------------------------------
+
+const KEYWORDS = ["and", "or", "not", "src", "dst", "host", "net", "port", "proto", "tcp", "udp", "icmp", "ip", "ip6"];
+
+async function explorer(r) {
+  const p = r.params;
+  const state = {
+    filter: p.get("filter") || "",
+    group_by: p.get("group_by") || "dst_port",
+    aggregate: p.get("aggregate") || "bytes",
+    sankey: p.get("sankey") || "src_addr,dst_port",
+  };
+  page.append(el(`<section class="panel">
+    <form class="controls" id="query" autocomplete="off">
+      <label>filter<input class="filter" name="filter" list="fields" placeholder="src net 10.1.0.0/16 and dst port 443 and not proto udp"></label>
+      <label>group by<input name="group_by" list="fields" size="22"></label>
+      <label>aggregate<select name="aggregate">
+        <option>bytes</option><option>packets</option><option>flows</option><option>bps</option><option>pps</option>
+      </select></label>
+      <label>sankey<input name="sankey" size="22" title="two fields: left,right"></label>
+      <button type="submit">Run</button>
+      <datalist id="fields"></datalist>
+    </form>
+    <div class="hint" id="hint"></div>
+  </section>`));
+  page.append(el(`<section class="panel"><h2>Over time <small id="series-note"></small></h2><div class="chart tall" id="series"></div></section>`));
+  page.append(el(`<div class="grid2">
+    <section class="panel"><h2>Groups <small>total, share and 95th percentile per bucket</small></h2><div id="groups"></div></section>
+    <section class="panel"><h2>Sankey <small id="sankey-note"></small></h2><div class="chart tall" id="sankey"></div></section>
+  </div>`));
+  const form = $("#query");
+  for (const k of Object.keys(state)) form.elements[k].value = state[k];
+  // completion: field names and keywords, offered for the word being typed
+  api("/api/fields").then((fields) => {
+    const words = fields.map((f) => f.name).concat(KEYWORDS);
+    const list = $("#fields");
+    const input = form.elements.filter;
+    const offer = () => {
+      const text = input.value;
+      const head = text.replace(/[^\s()]*$/, "");
+      const tail = text.slice(head.length).toLowerCase();
+      list.innerHTML = words
+        .filter((w) => w.startsWith(tail))
+        .slice(0, 30)
+        .map((w) => `<option value="${esc(head + w)}">`)
+        .join("");
+    };
+    input.addEventListener("input", offer);
+    offer();
+  }).catch(showError);
+  const seriesChart = chart($("#series"));
+  const sankeyChart = chart($("#sankey"));
+  const run = async () => {
+    const s = Object.fromEntries(["filter", "group_by", "aggregate", "sankey"].map((k) => [k, form.elements[k].value.trim()]));
+    setHash("explorer", { ...s, since: range() });
+    $("#hint").textContent = "";
+    const [left, right] = s.sankey.split(",").map((x) => x.trim());
+    let ts, flows, pairs;
+    try {
+      [ts, flows, pairs] = await Promise.all([
+        api("/api/timeseries", { filter: s.filter, group_by: s.group_by, aggregate: s.aggregate, since: range(), top: 10 }),
+        api("/api/flows", { filter: s.filter, aggregates: "bytes,packets,flows", since: range() }),
+        left && right
+          ? api("/api/flows", { filter: s.filter, group_by: `${left},${right}`, aggregates: s.aggregate, since: range(), limit: 40, order: "-" + s.aggregate })
+          : Promise.resolve({ rows: [] }),
+      ]);
+    } catch (e) {
+      if (e.position !== undefined) {
+        $("#hint").textContent = `${e.message} (at character ${e.position + 1})`;
+        form.elements.filter.focus();
+        form.elements.filter.setSelectionRange(e.position, e.position + 1);
+        return;
+      }
+      throw e;
+    }
+    const unit = { bytes: "B", bps: "b/s", pps: "p/s" }[s.aggregate] || "";
+    stacked(seriesChart, ts, unit);
+    const total = ts.series.reduce((a, x) => a + x.total, 0);
+    $("#series-note").textContent = `${s.aggregate} per ${ts.bucket}${s.group_by ? " by " + s.group_by : ""}; ${ts.groups} groups`;
+    const all = flows.rows[0] || {};
+    $("#groups").innerHTML = table(
+      [esc(s.group_by || "all"), esc(s.aggregate), "share", "p95 / bucket"],
+      ts.series.map((x) => [esc(x.key), si(x.total, unit), pct(total ? x.total / total : 0, 1), si(x.p95, unit)]),
+      [0, 1, 1, 1],
+      [`total: ${si(all.flows)} flows, ${si(all.packets)} packets`, si(total, unit), "100 %", ""],
+    );
+    sankey(sankeyChart, pairs.rows, left, right, s.aggregate);
+    $("#sankey-note").textContent = left && right ? `${left} → ${right}, top 40 pairs` : "give two fields";
+  };
+  form.addEventListener("submit", (e) => { e.preventDefault(); run().catch(showError); });
+  await run();
+}
+
+function sankey(c, rows, left, right, value) {
+  const nodes = new Map();
+  const links = [];
+  for (const r of rows) {
+    // the same value on both sides (a host talking to itself) would loop
+    const a = "‹ " + String(r[left]);
+    const b = String(r[right]) + " ›";
+    nodes.set(a, { name: a });
+    nodes.set(b, { name: b });
+    links.push({ source: a, target: b, value: Math.max(Number(r[value]) || 0, 1e-9) });
+  }
+  c.setOption({
+    animation: false,
+    tooltip: { trigger: "item", valueFormatter: (v) => si(v) },
+    series: [{ type: "sankey", data: [...nodes.values()], links, emphasis: { focus: "adjacency" },
+      nodeGap: 6, label: { fontSize: 11 }, lineStyle: { color: "gradient", curveness: 0.5 } }],
+  }, true);
+}
+
+// ---- Journeys ---------------------------------------------------------------
+
+async function journeys(r) {
+  const sort = r.params.get("sort") || "loss";
+  const filter = r.params.get("filter") || "";
+  page.append(el(`<section class="panel"><h2>Segments <small>loss and delay pooled over every journey in range, the most lossy first</small></h2><div id="segments"></div></section>`));
+  page.append(el(`<section class="panel">
+    <h2>Journeys <small id="jcount"></small></h2>
+    <form class="controls" id="jform" autocomplete="off">
+      <label>filter<input class="filter" name="filter" placeholder='lost > 0 and path "isp-pe"'></label>
+      <div class="tabs">
+        <a href="#" data-sort="loss">by loss</a><a href="#" data-sort="delay">by delay</a><a href="#" data-sort="time">latest</a>
+      </div>
+      <button type="submit">Filter</button>
+    </form>
+    <div class="hint" id="hint"></div>
+    <div id="jlist"></div>
+  </section>`));
+  const form = $("#jform");
+  form.elements.filter.value = filter;
+  document.querySelectorAll(".tabs a").forEach((a) => {
+    a.classList.toggle("active", a.dataset.sort === sort);
+    a.addEventListener("click", (e) => {
+      e.preventDefault();
+      setHash("journeys", { sort: a.dataset.sort, filter: form.elements.filter.value, since: range() });
+      render();
+    });
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    setHash("journeys", { sort, filter: form.elements.filter.value.trim(), since: range() });
+    render();
+  });
+  let segs, list;
+  try {
+    [segs, list] = await Promise.all([
+      api("/api/journeys/segments", { filter, since: range() }),
+      api("/api/journeys", { filter, sort, since: range(), limit: 50 }),
+    ]);
+  } catch (e) {
+    if (e.position !== undefined) { $("#hint").textContent = `${e.message} (at character ${e.position + 1})`; return; }
+    throw e;
+  }
+  $("#segments").innerHTML = table(
+    ["segment", "journeys", "packets (selected)", "lost", "loss", "95 % interval", "telemetry explained", "median delay"],
+    segs.segments.map((s) => [
+      `${esc(s.from)} › ${esc(s.to)}`, si(s.journeys), si(s.sent), s.lost,
+      `<span class="${s.ratio_low > 0 ? "bad" : ""}">${pct(s.ratio)}</span>`,
+      `${pct(s.ratio_low)} – ${pct(s.ratio_high)}`, s.telemetry_explained, ns(s.delay_median_ns),
+    ]),
+    [0, 1, 1, 1, 1, 1, 1, 1],
+  );
+  $("#jcount").textContent = `${list.matched} in range, ${list.journeys.length} shown`;
+  $("#jlist").innerHTML = table(
+    ["start", "flow", "path", "packets", "lost", "loss", "worst segment", "delay p95", "flags"],
+    list.journeys.map((j) => [
+      esc(String(j.time_received_ns).slice(11, 19)),
+      `<code>${esc(j.src_addr)}:${j.src_port} → ${esc(j.dst_addr)}:${j.dst_port} ${protoName(j.proto)}</code>`,
+      `${j.hop_count} hops`, j.packets, j.lost,
+      `<span class="${j.lost > 0 ? "bad" : ""}">${pct(j.loss_ppm / 1e6)}</span>`,
+      esc(j.loss_segment || ""), ns(j.delay_p95_ns), esc(j.flags || ""),
+    ]),
+    [0, 0, 0, 1, 1, 1, 0, 1, 0],
+    null,
+    (i) => `class="click" data-id="${esc(list.journeys[i].id)}"`,
+  );
+  document.querySelectorAll("#jlist tr[data-id]").forEach((tr) =>
+    tr.addEventListener("click", () => { location.hash = `#/journey/${tr.dataset.id}`; }));
+}
+
+function protoName(p) { return { 6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 132: "sctp" }[p] || `proto ${p}`; }
+
+// ---- One journey --------------------------------------------------------------
+
+async function journey(r) {
+  const j = await api(`/api/journeys/${encodeURIComponent(r.arg || "")}`);
+  const d = j.detail || {};
+  page.append(el(`<section class="panel"><h2>Journey <small><code>${esc(j.community_id)}</code></small></h2>
+    <dl class="kv">
+      <dt>flow</dt><dd><code>${esc(j.src_addr)}:${j.src_port} → ${esc(j.dst_addr)}:${j.dst_port} ${protoName(j.proto)}</code></dd>
+      <dt>time</dt><dd>${esc(j.time_received_ns)} – ${esc(j.time_end_ns)}</dd>
+      <dt>selected packets</dt><dd>${d.packets} at the first hop, ${d.delivered} at the last; ${d.lost} lost in the network, ${d.telemetry_lost} missing from telemetry only</dd>
+      <dt>end to end</dt><dd>${d.end_to_end ? `median ${ns(d.end_to_end.median_ns)}, p95 ${ns(d.end_to_end.p95_ns)}, max ${ns(d.end_to_end.max_ns)}` : "unknown (clock offsets not estimated)"}</dd>
+      <dt>NAT</dt><dd>${(d.nat || []).map((n) => `at ${esc(n.at)}: <code>${esc(n.before)}</code> → <code>${esc(n.after)}</code>`).join("<br>") || "none seen"}</dd>
+      <dt>flags</dt><dd>${esc((d.flags || []).join(", ") || "none")}</dd>
+    </dl></section>`));
+  const path = el(`<section class="panel"><h2>Path <small>hops in order; per segment the one-way delay and the loss, with the evidence</small></h2><div class="path" id="path"></div></section>`);
+  page.append(path);
+  const box = $("#path");
+  (d.hops || []).forEach((h, i) => {
+    if (i > 0) box.append(segmentNode(d.segments[i - 1]));
+    box.append(hopNode(h));
+  });
+  if (!(d.hops || []).length) box.innerHTML = `<div class="empty">no hops recorded</div>`;
+}
+
+function hopNode(h) {
+  const points = h.points.map((p) => `<div class="node">${esc(p.node)}</div><div class="if">${esc(p.interface)}</div>
+    <div class="stat">${p.packets} pkts · TTL ${p.ttl_min === p.ttl_max ? p.ttl_min : `${p.ttl_min}–${p.ttl_max}`}
+    ${p.clock ? `<br>clock ${ns(Math.round(p.clock.offset_ns))} ± ${ns(Math.round(p.clock.bound_ns))}` : ""}</div>`).join("<hr>");
+  const missing = h.telemetry_missing ? `<div class="stat warn">${h.telemetry_missing} reports missing (telemetry)</div>` : "";
+  return el(`<div class="hop ${h.points.length > 1 ? "ecmp" : ""}" data-hop="${esc(h.points.map((p) => p.name).join("|"))}">${points}${missing}</div>`);
+}
+
+function segmentNode(s) {
+  const l = s.loss;
+  const lossy = l.lost > 0;
+  const kind = s.delay_kind === "one-way" ? "one-way delay" : esc(s.delay_kind);
+  const delay = s.delay
+    ? `${kind}: median ${ns(s.delay.median_ns)}, p95 ${ns(s.delay.p95_ns)}, min ${ns(s.delay.min_ns)}, max ${ns(s.delay.max_ns)} (${s.delay.samples} packets${s.delay.negative ? `, <span class="warn">${s.delay.negative} negative</span>` : ""})`
+    : "delay unknown";
+  return el(`<div class="seg ${lossy ? "lossy" : ""}" data-from="${esc(s.from)}" data-to="${esc(s.to)}">
+    <div class="arrow"></div>
+    <div class="figures">
+      <div>${delay}</div>
+      <div class="${lossy ? "bad" : ""}">loss: ${l.lost} of ${l.sent} selected packets (${pct(l.ratio, 1)}; 95 % interval ${pct(l.ratio_low, 1)} – ${pct(l.ratio_high, 1)})</div>
+      <div class="evidence">evidence: ${esc(l.evidence)}</div>
+    </div>
+  </div>`);
+}
+
+// ---- Status -------------------------------------------------------------------
+
+async function status() {
+  const s = await api("/api/status");
+  const kv = (o) => `<dl class="kv">${Object.entries(o)
+    .filter(([, v]) => typeof v !== "object")
+    .map(([k, v]) => `<dt>${esc(k.replaceAll("_", " "))}</dt><dd>${esc(typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : v)}</dd>`)
+    .join("")}</dl>`;
+  page.append(el(`<div class="grid2">
+    <section class="panel"><h2>Collector</h2>${kv(s)}</section>
+    <section class="panel"><h2>Store</h2>${kv(s.store)}</section>
+  </div>`));
+  page.append(el(`<div class="grid2">
+    <section class="panel"><h2>Correlator <small>journeys</small></h2>${kv(s.journeys)}</section>
+    <section class="panel"><h2>Recent errors</h2>${s.recent_errors.length ? `<pre>${esc(s.recent_errors.join("\n"))}</pre>` : `<div class="empty">none</div>`}</section>
+  </div>`));
+  page.append(el(`<section class="panel"><h2>Exporters</h2>${exporterTable(s.exporters)}</section>`));
+}
+
+render();

@@ -1,0 +1,132 @@
+// The web UI in a real browser (headless Chromium through playwright-core)
+// against a running `hopscope demo --calm`: every page loads without a
+// console error, charts hold data, a typed filter changes the results and
+// lands in the URL, and the journey page puts the demo's loss on the WAN
+// link. Screenshots go to the directory given.
+//
+//   node scripts/ui-check.mjs http://127.0.0.1:8080 target/ui-screenshots
+//
+// Needs NODE_PATH pointing at a node_modules with playwright-core, and
+// CHROMIUM (default /usr/bin/chromium).
+import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+// ES modules ignore NODE_PATH: resolve playwright-core from there by hand
+const require = createRequire(join(process.env.NODE_PATH || process.cwd(), "resolve.js"));
+const { chromium } = require("playwright-core");
+
+const base = process.argv[2] || "http://127.0.0.1:8080";
+const shots = process.argv[3] || "target/ui-screenshots";
+// the demo's lossy segment (hopscope-demo's LOSSY_SEGMENT), either way
+const LOSSY = ["branch-fw:wan", "isp-pe:ge-0/0/1"];
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+const problems = [];
+page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()}`));
+
+let failed = 0;
+function check(ok, what) {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failed++;
+}
+function noProblems(where) {
+  check(problems.length === 0, `${where}: no console errors${problems.length ? ": " + problems.join("; ") : ""}`);
+  problems.length = 0;
+}
+
+// how many non-zero points a chart's series hold
+async function chartPoints(selector) {
+  return page.evaluate((sel) => {
+    const c = echarts.getInstanceByDom(document.querySelector(sel));
+    if (!c) return 0;
+    const series = c.getOption().series || [];
+    let n = 0;
+    for (const s of series) {
+      if (s.type === "sankey") n += (s.links || []).length;
+      else n += (s.data || []).filter((d) => (Array.isArray(d) ? d[1] : d) > 0).length;
+    }
+    return n;
+  }, selector);
+}
+
+async function visit(hash, ready) {
+  await page.goto(`${base}/${hash}`, { waitUntil: "networkidle" });
+  await page.waitForSelector(ready, { timeout: 20000 });
+}
+
+// Overview: traffic and flow-rate charts with data, talkers, exporters
+await visit("#/overview", "#exporters table");
+await page.waitForFunction(() => document.querySelector("#traffic canvas"));
+check((await chartPoints("#traffic")) > 0, "overview: the traffic chart has data");
+check((await chartPoints("#flowrate")) > 0, "overview: the flow-rate chart has data");
+check((await page.locator("#talkers tbody tr").count()) > 0, "overview: top talkers listed");
+const exporterRows = await page.locator("#exporters tbody tr").count();
+check(exporterRows >= 5, `overview: exporters listed (${exporterRows} sessions)`);
+await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+noProblems("overview");
+
+// Explorer: a typed filter changes the results and is kept in the URL
+await visit("#/explorer?group_by=dst_port&aggregate=bytes", "#groups table");
+check((await chartPoints("#series")) > 0, "explorer: the time series has data");
+check((await chartPoints("#sankey")) > 0, "explorer: the Sankey has links");
+const before = await page.locator("#groups tr.total td").nth(1).innerText();
+await page.locator("input[name=filter]").fill("");
+await page.locator("input[name=filter]").pressSequentially("proto udp and dst port 53");
+await page.locator("input[name=filter]").press("Enter");
+await page.waitForFunction((b) => {
+  const cell = document.querySelectorAll("#groups tr.total td")[1];
+  return cell && cell.innerText !== b;
+}, before, { timeout: 20000 });
+const after = await page.locator("#groups tr.total td").nth(1).innerText();
+check(after !== before, `explorer: the filter changed the total (${before} -> ${after})`);
+const keys = await page.locator("#groups tbody tr:not(.total) td:first-child").allInnerTexts();
+check(keys.length > 0 && keys.every((k) => k === "53"), `explorer: only port 53 is left (${keys.join(", ")})`);
+check(decodeURIComponent(page.url()).includes("filter=proto udp and dst port 53".replaceAll(" ", "+")) ||
+  decodeURIComponent(page.url().replaceAll("+", " ")).includes("filter=proto udp and dst port 53"),
+  "explorer: the filter is in the URL");
+await page.locator("input[name=filter]").fill("");
+await page.locator("input[name=filter]").pressSequentially("proto tcp");
+await page.locator("input[name=filter]").press("Enter");
+await page.waitForFunction((a) => {
+  const cell = document.querySelectorAll("#groups tr.total td")[1];
+  return cell && cell.innerText !== a;
+}, after, { timeout: 20000 });
+await page.screenshot({ path: `${shots}/explorer.png`, fullPage: true });
+noProblems("explorer");
+
+// Journeys: the pooled segments put the loss on the WAN link
+await visit("#/journeys", "#segments table");
+const worst = await page.locator("#segments tbody tr").first().locator("td").first().innerText();
+check(LOSSY.every((p) => worst.includes(p)), `journeys: the most lossy segment is the WAN link (${worst})`);
+check((await page.locator("#jlist tr[data-id]").count()) > 0, "journeys: journeys listed");
+await page.screenshot({ path: `${shots}/journeys.png`, fullPage: true });
+noProblems("journeys");
+
+// One journey, the most lossy: its lossy segment is the WAN link
+await page.locator("#jlist tr[data-id]").first().click();
+await page.waitForSelector("#path .hop", { timeout: 20000 });
+const hops = await page.locator("#path .hop").count();
+check(hops >= 5, `journey: ${hops} hops drawn`);
+const lossy = await page.locator("#path .seg.lossy").evaluateAll((els) => els.map((e) => [e.dataset.from, e.dataset.to]));
+check(lossy.length > 0 && lossy.every(([a, b]) => LOSSY.includes(a) && LOSSY.includes(b)),
+  `journey: the loss is on the WAN link (${JSON.stringify(lossy)})`);
+await page.screenshot({ path: `${shots}/journey.png`, fullPage: true });
+noProblems("journey");
+
+// Status
+await visit("#/status", "dl.kv");
+check((await page.locator("main table tbody tr").count()) >= 5, "status: exporters listed");
+await page.screenshot({ path: `${shots}/status.png`, fullPage: true });
+noProblems("status");
+
+await browser.close();
+console.log(failed ? `ui-check: ${failed} failed` : "ui-check: all passed");
+process.exit(failed ? 1 : 0);
