@@ -1,1 +1,272 @@
+//! The API over a real store filled by the simulator, the probe's metering
+//! and the correlator: a chain with 5 % loss on one link.
 
+use std::sync::{Arc, OnceLock};
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use hopscope_collector::Metrics;
+use hopscope_correlate::{Correlator, CorrelatorConfig, journeys_to_batch};
+use hopscope_probe::{Profile, SelectorConfig};
+use hopscope_simulate::{Scenario, probe_reports, simulate};
+use hopscope_store::{Store, Table, WriteOptions};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::router;
+
+/// The lossy link of the fixture: between these two points, 5 % each way.
+const LOSSY: (&str, &str) = ("r2:r2-r1", "r2:r2-r3");
+
+/// A store with two minutes ago's simulated flows and journeys, built once.
+fn store() -> Arc<Store> {
+    static STORE: OnceLock<Arc<Store>> = OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            let dir =
+                std::env::temp_dir().join(format!("hopscope-api-test-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = Store::open(&dir, WriteOptions::default()).unwrap();
+            let mut scenario = Scenario::chain(3);
+            scenario.start_ns = now() - 120_000_000_000;
+            scenario.duration_ms = 5_000;
+            scenario.traffic.flows = 60;
+            scenario.links[2].loss = 0.05;
+            let run = simulate(&scenario).unwrap();
+            let selection = SelectorConfig {
+                profile: Profile::NatFree,
+                ..SelectorConfig::default()
+            };
+            let mut correlator = Correlator::new(CorrelatorConfig::default());
+            for point in probe_reports(&run, selection, 3) {
+                correlator.set_name(point.point, &point.name);
+                correlator.add_reports(&point.reports).unwrap();
+                store
+                    .writer()
+                    .write(Table::Flows, &[received_at_end(point.flows)])
+                    .unwrap();
+            }
+            let journeys = correlator.finish();
+            assert!(!journeys.is_empty());
+            store
+                .writer()
+                .write(Table::Journeys, &[journeys_to_batch(&journeys).unwrap()])
+                .unwrap();
+            Arc::new(store)
+        })
+        .clone()
+}
+
+/// A probe's flows as a collector stores them: received when they ended.
+fn received_at_end(flows: arrow_array::RecordBatch) -> arrow_array::RecordBatch {
+    let schema = flows.schema();
+    let end = flows.column_by_name("time_flow_end_ns").unwrap().clone();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(flows.columns())
+        .map(|(f, c)| match f.name().as_str() {
+            "time_received_ns" => end.clone(),
+            _ => c.clone(),
+        })
+        .collect();
+    arrow_array::RecordBatch::try_new(schema, columns).unwrap()
+}
+
+fn now() -> i64 {
+    hopscope_collector::now_ns()
+}
+
+async fn call(token: Option<&str>, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let app = router(
+        store(),
+        Arc::new(Metrics::new(now())),
+        token.map(String::from),
+    );
+    let mut request = Request::get(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), 16 << 20).await.unwrap();
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    (status, value)
+}
+
+async fn get(uri: &str) -> Value {
+    let (status, body) = call(None, uri, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn every_documented_path_answers() {
+    let doc = get("/api/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 12);
+    for path in paths.keys() {
+        let uri = path
+            .replace("{id}", "1-31")
+            .replace("/api/sql", "/api/sql?q=select%201");
+        let (status, body) = call(None, &uri, &[]).await;
+        // the fallback's 404 says "no such page": a documented path must never reach it
+        assert!(
+            !body.to_string().contains("no such page"),
+            "{path} is documented but not routed ({status}: {body})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_filter_is_a_400_with_its_position() {
+    for uri in [
+        "/api/flows?filter=dst%20port%20http&since=1h",
+        "/api/timeseries?filter=dst%20port%20http&since=1h",
+        "/api/journeys?filter=lost%20%3E%20many",
+        "/api/journeys/segments?filter=lost%20%3E%20many",
+    ] {
+        let (status, body) = call(None, uri, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["position"].as_u64().is_some(), "{uri}: {body}");
+    }
+    let (status, body) = call(None, "/api/journeys?sort=colour", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("loss"));
+}
+
+#[tokio::test]
+async fn journeys_put_the_loss_on_the_lossy_link() {
+    let segments = get("/api/journeys/segments?since=10m").await;
+    let worst = &segments["segments"][0];
+    let ends = [
+        worst["from"].as_str().unwrap(),
+        worst["to"].as_str().unwrap(),
+    ];
+    assert!(
+        ends.contains(&LOSSY.0) && ends.contains(&LOSSY.1),
+        "{worst}"
+    );
+    assert!(worst["ratio_low"].as_f64().unwrap() < 0.05);
+    assert!(worst["ratio_high"].as_f64().unwrap() > 0.05);
+
+    let list = get("/api/journeys?since=10m&sort=loss&limit=5").await;
+    let journeys = list["journeys"].as_array().unwrap();
+    assert_eq!(journeys.len(), 5);
+    assert!(list["matched"].as_u64().unwrap() > 5);
+    let lost: Vec<u64> = journeys
+        .iter()
+        .map(|j| j["lost"].as_u64().unwrap())
+        .collect();
+    assert!(
+        lost.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by loss: {lost:?}"
+    );
+    assert!(lost[0] > 0);
+
+    let id = journeys[0]["id"].as_str().unwrap();
+    let one = get(&format!("/api/journeys/{id}")).await;
+    assert_eq!(one["community_id"], journeys[0]["community_id"]);
+    let detail = &one["detail"];
+    assert_eq!(detail["hops"].as_array().unwrap().len(), 6);
+    let lossy: Vec<&Value> = detail["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["loss"]["lost"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(!lossy.is_empty());
+    for s in lossy {
+        assert!(
+            s["loss"]["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("trajectories")
+        );
+        let ends = [s["from"].as_str().unwrap(), s["to"].as_str().unwrap()];
+        assert!(ends.contains(&LOSSY.0) && ends.contains(&LOSSY.1), "{s}");
+    }
+
+    let (status, _) = call(None, "/api/journeys/5-31", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let filtered = get("/api/journeys?since=10m&filter=lost%20%3D%200").await;
+    assert!(
+        filtered["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["lost"] == 0)
+    );
+}
+
+#[tokio::test]
+async fn time_series_add_up_to_the_flows_total() {
+    let total = get("/api/flows?since=10m&aggregates=bytes&group_by=proto").await;
+    let bytes = total["totals"]["bytes"].as_f64().unwrap();
+    assert!(bytes > 0.0);
+    let series =
+        get("/api/timeseries?since=10m&group_by=proto&aggregate=bytes&bucket=1s&top=1").await;
+    let list = series["series"].as_array().unwrap();
+    // one kept and the rest summed as "other"
+    assert_eq!(list.len(), 2, "{series}");
+    assert!(list[1]["key"].as_str().unwrap().starts_with("other"));
+    let sum: f64 = list.iter().map(|s| s["total"].as_f64().unwrap()).sum();
+    assert_eq!(sum, bytes);
+    let stamps = series["timestamps_ms"].as_array().unwrap();
+    for s in list {
+        let values = s["values"].as_array().unwrap();
+        assert_eq!(values.len(), stamps.len());
+        let max = values
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(s["p95"].as_f64().unwrap() <= max);
+    }
+}
+
+#[tokio::test]
+async fn a_token_guards_everything_but_health() {
+    let token = Some("s3cret");
+    assert_eq!(call(token, "/health", &[]).await.0, StatusCode::OK);
+    for uri in ["/api/status", "/", "/api/journeys"] {
+        assert_eq!(
+            call(token, uri, &[]).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+        let bearer = [(header::AUTHORIZATION.as_str(), "Bearer s3cret")];
+        assert_eq!(call(token, uri, &bearer).await.0, StatusCode::OK, "{uri}");
+        let cookie = [(header::COOKIE.as_str(), "theme=dark; token=s3cret")];
+        assert_eq!(call(token, uri, &cookie).await.0, StatusCode::OK, "{uri}");
+        let wrong = [(header::AUTHORIZATION.as_str(), "Bearer guess")];
+        assert_eq!(call(token, uri, &wrong).await.0, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn the_ui_is_served_from_the_binary() {
+    let (status, page) = call(None, "/", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    // every asset the page names is embedded
+    for asset in [
+        "/assets/app.js",
+        "/assets/app.css",
+        "/assets/echarts.min.js",
+    ] {
+        assert!(page.contains(asset), "{asset}");
+        let (status, _) = call(None, asset, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+    }
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no CDN"
+    );
+    let (status, _) = call(None, "/assets/nothing.js", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
