@@ -128,6 +128,7 @@ fn publish(c: &Correlator, metrics: &Metrics) {
     j.matched.store(s.matched, Ordering::Relaxed);
     j.late.store(s.late, Ordering::Relaxed);
     j.incomplete.store(s.incomplete, Ordering::Relaxed);
+    j.link_scoped.store(s.link_scoped, Ordering::Relaxed);
     j.windows.store(s.windows, Ordering::Relaxed);
     j.journeys.store(s.journeys, Ordering::Relaxed);
     j.pending.store(c.pending() as u64, Ordering::Relaxed);

@@ -43,6 +43,8 @@ pub struct JourneyCounters {
     pub late: AtomicU64,
     /// Reports without point, time or digest.
     pub incomplete: AtomicU64,
+    /// Reports of link-scoped packets (they never cross a router).
+    pub link_scoped: AtomicU64,
     pub windows: AtomicU64,
     pub journeys: AtomicU64,
     /// Reports waiting for their window to close.
@@ -57,6 +59,8 @@ pub struct JourneyStatus {
     pub matched: u64,
     pub late: u64,
     pub incomplete: u64,
+    #[serde(default)]
+    pub link_scoped: u64,
     pub windows: u64,
     pub journeys: u64,
     pub pending: u64,
@@ -226,6 +230,7 @@ impl Metrics {
                     matched: l(&j.matched),
                     late: l(&j.late),
                     incomplete: l(&j.incomplete),
+                    link_scoped: l(&j.link_scoped),
                     windows: l(&j.windows),
                     journeys: l(&j.journeys),
                     pending: l(&j.pending),
@@ -494,6 +499,11 @@ impl Status {
                 "correlator_reports_incomplete_total",
                 "Reports without point, time or digest (not used).",
                 &j.incomplete,
+            ),
+            (
+                "correlator_reports_link_scoped_total",
+                "Reports of link-local or link-scoped multicast packets, which never cross a router (not used).",
+                &j.link_scoped,
             ),
             ("correlator_windows_total", "Windows closed.", &j.windows),
             (

@@ -70,6 +70,11 @@ pub struct CorrelatorStats {
     pub late: u64,
     /// Reports lacking a point, time or digest.
     pub incomplete: u64,
+    /// Reports of link-scoped packets (link-local addresses, link-scoped
+    /// multicast such as IPv6 neighbour discovery and MLD): they never
+    /// cross a router, and the same packet sent on every link would join
+    /// unrelated points under a NAT-crossing digest.
+    pub link_scoped: u64,
     pub windows: u64,
     pub journeys: u64,
 }
@@ -139,7 +144,9 @@ impl Correlator {
     pub fn add_observations(&mut self, obs: impl IntoIterator<Item = Observation>) {
         for o in obs {
             self.stats.reports += 1;
-            if o.time_ns < self.closed_until {
+            if o.tuple.is_link_scoped() {
+                self.stats.link_scoped += 1;
+            } else if o.time_ns < self.closed_until {
                 self.stats.late += 1;
             } else {
                 self.buffer.push(o);

@@ -30,6 +30,25 @@ pub struct CanonicalKey {
 }
 
 impl FlowTuple {
+    /// Either end is link-local (169.254.0.0/16, fe80::/10) or the
+    /// destination is multicast of link scope or narrower (224.0.0.0/24,
+    /// ff01::/16, ff02::/16) or the broadcast address: a packet that no
+    /// router forwards.
+    pub fn is_link_scoped(&self) -> bool {
+        use std::net::IpAddr;
+        use hopscope_schema::mapped_to_ip;
+        let link_local = |a: [u8; 16]| match mapped_to_ip(a) {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        let link_multicast = match mapped_to_ip(self.dst) {
+            IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[..3] == [224, 0, 0],
+            // the low nibble of the second octet is the multicast scope
+            IpAddr::V6(v6) => v6.is_multicast() && v6.octets()[1] & 0x0f <= 2,
+        };
+        link_local(self.src) || link_local(self.dst) || link_multicast
+    }
+
     pub fn reversed(&self) -> FlowTuple {
         FlowTuple {
             src: self.dst,
@@ -142,6 +161,33 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_scoped_packets_are_told_apart() {
+        let tuple = |src: &str, dst: &str| FlowTuple {
+            src: hopscope_schema::ip_to_mapped(src.parse().unwrap()),
+            dst: hopscope_schema::ip_to_mapped(dst.parse().unwrap()),
+            ..FlowTuple::default()
+        };
+        for (src, dst) in [
+            ("fe80::1", "ff02::16"),
+            ("2001:db8::1", "ff02::1:ff00:1"),
+            ("fe80::1", "2001:db8::2"),
+            ("169.254.1.1", "10.0.0.1"),
+            ("10.0.0.1", "224.0.0.5"),
+            ("10.0.0.1", "255.255.255.255"),
+        ] {
+            assert!(tuple(src, dst).is_link_scoped(), "{src} > {dst}");
+        }
+        for (src, dst) in [
+            ("2001:db8::1", "2001:db8::2"),
+            ("10.0.0.1", "239.1.1.1"),
+            ("2001:db8::1", "ff0e::1"),
+            ("198.18.1.2", "198.18.2.2"),
+        ] {
+            assert!(!tuple(src, dst).is_link_scoped(), "{src} > {dst}");
+        }
+    }
 
     fn v4(a: [u8; 4]) -> [u8; 16] {
         hopscope_schema::ipv4_mapped(a)

@@ -38,11 +38,16 @@ pub(crate) async fn query(
         run_sql(&store, &p.q, limits).map_err(|e| ApiError::bad_request(e.to_string()))
     })
     .await?;
-    let rows: Vec<Value> = out
-        .batches
-        .iter()
-        .flat_map(hopscope_store::render::json_rows)
-        .collect();
+    // DataFusion's batches are of its own Arrow version: rendered by the store
+    let lines = out
+        .render(hopscope_store::render::Format::Json)
+        .map_err(ApiError::internal)?;
+    let rows: Vec<Value> = lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({
         "rows": rows,
         "truncated": out.truncated,

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""A wire with a delay: relays Ethernet frames between two interfaces
+(AF_PACKET) and holds each for DELAY_MS before sending it on, for at most
+SECONDS. The kernel has no netem here; this stands in for it on one link of
+scripts/lab. Standard library only.
+
+    lab-relay.py IF_A IF_B DELAY_MS SECONDS
+"""
+import heapq
+import select
+import socket
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+def main():
+    left, right, delay_ms, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    delay = delay_ms / 1000.0
+    sockets = {}
+    for name in (left, right):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.bind((name, 0))
+        s.setblocking(False)
+        sockets[name] = s
+    other = {sockets[left]: sockets[right], sockets[right]: sockets[left]}
+    due = []  # (send time, sequence, socket, frame)
+    sequence = 0
+    end = time.monotonic() + seconds
+    relayed = 0
+    while time.monotonic() < end:
+        wait = 0.05 if not due else max(0.0, min(0.05, due[0][0] - time.monotonic()))
+        readable, _, _ = select.select(list(other), [], [], wait)
+        for s in readable:
+            while True:
+                try:
+                    frame, address = s.recvfrom(65535)
+                except BlockingIOError:
+                    break
+                # our own sends show up as outgoing on the far side: skip them
+                if address[2] == PACKET_OUTGOING:
+                    continue
+                heapq.heappush(due, (time.monotonic() + delay, sequence, other[s], frame))
+                sequence += 1
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            _, _, out, frame = heapq.heappop(due)
+            out.send(frame)
+            relayed += 1
+    print(f"lab-relay: {relayed} frames relayed with {delay_ms} ms", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
