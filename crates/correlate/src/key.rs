@@ -35,8 +35,8 @@ impl FlowTuple {
     /// ff01::/16, ff02::/16) or the broadcast address: a packet that no
     /// router forwards.
     pub fn is_link_scoped(&self) -> bool {
-        use std::net::IpAddr;
         use hopscope_schema::mapped_to_ip;
+        use std::net::IpAddr;
         let link_local = |a: [u8; 16]| match mapped_to_ip(a) {
             IpAddr::V4(v4) => v4.is_link_local(),
             IpAddr::V6(v6) => v6.is_unicast_link_local(),

@@ -275,7 +275,10 @@ async fn the_ui_is_served_from_the_binary() {
 #[tokio::test]
 async fn sql_reads_the_same_store_with_limits() {
     let flows = get("/api/flows?since=10m&aggregates=flows").await;
-    let count = flows["totals"]["flows"].as_u64().or_else(|| flows["rows"][0]["flows"].as_u64()).unwrap();
+    let count = flows["totals"]["flows"]
+        .as_u64()
+        .or_else(|| flows["rows"][0]["flows"].as_u64())
+        .unwrap();
     let answer = get("/api/sql?q=SELECT%20count(*)%20AS%20n%20FROM%20flows").await;
     assert_eq!(answer["rows"][0]["n"].as_u64(), Some(count), "{answer}");
     let cut = get("/api/sql?q=SELECT%20*%20FROM%20journeys&max_rows=3").await;
