@@ -69,6 +69,9 @@ pub fn follow(
                         for b in &c.packet_reports {
                             let _ = correlator.add_reports(b);
                         }
+                        for b in &c.flows {
+                            let _ = correlator.add_flows(b);
+                        }
                         for b in &c.health {
                             let _ = correlator.add_health(b);
                         }
@@ -129,6 +132,11 @@ fn publish(c: &Correlator, metrics: &Metrics) {
     j.late.store(s.late, Ordering::Relaxed);
     j.incomplete.store(s.incomplete, Ordering::Relaxed);
     j.link_scoped.store(s.link_scoped, Ordering::Relaxed);
+    j.flow_records.store(s.flow_records, Ordering::Relaxed);
+    j.flow_records_unusable
+        .store(s.flow_records_unusable, Ordering::Relaxed);
+    j.flows_unfinished
+        .store(s.flows_unfinished, Ordering::Relaxed);
     j.windows.store(s.windows, Ordering::Relaxed);
     j.journeys.store(s.journeys, Ordering::Relaxed);
     j.pending.store(c.pending() as u64, Ordering::Relaxed);
@@ -186,6 +194,18 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
             .add_reports(&b)
             .map_err(|e| hopscope_store::StoreError::Schema(e.to_string()))
     })?;
+    // flow records end up to an idle timeout after their last packet
+    store.scan(
+        Table::Flows,
+        &hopscope_correlate::FLOW_COLUMNS,
+        from,
+        to.saturating_add(60_000_000_000),
+        |b| {
+            correlator
+                .add_flows(&b)
+                .map_err(|e| hopscope_store::StoreError::Schema(e.to_string()))
+        },
+    )?;
     store.scan(
         Table::Health,
         &HEALTH_COLUMNS,
@@ -222,14 +242,22 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
         } else {
             writeln!(
                 out,
-                "{:<40} {:>8} {:>10} {:>8} {:>9}  {:<19} {:>12}",
-                "segment", "journeys", "sent", "lost", "loss %", "95% interval", "delay p50"
+                "{:<40} {:<11} {:>8} {:>10} {:>8} {:>9}  {:<19} {:>12}",
+                "segment",
+                "basis",
+                "journeys",
+                "sent",
+                "lost",
+                "loss %",
+                "95% interval",
+                "delay p50"
             )?;
             for s in &summary {
                 writeln!(
                     out,
-                    "{:<40} {:>8} {:>10} {:>8} {:>9.3}  [{:.3}, {:.3}] % {:>12}",
+                    "{:<40} {:<11} {:>8} {:>10} {:>8} {:>9.3}  [{:.3}, {:.3}] % {:>12}",
                     format!("{} > {}", s.from, s.to),
+                    s.basis,
                     s.journeys,
                     s.loss.sent,
                     s.loss.lost,

@@ -45,6 +45,12 @@ pub struct JourneyCounters {
     pub incomplete: AtomicU64,
     /// Reports of link-scoped packets (they never cross a router).
     pub link_scoped: AtomicU64,
+    /// Flow records read for whole-flow totals.
+    pub flow_records: AtomicU64,
+    /// Flow records that cannot count (sampled, no time or packets).
+    pub flow_records_unusable: AtomicU64,
+    /// Flows seen at several points whose end some point never exported.
+    pub flows_unfinished: AtomicU64,
     pub windows: AtomicU64,
     pub journeys: AtomicU64,
     /// Reports waiting for their window to close.
@@ -61,6 +67,12 @@ pub struct JourneyStatus {
     pub incomplete: u64,
     #[serde(default)]
     pub link_scoped: u64,
+    #[serde(default)]
+    pub flow_records: u64,
+    #[serde(default)]
+    pub flow_records_unusable: u64,
+    #[serde(default)]
+    pub flows_unfinished: u64,
     pub windows: u64,
     pub journeys: u64,
     pub pending: u64,
@@ -231,6 +243,9 @@ impl Metrics {
                     late: l(&j.late),
                     incomplete: l(&j.incomplete),
                     link_scoped: l(&j.link_scoped),
+                    flow_records: l(&j.flow_records),
+                    flow_records_unusable: l(&j.flow_records_unusable),
+                    flows_unfinished: l(&j.flows_unfinished),
                     windows: l(&j.windows),
                     journeys: l(&j.journeys),
                     pending: l(&j.pending),
@@ -504,6 +519,21 @@ impl Status {
                 "correlator_reports_link_scoped_total",
                 "Reports of link-local or link-scoped multicast packets, which never cross a router (not used).",
                 &j.link_scoped,
+            ),
+            (
+                "correlator_flow_records_total",
+                "Flow records read for whole-flow totals.",
+                &j.flow_records,
+            ),
+            (
+                "correlator_flow_records_unusable_total",
+                "Flow records that cannot count for totals: sampled, or without time or packets.",
+                &j.flow_records_unusable,
+            ),
+            (
+                "correlator_flows_unfinished_total",
+                "Flows seen at several points dropped because some point never exported the record that ends them.",
+                &j.flows_unfinished,
             ),
             ("correlator_windows_total", "Windows closed.", &j.windows),
             (

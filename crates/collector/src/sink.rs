@@ -44,9 +44,11 @@ struct Pending {
 }
 
 /// What a flush made durable, for consumers that follow the store (the
-/// correlator): packet reports, health rows and the points' names.
+/// correlator): flow records, packet reports, health rows and the points'
+/// names.
 #[derive(Debug, Default)]
 pub struct Committed {
+    pub flows: Vec<RecordBatch>,
     pub packet_reports: Vec<RecordBatch>,
     pub health: Vec<RecordBatch>,
     pub point_names: Vec<(u64, String)>,
@@ -142,6 +144,7 @@ fn flush(
     for (table, batches) in work.tables {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         match table {
+            Table::Flows if committed.is_some() => follow.flows = batches.clone(),
             Table::PacketReports if committed.is_some() => follow.packet_reports = batches.clone(),
             Table::Health if committed.is_some() => follow.health = batches.clone(),
             _ => {}

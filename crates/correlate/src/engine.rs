@@ -19,7 +19,11 @@ use crate::CorrelateError;
 use crate::clock::{ClockOffset, ClockSamples, offsets};
 use crate::journey::{Context, Journey, build};
 use crate::key::FlowTuple;
+use crate::nat::NatTable;
 use crate::observe::{ExporterId, Observation, first_hop, read_reports, trajectories};
+use crate::totals::{
+    FlowTotal, NoJourney, TotalsBuffer, TotalsContext, read_flows, totals_journey,
+};
 
 /// How the correlator cuts time and what it is told about the network.
 #[derive(Debug, Clone)]
@@ -43,6 +47,9 @@ pub struct CorrelatorConfig {
     pub topology: Vec<u64>,
     /// Names of points by id (the probes send them in options records).
     pub names: HashMap<u64, String>,
+    /// How long after a flow's last record arrived its totals are compared
+    /// (every point's last record must be in by then).
+    pub flow_settle_ns: i64,
 }
 
 impl Default for CorrelatorConfig {
@@ -56,6 +63,7 @@ impl Default for CorrelatorConfig {
             known_offsets: HashMap::new(),
             topology: Vec::new(),
             names: HashMap::new(),
+            flow_settle_ns: 30_000_000_000,
         }
     }
 }
@@ -75,6 +83,13 @@ pub struct CorrelatorStats {
     /// cross a router, and the same packet sent on every link would join
     /// unrelated points under a NAT-crossing digest.
     pub link_scoped: u64,
+    /// Flow records read (for whole-flow totals).
+    pub flow_records: u64,
+    /// Flow records that cannot count: sampled, or without time or packets.
+    pub flow_records_unusable: u64,
+    /// Flows seen at several points, dropped because some point never
+    /// exported the record that ends it.
+    pub flows_unfinished: u64,
     pub windows: u64,
     pub journeys: u64,
 }
@@ -99,6 +114,12 @@ pub struct Correlator {
     topology_rank: HashMap<u64, usize>,
     /// Last offsets estimated, used where a window has too few packets.
     last_offsets: HashMap<u64, ClockOffset>,
+    /// Translations reported by NAT devices.
+    nat: NatTable,
+    /// Flow records waiting until every point has exported its last one.
+    totals: TotalsBuffer,
+    /// When exporters lost records (time, exporter), for doubting totals.
+    gaps: Vec<(i64, ExporterId)>,
     pub stats: CorrelatorStats,
 }
 
@@ -117,6 +138,9 @@ impl Correlator {
             telemetry: Vec::new(),
             topology_rank,
             last_offsets: HashMap::new(),
+            nat: NatTable::default(),
+            totals: TotalsBuffer::default(),
+            gaps: Vec::new(),
             stats: CorrelatorStats::default(),
         }
     }
@@ -193,8 +217,41 @@ impl Correlator {
         Ok(())
     }
 
+    /// Adds flow records (rows of the `flows` table): NAT events and
+    /// post-NAT fields go to the translation table; complete flows seen at
+    /// several points become journeys whose loss comes from their totals.
+    pub fn add_flows(&mut self, batch: &RecordBatch) -> Result<(), CorrelateError> {
+        let read = read_flows(batch)?;
+        let slack = self.config.max_path_delay_ns + self.config.lateness_ns;
+        for (from, until, event, inside, outside) in read.translations {
+            match event {
+                Some(e) => self.nat.event(until, e, inside, outside),
+                // a flow record's own translation held while it lived
+                None => self.nat.add(
+                    inside,
+                    outside,
+                    from.saturating_sub(slack),
+                    until.saturating_add(slack),
+                ),
+            }
+        }
+        self.stats.flow_records += read.totals.len() as u64;
+        self.stats.flow_records_unusable += read.skipped;
+        for r in read.totals {
+            if r.tuple.is_link_scoped() {
+                self.stats.link_scoped += 1;
+            } else {
+                self.totals.add(r, &self.nat);
+            }
+        }
+        Ok(())
+    }
+
     /// Records that `exporter` delivered `records` and lost `lost` around `time_ns`.
     pub fn add_telemetry(&mut self, time_ns: i64, exporter: ExporterId, records: u64, lost: u64) {
+        if lost > 0 {
+            self.gaps.push((time_ns, exporter));
+        }
         self.telemetry.push(TelemetrySample {
             time_ns,
             exporter,
@@ -203,9 +260,10 @@ impl Correlator {
         });
     }
 
-    /// Observations waiting for their window to close.
+    /// Observations and flow records waiting for their window to close or
+    /// their flow to settle.
     pub fn pending(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() + self.totals.len()
     }
 
     /// Closes every window the watermark has passed.
@@ -219,6 +277,14 @@ impl Correlator {
             }
             out.extend(self.close(start, end));
         }
+        let settled = self
+            .totals
+            .take_settled(watermark_ns - self.config.flow_settle_ns);
+        out.extend(self.flow_journeys(settled));
+        // translations and gaps older than anything still waiting are done with
+        let keep_from = watermark_ns - 10 * self.config.flow_settle_ns;
+        self.nat.expire(keep_from);
+        self.gaps.retain(|(t, _)| *t >= keep_from);
         out
     }
 
@@ -228,7 +294,38 @@ impl Correlator {
         while let Some(start) = self.next_window() {
             out.extend(self.close(start, start.saturating_add(self.config.window_ns)));
         }
+        let all = self.totals.take_all();
+        out.extend(self.flow_journeys(all));
         out
+    }
+
+    /// Journeys from the totals of flows whose records are all in; the
+    /// records are grouped again by their inside tuple, as NAT events may
+    /// have come after some of them.
+    fn flow_journeys(&mut self, flows: Vec<(FlowTuple, Vec<FlowTotal>)>) -> Vec<Journey> {
+        let mut groups: HashMap<FlowTuple, Vec<FlowTotal>> = HashMap::new();
+        for r in flows.into_iter().flat_map(|(_, v)| v) {
+            groups
+                .entry(self.nat.inside(&r.tuple, r.last_ns))
+                .or_default()
+                .push(r);
+        }
+        let cx = TotalsContext {
+            names: &self.config.names,
+            topology_rank: &self.topology_rank,
+            gaps: &self.gaps,
+        };
+        let mut journeys = Vec::new();
+        for records in groups.values() {
+            match totals_journey(records, &cx) {
+                Ok(j) => journeys.push(j),
+                Err(NoJourney::OnePoint) => {}
+                Err(NoJourney::Unfinished) => self.stats.flows_unfinished += 1,
+            }
+        }
+        self.stats.journeys += journeys.len() as u64;
+        journeys.sort_by_key(|j| (j.first_ns, j.tuple));
+        journeys
     }
 
     fn next_window(&self) -> Option<i64> {

@@ -25,8 +25,10 @@ mod engine;
 mod journey;
 pub mod key;
 mod loss;
+mod nat;
 mod observe;
 mod summary;
+mod totals;
 
 pub use batch::journeys_to_batch;
 pub use clock::ClockOffset;
@@ -34,8 +36,10 @@ pub use engine::{Correlator, CorrelatorConfig, CorrelatorStats};
 pub use journey::{DelayStats, Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
 pub use key::{CanonicalKey, FlowTuple};
 pub use loss::wilson_interval;
+pub use nat::{NatEventKind, NatTable};
 pub use observe::{ExporterId, Observation, read_reports};
 pub use summary::{SegmentSummary, summarize_segments, summarize_stored_segments};
+pub use totals::{FLOW_COLUMNS, FlowRead, FlowTotal, read_flows};
 
 /// Why input could not be correlated.
 #[derive(Debug, thiserror::Error)]

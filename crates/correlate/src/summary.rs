@@ -10,6 +10,10 @@ use crate::journey::{Journey, LossEstimate};
 pub struct SegmentSummary {
     pub from: String,
     pub to: String,
+    /// What the figures count: `packets` (selected packets followed hop by
+    /// hop) or `flow totals` (whole-flow records compared); pooled apart,
+    /// as they count the same packets twice.
+    pub basis: &'static str,
     pub journeys: u64,
     /// The journeys' losses summed, with the ratio and interval of the sum.
     #[serde(flatten)]
@@ -23,6 +27,7 @@ pub struct SegmentSummary {
 struct Pool {
     from: String,
     to: String,
+    basis: &'static str,
     journeys: u64,
     sent: u64,
     lost: u64,
@@ -35,13 +40,23 @@ struct Pool {
 struct Pools(Vec<Pool>);
 
 impl Pools {
-    fn add(&mut self, from: &str, to: &str, loss: (u64, u64, u64), median_delay: Option<i64>) {
-        let i = match self.0.iter().position(|p| p.from == from && p.to == to) {
+    fn add(
+        &mut self,
+        (from, to, basis): (&str, &str, &'static str),
+        loss: (u64, u64, u64),
+        median_delay: Option<i64>,
+    ) {
+        let i = match self
+            .0
+            .iter()
+            .position(|p| p.from == from && p.to == to && p.basis == basis)
+        {
             Some(i) => i,
             None => {
                 self.0.push(Pool {
                     from: from.to_string(),
                     to: to.to_string(),
+                    basis,
                     ..Pool::default()
                 });
                 self.0.len() - 1
@@ -67,11 +82,12 @@ impl Pools {
                         p.sent,
                         p.lost,
                         p.explained,
-                        format!("pooled over {} journeys", p.journeys),
+                        format!("pooled over {} journeys ({})", p.journeys, p.basis),
                     ),
                     delay_median_ns: p.median_delays.get(p.median_delays.len() / 2).copied(),
                     from: p.from,
                     to: p.to,
+                    basis: p.basis,
                     journeys: p.journeys,
                 }
             })
@@ -90,12 +106,12 @@ impl Pools {
 pub fn summarize_segments(journeys: &[Journey]) -> Vec<SegmentSummary> {
     let mut pools = Pools::default();
     for j in journeys {
+        let basis = basis(j.flags.iter().copied());
         for s in &j.segments {
             let l = &s.loss;
             let median = s.delay.map(|d| d.median_ns);
             pools.add(
-                &s.from,
-                &s.to,
+                (&s.from, &s.to, basis),
                 (l.sent, l.lost, l.telemetry_explained),
                 median,
             );
@@ -108,6 +124,17 @@ pub fn summarize_segments(journeys: &[Journey]) -> Vec<SegmentSummary> {
 #[derive(Deserialize)]
 struct StoredJourney {
     segments: Vec<StoredSegment>,
+    #[serde(default)]
+    flags: Vec<String>,
+}
+
+/// The basis of a journey's figures, from its flags.
+fn basis<'a>(mut flags: impl Iterator<Item = &'a str>) -> &'static str {
+    if flags.any(|f| f == "flow-totals") {
+        "flow totals"
+    } else {
+        "packets"
+    }
 }
 
 #[derive(Deserialize)]
@@ -140,12 +167,12 @@ pub fn summarize_stored_segments<'a>(
     for detail in details {
         match serde_json::from_str::<StoredJourney>(detail) {
             Ok(j) => {
+                let basis = basis(j.flags.iter().map(String::as_str));
                 for s in j.segments {
                     let l = &s.loss;
                     let median = s.delay.map(|d| d.median_ns);
                     pools.add(
-                        &s.from,
-                        &s.to,
+                        (&s.from, &s.to, basis),
                         (l.sent, l.lost, l.telemetry_explained),
                         median,
                     );

@@ -15,11 +15,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use arrow_schema::ArrowError;
 use hopscope_probe::{
     CacheConfig, ExportError, ExportTarget, Exporter, HashFunction, Meter, MeterConfig,
     MeteringProcess, ProcessError, Profile, SelectorConfig,
 };
-use hopscope_simulate::{HopSpec, LinkSpec, NatSpec, PointSpec, Scenario, Traffic, simulate};
+use hopscope_schema::{FlowBatchBuilder, FlowRecord};
+use hopscope_simulate::{
+    HopSpec, LinkSpec, NatBinding, NatSpec, PointSpec, Scenario, Traffic, simulate,
+};
 
 /// One second of simulated traffic per step.
 pub const STEP_NS: i64 = 1_000_000_000;
@@ -230,6 +234,30 @@ pub fn devices(scenario: &Scenario) -> Vec<Device> {
     devices
 }
 
+/// NAT44 session-creation events (natEvent 4) for `bindings`.
+fn nat_events(bindings: &[NatBinding]) -> Result<arrow_array::RecordBatch, ArrowError> {
+    let mut b = FlowBatchBuilder::with_capacity(bindings.len());
+    for n in bindings {
+        b.append(&FlowRecord {
+            time_flow_start_ns: Some(n.time_ns),
+            time_flow_end_ns: Some(n.time_ns),
+            ip_version: Some(4),
+            src_addr: Some(n.inside.0),
+            src_port: Some(n.inside.1),
+            dst_addr: Some(n.inside.2),
+            dst_port: Some(n.inside.3),
+            proto: Some(n.inside.4),
+            post_nat_src_addr: Some(n.outside.0),
+            post_nat_src_port: Some(n.outside.1),
+            post_nat_dst_addr: Some(n.outside.2),
+            post_nat_dst_port: Some(n.outside.3),
+            nat_event: Some(4),
+            ..FlowRecord::default()
+        });
+    }
+    b.finish()
+}
+
 /// The demo network: the scenario and a metering process per point.
 #[derive(Debug)]
 pub struct DemoNetwork {
@@ -318,9 +346,18 @@ impl DemoNetwork {
             false => Vec::new(),
         };
         let mut scenario = self.scenario.clone();
-        scenario.seed = self.config.seed ^ self.steps.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // one mixed seed per second: seeds that differ by a multiple of
+        // SplitMix's increment would replay the same flows shifted by a draw
+        scenario.seed =
+            hopscope_simulate::Rng::new(self.config.seed.wrapping_add(self.steps)).next_u64();
         scenario.start_ns = now_ns - STEP_NS;
         scenario.traffic.flows = self.config.flows_per_second;
+        // the firewall hands out ports in turn, as NATs do, so a port comes
+        // back only after minutes (and a flow's record ends when it does)
+        if let Some(nat) = &mut scenario.links[0].nat {
+            let turn = self.steps * u64::from(self.config.flows_per_second);
+            nat.port_base = 10_000 + (turn % 50_000) as u16;
+        }
         for incident in &incidents {
             match *incident {
                 Incident::LossBurst { link, loss } => scenario.links[link].loss = loss,
@@ -334,6 +371,14 @@ impl DemoNetwork {
         }
         let run = simulate(&scenario).expect("the demo topology is valid");
         let now_secs = (now_ns / 1_000_000_000) as u32;
+        // the firewall reports its translations (RFC 8158 NAT44 session
+        // events) from its WAN side, as NAT devices do
+        if !run.nat_bindings.is_empty() {
+            let events = nat_events(&run.nat_bindings)?;
+            let wan = &mut self.processes[1];
+            wan.exporter.export_flows(&events, now_secs)?;
+            wan.exporter.flush()?;
+        }
         for (process, capture) in self.processes.iter_mut().zip(&run.captures) {
             for f in &capture.frames {
                 process.meter.observe(&hopscope_probe::Frame {

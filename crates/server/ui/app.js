@@ -317,7 +317,7 @@ function sankey(c, rows, left, right, value) {
 async function journeys(r) {
   const sort = r.params.get("sort") || "loss";
   const filter = r.params.get("filter") || "";
-  page.append(el(`<section class="panel"><h2>Segments <small>loss and delay pooled over every journey in range, the most lossy first</small></h2><div id="segments"></div></section>`));
+  page.append(el(`<section class="panel"><h2>Segments <small>loss and delay pooled over every journey in range, the most lossy first; selected packets and whole-flow totals apart</small></h2><div id="segments"></div></section>`));
   page.append(el(`<section class="panel">
     <h2>Journeys <small id="jcount"></small></h2>
     <form class="controls" id="jform" autocomplete="off">
@@ -356,13 +356,14 @@ async function journeys(r) {
     throw e;
   }
   $("#segments").innerHTML = table(
-    ["segment", "journeys", "packets (selected)", "lost", "loss", "95 % interval", "telemetry explained", "median delay"],
+    ["segment", "basis", "journeys", "packets", "lost", "loss", "95 % interval", "telemetry explained", "median delay"],
     segs.segments.map((s) => [
-      `${esc(s.from)} › ${esc(s.to)}`, si(s.journeys), si(s.sent), s.lost,
+      `${esc(s.from)} › ${esc(s.to)}`, `<span class="muted" title="${s.basis === "packets" ? "selected packets followed hop by hop" : "whole-flow records compared"}">${esc(s.basis)}</span>`,
+      si(s.journeys), si(s.sent), s.lost,
       `<span class="${s.ratio_low > 0 ? "bad" : ""}">${pct(s.ratio)}</span>`,
       `${pct(s.ratio_low)} – ${pct(s.ratio_high)}`, s.telemetry_explained, ns(s.delay_median_ns),
     ]),
-    [0, 1, 1, 1, 1, 1, 1, 1],
+    [0, 0, 1, 1, 1, 1, 1, 1, 1],
   );
   $("#jcount").textContent = `${list.matched} in range, ${list.journeys.length} shown`;
   $("#jlist").innerHTML = table(

@@ -21,8 +21,8 @@ mod scenario;
 pub use frames::write_pcap;
 pub use rng::Rng;
 pub use scenario::{
-    Capture, HopSpec, LinkSpec, LinkTruth, NatSpec, PointSpec, PointTruth, Run, Scenario, SimFrame,
-    Traffic, Truth, simulate,
+    Capture, HopSpec, LinkSpec, LinkTruth, NatBinding, NatSpec, PointSpec, PointTruth, Run,
+    Scenario, SimFrame, Traffic, Truth, simulate,
 };
 
 use arrow_array::{BooleanArray, RecordBatch};
@@ -65,6 +65,10 @@ pub fn probe_reports(run: &Run, selection: SelectorConfig, seed: u64) -> Vec<Poi
                     interface: 0,
                     vlan: None,
                 });
+            }
+            // the probe runs on past the traffic: flows end by idle timeout
+            if let Some(last) = c.frames.last() {
+                meter.tick(last.time_ns + CacheConfig::default().idle_timeout_ns + 1);
             }
             meter.finish();
             let reports = meter.take_reports().expect("valid report batch");

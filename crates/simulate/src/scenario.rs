@@ -176,6 +176,18 @@ pub struct Truth {
 pub struct Run {
     pub captures: Vec<Capture>,
     pub truth: Truth,
+    /// What each NAT would report (RFC 8158 session creation), in time order.
+    pub nat_bindings: Vec<NatBinding>,
+}
+
+/// A translation a NAT made, as its session-creation event would say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatBinding {
+    /// True time of the first packet translated.
+    pub time_ns: i64,
+    /// (source, source port, destination, destination port, protocol) before and after.
+    pub inside: ([u8; 16], u16, [u8; 16], u16, u8),
+    pub outside: ([u8; 16], u16, [u8; 16], u16, u8),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -293,6 +305,9 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
         packets: packets.len() as u64,
     };
     let mut counters = vec![(0u16, 0u32); flows.len()];
+    let mut nat_bindings = Vec::new();
+    // (flow, link) pairs already bound
+    let mut bound = std::collections::HashSet::new();
     let mut payload = Vec::with_capacity(512);
     for &(t0, fi, reverse) in &packets {
         let flow = &flows[fi as usize];
@@ -358,6 +373,14 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
                 }
                 if let Some(nat) = &link.nat {
                     let outside = hopscope_schema::ip_to_mapped(nat.address);
+                    if !reverse && bound.insert((fi, link_index)) {
+                        let port = flow.nat_port.wrapping_add(nat.port_base);
+                        nat_bindings.push(NatBinding {
+                            time_ns: t.round() as i64,
+                            inside: (h.src, h.src_port, h.dst, h.dst_port, h.proto),
+                            outside: (outside, port, h.dst, h.dst_port, h.proto),
+                        });
+                    }
                     if reverse {
                         h.dst = flow.client;
                         h.dst_port = flow.client_port;
@@ -381,7 +404,12 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
     for c in &mut captures {
         c.frames.sort_by_key(|f| f.time_ns);
     }
-    Ok(Run { captures, truth })
+    nat_bindings.sort_by_key(|b| b.time_ns);
+    Ok(Run {
+        captures,
+        truth,
+        nat_bindings,
+    })
 }
 
 /// Server ports the traffic mix draws from.

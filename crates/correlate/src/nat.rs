@@ -1,0 +1,168 @@
+//! Address translations as NAT devices report them (RFC 8158 natEvent
+//! records, or flow records carrying post-NAT fields), kept with the time
+//! each was valid, so that records of one flow from both sides of a NAT can
+//! be joined: the same outside port is reused for other flows later.
+
+use std::collections::HashMap;
+
+use crate::key::FlowTuple;
+
+/// natEvent values (IANA "natEvent" registry) that open a translation.
+const CREATE: [u8; 5] = [1, 4, 6, 8, 10];
+/// natEvent values that close one.
+const DELETE: [u8; 5] = [2, 5, 7, 9, 11];
+
+/// What a natEvent value means here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatEventKind {
+    Create,
+    Delete,
+    /// Address exhaustion, quota and other events that carry no translation.
+    Other,
+}
+
+impl NatEventKind {
+    pub fn of(event: u8) -> Self {
+        if CREATE.contains(&event) {
+            NatEventKind::Create
+        } else if DELETE.contains(&event) {
+            NatEventKind::Delete
+        } else {
+            NatEventKind::Other
+        }
+    }
+}
+
+/// One translation and when it held.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry {
+    inside: FlowTuple,
+    outside: FlowTuple,
+    from_ns: i64,
+    /// Open-ended until a delete event closes it.
+    until_ns: i64,
+}
+
+/// Translations by their outside tuple (as seen beyond the NAT, in the
+/// direction inside to outside), several per tuple over time.
+#[derive(Debug, Default)]
+pub struct NatTable {
+    by_outside: HashMap<FlowTuple, Vec<Entry>>,
+}
+
+impl NatTable {
+    pub fn is_empty(&self) -> bool {
+        self.by_outside.is_empty()
+    }
+
+    /// A translation of `inside` to `outside` holding over `[from_ns, until_ns)`.
+    pub fn add(&mut self, inside: FlowTuple, outside: FlowTuple, from_ns: i64, until_ns: i64) {
+        if inside == outside {
+            return;
+        }
+        let entries = self.by_outside.entry(outside).or_default();
+        match entries
+            .iter_mut()
+            .find(|e| e.inside == inside && e.until_ns >= from_ns)
+        {
+            Some(e) => {
+                e.from_ns = e.from_ns.min(from_ns);
+                e.until_ns = e.until_ns.max(until_ns);
+            }
+            None => entries.push(Entry {
+                inside,
+                outside,
+                from_ns,
+                until_ns,
+            }),
+        }
+    }
+
+    /// A natEvent record: creates open a translation, deletes close the
+    /// open one of the same tuples.
+    pub fn event(&mut self, time_ns: i64, event: u8, inside: FlowTuple, outside: FlowTuple) {
+        match NatEventKind::of(event) {
+            NatEventKind::Create => self.add(inside, outside, time_ns, i64::MAX),
+            NatEventKind::Delete => match self
+                .by_outside
+                .get_mut(&outside)
+                .and_then(|v| v.iter_mut().rev().find(|e| e.inside == inside))
+            {
+                Some(e) => e.until_ns = e.until_ns.min(time_ns),
+                // a delete whose create we missed still says the translation held until now
+                None => self.add(inside, outside, i64::MIN, time_ns),
+            },
+            NatEventKind::Other => {}
+        }
+    }
+
+    /// The inside tuple of a flow seen as `tuple` at `time_ns`, in the same
+    /// direction: outside tuples map back to the inside, replies to the
+    /// translated address to replies to the inside host; anything else is
+    /// already inside (or never translated).
+    pub fn inside(&self, tuple: &FlowTuple, time_ns: i64) -> FlowTuple {
+        let holding = |t: &FlowTuple| {
+            self.by_outside.get(t).and_then(|v| {
+                v.iter()
+                    .filter(|e| e.from_ns <= time_ns && time_ns <= e.until_ns)
+                    .max_by_key(|e| e.from_ns)
+            })
+        };
+        if let Some(e) = holding(tuple) {
+            return e.inside;
+        }
+        if let Some(e) = holding(&tuple.reversed()) {
+            return e.inside.reversed();
+        }
+        *tuple
+    }
+
+    /// Forgets translations that ended before `time_ns`.
+    pub fn expire(&mut self, time_ns: i64) {
+        self.by_outside.retain(|_, v| {
+            v.retain(|e| e.until_ns >= time_ns);
+            !v.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> FlowTuple {
+        FlowTuple {
+            src: hopscope_schema::ipv4_mapped(src),
+            dst: hopscope_schema::ipv4_mapped(dst),
+            src_port: sport,
+            dst_port: dport,
+            proto: 6,
+        }
+    }
+
+    #[test]
+    fn translations_hold_for_their_time_only() {
+        let mut nat = NatTable::default();
+        let server = [203, 0, 113, 5];
+        let first = t([10, 0, 0, 1], 40000, server, 443);
+        let second = t([10, 0, 0, 2], 50000, server, 443);
+        let outside = t([198, 51, 100, 1], 20000, server, 443);
+        nat.event(100, 4, first, outside);
+        nat.event(200, 5, first, outside);
+        // the same outside port, reused for another host later
+        nat.event(300, 4, second, outside);
+
+        assert_eq!(nat.inside(&outside, 150), first);
+        assert_eq!(nat.inside(&outside, 350), second);
+        // between the two, the port belonged to nobody
+        assert_eq!(nat.inside(&outside, 250), outside);
+        // replies map back to the inside host
+        assert_eq!(nat.inside(&outside.reversed(), 150), first.reversed());
+        assert_eq!(nat.inside(&first, 150), first);
+        // unrelated events carry no translation
+        nat.event(400, 3, first, outside);
+        nat.expire(250);
+        assert_eq!(nat.inside(&outside, 150), outside);
+        assert_eq!(nat.inside(&outside, 350), second);
+    }
+}

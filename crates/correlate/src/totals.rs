@@ -1,0 +1,428 @@
+//! Loss from whole-flow totals: when several points exported flow records
+//! for the same flow and each saw it end (idle timeout or TCP end, not cut
+//! by an active timeout or a full cache), the packets counted at one point
+//! and missing at the next were lost between them. This needs no packet
+//! selection at all, so it works on routers' own NetFlow and IPFIX; records
+//! from both sides of a NAT are joined through the [`NatTable`].
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::ArrowPrimitiveType;
+use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
+
+use crate::CorrelateError;
+use crate::journey::{Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
+use crate::key::FlowTuple;
+use crate::nat::NatTable;
+use crate::observe::ExporterId;
+
+/// flowEndReason values after which a point has seen the whole flow.
+const ENDED: [u8; 2] = [1, 3];
+
+/// One flow record as the totals need it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowTotal {
+    pub point: u64,
+    pub exporter: ExporterId,
+    pub received_ns: i64,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    /// The flow as this point saw it (translated, beyond a NAT).
+    pub tuple: FlowTuple,
+    pub packets: u64,
+    pub bytes: u64,
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    /// Idle timeout or end of flow: this point's last record of the flow.
+    pub ended: bool,
+}
+
+/// What a batch of flow records held.
+#[derive(Debug, Default)]
+pub struct FlowRead {
+    pub totals: Vec<FlowTotal>,
+    /// NAT events and post-NAT fields, as (time, event or 0, inside, outside).
+    pub translations: Vec<(i64, i64, Option<u8>, FlowTuple, FlowTuple)>,
+    /// Records that cannot count: sampled, or without time or point.
+    pub skipped: u64,
+}
+
+/// The point a record was observed at: its observation point id, or for a
+/// router that sends none, its exporter and input interface.
+fn point_of(id: Option<u64>, exporter: &ExporterId, in_if: Option<u32>) -> u64 {
+    id.unwrap_or_else(|| {
+        let mut key = exporter.0.to_vec();
+        key.extend_from_slice(&exporter.1.to_be_bytes());
+        key.extend_from_slice(&in_if.unwrap_or(0).to_be_bytes());
+        // the top bit keeps these apart from probes' (32-bit CRC) ids
+        u64::from_be_bytes(
+            sha1_smol::Sha1::from(&key).digest().bytes()[..8]
+                .try_into()
+                .unwrap(),
+        ) | 1 << 63
+    })
+}
+
+/// Row `i` of `a`, if not null.
+fn get<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, i: usize) -> Option<T::Native> {
+    if a.is_valid(i) {
+        Some(a.value(i))
+    } else {
+        None
+    }
+}
+
+/// The columns of the `flows` table that [`read_flows`] reads.
+pub const FLOW_COLUMNS: [&str; 23] = [
+    "time_received_ns",
+    "time_flow_start_ns",
+    "time_flow_end_ns",
+    "observation_point_id",
+    "sampler_address",
+    "observation_domain_id",
+    "in_if",
+    "src_addr",
+    "dst_addr",
+    "src_port",
+    "dst_port",
+    "proto",
+    "packets",
+    "bytes",
+    "sampling_rate",
+    "minimum_ttl",
+    "maximum_ttl",
+    "flow_end_reason",
+    "post_nat_src_addr",
+    "post_nat_dst_addr",
+    "post_nat_src_port",
+    "post_nat_dst_port",
+    "nat_event",
+];
+
+/// Reads a batch of the flow table.
+pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| CorrelateError::Input(format!("flow records lack column {name}")))
+    };
+    let ts = |name: &str| -> Result<_, CorrelateError> {
+        Ok(col(name)?.as_primitive::<TimestampNanosecondType>())
+    };
+    let received = ts("time_received_ns")?;
+    let start = ts("time_flow_start_ns")?;
+    let end = ts("time_flow_end_ns")?;
+    let point = col("observation_point_id")?.as_primitive::<UInt64Type>();
+    let sampler = col("sampler_address")?.as_fixed_size_binary();
+    let domain = col("observation_domain_id")?.as_primitive::<UInt32Type>();
+    let in_if = col("in_if")?.as_primitive::<UInt32Type>();
+    let src = col("src_addr")?.as_fixed_size_binary();
+    let dst = col("dst_addr")?.as_fixed_size_binary();
+    let sport = col("src_port")?.as_primitive::<UInt16Type>();
+    let dport = col("dst_port")?.as_primitive::<UInt16Type>();
+    let proto = col("proto")?.as_primitive::<UInt8Type>();
+    let packets = col("packets")?.as_primitive::<UInt64Type>();
+    let bytes = col("bytes")?.as_primitive::<UInt64Type>();
+    let sampling = col("sampling_rate")?.as_primitive::<UInt64Type>();
+    let ttl_min = col("minimum_ttl")?.as_primitive::<UInt8Type>();
+    let ttl_max = col("maximum_ttl")?.as_primitive::<UInt8Type>();
+    let reason = col("flow_end_reason")?.as_primitive::<UInt8Type>();
+    let nat_src = col("post_nat_src_addr")?.as_fixed_size_binary();
+    let nat_dst = col("post_nat_dst_addr")?.as_fixed_size_binary();
+    let nat_sport = col("post_nat_src_port")?.as_primitive::<UInt16Type>();
+    let nat_dport = col("post_nat_dst_port")?.as_primitive::<UInt16Type>();
+    let nat_event = col("nat_event")?.as_primitive::<UInt8Type>();
+
+    let addr = |a: &FixedSizeBinaryArray, i: usize| -> Option<[u8; 16]> {
+        (!a.is_null(i))
+            .then(|| a.value(i).try_into().ok())
+            .flatten()
+    };
+    let mut out = FlowRead::default();
+    for i in 0..batch.num_rows() {
+        let at = [received.is_valid(i), start.is_valid(i), end.is_valid(i)];
+        let tuple = FlowTuple {
+            src: addr(src, i).unwrap_or([0; 16]),
+            dst: addr(dst, i).unwrap_or([0; 16]),
+            src_port: get(sport, i).unwrap_or(0),
+            dst_port: get(dport, i).unwrap_or(0),
+            proto: get(proto, i).unwrap_or(0),
+        };
+        let time = if at[2] {
+            end.value(i)
+        } else if at[0] {
+            received.value(i)
+        } else {
+            out.skipped += 1;
+            continue;
+        };
+        // a translation, from a NAT event or from post-NAT fields
+        let event = get(nat_event, i);
+        let translated = nat_src.is_valid(i)
+            || nat_dst.is_valid(i)
+            || nat_sport.is_valid(i)
+            || nat_dport.is_valid(i);
+        if translated {
+            let outside = FlowTuple {
+                src: addr(nat_src, i).unwrap_or(tuple.src),
+                dst: addr(nat_dst, i).unwrap_or(tuple.dst),
+                src_port: get(nat_sport, i).unwrap_or(tuple.src_port),
+                dst_port: get(nat_dport, i).unwrap_or(tuple.dst_port),
+                proto: tuple.proto,
+            };
+            let from = if at[1] { start.value(i) } else { time };
+            out.translations.push((from, time, event, tuple, outside));
+        }
+        if event.is_some() {
+            // an event is about the translation, not about traffic
+            continue;
+        }
+        let rate = get(sampling, i).unwrap_or(1);
+        if rate > 1 || !packets.is_valid(i) {
+            out.skipped += 1;
+            continue;
+        }
+        let exporter = (
+            addr(sampler, i).unwrap_or([0; 16]),
+            get(domain, i).unwrap_or(0),
+        );
+        out.totals.push(FlowTotal {
+            point: point_of(get(point, i), &exporter, get(in_if, i)),
+            exporter,
+            received_ns: if at[0] { received.value(i) } else { time },
+            first_ns: if at[1] { start.value(i) } else { time },
+            last_ns: time,
+            tuple,
+            packets: packets.value(i),
+            bytes: get(bytes, i).unwrap_or(0),
+            ttl_min: get(ttl_min, i).unwrap_or(0),
+            ttl_max: get(ttl_max, i).unwrap_or(0),
+            ended: reason.is_valid(i) && ENDED.contains(&reason.value(i)),
+        });
+    }
+    Ok(out)
+}
+
+/// Records of one flow (one direction, inside tuple) waiting to be complete.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    records: Vec<FlowTotal>,
+    last_received_ns: i64,
+}
+
+/// Flow records grouped by flow until every point has seen its flow end.
+#[derive(Debug, Default)]
+pub(crate) struct TotalsBuffer {
+    flows: HashMap<FlowTuple, Pending>,
+}
+
+impl TotalsBuffer {
+    pub fn len(&self) -> usize {
+        self.flows.values().map(|p| p.records.len()).sum()
+    }
+
+    pub fn add(&mut self, record: FlowTotal, nat: &NatTable) {
+        let key = nat.inside(&record.tuple, record.last_ns);
+        let p = self.flows.entry(key).or_default();
+        p.last_received_ns = p.last_received_ns.max(record.received_ns);
+        p.records.push(record);
+    }
+
+    /// Flows whose last record came before `settled_ns` (every point has
+    /// had time to export its last record), taken out of the buffer.
+    pub fn take_settled(&mut self, settled_ns: i64) -> Vec<(FlowTuple, Vec<FlowTotal>)> {
+        let keys: Vec<FlowTuple> = self
+            .flows
+            .iter()
+            .filter(|(_, p)| p.last_received_ns < settled_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.flows.remove(&k).map(|p| (k, p.records)))
+            .collect()
+    }
+
+    pub fn take_all(&mut self) -> Vec<(FlowTuple, Vec<FlowTotal>)> {
+        self.flows.drain().map(|(k, p)| (k, p.records)).collect()
+    }
+}
+
+/// What a totals journey needs besides the records.
+#[derive(Debug)]
+pub(crate) struct TotalsContext<'a> {
+    pub names: &'a HashMap<u64, String>,
+    pub topology_rank: &'a HashMap<u64, usize>,
+    /// When exporters lost records (sequence gaps): a flow record missing
+    /// at one point would read as network loss.
+    pub gaps: &'a [(i64, ExporterId)],
+}
+
+/// Why a flow's records make no journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoJourney {
+    /// Seen at one point only.
+    OnePoint,
+    /// Some point has not seen the flow end (or its last record is missing).
+    Unfinished,
+}
+
+/// The journey of one flow from its points' totals: hops ordered by TTL,
+/// then configured topology, then first packet; per segment, the packets
+/// counted upstream and missing downstream.
+pub(crate) fn totals_journey(
+    records: &[FlowTotal],
+    cx: &TotalsContext<'_>,
+) -> Result<Journey, NoJourney> {
+    // per point: its records summed (active timeouts cut a flow in several)
+    let mut points: Vec<(u64, Vec<&FlowTotal>)> = Vec::new();
+    for r in records {
+        match points.iter_mut().find(|(p, _)| *p == r.point) {
+            Some((_, v)) => v.push(r),
+            None => points.push((r.point, vec![r])),
+        }
+    }
+    if points.len() < 2 {
+        return Err(NoJourney::OnePoint);
+    }
+    if points.iter().any(|(_, v)| !v.iter().any(|r| r.ended)) {
+        return Err(NoJourney::Unfinished);
+    }
+    let mut hops: Vec<(HopPoint, FlowTuple, ExporterId)> = points
+        .iter()
+        .map(|(point, v)| {
+            let name = cx
+                .names
+                .get(point)
+                .cloned()
+                .unwrap_or_else(|| format!("{point:016x}"));
+            let (node, interface) = match name.split_once(':') {
+                Some((n, i)) => (n.to_string(), i.to_string()),
+                None => (name.clone(), String::new()),
+            };
+            let first = v.iter().min_by_key(|r| r.first_ns).expect("a record");
+            (
+                HopPoint {
+                    point: *point,
+                    name,
+                    node,
+                    interface,
+                    first_ns: first.first_ns,
+                    last_ns: v.iter().map(|r| r.last_ns).max().unwrap_or(first.last_ns),
+                    packets: v.iter().map(|r| r.packets).sum(),
+                    bytes: v.iter().map(|r| r.bytes).sum(),
+                    ttl_min: v.iter().map(|r| r.ttl_min).min().unwrap_or(0),
+                    ttl_max: v.iter().map(|r| r.ttl_max).max().unwrap_or(0),
+                    clock: None,
+                },
+                first.tuple,
+                first.exporter,
+            )
+        })
+        .collect();
+    hops.sort_by(|(a, _, _), (b, _, _)| {
+        b.ttl_max.cmp(&a.ttl_max).then_with(|| {
+            match (
+                cx.topology_rank.get(&a.point),
+                cx.topology_rank.get(&b.point),
+            ) {
+                (Some(x), Some(y)) => x.cmp(y),
+                _ => a.first_ns.cmp(&b.first_ns),
+            }
+        })
+    });
+
+    let first_ns = hops.iter().map(|h| h.0.first_ns).min().unwrap_or(0);
+    let last_ns = hops.iter().map(|h| h.0.last_ns).max().unwrap_or(0);
+    // a gap up to a minute after the flow's end may have taken its last record
+    let telemetry_doubt = hops.iter().any(|(_, _, e)| {
+        cx.gaps
+            .iter()
+            .any(|(t, g)| g == e && *t >= first_ns && *t <= last_ns.saturating_add(60_000_000_000))
+    });
+    let mut flags: Vec<&'static str> = vec!["flow-totals"];
+    let mut segments = Vec::with_capacity(hops.len() - 1);
+    let mut nat = Vec::new();
+    let mut lost_total = 0;
+    for pair in hops.windows(2) {
+        let (up, up_tuple, _) = &pair[0];
+        let (down, down_tuple, _) = &pair[1];
+        let missing = up.packets.saturating_sub(down.packets);
+        if down.packets > up.packets {
+            flags.push("duplicates");
+        }
+        // a record lost on the way to the collector would look like loss
+        let lost = if telemetry_doubt { 0 } else { missing };
+        lost_total += lost;
+        let evidence = if telemetry_doubt {
+            format!(
+                "flow totals: {} packets at {}, {} at {}; not attributed: an exporter lost records meanwhile",
+                up.packets, up.name, down.packets, down.name
+            )
+        } else {
+            format!(
+                "flow totals: {} packets at {}, {} at {}",
+                up.packets, up.name, down.packets, down.name
+            )
+        };
+        segments.push(Segment {
+            from: up.name.clone(),
+            to: down.name.clone(),
+            delay: None,
+            delay_kind: "unknown",
+            loss: LossEstimate::new(
+                up.packets,
+                lost,
+                if telemetry_doubt { missing } else { 0 },
+                evidence,
+            ),
+        });
+        if up_tuple != down_tuple {
+            nat.push(NatTranslation {
+                at: down.name.clone(),
+                before: *up_tuple,
+                after: *down_tuple,
+                packets: down.packets,
+            });
+        }
+    }
+    if telemetry_doubt {
+        flags.push("telemetry-loss");
+    }
+    if !nat.is_empty() {
+        flags.push("nat");
+    }
+    flags.dedup();
+    let tuple = hops[0].1;
+    let packets = hops[0].0.packets;
+    let bytes = hops[0].0.bytes;
+    let delivered = hops.last().map_or(0, |h| h.0.packets);
+    Ok(Journey {
+        ip_version: if hopscope_schema::mapped_to_ip(tuple.src).is_ipv4() {
+            4
+        } else {
+            6
+        },
+        community_id: tuple.community_id(),
+        tuple,
+        first_ns,
+        last_ns,
+        hops: hops
+            .into_iter()
+            .map(|(p, _, _)| Hop {
+                points: vec![p],
+                telemetry_missing: 0,
+            })
+            .collect(),
+        segments,
+        end_to_end: None,
+        packets,
+        bytes,
+        delivered,
+        lost: lost_total,
+        telemetry_lost: 0,
+        nat,
+        flags,
+    })
+}
