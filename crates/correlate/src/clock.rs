@@ -63,6 +63,54 @@ struct Group {
     buckets: Vec<(i64, i64, i64)>,
 }
 
+impl Group {
+    fn widen(&mut self, bucket: i64, lo: i64, hi: i64) {
+        // samples come mostly in time order: the newest bucket first
+        let found = match self.buckets.last_mut() {
+            Some(last) if last.0 == bucket => Some(last),
+            _ => self.buckets.iter_mut().rev().find(|(k, _, _)| *k == bucket),
+        };
+        match found {
+            Some((_, l, h)) => {
+                *l = (*l).min(lo);
+                *h = (*h).max(hi);
+            }
+            None => self.buckets.push((bucket, lo, hi)),
+        }
+    }
+}
+
+/// One pair of one trajectory: `t_b − t_a` in its bucket, and which point
+/// the TTL says came first.
+struct Sample {
+    pair: (u64, u64),
+    d: i64,
+    bucket: i64,
+    vote: i64,
+}
+
+impl Sample {
+    /// `hint`: where the pair was last time (trajectories of one flow list
+    /// their points in the same order).
+    fn add_to(&self, pairs: &mut Vec<((u64, u64), Group)>, hint: usize) {
+        let at = match pairs.get(hint) {
+            Some((p, _)) if *p == self.pair => Some(hint),
+            _ => pairs.iter().position(|(p, _)| *p == self.pair),
+        };
+        let g = match at {
+            Some(i) => &mut pairs[i].1,
+            None => {
+                pairs.push((self.pair, Group::default()));
+                &mut pairs.last_mut().expect("just pushed").1
+            }
+        };
+        g.ttl_vote += self.vote;
+        g.sum += i128::from(self.d);
+        g.n += 1;
+        g.widen(self.bucket, self.d, self.d);
+    }
+}
+
 /// Differences of observation times per pair of points, per flow and
 /// direction, per time bucket: what the offset estimate is made from.
 /// Partitions merge by taking minima and maxima, so workers can each
@@ -70,8 +118,14 @@ struct Group {
 #[derive(Debug, Default)]
 pub(crate) struct ClockSamples {
     bucket_ns: i64,
-    groups: HashMap<(u64, u64), HashMap<(CanonicalKey, bool), Group>>,
+    /// Per flow and direction, its pairs of points (a handful): one hash
+    /// lookup per trajectory rather than one per pair.
+    groups: FastMap<(CanonicalKey, bool), Vec<((u64, u64), Group)>>,
 }
+
+/// Keys here are points and flow keys, not attacker-chosen strings: a fast
+/// hash (SipHash took a tenth of the correlator's time).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Most observations of one trajectory used for pairs (a path longer than
 /// this still gets offsets through its first points' pairs).
@@ -81,55 +135,64 @@ impl ClockSamples {
     pub fn new(bucket_ns: i64) -> Self {
         Self {
             bucket_ns: bucket_ns.max(1),
-            groups: HashMap::new(),
+            groups: FastMap::default(),
         }
     }
 
     /// Adds every pair of one trajectory's observations.
     pub fn add(&mut self, trajectory: &[Observation]) {
         let t = &trajectory[..trajectory.len().min(MAX_PAIRED)];
+        // each observation's flow key once, not once per pair
+        let mut keys = [(CanonicalKey::default(), false); MAX_PAIRED];
+        for (k, o) in keys.iter_mut().zip(t) {
+            *k = o.tuple.canonical(0);
+        }
+        let one_key = keys[..t.len()].iter().all(|k| *k == keys[0]);
+        let mut flow = one_key.then(|| self.groups.entry(keys[0]).or_default());
+        let mut others = Vec::new();
+        let mut hint = 0;
         for (i, x) in t.iter().enumerate() {
-            for y in &t[i + 1..] {
-                let (a, b) = if x.point < y.point { (x, y) } else { (y, x) };
-                let d = b.time_ns - a.time_ns;
-                let (key, forward) = a.tuple.canonical(0);
-                let bucket = a.time_ns.div_euclid(self.bucket_ns);
-                let g = self
-                    .groups
-                    .entry((a.point, b.point))
-                    .or_default()
-                    .entry((key, forward))
-                    .or_default();
-                g.ttl_vote += (i64::from(a.ttl) - i64::from(b.ttl)).signum();
-                g.sum += i128::from(d);
-                g.n += 1;
-                match g.buckets.iter_mut().find(|(k, _, _)| *k == bucket) {
-                    Some((_, lo, hi)) => {
-                        *lo = (*lo).min(d);
-                        *hi = (*hi).max(d);
-                    }
-                    None => g.buckets.push((bucket, d, d)),
+            for (j, y) in t.iter().enumerate().skip(i + 1) {
+                let (a, b, key) = if x.point < y.point {
+                    (x, y, keys[i])
+                } else {
+                    (y, x, keys[j])
+                };
+                let sample = Sample {
+                    pair: (a.point, b.point),
+                    d: b.time_ns - a.time_ns,
+                    bucket: a.time_ns.div_euclid(self.bucket_ns),
+                    vote: (i64::from(a.ttl) - i64::from(b.ttl)).signum(),
+                };
+                match &mut flow {
+                    Some(pairs) => sample.add_to(pairs, hint),
+                    // across a NAT the flow key changes along the path
+                    None => others.push((key, sample)),
                 }
+                hint += 1;
             }
+        }
+        for (key, sample) in others {
+            sample.add_to(self.groups.entry(key).or_default(), 0);
         }
     }
 
     pub fn merge(&mut self, other: ClockSamples) {
-        for (pair, groups) in other.groups {
-            let mine = self.groups.entry(pair).or_default();
-            for (k, g) in groups {
-                let m = mine.entry(k).or_default();
+        for (key, pairs) in other.groups {
+            let mine = self.groups.entry(key).or_default();
+            for (pair, g) in pairs {
+                let m = match mine.iter().position(|(p, _)| *p == pair) {
+                    Some(i) => &mut mine[i].1,
+                    None => {
+                        mine.push((pair, g));
+                        continue;
+                    }
+                };
                 m.ttl_vote += g.ttl_vote;
                 m.sum += g.sum;
                 m.n += g.n;
                 for (bucket, lo, hi) in g.buckets {
-                    match m.buckets.iter_mut().find(|(k, _, _)| *k == bucket) {
-                        Some((_, l, h)) => {
-                            *l = (*l).min(lo);
-                            *h = (*h).max(hi);
-                        }
-                        None => m.buckets.push((bucket, lo, hi)),
-                    }
+                    m.widen(bucket, lo, hi);
                 }
             }
         }
@@ -137,18 +200,24 @@ impl ClockSamples {
 
     /// θ (b's clock minus a's) for every pair seen in both directions.
     fn pair_estimates(&self) -> Vec<((u64, u64), ClockOffset)> {
-        let mut out = Vec::new();
-        for (&pair, groups) in &self.groups {
-            // per bucket: min of a→b differences, max of b→a differences
-            let mut up: HashMap<i64, (i64, i64)> = HashMap::new();
-            for ((key, forward), g) in groups {
+        // per pair, per bucket: min of a→b differences, max of b→a differences
+        let mut per_pair: HashMap<(u64, u64), HashMap<i64, (i64, i64)>> = HashMap::new();
+        for (&(key, forward), pairs) in &self.groups {
+            for (pair, g) in pairs {
+                let reverse = || {
+                    self.groups
+                        .get(&(key, !forward))
+                        .and_then(|v| v.iter().find(|(p, _)| p == pair))
+                        .map(|(_, g)| g)
+                };
                 let a_upstream = if g.ttl_vote != 0 {
                     g.ttl_vote > 0
-                } else if let Some(o) = groups.get(&(*key, !forward)) {
+                } else if let Some(o) = reverse() {
                     g.sum * i128::from(o.n) > o.sum * i128::from(g.n)
                 } else {
                     continue;
                 };
+                let up = per_pair.entry(*pair).or_default();
                 for &(bucket, lo, hi) in &g.buckets {
                     let e = up.entry(bucket).or_insert((i64::MAX, i64::MIN));
                     if a_upstream {
@@ -158,6 +227,9 @@ impl ClockSamples {
                     }
                 }
             }
+        }
+        let mut out = Vec::new();
+        for (pair, up) in per_pair {
             let (m1, m2) = up
                 .values()
                 .fold((i64::MAX, i64::MIN), |(a, b), &(x, y)| (a.min(x), b.max(y)));

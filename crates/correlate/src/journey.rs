@@ -194,28 +194,41 @@ pub(crate) fn build(
     let index = |p: u64| points.binary_search(&p).expect("point listed");
     let n = points.len();
     let offsets_known = points.iter().all(|p| cx.offsets.contains_key(p));
-    let corrected = |o: &Observation| match cx.offsets.get(&o.point) {
+    // looked up once per point, not once per observation
+    let offset_at: Vec<Option<ClockOffset>> =
+        points.iter().map(|p| cx.offsets.get(p).copied()).collect();
+    let rank_at: Vec<Option<usize>> = points
+        .iter()
+        .map(|p| cx.topology_rank.get(p).copied())
+        .collect();
+    let corrected = |o: &Observation| match &offset_at[index(o.point)] {
         Some(c) => c.correct(o.time_ns),
         None => o.time_ns,
     };
 
     // order: pairwise votes (TTL, then configured topology, then time)
     let mut votes = vec![0u32; n * n];
+    // per observation of a trajectory: (point index, TTL, corrected time)
+    let mut seen: Vec<(usize, u8, i64)> = Vec::new();
     for &(s, e) in trajectories {
-        let t = &obs[s as usize..e as usize];
-        for (i, x) in t.iter().enumerate() {
-            for y in &t[i + 1..] {
-                let rank = |p: u64| cx.topology_rank.get(&p).copied();
-                let x_first = match x.ttl.cmp(&y.ttl) {
+        seen.clear();
+        seen.extend(
+            obs[s as usize..e as usize]
+                .iter()
+                .map(|o| (index(o.point), o.ttl, corrected(o))),
+        );
+        for (i, &(x, x_ttl, x_time)) in seen.iter().enumerate() {
+            for &(y, y_ttl, y_time) in &seen[i + 1..] {
+                let x_first = match x_ttl.cmp(&y_ttl) {
                     std::cmp::Ordering::Greater => true,
                     std::cmp::Ordering::Less => false,
-                    std::cmp::Ordering::Equal => match (rank(x.point), rank(y.point)) {
+                    std::cmp::Ordering::Equal => match (rank_at[x], rank_at[y]) {
                         (Some(a), Some(b)) if a != b => a < b,
-                        _ => corrected(x) <= corrected(y),
+                        _ => x_time <= y_time,
                     },
                 };
                 let (a, b) = if x_first { (x, y) } else { (y, x) };
-                votes[index(a.point) * n + index(b.point)] += 1;
+                votes[a * n + b] += 1;
             }
         }
     }
@@ -239,16 +252,15 @@ pub(crate) fn build(
     let levels = level.iter().copied().max().unwrap_or(0) + 1;
 
     // per trajectory: the observation at each level
-    let mut at_level: Vec<Vec<Option<&Observation>>> = Vec::with_capacity(trajectories.len());
-    for &(s, e) in trajectories {
-        let mut row = vec![None; levels];
+    // one row of `levels` cells per trajectory, in one allocation
+    let mut at_level: Vec<Option<&Observation>> = vec![None; trajectories.len() * levels];
+    for (row, &(s, e)) in at_level.chunks_mut(levels).zip(trajectories) {
         for o in &obs[s as usize..e as usize] {
             let l = level[index(o.point)];
             if row[l].is_none() {
                 row[l] = Some(o);
             }
         }
-        at_level.push(row);
     }
 
     // hops
@@ -276,9 +288,9 @@ pub(crate) fn build(
         });
     }
     let mut spanning = vec![0u64; levels];
-    for row in &at_level {
-        let seen: Vec<usize> = (0..levels).filter(|&l| row[l].is_some()).collect();
-        let (first, last) = (seen[0], *seen.last().expect("non-empty"));
+    for row in at_level.chunks(levels) {
+        let first = row.iter().position(Option::is_some).expect("non-empty");
+        let last = row.iter().rposition(Option::is_some).expect("non-empty");
         for (l, o) in row.iter().enumerate() {
             match o {
                 Some(o) => {
@@ -332,7 +344,7 @@ pub(crate) fn build(
         let mut sent = 0u64;
         let mut last_here = 0u64;
         let mut delays = Vec::new();
-        for row in &at_level {
+        for row in at_level.chunks(levels) {
             let Some(a) = row[i] else { continue };
             sent += 1;
             if row[i + 1..].iter().all(Option::is_none) {
@@ -372,7 +384,7 @@ pub(crate) fn build(
     // end to end, NAT, totals
     let mut e2e = Vec::new();
     let mut nat: Vec<NatTranslation> = Vec::new();
-    for row in &at_level {
+    for row in at_level.chunks(levels) {
         if let (Some(a), Some(b)) = (row[0], row[levels - 1]) {
             e2e.push(corrected(b) - corrected(a));
         }

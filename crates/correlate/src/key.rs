@@ -18,7 +18,7 @@ pub struct FlowTuple {
 }
 
 /// The direction-free key: the lower (address, port) end first, plus context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct CanonicalKey {
     pub lo: [u8; 16],
     pub hi: [u8; 16],
@@ -35,18 +35,23 @@ impl FlowTuple {
     /// ff01::/16, ff02::/16) or the broadcast address: a packet that no
     /// router forwards.
     pub fn is_link_scoped(&self) -> bool {
-        use hopscope_schema::mapped_to_ip;
-        use std::net::IpAddr;
-        let link_local = |a: [u8; 16]| match mapped_to_ip(a) {
-            IpAddr::V4(v4) => v4.is_link_local(),
-            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        // on the stored bytes: this runs for every report
+        const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let link_local = |a: &[u8; 16]| {
+            if a[..12] == MAPPED {
+                a[12] == 169 && a[13] == 254
+            } else {
+                a[0] == 0xfe && a[1] & 0xc0 == 0x80
+            }
         };
-        let link_multicast = match mapped_to_ip(self.dst) {
-            IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[..3] == [224, 0, 0],
+        let d = &self.dst;
+        let link_multicast = if d[..12] == MAPPED {
+            d[12..15] == [224, 0, 0] || d[12..] == [255; 4]
+        } else {
             // the low nibble of the second octet is the multicast scope
-            IpAddr::V6(v6) => v6.is_multicast() && v6.octets()[1] & 0x0f <= 2,
+            d[0] == 0xff && d[1] & 0x0f <= 2
         };
-        link_local(self.src) || link_local(self.dst) || link_multicast
+        link_local(&self.src) || link_local(&self.dst) || link_multicast
     }
 
     pub fn reversed(&self) -> FlowTuple {

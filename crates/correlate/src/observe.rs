@@ -124,7 +124,13 @@ pub(crate) fn trajectories(sorted: &mut [Observation], max_path_delay_ns: i64) -
     let mut start = 0usize;
     while start < sorted.len() {
         let digest = sorted[start].digest;
-        let end = start + sorted[start..].partition_point(|o| o.digest == digest);
+        // groups are a few observations long: a linear scan beats a binary
+        // search over the whole rest of the window (its probes miss the cache)
+        let end = start
+            + sorted[start..]
+                .iter()
+                .position(|o| o.digest != digest)
+                .unwrap_or(sorted.len() - start);
         let group = &mut sorted[start..end];
         let each_point_once = group
             .iter()
