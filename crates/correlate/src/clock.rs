@@ -80,6 +80,9 @@ impl Group {
     }
 }
 
+/// A flow's pairs of points (a, b) and what they saw.
+type PairGroups = Vec<((u64, u64), Group)>;
+
 /// One pair of one trajectory: `t_b − t_a` in its bucket, and which point
 /// the TTL says came first.
 struct Sample {
@@ -92,7 +95,7 @@ struct Sample {
 impl Sample {
     /// `hint`: where the pair was last time (trajectories of one flow list
     /// their points in the same order).
-    fn add_to(&self, pairs: &mut Vec<((u64, u64), Group)>, hint: usize) {
+    fn add_to(&self, pairs: &mut PairGroups, hint: usize) {
         let at = match pairs.get(hint) {
             Some((p, _)) if *p == self.pair => Some(hint),
             _ => pairs.iter().position(|(p, _)| *p == self.pair),
@@ -120,7 +123,7 @@ pub(crate) struct ClockSamples {
     bucket_ns: i64,
     /// Per flow and direction, its pairs of points (a handful): one hash
     /// lookup per trajectory rather than one per pair.
-    groups: FastMap<(CanonicalKey, bool), Vec<((u64, u64), Group)>>,
+    groups: FastMap<(CanonicalKey, bool), PairGroups>,
 }
 
 /// Keys here are points and flow keys, not attacker-chosen strings: a fast
