@@ -307,8 +307,8 @@ const REPORT_COLUMNS: [&str; 13] = [
 const HEALTH_COLUMNS: [&str; 4] = [
     "sampler_address",
     "observation_domain_id",
-    "flow_records",
     "lost_records",
+    "exporter_drops",
 ];
 
 /// Nanoseconds for people: `83.6µs`, `1.35ms`, `-2.0µs`.

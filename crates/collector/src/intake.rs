@@ -57,8 +57,8 @@ pub struct IntakeState {
 }
 
 /// A session's counters at the last hand-off: its totals, and per domain
-/// the records and messages lost.
-type Reported = (ExporterStats, HashMap<u32, (u64, u64)>);
+/// the records and messages lost and the packets its exporter dropped.
+type Reported = (ExporterStats, HashMap<u32, (u64, u64, u64)>);
 
 /// A decoder with its builders and its hand-off state.
 #[derive(Debug)]
@@ -221,6 +221,7 @@ impl IntakeState {
                     domain,
                     lost_records: state.lost_records(),
                     lost_messages: state.lost_messages(),
+                    exporter_drops: state.exporter_drops(),
                     templates: state.template_count() as u64,
                 })
                 .collect();
@@ -247,7 +248,8 @@ impl IntakeState {
             }
             for d in &domains {
                 let before = prev_domains.entry(d.domain).or_default();
-                if (d.lost_records, d.lost_messages) != *before {
+                let counts = (d.lost_records, d.lost_messages, d.exporter_drops);
+                if counts != *before {
                     builder.append(&ExporterHealthRecord {
                         time_received_ns: Some(now),
                         sampler_address: exporter,
@@ -256,10 +258,11 @@ impl IntakeState {
                         observation_domain_id: Some(d.domain),
                         lost_records: delta(d.lost_records, before.0),
                         lost_messages: delta(d.lost_messages, before.1),
+                        exporter_drops: delta(d.exporter_drops, before.2),
                         templates_active: Some(d.templates),
                         ..ExporterHealthRecord::default()
                     });
-                    *before = (d.lost_records, d.lost_messages);
+                    *before = counts;
                 }
             }
             *prev = stats.clone();

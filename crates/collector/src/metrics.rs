@@ -20,6 +20,9 @@ pub struct DomainReport {
     pub domain: u32,
     pub lost_records: u64,
     pub lost_messages: u64,
+    /// Packets the domain's exporter reported it could not observe (capture drops).
+    #[serde(default)]
+    pub exporter_drops: u64,
     pub templates: u64,
 }
 

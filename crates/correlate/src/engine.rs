@@ -99,7 +99,6 @@ pub struct CorrelatorStats {
 struct TelemetrySample {
     time_ns: i64,
     exporter: ExporterId,
-    records: u64,
     lost: u64,
 }
 
@@ -204,8 +203,13 @@ impl Correlator {
         let time = col("time_received_ns")?.as_primitive::<TimestampNanosecondType>();
         let sampler = col("sampler_address")?.as_fixed_size_binary();
         let domain = col("observation_domain_id")?.as_primitive::<UInt32Type>();
-        let records = col("flow_records")?.as_primitive::<UInt64Type>();
         let lost = col("lost_records")?.as_primitive::<UInt64Type>();
+        // packets the probe could not observe (capture drops): their reports
+        // are missing as surely as lost ones (counted as if every one had
+        // been selected, which only makes the correlator more careful)
+        let drops = batch
+            .column_by_name("exporter_drops")
+            .map(|c| c.as_primitive::<UInt64Type>());
         for i in 0..batch.num_rows() {
             if time.is_null(i) || sampler.is_null(i) {
                 continue;
@@ -220,12 +224,8 @@ impl Correlator {
                         domain.value(i)
                     },
                 ),
-                if records.is_null(i) {
-                    0
-                } else {
-                    records.value(i)
-                },
-                if lost.is_null(i) { 0 } else { lost.value(i) },
+                (if lost.is_null(i) { 0 } else { lost.value(i) })
+                    + drops.map_or(0, |d| if d.is_null(i) { 0 } else { d.value(i) }),
             );
         }
         Ok(())
@@ -261,17 +261,17 @@ impl Correlator {
         Ok(())
     }
 
-    /// Records that `exporter` delivered `records` and lost `lost` around `time_ns`.
-    pub fn add_telemetry(&mut self, time_ns: i64, exporter: ExporterId, records: u64, lost: u64) {
+    /// Records that `exporter` lost `lost` records around `time_ns` (the
+    /// share of its reports they were comes from the reports that arrived).
+    pub fn add_telemetry(&mut self, time_ns: i64, exporter: ExporterId, lost: u64) {
         if lost > 0 {
             self.gaps.push((time_ns, exporter));
+            self.telemetry.push(TelemetrySample {
+                time_ns,
+                exporter,
+                lost,
+            });
         }
-        self.telemetry.push(TelemetrySample {
-            time_ns,
-            exporter,
-            records,
-            lost,
-        });
     }
 
     /// Observations and flow records waiting for their window to close or
@@ -390,11 +390,16 @@ impl Correlator {
         for t in self
             .telemetry
             .iter()
-            .filter(|t| t.time_ns >= start && t.time_ns < until)
+            .filter(|t| t.time_ns >= start && t.time_ns < until && t.lost > 0)
         {
-            let e = per_exporter.entry(t.exporter).or_default();
-            e.0 += t.records;
-            e.1 += t.lost;
+            per_exporter.entry(t.exporter).or_default().1 += t.lost;
+        }
+        // what did arrive: the window's reports from each exporter that lost some
+        // (health rows of a domain carry its losses, not its record counts)
+        for o in window {
+            if let Some(e) = per_exporter.get_mut(&o.exporter) {
+                e.0 += 1;
+            }
         }
         // samples up to the window's end will not be needed again
         self.telemetry.retain(|t| t.time_ns >= end);

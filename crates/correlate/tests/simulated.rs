@@ -55,12 +55,7 @@ fn correlate(run: &Run, setup: &Setup, scenario: &Scenario) -> Vec<Journey> {
             o.exporter = (exporter, 0);
         }
         c.add_observations(obs);
-        c.add_telemetry(
-            scenario.start_ns,
-            (exporter, 0),
-            pr.reports.num_rows() as u64,
-            pr.lost_reports,
-        );
+        c.add_telemetry(scenario.start_ns, (exporter, 0), pr.lost_reports);
     }
     c.finish()
 }

@@ -146,3 +146,39 @@ fn an_unreachable_tcp_collector_costs_buffered_then_counted_records() {
     drop(exporter);
     assert_eq!(reader.join().unwrap() as u64, delivered);
 }
+
+/// What the probe says it lost (packets it could not observe, records it
+/// could not send) reaches the collector as telemetry loss: the increase of
+/// each total between options records, counted once.
+#[test]
+fn reported_drops_and_unsent_records_are_counted_as_they_grow() {
+    use hopscope_probe::{ExportTarget, Exporter, ProbeReport};
+    use hopscope_wire::file::replay_file;
+    use hopscope_wire::{DecodeOutput, Decoder};
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-options.ipfix");
+    let mut exporter = Exporter::open(&ExportTarget::File(path.clone()), 3).unwrap();
+    for (ignored, not_sent) in [(5, 0), (12, 4), (12, 4)] {
+        exporter.counters.records_not_sent = not_sent;
+        exporter.export_options(
+            &ProbeReport {
+                observation_point_id: 9,
+                observation_point_name: "r1:eth0",
+                metering_process_id: 1,
+                selector: None,
+                ignored_packets: ignored,
+                flows_exported: 0,
+            },
+            1_800_000_000,
+        );
+        exporter.flush().unwrap();
+    }
+    let mut decoder = Decoder::new();
+    let mut out = DecodeOutput::default();
+    replay_file(&path, &mut decoder, &mut out, 0).unwrap();
+    let session = decoder.sessions().next().unwrap();
+    assert_eq!(session.stats().exporter_drops, 12);
+    assert_eq!(session.stats().lost_records, 4);
+    let domain = session.domain(3).unwrap();
+    assert_eq!(domain.exporter_drops(), 12);
+    assert_eq!(domain.lost_records(), 4);
+}

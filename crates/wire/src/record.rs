@@ -138,6 +138,11 @@ fn set_address(slot: &mut Option<[u8; 16]>, value: &[u8]) -> bool {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SetOutcome {
     pub records: u32,
+    /// Increases of the exporter's own loss counters (options records'
+    /// reliability statistics): packets it could not observe, records it
+    /// could not send.
+    pub exporter_drops: u64,
+    pub records_not_sent: u64,
     /// First error, with its offset inside the set body.
     pub error: Option<(usize, ErrorKind)>,
 }
@@ -150,6 +155,8 @@ struct OptionsValues<'a> {
     if_name: Option<&'a [u8]>,
     point_id: Option<u64>,
     system_init_ms: Option<i64>,
+    ignored_packets: Option<u64>,
+    not_sent: Option<u64>,
 }
 
 /// Decodes every record of a data set into `out` (or into the domain state
@@ -178,7 +185,12 @@ pub(crate) fn decode_set(
             // flow templates always have a plan (above)
             RecordKind::Flow => Err(ErrorKind::EmptyTemplate),
             RecordKind::PacketReport => packet_report(template, body, &mut pos, ctx, out),
-            RecordKind::Options => options_record(template, body, &mut pos, domain),
+            RecordKind::Options => {
+                options_record(template, body, &mut pos, domain).map(|(drops, not_sent)| {
+                    outcome.exporter_drops += drops;
+                    outcome.records_not_sent += not_sent;
+                })
+            }
         };
         if let Err(kind) = result {
             outcome.error = Some((start, kind));
@@ -616,7 +628,11 @@ fn flow_record(
             Action::SamplingPacketInterval => sampling.packet_interval = Some(v()),
             Action::SamplingPacketSpace => sampling.packet_space = Some(v()),
             Action::SamplerId | Action::SelectorId => sampling.sampler = Some(v()),
-            Action::InterfaceName | Action::Other => out.flows.push_other(OtherField {
+            // reliability counters belong in options records; in a flow record, kept as they came
+            Action::InterfaceName
+            | Action::Other
+            | Action::IgnoredPacketTotal
+            | Action::NotSentFlowTotal => out.flows.push_other(OtherField {
                 enterprise: step.spec.enterprise,
                 element_id: step.spec.id,
                 value,
@@ -761,12 +777,15 @@ fn packet_report(
     Ok(())
 }
 
+/// Applies one options record to the domain's state; returns the increases
+/// of the exporter's own loss counters (packets not observed, records not
+/// sent) since its previous report.
 fn options_record(
     template: &Template,
     body: &[u8],
     pos: &mut usize,
     domain: &mut DomainState,
-) -> Result<(), ErrorKind> {
+) -> Result<(u64, u64), ErrorKind> {
     let mut values = OptionsValues::default();
     for step in &template.steps {
         let value = field(body, pos, step.spec.length)?;
@@ -780,9 +799,22 @@ fn options_record(
             Action::InterfaceName => values.if_name = Some(value),
             Action::ObservationPoint => values.point_id = Some(v()),
             Action::SystemInitMillis => values.system_init_ms = Some(v() as i64),
+            Action::IgnoredPacketTotal => values.ignored_packets = Some(v()),
+            Action::NotSentFlowTotal => values.not_sent = Some(v()),
             _ => {}
         }
     }
+    // totals since the exporter started: count what they grew by (all of
+    // a total after a restart made it smaller)
+    let grown = |now: Option<u64>, last: &mut Option<u64>| -> u64 {
+        let Some(now) = now else { return 0 };
+        let before = last.replace(now).unwrap_or(0);
+        if now >= before { now - before } else { now }
+    };
+    let drops = grown(values.ignored_packets, &mut domain.reported_ignored);
+    let not_sent = grown(values.not_sent, &mut domain.reported_not_sent);
+    domain.loss.exporter_drops += drops;
+    domain.loss.lost_records += not_sent;
     if let Some(rate) = values.sampling.rate() {
         domain.sampling.insert(values.sampling.sampler, rate);
     }
@@ -809,5 +841,5 @@ fn options_record(
     if let Some(init) = values.system_init_ms {
         domain.system_init_ms = Some(init);
     }
-    Ok(())
+    Ok((drops, not_sent))
 }

@@ -248,6 +248,9 @@ pub struct DomainState {
     pub(crate) sflow_samples: FastMap<u32, SequenceTracker>,
     /// This domain's share of the session's telemetry loss.
     pub(crate) loss: ExporterStats,
+    /// The last ignoredPacketTotalCount and notSentFlowTotalCount reported.
+    pub(crate) reported_ignored: Option<u64>,
+    pub(crate) reported_not_sent: Option<u64>,
 }
 
 impl DomainState {
@@ -324,6 +327,11 @@ impl DomainState {
     /// Messages this domain's exporter sent that never arrived.
     pub fn lost_messages(&self) -> u64 {
         self.loss.lost_messages
+    }
+
+    /// Packets this domain's exporter reported it could not observe or meter.
+    pub fn exporter_drops(&self) -> u64 {
+        self.loss.exporter_drops
     }
 }
 

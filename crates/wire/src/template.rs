@@ -106,6 +106,11 @@ pub enum Action {
     StartUptimeMillis,
     EndUptimeMillis,
     SystemInitMillis,
+    /// ignoredPacketTotalCount: packets the metering process could not
+    /// observe (capture drops) or meter, since it started.
+    IgnoredPacketTotal,
+    /// notSentFlowTotalCount: records the exporting process could not send.
+    NotSentFlowTotal,
     DurationMillis,
     DurationMicros,
     ObservationSeconds,
@@ -218,6 +223,8 @@ impl Action {
             22 => StartUptimeMillis,
             21 => EndUptimeMillis,
             160 => SystemInitMillis,
+            164 => IgnoredPacketTotal,
+            166 => NotSentFlowTotal,
             161 => DurationMillis,
             162 => DurationMicros,
             322 => ObservationSeconds,
