@@ -25,6 +25,18 @@ def serve(port, seconds):
     print(f"lab-traffic: echoed {echoed}", file=sys.stderr)
 
 
+def drain(socks):
+    """Echoes waiting on the sockets, read without blocking."""
+    n = 0
+    for s in socks:
+        try:
+            while s.recv(2048):
+                n += 1
+        except (BlockingIOError, ConnectionRefusedError):
+            pass
+    return n
+
+
 def send(host, port, flows, packets, rate):
     socks = []
     for _ in range(flows):
@@ -43,19 +55,9 @@ def send(host, port, flows, packets, rate):
             next_at = start + sent * gap
             while time.monotonic() < next_at:
                 time.sleep(max(0.0, next_at - time.monotonic()) / 2)
-        for s in socks:
-            try:
-                while s.recv(2048):
-                    received += 1
-            except (BlockingIOError, ConnectionRefusedError):
-                pass
+        received += drain(socks)
     time.sleep(0.5)
-    for s in socks:
-        try:
-            while s.recv(2048):
-                received += 1
-        except (BlockingIOError, ConnectionRefusedError):
-            pass
+    received += drain(socks)
     print(f"lab-traffic: sent {sent}, echoes received {received}", file=sys.stderr)
 
 

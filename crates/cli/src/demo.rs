@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use hopscope_demo::{DemoConfig, DemoNetwork, Incident, STEP_NS};
 
 use crate::config::ServeSection;
-use crate::probe::parse_duration;
 use crate::{DemoArgs, ServeArgs, now_ns};
 
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
@@ -20,12 +19,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             (dir, true)
         }
     };
-    let deadline = args
-        .duration
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?
-        .map(|ns| Instant::now() + Duration::from_nanos(ns as u64));
+    let deadline = crate::probe::deadline(args.duration.as_deref())?;
     // the devices' names, for the collector to know them from the start
     let devices = hopscope_demo::devices(&hopscope_demo::topology(args.seed));
     let serve = ServeArgs {

@@ -241,12 +241,7 @@ fn capture_live(
         fanout_group,
         ..LiveConfig::default()
     };
-    let deadline = args
-        .duration
-        .as_deref()
-        .map(parse_duration)
-        .transpose()?
-        .map(|ns| Instant::now() + Duration::from_nanos(ns as u64));
+    let deadline = deadline(args.duration.as_deref())?;
     // a fanout group is per interface: each interface gets its own group id
     let worker = |index: usize, interface: &str| -> Result<Summary> {
         let mut probe = new_probe(Some(interface))?;
@@ -311,6 +306,14 @@ fn capture_live(
     _: &(dyn Fn(Option<&str>) -> Result<Probe> + Sync),
 ) -> Result<Summary> {
     bail!("live capture needs Linux (AF_PACKET); use --pcap")
+}
+
+/// When a `--duration` given now runs out.
+pub fn deadline(duration: Option<&str>) -> Result<Option<std::time::Instant>> {
+    Ok(duration
+        .map(parse_duration)
+        .transpose()?
+        .map(|ns| std::time::Instant::now() + std::time::Duration::from_nanos(ns as u64)))
 }
 
 fn now_secs() -> u32 {

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 
 use hopscope_correlate::{Correlator, CorrelatorConfig, Journey, summarize_segments};
 use hopscope_probe::SelectorConfig;
-use hopscope_schema::{FlowBatchBuilder, FlowRecord};
-use hopscope_simulate::{Run, Scenario, probe_reports, simulate};
+use hopscope_simulate::{Run, Scenario, nat_event_batch, probe_reports, simulate};
 
 fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
     let mut c = Correlator::new(CorrelatorConfig {
@@ -15,7 +14,8 @@ fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
         ..CorrelatorConfig::default()
     });
     if nat_events {
-        c.add_flows(&nat_event_batch(run)).unwrap();
+        c.add_flows(&nat_event_batch(&run.nat_bindings).unwrap())
+            .unwrap();
     }
     for p in probe_reports(run, SelectorConfig::default(), 5) {
         c.set_name(p.point, &p.name);
@@ -25,31 +25,6 @@ fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
         .into_iter()
         .filter(|j| j.flags.contains(&"flow-totals"))
         .collect()
-}
-
-/// The NAT's session-creation events (natEvent 4, NAT44 session create) as
-/// a NAT device would export them.
-fn nat_event_batch(run: &Run) -> arrow_array::RecordBatch {
-    let mut b = FlowBatchBuilder::with_capacity(run.nat_bindings.len());
-    for n in &run.nat_bindings {
-        b.append(&FlowRecord {
-            time_received_ns: Some(n.time_ns),
-            time_flow_start_ns: Some(n.time_ns),
-            time_flow_end_ns: Some(n.time_ns),
-            src_addr: Some(n.inside.0),
-            src_port: Some(n.inside.1),
-            dst_addr: Some(n.inside.2),
-            dst_port: Some(n.inside.3),
-            proto: Some(n.inside.4),
-            post_nat_src_addr: Some(n.outside.0),
-            post_nat_src_port: Some(n.outside.1),
-            post_nat_dst_addr: Some(n.outside.2),
-            post_nat_dst_port: Some(n.outside.3),
-            nat_event: Some(4),
-            ..FlowRecord::default()
-        });
-    }
-    b.finish().unwrap()
 }
 
 /// Lost per (from, to) over the journeys.

@@ -15,15 +15,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use arrow_schema::ArrowError;
 use hopscope_probe::{
     CacheConfig, ExportError, ExportTarget, Exporter, HashFunction, Meter, MeterConfig,
     MeteringProcess, ProcessError, Profile, SelectorConfig,
 };
-use hopscope_schema::{FlowBatchBuilder, FlowRecord};
-use hopscope_simulate::{
-    HopSpec, LinkSpec, NatBinding, NatSpec, PointSpec, Scenario, Traffic, simulate,
-};
+use hopscope_simulate::{HopSpec, LinkSpec, NatSpec, PointSpec, Scenario, Traffic, simulate};
 
 /// One second of simulated traffic per step.
 pub const STEP_NS: i64 = 1_000_000_000;
@@ -234,30 +230,6 @@ pub fn devices(scenario: &Scenario) -> Vec<Device> {
     devices
 }
 
-/// NAT44 session-creation events (natEvent 4) for `bindings`.
-fn nat_events(bindings: &[NatBinding]) -> Result<arrow_array::RecordBatch, ArrowError> {
-    let mut b = FlowBatchBuilder::with_capacity(bindings.len());
-    for n in bindings {
-        b.append(&FlowRecord {
-            time_flow_start_ns: Some(n.time_ns),
-            time_flow_end_ns: Some(n.time_ns),
-            ip_version: Some(4),
-            src_addr: Some(n.inside.0),
-            src_port: Some(n.inside.1),
-            dst_addr: Some(n.inside.2),
-            dst_port: Some(n.inside.3),
-            proto: Some(n.inside.4),
-            post_nat_src_addr: Some(n.outside.0),
-            post_nat_src_port: Some(n.outside.1),
-            post_nat_dst_addr: Some(n.outside.2),
-            post_nat_dst_port: Some(n.outside.3),
-            nat_event: Some(4),
-            ..FlowRecord::default()
-        });
-    }
-    b.finish()
-}
-
 /// The demo network: the scenario and a metering process per point.
 #[derive(Debug)]
 pub struct DemoNetwork {
@@ -374,21 +346,14 @@ impl DemoNetwork {
         // the firewall reports its translations (RFC 8158 NAT44 session
         // events) from its WAN side, as NAT devices do
         if !run.nat_bindings.is_empty() {
-            let events = nat_events(&run.nat_bindings)?;
+            let events = hopscope_simulate::nat_event_batch(&run.nat_bindings)?;
             let wan = &mut self.processes[1];
             wan.exporter.export_flows(&events, now_secs)?;
             wan.exporter.flush()?;
         }
         for (process, capture) in self.processes.iter_mut().zip(&run.captures) {
             for f in &capture.frames {
-                process.meter.observe(&hopscope_probe::Frame {
-                    timestamp_ns: f.time_ns,
-                    link: hopscope_packet::LinkType::Ethernet,
-                    data: &f.data,
-                    wire_len: f.data.len() as u32,
-                    interface: 0,
-                    vlan: None,
-                });
+                process.meter.observe(&f.as_frame());
             }
             process.meter.tick(now_ns);
             process.export(now_secs)?;

@@ -26,7 +26,52 @@ pub use scenario::{
 };
 
 use arrow_array::{BooleanArray, RecordBatch};
+use arrow_schema::ArrowError;
 use hopscope_probe::{CacheConfig, Frame, Meter, MeterConfig, SelectorConfig};
+use hopscope_schema::{FlowBatchBuilder, FlowRecord};
+
+impl SimFrame {
+    /// The frame as a probe's packet source hands it over.
+    pub fn as_frame(&self) -> Frame<'_> {
+        Frame {
+            timestamp_ns: self.time_ns,
+            link: hopscope_packet::LinkType::Ethernet,
+            data: &self.data,
+            wire_len: self.data.len() as u32,
+            interface: 0,
+            vlan: None,
+        }
+    }
+}
+
+/// What a NAT would export for `bindings`: NAT44 session-creation events
+/// (RFC 8158, natEvent 4) as flow-table rows.
+pub fn nat_event_batch(bindings: &[NatBinding]) -> Result<RecordBatch, ArrowError> {
+    let mut b = FlowBatchBuilder::with_capacity(bindings.len());
+    for n in bindings {
+        b.append(&FlowRecord {
+            time_flow_start_ns: Some(n.time_ns),
+            time_flow_end_ns: Some(n.time_ns),
+            ip_version: Some(if hopscope_schema::mapped_to_ip(n.inside.0).is_ipv4() {
+                4
+            } else {
+                6
+            }),
+            src_addr: Some(n.inside.0),
+            src_port: Some(n.inside.1),
+            dst_addr: Some(n.inside.2),
+            dst_port: Some(n.inside.3),
+            proto: Some(n.inside.4),
+            post_nat_src_addr: Some(n.outside.0),
+            post_nat_src_port: Some(n.outside.1),
+            post_nat_dst_addr: Some(n.outside.2),
+            post_nat_dst_port: Some(n.outside.3),
+            nat_event: Some(4),
+            ..FlowRecord::default()
+        });
+    }
+    b.finish()
+}
 
 /// What one simulated probe exported.
 #[derive(Debug)]
@@ -57,14 +102,7 @@ pub fn probe_reports(run: &Run, selection: SelectorConfig, seed: u64) -> Vec<Poi
                 decapsulate: true,
             });
             for f in &c.frames {
-                meter.observe(&Frame {
-                    timestamp_ns: f.time_ns,
-                    link: hopscope_packet::LinkType::Ethernet,
-                    data: &f.data,
-                    wire_len: f.data.len() as u32,
-                    interface: 0,
-                    vlan: None,
-                });
+                meter.observe(&f.as_frame());
             }
             // the probe runs on past the traffic: flows end by idle timeout
             if let Some(last) = c.frames.last() {
