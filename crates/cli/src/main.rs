@@ -65,7 +65,7 @@ enum Command {
     /// stored packet reports of a range, with per-hop delay and per-segment
     /// loss; printed as path diagrams, or pooled per segment.
     Journeys(JourneysArgs),
-    /// Simulate a path (chain, diamond, nat or a TOML scenario): one pcap per
+    /// Simulate a path (chain, diamond, nat, tunnel or a TOML scenario): one pcap per
     /// observation point and the true answer (truth.json).
     Simulate(SimulateArgs),
 }
@@ -123,7 +123,7 @@ struct DemoArgs {
 
 #[derive(Debug, clap::Args)]
 struct SimulateArgs {
-    /// chain, diamond, nat, or a scenario file (TOML).
+    /// chain, diamond, nat, tunnel, or a scenario file (TOML).
     #[arg(long, default_value = "chain")]
     scenario: String,
     #[arg(long, default_value_t = 1)]

@@ -15,7 +15,7 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode> {
         None => {
             let text = std::fs::read_to_string(&args.scenario).with_context(|| {
                 format!(
-                    "{}: neither a built-in scenario (chain, diamond, nat) nor a readable file",
+                    "{}: neither a built-in scenario (chain, diamond, nat, tunnel) nor a readable file",
                     args.scenario
                 )
             })?;

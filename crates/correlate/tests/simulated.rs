@@ -301,3 +301,39 @@ fn journeys_cross_nat_with_the_translation_shown() {
         );
     }
 }
+
+#[test]
+fn journeys_follow_packets_through_a_tunnel() {
+    // R2 is an underlay router inside a GRE tunnel from R1 to R3: its probes
+    // see the packets encapsulated; the tunnel profile hashes the inner packet
+    let mut s = Scenario::tunnel(43);
+    s.traffic.flows = 40;
+    s.links[2].loss = 0.02;
+    let run = simulate(&s).unwrap();
+    // R2's captures hold GRE (IP protocol 47), R1's LAN side plain packets
+    let protocol = |point: usize| run.captures[point].frames[0].data[14 + 9];
+    assert_eq!(protocol(2), 47);
+    assert_ne!(protocol(0), 47);
+    let journeys = correlate(
+        &run,
+        &Setup {
+            profile: Profile::Tunnel,
+            ..ALL
+        },
+        &s,
+    );
+    let fwd: Vec<Journey> = forward(&journeys, &s).into_iter().cloned().collect();
+    assert_eq!(fwd.len(), s.traffic.flows as usize, "one journey per flow");
+    for j in &fwd {
+        assert_eq!(path(j), names(&s), "path order exact through the tunnel");
+    }
+    let n = names(&s);
+    let segments = summarize_segments(&fwd);
+    let worst = &segments[0];
+    assert_eq!((&worst.from, &worst.to), (&n[2], &n[3]));
+    assert_eq!(
+        worst.loss.lost, run.truth.forward[2].lost,
+        "every selected packet is followed"
+    );
+    assert!(segments[1..].iter().all(|s| s.loss.lost == 0));
+}

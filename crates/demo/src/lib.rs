@@ -156,7 +156,10 @@ pub fn topology(seed: u64) -> Scenario {
         drift_ppm,
         telemetry_loss: 0.0,
     };
-    let hop = |p: PointSpec| HopSpec { points: vec![p] };
+    let hop = |p: PointSpec| HopSpec {
+        points: vec![p],
+        tunnel: None,
+    };
     let link = |delay_us: f64, jitter_us: f64| LinkSpec {
         delay_us,
         jitter_us,
@@ -177,6 +180,7 @@ pub fn topology(seed: u64) -> Scenario {
                     point("core-a:et-1", -120.0, 0.0),
                     point("core-b:et-1", 60.0, 0.0),
                 ],
+                tunnel: None,
             },
             hop(point("dc-gw:eth0", 80.0, 0.0)),
             hop(point("dc-gw:eth1", 80.0, 0.0)),

@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::scenario::SimFrame;
+use std::net::IpAddr;
+
+use crate::scenario::{SimFrame, TunnelSpec};
 
 /// The header fields of one simulated packet at one point.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +59,55 @@ pub(crate) fn build_frame(h: &Header, payload: &[u8]) -> Vec<u8> {
     }
     f.extend_from_slice(payload);
     f
+}
+
+/// `frame` carried through `tunnel`: GRE (the inner IP packet) or VXLAN
+/// (the inner Ethernet frame, UDP port 4789), in an outer IPv4 header from
+/// one endpoint to the other (swapped for replies).
+pub(crate) fn encapsulate(
+    frame: &[u8],
+    tunnel: &TunnelSpec,
+    reverse: bool,
+    outer_ttl: u8,
+    ip_id: u16,
+) -> Result<Vec<u8>, String> {
+    let (IpAddr::V4(a), IpAddr::V4(b)) = (tunnel.from, tunnel.to) else {
+        return Err("tunnel endpoints must be IPv4 addresses".into());
+    };
+    let (src, dst) = if reverse { (b, a) } else { (a, b) };
+    let (proto, tunnel_header): (u8, Vec<u8>) = match tunnel.kind.as_str() {
+        // GRE: no flags, the inner packet's EtherType
+        "gre" => (47, [[0u8, 0], [frame[12], frame[13]]].concat()),
+        "vxlan" => {
+            let inner = frame.len() + 8 + 8;
+            let mut udp = Vec::with_capacity(16);
+            // a source port from the inner flow, as VTEPs spread flows
+            udp.extend_from_slice(&(49152 | (ip_id & 0x3fff)).to_be_bytes());
+            udp.extend_from_slice(&4789u16.to_be_bytes());
+            udp.extend_from_slice(&(inner as u16).to_be_bytes());
+            udp.extend_from_slice(&[0, 0]);
+            udp.extend_from_slice(&[0x08, 0, 0, 0, 0, 0x00, 0x01, 0]); // VNI 1
+            (17, udp)
+        }
+        other => return Err(format!("tunnel kind '{other}': use gre or vxlan")),
+    };
+    let payload: &[u8] = if proto == 47 { &frame[14..] } else { frame };
+    let total = 20 + tunnel_header.len() + payload.len();
+    let mut f = Vec::with_capacity(14 + total);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 4, 0x02, 0, 0, 0, 0, 3]);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&(total as u16).to_be_bytes());
+    f.extend_from_slice(&ip_id.to_be_bytes());
+    f.extend_from_slice(&[0x40, 0]);
+    f.push(outer_ttl);
+    f.push(proto);
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&tunnel_header);
+    f.extend_from_slice(payload);
+    Ok(f)
 }
 
 /// Writes frames as a nanosecond pcap (Ethernet).

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::frames::{Header, build_frame};
+use crate::frames::{Header, build_frame, encapsulate};
 use crate::rng::Rng;
 
 /// A path, its points, its faults and its traffic.
@@ -32,6 +32,22 @@ fn default_start() -> i64 {
 pub struct HopSpec {
     /// One point, or several ECMP members (a flow takes one by its hash).
     pub points: Vec<PointSpec>,
+    /// The hop is inside a tunnel: its points capture the packets
+    /// encapsulated (GRE or VXLAN between two tunnel endpoints), and
+    /// routers between hops inside one tunnel decrement the outer TTL only.
+    #[serde(default)]
+    pub tunnel: Option<TunnelSpec>,
+}
+
+/// A tunnel's encapsulation and endpoints (the forward direction's outer
+/// source and destination).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    /// `gre` or `vxlan`.
+    pub kind: String,
+    pub from: std::net::IpAddr,
+    pub to: std::net::IpAddr,
 }
 
 /// An observation point.
@@ -351,6 +367,7 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
             (0..hops).collect()
         };
         let mut t = t0 as f64;
+        let mut outer_ttl = 64u8;
         for (step, &hop) in order.iter().enumerate() {
             if step > 0 {
                 let link_index = if reverse { hop } else { hop - 1 };
@@ -368,8 +385,13 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
                 let d = link.delay_us * 1_000.0 + rng.exponential(link.jitter_us * 1_000.0);
                 lt.delays_ns.push(d.round() as i64);
                 t += d;
+                let (here, before) = (&s.hops[hop].tunnel, &s.hops[order[step - 1]].tunnel);
                 if link.router {
-                    h.ttl = h.ttl.saturating_sub(1);
+                    match (here, before) {
+                        // an underlay router: the outer header is its business
+                        (Some(a), Some(b)) if a == b => outer_ttl = outer_ttl.saturating_sub(1),
+                        _ => h.ttl = h.ttl.saturating_sub(1),
+                    }
                 }
                 if let Some(nat) = &link.nat {
                     let outside = hopscope_schema::ip_to_mapped(nat.address);
@@ -394,10 +416,12 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
             let m = (flow.hash % members.len() as u64) as usize;
             let capture = &mut members[m];
             let time_ns = capture.point.clock(t.round() as i64, s.start_ns);
-            capture.frames.push(SimFrame {
-                time_ns,
-                data: build_frame(&h, &payload),
-            });
+            let frame = build_frame(&h, &payload);
+            let data = match &s.hops[hop].tunnel {
+                Some(tunnel) => encapsulate(&frame, tunnel, reverse, outer_ttl, h.ip_id)?,
+                None => frame,
+            };
+            capture.frames.push(SimFrame { time_ns, data });
         }
     }
     let mut captures: Vec<Capture> = captures.into_iter().flatten().collect();
@@ -449,6 +473,7 @@ impl Scenario {
                 drift_ppm: 0.0,
                 telemetry_loss: 0.0,
             }],
+            tunnel: None,
         };
         let wire = |us: f64| LinkSpec {
             delay_us: us,
@@ -513,12 +538,15 @@ impl Scenario {
             hops: vec![
                 HopSpec {
                     points: vec![p("edge1:up")],
+                    tunnel: None,
                 },
                 HopSpec {
                     points: vec![p("spine1:in"), p("spine2:in")],
+                    tunnel: None,
                 },
                 HopSpec {
                     points: vec![p("edge2:down")],
+                    tunnel: None,
                 },
             ],
             links: vec![link(200.0), link(150.0)],
@@ -546,12 +574,30 @@ impl Scenario {
         s
     }
 
+    /// The chain with a GRE tunnel from R1 to R3: the points between them
+    /// (R1's and R3's tunnel-side interfaces and R2, an underlay router)
+    /// capture the packets encapsulated.
+    pub fn tunnel(seed: u64) -> Scenario {
+        let mut s = Scenario::chain(seed);
+        s.name = "tunnel".into();
+        let tunnel = TunnelSpec {
+            kind: "gre".into(),
+            from: std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+            to: std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 3)),
+        };
+        for hop in &mut s.hops[1..5] {
+            hop.tunnel = Some(tunnel.clone());
+        }
+        s
+    }
+
     /// The named built-in scenario.
     pub fn builtin(name: &str, seed: u64) -> Option<Scenario> {
         match name {
             "chain" => Some(Scenario::chain(seed)),
             "diamond" => Some(Scenario::diamond(seed)),
             "nat" => Some(Scenario::nat(seed)),
+            "tunnel" => Some(Scenario::tunnel(seed)),
             _ => None,
         }
     }
