@@ -74,6 +74,25 @@ fn describe(s: &Status) -> String {
         st.flush_errors,
         st.rows_dropped
     );
+    let j = &s.journeys;
+    let _ = writeln!(
+        out,
+        "correlator: {} journeys in {} windows from {} reports ({} matched) and {} flow records; \
+         not used: {} late, {} incomplete, {} link-scoped reports, {} unusable flow records, {} unfinished flows; \
+         {} waiting, {} write errors",
+        j.journeys,
+        j.windows,
+        j.reports,
+        j.matched,
+        j.flow_records,
+        j.late,
+        j.incomplete,
+        j.link_scoped,
+        j.flow_records_unusable,
+        j.flows_unfinished,
+        j.pending,
+        j.write_errors
+    );
     let _ = writeln!(
         out,
         "\n{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}  errors",
@@ -113,4 +132,21 @@ fn describe(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_correlators_counts_are_shown() {
+        let mut s = Status::default();
+        s.journeys.journeys = 12;
+        s.journeys.link_scoped = 3;
+        s.journeys.flows_unfinished = 2;
+        let text = describe(&s);
+        assert!(text.contains("correlator: 12 journeys"), "{text}");
+        assert!(text.contains("3 link-scoped reports"), "{text}");
+        assert!(text.contains("2 unfinished flows"), "{text}");
+    }
 }
