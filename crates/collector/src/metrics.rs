@@ -351,9 +351,9 @@ impl ExporterStatus {
         self.options_records += s.options_records;
         self.templates_active += s.templates_active;
         self.pending_sets += s.pending_sets;
-        self.lost_records += s.lost_records;
+        self.lost_records = self.lost_records.saturating_add(s.lost_records);
         self.lost_messages += s.lost_messages;
-        self.exporter_drops += s.exporter_drops;
+        self.exporter_drops = self.exporter_drops.saturating_add(s.exporter_drops);
         self.sampling_unknown += s.sampling_unknown;
         for kind in ErrorKind::ALL {
             let n = s.error_count(*kind);

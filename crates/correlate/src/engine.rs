@@ -225,7 +225,7 @@ impl Correlator {
                     },
                 ),
                 (if lost.is_null(i) { 0 } else { lost.value(i) })
-                    + drops.map_or(0, |d| if d.is_null(i) { 0 } else { d.value(i) }),
+                    .saturating_add(drops.map_or(0, |d| if d.is_null(i) { 0 } else { d.value(i) })),
             );
         }
         Ok(())
@@ -392,7 +392,8 @@ impl Correlator {
             .iter()
             .filter(|t| t.time_ns >= start && t.time_ns < until && t.lost > 0)
         {
-            per_exporter.entry(t.exporter).or_default().1 += t.lost;
+            let e = per_exporter.entry(t.exporter).or_default();
+            e.1 = e.1.saturating_add(t.lost);
         }
         // what did arrive: the window's reports from each exporter that lost some
         // (health rows of a domain carry its losses, not its record counts)

@@ -226,18 +226,21 @@ impl FlowPlan {
                 }
             }
         }
-        let scratch_columns = (0..FLOW_FIELDS.len()).filter(|&i| scratch[i]).collect();
+        let scratch_columns: Vec<usize> = (0..FLOW_FIELDS.len()).filter(|&i| scratch[i]).collect();
         let null_columns = (0..FLOW_FIELDS.len()).filter(|&i| !filled[i]).collect();
         let needs_prepass = steps
             .iter()
             .any(|s| s.spec.length == VARIABLE_LENGTH || s.list);
-        let all_direct = steps.iter().zip(&ops).all(|(s, op)| {
-            *op == FlowOp::Direct
-                || matches!(
-                    s.action,
-                    Action::Other | Action::InterfaceName | Action::Skip
-                )
-        });
+        // a column computed from the whole record (the IP version of a
+        // template mixing address families) needs the row path
+        let all_direct = scratch_columns.is_empty()
+            && steps.iter().zip(&ops).all(|(s, op)| {
+                *op == FlowOp::Direct
+                    || matches!(
+                        s.action,
+                        Action::Other | Action::InterfaceName | Action::Skip
+                    )
+            });
         FlowPlan {
             ops,
             scratch_columns,

@@ -187,8 +187,8 @@ pub(crate) fn decode_set(
             RecordKind::PacketReport => packet_report(template, body, &mut pos, ctx, out),
             RecordKind::Options => {
                 options_record(template, body, &mut pos, domain).map(|(drops, not_sent)| {
-                    outcome.exporter_drops += drops;
-                    outcome.records_not_sent += not_sent;
+                    outcome.exporter_drops = outcome.exporter_drops.saturating_add(drops);
+                    outcome.records_not_sent = outcome.records_not_sent.saturating_add(not_sent);
                 })
             }
         };
@@ -813,8 +813,9 @@ fn options_record(
     };
     let drops = grown(values.ignored_packets, &mut domain.reported_ignored);
     let not_sent = grown(values.not_sent, &mut domain.reported_not_sent);
-    domain.loss.exporter_drops += drops;
-    domain.loss.lost_records += not_sent;
+    // the counts are the exporter's word: they may be absurd, never an overflow
+    domain.loss.exporter_drops = domain.loss.exporter_drops.saturating_add(drops);
+    domain.loss.lost_records = domain.loss.lost_records.saturating_add(not_sent);
     if let Some(rate) = values.sampling.rate() {
         domain.sampling.insert(values.sampling.sampler, rate);
     }

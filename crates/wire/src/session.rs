@@ -104,9 +104,9 @@ impl ExporterStats {
         self.templates_active += other.templates_active;
         self.pending_sets += other.pending_sets;
         self.sampling_unknown += other.sampling_unknown;
-        self.lost_records += other.lost_records;
+        self.lost_records = self.lost_records.saturating_add(other.lost_records);
         self.lost_messages += other.lost_messages;
-        self.exporter_drops += other.exporter_drops;
+        self.exporter_drops = self.exporter_drops.saturating_add(other.exporter_drops);
         self.reordered_messages += other.reordered_messages;
         self.sequence_resets += other.sequence_resets;
         for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {

@@ -486,8 +486,8 @@ fn data_set(
         RecordKind::Options => {
             summary.options_records += outcome.records;
             stats.options_records += u64::from(outcome.records);
-            stats.exporter_drops += outcome.exporter_drops;
-            stats.lost_records += outcome.records_not_sent;
+            stats.exporter_drops = stats.exporter_drops.saturating_add(outcome.exporter_drops);
+            stats.lost_records = stats.lost_records.saturating_add(outcome.records_not_sent);
         }
     }
     if let Some((at, kind)) = outcome.error {
