@@ -21,8 +21,12 @@ pub struct ConfigFile {
     pub serve: ServeSection,
 }
 
-/// `[serve]`: the keys of `hopscope serve`'s flags, in kebab-case, and the
-/// networks that tag flows (`[[serve.networks]]` with cidr, name, role, site).
+/// `[serve]`: the keys of `hopscope serve`'s flags, in kebab-case, the
+/// networks that tag flows (`[[serve.networks]]` with cidr, name, role,
+/// site), and the address spaces of observation points for journeys
+/// (`[serve.address-spaces]`, point name = number: points of one VRF or
+/// customer network share a number; flows with equal addresses in
+/// different spaces are different journeys).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeSection {
@@ -42,6 +46,19 @@ pub struct ServeSection {
     max_size: Option<String>,
     #[serde(default)]
     pub networks: Vec<hopscope_collector::NetworkTag>,
+    #[serde(default)]
+    pub address_spaces: std::collections::HashMap<String, u16>,
+}
+
+impl ServeSection {
+    /// The address spaces by observation point id (derived from the names
+    /// as `hopscope probe` derives them).
+    pub fn address_spaces(&self) -> std::collections::HashMap<u64, u16> {
+        self.address_spaces
+            .iter()
+            .map(|(name, &space)| (u64::from(hopscope_probe::crc32(name.as_bytes(), 0)), space))
+            .collect()
+    }
 }
 
 /// `[probe]`: the keys of `hopscope probe`'s flags, in kebab-case.
@@ -156,6 +173,20 @@ mod tests {
         assert!(args.biflow);
         assert_eq!(args.select.as_deref(), Some("1/64"));
         assert_eq!(args.active_timeout, "60s");
+    }
+
+    #[test]
+    fn address_spaces_map_point_names_to_their_ids() {
+        let file = r#"
+            [serve.address-spaces]
+            "pe1:vrf-blue" = 2
+            "pe2:vrf-blue" = 2
+        "#;
+        let config: ConfigFile = toml::from_str(file).unwrap();
+        let spaces = config.serve.address_spaces();
+        let id = u64::from(hopscope_probe::crc32(b"pe1:vrf-blue", 0));
+        assert_eq!(spaces.get(&id), Some(&2));
+        assert_eq!(spaces.len(), 2);
     }
 
     #[test]

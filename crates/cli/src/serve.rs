@@ -119,7 +119,10 @@ pub fn run_with(
         store.clone(),
         committed,
         metrics.clone(),
-        hopscope_correlate::CorrelatorConfig::default(),
+        hopscope_correlate::CorrelatorConfig {
+            address_spaces: section.address_spaces(),
+            ..hopscope_correlate::CorrelatorConfig::default()
+        },
     );
     let collector = Collector::start(&config, store.clone(), metrics.clone())?;
     drop(config);

@@ -18,11 +18,10 @@ use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
 use crate::CorrelateError;
 use crate::clock::{ClockOffset, ClockSamples, offsets};
 use crate::journey::{Context, Journey, build};
-use crate::key::FlowTuple;
 use crate::nat::NatTable;
 use crate::observe::{ExporterId, Observation, first_hop, read_reports, trajectories};
 use crate::totals::{
-    FlowTotal, NoJourney, TotalsBuffer, TotalsContext, read_flows, totals_journey,
+    FlowTotal, NoJourney, TotalsBuffer, TotalsContext, TotalsKey, read_flows, totals_journey,
 };
 
 /// How the correlator cuts time and what it is told about the network.
@@ -47,6 +46,11 @@ pub struct CorrelatorConfig {
     pub topology: Vec<u64>,
     /// Names of points by id (the probes send them in options records).
     pub names: HashMap<u64, String>,
+    /// Points whose addresses belong to a separate address space (a VRF, a
+    /// customer network reusing private addresses), by point id: flows
+    /// with equal tuples in different spaces are different journeys, with
+    /// Community IDs seeded by the space. Absent points are in space 0.
+    pub address_spaces: HashMap<u64, u16>,
     /// How long after a flow's last record arrived its totals are compared
     /// (every point's last record must be in by then).
     pub flow_settle_ns: i64,
@@ -63,6 +67,7 @@ impl Default for CorrelatorConfig {
             known_offsets: HashMap::new(),
             topology: Vec::new(),
             names: HashMap::new(),
+            address_spaces: HashMap::new(),
             flow_settle_ns: 30_000_000_000,
         }
     }
@@ -154,6 +159,11 @@ impl Correlator {
             gaps: Vec::new(),
             stats: CorrelatorStats::default(),
         }
+    }
+
+    /// The address space a point's addresses belong to.
+    fn address_space(&self, point: u64) -> u16 {
+        self.config.address_spaces.get(&point).copied().unwrap_or(0)
     }
 
     /// Names a point (from the collector's options records).
@@ -255,7 +265,8 @@ impl Correlator {
             if r.tuple.is_link_scoped() {
                 self.stats.link_scoped += 1;
             } else {
-                self.totals.add(r, &self.nat);
+                let space = self.address_space(r.point);
+                self.totals.add(r, &self.nat, space);
             }
         }
         Ok(())
@@ -316,13 +327,14 @@ impl Correlator {
     /// Journeys from the totals of flows whose records are all in; the
     /// records are grouped again by their inside tuple, as NAT events may
     /// have come after some of them.
-    fn flow_journeys(&mut self, flows: Vec<(FlowTuple, Vec<FlowTotal>)>) -> Vec<Journey> {
-        let mut groups: HashMap<FlowTuple, Vec<FlowTotal>> = HashMap::new();
+    fn flow_journeys(&mut self, flows: Vec<(TotalsKey, Vec<FlowTotal>)>) -> Vec<Journey> {
+        let mut groups: HashMap<TotalsKey, Vec<FlowTotal>> = HashMap::new();
         for r in flows.into_iter().flat_map(|(_, v)| v) {
-            groups
-                .entry(self.nat.inside(&r.tuple, r.last_ns))
-                .or_default()
-                .push(r);
+            let key = (
+                self.nat.inside(&r.tuple, r.last_ns),
+                self.address_space(r.point),
+            );
+            groups.entry(key).or_default().push(r);
         }
         let cx = TotalsContext {
             names: &self.config.names,
@@ -330,8 +342,8 @@ impl Correlator {
             gaps: &self.gaps,
         };
         let mut journeys = Vec::new();
-        for records in groups.values() {
-            match totals_journey(records, &cx) {
+        for (&(_, space), records) in &groups {
+            match totals_journey(records, space, &cx) {
                 Ok(j) => journeys.push(j),
                 Err(NoJourney::OnePoint) => {}
                 Err(NoJourney::Unfinished) => self.stats.flows_unfinished += 1,
@@ -422,12 +434,17 @@ impl Correlator {
         rates: &HashMap<u64, f64>,
     ) -> Vec<Journey> {
         let parts = self.config.partitions.max(1);
-        let mut by_partition: Vec<HashMap<FlowTuple, Vec<(u32, u32)>>> =
+        // per partition: each flow's (tuple, address space) trajectories
+        let mut by_partition: Vec<HashMap<TotalsKey, Vec<(u32, u32)>>> =
             (0..parts).map(|_| HashMap::new()).collect();
         for &(s, e) in mine {
             let first = first_hop(&window[s as usize..e as usize]);
-            let p = first.tuple.canonical(0).0.partition(parts);
-            by_partition[p].entry(first.tuple).or_default().push((s, e));
+            let space = self.address_space(first.point);
+            let p = first.tuple.canonical(u32::from(space)).0.partition(parts);
+            by_partition[p]
+                .entry((first.tuple, space))
+                .or_default()
+                .push((s, e));
         }
         let bucket = self.config.clock_bucket_ns;
         let samples: Vec<ClockSamples> = std::thread::scope(|scope| {
@@ -471,7 +488,7 @@ impl Correlator {
                     scope.spawn(move || {
                         groups
                             .iter()
-                            .map(|(tuple, t)| build(*tuple, window, t, cx))
+                            .map(|(&(tuple, space), t)| build(tuple, space, window, t, cx))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -483,5 +500,60 @@ impl Correlator {
         });
         journeys.sort_by_key(|j| (j.first_ns, j.tuple));
         journeys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::FlowTuple;
+
+    /// One packet of `tuple` seen at `points` in order, 1 µs apart.
+    fn packet(digest: u64, tuple: FlowTuple, points: [u64; 2], t0: i64) -> Vec<Observation> {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, &point)| Observation {
+                point,
+                exporter: ([0; 16], point as u32),
+                time_ns: t0 + i as i64 * 1_000,
+                digest,
+                ttl: 64 - i as u8,
+                length: 100,
+                ip_version: 4,
+                tuple,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_tuples_in_separate_address_spaces_are_separate_journeys() {
+        let tuple = FlowTuple {
+            src: hopscope_schema::ipv4_mapped([10, 0, 0, 1]),
+            dst: hopscope_schema::ipv4_mapped([10, 0, 0, 2]),
+            src_port: 40_000,
+            dst_port: 443,
+            proto: 6,
+        };
+        let run = |spaces: HashMap<u64, u16>| {
+            let mut c = Correlator::new(CorrelatorConfig {
+                address_spaces: spaces,
+                ..CorrelatorConfig::default()
+            });
+            // customer A's flow crosses points 1 and 2, customer B's (same
+            // private addresses) points 3 and 4
+            for k in 0..20u64 {
+                c.add_observations(packet(2 * k, tuple, [1, 2], k as i64 * 1_000_000));
+                c.add_observations(packet(2 * k + 1, tuple, [3, 4], k as i64 * 1_000_000));
+            }
+            c.finish()
+        };
+        let merged = run(HashMap::new());
+        assert_eq!(merged.len(), 1, "one space: the two flows look like one");
+        let apart = run(HashMap::from([(3, 7), (4, 7)]));
+        assert_eq!(apart.len(), 2);
+        assert!(apart.iter().all(|j| j.hops.len() == 2 && j.packets == 20));
+        assert_ne!(apart[0].community_id, apart[1].community_id);
+        assert!(apart.iter().any(|j| j.community_id == tuple.community_id()));
     }
 }

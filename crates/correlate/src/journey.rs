@@ -177,6 +177,7 @@ pub(crate) fn point_name(names: &HashMap<u64, String>, point: u64) -> String {
 /// directed flow `tuple` (the tuple at their first hop).
 pub(crate) fn build(
     tuple: FlowTuple,
+    address_space: u16,
     obs: &[Observation],
     trajectories: &[(u32, u32)],
     cx: &Context<'_>,
@@ -456,7 +457,7 @@ pub(crate) fn build(
     Journey {
         tuple,
         ip_version: obs[trajectories[0].0 as usize].ip_version,
-        community_id: tuple.community_id(),
+        community_id: tuple.community_id_seeded(address_space),
         first_ns,
         last_ns,
         packets: hops[0].points.iter().map(|p| p.packets).sum(),

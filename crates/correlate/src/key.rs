@@ -88,6 +88,12 @@ impl FlowTuple {
     /// flow hash Zeek, Suricata and others log, so that journeys join their
     /// records. Ports are taken as the record carries them, ICMP included.
     pub fn community_id(&self) -> String {
+        self.community_id_seeded(0)
+    }
+
+    /// Community ID v1 with a seed: the specification's way to keep flows of
+    /// separate address spaces apart (hopscope seeds with the address space).
+    pub fn community_id_seeded(&self, seed: u16) -> String {
         let v4 = is_mapped_v4(&self.src) && is_mapped_v4(&self.dst);
         let addr = |a: &[u8; 16]| -> Vec<u8> { if v4 { a[12..].to_vec() } else { a.to_vec() } };
         let (mut a, mut b) = (addr(&self.src), addr(&self.dst));
@@ -97,7 +103,7 @@ impl FlowTuple {
             std::mem::swap(&mut pa, &mut pb);
         }
         let mut h = sha1_smol::Sha1::new();
-        h.update(&0u16.to_be_bytes());
+        h.update(&seed.to_be_bytes());
         h.update(&a);
         h.update(&b);
         h.update(&[self.proto, 0]);

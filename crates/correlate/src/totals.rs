@@ -212,10 +212,14 @@ pub(crate) struct Pending {
     last_received_ns: i64,
 }
 
+/// A flow as the correlator groups it: its tuple (inside any NAT, for
+/// totals) and its address space.
+pub(crate) type TotalsKey = (FlowTuple, u16);
+
 /// Flow records grouped by flow until every point has seen its flow end.
 #[derive(Debug, Default)]
 pub(crate) struct TotalsBuffer {
-    flows: HashMap<FlowTuple, Pending>,
+    flows: HashMap<TotalsKey, Pending>,
 }
 
 impl TotalsBuffer {
@@ -223,8 +227,8 @@ impl TotalsBuffer {
         self.flows.values().map(|p| p.records.len()).sum()
     }
 
-    pub fn add(&mut self, record: FlowTotal, nat: &NatTable) {
-        let key = nat.inside(&record.tuple, record.last_ns);
+    pub fn add(&mut self, record: FlowTotal, nat: &NatTable, address_space: u16) {
+        let key = (nat.inside(&record.tuple, record.last_ns), address_space);
         let p = self.flows.entry(key).or_default();
         p.last_received_ns = p.last_received_ns.max(record.received_ns);
         p.records.push(record);
@@ -232,8 +236,8 @@ impl TotalsBuffer {
 
     /// Flows whose last record came before `settled_ns` (every point has
     /// had time to export its last record), taken out of the buffer.
-    pub fn take_settled(&mut self, settled_ns: i64) -> Vec<(FlowTuple, Vec<FlowTotal>)> {
-        let keys: Vec<FlowTuple> = self
+    pub fn take_settled(&mut self, settled_ns: i64) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+        let keys: Vec<TotalsKey> = self
             .flows
             .iter()
             .filter(|(_, p)| p.last_received_ns < settled_ns)
@@ -244,7 +248,7 @@ impl TotalsBuffer {
             .collect()
     }
 
-    pub fn take_all(&mut self) -> Vec<(FlowTuple, Vec<FlowTotal>)> {
+    pub fn take_all(&mut self) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
         self.flows.drain().map(|(k, p)| (k, p.records)).collect()
     }
 }
@@ -273,6 +277,7 @@ pub(crate) enum NoJourney {
 /// counted upstream and missing downstream.
 pub(crate) fn totals_journey(
     records: &[FlowTotal],
+    address_space: u16,
     cx: &TotalsContext<'_>,
 ) -> Result<Journey, NoJourney> {
     // per point: its records summed (active timeouts cut a flow in several)
@@ -404,7 +409,7 @@ pub(crate) fn totals_journey(
         } else {
             6
         },
-        community_id: tuple.community_id(),
+        community_id: tuple.community_id_seeded(address_space),
         tuple,
         first_ns,
         last_ns,
