@@ -99,12 +99,13 @@ pub struct CorrelatorStats {
     pub journeys: u64,
 }
 
-/// Telemetry counts of one exporter at one time (a health row).
+/// Records an exporter lost (sequence gaps, records not sent, capture
+/// drops) around one time: a health row with a loss.
 #[derive(Debug, Clone, Copy)]
-struct TelemetrySample {
-    time_ns: i64,
-    exporter: ExporterId,
-    lost: u64,
+pub(crate) struct TelemetryLoss {
+    pub time_ns: i64,
+    pub exporter: ExporterId,
+    pub lost: u64,
 }
 
 /// Observations in (digest, time) order. Sorting small keys and gathering
@@ -126,7 +127,8 @@ pub struct Correlator {
     buffer: Vec<Observation>,
     /// Windows before this time are closed.
     closed_until: i64,
-    telemetry: Vec<TelemetrySample>,
+    /// Kept as long as a window or a flow still waiting may need them.
+    telemetry: Vec<TelemetryLoss>,
     topology_rank: HashMap<u64, usize>,
     /// Last offsets estimated, used where a window has too few packets.
     last_offsets: HashMap<u64, ClockOffset>,
@@ -134,8 +136,6 @@ pub struct Correlator {
     nat: NatTable,
     /// Flow records waiting until every point has exported its last one.
     totals: TotalsBuffer,
-    /// When exporters lost records (time, exporter), for doubting totals.
-    gaps: Vec<(i64, ExporterId)>,
     pub stats: CorrelatorStats,
 }
 
@@ -156,7 +156,6 @@ impl Correlator {
             last_offsets: HashMap::new(),
             nat: NatTable::default(),
             totals: TotalsBuffer::default(),
-            gaps: Vec::new(),
             stats: CorrelatorStats::default(),
         }
     }
@@ -276,8 +275,7 @@ impl Correlator {
     /// share of its reports they were comes from the reports that arrived).
     pub fn add_telemetry(&mut self, time_ns: i64, exporter: ExporterId, lost: u64) {
         if lost > 0 {
-            self.gaps.push((time_ns, exporter));
-            self.telemetry.push(TelemetrySample {
+            self.telemetry.push(TelemetryLoss {
                 time_ns,
                 exporter,
                 lost,
@@ -306,10 +304,10 @@ impl Correlator {
             .totals
             .take_settled(watermark_ns - self.config.flow_settle_ns);
         out.extend(self.flow_journeys(settled));
-        // translations and gaps older than anything still waiting are done with
+        // translations and losses older than anything still waiting are done with
         let keep_from = watermark_ns - 10 * self.config.flow_settle_ns;
         self.nat.expire(keep_from);
-        self.gaps.retain(|(t, _)| *t >= keep_from);
+        self.telemetry.retain(|t| t.time_ns >= keep_from);
         out
     }
 
@@ -339,7 +337,7 @@ impl Correlator {
         let cx = TotalsContext {
             names: &self.config.names,
             topology_rank: &self.topology_rank,
-            gaps: &self.gaps,
+            telemetry: &self.telemetry,
         };
         let mut journeys = Vec::new();
         for (&(_, space), records) in &groups {
@@ -391,18 +389,13 @@ impl Correlator {
     }
 
     /// Fraction of each point's records its exporter lost in the window.
-    fn telemetry_rates(
-        &mut self,
-        window: &[Observation],
-        start: i64,
-        end: i64,
-    ) -> HashMap<u64, f64> {
+    fn telemetry_rates(&self, window: &[Observation], start: i64, end: i64) -> HashMap<u64, f64> {
         let until = end.saturating_add(self.config.max_path_delay_ns + self.config.lateness_ns);
         let mut per_exporter: HashMap<ExporterId, (u64, u64)> = HashMap::new();
         for t in self
             .telemetry
             .iter()
-            .filter(|t| t.time_ns >= start && t.time_ns < until && t.lost > 0)
+            .filter(|t| t.time_ns >= start && t.time_ns < until)
         {
             let e = per_exporter.entry(t.exporter).or_default();
             e.1 = e.1.saturating_add(t.lost);
@@ -414,8 +407,6 @@ impl Correlator {
                 e.0 += 1;
             }
         }
-        // samples up to the window's end will not be needed again
-        self.telemetry.retain(|t| t.time_ns >= end);
         let mut rates = HashMap::new();
         for o in window {
             if let Some(&(records, lost)) = per_exporter.get(&o.exporter)

@@ -13,6 +13,7 @@ use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32T
 use arrow_array::{Array, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
 
 use crate::CorrelateError;
+use crate::engine::TelemetryLoss;
 use crate::journey::{Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
 use crate::key::FlowTuple;
 use crate::nat::NatTable;
@@ -258,9 +259,9 @@ impl TotalsBuffer {
 pub(crate) struct TotalsContext<'a> {
     pub names: &'a HashMap<u64, String>,
     pub topology_rank: &'a HashMap<u64, usize>,
-    /// When exporters lost records (sequence gaps): a flow record missing
-    /// at one point would read as network loss.
-    pub gaps: &'a [(i64, ExporterId)],
+    /// When exporters lost records: a flow record missing at one point
+    /// would read as network loss.
+    pub telemetry: &'a [TelemetryLoss],
 }
 
 /// Why a flow's records make no journey.
@@ -342,9 +343,11 @@ pub(crate) fn totals_journey(
     let last_ns = hops.iter().map(|h| h.0.last_ns).max().unwrap_or(0);
     // a gap up to a minute after the flow's end may have taken its last record
     let telemetry_doubt = hops.iter().any(|(_, _, e)| {
-        cx.gaps
-            .iter()
-            .any(|(t, g)| g == e && *t >= first_ns && *t <= last_ns.saturating_add(60_000_000_000))
+        cx.telemetry.iter().any(|t| {
+            t.exporter == *e
+                && t.time_ns >= first_ns
+                && t.time_ns <= last_ns.saturating_add(60_000_000_000)
+        })
     });
     let mut flags: Vec<&'static str> = vec!["flow-totals"];
     let mut segments = Vec::with_capacity(hops.len() - 1);
