@@ -143,8 +143,9 @@ async function overview() {
       kpi(si(status.journeys.journeys), "journeys correlated"),
       kpi(worst && worst.lost > 0 ? pct(worst.ratio) : "none", worst && worst.lost > 0 ? `worst loss: ${esc(worst.from)} › ${esc(worst.to)}` : "network loss seen"),
     ].join("");
-    stacked(chart($("#traffic")), bps, "b/s", true);
-    stacked(chart($("#flowrate")), fps, "", true, bps.bucket_ns);
+    stacked(chart($("#traffic")), bps, "b/s");
+    // flow records per bucket, shown per second
+    stacked(chart($("#flowrate")), fps, "", fps.bucket_ns / 1e9);
     $("#talkers").innerHTML = table(
       ["source", "bytes", "flows", "packets"],
       talkers.rows.map((r) => [esc(r.src_addr), bytes(r.bytes), si(r.flows), si(r.packets)]),
@@ -182,10 +183,9 @@ function exporterTable(list) {
   );
 }
 
-// a stacked area chart of a /api/timeseries answer; `perSecond` divides
-// counts by the bucket width
-function stacked(c, ts, unit, perSecond = false, bucketNs = null) {
-  const div = unit === "" && perSecond ? (bucketNs || ts.bucket_ns) / 1e9 : 1;
+// a stacked area chart of a /api/timeseries answer, each value divided by
+// `div` (the bucket's seconds turn counts into rates)
+function stacked(c, ts, unit, div = 1) {
   c.setOption({
     animation: false,
     tooltip: { trigger: "axis", valueFormatter: (v) => si(v, unit) },
