@@ -3,42 +3,25 @@
 //! puts the demo's WAN loss (2 %, `hopscope_demo::LOSSY_SEGMENT`) on the
 //! right segment while the demo runs; Ctrl-C stops it cleanly.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_tcp_port, http_get};
 use hopscope_demo::{LOSSY_SEGMENT, LOSSY_SEGMENT_LOSS};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
 
+/// The API's answer on `port` as JSON, when it answers 200.
 fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.contains(" 200 ") {
-        return None;
-    }
-    serde_json::from_str(body).ok()
+    serde_json::from_str(&http_get(port, path)?).ok()
 }
 
 #[test]
 fn the_demo_shows_its_wan_loss_on_the_right_segment() {
     let dir = std::env::temp_dir().join(format!("hopscope-demo-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = free_port();
+    let port = free_tcp_port();
     let mut demo = Command::new(env!("CARGO_BIN_EXE_hopscope"))
         .args([
             "demo",

@@ -3,13 +3,15 @@
 //! killed with SIGKILL mid-stream, and overloaded; then `hopscope query`
 //! and `/api/status` must account for every record sent.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_tcp_port, http_get};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, ipv4_mapped};
+
+mod common;
 use hopscope_wire::encoder::FlowEncoder;
 
 fn hopscope() -> Command {
@@ -18,14 +20,6 @@ fn hopscope() -> Command {
 
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -63,7 +57,7 @@ impl Serve {
             .unwrap();
         let serve = Serve { child, http };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while get(serve.http, "/health").is_none() {
+        while http_get(serve.http, "/health").is_none() {
             assert!(Instant::now() < deadline, "serve did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -71,7 +65,7 @@ impl Serve {
     }
 
     fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&get(self.http, "/api/status").expect("status")).unwrap()
+        serde_json::from_str(&http_get(self.http, "/api/status").expect("status")).unwrap()
     }
 
     /// Flow records decoded so far (every exporter).
@@ -125,19 +119,6 @@ fn sum(status: &serde_json::Value, field: &str) -> u64 {
         .iter()
         .map(|e| e[field].as_u64().unwrap())
         .sum()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.to_string())
 }
 
 /// flows, packets, bytes in the store, as `hopscope query` reports them.
