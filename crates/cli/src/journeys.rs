@@ -66,14 +66,23 @@ pub fn follow(
                         if new_names {
                             save_names(store.root(), &names);
                         }
+                        // a batch the correlator cannot read is counted and said, not dropped silently
                         for b in &c.packet_reports {
-                            let _ = correlator.add_reports(b);
+                            if let Err(e) = correlator.add_reports(b) {
+                                correlator.stats.incomplete += b.num_rows() as u64;
+                                unreadable(&metrics, "packet reports", &e);
+                            }
                         }
                         for b in &c.flows {
-                            let _ = correlator.add_flows(b);
+                            if let Err(e) = correlator.add_flows(b) {
+                                correlator.stats.flow_records_unusable += b.num_rows() as u64;
+                                unreadable(&metrics, "flow records", &e);
+                            }
                         }
                         for b in &c.health {
-                            let _ = correlator.add_health(b);
+                            if let Err(e) = correlator.add_health(b) {
+                                unreadable(&metrics, "health rows", &e);
+                            }
                         }
                         correlator.advance(now_ns())
                     }
@@ -90,6 +99,14 @@ pub fn follow(
             }
         })
         .expect("spawn the correlator")
+}
+
+fn unreadable(metrics: &Metrics, what: &str, e: &hopscope_correlate::CorrelateError) {
+    metrics.publish(
+        0,
+        Vec::new(),
+        vec![format!("journeys: {what} not read: {e}")],
+    );
 }
 
 fn save_names(root: &Path, names: &HashMap<u64, String>) {
