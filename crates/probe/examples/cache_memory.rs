@@ -49,6 +49,7 @@ fn main() {
         };
         cache.add(key, i64::from(i), &packet, 0, &mut expired);
     }
+    cache.settle(&mut expired);
     let after = resident_bytes();
     assert!(expired.is_empty());
     println!(

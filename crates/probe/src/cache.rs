@@ -1,13 +1,11 @@
 //! The flow cache: packets in, flow records out, by timeouts, TCP end,
 //! size limit or the end of the capture (RFC 5470 metering process).
 
-use std::collections::HashMap;
-
-/// Seeded per process (flow keys come from the network, so the map must
-/// resist crafted collisions) and several times faster than SipHash.
-type FlowMap = HashMap<FlowKey, FlowState, foldhash::fast::RandomState>;
+use std::collections::VecDeque;
 
 use hopscope_packet::PacketSummary;
+
+use crate::table::FlowTable;
 
 /// Why a flow record was exported (IE 136 flowEndReason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +19,7 @@ pub enum EndReason {
 }
 
 /// What makes two packets one flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -61,7 +59,7 @@ impl FlowKey {
 /// One flow being metered: both directions side by side (index 0 forward,
 /// 1 reverse), laid out flat so that an entry of the cache, key included,
 /// stays within 128 octets (a million flows in 256 MB, map overhead included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowState {
     pub first_ns: i64,
     pub last_ns: i64,
@@ -188,11 +186,34 @@ impl Default for CacheConfig {
 /// A finished flow.
 pub type Expired = (FlowKey, FlowState, EndReason);
 
+/// How many packets a flow's slot is asked for before the packet updates
+/// it: enough that the memory access overlaps the parsing of the packets in
+/// between, few enough that the waiting packets stay in cache.
+const LOOKAHEAD: usize = 8;
+
+/// A packet whose flow's slot is on its way from memory.
+#[derive(Debug)]
+struct Waiting {
+    key: FlowKey,
+    hash: u64,
+    /// Hash of the reversed key (biflows only).
+    reverse_hash: u64,
+    ts: i64,
+    packet: PacketSummary,
+    interface: u32,
+}
+
 /// The flow cache.
+///
+/// Packets reach their flow [`LOOKAHEAD`] packets after [`FlowCache::add`]
+/// (see `table.rs` for why); [`FlowCache::expire`], [`FlowCache::flush`] and
+/// [`FlowCache::settle`] apply those still waiting first, so no packet is
+/// ever left out of what they export.
 #[derive(Debug)]
 pub struct FlowCache {
     config: CacheConfig,
-    flows: FlowMap,
+    flows: FlowTable,
+    waiting: VecDeque<Waiting>,
     /// Flows exported early because the cache was full.
     pub emergency_expiries: u64,
 }
@@ -201,20 +222,19 @@ impl FlowCache {
     pub fn new(config: CacheConfig) -> Self {
         Self {
             config,
-            flows: FlowMap::with_capacity_and_hasher(
-                config.max_flows.min(1 << 16),
-                Default::default(),
-            ),
+            flows: FlowTable::with_capacity(config.max_flows.min(1 << 10)),
+            waiting: VecDeque::with_capacity(LOOKAHEAD + 1),
             emergency_expiries: 0,
         }
     }
 
+    /// Flows in the cache, not counting packets still waiting (see [`FlowCache::settle`]).
     pub fn len(&self) -> usize {
         self.flows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.flows.len() == 0
     }
 
     /// Meters one packet of `key`; flows pushed out to make room go to `expired`.
@@ -226,12 +246,45 @@ impl FlowCache {
         interface: u32,
         expired: &mut Vec<Expired>,
     ) {
-        if let Some(flow) = self.flows.get_mut(&key) {
+        let hash = self.flows.hash(&key);
+        self.flows.prefetch(hash);
+        let reverse_hash = if self.config.biflow {
+            let h = self.flows.hash(&key.reversed());
+            self.flows.prefetch(h);
+            h
+        } else {
+            0
+        };
+        self.waiting.push_back(Waiting {
+            key,
+            hash,
+            reverse_hash,
+            ts,
+            packet: *p,
+            interface,
+        });
+        if self.waiting.len() > LOOKAHEAD
+            && let Some(w) = self.waiting.pop_front()
+        {
+            self.apply(&w, expired);
+        }
+    }
+
+    /// Applies the packets still waiting for their flow's slot.
+    pub fn settle(&mut self, expired: &mut Vec<Expired>) {
+        while let Some(w) = self.waiting.pop_front() {
+            self.apply(&w, expired);
+        }
+    }
+
+    fn apply(&mut self, w: &Waiting, expired: &mut Vec<Expired>) {
+        let (key, ts, p) = (w.key, w.ts, &w.packet);
+        if let Some(flow) = self.flows.get_mut(w.hash, &key) {
             flow.add(FORWARD, ts, p);
             return;
         }
         if self.config.biflow
-            && let Some(flow) = self.flows.get_mut(&key.reversed())
+            && let Some(flow) = self.flows.get_mut(w.reverse_hash, &key.reversed())
         {
             flow.add(REVERSE, ts, p);
             return;
@@ -239,9 +292,9 @@ impl FlowCache {
         if self.flows.len() >= self.config.max_flows {
             self.make_room(ts, expired);
         }
-        let mut flow = FlowState::new(ts, p, interface);
+        let mut flow = FlowState::new(ts, p, w.interface);
         flow.add(FORWARD, ts, p);
-        self.flows.insert(key, flow);
+        self.flows.insert_new(w.hash, key, flow);
     }
 
     /// Exports what the cache is too full to keep: first the flows idle for
@@ -256,7 +309,7 @@ impl FlowCache {
             EndReason::LackOfResources,
         );
         if self.flows.len() >= self.config.max_flows {
-            let mut ages: Vec<i64> = self.flows.values().map(FlowState::last_ns).collect();
+            let mut ages: Vec<i64> = self.flows.iter().map(|(_, f)| f.last_ns()).collect();
             let cut = ages.len() / 8;
             let (_, &mut oldest_kept, _) = ages.select_nth_unstable(cut);
             self.drain(
@@ -270,60 +323,51 @@ impl FlowCache {
 
     /// Exports flows whose timeouts passed at `now` (packet time).
     pub fn expire(&mut self, now: i64, expired: &mut Vec<Expired>) {
+        self.settle(expired);
         let c = self.config;
-        let mut ended = Vec::new();
-        for (key, flow) in &self.flows {
-            let reason =
-                if flow.ended(c.biflow) && now.saturating_sub(flow.last_ns()) > c.end_timeout_ns {
-                    Some(EndReason::EndOfFlow)
-                } else if now.saturating_sub(flow.last_ns()) > c.idle_timeout_ns {
-                    Some(EndReason::IdleTimeout)
-                } else if now.saturating_sub(flow.first_ns()) > c.active_timeout_ns {
-                    Some(EndReason::ActiveTimeout)
-                } else {
-                    None
-                };
-            if let Some(reason) = reason {
-                ended.push((*key, reason));
+        let reason = |flow: &FlowState| {
+            if flow.ended(c.biflow) && now.saturating_sub(flow.last_ns()) > c.end_timeout_ns {
+                Some(EndReason::EndOfFlow)
+            } else if now.saturating_sub(flow.last_ns()) > c.idle_timeout_ns {
+                Some(EndReason::IdleTimeout)
+            } else if now.saturating_sub(flow.first_ns()) > c.active_timeout_ns {
+                Some(EndReason::ActiveTimeout)
+            } else {
+                None
             }
-        }
-        for (key, reason) in ended {
-            if let Some(flow) = self.flows.remove(&key) {
+        };
+        self.flows.extract(
+            |_, flow| reason(flow).is_some(),
+            |key, flow| {
+                // `extract` hands over only what `pick` chose, so a reason exists
+                let reason = reason(&flow).unwrap_or(EndReason::IdleTimeout);
                 expired.push((key, flow, reason));
-            }
-        }
+            },
+        );
     }
 
     /// Exports every flow (end of capture or shutdown).
     pub fn flush(&mut self, expired: &mut Vec<Expired>) {
+        self.settle(expired);
         let biflow = self.config.biflow;
-        for (key, flow) in self.flows.drain() {
+        self.flows.drain(|key, flow| {
             let reason = if flow.ended(biflow) {
                 EndReason::EndOfFlow
             } else {
                 EndReason::ForcedEnd
             };
             expired.push((key, flow, reason));
-        }
+        });
     }
 
     fn drain(
         &mut self,
         expired: &mut Vec<Expired>,
-        mut pick: impl FnMut(&FlowKey, &FlowState) -> bool,
+        pick: impl FnMut(&FlowKey, &FlowState) -> bool,
         reason: EndReason,
     ) {
-        let keys: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(k, f)| pick(k, f))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
-            if let Some(flow) = self.flows.remove(&key) {
-                expired.push((key, flow, reason));
-            }
-        }
+        self.flows
+            .extract(pick, |key, flow| expired.push((key, flow, reason)));
     }
 }
 
@@ -359,9 +403,9 @@ mod tests {
 
     #[test]
     fn flow_state_is_small() {
-        // the budget: 256 bytes per active flow including the key and the map's overhead
-        // a million flows fill a map of 2^21 buckets: 128 octets a bucket
-        // (the map's control octet included) is 256 a flow
+        // the budget: 256 bytes per active flow including the key and the table's overhead
+        // a million flows fill a table of 2^21 slots: 128 octets a slot
+        // (its tag octet included) is 256 a flow
         let per_entry = std::mem::size_of::<(FlowKey, FlowState)>() + 1;
         assert!(per_entry <= 128, "{per_entry}");
     }
@@ -377,6 +421,7 @@ mod tests {
         c.add(key(1, 2).reversed(), 10, &tcp(0x12, 60), 1, &mut out);
         c.add(key(1, 2), 20, &tcp(0x11, 52), 1, &mut out);
         c.add(key(1, 2).reversed(), 30, &tcp(0x11, 52), 1, &mut out);
+        c.settle(&mut out);
         assert_eq!(c.len(), 1);
         c.expire(30 + 2_000_000_000, &mut out);
         let (k, f, reason) = out.pop().unwrap();
@@ -414,6 +459,7 @@ mod tests {
         for i in 0..200u8 {
             c.add(key(i, 0), i64::from(i), &tcp(0x10, 40), 0, &mut out);
         }
+        c.settle(&mut out);
         assert!(c.len() <= 64);
         assert_eq!(c.emergency_expiries as usize, out.len());
         assert_eq!(out.len() + c.len(), 200);

@@ -19,6 +19,7 @@ mod meter;
 mod process;
 mod select;
 mod source;
+mod table;
 
 pub use cache::{CacheConfig, EndReason, FlowCache, FlowKey};
 pub use cache::{FORWARD, FlowState, REVERSE};

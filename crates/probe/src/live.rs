@@ -6,8 +6,9 @@
 //! fanout group (hashed by flow, so a flow stays with one worker). Drops the
 //! kernel counts (ring full) are read with PACKET_STATISTICS and reported.
 //!
-//! This is the one module of hopscope with unsafe code: the socket calls and
-//! the shared ring. The ring is read through raw-pointer volatile accesses
+//! Most of the probe's unsafe code is here: the socket calls, the shared
+//! ring and mapped captures (the flow table's prefetch and zeroed
+//! allocation are the rest, in `table.rs`). The ring is read through raw-pointer volatile accesses
 //! only for the block status word the kernel and we hand back and forth;
 //! everything else is read from slices of a block we own at that moment.
 
@@ -447,6 +448,8 @@ pub(crate) struct MappedFile {
     len: usize,
     /// Octets before this were handed back to the kernel.
     released: std::cell::Cell<usize>,
+    /// Cache lines before this were asked for ahead of the reader.
+    prefetched: std::cell::Cell<usize>,
 }
 
 // Read-only and owned by this value alone.
@@ -479,6 +482,7 @@ impl MappedFile {
             ptr,
             len,
             released: std::cell::Cell::new(0),
+            prefetched: std::cell::Cell::new(0),
         })
     }
 
@@ -500,6 +504,27 @@ impl MappedFile {
             }
             self.released.set(end);
         }
+    }
+
+    /// Asks the processor for the cache lines of the next few KiB after
+    /// `offset`. Records have no fixed stride and the hardware prefetcher
+    /// stops at every 4 KiB page, so without this each frame's first read
+    /// waits for memory (a fifth of the probe's time on a large capture).
+    pub(crate) fn prefetch_after(&self, offset: usize) {
+        const AHEAD: usize = 4096;
+        const LINE: usize = 64;
+        let end = (offset + AHEAD).min(self.len);
+        let mut at = self.prefetched.get().max(offset & !(LINE - 1));
+        while at < end {
+            #[cfg(target_arch = "x86_64")]
+            // a prefetch never faults, and `at` is inside the mapping
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().add(at).cast());
+            }
+            at += LINE;
+        }
+        self.prefetched.set(at);
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {

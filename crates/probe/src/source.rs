@@ -167,6 +167,7 @@ impl<R: Read> PacketSource for PcapFileSource<R> {
             Reader::Mapped(map, cursor, link) => {
                 // the frame lent by the last call is no longer borrowed
                 map.release_before(cursor.offset());
+                map.prefetch_after(cursor.offset());
                 let bytes = map.bytes();
                 match *link {
                     None => skip_unknown(counters, done, || {
