@@ -24,7 +24,7 @@ mod journeys;
 mod time;
 
 pub use address::{format_addr, ip_to_mapped, ipv4_mapped, mac_to_u64, mapped_to_ip};
-pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64};
+pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64, Zeros};
 pub use flows::{
     ENRICHMENT_FIELDS, EXPORTER_HEALTH_FIELDS, ExporterHealthBuilder, ExporterHealthRecord,
     FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType,

@@ -122,7 +122,8 @@ macro_rules! table {
             /// empty afterwards and can be reused.
             pub fn finish_columns(&mut self) -> Vec<arrow_array::ArrayRef> {
                 debug_assert!(self.is_aligned(), "columns of unequal length");
-                vec![ $( <$crate::$kind as $crate::ColumnKind>::finish(&mut self.$name), )* ]
+                let zeros = $crate::Zeros::for_rows(self.len());
+                vec![ $( <$crate::$kind as $crate::ColumnKind>::finish(&mut self.$name, &zeros), )* ]
             }
         }
 

@@ -8,6 +8,11 @@
 
 use std::hint::black_box;
 
+/// The allocator of the `hopscope` binary, so that batches are allocated
+/// and freed here as they are in the collector (both decoders get it alike).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, ipv4_mapped};
 use hopscope_wire::encoder::{FlowEncoder, MessageBuilder};

@@ -323,6 +323,10 @@ fn flow_set_columnar(
         }
         offset += width;
     }
+    if others.is_empty() {
+        out.flows.end_records_without_others(n);
+        return n;
+    }
     for r in 0..n {
         for &(spec, offset, width) in &others {
             let at = r * len + offset;
@@ -379,16 +383,31 @@ fn fill_column(cols: &mut FlowColumnsBuilder, action: Action, body: &[u8], shape
             }),
         }
     }
+    /// An address column, its width (IPv4 or IPv6) known for the whole loop.
+    fn each_addr(
+        col: &mut hopscope_schema::ColumnBuilder<[u8; 16]>,
+        body: &[u8],
+        shape: FieldShape,
+    ) {
+        let (n, stride, offset, width) = shape;
+        match width {
+            4 => col.extend_values((0..n).map(|r| {
+                let at = r * stride + offset;
+                ipv4_mapped(body[at..at + 4].try_into().unwrap_or_default())
+            })),
+            _ => each(col, body, shape, addr),
+        }
+    }
     let secs = |v: u64| (v as i64).saturating_mul(1_000_000_000);
     let millis = |v: u64| (v as i64).saturating_mul(1_000_000);
     let ntp = ntp_to_unix_ns;
     match action {
-        Action::SrcAddr => each(&mut cols.src_addr, body, shape, addr),
-        Action::DstAddr => each(&mut cols.dst_addr, body, shape, addr),
-        Action::NextHop => each(&mut cols.next_hop, body, shape, addr),
-        Action::BgpNextHop => each(&mut cols.bgp_next_hop, body, shape, addr),
-        Action::PostNatSrcAddr => each(&mut cols.post_nat_src_addr, body, shape, addr),
-        Action::PostNatDstAddr => each(&mut cols.post_nat_dst_addr, body, shape, addr),
+        Action::SrcAddr => each_addr(&mut cols.src_addr, body, shape),
+        Action::DstAddr => each_addr(&mut cols.dst_addr, body, shape),
+        Action::NextHop => each_addr(&mut cols.next_hop, body, shape),
+        Action::BgpNextHop => each_addr(&mut cols.bgp_next_hop, body, shape),
+        Action::PostNatSrcAddr => each_addr(&mut cols.post_nat_src_addr, body, shape),
+        Action::PostNatDstAddr => each_addr(&mut cols.post_nat_dst_addr, body, shape),
         Action::SrcPort => each_uint(&mut cols.src_port, body, shape, |v| v as u16),
         Action::DstPort => each_uint(&mut cols.dst_port, body, shape, |v| v as u16),
         Action::Proto => each_uint(&mut cols.proto, body, shape, |v| v as u8),
