@@ -96,6 +96,14 @@ macro_rules! table {
                 $( |b, n| b.$name.push_nulls(n), )*
             ];
 
+            /// Per column, in schema order: its length.
+            pub const COLUMN_LEN: &'static [fn(&Self) -> usize] = &[
+                $( |b| b.$name.len(), )*
+            ];
+
+            /// How many columns the table has.
+            pub const COLUMN_COUNT: usize = [$( stringify!($name), )*].len();
+
             /// Whether every column has the same length (a record was
             /// completed in each).
             pub fn is_aligned(&self) -> bool {
@@ -122,7 +130,14 @@ macro_rules! table {
             /// empty afterwards and can be reused.
             pub fn finish_columns(&mut self) -> Vec<arrow_array::ArrayRef> {
                 debug_assert!(self.is_aligned(), "columns of unequal length");
-                let zeros = $crate::Zeros::for_rows(self.len());
+                self.finish_columns_of(self.len())
+            }
+
+            /// As [`finish_columns`](Self::finish_columns), for `rows` rows: a
+            /// column without any entry becomes `rows` nulls, every other
+            /// column must have `rows` entries.
+            pub fn finish_columns_of(&mut self, rows: usize) -> Vec<arrow_array::ArrayRef> {
+                let zeros = $crate::Zeros::for_rows(rows);
                 vec![ $( <$crate::$kind as $crate::ColumnKind>::finish(&mut self.$name, &zeros), )* ]
             }
         }

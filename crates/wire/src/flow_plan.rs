@@ -137,8 +137,12 @@ pub(crate) struct FlowPlan {
     pub ops: Vec<FlowOp>,
     /// Columns appended from the scratch row after each record.
     pub scratch_columns: Vec<usize>,
-    /// Columns nothing in the template fills: nulls, once per set.
-    pub null_columns: Vec<usize>,
+    /// Columns the template fills, a bit each in schema order (see
+    /// `FlowBatchBuilder::open_columns`).
+    pub filled_columns: u128,
+    /// Columns nothing in the template fills: nulls, once per set, in those
+    /// that earlier templates of the batch opened.
+    pub null_columns: u128,
     /// IP version when the template's addresses are of one family and it has no ipVersion field.
     pub ip_version: Option<u8>,
     /// The record carries its own sampling fields (else the rate is per set).
@@ -227,7 +231,13 @@ impl FlowPlan {
             }
         }
         let scratch_columns: Vec<usize> = (0..FLOW_FIELDS.len()).filter(|&i| scratch[i]).collect();
-        let null_columns = (0..FLOW_FIELDS.len()).filter(|&i| !filled[i]).collect();
+        let mask = |pick: &dyn Fn(usize) -> bool| {
+            (0..FLOW_FIELDS.len())
+                .filter(|&i| pick(i))
+                .fold(0u128, |m, i| m | 1 << i)
+        };
+        let filled_columns = mask(&|i| filled[i]);
+        let null_columns = mask(&|i| !filled[i]);
         let needs_prepass = steps
             .iter()
             .any(|s| s.spec.length == VARIABLE_LENGTH || s.list);
@@ -244,6 +254,7 @@ impl FlowPlan {
         FlowPlan {
             ops,
             scratch_columns,
+            filled_columns,
             null_columns,
             ip_version,
             record_sampling,

@@ -233,6 +233,7 @@ fn flow_set(
     sampling_unknown: &mut u64,
 ) -> SetOutcome {
     let mut outcome = SetOutcome::default();
+    out.flows.open_columns(plan.filled_columns);
     if let (true, Some(len)) = (plan.all_direct, template.fixed_length) {
         outcome.records = flow_set_columnar(template, plan, body, len, out) as u32;
     } else {
@@ -497,10 +498,8 @@ fn fill_set_columns(
         cols.sampling_rate_source
             .push_repeat(row.sampling_rate_source.unwrap_or(0), n);
     }
-    for &column in &plan.null_columns {
-        FlowColumnsBuilder::PUSH_NULLS[column](cols, n);
-    }
-    debug_assert!(cols.is_aligned());
+    out.flows.push_nulls_to_open(plan.null_columns, n);
+    debug_assert!(out.flows.is_aligned());
 }
 
 /// Length of the record at the start of `body`, checking every
