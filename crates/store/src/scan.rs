@@ -33,7 +33,7 @@ impl ScanStats {
 
 /// Rows per batch handed to the executor: large enough to amortise
 /// per-batch work, small enough to stay in cache.
-const BATCH_ROWS: usize = 64 * 1024;
+const BATCH_ROWS: usize = 8 * 1024;
 
 /// Reads the named columns (those the file has) of the row groups of
 /// `segment` that may hold times in `[from_ns, to_ns)`, batch by batch.

@@ -339,3 +339,74 @@ fn a_newer_schema_version_is_refused() {
     let e = Store::open(dir.path(), WriteOptions::default()).unwrap_err();
     assert!(e.to_string().contains("999"), "{e}");
 }
+
+#[test]
+fn a_wide_key_gives_the_same_answer_on_one_worker_and_on_several() {
+    let (_dir, store) = store();
+    // six segments holding the same 1000 five-tuples: every group spans them all
+    for s in 0..6 {
+        store
+            .writer()
+            .write(Table::Flows, &[flows(T0 + s * MIN, 1000)])
+            .unwrap();
+    }
+    let run = |threads: usize, limit: Option<usize>| {
+        let mut q = Query {
+            aggregates: vec![
+                Aggregate::Sum("bytes"),
+                Aggregate::Flows,
+                Aggregate::Percentile("packets", 50),
+            ],
+            limit,
+            threads,
+            order_by: Some(OrderBy {
+                column: "bytes".into(),
+                descending: true,
+            }),
+            source: Source::Raw,
+            ..Query::default()
+        };
+        q.group_by_names(&["src_addr", "dst_addr", "src_port", "dst_port", "proto"])
+            .unwrap();
+        let out = execute(&store, &q).unwrap();
+        let ports = out
+            .rows
+            .column_by_name("src_port")
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt16Type>()
+            .values()
+            .to_vec();
+        let mut rows: Vec<(u64, u16, u64, u64)> = u64s(&out.rows, "bytes")
+            .into_iter()
+            .zip(ports)
+            .zip(u64s(&out.rows, "flows"))
+            .zip(u64s(&out.rows, "p50_packets"))
+            .map(|(((b, p), f), m)| (b, p, f, m))
+            .collect();
+        // ties in bytes come in any order: compare as sets of equal-bytes runs
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let totals = out.totals.unwrap();
+        (
+            rows,
+            out.groups,
+            u64s(&totals, "bytes"),
+            u64s(&totals, "flows"),
+        )
+    };
+    let one = run(1, None);
+    assert_eq!(one.1, 1000);
+    assert!(
+        one.0.iter().all(|r| r.2 == 6),
+        "each group seen in all six segments"
+    );
+    for threads in [2, 3] {
+        assert_eq!(run(threads, None), one, "{threads} workers");
+        let top = run(threads, Some(7));
+        assert_eq!(top.0.len(), 7);
+        assert!(
+            top.0.iter().all(|r| r.0 == 500 * 6),
+            "the top groups are source 5's"
+        );
+        assert_eq!((top.1, &top.2, &top.3), (one.1, &one.2, &one.3));
+    }
+}
