@@ -241,8 +241,52 @@ pub(crate) trait GroupIndex: Send {
 /// a slot instead of a whole key, which matters at millions of groups.
 struct Table<const N: usize> {
     slots: HashTable<u32>,
-    keys: Vec<[u8; N]>,
+    keys: Chunked<[u8; N]>,
+    /// Each group's table hash: growing the table reads these (4 octets a
+    /// group, mostly in cache) instead of every key (a cache miss each,
+    /// which made rehashing a fifth of a 5-tuple aggregation).
+    hashes: Chunked<u32>,
     seed: u64,
+}
+
+/// The hash the table files a key under, rebuilt from 32 bits: the table
+/// indexes by the low bits and tags by the top seven, so both halves carry
+/// the same 32 bits (tables beyond 2^25 slots see tags and index overlap,
+/// which costs some key comparisons, not correctness).
+fn table_hash(h32: u32) -> u64 {
+    u64::from(h32) * 0x0000_0001_0000_0001
+}
+
+/// A vector in fixed chunks of 65,536 values: growing it never moves what
+/// is there, so a table of millions of groups holds one copy of its keys
+/// (a doubling vector holds up to twice their size, and copies them all at
+/// every doubling).
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T: Copy> Chunked<T> {
+    const SHIFT: u32 = 16;
+
+    fn new() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, value: T) {
+        if self.len >> Self::SHIFT == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(1 << Self::SHIFT));
+        }
+        self.chunks[self.len >> Self::SHIFT].push(value);
+        self.len += 1;
+    }
+
+    fn get(&self, i: usize) -> &T {
+        &self.chunks[i >> Self::SHIFT][i & ((1 << Self::SHIFT) - 1)]
+    }
 }
 
 /// Hashes a packed key eight octets at a time (folded multiplications):
@@ -280,6 +324,7 @@ impl<const N: usize> GroupIndex for Table<N> {
         let Table {
             slots,
             keys: arena,
+            hashes,
             seed,
         } = self;
         let seed = *seed;
@@ -289,13 +334,15 @@ impl<const N: usize> GroupIndex for Table<N> {
             let key: [u8; N] = keys[row * stride..row * stride + N]
                 .try_into()
                 .expect("stride is N");
-            let hash = key_hash(seed, &key);
-            let group = match slots.find(hash, |&g| arena[g as usize] == key) {
+            let h32 = key_hash(seed, &key) as u32;
+            let hash = table_hash(h32);
+            let group = match slots.find(hash, |&g| *arena.get(g as usize) == key) {
                 Some(&g) => g,
                 None => {
-                    let g = arena.len() as u32;
+                    let g = arena.len as u32;
                     arena.push(key);
-                    slots.insert_unique(hash, g, |&g| key_hash(seed, &arena[g as usize]));
+                    hashes.push(h32);
+                    slots.insert_unique(hash, g, |&g| table_hash(*hashes.get(g as usize)));
                     g
                 }
             };
@@ -304,11 +351,11 @@ impl<const N: usize> GroupIndex for Table<N> {
     }
 
     fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.len
     }
 
     fn key(&self, g: usize) -> &[u8] {
-        &self.keys[g]
+        self.keys.get(g)
     }
 }
 
@@ -319,7 +366,8 @@ pub(crate) fn group_index(width: usize) -> (Box<dyn GroupIndex>, usize) {
             $(if width <= $n {
                 let table: Box<dyn GroupIndex> = Box::new(Table::<$n> {
                     slots: HashTable::new(),
-                    keys: Vec::new(),
+                    keys: Chunked::new(),
+                    hashes: Chunked::new(),
                     seed: key_seed(),
                 });
                 return (table, $n);
