@@ -154,6 +154,8 @@ fn publish(c: &Correlator, metrics: &Metrics) {
         .store(s.flow_records_unusable, Ordering::Relaxed);
     j.flows_unfinished
         .store(s.flows_unfinished, Ordering::Relaxed);
+    j.flow_records_settled_early
+        .store(s.flow_records_settled_early, Ordering::Relaxed);
     j.windows.store(s.windows, Ordering::Relaxed);
     j.journeys.store(s.journeys, Ordering::Relaxed);
     j.pending.store(c.pending() as u64, Ordering::Relaxed);

@@ -111,8 +111,10 @@ pub fn run_with(
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
     );
     let metrics = Arc::new(Metrics::new(now_ns()));
-    // the correlator follows what each flush commits and writes journeys
-    let (follow, committed) = std::sync::mpsc::sync_channel(64);
+    // the correlator follows what each flush commits and writes journeys;
+    // a few flushes may wait for it (a flush holds up to a million rows):
+    // beyond, the sink drops them for the correlator, counted, and stores on
+    let (follow, committed) = std::sync::mpsc::sync_channel(2);
     let mut config = config;
     config.follow = Some(follow);
     let correlator = crate::journeys::follow(

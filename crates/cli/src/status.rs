@@ -78,7 +78,8 @@ fn describe(s: &Status) -> String {
     let _ = writeln!(
         out,
         "correlator: {} journeys in {} windows from {} reports ({} matched) and {} flow records; \
-         not used: {} late, {} incomplete, {} link-scoped reports, {} unusable flow records, {} unfinished flows; \
+         not used: {} late, {} incomplete, {} link-scoped reports, {} unusable flow records, {} unfinished flows, \
+         {} flow records compared early (buffer full); \
          {} waiting, {} write errors",
         j.journeys,
         j.windows,
@@ -90,6 +91,7 @@ fn describe(s: &Status) -> String {
         j.link_scoped,
         j.flow_records_unusable,
         j.flows_unfinished,
+        j.flow_records_settled_early,
         j.pending,
         j.write_errors
     );

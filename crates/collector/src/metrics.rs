@@ -54,6 +54,8 @@ pub struct JourneyCounters {
     pub flow_records_unusable: AtomicU64,
     /// Flows seen at several points whose end some point never exported.
     pub flows_unfinished: AtomicU64,
+    /// Flow records compared before their settle time (the buffer was full).
+    pub flow_records_settled_early: AtomicU64,
     pub windows: AtomicU64,
     pub journeys: AtomicU64,
     /// Reports waiting for their window to close.
@@ -76,6 +78,8 @@ pub struct JourneyStatus {
     pub flow_records_unusable: u64,
     #[serde(default)]
     pub flows_unfinished: u64,
+    #[serde(default)]
+    pub flow_records_settled_early: u64,
     pub windows: u64,
     pub journeys: u64,
     pub pending: u64,
@@ -249,6 +253,7 @@ impl Metrics {
                     flow_records: l(&j.flow_records),
                     flow_records_unusable: l(&j.flow_records_unusable),
                     flows_unfinished: l(&j.flows_unfinished),
+                    flow_records_settled_early: l(&j.flow_records_settled_early),
                     windows: l(&j.windows),
                     journeys: l(&j.journeys),
                     pending: l(&j.pending),
@@ -537,6 +542,11 @@ impl Status {
                 "correlator_flows_unfinished_total",
                 "Flows seen at several points dropped because some point never exported the record that ends them.",
                 &j.flows_unfinished,
+            ),
+            (
+                "correlator_flow_records_settled_early_total",
+                "Flow records compared before their settle time because the correlator's buffer was full.",
+                &j.flow_records_settled_early,
             ),
             ("correlator_windows_total", "Windows closed.", &j.windows),
             (

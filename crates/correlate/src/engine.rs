@@ -54,6 +54,10 @@ pub struct CorrelatorConfig {
     /// How long after a flow's last record arrived its totals are compared
     /// (every point's last record must be in by then).
     pub flow_settle_ns: i64,
+    /// Flow records held for the settle time at most: beyond, the flows
+    /// whose last record is oldest are compared early (and counted), so a
+    /// collector at a million flows a second does not hold 30 seconds of them.
+    pub max_pending_flow_records: usize,
 }
 
 impl Default for CorrelatorConfig {
@@ -69,6 +73,7 @@ impl Default for CorrelatorConfig {
             names: HashMap::new(),
             address_spaces: HashMap::new(),
             flow_settle_ns: 30_000_000_000,
+            max_pending_flow_records: 1_000_000,
         }
     }
 }
@@ -95,6 +100,10 @@ pub struct CorrelatorStats {
     /// Flows seen at several points, dropped because some point never
     /// exported the record that ends it.
     pub flows_unfinished: u64,
+    /// Flow records compared before their settle time because the buffer
+    /// was full (`max_pending_flow_records`): a later record of theirs
+    /// finds them gone.
+    pub flow_records_settled_early: u64,
     pub windows: u64,
     pub journeys: u64,
 }
@@ -148,6 +157,7 @@ impl Correlator {
             .map(|(i, &p)| (p, i))
             .collect();
         Self {
+            totals: TotalsBuffer::with_capacity(config.max_pending_flow_records),
             config,
             buffer: Vec::new(),
             closed_until: i64::MIN,
@@ -155,7 +165,6 @@ impl Correlator {
             topology_rank,
             last_offsets: HashMap::new(),
             nat: NatTable::default(),
-            totals: TotalsBuffer::default(),
             stats: CorrelatorStats::default(),
         }
     }
@@ -304,6 +313,12 @@ impl Correlator {
             .totals
             .take_settled(watermark_ns - self.config.flow_settle_ns);
         out.extend(self.flow_journeys(settled));
+        let early = self
+            .totals
+            .take_oldest_over(self.config.max_pending_flow_records);
+        self.stats.flow_records_settled_early +=
+            early.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
+        out.extend(self.flow_journeys(early));
         // translations and losses older than anything still waiting are done with
         let keep_from = watermark_ns - 10 * self.config.flow_settle_ns;
         self.nat.expire(keep_from);
@@ -326,22 +341,33 @@ impl Correlator {
     /// records are grouped again by their inside tuple, as NAT events may
     /// have come after some of them.
     fn flow_journeys(&mut self, flows: Vec<(TotalsKey, Vec<FlowTotal>)>) -> Vec<Journey> {
-        let mut groups: HashMap<TotalsKey, Vec<FlowTotal>> = HashMap::new();
-        for r in flows.into_iter().flat_map(|(_, v)| v) {
-            let key = (
-                self.nat.inside(&r.tuple, r.last_ns),
-                self.address_space(r.point),
-            );
-            groups.entry(key).or_default().push(r);
-        }
+        // without any translation the buffer's grouping stands
+        let groups: Vec<(TotalsKey, Vec<FlowTotal>)> = if self.nat.is_empty() {
+            flows
+        } else {
+            let mut regrouped: HashMap<TotalsKey, Vec<FlowTotal>, foldhash::fast::RandomState> =
+                HashMap::default();
+            for r in flows.into_iter().flat_map(|(_, v)| v) {
+                let key = (
+                    self.nat.inside(&r.tuple, r.last_ns),
+                    self.address_space(r.point),
+                );
+                regrouped.entry(key).or_default().push(r);
+            }
+            regrouped.into_iter().collect()
+        };
         let cx = TotalsContext {
             names: &self.config.names,
             topology_rank: &self.topology_rank,
             telemetry: &self.telemetry,
         };
         let mut journeys = Vec::new();
-        for (&(_, space), records) in &groups {
-            match totals_journey(records, space, &cx) {
+        for ((_, space), records) in &groups {
+            if records.len() == 1 {
+                // one record is one point
+                continue;
+            }
+            match totals_journey(records, *space, &cx) {
                 Ok(j) => journeys.push(j),
                 Err(NoJourney::OnePoint) => {}
                 Err(NoJourney::Unfinished) => self.stats.flows_unfinished += 1,

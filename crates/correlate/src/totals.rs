@@ -141,7 +141,12 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
             .then(|| a.value(i).try_into().ok())
             .flatten()
     };
-    let mut out = FlowRead::default();
+    let mut out = FlowRead {
+        totals: Vec::with_capacity(batch.num_rows()),
+        ..FlowRead::default()
+    };
+    // a batch comes from a few exporters and interfaces: one digest each
+    let mut points: HashMap<(ExporterId, Option<u32>), u64> = HashMap::new();
     for i in 0..batch.num_rows() {
         let at = [received.is_valid(i), start.is_valid(i), end.is_valid(i)];
         let tuple = FlowTuple {
@@ -189,8 +194,14 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
             addr(sampler, i).unwrap_or([0; 16]),
             get(domain, i).unwrap_or(0),
         );
+        let point = match get(point, i) {
+            Some(id) => id,
+            None => *points
+                .entry((exporter, get(in_if, i)))
+                .or_insert_with(|| point_of(None, &exporter, get(in_if, i))),
+        };
         out.totals.push(FlowTotal {
-            point: point_of(get(point, i), &exporter, get(in_if, i)),
+            point,
             exporter,
             received_ns: if at[0] { received.value(i) } else { time },
             first_ns: if at[1] { start.value(i) } else { time },
@@ -207,10 +218,24 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
 }
 
 /// Records of one flow (one direction, inside tuple) waiting to be complete.
-#[derive(Debug, Default)]
+/// The first record is kept inline: most flows are seen at one point, and a
+/// collector buffers every flow for the settle time (a million a second at
+/// full rate), so a heap allocation per flow was most of the correlator's
+/// time and memory.
+#[derive(Debug)]
 pub(crate) struct Pending {
-    records: Vec<FlowTotal>,
+    first: FlowTotal,
+    more: Vec<FlowTotal>,
     last_received_ns: i64,
+}
+
+impl Pending {
+    fn into_records(self) -> Vec<FlowTotal> {
+        let mut records = Vec::with_capacity(1 + self.more.len());
+        records.push(self.first);
+        records.extend(self.more);
+        records
+    }
 }
 
 /// A flow as the correlator groups it: its tuple (inside any NAT, for
@@ -218,39 +243,110 @@ pub(crate) struct Pending {
 pub(crate) type TotalsKey = (FlowTuple, u16);
 
 /// Flow records grouped by flow until every point has seen its flow end.
+///
+/// The flows live in a slab and the map holds their slot numbers: flows
+/// come and go at the collector's full rate, and a map of whole records
+/// moved every record at each of its resizes (a quarter of the
+/// correlator's time, in page faults).
 #[derive(Debug, Default)]
 pub(crate) struct TotalsBuffer {
-    flows: HashMap<TotalsKey, Pending>,
+    slots: HashMap<TotalsKey, u32, foldhash::fast::RandomState>,
+    flows: Vec<Option<(TotalsKey, Pending)>>,
+    free: Vec<u32>,
+    records: usize,
 }
 
 impl TotalsBuffer {
+    /// A buffer with room for `flows` flows: reserved, not touched, so that
+    /// filling it at full rate never copies it to grow.
+    pub fn with_capacity(flows: usize) -> Self {
+        Self {
+            slots: HashMap::with_capacity_and_hasher(flows, Default::default()),
+            flows: Vec::with_capacity(flows),
+            ..Self::default()
+        }
+    }
+
+    /// Flow records buffered.
     pub fn len(&self) -> usize {
-        self.flows.values().map(|p| p.records.len()).sum()
+        self.records
     }
 
     pub fn add(&mut self, record: FlowTotal, nat: &NatTable, address_space: u16) {
         let key = (nat.inside(&record.tuple, record.last_ns), address_space);
-        let p = self.flows.entry(key).or_default();
-        p.last_received_ns = p.last_received_ns.max(record.received_ns);
-        p.records.push(record);
+        self.records += 1;
+        if let Some(&slot) = self.slots.get(&key)
+            && let Some((_, p)) = &mut self.flows[slot as usize]
+        {
+            p.last_received_ns = p.last_received_ns.max(record.received_ns);
+            p.more.push(record);
+            return;
+        }
+        let pending = Pending {
+            first: record,
+            more: Vec::new(),
+            last_received_ns: record.received_ns,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.flows[slot as usize] = Some((key, pending));
+                slot
+            }
+            None => {
+                self.flows.push(Some((key, pending)));
+                (self.flows.len() - 1) as u32
+            }
+        };
+        self.slots.insert(key, slot);
     }
 
     /// Flows whose last record came before `settled_ns` (every point has
     /// had time to export its last record), taken out of the buffer.
     pub fn take_settled(&mut self, settled_ns: i64) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
-        let keys: Vec<TotalsKey> = self
+        self.take_where(|p| p.last_received_ns < settled_ns)
+    }
+
+    /// When more than `max` records wait: the flows whose last record came
+    /// earliest, taken out until nine tenths of `max` flows remain, so that a
+    /// collector at full rate holds a bounded buffer rather than every flow
+    /// of the settle time.
+    pub fn take_oldest_over(&mut self, max: usize) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+        if self.records <= max {
+            return Vec::new();
+        }
+        let keep = max - max / 10;
+        let mut times: Vec<i64> = self
             .flows
             .iter()
-            .filter(|(_, p)| p.last_received_ns < settled_ns)
-            .map(|(k, _)| *k)
+            .flatten()
+            .map(|(_, p)| p.last_received_ns)
             .collect();
-        keys.into_iter()
-            .filter_map(|k| self.flows.remove(&k).map(|p| (k, p.records)))
-            .collect()
+        let cut = times.len().saturating_sub(keep.min(times.len()));
+        if cut == 0 {
+            return Vec::new();
+        }
+        let (_, &mut oldest_kept, _) = times.select_nth_unstable(cut - 1);
+        self.take_where(|p| p.last_received_ns <= oldest_kept)
+    }
+
+    fn take_where(&mut self, pick: impl Fn(&Pending) -> bool) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+        let mut taken = Vec::new();
+        for (slot, entry) in self.flows.iter_mut().enumerate() {
+            if entry.as_ref().is_some_and(|(_, p)| pick(p))
+                && let Some((key, p)) = entry.take()
+            {
+                self.slots.remove(&key);
+                self.free.push(slot as u32);
+                let records = p.into_records();
+                self.records -= records.len();
+                taken.push((key, records));
+            }
+        }
+        taken
     }
 
     pub fn take_all(&mut self) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
-        self.flows.drain().map(|(k, p)| (k, p.records)).collect()
+        self.take_where(|_| true)
     }
 }
 
@@ -433,4 +529,54 @@ pub(crate) fn totals_journey(
         nat,
         flags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u16, received_ns: i64) -> FlowTotal {
+        FlowTotal {
+            point: 1,
+            exporter: ([0; 16], 0),
+            received_ns,
+            first_ns: received_ns,
+            last_ns: received_ns,
+            tuple: FlowTuple {
+                src: [0; 16],
+                dst: [1; 16],
+                src_port: n,
+                dst_port: 80,
+                proto: 6,
+            },
+            packets: 1,
+            bytes: 60,
+            ttl_min: 64,
+            ttl_max: 64,
+            ended: true,
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_gives_up_its_oldest_flows_and_counts_its_records() {
+        let nat = NatTable::default();
+        let mut b = TotalsBuffer::default();
+        for n in 0..100u16 {
+            b.add(record(n, i64::from(n)), &nat, 0);
+        }
+        // flow 3 seen at a second record, late: it is among the newest
+        b.add(record(3, 1000), &nat, 0);
+        assert_eq!(b.len(), 101);
+        assert!(b.take_oldest_over(200).is_empty());
+        let taken = b.take_oldest_over(50);
+        // 45 flows are kept (a tenth of the bound freed): 46 records
+        assert_eq!(b.len(), 46);
+        assert_eq!(taken.iter().map(|(_, r)| r.len()).sum::<usize>(), 55);
+        let ports: Vec<u16> = taken.iter().map(|(k, _)| k.0.src_port).collect();
+        assert!(ports.iter().all(|&p| p < 56 && p != 3), "{ports:?}");
+        // what is left settles by time, the late record's flow last
+        assert_eq!(b.take_settled(999).len(), 44);
+        let last = b.take_all();
+        assert_eq!((last.len(), last[0].1.len(), b.len()), (1, 2, 0));
+    }
 }
