@@ -410,3 +410,66 @@ fn a_wide_key_gives_the_same_answer_on_one_worker_and_on_several() {
         assert_eq!((top.1, &top.2, &top.3), (one.1, &one.2, &one.3));
     }
 }
+
+#[test]
+fn ipv4_and_ipv6_groups_stay_apart_whatever_the_key_layout() {
+    let (_dir, store) = store();
+    // the same flows from IPv4 and from IPv6 sources, in separate and in mixed segments
+    let v6 = |batch: RecordBatch| {
+        let src = batch
+            .column_by_name("src_addr")
+            .unwrap()
+            .as_fixed_size_binary();
+        let mut b = arrow_array::builder::FixedSizeBinaryBuilder::new(16);
+        for i in 0..src.len() {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            a[15] = src.value(i)[15];
+            b.append_value(a).unwrap();
+        }
+        let index = batch.schema().index_of("src_addr").unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(b.finish());
+        RecordBatch::try_new(batch.schema(), columns).unwrap()
+    };
+    let mixed = arrow_select::concat::concat_batches(
+        &stored_flow_schema(),
+        &[flows(T0 + 2 * MIN, 100), v6(flows(T0 + 2 * MIN, 100))],
+    )
+    .unwrap();
+    let segments = [flows(T0, 1000), v6(flows(T0 + MIN, 1000)), mixed];
+    for batch in segments {
+        store.writer().write(Table::Flows, &[batch]).unwrap();
+    }
+    let run = |fields: &[&str], threads: usize| {
+        let mut q = Query {
+            aggregates: vec![Aggregate::Sum("bytes"), Aggregate::Flows],
+            threads,
+            source: Source::Raw,
+            ..Query::default()
+        };
+        q.group_by_names(fields).unwrap();
+        let out = execute(&store, &q).unwrap();
+        let mut rows: Vec<(String, u64, u64)> = addrs(&out.rows, "src_addr")
+            .into_iter()
+            .zip(u64s(&out.rows, "bytes"))
+            .zip(u64s(&out.rows, "flows"))
+            .map(|((a, b), f)| (a, b, f))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let by_source = run(&["src_addr"], 1);
+    assert_eq!(by_source.len(), 10);
+    // source i sends i x 100 bytes in 1100 flows / 5 of each family
+    assert_eq!(by_source[0], ("10.0.0.1".to_string(), 100 * 220, 220));
+    assert_eq!(by_source[5], ("2001:db8::1".to_string(), 100 * 220, 220));
+    for threads in [2, 3] {
+        assert_eq!(run(&["src_addr"], threads), by_source, "{threads} workers");
+    }
+    let by_pair = run(&["src_addr", "dst_addr", "proto"], 1);
+    assert_eq!(by_pair, by_source);
+    for threads in [2, 3] {
+        assert_eq!(run(&["src_addr", "dst_addr", "proto"], threads), by_source);
+    }
+}

@@ -16,7 +16,8 @@ use foldhash::fast::FixedState;
 use hopscope_schema::Kind;
 
 use super::group::{
-    GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, null_flags, pack_keys,
+    GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, ipv4_rows, null_flags,
+    pack_keys,
 };
 use super::{Aggregate, OrderBy, Query, QueryError, QueryOutput, Source, field_kind};
 use crate::layout::{HOUR_NS, Segment, Table};
@@ -102,6 +103,9 @@ fn initial(m: Measure) -> u64 {
 
 /// A worker's partial result.
 struct Partial {
+    /// How its keys are packed (addresses in 16 octets, or 4: see
+    /// [`KeyLayout::narrow`]).
+    layout: KeyLayout,
     index: Box<dyn GroupIndex>,
     states: Vec<State>,
     texts: HashMap<u64, String, FixedState>,
@@ -379,7 +383,7 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
             scope.spawn(move || {
                 let result = worker(q, segments, next, layout, measures, columns, exchange);
                 match result {
-                    Ok(p) => partials.lock().expect("no panics hold it").push(p),
+                    Ok(p) => partials.lock().expect("no panics hold it").extend(p),
                     Err(e) => {
                         first_error
                             .lock()
@@ -396,22 +400,28 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
     }
     let mut partials = partials.into_inner().expect("workers done");
     if partitions == 1 {
-        let stride = group_index(layout.width).1;
-        let mut merged = partials
-            .pop()
-            .unwrap_or_else(|| empty_partial(&layout, &measures));
+        // one table per key layout (wide, narrow), each worker's merged in
+        let mut merged: Vec<Partial> = Vec::new();
         for p in partials {
-            merged.absorb(p, stride, &measures);
+            match merged.iter_mut().find(|m| m.layout.width == p.layout.width) {
+                Some(m) => {
+                    let stride = group_index(m.layout.width).1;
+                    m.absorb(p, stride, &measures);
+                }
+                None => merged.push(p),
+            }
         }
-        partials = vec![merged];
+        partials = merged;
+    }
+    if partials.is_empty() {
+        partials.push(empty_partial(&layout, &measures));
     }
     if layout.fields.is_empty() && partials.iter().all(|p| p.index.len() == 0) {
         // a total over nothing is one row of zeros, not no row
-        let stride = group_index(layout.width).1;
-        let mut p = empty_partial(&layout, &measures);
+        let p = &mut partials[0];
+        let stride = group_index(p.layout.width).1;
         p.index.assign(&vec![0; stride], stride, 1, &mut Vec::new());
         p.grow(&measures);
-        partials = vec![p];
     }
     finish(q, &layout, &measures, partials)
 }
@@ -437,6 +447,7 @@ struct Exchange {
 
 fn empty_partial(layout: &KeyLayout, measures: &[Measure]) -> Partial {
     Partial {
+        layout: layout.clone(),
         index: group_index(layout.width).0,
         states: measures.iter().map(|m| new_state(*m)).collect(),
         texts: HashMap::with_hasher(FixedState::default()),
@@ -453,14 +464,14 @@ fn worker(
     measures: &[Measure],
     columns: &[&str],
     exchange: Option<Exchange>,
-) -> Result<Partial, QueryError> {
+) -> Result<Vec<Partial>, QueryError> {
     let mut w = Worker {
         p: empty_partial(layout, measures),
+        narrow: layout.narrow().map(|l| empty_partial(&l, measures)),
         stride: group_index(layout.width).1,
         keys: Vec::new(),
         groups: Vec::new(),
         done_seen: 0,
-        layout,
         measures,
     };
     let scanned = (|| -> Result<(), crate::StoreError> {
@@ -497,47 +508,80 @@ fn worker(
         }
     }
     scanned?;
-    Ok(w.p)
+    Ok([Some(w.p), w.narrow].into_iter().flatten().collect())
 }
 
-/// A worker's partial result and its reused buffers.
+/// A worker's partial results and its reused buffers.
 struct Worker<'a> {
+    /// Groups in the query's key layout (and the scan statistics).
     p: Partial,
+    /// Groups whose addresses are all IPv4, in the narrow layout, when the
+    /// key has addresses.
+    narrow: Option<Partial>,
+    /// The stride of `p`'s keys.
     stride: usize,
     keys: Vec<u8>,
     groups: Vec<u32>,
     /// Other workers that said they have handed over all they will.
     done_seen: usize,
-    layout: &'a KeyLayout,
     measures: &'a [Measure],
 }
 
 impl Worker<'_> {
-    /// Packs the keys of `batch`'s rows.
+    /// Packs the keys of `batch`'s rows in the query's layout.
     fn pack(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
-        self.keys.clear();
-        self.keys.resize(batch.num_rows() * self.stride, 0);
-        pack_keys(
-            self.layout,
-            batch,
-            &mut self.keys,
-            self.stride,
-            &mut self.p.texts,
-        )
+        pack_into(&mut self.p, batch, &mut self.keys, self.stride)
     }
 
-    /// Adds rows whose groups this worker owns.
+    /// Adds rows whose groups this worker owns: those with IPv4 addresses
+    /// only to the narrow table, the others to the full one.
     fn add(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(());
+        let Some(narrow) = &mut self.narrow else {
+            return add_to(
+                &mut self.p,
+                batch,
+                &mut self.keys,
+                &mut self.groups,
+                self.measures,
+            );
+        };
+        let v4 = ipv4_rows(&narrow.layout, batch);
+        if v4.iter().all(|&b| b) {
+            return add_to(
+                narrow,
+                batch,
+                &mut self.keys,
+                &mut self.groups,
+                self.measures,
+            );
         }
-        self.pack(batch)?;
-        self.p
-            .index
-            .assign(&self.keys, self.stride, rows, &mut self.groups);
-        self.p.grow(self.measures);
-        update(&mut self.p, self.measures, batch, &self.groups)
+        if v4.iter().any(|&b| b) {
+            let mask: BooleanArray = v4.iter().map(|&b| Some(b)).collect();
+            let rows = arrow_select::filter::filter_record_batch(batch, &mask)?;
+            add_to(
+                narrow,
+                &rows,
+                &mut self.keys,
+                &mut self.groups,
+                self.measures,
+            )?;
+            let mask = arrow_arith::boolean::not(&mask)?;
+            let rows = arrow_select::filter::filter_record_batch(batch, &mask)?;
+            return add_to(
+                &mut self.p,
+                &rows,
+                &mut self.keys,
+                &mut self.groups,
+                self.measures,
+            );
+        }
+        add_to(
+            &mut self.p,
+            batch,
+            &mut self.keys,
+            &mut self.groups,
+            self.measures,
+        )
     }
 
     /// Adds the rows this worker owns, hands each other worker its own, then
@@ -588,6 +632,37 @@ impl Worker<'_> {
             }
         }
     }
+}
+
+/// Packs the keys of `batch`'s rows in `p`'s layout.
+fn pack_into(
+    p: &mut Partial,
+    batch: &RecordBatch,
+    keys: &mut Vec<u8>,
+    stride: usize,
+) -> Result<(), QueryError> {
+    keys.clear();
+    keys.resize(batch.num_rows() * stride, 0);
+    pack_keys(&p.layout, batch, keys, stride, &mut p.texts)
+}
+
+/// Adds the rows of `batch` to `p`'s groups.
+fn add_to(
+    p: &mut Partial,
+    batch: &RecordBatch,
+    keys: &mut Vec<u8>,
+    groups: &mut Vec<u32>,
+    measures: &[Measure],
+) -> Result<(), QueryError> {
+    let rows = batch.num_rows();
+    if rows == 0 {
+        return Ok(());
+    }
+    let stride = group_index(p.layout.width).1;
+    pack_into(p, batch, keys, stride)?;
+    p.index.assign(keys, stride, rows, groups);
+    p.grow(measures);
+    update(p, measures, batch, groups)
 }
 
 /// Which worker owns a packed key: from a hash of its own, so that the
@@ -683,7 +758,7 @@ fn finish(
     let mut batches = Vec::with_capacity(partials.len());
     let mut preselected = true;
     for p in &partials {
-        let (rows, picked) = group_rows(q, layout, measures, p, &texts, duration_s, &order)?;
+        let (rows, picked) = group_rows(q, &p.layout, measures, p, &texts, duration_s, &order)?;
         batches.push(rows);
         preselected &= picked;
     }
@@ -842,6 +917,11 @@ fn key_column(
             for g in 0..groups {
                 if null(g) {
                     b.append_null();
+                } else if f.width == 4 {
+                    // a narrow layout's IPv4 address
+                    let v4: [u8; 4] = bytes(g).try_into().expect("4 bytes");
+                    b.append_value(hopscope_schema::ipv4_mapped(v4))
+                        .expect("16 bytes");
                 } else {
                     b.append_value(bytes(g)).expect("16 bytes");
                 }

@@ -52,6 +52,14 @@ impl KeyLayout {
         fields: &[(&'static str, Kind)],
         bucket_ns: Option<i64>,
     ) -> Result<KeyLayout, QueryError> {
+        Self::with_address_width(fields, bucket_ns, 16)
+    }
+
+    fn with_address_width(
+        fields: &[(&'static str, Kind)],
+        bucket_ns: Option<i64>,
+        address_width: usize,
+    ) -> Result<KeyLayout, QueryError> {
         if fields.len() + usize::from(bucket_ns.is_some()) > MAX_KEY_FIELDS {
             return Err(QueryError::Plan(format!(
                 "at most {MAX_KEY_FIELDS} group-by fields (a time bucket counts as one)"
@@ -60,7 +68,10 @@ impl KeyLayout {
         let mut offset = NULL_FLAG_BYTES;
         let mut out = Vec::new();
         let mut add = |name, kind| {
-            let width = key_width(kind);
+            let width = match kind {
+                Kind::Address => address_width,
+                other => key_width(other),
+            };
             out.push(KeyField {
                 name,
                 kind,
@@ -87,6 +98,45 @@ impl KeyLayout {
             width: offset,
         })
     }
+
+    /// The same key with IPv4 addresses in 4 octets instead of 16, for the
+    /// rows whose addresses are all IPv4 (or null): a 5-tuple key shrinks
+    /// from 40 octets to 16, which is most of a wide aggregation's memory.
+    /// Rows with an IPv6 address keep the full layout, in a table of their
+    /// own (the two never hold the same group). `None` without addresses,
+    /// and for time series, whose ranking wants all groups in one table.
+    pub fn narrow(&self) -> Option<KeyLayout> {
+        if self.bucket_ns.is_some() || !self.fields.iter().any(|f| f.kind == Kind::Address) {
+            return None;
+        }
+        let fields: Vec<(&'static str, Kind)> = self
+            .fields
+            .iter()
+            .map(|f| (f.name.expect("no bucket field"), f.kind))
+            .collect();
+        Self::with_address_width(&fields, None, 4).ok()
+    }
+}
+
+/// Whether each row's address key fields are all IPv4 (mapped) or null: the
+/// rows a [`KeyLayout::narrow`] layout can hold.
+pub(crate) fn ipv4_rows(layout: &KeyLayout, batch: &RecordBatch) -> Vec<bool> {
+    const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let mut rows = vec![true; batch.num_rows()];
+    for f in layout.fields.iter().filter(|f| f.kind == Kind::Address) {
+        let Some(column) = f.name.and_then(|n| batch.column_by_name(n)) else {
+            continue;
+        };
+        let Some(addresses) = column.as_fixed_size_binary_opt() else {
+            continue;
+        };
+        for (row, v4) in rows.iter_mut().enumerate() {
+            if *v4 && addresses.is_valid(row) && addresses.value(row)[..12] != MAPPED {
+                *v4 = false;
+            }
+        }
+    }
+    rows
 }
 
 fn key_width(kind: Kind) -> usize {
@@ -190,9 +240,12 @@ pub(crate) fn pack_keys(
                 }
             }
             (_, DataType::FixedSizeBinary(16)) => {
+                // the whole address, or its last 4 octets in a narrow layout
                 let data = column.as_fixed_size_binary().value_data();
+                let skip = 16 - field.width;
                 for row in 0..rows {
-                    keys[at(row)..at(row) + 16].copy_from_slice(&data[row * 16..row * 16 + 16]);
+                    keys[at(row)..at(row) + field.width]
+                        .copy_from_slice(&data[row * 16 + skip..row * 16 + 16]);
                 }
             }
             (_, DataType::Utf8) => {
