@@ -401,8 +401,11 @@ impl FlowBatchBuilder {
         })
     }
 
-    /// The columns, for decoders that push values straight into them; each
-    /// record pushed that way ends with [`end_record`](Self::end_record).
+    /// The columns, for decoders that push values straight into them: they
+    /// first open the columns they fill ([`open_columns`](Self::open_columns)),
+    /// push one entry per record into each, give the other open columns
+    /// nulls ([`push_nulls_to_open`](Self::push_nulls_to_open)), and end
+    /// each record with [`end_record`](Self::end_record).
     pub fn columns_mut(&mut self) -> &mut FlowColumnsBuilder {
         &mut self.columns
     }
