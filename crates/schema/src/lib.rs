@@ -1,7 +1,7 @@
 //! The columns of hopscope: flow records, packet reports and interface
 //! counters, each defined once.
 //!
-//! Every table is declared with the [`table!`] macro, which yields from one
+//! Every table is declared with the `table!` macro (`table.rs`), which yields from one
 //! list of columns: a plain row struct that decoders fill (reused from record
 //! to record, so decoding allocates nothing per record), an Arrow builder
 //! that appends rows column by column, the Arrow schema, and a static field
