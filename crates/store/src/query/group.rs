@@ -130,8 +130,13 @@ pub(crate) fn ipv4_rows(layout: &KeyLayout, batch: &RecordBatch) -> Vec<bool> {
         let Some(addresses) = column.as_fixed_size_binary_opt() else {
             continue;
         };
-        for (row, v4) in rows.iter_mut().enumerate() {
-            if *v4 && addresses.is_valid(row) && addresses.value(row)[..12] != MAPPED {
+        if addresses.value_length() != 16 {
+            continue;
+        }
+        // value_data starts at the array's first value (slices cut it)
+        let values = addresses.value_data().chunks_exact(16);
+        for (row, (v4, value)) in rows.iter_mut().zip(values).enumerate() {
+            if value[..12] != MAPPED && addresses.is_valid(row) {
                 *v4 = false;
             }
         }
