@@ -252,10 +252,11 @@ pub fn parse_time(text: &str) -> Option<i64> {
         None => (t, ""),
     };
     let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
+    // unsigned fields and bounded years: no sign and no overflow to reach
+    let y: u16 = d.next()?.parse().ok()?;
     let m: u32 = d.next()?.parse().ok()?;
     let day: u32 = d.next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    if d.next().is_some() || y > 9999 || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
         return None;
     }
     // split the clock from its offset
@@ -264,8 +265,14 @@ pub fn parse_time(text: &str) -> Option<i64> {
     } else if let Some(i) = rest.rfind(['+', '-']) {
         let sign = if rest.as_bytes()[i] == b'-' { -1 } else { 1 };
         let (oh, om) = rest[i + 1..].split_once(':')?;
-        let off = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
-        (&rest[..i], sign * off)
+        let (oh, om): (u8, u8) = (oh.parse().ok()?, om.parse().ok()?);
+        if oh > 23 || om > 59 {
+            return None;
+        }
+        (
+            &rest[..i],
+            sign * (i64::from(oh) * 3600 + i64::from(om) * 60),
+        )
     } else {
         (rest, 0)
     };
@@ -274,13 +281,13 @@ pub fn parse_time(text: &str) -> Option<i64> {
     if !clock.is_empty() {
         let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
         let mut parts = hms.split(':');
-        let h: i64 = parts.next()?.parse().ok()?;
-        let mi: i64 = parts.next().unwrap_or("0").parse().ok()?;
-        let s: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        let h: u8 = parts.next()?.parse().ok()?;
+        let mi: u8 = parts.next().unwrap_or("0").parse().ok()?;
+        let s: u8 = parts.next().unwrap_or("0").parse().ok()?;
         if h > 23 || mi > 59 || s > 60 || parts.next().is_some() {
             return None;
         }
-        secs_of_day = h * 3600 + mi * 60 + s;
+        secs_of_day = i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s);
         if !frac.is_empty() {
             if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
@@ -288,7 +295,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
             nanos = format!("{frac:0<9}").parse().ok()?;
         }
     }
-    let days = hopscope_schema::days_from_civil(y, m, day);
+    let days = hopscope_schema::days_from_civil(i64::from(y), m, day);
     let secs = days * 86_400 + secs_of_day - offset_s;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
@@ -329,6 +336,19 @@ mod tests {
         assert_eq!(parse_time("12345"), Some(12345));
         assert_eq!(parse_time("2026-13-01"), None);
         assert_eq!(parse_time("yesterday"), None);
+        // found by fuzzing: signs and huge fields overflowed instead of failing
+        assert_eq!(
+            parse_time("\x0c0-005-2t-0005328734074803118990+3:333"),
+            None
+        );
+        assert_eq!(parse_time("2026-11-26T-9999999999999999:00Z"), None);
+        assert_eq!(parse_time("2026-11-26T01:00+99999999999999:00"), None);
+        assert_eq!(parse_time("-9223372036854775-01-01"), None);
+        assert_eq!(parse_time("9999-12-31T23:59:59Z"), None);
+        assert_eq!(
+            parse_time("2026-11-26T01:00+01:30"),
+            parse_time("2026-11-25T23:30Z")
+        );
         assert_eq!(parse_duration("1h"), Some(3_600_000_000_000));
         assert_eq!(parse_duration("10m"), Some(600_000_000_000));
         assert_eq!(parse_duration("0s"), None);
