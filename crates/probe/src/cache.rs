@@ -337,12 +337,8 @@ impl FlowCache {
             }
         };
         self.flows.extract(
-            |_, flow| reason(flow).is_some(),
-            |key, flow| {
-                // `extract` hands over only what `pick` chose, so a reason exists
-                let reason = reason(&flow).unwrap_or(EndReason::IdleTimeout);
-                expired.push((key, flow, reason));
-            },
+            |_, flow| reason(flow),
+            |key, flow, reason| expired.push((key, flow, reason)),
         );
     }
 
@@ -363,11 +359,13 @@ impl FlowCache {
     fn drain(
         &mut self,
         expired: &mut Vec<Expired>,
-        pick: impl FnMut(&FlowKey, &FlowState) -> bool,
+        mut pick: impl FnMut(&FlowKey, &FlowState) -> bool,
         reason: EndReason,
     ) {
-        self.flows
-            .extract(pick, |key, flow| expired.push((key, flow, reason)));
+        self.flows.extract(
+            |key, flow| pick(key, flow).then_some(reason),
+            |key, flow, reason| expired.push((key, flow, reason)),
+        );
     }
 }
 

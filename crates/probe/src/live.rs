@@ -515,13 +515,9 @@ impl MappedFile {
         const LINE: usize = 64;
         let end = (offset + AHEAD).min(self.len);
         let mut at = self.prefetched.get().max(offset & !(LINE - 1));
+        let bytes = self.bytes();
         while at < end {
-            #[cfg(target_arch = "x86_64")]
-            // a prefetch never faults, and `at` is inside the mapping
-            unsafe {
-                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().add(at).cast());
-            }
+            crate::table::prefetch(&bytes[at]);
             at += LINE;
         }
         self.prefetched.set(at);

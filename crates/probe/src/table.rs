@@ -156,18 +156,20 @@ impl FlowTable {
             .map(|(_, entry)| entry)
     }
 
-    /// Removes the flows `pick` chooses, handing each to `take`.
-    pub(crate) fn extract(
+    /// Removes the flows `pick` chooses (saying why), handing each to `take` with the why.
+    pub(crate) fn extract<R>(
         &mut self,
-        mut pick: impl FnMut(&FlowKey, &FlowState) -> bool,
-        mut take: impl FnMut(FlowKey, FlowState),
+        mut pick: impl FnMut(&FlowKey, &FlowState) -> Option<R>,
+        mut take: impl FnMut(FlowKey, FlowState, R),
     ) {
         let mut i = 0;
         while i < self.slots.len() {
             let (key, flow) = &self.slots[i];
-            if self.tags[i] != EMPTY && pick(key, flow) {
+            if self.tags[i] != EMPTY
+                && let Some(why) = pick(key, flow)
+            {
                 let (key, flow) = self.remove_at(i);
-                take(key, flow);
+                take(key, flow, why);
                 // a later flow may have moved into slot i: look at it again
                 // (a flow moved here from the table's start is looked at
                 // twice; `pick` left it once and leaves it again)
@@ -235,9 +237,10 @@ fn advise_huge_pages(slots: &[(FlowKey, FlowState)]) {
     let _ = slots;
 }
 
-/// Asks the processor for the cache line holding `value`.
+/// Asks the processor for the cache line holding `value` (the flow table's
+/// slots, and the mapped capture ahead of its reader).
 #[allow(unsafe_code)]
-fn prefetch<T>(value: &T) {
+pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     // a prefetch reads nothing the program sees and never faults
     unsafe {
@@ -297,7 +300,10 @@ mod tests {
             t.insert_new(t.hash(&key(n)), key(n), flow(i64::from(n)));
         }
         let mut taken = Vec::new();
-        t.extract(|_, f| f.first_ns % 3 == 0, |k, _| taken.push(k));
+        t.extract(
+            |_, f| (f.first_ns % 3 == 0).then_some(()),
+            |k, _, ()| taken.push(k),
+        );
         assert_eq!(taken.len(), 167);
         assert_eq!(t.len(), 333);
         for n in 0..500 {
@@ -328,7 +334,10 @@ mod tests {
                 }
             }
             let cut: u32 = round % 4;
-            t.extract(|k, _| u32::from(k.src_port) % 4 == cut, |_, _| {});
+            t.extract(
+                |k, _| (u32::from(k.src_port) % 4 == cut).then_some(()),
+                |_, _, ()| {},
+            );
             model.retain(|n, _| *n % 4 != cut);
             assert_eq!(t.len(), model.len());
             for n in 0..2000 {
