@@ -36,16 +36,16 @@ impl FlowTuple {
     /// router forwards.
     pub fn is_link_scoped(&self) -> bool {
         // on the stored bytes: this runs for every report
-        const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        use hopscope_schema::is_ipv4_mapped;
         let link_local = |a: &[u8; 16]| {
-            if a[..12] == MAPPED {
+            if is_ipv4_mapped(a) {
                 a[12] == 169 && a[13] == 254
             } else {
                 a[0] == 0xfe && a[1] & 0xc0 == 0x80
             }
         };
         let d = &self.dst;
-        let link_multicast = if d[..12] == MAPPED {
+        let link_multicast = if is_ipv4_mapped(d) {
             d[12..15] == [224, 0, 0] || d[12..] == [255; 4]
         } else {
             // the low nibble of the second octet is the multicast scope

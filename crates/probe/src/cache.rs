@@ -36,7 +36,7 @@ pub struct FlowKey {
 impl FlowKey {
     /// 4 for IPv4-mapped addresses, else 6.
     pub fn ip_version(&self) -> u8 {
-        if self.src[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
+        if hopscope_schema::is_ipv4_mapped(&self.src) {
             4
         } else {
             6

@@ -14,6 +14,13 @@ pub fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
     out
 }
 
+/// Whether a stored address is an IPv4 one (`::ffff:a.b.c.d`), by its first
+/// 12 bytes: checked per packet and per row, so on the bytes themselves.
+#[inline]
+pub fn is_ipv4_mapped(addr: &[u8]) -> bool {
+    addr.get(..12) == Some(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff][..])
+}
+
 /// Any address as stored: IPv4 mapped into IPv6.
 pub fn ip_to_mapped(ip: IpAddr) -> [u8; 16] {
     match ip {
@@ -54,6 +61,7 @@ mod tests {
     #[test]
     fn v4_round_trips_through_mapping() {
         let stored = ipv4_mapped([192, 0, 2, 7]);
+        assert!(is_ipv4_mapped(&stored));
         assert_eq!(mapped_to_ip(stored).to_string(), "192.0.2.7");
         assert_eq!(format_addr(&stored), "192.0.2.7");
     }
@@ -61,6 +69,7 @@ mod tests {
     #[test]
     fn v6_stays_v6() {
         let addr: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert!(!is_ipv4_mapped(&addr.octets()));
         assert_eq!(format_addr(&addr.octets()), "2001:db8::1");
     }
 }

@@ -23,7 +23,9 @@ mod flows;
 mod journeys;
 mod time;
 
-pub use address::{format_addr, ip_to_mapped, ipv4_mapped, mac_to_u64, mapped_to_ip};
+pub use address::{
+    format_addr, ip_to_mapped, ipv4_mapped, is_ipv4_mapped, mac_to_u64, mapped_to_ip,
+};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64, Zeros};
 pub use flows::{
     ENRICHMENT_FIELDS, EXPORTER_HEALTH_FIELDS, ExporterHealthBuilder, ExporterHealthRecord,

@@ -121,7 +121,6 @@ impl KeyLayout {
 /// Whether each row's address key fields are all IPv4 (mapped) or null: the
 /// rows a [`KeyLayout::narrow`] layout can hold.
 pub(crate) fn ipv4_rows(layout: &KeyLayout, batch: &RecordBatch) -> Vec<bool> {
-    const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
     let mut rows = vec![true; batch.num_rows()];
     for f in layout.fields.iter().filter(|f| f.kind == Kind::Address) {
         let Some(column) = f.name.and_then(|n| batch.column_by_name(n)) else {
@@ -136,7 +135,7 @@ pub(crate) fn ipv4_rows(layout: &KeyLayout, batch: &RecordBatch) -> Vec<bool> {
         // value_data starts at the array's first value (slices cut it)
         let values = addresses.value_data().chunks_exact(16);
         for (row, (v4, value)) in rows.iter_mut().zip(values).enumerate() {
-            if value[..12] != MAPPED && addresses.is_valid(row) {
+            if !hopscope_schema::is_ipv4_mapped(value) && addresses.is_valid(row) {
                 *v4 = false;
             }
         }
