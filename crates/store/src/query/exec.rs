@@ -16,8 +16,8 @@ use foldhash::fast::FixedState;
 use hopscope_schema::Kind;
 
 use super::group::{
-    GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, ipv4_rows, null_flags,
-    pack_keys,
+    GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, ipv4_rows, key_hash,
+    key_seed, null_flags, pack_keys,
 };
 use super::{Aggregate, OrderBy, Query, QueryError, QueryOutput, Source, field_kind};
 use crate::layout::{HOUR_NS, Segment, Table};
@@ -126,7 +126,8 @@ impl Partial {
     }
 
     /// Adds the other partial's groups to these.
-    fn absorb(&mut self, other: Partial, stride: usize, measures: &[Measure]) {
+    fn absorb(&mut self, other: Partial, measures: &[Measure]) {
+        let stride = self.layout.stride;
         // the other's groups, renumbered as ours, a slice of keys at a time
         let mut groups = Vec::with_capacity(other.index.len());
         let mut chunk = Vec::new();
@@ -160,10 +161,15 @@ impl Partial {
         }
         self.texts.extend(other.texts);
         self.scan.add(&other.scan);
-        self.time = match (self.time, other.time) {
-            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
-            (a, b) => a.or(b),
-        };
+        self.time = widen(self.time, other.time);
+    }
+}
+
+/// The time range covering both.
+fn widen(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    match (a, b) {
+        (Some((lo, hi)), Some((c, d))) => Some((lo.min(c), hi.max(d))),
+        (a, b) => a.or(b),
     }
 }
 
@@ -404,10 +410,7 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
         let mut merged: Vec<Partial> = Vec::new();
         for p in partials {
             match merged.iter_mut().find(|m| m.layout.width == p.layout.width) {
-                Some(m) => {
-                    let stride = group_index(m.layout.width).1;
-                    m.absorb(p, stride, &measures);
-                }
+                Some(m) => m.absorb(p, &measures),
                 None => merged.push(p),
             }
         }
@@ -419,7 +422,7 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
     if layout.fields.is_empty() && partials.iter().all(|p| p.index.len() == 0) {
         // a total over nothing is one row of zeros, not no row
         let p = &mut partials[0];
-        let stride = group_index(p.layout.width).1;
+        let stride = p.layout.stride;
         p.index.assign(&vec![0; stride], stride, 1, &mut Vec::new());
         p.grow(&measures);
     }
@@ -448,7 +451,7 @@ struct Exchange {
 fn empty_partial(layout: &KeyLayout, measures: &[Measure]) -> Partial {
     Partial {
         layout: layout.clone(),
-        index: group_index(layout.width).0,
+        index: group_index(layout.stride),
         states: measures.iter().map(|m| new_state(*m)).collect(),
         texts: HashMap::with_hasher(FixedState::default()),
         scan: ScanStats::default(),
@@ -468,9 +471,7 @@ fn worker(
     let mut w = Worker {
         p: empty_partial(layout, measures),
         narrow: layout.narrow().map(|l| empty_partial(&l, measures)),
-        stride: group_index(layout.width).1,
-        keys: Vec::new(),
-        groups: Vec::new(),
+        scratch: Scratch::default(),
         done_seen: 0,
         measures,
     };
@@ -518,70 +519,29 @@ struct Worker<'a> {
     /// Groups whose addresses are all IPv4, in the narrow layout, when the
     /// key has addresses.
     narrow: Option<Partial>,
-    /// The stride of `p`'s keys.
-    stride: usize,
-    keys: Vec<u8>,
-    groups: Vec<u32>,
+    scratch: Scratch,
     /// Other workers that said they have handed over all they will.
     done_seen: usize,
     measures: &'a [Measure],
 }
 
 impl Worker<'_> {
-    /// Packs the keys of `batch`'s rows in the query's layout.
-    fn pack(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
-        pack_into(&mut self.p, batch, &mut self.keys, self.stride)
-    }
-
     /// Adds rows whose groups this worker owns: those with IPv4 addresses
     /// only to the narrow table, the others to the full one.
     fn add(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
         let Some(narrow) = &mut self.narrow else {
-            return add_to(
-                &mut self.p,
-                batch,
-                &mut self.keys,
-                &mut self.groups,
-                self.measures,
-            );
+            return self.scratch.add_to(&mut self.p, batch, self.measures);
         };
-        let v4 = ipv4_rows(&narrow.layout, batch);
-        if v4.iter().all(|&b| b) {
-            return add_to(
-                narrow,
-                batch,
-                &mut self.keys,
-                &mut self.groups,
-                self.measures,
-            );
-        }
-        if v4.iter().any(|&b| b) {
-            let mask: BooleanArray = v4.iter().map(|&b| Some(b)).collect();
-            let rows = arrow_select::filter::filter_record_batch(batch, &mask)?;
-            add_to(
-                narrow,
-                &rows,
-                &mut self.keys,
-                &mut self.groups,
-                self.measures,
-            )?;
-            let mask = arrow_arith::boolean::not(&mask)?;
-            let rows = arrow_select::filter::filter_record_batch(batch, &mask)?;
-            return add_to(
-                &mut self.p,
-                &rows,
-                &mut self.keys,
-                &mut self.groups,
-                self.measures,
-            );
-        }
-        add_to(
-            &mut self.p,
-            batch,
-            &mut self.keys,
-            &mut self.groups,
-            self.measures,
-        )
+        // a filter that keeps every row (or none) copies nothing
+        let v4: BooleanArray = ipv4_rows(&narrow.layout, batch)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let rows = arrow_select::filter::filter_record_batch(batch, &v4)?;
+        self.scratch.add_to(narrow, &rows, self.measures)?;
+        let rows =
+            arrow_select::filter::filter_record_batch(batch, &arrow_arith::boolean::not(&v4)?)?;
+        self.scratch.add_to(&mut self.p, &rows, self.measures)
     }
 
     /// Adds the rows this worker owns, hands each other worker its own, then
@@ -591,10 +551,11 @@ impl Worker<'_> {
         if rows == 0 {
             return Ok(());
         }
-        self.pack(batch)?;
+        self.scratch.pack(&mut self.p, batch)?;
         let parts = x.outboxes.len();
+        let stride = self.p.layout.stride;
         let owners: Vec<usize> = (0..rows)
-            .map(|row| partition_of(&self.keys[row * self.stride..][..self.stride], parts))
+            .map(|row| partition_of(&self.scratch.keys[row * stride..][..stride], parts))
             .collect();
         for owner in 0..parts {
             let mask: BooleanArray = owners.iter().map(|&o| Some(o == owner)).collect();
@@ -634,47 +595,51 @@ impl Worker<'_> {
     }
 }
 
-/// Packs the keys of `batch`'s rows in `p`'s layout.
-fn pack_into(
-    p: &mut Partial,
-    batch: &RecordBatch,
-    keys: &mut Vec<u8>,
-    stride: usize,
-) -> Result<(), QueryError> {
-    keys.clear();
-    keys.resize(batch.num_rows() * stride, 0);
-    pack_keys(&p.layout, batch, keys, stride, &mut p.texts)
+/// Buffers a worker reuses from batch to batch.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<u8>,
+    groups: Vec<u32>,
 }
 
-/// Adds the rows of `batch` to `p`'s groups.
-fn add_to(
-    p: &mut Partial,
-    batch: &RecordBatch,
-    keys: &mut Vec<u8>,
-    groups: &mut Vec<u32>,
-    measures: &[Measure],
-) -> Result<(), QueryError> {
-    let rows = batch.num_rows();
-    if rows == 0 {
-        return Ok(());
+impl Scratch {
+    /// Packs the keys of `batch`'s rows in `p`'s layout.
+    fn pack(&mut self, p: &mut Partial, batch: &RecordBatch) -> Result<(), QueryError> {
+        self.keys.clear();
+        self.keys.resize(batch.num_rows() * p.layout.stride, 0);
+        pack_keys(
+            &p.layout,
+            batch,
+            &mut self.keys,
+            p.layout.stride,
+            &mut p.texts,
+        )
     }
-    let stride = group_index(p.layout.width).1;
-    pack_into(p, batch, keys, stride)?;
-    p.index.assign(keys, stride, rows, groups);
-    p.grow(measures);
-    update(p, measures, batch, groups)
+
+    /// Adds the rows of `batch` to `p`'s groups.
+    fn add_to(
+        &mut self,
+        p: &mut Partial,
+        batch: &RecordBatch,
+        measures: &[Measure],
+    ) -> Result<(), QueryError> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        self.pack(p, batch)?;
+        p.index
+            .assign(&self.keys, p.layout.stride, rows, &mut self.groups);
+        p.grow(measures);
+        update(p, measures, batch, &self.groups)
+    }
 }
 
-/// Which worker owns a packed key: from a hash of its own, so that the
-/// split does not follow the bits each worker's table indexes by.
+/// Which worker owns a packed key: from a hash of its own seed, so that
+/// the split does not follow the bits each worker's table indexes by.
 fn partition_of(key: &[u8], parts: usize) -> usize {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for chunk in key.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    ((h >> 32) as usize) % parts
+    let seed = key_seed() ^ 0x7061_7274_6974_696f;
+    ((key_hash(seed, key) >> 32) as usize) % parts
 }
 
 fn update(
@@ -688,10 +653,7 @@ fn update(
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
     {
         for &t in times.values().iter() {
-            p.time = Some(match p.time {
-                Some((lo, hi)) => (lo.min(t), hi.max(t)),
-                None => (t, t),
-            });
+            p.time = widen(p.time, Some((t, t)));
         }
     }
     for (state, &m) in p.states.iter_mut().zip(measures) {
@@ -730,19 +692,16 @@ fn finish(
     q: &Query,
     layout: &KeyLayout,
     measures: &[Measure],
-    partials: Vec<Partial>,
+    mut partials: Vec<Partial>,
 ) -> Result<QueryOutput, QueryError> {
     let groups: usize = partials.iter().map(|p| p.index.len()).sum();
     let mut scan = ScanStats::default();
     let mut time: Option<(i64, i64)> = None;
     let mut texts: HashMap<u64, String, FixedState> = HashMap::with_hasher(FixedState::default());
-    for p in &partials {
+    for p in &mut partials {
         scan.add(&p.scan);
-        time = match (time, p.time) {
-            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
-            (a, b) => a.or(b),
-        };
-        texts.extend(p.texts.iter().map(|(h, t)| (*h, t.clone())));
+        time = widen(time, p.time);
+        texts.extend(p.texts.drain());
     }
     let range_ns = if q.from_ns > i64::MIN && q.to_ns < i64::MAX {
         Some(q.to_ns - q.from_ns)

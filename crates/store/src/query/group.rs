@@ -38,6 +38,8 @@ pub(crate) struct KeyLayout {
     pub fields: Vec<KeyField>,
     pub bucket_ns: Option<i64>,
     pub width: usize,
+    /// The width padded to a table's: keys are packed this far apart.
+    pub stride: usize,
 }
 
 /// Null flags take the first two bytes; at most 16 key fields.
@@ -96,6 +98,7 @@ impl KeyLayout {
             fields: out,
             bucket_ns,
             width: offset,
+            stride: key_stride(offset),
         })
     }
 
@@ -350,7 +353,7 @@ impl<T: Copy> Chunked<T> {
 /// keys have a fixed width, and a streaming hasher's path for byte slices
 /// was a tenth of a top-N query. Seeded per process, as keys come from the
 /// network.
-fn key_hash<const N: usize>(seed: u64, key: &[u8; N]) -> u64 {
+pub(crate) fn key_hash(seed: u64, key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let fold = |x: u64| {
         let p = u128::from(x) * u128::from(K);
@@ -366,11 +369,11 @@ fn key_hash<const N: usize>(seed: u64, key: &[u8; N]) -> u64 {
         last[..tail.len()].copy_from_slice(tail);
         h = fold(h ^ u64::from_le_bytes(last));
     }
-    fold(h ^ N as u64)
+    fold(h ^ key.len() as u64)
 }
 
 /// The seed of [`key_hash`], one per process.
-fn key_seed() -> u64 {
+pub(crate) fn key_seed() -> u64 {
     static SEED: std::sync::LazyLock<u64> =
         std::sync::LazyLock::new(|| std::hash::RandomState::new().hash_one(0x686f7073u64));
     *SEED
@@ -416,24 +419,33 @@ impl<const N: usize> GroupIndex for Table<N> {
     }
 }
 
-/// A table for keys `width` bytes wide; returns it with its stride.
-pub(crate) fn group_index(width: usize) -> (Box<dyn GroupIndex>, usize) {
-    macro_rules! pick {
-        ($($n:literal)*) => {
-            $(if width <= $n {
-                let table: Box<dyn GroupIndex> = Box::new(Table::<$n> {
+/// The key widths tables are built for: a key is padded to the first that
+/// holds it, its stride.
+macro_rules! tables {
+    ($($n:literal)*) => {
+        /// The stride of keys `width` octets wide.
+        fn key_stride(width: usize) -> usize {
+            [$($n),*]
+                .into_iter()
+                .find(|&n| width <= n)
+                .expect("KeyLayout refuses keys wider than MAX_KEY_WIDTH")
+        }
+
+        /// A table for keys packed `stride` octets apart (a [`key_stride`]).
+        pub(crate) fn group_index(stride: usize) -> Box<dyn GroupIndex> {
+            match stride {
+                $($n => Box::new(Table::<$n> {
                     slots: HashTable::new(),
                     keys: Chunked::new(),
                     hashes: Chunked::new(),
                     seed: key_seed(),
-                });
-                return (table, $n);
-            })*
-        };
-    }
-    pick!(4 8 12 16 20 24 28 32 36 40 44 48 56 64 80 96 112 128);
-    unreachable!("KeyLayout refuses keys wider than {MAX_KEY_WIDTH}")
+                }),)*
+                other => unreachable!("no table for keys {other} octets apart"),
+            }
+        }
+    };
 }
+tables!(4 8 12 16 20 24 28 32 36 40 44 48 56 64 80 96 112 128);
 
 /// Reads a column's value at `row` as u64 (unsigned and time columns).
 pub(crate) fn for_each_u64(
