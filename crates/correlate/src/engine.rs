@@ -213,11 +213,7 @@ impl Correlator {
     /// records (sequence gaps) per flush, from which telemetry loss is
     /// subtracted before any loss is put on the network.
     pub fn add_health(&mut self, batch: &RecordBatch) -> Result<(), CorrelateError> {
-        let col = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| CorrelateError::Input(format!("health rows lack column {name}")))
-        };
+        let col = |name: &str| crate::input::column(batch, "health rows", name);
         let time = col("time_received_ns")?.as_primitive::<TimestampNanosecondType>();
         let sampler = col("sampler_address")?.as_fixed_size_binary();
         let domain = col("observation_domain_id")?.as_primitive::<UInt32Type>();
@@ -235,7 +231,7 @@ impl Correlator {
             self.add_telemetry(
                 time.value(i),
                 (
-                    sampler.value(i).try_into().unwrap_or([0; 16]),
+                    crate::input::address(sampler, i).unwrap_or([0; 16]),
                     if domain.is_null(i) {
                         0
                     } else {

@@ -22,6 +22,7 @@
 mod batch;
 mod clock;
 mod engine;
+mod input;
 mod journey;
 pub mod key;
 mod loss;

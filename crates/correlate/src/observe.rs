@@ -6,6 +6,7 @@ use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32T
 use arrow_array::{Array, RecordBatch};
 
 use crate::CorrelateError;
+use crate::input::{address, column};
 use crate::key::FlowTuple;
 
 /// Who exported a report: sampler address and observation domain. Telemetry
@@ -34,11 +35,7 @@ pub fn read_reports(
     batch: &RecordBatch,
     out: &mut Vec<Observation>,
 ) -> Result<u64, CorrelateError> {
-    let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| CorrelateError::Input(format!("packet reports lack column {name}")))
-    };
+    let col = |name: &str| column(batch, "packet reports", name);
     let point = col("observation_point_id")?.as_primitive::<UInt64Type>();
     let time = col("observation_time_ns")?.as_primitive::<TimestampNanosecondType>();
     let digest = col("digest")?.as_primitive::<UInt64Type>();
@@ -52,13 +49,7 @@ pub fn read_reports(
     let sport = col("src_port")?.as_primitive::<UInt16Type>();
     let dport = col("dst_port")?.as_primitive::<UInt16Type>();
     let proto = col("proto")?.as_primitive::<UInt8Type>();
-    let addr = |a: &arrow_array::FixedSizeBinaryArray, i: usize| -> [u8; 16] {
-        if a.is_null(i) {
-            [0; 16]
-        } else {
-            a.value(i).try_into().unwrap_or([0; 16])
-        }
-    };
+    let addr = |a, i| address(a, i).unwrap_or([0; 16]);
     let mut skipped = 0;
     out.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {

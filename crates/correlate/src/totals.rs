@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use arrow_array::cast::AsArray;
 use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, FixedSizeBinaryArray, PrimitiveArray, RecordBatch};
+use arrow_array::{Array, PrimitiveArray, RecordBatch};
 
 use crate::CorrelateError;
 use crate::engine::TelemetryLoss;
+use crate::input::{address, column};
 use crate::journey::{Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
 use crate::key::FlowTuple;
 use crate::nat::NatTable;
@@ -104,11 +105,7 @@ pub const FLOW_COLUMNS: [&str; 23] = [
 
 /// Reads a batch of the flow table.
 pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
-    let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| CorrelateError::Input(format!("flow records lack column {name}")))
-    };
+    let col = |name: &str| column(batch, "flow records", name);
     let ts = |name: &str| -> Result<_, CorrelateError> {
         Ok(col(name)?.as_primitive::<TimestampNanosecondType>())
     };
@@ -136,11 +133,6 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
     let nat_dport = col("post_nat_dst_port")?.as_primitive::<UInt16Type>();
     let nat_event = col("nat_event")?.as_primitive::<UInt8Type>();
 
-    let addr = |a: &FixedSizeBinaryArray, i: usize| -> Option<[u8; 16]> {
-        (!a.is_null(i))
-            .then(|| a.value(i).try_into().ok())
-            .flatten()
-    };
     let mut out = FlowRead {
         totals: Vec::with_capacity(batch.num_rows()),
         ..FlowRead::default()
@@ -150,8 +142,8 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
     for i in 0..batch.num_rows() {
         let at = [received.is_valid(i), start.is_valid(i), end.is_valid(i)];
         let tuple = FlowTuple {
-            src: addr(src, i).unwrap_or([0; 16]),
-            dst: addr(dst, i).unwrap_or([0; 16]),
+            src: address(src, i).unwrap_or([0; 16]),
+            dst: address(dst, i).unwrap_or([0; 16]),
             src_port: get(sport, i).unwrap_or(0),
             dst_port: get(dport, i).unwrap_or(0),
             proto: get(proto, i).unwrap_or(0),
@@ -172,8 +164,8 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
             || nat_dport.is_valid(i);
         if translated {
             let outside = FlowTuple {
-                src: addr(nat_src, i).unwrap_or(tuple.src),
-                dst: addr(nat_dst, i).unwrap_or(tuple.dst),
+                src: address(nat_src, i).unwrap_or(tuple.src),
+                dst: address(nat_dst, i).unwrap_or(tuple.dst),
                 src_port: get(nat_sport, i).unwrap_or(tuple.src_port),
                 dst_port: get(nat_dport, i).unwrap_or(tuple.dst_port),
                 proto: tuple.proto,
@@ -191,7 +183,7 @@ pub fn read_flows(batch: &RecordBatch) -> Result<FlowRead, CorrelateError> {
             continue;
         }
         let exporter = (
-            addr(sampler, i).unwrap_or([0; 16]),
+            address(sampler, i).unwrap_or([0; 16]),
             get(domain, i).unwrap_or(0),
         );
         let point = match get(point, i) {
