@@ -350,11 +350,8 @@ impl FlowBatchBuilder {
     #[inline]
     pub fn append(&mut self, row: &FlowRecord) {
         self.open_columns(ALL_COLUMNS);
-        if self.other_offsets.is_empty() {
-            self.other_offsets.push(0);
-        }
         self.columns.append(row);
-        self.other_offsets.push(self.other_len);
+        self.end_record();
     }
 
     /// Records completed since the last `finish`.
@@ -414,15 +411,13 @@ impl FlowBatchBuilder {
     /// the unnamed elements pushed since the last record belong to it.
     #[inline]
     pub fn end_record(&mut self) {
-        if self.other_offsets.is_empty() {
-            self.other_offsets.push(0);
-        }
-        self.other_offsets.push(self.other_len);
+        self.end_records(1);
     }
 
-    /// Ends `n` records that have no unnamed elements (one call for a whole
-    /// set of them rather than one per record).
-    pub fn end_records_without_others(&mut self, n: usize) {
+    /// Ends `n` records, the unnamed elements pushed since the last record
+    /// in the first of them (one call for a set of records without any,
+    /// rather than one per record).
+    pub fn end_records(&mut self, n: usize) {
         if self.other_offsets.is_empty() {
             self.other_offsets.push(0);
         }

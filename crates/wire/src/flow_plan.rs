@@ -138,11 +138,9 @@ pub(crate) struct FlowPlan {
     /// Columns appended from the scratch row after each record.
     pub scratch_columns: Vec<usize>,
     /// Columns the template fills, a bit each in schema order (see
-    /// `FlowBatchBuilder::open_columns`).
+    /// `FlowBatchBuilder::open_columns`); the others get nulls once per set,
+    /// if an earlier template of the batch opened them.
     pub filled_columns: u128,
-    /// Columns nothing in the template fills: nulls, once per set, in those
-    /// that earlier templates of the batch opened.
-    pub null_columns: u128,
     /// IP version when the template's addresses are of one family and it has no ipVersion field.
     pub ip_version: Option<u8>,
     /// The record carries its own sampling fields (else the rate is per set).
@@ -231,13 +229,9 @@ impl FlowPlan {
             }
         }
         let scratch_columns: Vec<usize> = (0..FLOW_FIELDS.len()).filter(|&i| scratch[i]).collect();
-        let mask = |pick: &dyn Fn(usize) -> bool| {
-            (0..FLOW_FIELDS.len())
-                .filter(|&i| pick(i))
-                .fold(0u128, |m, i| m | 1 << i)
-        };
-        let filled_columns = mask(&|i| filled[i]);
-        let null_columns = mask(&|i| !filled[i]);
+        let filled_columns = (0..FLOW_FIELDS.len())
+            .filter(|&i| filled[i])
+            .fold(0u128, |m, i| m | 1 << i);
         let needs_prepass = steps
             .iter()
             .any(|s| s.spec.length == VARIABLE_LENGTH || s.list);
@@ -255,7 +249,6 @@ impl FlowPlan {
             ops,
             scratch_columns,
             filled_columns,
-            null_columns,
             ip_version,
             record_sampling,
             needs_prepass,

@@ -325,7 +325,7 @@ fn flow_set_columnar(
         offset += width;
     }
     if others.is_empty() {
-        out.flows.end_records_without_others(n);
+        out.flows.end_records(n);
         return n;
     }
     for r in 0..n {
@@ -498,7 +498,7 @@ fn fill_set_columns(
         cols.sampling_rate_source
             .push_repeat(row.sampling_rate_source.unwrap_or(0), n);
     }
-    out.flows.push_nulls_to_open(plan.null_columns, n);
+    out.flows.push_nulls_to_open(!plan.filled_columns, n);
     debug_assert!(out.flows.is_aligned());
 }
 
