@@ -21,7 +21,8 @@ use crate::journey::{Context, Journey, build};
 use crate::nat::NatTable;
 use crate::observe::{ExporterId, Observation, first_hop, read_reports, trajectories};
 use crate::totals::{
-    FlowTotal, NoJourney, TotalsBuffer, TotalsContext, TotalsKey, read_flows, totals_journey,
+    FlowTotal, NoJourney, Pending, TotalsBuffer, TotalsContext, TotalsKey, read_flows,
+    totals_journey,
 };
 
 /// How the correlator cuts time and what it is told about the network.
@@ -313,7 +314,7 @@ impl Correlator {
             .totals
             .take_oldest_over(self.config.max_pending_flow_records);
         self.stats.flow_records_settled_early +=
-            early.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
+            early.iter().map(|(_, p)| p.len() as u64).sum::<u64>();
         out.extend(self.flow_journeys(early));
         // translations and losses older than anything still waiting are done with
         let keep_from = watermark_ns - 10 * self.config.flow_settle_ns;
@@ -336,14 +337,19 @@ impl Correlator {
     /// Journeys from the totals of flows whose records are all in; the
     /// records are grouped again by their inside tuple, as NAT events may
     /// have come after some of them.
-    fn flow_journeys(&mut self, flows: Vec<(TotalsKey, Vec<FlowTotal>)>) -> Vec<Journey> {
-        // without any translation the buffer's grouping stands
+    fn flow_journeys(&mut self, flows: Vec<(TotalsKey, Pending)>) -> Vec<Journey> {
+        // without any translation the buffer's grouping stands, and a flow
+        // of one record is one point: no journey, so not even unpacked
         let groups: Vec<(TotalsKey, Vec<FlowTotal>)> = if self.nat.is_empty() {
             flows
+                .into_iter()
+                .filter(|(_, p)| p.len() > 1)
+                .map(|(k, p)| (k, p.into_records()))
+                .collect()
         } else {
             let mut regrouped: HashMap<TotalsKey, Vec<FlowTotal>, foldhash::fast::RandomState> =
                 HashMap::default();
-            for r in flows.into_iter().flat_map(|(_, v)| v) {
+            for r in flows.into_iter().flat_map(|(_, p)| p.into_records()) {
                 let key = (
                     self.nat.inside(&r.tuple, r.last_ns),
                     self.address_space(r.point),
@@ -359,10 +365,6 @@ impl Correlator {
         };
         let mut journeys = Vec::new();
         for ((_, space), records) in &groups {
-            if records.len() == 1 {
-                // one record is one point
-                continue;
-            }
             match totals_journey(records, *space, &cx) {
                 Ok(j) => journeys.push(j),
                 Err(NoJourney::OnePoint) => {}

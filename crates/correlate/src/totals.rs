@@ -222,7 +222,12 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    fn into_records(self) -> Vec<FlowTotal> {
+    /// Records of the flow.
+    pub fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    pub fn into_records(self) -> Vec<FlowTotal> {
         let mut records = Vec::with_capacity(1 + self.more.len());
         records.push(self.first);
         records.extend(self.more);
@@ -294,7 +299,7 @@ impl TotalsBuffer {
 
     /// Flows whose last record came before `settled_ns` (every point has
     /// had time to export its last record), taken out of the buffer.
-    pub fn take_settled(&mut self, settled_ns: i64) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+    pub fn take_settled(&mut self, settled_ns: i64) -> Vec<(TotalsKey, Pending)> {
         self.take_where(|p| p.last_received_ns < settled_ns)
     }
 
@@ -302,7 +307,7 @@ impl TotalsBuffer {
     /// earliest, taken out until nine tenths of `max` flows remain, so that a
     /// collector at full rate holds a bounded buffer rather than every flow
     /// of the settle time.
-    pub fn take_oldest_over(&mut self, max: usize) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+    pub fn take_oldest_over(&mut self, max: usize) -> Vec<(TotalsKey, Pending)> {
         if self.records <= max {
             return Vec::new();
         }
@@ -321,7 +326,7 @@ impl TotalsBuffer {
         self.take_where(|p| p.last_received_ns <= oldest_kept)
     }
 
-    fn take_where(&mut self, pick: impl Fn(&Pending) -> bool) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+    fn take_where(&mut self, pick: impl Fn(&Pending) -> bool) -> Vec<(TotalsKey, Pending)> {
         let mut taken = Vec::new();
         for (slot, entry) in self.flows.iter_mut().enumerate() {
             if entry.as_ref().is_some_and(|(_, p)| pick(p))
@@ -329,15 +334,14 @@ impl TotalsBuffer {
             {
                 self.slots.remove(&key);
                 self.free.push(slot as u32);
-                let records = p.into_records();
-                self.records -= records.len();
-                taken.push((key, records));
+                self.records -= p.len();
+                taken.push((key, p));
             }
         }
         taken
     }
 
-    pub fn take_all(&mut self) -> Vec<(TotalsKey, Vec<FlowTotal>)> {
+    pub fn take_all(&mut self) -> Vec<(TotalsKey, Pending)> {
         self.take_where(|_| true)
     }
 }
