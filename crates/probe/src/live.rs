@@ -7,8 +7,8 @@
 //! kernel counts (ring full) are read with PACKET_STATISTICS and reported.
 //!
 //! Most of the probe's unsafe code is here: the socket calls, the shared
-//! ring and mapped captures (the flow table's prefetch and zeroed
-//! allocation are the rest, in `table.rs`). The ring is read through raw-pointer volatile accesses
+//! ring and mapped captures (the flow table's zeroed allocation is the
+//! rest, in `table.rs`; prefetches come from `hopscope-memory`). The ring is read through raw-pointer volatile accesses
 //! only for the block status word the kernel and we hand back and forth;
 //! everything else is read from slices of a block we own at that moment.
 
@@ -517,7 +517,7 @@ impl MappedFile {
         let mut at = self.prefetched.get().max(offset & !(LINE - 1));
         let bytes = self.bytes();
         while at < end {
-            crate::table::prefetch(&bytes[at]);
+            hopscope_memory::prefetch(&bytes[at]);
             at += LINE;
         }
         self.prefetched.set(at);

@@ -13,6 +13,8 @@
 
 use std::hash::BuildHasher;
 
+use hopscope_memory::{advise_huge_pages, prefetch};
+
 use crate::cache::{FlowKey, FlowState};
 
 /// Hashes flow keys; seeded per process because keys come from the network
@@ -210,45 +212,6 @@ fn zeroed_slots(slots: usize) -> Vec<(FlowKey, FlowState)> {
         }
         Vec::from_raw_parts(ptr, slots, slots)
     }
-}
-
-/// Asks the kernel to back `slots` with 2 MiB pages where it can.
-#[allow(unsafe_code)]
-fn advise_huge_pages(slots: &[(FlowKey, FlowState)]) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = slots.as_ptr() as usize;
-        let end = start + std::mem::size_of_val(slots);
-        let (first, last) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-        if first < last {
-            // SAFETY: an advice on whole pages inside the table's own
-            // allocation; it changes how the pages are backed, not their contents
-            unsafe {
-                libc::madvise(
-                    first as *mut libc::c_void,
-                    last - first,
-                    libc::MADV_HUGEPAGE,
-                )
-            };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = slots;
-}
-
-/// Asks the processor for the cache line holding `value` (the flow table's
-/// slots, and the mapped capture ahead of its reader).
-#[allow(unsafe_code)]
-pub(crate) fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // a prefetch reads nothing the program sees and never faults
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32T
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use foldhash::fast::FixedState;
-use hashbrown::HashTable;
 use hopscope_schema::Kind;
 
 use super::QueryError;
@@ -248,11 +247,20 @@ pub(crate) fn pack_keys(
             }
             (_, DataType::FixedSizeBinary(16)) => {
                 // the whole address, or its last 4 octets in a narrow layout
-                let data = column.as_fixed_size_binary().value_data();
-                let skip = 16 - field.width;
-                for row in 0..rows {
-                    keys[at(row)..at(row) + field.width]
-                        .copy_from_slice(&data[row * 16 + skip..row * 16 + 16]);
+                // (each width spelled out: a copy of a width known only at
+                // run time is a call to memcpy per row)
+                let values = column
+                    .as_fixed_size_binary()
+                    .value_data()
+                    .as_chunks::<16>()
+                    .0;
+                match field.width {
+                    4 => values.iter().enumerate().for_each(|(row, v)| {
+                        keys[at(row)..at(row) + 4].copy_from_slice(&v[12..]);
+                    }),
+                    _ => values.iter().enumerate().for_each(|(row, v)| {
+                        keys[at(row)..at(row) + 16].copy_from_slice(v);
+                    }),
                 }
             }
             (_, DataType::Utf8) => {
@@ -290,32 +298,54 @@ pub(crate) fn null_flags(keys: &[u8], at: usize) -> u16 {
 /// Maps packed keys to dense group numbers.
 pub(crate) trait GroupIndex: Send {
     /// Group numbers of `rows` keys packed at `stride`; new keys get the
-    /// next numbers.
-    fn assign(&mut self, keys: &[u8], stride: usize, rows: usize, groups: &mut Vec<u32>);
+    /// next numbers. `scanned` is the share of the query's input read so
+    /// far (0 to 1), from which a table sizes itself for the rest.
+    fn assign(
+        &mut self,
+        keys: &[u8],
+        stride: usize,
+        rows: usize,
+        scanned: f64,
+        groups: &mut Vec<u32>,
+    );
     fn len(&self) -> usize;
+    /// How many groups fit before the table grows again: what the groups'
+    /// aggregates reserve, so that they grow when the table does (once
+    /// when it sizes itself for the query) and are not copied at every
+    /// doubling.
+    fn capacity(&self) -> usize;
     /// The key of group `g` (`stride` bytes).
     fn key(&self, g: usize) -> &[u8];
 }
 
-/// Keys in an arena, found through a table of their group numbers: 4 bytes
-/// a slot instead of a whole key, which matters at millions of groups.
+/// Keys in an arena, found through an open-addressing table of 8-octet
+/// slots: the key's 32-bit hash and its group number.
+///
+/// Why not a general map: with millions of groups (a 5-tuple aggregation)
+/// every row's lookup misses the caches. The hashes of a whole batch are
+/// computed first, so the slot of the row [`LOOKAHEAD`] rows on is
+/// prefetched while this one is looked up, and the misses overlap instead
+/// of queueing (a general map does not tell where a key's slot is). The
+/// hash in the slot settles nearly every comparison without reading the
+/// key, and growing reads the slots in order instead of every key.
 struct Table<const N: usize> {
-    slots: HashTable<u32>,
+    /// `hash << 32 | group + 1`, 0 for an empty slot; linear probing.
+    slots: Vec<u64>,
     keys: Chunked<[u8; N]>,
-    /// Each group's table hash: growing the table reads these (4 octets a
-    /// group, mostly in cache) instead of every key (a cache miss each,
-    /// which made rehashing a fifth of a 5-tuple aggregation).
-    hashes: Chunked<u32>,
+    /// The batch's key hashes, computed before any lookup.
+    hashes: Vec<u32>,
     seed: u64,
 }
 
-/// The hash the table files a key under, rebuilt from 32 bits: the table
-/// indexes by the low bits and tags by the top seven, so both halves carry
-/// the same 32 bits (tables beyond 2^25 slots see tags and index overlap,
-/// which costs some key comparisons, not correctness).
-fn table_hash(h32: u32) -> u64 {
-    u64::from(h32) * 0x0000_0001_0000_0001
-}
+/// How many rows ahead of its lookup a row's slot is prefetched: enough to
+/// cover a memory access, few enough that the line is still cached.
+const LOOKAHEAD: usize = 16;
+/// The most a table holds before it grows, as a fraction of its slots:
+/// linear probing stays short below three quarters full.
+const MAX_LOAD: (usize, usize) = (3, 4);
+/// A table sizes itself for the whole query once this share of the input
+/// is read; guesses from fewer rows are too rough.
+const PROJECT_AFTER: f64 = 0.1;
 
 /// A vector in fixed chunks of 65,536 values: growing it never moves what
 /// is there, so a table of millions of groups holds one copy of its keys
@@ -379,32 +409,95 @@ pub(crate) fn key_seed() -> u64 {
     *SEED
 }
 
+impl<const N: usize> Table<N> {
+    fn new() -> Self {
+        Self {
+            slots: vec![0; 1024],
+            keys: Chunked::new(),
+            hashes: Vec::new(),
+            seed: key_seed(),
+        }
+    }
+
+    /// Makes room for `rows` more groups. Past [`PROJECT_AFTER`] of the
+    /// input, it sizes the table for the groups the whole query will have
+    /// at the rate they have come so far (at most 8 times the room needed
+    /// now, as groups may stop coming): a table grown by doubling alone
+    /// rehashes twice its final size on the way.
+    fn make_room(&mut self, rows: usize, scanned: f64) {
+        let needed = self.keys.len + rows;
+        if needed * MAX_LOAD.1 <= self.slots.len() * MAX_LOAD.0 {
+            return;
+        }
+        let projected = if scanned >= PROJECT_AFTER {
+            ((self.keys.len as f64 / scanned) as usize).min(needed * 8)
+        } else {
+            0
+        };
+        let slots = (needed.max(projected) * MAX_LOAD.1 / MAX_LOAD.0)
+            .next_power_of_two()
+            .max(self.slots.len() * 2);
+        // zeroed by the kernel as pages are first touched
+        let old = std::mem::replace(&mut self.slots, vec![0; slots]);
+        hopscope_memory::advise_huge_pages(&self.slots);
+        let mask = slots - 1;
+        for slot in old.into_iter().filter(|&s| s != 0) {
+            let mut i = (slot >> 32) as usize & mask;
+            while self.slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = slot;
+        }
+    }
+}
+
 impl<const N: usize> GroupIndex for Table<N> {
-    fn assign(&mut self, keys: &[u8], stride: usize, rows: usize, groups: &mut Vec<u32>) {
+    fn assign(
+        &mut self,
+        keys: &[u8],
+        stride: usize,
+        rows: usize,
+        scanned: f64,
+        groups: &mut Vec<u32>,
+    ) {
+        self.make_room(rows, scanned);
+        let key_at = |row: usize| -> [u8; N] {
+            keys[row * stride..row * stride + N]
+                .try_into()
+                .expect("stride is N")
+        };
+        let seed = self.seed;
+        self.hashes.clear();
+        self.hashes
+            .extend((0..rows).map(|row| key_hash(seed, &key_at(row)) as u32));
         let Table {
             slots,
             keys: arena,
             hashes,
-            seed,
+            ..
         } = self;
-        let seed = *seed;
+        let mask = slots.len() - 1;
         groups.clear();
         groups.reserve(rows);
-        for row in 0..rows {
-            let key: [u8; N] = keys[row * stride..row * stride + N]
-                .try_into()
-                .expect("stride is N");
-            let h32 = key_hash(seed, &key) as u32;
-            let hash = table_hash(h32);
-            let group = match slots.find(hash, |&g| *arena.get(g as usize) == key) {
-                Some(&g) => g,
-                None => {
+        for (row, &hash) in hashes.iter().enumerate() {
+            if let Some(&ahead) = hashes.get(row + LOOKAHEAD) {
+                hopscope_memory::prefetch(&slots[ahead as usize & mask]);
+            }
+            let key = key_at(row);
+            let mut i = hash as usize & mask;
+            let group = loop {
+                let slot = slots[i];
+                if slot == 0 {
                     let g = arena.len as u32;
                     arena.push(key);
-                    hashes.push(h32);
-                    slots.insert_unique(hash, g, |&g| table_hash(*hashes.get(g as usize)));
-                    g
+                    slots[i] = u64::from(hash) << 32 | u64::from(g + 1);
+                    break g;
                 }
+                let g = (slot as u32).wrapping_sub(1);
+                if (slot >> 32) as u32 == hash && *arena.get(g as usize) == key {
+                    break g;
+                }
+                i = (i + 1) & mask;
             };
             groups.push(group);
         }
@@ -412,6 +505,10 @@ impl<const N: usize> GroupIndex for Table<N> {
 
     fn len(&self) -> usize {
         self.keys.len
+    }
+
+    fn capacity(&self) -> usize {
+        self.slots.len() / MAX_LOAD.1 * MAX_LOAD.0
     }
 
     fn key(&self, g: usize) -> &[u8] {
@@ -434,12 +531,7 @@ macro_rules! tables {
         /// A table for keys packed `stride` octets apart (a [`key_stride`]).
         pub(crate) fn group_index(stride: usize) -> Box<dyn GroupIndex> {
             match stride {
-                $($n => Box::new(Table::<$n> {
-                    slots: HashTable::new(),
-                    keys: Chunked::new(),
-                    hashes: Chunked::new(),
-                    seed: key_seed(),
-                }),)*
+                $($n => Box::new(Table::<$n>::new()),)*
                 other => unreachable!("no table for keys {other} octets apart"),
             }
         }
@@ -480,4 +572,61 @@ pub(crate) fn for_each_u64(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys drawn with repeats, in batches of uneven sizes, while the share
+    /// scanned rises: the table must number groups as a map numbering keys
+    /// in the order first seen would, through every growth and the jump to
+    /// its projected size.
+    #[test]
+    fn numbers_groups_as_a_map_would_through_growth() {
+        const N: usize = 16;
+        let mut table = Table::<N>::new();
+        let mut map: HashMap<[u8; N], u32> = HashMap::new();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let batches = 60;
+        let mut groups = Vec::new();
+        for batch in 0..batches {
+            let rows = 1 + (next() % 9000) as usize;
+            let mut keys = vec![0u8; rows * N];
+            for key in keys.chunks_exact_mut(N) {
+                // about half the keys repeat earlier ones
+                let k = next() % 200_000;
+                key[..8].copy_from_slice(&k.to_le_bytes());
+                key[8..].copy_from_slice(&(k * 31).to_le_bytes());
+            }
+            let scanned = batch as f64 / batches as f64;
+            table.assign(&keys, N, rows, scanned, &mut groups);
+            assert_eq!(groups.len(), rows);
+            for (key, &g) in keys.chunks_exact(N).zip(&groups) {
+                let key: [u8; N] = key.try_into().unwrap();
+                let fresh = map.len() as u32;
+                assert_eq!(*map.entry(key).or_insert(fresh), g);
+                assert_eq!(table.key(g as usize), key);
+            }
+            assert_eq!(table.len(), map.len());
+            assert!(table.capacity() >= table.len());
+        }
+        assert!(map.len() > 100_000, "the table grew many times");
+    }
+
+    #[test]
+    fn narrower_keys_than_the_stride_are_read_at_the_stride() {
+        let mut table = Table::<4>::new();
+        let keys = [1, 0, 0, 0, 9, 9, 2, 0, 0, 0, 8, 8, 1, 0, 0, 0, 7, 7];
+        let mut groups = Vec::new();
+        table.assign(&keys, 6, 3, 0.0, &mut groups);
+        assert_eq!(groups, [0, 1, 0]);
+        assert_eq!(table.key(1), [2, 0, 0, 0]);
+    }
 }
