@@ -156,6 +156,8 @@ fn publish(c: &Correlator, metrics: &Metrics) {
         .store(s.flows_unfinished, Ordering::Relaxed);
     j.flow_records_settled_early
         .store(s.flow_records_settled_early, Ordering::Relaxed);
+    j.flow_records_unshared
+        .store(s.flow_records_unshared, Ordering::Relaxed);
     j.windows.store(s.windows, Ordering::Relaxed);
     j.journeys.store(s.journeys, Ordering::Relaxed);
     j.pending.store(c.pending() as u64, Ordering::Relaxed);

@@ -79,7 +79,7 @@ fn describe(s: &Status) -> String {
         out,
         "correlator: {} journeys in {} windows from {} reports ({} matched) and {} flow records; \
          not used: {} late, {} incomplete, {} link-scoped reports, {} unusable flow records, {} unfinished flows, \
-         {} flow records compared early (buffer full); \
+         {} flow records compared early (buffer full), {} flow records of points sharing no flows; \
          {} waiting, {} write errors",
         j.journeys,
         j.windows,
@@ -92,6 +92,7 @@ fn describe(s: &Status) -> String {
         j.flow_records_unusable,
         j.flows_unfinished,
         j.flow_records_settled_early,
+        j.flow_records_unshared,
         j.pending,
         j.write_errors
     );

@@ -52,8 +52,11 @@ pub struct JourneyCounters {
     pub flow_records: AtomicU64,
     /// Flow records that cannot count (sampled, no time or packets).
     pub flow_records_unusable: AtomicU64,
-    /// Flows seen at several points whose end some point never exported.
+    /// Flows seen at several points whose records are not all in (some
+    /// point never exported the end, or let its first records go).
     pub flows_unfinished: AtomicU64,
+    /// Flow records not held: their point shares no flow seen with another.
+    pub flow_records_unshared: AtomicU64,
     /// Flow records compared before their settle time (the buffer was full).
     pub flow_records_settled_early: AtomicU64,
     pub windows: AtomicU64,
@@ -80,6 +83,8 @@ pub struct JourneyStatus {
     pub flows_unfinished: u64,
     #[serde(default)]
     pub flow_records_settled_early: u64,
+    #[serde(default)]
+    pub flow_records_unshared: u64,
     pub windows: u64,
     pub journeys: u64,
     pub pending: u64,
@@ -254,6 +259,7 @@ impl Metrics {
                     flow_records_unusable: l(&j.flow_records_unusable),
                     flows_unfinished: l(&j.flows_unfinished),
                     flow_records_settled_early: l(&j.flow_records_settled_early),
+                    flow_records_unshared: l(&j.flow_records_unshared),
                     windows: l(&j.windows),
                     journeys: l(&j.journeys),
                     pending: l(&j.pending),
@@ -540,8 +546,13 @@ impl Status {
             ),
             (
                 "correlator_flows_unfinished_total",
-                "Flows seen at several points dropped because some point never exported the record that ends them.",
+                "Flows seen at several points dropped because some point's records of them are not all in.",
                 &j.flows_unfinished,
+            ),
+            (
+                "correlator_flow_records_unshared_total",
+                "Flow records not held for totals: their point shares no flow seen with another point.",
+                &j.flow_records_unshared,
             ),
             (
                 "correlator_flow_records_settled_early_total",

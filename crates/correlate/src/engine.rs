@@ -20,6 +20,7 @@ use crate::clock::{ClockOffset, ClockSamples, offsets};
 use crate::journey::{Context, Journey, build};
 use crate::nat::NatTable;
 use crate::observe::{ExporterId, Observation, first_hop, read_reports, trajectories};
+use crate::sharing::Sharing;
 use crate::totals::{
     FlowTotal, NoJourney, Pending, TotalsBuffer, TotalsContext, TotalsKey, read_flows,
     totals_journey,
@@ -59,6 +60,10 @@ pub struct CorrelatorConfig {
     /// whose last record is oldest are compared early (and counted), so a
     /// collector at a million flows a second does not hold 30 seconds of them.
     pub max_pending_flow_records: usize,
+    /// Flow records held below which every record is held; above, only
+    /// those of points seen sharing flows with another point, and a sample
+    /// (see the `sharing` module).
+    pub hold_all_flow_records_below: usize,
 }
 
 impl Default for CorrelatorConfig {
@@ -75,6 +80,7 @@ impl Default for CorrelatorConfig {
             address_spaces: HashMap::new(),
             flow_settle_ns: 30_000_000_000,
             max_pending_flow_records: 1_000_000,
+            hold_all_flow_records_below: 100_000,
         }
     }
 }
@@ -98,9 +104,15 @@ pub struct CorrelatorStats {
     pub flow_records: u64,
     /// Flow records that cannot count: sampled, or without time or packets.
     pub flow_records_unusable: u64,
-    /// Flows seen at several points, dropped because some point never
-    /// exported the record that ends it.
+    /// Flows seen at several points, dropped because some point's records
+    /// of it are not all in: it never exported the record that ends the
+    /// flow, or its first records were let go before it was seen sharing
+    /// flows.
     pub flows_unfinished: u64,
+    /// Flow records not held for totals: their point shares no flow with
+    /// another point that the correlator has seen, so no journey can come
+    /// of them (only while many records are held).
+    pub flow_records_unshared: u64,
     /// Flow records compared before their settle time because the buffer
     /// was full (`max_pending_flow_records`): a later record of theirs
     /// finds them gone.
@@ -146,6 +158,8 @@ pub struct Correlator {
     nat: NatTable,
     /// Flow records waiting until every point has exported its last one.
     totals: TotalsBuffer,
+    /// Which points' flow records are worth holding.
+    sharing: Sharing,
     pub stats: CorrelatorStats,
 }
 
@@ -159,6 +173,10 @@ impl Correlator {
             .collect();
         Self {
             totals: TotalsBuffer::with_capacity(config.max_pending_flow_records),
+            sharing: Sharing::new(
+                config.hold_all_flow_records_below,
+                config.max_path_delay_ns + config.lateness_ns,
+            ),
             config,
             buffer: Vec::new(),
             closed_until: i64::MIN,
@@ -269,9 +287,19 @@ impl Correlator {
         for r in read.totals {
             if r.tuple.is_link_scoped() {
                 self.stats.link_scoped += 1;
-            } else {
-                let space = self.address_space(r.point);
-                self.totals.add(r, &self.nat, space);
+                continue;
+            }
+            let key = (
+                self.nat.inside(&r.tuple, r.last_ns),
+                self.address_space(r.point),
+            );
+            if !self.sharing.holds(&key, r.point, self.totals.len()) {
+                self.stats.flow_records_unshared += 1;
+                continue;
+            }
+            let this = (r.point, r.last_ns);
+            if let Some(other) = self.totals.add(key, r) {
+                self.sharing.met([other, this]);
             }
         }
         Ok(())
@@ -364,8 +392,9 @@ impl Correlator {
             telemetry: &self.telemetry,
         };
         let mut journeys = Vec::new();
-        for ((_, space), records) in &groups {
-            match totals_journey(records, *space, &cx) {
+        for (key, records) in &groups {
+            match totals_journey(records, key.1, &cx) {
+                Ok(_) if !self.sharing.complete(key, records) => self.stats.flows_unfinished += 1,
                 Ok(j) => journeys.push(j),
                 Err(NoJourney::OnePoint) => {}
                 Err(NoJourney::Unfinished) => self.stats.flows_unfinished += 1,

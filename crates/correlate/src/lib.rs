@@ -28,6 +28,7 @@ pub mod key;
 mod loss;
 mod nat;
 mod observe;
+mod sharing;
 mod summary;
 mod totals;
 

@@ -3,7 +3,8 @@
 //! by an active timeout or a full cache), the packets counted at one point
 //! and missing at the next were lost between them. This needs no packet
 //! selection at all, so it works on routers' own NetFlow and IPFIX; records
-//! from both sides of a NAT are joined through the [`NatTable`].
+//! from both sides of a NAT are joined through the
+//! [`NatTable`](crate::nat::NatTable).
 
 use std::collections::HashMap;
 
@@ -17,7 +18,6 @@ use crate::engine::TelemetryLoss;
 use crate::input::{address, column};
 use crate::journey::{Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
 use crate::key::FlowTuple;
-use crate::nat::NatTable;
 use crate::observe::ExporterId;
 
 /// flowEndReason values after which a point has seen the whole flow.
@@ -269,15 +269,21 @@ impl TotalsBuffer {
         self.records
     }
 
-    pub fn add(&mut self, record: FlowTotal, nat: &NatTable, address_space: u16) {
-        let key = (nat.inside(&record.tuple, record.last_ns), address_space);
+    /// Adds a record of the flow `key`. When the flow held a record of
+    /// another point, that record's point and last packet time: the two
+    /// points share flows.
+    pub fn add(&mut self, key: TotalsKey, record: FlowTotal) -> Option<(u64, i64)> {
         self.records += 1;
         if let Some(&slot) = self.slots.get(&key)
             && let Some((_, p)) = &mut self.flows[slot as usize]
         {
+            let other = std::iter::once(&p.first)
+                .chain(&p.more)
+                .find(|r| r.point != record.point)
+                .map(|r| (r.point, r.last_ns));
             p.last_received_ns = p.last_received_ns.max(record.received_ns);
             p.more.push(record);
-            return;
+            return other;
         }
         let pending = Pending {
             first: record,
@@ -295,6 +301,7 @@ impl TotalsBuffer {
             }
         };
         self.slots.insert(key, slot);
+        None
     }
 
     /// Flows whose last record came before `settled_ns` (every point has
@@ -555,13 +562,15 @@ mod tests {
 
     #[test]
     fn a_full_buffer_gives_up_its_oldest_flows_and_counts_its_records() {
-        let nat = NatTable::default();
         let mut b = TotalsBuffer::default();
+        let key = |r: &FlowTotal| (r.tuple, 0);
         for n in 0..100u16 {
-            b.add(record(n, i64::from(n)), &nat, 0);
+            let r = record(n, i64::from(n));
+            assert_eq!(b.add(key(&r), r), None);
         }
         // flow 3 seen at a second record, late: it is among the newest
-        b.add(record(3, 1000), &nat, 0);
+        let late = record(3, 1000);
+        assert_eq!(b.add(key(&late), late), None, "the same point");
         assert_eq!(b.len(), 101);
         assert!(b.take_oldest_over(200).is_empty());
         let taken = b.take_oldest_over(50);

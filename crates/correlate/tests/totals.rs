@@ -4,14 +4,24 @@
 
 use std::collections::HashMap;
 
-use hopscope_correlate::{Correlator, CorrelatorConfig, Journey, summarize_segments};
+use hopscope_correlate::{
+    Correlator, CorrelatorConfig, CorrelatorStats, Journey, summarize_segments,
+};
 use hopscope_probe::SelectorConfig;
 use hopscope_simulate::{Run, Scenario, nat_event_batch, probe_reports, simulate};
 
 fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
+    totals_run(run, nat_events, CorrelatorConfig::default()).0
+}
+
+fn totals_run(
+    run: &Run,
+    nat_events: bool,
+    config: CorrelatorConfig,
+) -> (Vec<Journey>, CorrelatorStats) {
     let mut c = Correlator::new(CorrelatorConfig {
         partitions: 2,
-        ..CorrelatorConfig::default()
+        ..config
     });
     if nat_events {
         c.add_flows(&nat_event_batch(&run.nat_bindings).unwrap())
@@ -21,10 +31,12 @@ fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
         c.set_name(p.point, &p.name);
         c.add_flows(&p.flows).unwrap();
     }
-    c.finish()
+    let journeys = c
+        .finish()
         .into_iter()
         .filter(|j| j.flags.contains(&"flow-totals"))
-        .collect()
+        .collect();
+    (journeys, c.stats)
 }
 
 /// Lost per (from, to) over the journeys.
@@ -109,4 +121,39 @@ fn nat_events_join_the_records_of_both_sides() {
         by[&(names[2].clone(), names[1].clone())].0,
         run.truth.reverse[1].lost
     );
+}
+
+/// With the buffer holding only the records of points known to share flows
+/// (here from the first record on, and each point's records arriving all
+/// at once: the worst order for learning), fewer flows become journeys,
+/// and each that does is the journey the whole buffer gives.
+#[test]
+fn holding_only_shared_points_never_changes_a_journey() {
+    let mut s = Scenario::chain(13);
+    s.links[1].loss = 0.05;
+    let run = simulate(&s).unwrap();
+    let (all, _) = totals_run(&run, false, CorrelatorConfig::default());
+    let (gated, stats) = totals_run(
+        &run,
+        false,
+        CorrelatorConfig {
+            hold_all_flow_records_below: 0,
+            ..CorrelatorConfig::default()
+        },
+    );
+    assert!(stats.flow_records_unshared > 0);
+    assert!(
+        !gated.is_empty() && gated.len() < all.len(),
+        "{} of {}",
+        gated.len(),
+        all.len()
+    );
+    let summary = |j: &Journey| {
+        let hops: Vec<String> = j.hops.iter().map(|h| h.points[0].name.clone()).collect();
+        (j.tuple, j.first_ns, hops, j.packets, j.delivered, j.lost)
+    };
+    let whole: Vec<_> = all.iter().map(summary).collect();
+    for j in &gated {
+        assert!(whole.contains(&summary(j)), "{:?}", summary(j));
+    }
 }
