@@ -85,6 +85,23 @@ count_goflow2() {
 # the pid of the collector under /usr/bin/time
 collector_pid() { pgrep -P "$1" | head -n 1; }
 
+# stop TIMER_PID: TERM to the collector, and after 10 s KILL to it and its
+# children (nfacctd's print plugin outlives a TERM to its core process)
+stop_collector() {
+    local timer=$1 pid
+    pid=$(collector_pid "$timer")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 20); do
+        kill -0 "$timer" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "$timer" 2>/dev/null; then
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$timer" 2>/dev/null || true
+}
+
 ingest() {
     local tool=$1 rate=$2 dir="$WORK/ingest/$1-$2"
     rm -rf "$dir"; mkdir -p "$dir"
@@ -94,8 +111,7 @@ ingest() {
     local records=$((rate * SECONDS_PER_RATE))
     "$BLAST" --to "127.0.0.1:$PORT" --records "$records" --rate "$rate" --seed "$rate" >"$dir/sent"
     sleep 4 # let each collector drain its buffers and write
-    kill -TERM "$(collector_pid "$timer")" 2>/dev/null || true
-    wait "$timer" 2>/dev/null || true
+    stop_collector "$timer"
     local stored
     stored=$("count_$tool" "$dir")
     read -r user sys rss < <(tail -n 1 "$dir/time")

@@ -49,17 +49,32 @@ impl JourneyParams {
     }
 }
 
-/// A journey's id: its first observation time and its Community ID (hex),
-/// enough to find it again in one partition of the store.
-fn journey_id(time_ns: i64, community_id: &str) -> String {
+/// A journey's id: its first observation time, its Community ID (hex) and
+/// a hash of what tells apart the journeys of one flow that begin at the
+/// same nanosecond (its two directions share the Community ID; its packet
+/// and its flow-totals journeys may share the first packet): enough to
+/// find it again in one partition of the store, from its row alone.
+fn journey_id(time_ns: i64, row: &Value) -> String {
+    let community_id = row["community_id"].as_str().unwrap_or("");
     let hex: String = community_id.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{time_ns}-{hex}")
+    // FNV-1a over the fields' JSON: stable across builds and processes
+    let mut variant: u32 = 0x811c_9dc5;
+    for field in [
+        "src_addr", "dst_addr", "src_port", "dst_port", "path", "flags",
+    ] {
+        for b in row[field].to_string().bytes().chain([0]) {
+            variant = (variant ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    format!("{time_ns}-{hex}-{variant:08x}")
 }
 
+/// The time and Community ID an id names (what the store is searched by).
 fn parse_id(id: &str) -> Option<(i64, String)> {
-    let (time, hex) = id.split_once('-')?;
-    let time: i64 = time.parse().ok()?;
-    if hex.len() % 2 != 0 {
+    let mut parts = id.split('-');
+    let time: i64 = parts.next()?.parse().ok()?;
+    let hex = parts.next()?;
+    if hex.len() % 2 != 0 || parts.next().is_some_and(|v| v.len() != 8) || parts.next().is_some() {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())
@@ -161,16 +176,15 @@ pub(crate) async fn list(
 
 /// JSON rows, each with its `id`.
 fn rows_with_ids(batch: &RecordBatch) -> Vec<Value> {
-    let times = batch
-        .column_by_name("time_received_ns")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
-    let ids = batch
-        .column_by_name("community_id")
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
     let mut rows = json_rows(batch);
-    if let (Some(times), Some(ids)) = (times, ids) {
-        for (i, row) in rows.iter_mut().enumerate() {
-            row["id"] = json!(journey_id(times.value(i), ids.value(i)));
+    // the time as stored, not as rendered
+    if let Some(times) = batch
+        .column_by_name("time_received_ns")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+    {
+        for (row, &time_ns) in rows.iter_mut().zip(times.values()) {
+            let id = journey_id(time_ns, row);
+            row["id"] = json!(id);
         }
     }
     rows
@@ -184,6 +198,7 @@ pub(crate) async fn one(
     let (time, community_id) = parse_id(&id)
         .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a journey id")))?;
     let store = state.store.clone();
+    let wanted = id.clone();
     let found = blocking(move || {
         let columns: Vec<&str> = hopscope_schema::JOURNEY_FIELDS
             .iter()
@@ -195,8 +210,12 @@ pub(crate) async fn one(
                 .column_by_name("community_id")
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
                 .ok_or_else(|| ApiError::internal("journeys without community_id"))?;
-            if let Some(i) = (0..ids.len()).find(|&i| ids.value(i) == community_id) {
-                let mut row = rows_with_ids(&b.slice(i, 1)).remove(0);
+            let candidates = (0..ids.len()).filter(|&i| ids.value(i) == community_id);
+            // an id from before ids had a variant names the first candidate
+            let found = candidates
+                .map(|i| rows_with_ids(&b.slice(i, 1)).remove(0))
+                .find(|row| row["id"] == wanted.as_str() || wanted.matches('-').count() == 1);
+            if let Some(mut row) = found {
                 let detail = row["detail"]
                     .as_str()
                     .and_then(|d| serde_json::from_str::<Value>(d).ok());
@@ -251,17 +270,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_round_trip() {
-        let id = journey_id(1_795_669_501_523_325_620, "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+    fn ids_round_trip_and_tell_apart_the_journeys_of_one_flow() {
+        let time = 1_795_669_501_523_325_620;
+        let row = json!({
+            "community_id": "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
+            "src_addr": "10.0.0.1", "dst_addr": "10.0.0.2",
+            "src_port": 40000, "dst_port": 443,
+            "path": "r1 > r2", "flags": "",
+        });
+        let id = journey_id(time, &row);
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         assert_eq!(
             parse_id(&id),
-            Some((
-                1_795_669_501_523_325_620,
-                "1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into()
-            ))
+            Some((time, "1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into()))
         );
+        // the other direction, and the flow-totals journey of the same flow
+        let mut reverse = row.clone();
+        reverse["src_addr"] = json!("10.0.0.2");
+        reverse["dst_addr"] = json!("10.0.0.1");
+        let mut totals = row.clone();
+        totals["flags"] = json!("flow-totals");
+        assert_ne!(journey_id(time, &reverse), id);
+        assert_ne!(journey_id(time, &totals), id);
+        assert_eq!(journey_id(time, &row.clone()), id);
+        // ids without a variant, from before, still name a flow
+        assert_eq!(parse_id("12-3132").map(|(t, _)| t), Some(12));
         assert_eq!(parse_id("12-zz"), None);
+        assert_eq!(parse_id("12-3132-abc"), None);
         assert_eq!(parse_id("nope"), None);
     }
 }
