@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use arrow_array::Array;
-use hopscope_collector::{Committed, Metrics};
+use hopscope_collector::{Committed, Metrics, Published};
 use hopscope_correlate::{
     Correlator, CorrelatorConfig, DelayStats, Journey, journeys_to_batch, summarize_segments,
 };
@@ -141,26 +141,95 @@ fn write_journeys(store: &Store, journeys: &[Journey], metrics: &Metrics) {
     }
 }
 
-fn publish(c: &Correlator, metrics: &Metrics) {
-    let j = &metrics.journeys;
+/// The correlator's counters to `/metrics` and `hopscope status`: the one
+/// place each is named (its status key, metric and help).
+pub(crate) fn publish(c: &Correlator, metrics: &Metrics) {
     let s = c.stats;
-    j.reports.store(s.reports, Ordering::Relaxed);
-    j.matched.store(s.matched, Ordering::Relaxed);
-    j.late.store(s.late, Ordering::Relaxed);
-    j.incomplete.store(s.incomplete, Ordering::Relaxed);
-    j.link_scoped.store(s.link_scoped, Ordering::Relaxed);
-    j.flow_records.store(s.flow_records, Ordering::Relaxed);
-    j.flow_records_unusable
-        .store(s.flow_records_unusable, Ordering::Relaxed);
-    j.flows_unfinished
-        .store(s.flows_unfinished, Ordering::Relaxed);
-    j.flow_records_settled_early
-        .store(s.flow_records_settled_early, Ordering::Relaxed);
-    j.flow_records_unshared
-        .store(s.flow_records_unshared, Ordering::Relaxed);
-    j.windows.store(s.windows, Ordering::Relaxed);
-    j.journeys.store(s.journeys, Ordering::Relaxed);
-    j.pending.store(c.pending() as u64, Ordering::Relaxed);
+    let counter = |key, metric, help, value| Published {
+        key,
+        metric,
+        help,
+        gauge: false,
+        value,
+    };
+    metrics.journeys.publish(vec![
+        counter(
+            "reports",
+            "correlator_reports_total",
+            "Packet reports given to the correlator.",
+            s.reports,
+        ),
+        counter(
+            "matched",
+            "correlator_reports_matched_total",
+            "Reports joined with another point's report of the same packet.",
+            s.matched,
+        ),
+        counter(
+            "late",
+            "correlator_reports_late_total",
+            "Reports for windows already closed (not used).",
+            s.late,
+        ),
+        counter(
+            "incomplete",
+            "correlator_reports_incomplete_total",
+            "Reports without point, time or digest (not used).",
+            s.incomplete,
+        ),
+        counter(
+            "link_scoped",
+            "correlator_reports_link_scoped_total",
+            "Reports of link-local or link-scoped multicast packets, which never cross a router (not used).",
+            s.link_scoped,
+        ),
+        counter(
+            "flow_records",
+            "correlator_flow_records_total",
+            "Flow records read for whole-flow totals.",
+            s.flow_records,
+        ),
+        counter(
+            "flow_records_unusable",
+            "correlator_flow_records_unusable_total",
+            "Flow records that cannot count for totals: sampled, or without time or packets.",
+            s.flow_records_unusable,
+        ),
+        counter(
+            "flows_unfinished",
+            "correlator_flows_unfinished_total",
+            "Flows seen at several points dropped because some point's records of them are not all in.",
+            s.flows_unfinished,
+        ),
+        counter(
+            "flow_records_settled_early",
+            "correlator_flow_records_settled_early_total",
+            "Flow records compared before their settle time because the correlator's buffer was full.",
+            s.flow_records_settled_early,
+        ),
+        counter(
+            "flow_records_unshared",
+            "correlator_flow_records_unshared_total",
+            "Flow records not held for totals: their point shares no flow seen with another point.",
+            s.flow_records_unshared,
+        ),
+        counter("windows", "correlator_windows_total", "Windows closed.", s.windows),
+        counter(
+            "journeys",
+            "correlator_journeys_total",
+            "Journeys written.",
+            s.journeys,
+        ),
+        Published {
+            gauge: true,
+            ..counter(
+                "pending",
+                "correlator_reports_pending",
+                "Reports and flow records waiting for their window to close or their flow to settle.",
+                c.pending() as u64,
+            )
+        },
+    ]);
 }
 
 /// `hopscope journeys`: rebuild journeys from the stored packet reports of

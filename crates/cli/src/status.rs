@@ -74,27 +74,28 @@ fn describe(s: &Status) -> String {
         st.flush_errors,
         st.rows_dropped
     );
-    let j = &s.journeys;
+    // a counter the correlator has not published (or does not run) is 0
+    let j = |key: &str| s.journeys.get(key).copied().unwrap_or(0);
     let _ = writeln!(
         out,
         "correlator: {} journeys in {} windows from {} reports ({} matched) and {} flow records; \
          not used: {} late, {} incomplete, {} link-scoped reports, {} unusable flow records, {} unfinished flows, \
          {} flow records compared early (buffer full), {} flow records of points sharing no flows; \
          {} waiting, {} write errors",
-        j.journeys,
-        j.windows,
-        j.reports,
-        j.matched,
-        j.flow_records,
-        j.late,
-        j.incomplete,
-        j.link_scoped,
-        j.flow_records_unusable,
-        j.flows_unfinished,
-        j.flow_records_settled_early,
-        j.flow_records_unshared,
-        j.pending,
-        j.write_errors
+        j("journeys"),
+        j("windows"),
+        j("reports"),
+        j("matched"),
+        j("flow_records"),
+        j("late"),
+        j("incomplete"),
+        j("link_scoped"),
+        j("flow_records_unusable"),
+        j("flows_unfinished"),
+        j("flow_records_settled_early"),
+        j("flow_records_unshared"),
+        j("pending"),
+        j("write_errors")
     );
     let _ = writeln!(
         out,
@@ -144,12 +145,41 @@ mod tests {
     #[test]
     fn the_correlators_counts_are_shown() {
         let mut s = Status::default();
-        s.journeys.journeys = 12;
-        s.journeys.link_scoped = 3;
-        s.journeys.flows_unfinished = 2;
+        s.journeys.insert("journeys".into(), 12);
+        s.journeys.insert("link_scoped".into(), 3);
+        s.journeys.insert("flows_unfinished".into(), 2);
         let text = describe(&s);
         assert!(text.contains("correlator: 12 journeys"), "{text}");
         assert!(text.contains("3 link-scoped reports"), "{text}");
         assert!(text.contains("2 unfinished flows"), "{text}");
+    }
+
+    /// The counters are named by string where they are published and where
+    /// they are shown: a name shown must be one published (a misspelt one
+    /// would read 0 forever), and every one published must reach `/metrics`.
+    #[test]
+    fn every_counter_shown_is_published() {
+        let metrics = hopscope_collector::Metrics::default();
+        let correlator = hopscope_correlate::Correlator::new(Default::default());
+        crate::journeys::publish(&correlator, &metrics);
+        let status = metrics.status(0);
+        let source = include_str!("status.rs");
+        let shown: Vec<&str> = source
+            .split("j(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"').map(|(key, _)| key))
+            .collect();
+        assert!(shown.len() >= 14, "{shown:?}");
+        for key in shown {
+            assert!(status.journeys.contains_key(key), "{key} is not published");
+        }
+        let text = status.prometheus();
+        for c in &status.journey_counters {
+            assert!(
+                text.contains(&format!("hopscope_{} ", c.metric)),
+                "{}",
+                c.metric
+            );
+        }
     }
 }

@@ -33,7 +33,7 @@ use hopscope_wire::file::{ReplayClock, replay_file_with};
 pub use config::{CollectorConfig, NetworkTag};
 pub use enrich::{Cidr, Enricher, MmdbError};
 pub use intake::{Handoff, Intake};
-pub use metrics::{JourneyCounters, Metrics, Status};
+pub use metrics::{JourneyCounters, JourneyStatus, Metrics, Published, Status};
 pub use sink::Committed;
 
 /// Hand-offs waiting for the store writer; beyond this receivers wait,

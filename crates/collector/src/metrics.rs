@@ -36,60 +36,45 @@ pub struct SessionReport {
     pub last_seen_ns: i64,
 }
 
-/// What the correlator did with the committed packet reports.
+/// One counter of another part of the pipeline (the correlator), as it
+/// last published it: the collector shows it in `/metrics` and `status`
+/// without knowing what it counts, so a new counter is named in one place,
+/// where it is published.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Published {
+    /// Its key under `journeys` in `status`.
+    pub key: &'static str,
+    /// Its metric name, without the `hopscope_` prefix.
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// A level that rises and falls rather than a count.
+    pub gauge: bool,
+    pub value: u64,
+}
+
+/// What the correlator did with the committed packet reports and flow
+/// records.
 #[derive(Debug, Default)]
 pub struct JourneyCounters {
-    pub reports: AtomicU64,
-    /// Reports joined with another point's report of the same packet.
-    pub matched: AtomicU64,
-    /// Reports for windows already closed: counted, not used.
-    pub late: AtomicU64,
-    /// Reports without point, time or digest.
-    pub incomplete: AtomicU64,
-    /// Reports of link-scoped packets (they never cross a router).
-    pub link_scoped: AtomicU64,
-    /// Flow records read for whole-flow totals.
-    pub flow_records: AtomicU64,
-    /// Flow records that cannot count (sampled, no time or packets).
-    pub flow_records_unusable: AtomicU64,
-    /// Flows seen at several points whose records are not all in (some
-    /// point never exported the end, or let its first records go).
-    pub flows_unfinished: AtomicU64,
-    /// Flow records not held: their point shares no flow seen with another.
-    pub flow_records_unshared: AtomicU64,
-    /// Flow records compared before their settle time (the buffer was full).
-    pub flow_records_settled_early: AtomicU64,
-    pub windows: AtomicU64,
-    pub journeys: AtomicU64,
-    /// Reports waiting for their window to close.
-    pub pending: AtomicU64,
+    published: Mutex<Vec<Published>>,
+    /// Journey batches the store refused (counted by their writer, not by
+    /// the correlator).
     pub write_errors: AtomicU64,
 }
 
-/// [`JourneyCounters`] as read at one moment.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
-pub struct JourneyStatus {
-    pub reports: u64,
-    pub matched: u64,
-    pub late: u64,
-    pub incomplete: u64,
-    #[serde(default)]
-    pub link_scoped: u64,
-    #[serde(default)]
-    pub flow_records: u64,
-    #[serde(default)]
-    pub flow_records_unusable: u64,
-    #[serde(default)]
-    pub flows_unfinished: u64,
-    #[serde(default)]
-    pub flow_records_settled_early: u64,
-    #[serde(default)]
-    pub flow_records_unshared: u64,
-    pub windows: u64,
-    pub journeys: u64,
-    pub pending: u64,
-    pub write_errors: u64,
+impl JourneyCounters {
+    /// Replaces the correlator's counters with their latest values.
+    pub fn publish(&self, counters: Vec<Published>) {
+        *self.published.lock().expect("no panics hold it") = counters;
+    }
+
+    fn published(&self) -> Vec<Published> {
+        self.published.lock().expect("no panics hold it").clone()
+    }
 }
+
+/// [`JourneyCounters`] as read at one moment, by key.
+pub type JourneyStatus = BTreeMap<String, u64>;
 
 /// The store side of the pipeline.
 #[derive(Debug, Default)]
@@ -248,24 +233,16 @@ impl Metrics {
             exporters: exporters.into_values().collect(),
             journeys: {
                 let j = &self.journeys;
-                let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-                JourneyStatus {
-                    reports: l(&j.reports),
-                    matched: l(&j.matched),
-                    late: l(&j.late),
-                    incomplete: l(&j.incomplete),
-                    link_scoped: l(&j.link_scoped),
-                    flow_records: l(&j.flow_records),
-                    flow_records_unusable: l(&j.flow_records_unusable),
-                    flows_unfinished: l(&j.flows_unfinished),
-                    flow_records_settled_early: l(&j.flow_records_settled_early),
-                    flow_records_unshared: l(&j.flow_records_unshared),
-                    windows: l(&j.windows),
-                    journeys: l(&j.journeys),
-                    pending: l(&j.pending),
-                    write_errors: l(&j.write_errors),
-                }
+                let mut status: JourneyStatus = j
+                    .published()
+                    .iter()
+                    .map(|c| (c.key.to_string(), c.value))
+                    .collect();
+                let write_errors = j.write_errors.load(Ordering::Relaxed);
+                status.insert("write_errors".into(), write_errors);
+                status
             },
+            journey_counters: self.journeys.published(),
             recent_errors: self
                 .recent_errors
                 .lock()
@@ -301,8 +278,13 @@ pub struct Status {
     pub socket_drops: u64,
     pub socket_queued_bytes: u64,
     pub store: StoreStatus,
+    /// The correlator's counters by key, and its journey write errors.
     #[serde(default)]
     pub journeys: JourneyStatus,
+    /// The same counters with their metric names, for `/metrics` (rendered
+    /// where the status is taken, never read back from JSON).
+    #[serde(skip)]
+    pub journey_counters: Vec<Published>,
     pub exporters: Vec<ExporterStatus>,
     pub recent_errors: Vec<String>,
 }
@@ -507,77 +489,15 @@ impl Status {
             "Flushes that failed.",
             one(s.flush_errors),
         );
-        let j = &self.journeys;
-        for (name, help, value) in [
-            (
-                "correlator_reports_total",
-                "Packet reports given to the correlator.",
-                &j.reports,
-            ),
-            (
-                "correlator_reports_matched_total",
-                "Reports joined with another point's report of the same packet.",
-                &j.matched,
-            ),
-            (
-                "correlator_reports_late_total",
-                "Reports for windows already closed (not used).",
-                &j.late,
-            ),
-            (
-                "correlator_reports_incomplete_total",
-                "Reports without point, time or digest (not used).",
-                &j.incomplete,
-            ),
-            (
-                "correlator_reports_link_scoped_total",
-                "Reports of link-local or link-scoped multicast packets, which never cross a router (not used).",
-                &j.link_scoped,
-            ),
-            (
-                "correlator_flow_records_total",
-                "Flow records read for whole-flow totals.",
-                &j.flow_records,
-            ),
-            (
-                "correlator_flow_records_unusable_total",
-                "Flow records that cannot count for totals: sampled, or without time or packets.",
-                &j.flow_records_unusable,
-            ),
-            (
-                "correlator_flows_unfinished_total",
-                "Flows seen at several points dropped because some point's records of them are not all in.",
-                &j.flows_unfinished,
-            ),
-            (
-                "correlator_flow_records_unshared_total",
-                "Flow records not held for totals: their point shares no flow seen with another point.",
-                &j.flow_records_unshared,
-            ),
-            (
-                "correlator_flow_records_settled_early_total",
-                "Flow records compared before their settle time because the correlator's buffer was full.",
-                &j.flow_records_settled_early,
-            ),
-            ("correlator_windows_total", "Windows closed.", &j.windows),
-            (
-                "correlator_journeys_total",
-                "Journeys written.",
-                &j.journeys,
-            ),
-            (
-                "correlator_write_errors_total",
-                "Journey batches the store refused.",
-                &j.write_errors,
-            ),
-        ] {
-            metric(name, "counter", help, one(*value));
+        for c in &self.journey_counters {
+            let kind = if c.gauge { "gauge" } else { "counter" };
+            metric(c.metric, kind, c.help, one(c.value));
         }
         metric(
-            "correlator_reports_pending",
-            "gauge",
-            "Reports waiting for their window to close.",
-            one(j.pending),
+            "correlator_write_errors_total",
+            "counter",
+            "Journey batches the store refused.",
+            one(self.journeys.get("write_errors").copied().unwrap_or(0)),
         );
         metric(
             "correlator_flushes_skipped_total",
