@@ -473,3 +473,40 @@ fn ipv4_and_ipv6_groups_stay_apart_whatever_the_key_layout() {
         assert_eq!(run(&["src_addr", "dst_addr", "proto"], threads), by_source);
     }
 }
+
+/// Columns with values are zstd-compressed; a column of nulls only is
+/// written as it is (a few octets of definition levels), and reads back
+/// as nulls.
+#[test]
+fn only_columns_with_values_are_compressed() {
+    use parquet::basic::Compression;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let (_dir, store) = store();
+    let segments = store
+        .writer()
+        .write(Table::Flows, &[flows(HOUR_NS, 1000)])
+        .unwrap();
+    let file = std::fs::File::open(&segments[0].path).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let row_group = reader.metadata().row_group(0);
+    let compression = |name: &str| {
+        let column = (0..row_group.num_columns())
+            .map(|i| row_group.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap();
+        column.compression()
+    };
+    assert!(matches!(compression("bytes"), Compression::ZSTD(_)));
+    assert!(matches!(compression("exporter_name"), Compression::ZSTD(_)));
+    assert_eq!(compression("ip_tos"), Compression::UNCOMPRESSED);
+    let (mut rows, mut nulls) = (0, 0);
+    store
+        .scan(Table::Flows, &["ip_tos"], i64::MIN, i64::MAX, |batch| {
+            let tos = batch.column_by_name("ip_tos").unwrap();
+            rows += tos.len();
+            nulls += tos.null_count();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((rows, nulls), (1000, 1000));
+}
