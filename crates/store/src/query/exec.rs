@@ -914,11 +914,7 @@ fn group_rows(
     let order_index = agg_fields.iter().position(|f| *f.name() == order.column);
     let (selected, agg_columns): (Vec<u32>, Vec<ArrayRef>) = match (order_index, q.limit) {
         (Some(i), Some(limit)) if layout.bucket_ns.is_none() => {
-            let options = arrow_ord::sort::SortOptions {
-                descending: order.descending,
-                nulls_first: false,
-            };
-            let indices = top_indices(&agg_columns[i], options, Some(limit))?;
+            let indices = top_indices(&agg_columns[i], order.descending, Some(limit))?;
             let taken = agg_columns
                 .iter()
                 .map(|c| arrow_select::take::take(c, &indices, None))
@@ -1126,7 +1122,8 @@ fn percentile(values: &[u64], p: u8) -> Option<u64> {
     Some(*x)
 }
 
-/// The rows of the first `limit` values of `column` in `options`' order.
+/// The rows of the first `limit` values of `column`, largest first when
+/// `descending`, nulls last.
 ///
 /// A few of millions (the top 10 of a 5-tuple aggregation) are kept in a
 /// heap in one pass over the values; a sort with a limit first copies every
@@ -1134,9 +1131,13 @@ fn percentile(values: &[u64], p: u8) -> Option<u64> {
 /// that. Ties go to the earlier row.
 fn top_indices(
     column: &ArrayRef,
-    options: arrow_ord::sort::SortOptions,
+    descending: bool,
     limit: Option<usize>,
 ) -> Result<UInt32Array, arrow_schema::ArrowError> {
+    let options = arrow_ord::sort::SortOptions {
+        descending,
+        nulls_first: false,
+    };
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let counts = column.as_primitive_opt::<UInt64Type>();
@@ -1147,7 +1148,7 @@ fn top_indices(
         return arrow_ord::sort::sort_to_indices(column, Some(options), Some(limit));
     }
     // larger ranks first; an ascending order ranks by the complement
-    let rank = |v: u64| if options.descending { v } else { !v };
+    let rank = |v: u64| if descending { v } else { !v };
     let mut worst_kept: BinaryHeap<Reverse<(u64, Reverse<u32>)>> =
         BinaryHeap::with_capacity(limit + 1);
     for (row, &v) in counts.values().iter().enumerate() {
@@ -1182,13 +1183,9 @@ fn order_and_limit(
             order.column
         ))
     })?;
-    let options = arrow_ord::sort::SortOptions {
-        descending: order.descending,
-        nulls_first: false,
-    };
     let bucketed = layout.bucket_ns.is_some();
     if !bucketed {
-        let indices = top_indices(column, options, q.limit)?;
+        let indices = top_indices(column, order.descending, q.limit)?;
         return Ok(arrow_select::take::take_record_batch(&rows, &indices)?);
     }
     // time series: keep the top groups over the whole range in every bucket
@@ -1385,11 +1382,7 @@ fn top_rows(
     let Some(column) = all.column_by_name(&order.column) else {
         return Ok(all.slice(0, 0));
     };
-    let options = arrow_ord::sort::SortOptions {
-        descending: order.descending,
-        nulls_first: false,
-    };
-    let indices = top_indices(column, options, Some(limit))?;
+    let indices = top_indices(column, order.descending, Some(limit))?;
     Ok(arrow_select::take::take_record_batch(&all, &indices)?)
 }
 
@@ -1403,17 +1396,13 @@ mod tests {
         let values: Vec<u64> = (0..5000u64).map(|i| (i * 7919) % 613).collect();
         let column: ArrayRef = Arc::new(arrow_array::UInt64Array::from(values.clone()));
         for descending in [true, false] {
-            let options = arrow_ord::sort::SortOptions {
-                descending,
-                nulls_first: false,
-            };
             let mut sorted: Vec<u32> = (0..values.len() as u32).collect();
             sorted.sort_by_key(|&row| {
                 let v = values[row as usize];
                 (if descending { u64::MAX - v } else { v }, row)
             });
             for limit in [1, 10, 100] {
-                let top = top_indices(&column, options, Some(limit)).unwrap();
+                let top = top_indices(&column, descending, Some(limit)).unwrap();
                 assert_eq!(
                     top.values().to_vec(),
                     sorted[..limit],
@@ -1431,11 +1420,7 @@ mod tests {
             Some(9),
             Some(1),
         ]));
-        let options = arrow_ord::sort::SortOptions {
-            descending: true,
-            nulls_first: false,
-        };
-        let top = top_indices(&column, options, Some(3)).unwrap();
+        let top = top_indices(&column, true, Some(3)).unwrap();
         assert_eq!(top.values().to_vec(), [2, 0, 3]);
     }
 }
