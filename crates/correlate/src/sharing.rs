@@ -47,7 +47,8 @@ pub(crate) struct Sharing {
     hold_all_below: usize,
     /// How far out of order a point's records may arrive (ns).
     margin_ns: i64,
-    points: HashMap<u64, PointState>,
+    /// Looked up for every flow record: foldhash, not SipHash.
+    points: HashMap<u64, PointState, foldhash::fast::RandomState>,
 }
 
 impl Sharing {
@@ -55,7 +56,7 @@ impl Sharing {
         Self {
             hold_all_below,
             margin_ns,
-            points: HashMap::new(),
+            points: HashMap::default(),
         }
     }
 
@@ -139,19 +140,7 @@ mod tests {
     }
 
     fn record(point: u64, port: u16, first_ns: i64) -> FlowTotal {
-        FlowTotal {
-            point,
-            exporter: ([0; 16], 0),
-            received_ns: first_ns + 10,
-            first_ns,
-            last_ns: first_ns + 5,
-            tuple: key(port).0,
-            packets: 1,
-            bytes: 60,
-            ttl_min: 64,
-            ttl_max: 64,
-            ended: true,
-        }
+        crate::totals::ended_record(point, key(port).0, first_ns, first_ns + 5, first_ns + 10)
     }
 
     #[test]

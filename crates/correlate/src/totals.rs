@@ -534,30 +534,43 @@ pub(crate) fn totals_journey(
     })
 }
 
+/// A whole (ended) one-packet record of `tuple` at `point`, for tests.
+#[cfg(test)]
+pub(crate) fn ended_record(
+    point: u64,
+    tuple: FlowTuple,
+    first_ns: i64,
+    last_ns: i64,
+    received_ns: i64,
+) -> FlowTotal {
+    FlowTotal {
+        point,
+        exporter: ([0; 16], 0),
+        received_ns,
+        first_ns,
+        last_ns,
+        tuple,
+        packets: 1,
+        bytes: 60,
+        ttl_min: 64,
+        ttl_max: 64,
+        ended: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(n: u16, received_ns: i64) -> FlowTotal {
-        FlowTotal {
-            point: 1,
-            exporter: ([0; 16], 0),
-            received_ns,
-            first_ns: received_ns,
-            last_ns: received_ns,
-            tuple: FlowTuple {
-                src: [0; 16],
-                dst: [1; 16],
-                src_port: n,
-                dst_port: 80,
-                proto: 6,
-            },
-            packets: 1,
-            bytes: 60,
-            ttl_min: 64,
-            ttl_max: 64,
-            ended: true,
-        }
+        let tuple = FlowTuple {
+            src: [0; 16],
+            dst: [1; 16],
+            src_port: n,
+            dst_port: 80,
+            proto: 6,
+        };
+        ended_record(1, tuple, received_ns, received_ns, received_ns)
     }
 
     #[test]
