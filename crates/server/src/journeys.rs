@@ -199,6 +199,8 @@ pub(crate) async fn one(
         .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a journey id")))?;
     let store = state.store.clone();
     let wanted = id.clone();
+    // an id from before ids had a variant names the first candidate
+    let any_candidate = id.matches('-').count() == 1;
     let found = blocking(move || {
         let columns: Vec<&str> = hopscope_schema::JOURNEY_FIELDS
             .iter()
@@ -211,10 +213,9 @@ pub(crate) async fn one(
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
                 .ok_or_else(|| ApiError::internal("journeys without community_id"))?;
             let candidates = (0..ids.len()).filter(|&i| ids.value(i) == community_id);
-            // an id from before ids had a variant names the first candidate
             let found = candidates
                 .map(|i| rows_with_ids(&b.slice(i, 1)).remove(0))
-                .find(|row| row["id"] == wanted.as_str() || wanted.matches('-').count() == 1);
+                .find(|row| any_candidate || row["id"] == wanted.as_str());
             if let Some(mut row) = found {
                 let detail = row["detail"]
                     .as_str()
