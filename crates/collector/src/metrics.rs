@@ -174,6 +174,8 @@ impl Metrics {
 
     /// Everything, as `hopscope status` shows it.
     pub fn status(&self, now_ns: i64) -> Status {
+        // one snapshot serves both the status keys and the metric lines
+        let journey_counters = self.journeys.published();
         let sessions = self.sessions.lock().expect("metrics lock");
         let names = self.exporter_names.lock().expect("metrics lock");
         let mut exporters: BTreeMap<String, ExporterStatus> = BTreeMap::new();
@@ -232,17 +234,15 @@ impl Metrics {
             },
             exporters: exporters.into_values().collect(),
             journeys: {
-                let j = &self.journeys;
-                let mut status: JourneyStatus = j
-                    .published()
+                let mut status: JourneyStatus = journey_counters
                     .iter()
                     .map(|c| (c.key.to_string(), c.value))
                     .collect();
-                let write_errors = j.write_errors.load(Ordering::Relaxed);
+                let write_errors = self.journeys.write_errors.load(Ordering::Relaxed);
                 status.insert("write_errors".into(), write_errors);
                 status
             },
-            journey_counters: self.journeys.published(),
+            journey_counters,
             recent_errors: self
                 .recent_errors
                 .lock()
