@@ -24,6 +24,11 @@ pub struct CollectorConfig {
     pub udp_receive_buffer: usize,
     /// IPFIX over TCP listeners.
     pub tcp: Vec<SocketAddr>,
+    /// What TCP clients may hold: connections, handshakes, silence.
+    pub tcp_limits: crate::TcpLimits,
+    /// What exporters may hold: sessions, templates, domains. Each UDP
+    /// socket's decoder has these bounds of its own.
+    pub session_limits: hopscope_wire::SessionLimits,
     /// IPFIX files and pcaps of export traffic replayed at start.
     pub replay: Vec<PathBuf>,
     /// Exporters allowed to send; empty allows every address.
@@ -52,6 +57,8 @@ impl Default for CollectorConfig {
             udp_sockets: std::thread::available_parallelism().map_or(1, |n| n.get()),
             udp_receive_buffer: 32 << 20,
             tcp: Vec::new(),
+            tcp_limits: crate::TcpLimits::default(),
+            session_limits: hopscope_wire::SessionLimits::default(),
             replay: Vec::new(),
             allow: Vec::new(),
             exporter_names: Vec::new(),

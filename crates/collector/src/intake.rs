@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use hopscope_schema::{ExporterHealthBuilder, ExporterHealthRecord, ip_to_mapped};
-use hopscope_wire::{DecodeOutput, Decoder, ExporterStats, SessionSnapshot, Transport};
+use hopscope_wire::{
+    DecodeOutput, Decoder, Evictions, ExporterStats, SessionLimits, SessionSnapshot, Transport,
+};
 
 use crate::enrich::{EnrichCache, Enricher};
 use crate::metrics::{DomainReport, Metrics, SessionReport};
@@ -54,6 +56,7 @@ pub struct IntakeState {
     /// Counters at the last hand-off, for the health rows' deltas.
     previous: HashMap<SocketAddr, Reported>,
     errors_reported: u64,
+    evictions_reported: Evictions,
 }
 
 /// A session's counters at the last hand-off: its totals, and per domain
@@ -74,6 +77,7 @@ static NEXT_RECEIVER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 impl Intake {
     pub fn new(
         transport: Transport,
+        limits: SessionLimits,
         enricher: Arc<Enricher>,
         sink: SyncSender<Handoff>,
         metrics: Arc<Metrics>,
@@ -81,7 +85,7 @@ impl Intake {
         batch_rows: usize,
     ) -> Intake {
         Intake {
-            decoder: Decoder::new(),
+            decoder: Decoder::with_limits(limits),
             out: DecodeOutput::with_capacity(batch_rows.min(16 * 1024)),
             state: IntakeState {
                 id: NEXT_RECEIVER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -97,6 +101,7 @@ impl Intake {
                 oldest_ns: None,
                 previous: HashMap::new(),
                 errors_reported: 0,
+                evictions_reported: Evictions::default(),
             },
         }
     }
@@ -115,11 +120,23 @@ impl Intake {
 
     /// Hands off if the batch is full or the interval has passed.
     pub fn maybe_handoff(&mut self) -> Result<(), Stopped> {
-        self.state.maybe_handoff(&self.decoder, &mut self.out)
+        if self.state.due(&self.out) {
+            self.handoff()?;
+        }
+        Ok(())
     }
 
-    /// Hands off whatever there is now.
+    /// Forgets the sessions silent too long, then hands off whatever there
+    /// is now.
     pub fn handoff(&mut self) -> Result<(), Stopped> {
+        self.decoder.expire_idle(now_ns());
+        let now = self.decoder.evictions();
+        let before = std::mem::replace(&mut self.state.evictions_reported, now);
+        self.state.metrics.count_evictions(
+            now.idle - before.idle,
+            now.address_limit - before.address_limit,
+            now.table_full - before.table_full,
+        );
         self.state.handoff(&self.decoder, &mut self.out)
     }
 }
@@ -135,12 +152,17 @@ impl IntakeState {
         }
     }
 
+    /// Whether a hand-off is due: the batch is full or the interval passed.
+    fn due(&self, out: &DecodeOutput) -> bool {
+        out.rows() >= self.batch_rows || self.last_handoff.elapsed() >= self.handoff_every
+    }
+
     pub fn maybe_handoff(
         &mut self,
         decoder: &Decoder,
         out: &mut DecodeOutput,
     ) -> Result<(), Stopped> {
-        if out.rows() >= self.batch_rows || self.last_handoff.elapsed() >= self.handoff_every {
+        if self.due(out) {
             self.handoff(decoder, out)?;
         }
         Ok(())
@@ -274,6 +296,10 @@ impl IntakeState {
                 last_seen_ns: now,
             });
         }
+        // sessions the decoder let go take their last counts with them
+        let transport = self.transport;
+        self.previous
+            .retain(|&exporter, _| decoder.session(exporter, transport).is_some());
         let batch = (!builder.is_empty()).then(|| builder.finish().expect("valid batch"));
         (batch, reports)
     }

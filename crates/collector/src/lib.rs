@@ -33,8 +33,11 @@ use hopscope_wire::file::{ReplayClock, replay_file_with};
 pub use config::{CollectorConfig, NetworkTag};
 pub use enrich::{Cidr, Enricher, MmdbError};
 pub use intake::{Handoff, Intake};
-pub use metrics::{JourneyCounters, JourneyStatus, Metrics, Published, Status};
+pub use metrics::{
+    JourneyCounters, JourneyStatus, Metrics, Published, Status, TcpClose, TcpRefusal, TcpStatus,
+};
 pub use sink::Committed;
+pub use tcp::TcpLimits;
 
 /// Hand-offs waiting for the store writer; beyond this receivers wait,
 /// and the kernel's socket buffers absorb (or drop, counted) the rest.
@@ -95,9 +98,11 @@ impl Collector {
             let sender = sender.clone();
             let flush = config.flush_interval;
             let rows = config.batch_rows;
+            let limits = config.session_limits;
             move |transport| {
                 Intake::new(
                     transport,
+                    limits,
                     enricher.clone(),
                     sender.clone(),
                     metrics.clone(),
@@ -136,12 +141,16 @@ impl Collector {
                 .map_err(|source| CollectorError::Listen { addr, source })?;
             tcp_addrs.push(bound);
             let (allow, stop) = (allow.clone(), stop.clone());
-            let new_intake = new_intake.clone();
+            let intake = new_intake(Transport::Tcp);
+            let limits = config.tcp_limits;
+            let metrics = metrics.clone();
             receivers.push(
                 std::thread::Builder::new()
                     .name(format!("tcp {bound}"))
                     .spawn(move || {
-                        let _ = tcp::run(listener, || new_intake(Transport::Tcp), allow, stop);
+                        if let Err(e) = tcp::run(listener, intake, allow, limits, stop) {
+                            metrics.publish(0, Vec::new(), vec![format!("tcp {bound}: {e}")]);
+                        }
                     })
                     .expect("spawn a listener"),
             );

@@ -102,16 +102,110 @@ pub struct StoreCounters {
 
 /// Most distinct denied sources remembered by address.
 const DENIED_SOURCES: usize = 1024;
+/// Most exporter sessions listed in `status` (the most recently heard);
+/// the rest are counted in `exporters_not_listed`.
+const LISTED_SESSIONS: usize = 1000;
+/// Most exporter addresses with series of their own in `/metrics` (those
+/// that sent the most messages); the rest are summed under
+/// `exporter="other"`, so that forged sources cannot grow the exposition.
+const METRIC_EXPORTERS: usize = 256;
+/// Most per-domain loss series in `/metrics` (the largest losses).
+const METRIC_DOMAINS: usize = 1024;
+
+macro_rules! reasons {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vdoc])* $variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// Its label in `status` and `/metrics`.
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a TCP connection was refused as it arrived.
+    TcpRefusal {
+        /// Its source is outside the allow-list.
+        Denied => "denied",
+        /// As many connections are open as the collector takes.
+        ConnectionLimit => "connection_limit",
+        /// As many connections are open from its source address.
+        SourceLimit => "source_limit",
+        /// As many connections are still in their handshake (no whole
+        /// message yet).
+        HandshakeLimit => "handshake_limit",
+        /// The system refused it (out of descriptors, gone from the queue).
+        AcceptFailed => "accept_failed",
+    }
+}
+
+reasons! {
+    /// Why an open TCP connection ended.
+    TcpClose {
+        /// The exporter closed it.
+        Peer => "peer",
+        /// No whole message within the handshake timeout.
+        HandshakeTimeout => "handshake_timeout",
+        /// Silent past the idle timeout.
+        IdleTimeout => "idle_timeout",
+        /// Data that cannot be an IPFIX message: the stream cannot be
+        /// resynchronised.
+        Unframeable => "unframeable",
+        /// A socket error.
+        Error => "error",
+    }
+}
+
+/// Counters indexed by a reason's place in its `ALL`.
+#[derive(Debug)]
+struct ByReason<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for ByReason<N> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl<const N: usize> ByReason<N> {
+    fn add(&self, index: usize, n: u64) {
+        self.0[index].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self, index: usize) -> u64 {
+        self.0[index].load(Ordering::Relaxed)
+    }
+
+    fn read(&self, labels: impl Iterator<Item = &'static str>) -> BTreeMap<String, u64> {
+        labels
+            .enumerate()
+            .map(|(i, label)| (label.to_string(), self.get(i)))
+            .collect()
+    }
+}
+
+/// Why UDP sessions were let go, in the order of their counters.
+const EVICTIONS: [&str; 3] = ["idle", "address_limit", "table_full"];
 /// Decode errors kept for `status`.
 const RECENT_ERRORS: usize = 64;
 
 /// The registry shared by receivers, the store writer, and the readers.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    sessions: Mutex<HashMap<(u64, SocketAddr, Transport), SessionReport>>,
+    /// Every receiver's sessions as it last reported them.
+    sessions: Mutex<HashMap<u64, Vec<SessionReport>>>,
     denied: Mutex<HashMap<IpAddr, u64>>,
     pub denied_datagrams: AtomicU64,
-    pub denied_connections: AtomicU64,
+    tcp_refused: ByReason<{ TcpRefusal::ALL.len() }>,
+    tcp_closed: ByReason<{ TcpClose::ALL.len() }>,
+    tcp_open: AtomicU64,
+    session_evictions: ByReason<{ EVICTIONS.len() }>,
     /// Datagrams too short to hold any header, or unreadable streams.
     pub receive_errors: AtomicU64,
     pub datagrams: AtomicU64,
@@ -135,11 +229,15 @@ impl Metrics {
         m
     }
 
-    /// Replaces what receiver `receiver` reported about its sessions.
+    /// Replaces what receiver `receiver` reported about its sessions: a
+    /// session it no longer has (expired, evicted, its connection long
+    /// closed) leaves `status` and `/metrics`.
     pub fn publish(&self, receiver: u64, reports: Vec<SessionReport>, errors: Vec<String>) {
         let mut sessions = self.sessions.lock().expect("metrics lock");
-        for r in reports {
-            sessions.insert((receiver, r.exporter, r.transport), r);
+        if reports.is_empty() {
+            sessions.remove(&receiver);
+        } else {
+            sessions.insert(receiver, reports);
         }
         drop(sessions);
         if !errors.is_empty() {
@@ -153,11 +251,41 @@ impl Metrics {
         }
     }
 
+    /// Counts a datagram from a source outside the allow-list.
     pub fn deny(&self, source: IpAddr) {
         self.denied_datagrams.fetch_add(1, Ordering::Relaxed);
+        self.note_denied_source(source);
+    }
+
+    fn note_denied_source(&self, source: IpAddr) {
         let mut denied = self.denied.lock().expect("metrics lock");
         if denied.len() < DENIED_SOURCES || denied.contains_key(&source) {
             *denied.entry(source).or_default() += 1;
+        }
+    }
+
+    /// Counts a TCP connection refused as it arrived, once.
+    pub fn refuse_tcp(&self, why: TcpRefusal, source: Option<IpAddr>) {
+        self.tcp_refused.add(why as usize, 1);
+        if let (TcpRefusal::Denied, Some(ip)) = (why, source) {
+            self.note_denied_source(crate::enrich::canonical(ip));
+        }
+    }
+
+    /// Counts an open TCP connection ended.
+    pub fn close_tcp(&self, why: TcpClose) {
+        self.tcp_closed.add(why as usize, 1);
+    }
+
+    /// Sets how many TCP connections one listener holds open now.
+    pub fn set_tcp_open(&self, open: u64) {
+        self.tcp_open.store(open, Ordering::Relaxed);
+    }
+
+    /// Adds UDP sessions a receiver let go since it last said.
+    pub fn count_evictions(&self, idle: u64, address_limit: u64, table_full: u64) {
+        for (i, n) in [idle, address_limit, table_full].into_iter().enumerate() {
+            self.session_evictions.add(i, n);
         }
     }
 
@@ -179,10 +307,13 @@ impl Metrics {
         let sessions = self.sessions.lock().expect("metrics lock");
         let names = self.exporter_names.lock().expect("metrics lock");
         let mut exporters: BTreeMap<String, ExporterStatus> = BTreeMap::new();
-        for r in sessions.values() {
+        let mut udp_sessions = 0;
+        for r in sessions.values().flatten() {
+            udp_sessions += u64::from(r.transport == Transport::Udp);
             let key = format!("{} {}", transport_name(r.transport), r.exporter);
             let e = exporters.entry(key).or_insert_with(|| ExporterStatus {
                 exporter: r.exporter.to_string(),
+                address: r.exporter.ip().to_string(),
                 name: names.get(&r.exporter.ip()).cloned(),
                 transport: transport_name(r.transport).to_string(),
                 ..ExporterStatus::default()
@@ -190,6 +321,13 @@ impl Metrics {
             e.add(r);
         }
         drop(sessions);
+        let mut exporters: Vec<ExporterStatus> = exporters.into_values().collect();
+        let exporters_not_listed = exporters.len().saturating_sub(LISTED_SESSIONS) as u64;
+        if exporters_not_listed > 0 {
+            exporters.sort_by_key(|e| std::cmp::Reverse(e.last_seen_ns));
+            exporters.truncate(LISTED_SESSIONS);
+            exporters.sort_by(|a, b| (&a.transport, &a.exporter).cmp(&(&b.transport, &b.exporter)));
+        }
         let ports = self.udp_ports.lock().expect("metrics lock").clone();
         let socket = socket_counters(&ports);
         let s = &self.store;
@@ -200,7 +338,19 @@ impl Metrics {
             tcp_connections: self.tcp_connections.load(Ordering::Relaxed),
             replayed_files: self.replayed_files.load(Ordering::Relaxed),
             denied_datagrams: self.denied_datagrams.load(Ordering::Relaxed),
-            denied_connections: self.denied_connections.load(Ordering::Relaxed),
+            denied_connections: self.tcp_refused.get(TcpRefusal::Denied as usize),
+            tcp: TcpStatus {
+                open: self.tcp_open.load(Ordering::Relaxed),
+                refused: self
+                    .tcp_refused
+                    .read(TcpRefusal::ALL.iter().map(|r| r.label())),
+                closed: self
+                    .tcp_closed
+                    .read(TcpClose::ALL.iter().map(|r| r.label())),
+            },
+            udp_sessions,
+            sessions_evicted: self.session_evictions.read(EVICTIONS.into_iter()),
+            exporters_not_listed,
             denied_sources: self
                 .denied
                 .lock()
@@ -232,7 +382,7 @@ impl Metrics {
                 rollups_written: s.rollups_written.load(Ordering::Relaxed),
                 segments_deleted: s.segments_deleted.load(Ordering::Relaxed),
             },
-            exporters: exporters.into_values().collect(),
+            exporters,
             journeys: {
                 let mut status: JourneyStatus = journey_counters
                     .iter()
@@ -271,8 +421,20 @@ pub struct Status {
     pub tcp_connections: u64,
     pub replayed_files: u64,
     pub denied_datagrams: u64,
+    /// TCP connections refused by the allow-list (also in `tcp.refused`).
     pub denied_connections: u64,
     pub denied_sources: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub tcp: TcpStatus,
+    /// UDP exporter sessions held now.
+    #[serde(default)]
+    pub udp_sessions: u64,
+    /// UDP sessions let go, by why (idle, address_limit, table_full).
+    #[serde(default)]
+    pub sessions_evicted: BTreeMap<String, u64>,
+    /// Sessions held but not listed in `exporters` (the longest silent).
+    #[serde(default)]
+    pub exporters_not_listed: u64,
     pub receive_errors: u64,
     /// Datagrams the kernel dropped on our sockets (receive buffer full).
     pub socket_drops: u64,
@@ -287,6 +449,18 @@ pub struct Status {
     pub journey_counters: Vec<Published>,
     pub exporters: Vec<ExporterStatus>,
     pub recent_errors: Vec<String>,
+}
+
+/// The TCP intake: connections open, refused as they came, and ended.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct TcpStatus {
+    pub open: u64,
+    /// Refused by reason (denied, connection_limit, source_limit,
+    /// handshake_limit, accept_failed).
+    pub refused: BTreeMap<String, u64>,
+    /// Ended by reason (peer, handshake_timeout, idle_timeout, unframeable,
+    /// error).
+    pub closed: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -313,7 +487,11 @@ pub struct StoreStatus {
 /// One exporter session (address, port, transport).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ExporterStatus {
+    /// Address and port.
     pub exporter: String,
+    /// Address alone: what `/metrics` labels its series by.
+    #[serde(default)]
+    pub address: String,
     /// The name configuration gives its address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -335,6 +513,37 @@ pub struct ExporterStatus {
 }
 
 impl ExporterStatus {
+    /// Adds another session's counts to these, and with `domains` its
+    /// domains summed into those of the same number.
+    fn merge(&mut self, o: &ExporterStatus, domains: bool) {
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.flow_records += o.flow_records;
+        self.packet_reports += o.packet_reports;
+        self.options_records += o.options_records;
+        self.templates_active += o.templates_active;
+        self.pending_sets += o.pending_sets;
+        self.lost_records = self.lost_records.saturating_add(o.lost_records);
+        self.lost_messages += o.lost_messages;
+        self.exporter_drops = self.exporter_drops.saturating_add(o.exporter_drops);
+        self.sampling_unknown += o.sampling_unknown;
+        for (reason, n) in &o.decode_errors {
+            *self.decode_errors.entry(reason.clone()).or_default() += n;
+        }
+        for d in o.domains.iter().filter(|_| domains) {
+            match self.domains.iter_mut().find(|x| x.domain == d.domain) {
+                Some(x) => {
+                    x.lost_records += d.lost_records;
+                    x.lost_messages += d.lost_messages;
+                    x.exporter_drops += d.exporter_drops;
+                    x.templates += d.templates;
+                }
+                None => self.domains.push(d.clone()),
+            }
+        }
+        self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
+    }
+
     fn add(&mut self, r: &SessionReport) {
         let s = &r.stats;
         self.messages += s.messages;
@@ -360,6 +569,44 @@ impl ExporterStatus {
         self.domains.extend(r.domains.iter().cloned());
         self.last_seen_ns = self.last_seen_ns.max(r.last_seen_ns);
     }
+}
+
+/// The sessions of `sessions` summed per exporter address and transport
+/// (an exporter's source ports are one exporter), the [`METRIC_EXPORTERS`]
+/// that sent the most messages each on its own and the rest as `other`.
+/// Domains of one address are summed by domain number.
+fn by_address(sessions: &[ExporterStatus]) -> Vec<ExporterStatus> {
+    let mut merged: BTreeMap<(&str, &str), ExporterStatus> = BTreeMap::new();
+    for s in sessions {
+        let address = if s.address.is_empty() {
+            &s.exporter
+        } else {
+            &s.address
+        };
+        merged
+            .entry((address, &s.transport))
+            .or_insert_with(|| ExporterStatus {
+                address: address.clone(),
+                transport: s.transport.clone(),
+                ..ExporterStatus::default()
+            })
+            .merge(s, true);
+    }
+    let mut merged: Vec<ExporterStatus> = merged.into_values().collect();
+    if merged.len() > METRIC_EXPORTERS {
+        merged.sort_by_key(|e| std::cmp::Reverse(e.messages));
+        let mut other = ExporterStatus {
+            address: "other".into(),
+            transport: "any".into(),
+            ..ExporterStatus::default()
+        };
+        for rest in merged.drain(METRIC_EXPORTERS..) {
+            // the others' domains would be series without a name to tell
+            other.merge(&rest, false);
+        }
+        merged.push(other);
+    }
+    merged
 }
 
 struct SocketCounters {
@@ -445,6 +692,42 @@ impl Status {
             "counter",
             "TCP connections from sources outside the allow-list, refused.",
             one(self.denied_connections),
+        );
+        let labelled = |label: &str, counts: &BTreeMap<String, u64>| -> Vec<(String, f64)> {
+            counts
+                .iter()
+                .map(|(value, n)| (format!("{{{label}=\"{value}\"}}"), *n as f64))
+                .collect()
+        };
+        metric(
+            "tcp_connections_open",
+            "gauge",
+            "TCP connections open now.",
+            one(self.tcp.open),
+        );
+        metric(
+            "tcp_connections_refused_total",
+            "counter",
+            "TCP connections refused as they arrived, by reason.",
+            labelled("reason", &self.tcp.refused),
+        );
+        metric(
+            "tcp_connections_closed_total",
+            "counter",
+            "TCP connections ended, by reason.",
+            labelled("reason", &self.tcp.closed),
+        );
+        metric(
+            "udp_sessions",
+            "gauge",
+            "UDP exporter sessions (address and port) held now.",
+            one(self.udp_sessions),
+        );
+        metric(
+            "udp_sessions_evicted_total",
+            "counter",
+            "UDP exporter sessions let go, by reason.",
+            labelled("reason", &self.sessions_evicted),
         );
         metric(
             "receive_errors_total",
@@ -548,14 +831,15 @@ impl Status {
             one(s.maintenance_errors),
         );
 
+        let exporters = by_address(&self.exporters);
         let per = |f: &dyn Fn(&ExporterStatus) -> u64| -> Vec<(String, f64)> {
-            self.exporters
+            exporters
                 .iter()
                 .map(|e| {
                     (
                         format!(
                             "{{exporter=\"{}\",transport=\"{}\"}}",
-                            e.exporter, e.transport
+                            e.address, e.transport
                         ),
                         f(e) as f64,
                     )
@@ -616,15 +900,14 @@ impl Status {
             "Packets the exporter reported dropping itself.",
             per(&|e| e.exporter_drops),
         );
-        let errors: Vec<(String, f64)> = self
-            .exporters
+        let errors: Vec<(String, f64)> = exporters
             .iter()
             .flat_map(|e| {
                 e.decode_errors.iter().map(move |(reason, n)| {
                     (
                         format!(
                             "{{exporter=\"{}\",transport=\"{}\",reason=\"{reason}\"}}",
-                            e.exporter, e.transport
+                            e.address, e.transport
                         ),
                         *n as f64,
                     )
@@ -637,20 +920,31 @@ impl Status {
             "Messages, sets or records that could not be decoded, by reason.",
             errors,
         );
-        let domains: Vec<(String, f64)> = self
-            .exporters
+        let mut domains: Vec<(u64, String)> = exporters
             .iter()
             .flat_map(|e| {
-                e.domains.iter().map(move |d| {
-                    (
-                        format!(
-                            "{{exporter=\"{}\",transport=\"{}\",domain=\"{}\"}}",
-                            e.exporter, e.transport, d.domain
-                        ),
-                        d.lost_records as f64,
-                    )
-                })
+                e.domains
+                    .iter()
+                    .filter(|d| d.lost_records > 0)
+                    .map(move |d| {
+                        (
+                            d.lost_records,
+                            format!(
+                                "{{exporter=\"{}\",transport=\"{}\",domain=\"{}\"}}",
+                                e.address, e.transport, d.domain
+                            ),
+                        )
+                    })
             })
+            .collect();
+        if domains.len() > METRIC_DOMAINS {
+            domains.select_nth_unstable_by_key(METRIC_DOMAINS - 1, |d| std::cmp::Reverse(d.0));
+            domains.truncate(METRIC_DOMAINS);
+        }
+        domains.sort_by(|a, b| a.1.cmp(&b.1));
+        let domains: Vec<(String, f64)> = domains
+            .into_iter()
+            .map(|(lost, labels)| (labels, lost as f64))
             .collect();
         metric(
             "domain_lost_records_total",

@@ -1,123 +1,370 @@
-//! IPFIX over TCP: one thread per connection, each with its own decoder,
-//! since templates live exactly as long as their connection (RFC 7011 §8).
+//! IPFIX over TCP: every connection of a listener served by one thread
+//! that waits on all of them at once (epoll through mio), with one decoder
+//! and one set of column builders shared by them all.
+//!
+//! A collector's TCP port is open to whoever reaches it, so a connection
+//! costs only what its data needs: a socket and a few counters while it is
+//! silent, a buffer only while a message is incomplete. Admission is
+//! decided before anything is allocated (the allow-list, then the limits
+//! overall, per source and on handshakes: connections that have not yet
+//! sent a whole message), silent connections are closed after a timeout, and every
+//! refusal and every close is counted by why. Templates live as long as
+//! their connection (RFC 7011 §8); the counters of a closed connection stay
+//! in `status` for a while, then leave it.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use hopscope_wire::Transport;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
 
 use crate::enrich::Cidr;
 use crate::intake::Intake;
+use crate::metrics::{Metrics, TcpClose, TcpRefusal};
 use crate::now_ns;
-use crate::udp::allowed;
+use crate::udp::admits;
 
-/// How often blocked reads and accepts wake to hand off and check for stop.
+/// How often the loop wakes to hand off, expire and check for stop.
 const POLL: Duration = Duration::from_millis(100);
 /// The largest IPFIX message (the length field is 16 bits).
 const MAX_MESSAGE: usize = 65_535;
+/// Octets read from one connection per system call, into the buffer that
+/// every connection of the listener shares.
+const READ_CHUNK: usize = 256 * 1024;
+/// The listener's token; connections take the others.
+const LISTENER: Token = Token(usize::MAX);
 
-/// Accepts connections until `stop`; each gets an intake from `new_intake`.
+/// Bounds on what TCP clients may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Open connections over all sources.
+    pub max_connections: usize,
+    /// Open connections from one source address.
+    pub max_per_source: usize,
+    /// Open connections still in their handshake: accepted, but without a
+    /// whole IPFIX message yet (where a scanner or a slow client sits).
+    pub max_handshaking: usize,
+    /// How long a connection may take to send its first whole message.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay silent once it has sent one.
+    pub idle_timeout: Duration,
+    /// How long the counters of a closed connection stay in `status` and
+    /// `/metrics`.
+    pub closed_linger: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_per_source: 64,
+            max_handshaking: 128,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            closed_linger: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One open connection: the socket, and the tail of a message still
+/// arriving (empty, so unallocated, between messages).
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    partial: Vec<u8>,
+    opened: Instant,
+    last_data: Instant,
+    /// Whether a whole message has arrived yet.
+    framed: bool,
+}
+
+/// Serves `listener` until `stop`, decoding into `intake`.
 pub fn run(
     listener: TcpListener,
-    new_intake: impl Fn() -> Intake,
+    mut intake: Intake,
     allow: Arc<Vec<Cidr>>,
+    limits: TcpLimits,
     stop: Arc<AtomicBool>,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    std::thread::scope(|scope| {
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    let intake = new_intake();
-                    let metrics = intake.state.metrics.clone();
-                    if !allowed(&allow, peer, &metrics) {
-                        metrics.denied_connections.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
-                    let stop = stop.clone();
-                    scope.spawn(move || connection(stream, peer, intake, &stop));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL / 2),
-                Err(_) => std::thread::sleep(POLL / 2),
+    let mut listener = mio::net::TcpListener::from_std(listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let metrics = intake.state.metrics.clone();
+    let mut events = Events::with_capacity(256);
+    let mut table = Table::new(limits);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    while !stop.load(Ordering::Relaxed) {
+        match poll.poll(&mut events, Some(POLL)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in &events {
+            if event.token() == LISTENER {
+                table.accept_all(&listener, &poll, &allow, &metrics);
+            } else {
+                table.read(event.token(), &poll, &mut chunk, &mut intake);
             }
         }
-    });
+        table.expire(&poll, &mut intake);
+        metrics.set_tcp_open(table.open.len() as u64);
+        if intake.maybe_handoff().is_err() {
+            return Ok(());
+        }
+    }
+    let tokens: Vec<Token> = table.open.keys().copied().collect();
+    for token in tokens {
+        table.close(token, &poll, &mut intake, None);
+    }
+    metrics.set_tcp_open(0);
+    let _ = intake.handoff();
     Ok(())
 }
 
-/// Reads IPFIX messages from one connection until it closes or `stop`.
-fn connection(mut stream: TcpStream, peer: SocketAddr, mut intake: Intake, stop: &AtomicBool) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let mut buffer: Vec<u8> = Vec::with_capacity(2 * MAX_MESSAGE);
-    let mut chunk = vec![0u8; 256 * 1024];
-    let metrics = intake.state.metrics.clone();
-    loop {
-        if stop.load(Ordering::Relaxed) {
+/// The open connections of one listener and the counts that admit more.
+struct Table {
+    limits: TcpLimits,
+    open: HashMap<Token, Connection>,
+    per_source: HashMap<IpAddr, usize>,
+    handshaking: usize,
+    next_token: usize,
+    /// Closed connections whose counters are still shown, oldest first.
+    closed: VecDeque<(Instant, SocketAddr)>,
+}
+
+impl Table {
+    fn new(limits: TcpLimits) -> Self {
+        Self {
+            limits,
+            open: HashMap::new(),
+            per_source: HashMap::new(),
+            handshaking: 0,
+            next_token: 0,
+            closed: VecDeque::new(),
+        }
+    }
+
+    /// Accepts every waiting connection, refusing (and counting) those
+    /// outside the allow-list or past a limit before anything is kept.
+    fn accept_all(
+        &mut self,
+        listener: &mio::net::TcpListener,
+        poll: &Poll,
+        allow: &[Cidr],
+        metrics: &Metrics,
+    ) {
+        loop {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // out of descriptors, or the client gave up in the queue
+                Err(_) => {
+                    metrics.refuse_tcp(TcpRefusal::AcceptFailed, None);
+                    return;
+                }
+            };
+            let refusal = if !admits(allow, peer.ip()) {
+                Some(TcpRefusal::Denied)
+            } else if self.open.len() >= self.limits.max_connections {
+                Some(TcpRefusal::ConnectionLimit)
+            } else if self.per_source.get(&peer.ip()).copied().unwrap_or(0)
+                >= self.limits.max_per_source
+            {
+                Some(TcpRefusal::SourceLimit)
+            } else if self.handshaking >= self.limits.max_handshaking {
+                Some(TcpRefusal::HandshakeLimit)
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                metrics.refuse_tcp(why, Some(peer.ip()));
+                // dropping the stream closes it
+                continue;
+            }
+            let token = Token(self.next_token);
+            self.next_token = (self.next_token + 1) % (usize::MAX - 1);
+            if poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE)
+                .is_err()
+            {
+                metrics.refuse_tcp(TcpRefusal::AcceptFailed, Some(peer.ip()));
+                continue;
+            }
+            metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
+            *self.per_source.entry(peer.ip()).or_default() += 1;
+            self.handshaking += 1;
+            let now = Instant::now();
+            self.open.insert(
+                token,
+                Connection {
+                    stream,
+                    peer,
+                    partial: Vec::new(),
+                    opened: now,
+                    last_data: now,
+                    framed: false,
+                },
+            );
+        }
+    }
+
+    /// Reads what `token`'s connection has sent, decoding every whole
+    /// message; closes it at its end, on an error, or on data that cannot
+    /// be framed.
+    fn read(&mut self, token: Token, poll: &Poll, chunk: &mut [u8], intake: &mut Intake) {
+        let Some(c) = self.open.get_mut(&token) else {
+            return;
+        };
+        let mut ending = None;
+        // edge-triggered: read until the socket has nothing more
+        loop {
+            match c.stream.read(chunk) {
+                Ok(0) => {
+                    ending = Some(TcpClose::Peer);
+                    break;
+                }
+                Ok(n) => {
+                    c.last_data = Instant::now();
+                    let was_framed = c.framed;
+                    if let Err(why) = frame(c, &chunk[..n], intake) {
+                        ending = Some(why);
+                        break;
+                    }
+                    if c.framed && !was_framed {
+                        self.handshaking -= 1;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    ending = Some(TcpClose::Error);
+                    break;
+                }
+            }
+        }
+        if let Some(why) = ending {
+            self.close(token, poll, intake, Some(why));
+        }
+    }
+
+    /// Closes connections past their opening or idle timeout, and forgets
+    /// the sessions of those closed longer ago than the linger.
+    fn expire(&mut self, poll: &Poll, intake: &mut Intake) {
+        let now = Instant::now();
+        let limits = self.limits;
+        let late: Vec<(Token, TcpClose)> = self
+            .open
+            .iter()
+            .filter_map(|(&token, c)| {
+                if !c.framed && now.duration_since(c.opened) > limits.handshake_timeout {
+                    Some((token, TcpClose::HandshakeTimeout))
+                } else if now.duration_since(c.last_data) > limits.idle_timeout {
+                    Some((token, TcpClose::IdleTimeout))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (token, why) in late {
+            self.close(token, poll, intake, Some(why));
+        }
+        while let Some(&(at, peer)) = self.closed.front() {
+            if now.duration_since(at) < limits.closed_linger {
+                break;
+            }
+            self.closed.pop_front();
+            // the same address and port may have connected again since
+            if !self.open.values().any(|c| c.peer == peer) {
+                intake.decoder.forget_session(peer, Transport::Tcp);
+            }
+        }
+    }
+
+    /// Ends a connection: what it left unfinished is counted, its
+    /// templates are withdrawn, and its counters linger. `why` is `None`
+    /// when the collector itself stops.
+    fn close(&mut self, token: Token, poll: &Poll, intake: &mut Intake, why: Option<TcpClose>) {
+        let Some(mut c) = self.open.remove(&token) else {
+            return;
+        };
+        let _ = poll.registry().deregister(&mut c.stream);
+        if let Some(why) = why {
+            intake.state.metrics.close_tcp(why);
+        }
+        if !c.framed {
+            self.handshaking -= 1;
+        }
+        if let Some(n) = self.per_source.get_mut(&c.peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&c.peer.ip());
+            }
+        }
+        if !c.partial.is_empty() {
+            // the connection ended inside a message
+            let _ = intake.decoder.decode(
+                c.peer,
+                Transport::Tcp,
+                now_ns(),
+                &c.partial,
+                &mut intake.out,
+            );
+        }
+        intake.decoder.end_session(c.peer, Transport::Tcp);
+        self.closed.push_back((Instant::now(), c.peer));
+    }
+}
+
+/// Decodes every whole message of `c`'s pending octets and `data`, keeping
+/// the tail of an incomplete one; fails on a header that cannot be an
+/// IPFIX message, after which the stream cannot be resynchronised.
+fn frame(c: &mut Connection, data: &[u8], intake: &mut Intake) -> Result<(), TcpClose> {
+    let now = now_ns();
+    let joined;
+    let mut input: &[u8] = if c.partial.is_empty() {
+        data
+    } else {
+        c.partial.extend_from_slice(data);
+        joined = std::mem::take(&mut c.partial);
+        &joined
+    };
+    while input.len() >= 4 {
+        let len = usize::from(u16::from_be_bytes([input[2], input[3]]));
+        if input[..2] != [0, 10] || len < 16 {
+            // the decoder counts the bad header by its reason
+            let _ =
+                intake
+                    .decoder
+                    .decode(c.peer, Transport::Tcp, now, &input[..4], &mut intake.out);
+            intake
+                .state
+                .metrics
+                .receive_errors
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(TcpClose::Unframeable);
+        }
+        if input.len() < len {
             break;
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buffer.extend_from_slice(&chunk[..n]);
-                let now = now_ns();
-                let mut at = 0;
-                while buffer.len() - at >= 4 {
-                    let header = &buffer[at..];
-                    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-                    let not_ipfix = header[..2] != [0, 10];
-                    if not_ipfix || len < 16 {
-                        // unframeable: the decoder counts the bad header, and
-                        // the stream cannot be resynchronised
-                        let _ = intake.decoder.decode(
-                            peer,
-                            hopscope_wire::Transport::Tcp,
-                            now,
-                            &header[..4],
-                            &mut intake.out,
-                        );
-                        if not_ipfix {
-                            metrics.receive_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                        at = buffer.len();
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
-                        break;
-                    }
-                    if buffer.len() - at < len {
-                        break;
-                    }
-                    intake.accept(peer, now, &buffer[at..at + len]);
-                    at += len;
-                }
-                buffer.drain(..at);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break,
-        }
-        if intake.maybe_handoff().is_err() {
-            return;
-        }
+        intake.accept(c.peer, now, &input[..len]);
+        c.framed = true;
+        input = &input[len..];
     }
-    if !buffer.is_empty() {
-        // the connection ended inside a message
-        let _ = intake.decoder.decode(
-            peer,
-            hopscope_wire::Transport::Tcp,
-            now_ns(),
-            &buffer,
-            &mut intake.out,
-        );
+    debug_assert!(input.len() < MAX_MESSAGE);
+    c.partial.clear();
+    c.partial.extend_from_slice(input);
+    if c.partial.is_empty() {
+        // a silent connection holds no buffer
+        c.partial = Vec::new();
     }
-    intake
-        .decoder
-        .end_session(peer, hopscope_wire::Transport::Tcp);
-    let _ = intake.handoff();
+    Ok(())
 }

@@ -18,7 +18,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::enrich::{Cidr, canonical};
 use crate::intake::Intake;
-use crate::metrics::Metrics;
 use crate::now_ns;
 
 /// Datagrams received per system call.
@@ -84,7 +83,8 @@ pub fn run(socket: UdpSocket, mut intake: Intake, allow: Arc<Vec<Cidr>>, stop: A
                 let now = now_ns();
                 for i in 0..n {
                     let (source, datagram) = receiver.datagram(i);
-                    if !allowed(&allow, source, &metrics) {
+                    if !admits(&allow, source.ip()) {
+                        metrics.deny(canonical(source.ip()));
                         continue;
                     }
                     metrics.datagrams.fetch_add(1, Ordering::Relaxed);
@@ -109,13 +109,10 @@ pub fn run(socket: UdpSocket, mut intake: Intake, allow: Arc<Vec<Cidr>>, stop: A
     let _ = intake.handoff();
 }
 
-/// Whether a source may send; counts it when it may not.
-pub(crate) fn allowed(allow: &[Cidr], source: SocketAddr, metrics: &Metrics) -> bool {
-    if allow.is_empty() || allow.iter().any(|c| c.contains_ip(source.ip())) {
-        return true;
-    }
-    metrics.deny(canonical(source.ip()));
-    false
+/// Whether the allow-list admits `source` (an empty list admits all); the
+/// caller counts a refusal as what it refused, a datagram or a connection.
+pub(crate) fn admits(allow: &[Cidr], source: std::net::IpAddr) -> bool {
+    allow.is_empty() || allow.iter().any(|c| c.contains_ip(source))
 }
 
 /// Buffers for one batch of datagrams.

@@ -153,7 +153,10 @@ fn udp_and_tcp_flows_are_stored_enriched_and_counted() {
     assert_eq!(tcp.flow_records, 500);
     let text = status.prometheus();
     assert!(
-        text.contains("hopscope_exporter_flow_records_total{exporter=\"127.0.0.1:"),
+        // labelled by address: an exporter's source ports are one exporter
+        text.contains(
+            "hopscope_exporter_flow_records_total{exporter=\"127.0.0.1\",transport=\"udp\"} 3000"
+        ),
         "{text}"
     );
 }

@@ -108,7 +108,8 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_credentials)
+            .is_some_and(|t| same_secret(t, token));
         // a browser cannot add headers to page loads: the UI's pages may
         // carry the token as a cookie instead
         let cookie = headers
@@ -117,8 +118,8 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().strip_prefix("token="))
-            .any(|t| t == &**token);
-        if bearer != Some(&**token) && !cookie && request.uri().path() != "/health" {
+            .any(|t| same_secret(t, token));
+        if !bearer && !cookie && request.uri().path() != "/health" {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "a valid 'Authorization: Bearer TOKEN' header is required",
@@ -127,6 +128,25 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         }
     }
     next.run(request).await
+}
+
+/// The credentials of an `Authorization` value in the `Bearer` scheme,
+/// whose name is case-insensitive (RFC 9110 §11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
+/// Compares a presented token with the secret in time that depends only
+/// on their lengths, so that response times do not reveal how many of its
+/// first characters a guess got right.
+fn same_secret(presented: &str, secret: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), secret.as_bytes());
+    let differing = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from ending the loop at the first difference
+    std::hint::black_box(differing) == 0 && a.len() == b.len()
 }
 
 /// An error as the API returns it: a status and a JSON body with a message

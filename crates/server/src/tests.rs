@@ -245,7 +245,39 @@ async fn a_token_guards_everything_but_health() {
         assert_eq!(call(token, uri, &cookie).await.0, StatusCode::OK, "{uri}");
         let wrong = [(header::AUTHORIZATION.as_str(), "Bearer guess")];
         assert_eq!(call(token, uri, &wrong).await.0, StatusCode::UNAUTHORIZED);
+        // the scheme's name is case-insensitive; the token is not
+        let lower = [(header::AUTHORIZATION.as_str(), "bearer s3cret")];
+        assert_eq!(call(token, uri, &lower).await.0, StatusCode::OK, "{uri}");
+        for near in [
+            "Bearer S3cret",
+            "Bearer s3cre",
+            "Bearer s3crett",
+            "Basic s3cret",
+        ] {
+            let near = [(header::AUTHORIZATION.as_str(), near)];
+            assert_eq!(call(token, uri, &near).await.0, StatusCode::UNAUTHORIZED);
+        }
     }
+}
+
+#[tokio::test]
+async fn a_filter_too_deep_is_a_400_naming_the_limit() {
+    let deep = format!("{}port%2080{}", "(".repeat(2200), ")".repeat(2200));
+    for uri in [
+        format!("/api/flows?since=1h&filter={deep}"),
+        format!("/api/journeys?filter={deep}"),
+    ] {
+        let (status, body) = call(None, &uri, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("64 levels"),
+            "{body}"
+        );
+    }
+    let groups = vec!["proto"; 17].join(",");
+    let (status, body) = call(None, &format!("/api/flows?since=1h&group_by={groups}"), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
 }
 
 #[tokio::test]

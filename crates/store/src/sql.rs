@@ -96,18 +96,45 @@ impl SqlOutput {
     }
 }
 
+/// The longest SQL text accepted.
+pub const MAX_SQL_BYTES: usize = 16 * 1024;
+/// Stack of the thread that plans and runs a query: DataFusion walks
+/// expression trees recursively, and a long chain of operators within
+/// [`MAX_SQL_BYTES`] must meet an error, not the end of a small stack
+/// (which aborts the whole process, intake included); nesting itself is
+/// bounded by DataFusion's parser (`datafusion.sql_parser.recursion_limit`,
+/// 50 levels). Only the pages touched are ever committed.
+const SQL_STACK_BYTES: usize = 256 << 20;
+
 /// Runs one read-only SQL query over the store.
 pub fn run_sql(store: &Store, sql: &str, limits: SqlLimits) -> Result<SqlOutput, SqlError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .map_err(|e| SqlError::Runtime(e.to_string()))?;
-    runtime.block_on(async {
-        match tokio::time::timeout(limits.timeout, query(store, sql, limits)).await {
-            Ok(result) => result,
-            Err(_) => Err(SqlError::Timeout(limits.timeout)),
-        }
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(SqlError::Runtime(format!(
+            "the query is {} bytes long; the limit is {MAX_SQL_BYTES}",
+            sql.len()
+        )));
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sql".into())
+            .stack_size(SQL_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_stack_size(SQL_STACK_BYTES)
+                    .enable_time()
+                    .build()
+                    .map_err(|e| SqlError::Runtime(e.to_string()))?;
+                runtime.block_on(async {
+                    match tokio::time::timeout(limits.timeout, query(store, sql, limits)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(SqlError::Timeout(limits.timeout)),
+                    }
+                })
+            })
+            .map_err(|e| SqlError::Runtime(e.to_string()))?
+            .join()
+            .map_err(|_| SqlError::Runtime("the query failed inside DataFusion".into()))?
     })
 }
 
@@ -193,6 +220,24 @@ mod tests {
         assert!(!out.truncated);
         let csv = out.render(crate::render::Format::Csv).unwrap();
         assert_eq!(csv, "proto,flows,bytes\n6,50,2450\n17,50,2500\n");
+    }
+
+    #[test]
+    fn hostile_statements_meet_an_error_not_the_stack() {
+        let (_dir, store) = store_with_flows();
+        // nesting past the parser's limit, and the longest chain of operators
+        // the size limit lets through: each an error, the process alive
+        let deep = format!(
+            "SELECT {}1{} FROM flows",
+            "(".repeat(2000),
+            ")".repeat(2000)
+        );
+        assert!(run_sql(&store, &deep, SqlLimits::default()).is_err());
+        let chain = format!("SELECT {}1 AS n FROM flows LIMIT 1", "1+".repeat(7000));
+        let _ = run_sql(&store, &chain, SqlLimits::default());
+        let long = format!("SELECT 1 /* {} */", "x".repeat(MAX_SQL_BYTES));
+        let e = run_sql(&store, &long, SqlLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
     }
 
     #[test]

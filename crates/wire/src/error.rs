@@ -40,7 +40,7 @@ reasons! {
     BadScope => "bad_scope", "options template scope count is zero or exceeds the field count";
     TemplateTooLong => "template_too_long", "template records are longer than a message can hold";
     TooManyDomains => "too_many_domains", "the exporter uses more observation domains than a session keeps (limit reached)";
-    TooManyTemplates => "too_many_templates", "the domain defines more templates than a session keeps (limit reached)";
+    TooManyTemplates => "too_many_templates", "the exporter defines more templates than its domain, its session or the collector keeps (limit reached)";
     ZeroLengthField => "zero_length_field", "fixed-length field of length zero";
     UnknownTemplate => "unknown_template", "data set for a template the exporter never sent";
     TemplateExpired => "template_expired", "data set for a UDP template past its lifetime";

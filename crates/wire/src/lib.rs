@@ -34,7 +34,7 @@ mod templated;
 pub mod time;
 
 pub use cursor::Truncated;
-pub use decoder::{Decoder, MessageSummary, Protocol};
+pub use decoder::{Decoder, Evictions, MessageSummary, Protocol};
 pub use error::{DecodeError, ErrorKind};
 pub use output::DecodeOutput;
 pub use session::{

@@ -138,7 +138,8 @@ pub(crate) fn decode(
     if session.domain_mut(domain_id, limits).is_some() {
         let Session { domains, stats, .. } = session;
         if let Some(domain) = domains.get_mut(&domain_id) {
-            domain.observe_sequence(stats, sequence, records, Counted::Records);
+            let boot_ms = i64::from(secs) * 1000 + i64::from(nsecs / 1_000_000) - i64::from(uptime);
+            domain.observe_sequence(stats, sequence, records, Some(boot_ms), Counted::Records);
         }
     }
     Ok(summary)

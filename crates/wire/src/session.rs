@@ -83,7 +83,7 @@ impl ExporterStats {
                 self.reordered_messages += 1;
             }
             SequenceEvent::Reset => self.sequence_resets += 1,
-            SequenceEvent::First | SequenceEvent::InOrder => {}
+            SequenceEvent::First | SequenceEvent::InOrder | SequenceEvent::Held => {}
         }
     }
 
@@ -133,8 +133,13 @@ pub enum SequenceEvent {
     Gap(u32),
     /// A message older than expected arrived: `units` counted lost earlier arrived after all.
     Late(u32),
-    /// A jump so large it can only be an exporter restart.
+    /// The stream started again: the exporter restarted (its uptime went
+    /// back), or the number fell far behind.
     Reset,
+    /// A jump forward too large to take on one message's word: held until
+    /// the next message says whether the stream really moved there (then
+    /// the jump is counted as loss) or it was a stray (then it is not).
+    Held,
 }
 
 /// Tracks one sequence-number stream.
@@ -157,9 +162,14 @@ pub struct SequenceTracker {
     convention: u8,
     /// Messages explained only by each other reading, towards a switch.
     votes: [u8; 4],
+    /// A large jump forward waiting for the next message to confirm it:
+    /// the message's number, its units, and how far ahead it was.
+    #[serde(default)]
+    held: Option<(u32, [u32; 2], u32)>,
 }
 
-/// Jumps larger than this are restarts, not loss.
+/// A jump forward this large is held until the next message confirms it;
+/// one behind by this much is a restart.
 const RESET_THRESHOLD: u32 = 1 << 24;
 /// Messages explained only by another reading before switching to it.
 const CONVENTION_VOTES: u8 = 2;
@@ -167,26 +177,52 @@ const CONVENTION_VOTES: u8 = 2;
 impl SequenceTracker {
     /// Observes a message with sequence number `seq` covering `units`.
     pub fn observe(&mut self, seq: u32, units: u32) -> SequenceEvent {
-        self.observe_records(seq, units, 0)
+        self.observe_records(seq, units, 0, false)
     }
 
     /// Observes a message of `units` data records of which `options` are
-    /// options records.
-    pub fn observe_records(&mut self, seq: u32, units: u32, options: u32) -> SequenceEvent {
+    /// options records; `restarted` says the exporter gave evidence of a
+    /// restart with this message (its uptime went back).
+    ///
+    /// A restart is read from that evidence or from a number that fell far
+    /// behind, never from the size of a jump forward alone: after a long
+    /// outage the numbers jump by however much was lost, and that is loss.
+    /// Such a jump is held for one message, so that one stray or forged
+    /// number cannot report billions of records lost.
+    pub fn observe_records(
+        &mut self,
+        seq: u32,
+        units: u32,
+        options: u32,
+        restarted: bool,
+    ) -> SequenceEvent {
         let counts = [units, units.saturating_sub(options)];
         let Some((last_seq, last_counts)) = self.last else {
             self.last = Some((seq, counts));
             return SequenceEvent::First;
         };
-        let expected = |convention: u8| {
+        let held = self.held.take();
+        if restarted {
+            self.last = Some((seq, counts));
+            return SequenceEvent::Reset;
+        }
+        let expected_after = |(before, before_counts): (u32, [u32; 2]), convention: u8| {
             let kind = usize::from(convention >> 1);
             let step = if convention & 1 == 1 {
                 counts[kind]
             } else {
-                last_counts[kind]
+                before_counts[kind]
             };
-            last_seq.wrapping_add(step)
+            before.wrapping_add(step)
         };
+        if let Some((held_seq, held_counts, ahead)) = held {
+            if (0..4u8).any(|c| expected_after((held_seq, held_counts), c) == seq) {
+                // the stream did move on from the jump: it was loss
+                self.last = Some((seq, counts));
+                return SequenceEvent::Gap(ahead);
+            }
+        }
+        let expected = |convention: u8| expected_after((last_seq, last_counts), convention);
         let mine = expected(self.convention);
         let event = if seq == mine {
             self.votes = [0; 4];
@@ -204,6 +240,9 @@ impl SequenceTracker {
             let behind = mine.wrapping_sub(seq);
             if ahead < RESET_THRESHOLD {
                 SequenceEvent::Gap(ahead)
+            } else if ahead < 1 << 31 {
+                self.held = Some((seq, counts, ahead));
+                return SequenceEvent::Held;
             } else if behind < RESET_THRESHOLD {
                 SequenceEvent::Late(units.min(behind))
             } else {
@@ -248,6 +287,9 @@ pub struct DomainState {
     pub(crate) sflow_samples: FastMap<u32, SequenceTracker>,
     /// This domain's share of the session's telemetry loss.
     pub(crate) loss: ExporterStats,
+    /// When the exporter booted, by its last message (export time less its
+    /// uptime): a boot that moves forward is a restart.
+    pub(crate) boot_ms: Option<i64>,
     /// The last ignoredPacketTotalCount and notSentFlowTotalCount reported.
     pub(crate) reported_ignored: Option<u64>,
     pub(crate) reported_not_sent: Option<u64>,
@@ -284,14 +326,17 @@ impl DomainState {
 
     /// Records the domain's sequence number `seq` covering `units` and counts
     /// what it says, both in the session's counters and the domain's own.
+    /// `boot_ms` is when the exporter booted by this message's clock fields,
+    /// where the protocol has them (NetFlow v5/v9, sFlow).
     pub(crate) fn observe_sequence(
         &mut self,
         stats: &mut ExporterStats,
         seq: u32,
         units: u32,
+        boot_ms: Option<i64>,
         counted: Counted,
     ) {
-        self.observe_records(stats, seq, units, 0, counted);
+        self.observe_records(stats, seq, units, 0, boot_ms, counted);
     }
 
     /// [`observe_sequence`](Self::observe_sequence) for a message of `units`
@@ -302,10 +347,25 @@ impl DomainState {
         seq: u32,
         units: u32,
         options: u32,
+        boot_ms: Option<i64>,
         counted: Counted,
     ) {
-        let event = self.sequence.observe_records(seq, units, options);
+        let restarted = self.rebooted(boot_ms);
+        let event = self
+            .sequence
+            .observe_records(seq, units, options, restarted);
         self.count(stats, event, counted);
+    }
+
+    /// Whether `boot_ms` says the exporter booted again since its last
+    /// message; export times have a granularity of a second, so a boot
+    /// that moves by less is jitter.
+    fn rebooted(&mut self, boot_ms: Option<i64>) -> bool {
+        let Some(boot) = boot_ms else {
+            return false;
+        };
+        let before = self.boot_ms.replace(boot);
+        before.is_some_and(|b| boot - b > 2_000)
     }
 
     /// Counts a sequence event of one of the domain's streams.
@@ -357,9 +417,12 @@ pub struct Session {
     pub(crate) pending: VecDeque<PendingSet>,
     pub(crate) pending_bytes: usize,
     pub(crate) stats: ExporterStats,
+    /// When the last message arrived (collector clock, Unix ns).
+    pub(crate) last_seen_ns: i64,
 }
 
-/// Bounds that keep a session's memory fixed whatever the exporter sends.
+/// Bounds that keep a session's memory fixed whatever the exporter sends,
+/// and the decoder's whatever all exporters (or forged sources) send.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionLimits {
     /// How long a UDP template stays valid without being resent.
@@ -367,8 +430,22 @@ pub struct SessionLimits {
     pub max_pending_sets: usize,
     pub max_pending_bytes: usize,
     pub max_templates_per_domain: usize,
+    /// Templates one session (exporter address and port) holds over all
+    /// its domains.
+    pub max_templates_per_session: usize,
+    /// Templates the decoder holds over all its sessions.
+    pub max_templates: usize,
     pub max_domains: usize,
     pub max_interface_names: usize,
+    /// UDP sessions the decoder keeps; past it the least useful make room
+    /// (those heard once, then the longest silent).
+    pub max_sessions: usize,
+    /// UDP sessions of one exporter address (one per source port); past it
+    /// its longest silent session makes room, as after an exporter restart.
+    pub max_sessions_per_address: usize,
+    /// A UDP session silent this long is forgotten (its templates would
+    /// have expired by then).
+    pub session_idle_ns: i64,
 }
 
 impl Default for SessionLimits {
@@ -378,8 +455,13 @@ impl Default for SessionLimits {
             max_pending_sets: 512,
             max_pending_bytes: 4 << 20,
             max_templates_per_domain: 4096,
+            max_templates_per_session: 16_384,
+            max_templates: 65_536,
             max_domains: 1024,
             max_interface_names: 65536,
+            max_sessions: 4096,
+            max_sessions_per_address: 64,
+            session_idle_ns: 30 * 60 * 1_000_000_000,
         }
     }
 }
@@ -393,7 +475,18 @@ impl Session {
             pending: VecDeque::new(),
             pending_bytes: 0,
             stats: ExporterStats::default(),
+            last_seen_ns: 0,
         }
+    }
+
+    /// When its last message arrived (collector clock, Unix ns).
+    pub fn last_seen_ns(&self) -> i64 {
+        self.last_seen_ns
+    }
+
+    /// Templates held over all its domains.
+    pub fn template_count(&self) -> usize {
+        self.domains.values().map(|d| d.templates.len()).sum()
     }
 
     /// State of a domain, created on first use.
@@ -421,11 +514,7 @@ impl Session {
     /// every message.
     pub fn stats(&self) -> ExporterStats {
         let mut stats = self.stats.clone();
-        stats.templates_active = self
-            .domains
-            .values()
-            .map(|d| d.templates.len() as u64)
-            .sum();
+        stats.templates_active = self.template_count() as u64;
         stats.pending_sets = self.pending.len() as u64;
         stats
     }
@@ -451,6 +540,38 @@ mod tests {
     }
 
     #[test]
+    fn a_long_outage_is_loss_and_a_restart_is_not() {
+        // 20 M records lost in an outage: held for one message, then counted
+        let mut t = SequenceTracker::default();
+        t.observe(1_000, 10);
+        assert_eq!(t.observe(20_001_010, 10), SequenceEvent::Held);
+        assert_eq!(t.observe(20_001_020, 10), SequenceEvent::Gap(20_000_000));
+        assert_eq!(t.observe(20_001_030, 10), SequenceEvent::InOrder);
+        // a stray number far ahead is not loss when the stream goes on
+        assert_eq!(t.observe(900_000_000, 10), SequenceEvent::Held);
+        assert_eq!(t.observe(20_001_040, 10), SequenceEvent::InOrder);
+        // the exporter's uptime went back: a restart, whatever the jump
+        assert_eq!(
+            t.observe_records(500_000_000, 10, 0, true),
+            SequenceEvent::Reset
+        );
+        assert_eq!(t.observe(500_000_010, 10), SequenceEvent::InOrder);
+    }
+
+    #[test]
+    fn a_reboot_is_read_from_the_exporters_clock() {
+        let mut d = DomainState::default();
+        let mut stats = ExporterStats::default();
+        let boot = Some(1_800_000_000_000);
+        d.observe_sequence(&mut stats, 100, 1, boot, Counted::Messages);
+        d.observe_sequence(&mut stats, 101, 1, boot.map(|b| b + 999), Counted::Messages);
+        // booted an hour later, its numbers far ahead: a restart, not loss
+        let later = boot.map(|b| b + 3_600_000);
+        d.observe_sequence(&mut stats, 90_000_000, 1, later, Counted::Messages);
+        assert_eq!((stats.sequence_resets, stats.lost_messages), (1, 0));
+    }
+
+    #[test]
     fn an_exporter_counting_its_own_records_is_not_loss() {
         // softflowd: each message's number includes its own records
         let mut t = SequenceTracker::default();
@@ -470,7 +591,7 @@ mod tests {
         assert_eq!(t.observe(seq, 27), SequenceEvent::Gap(28));
         // nor does it count options records: a message of 20 flows and one
         seq += 20;
-        assert_eq!(t.observe_records(seq, 21, 1), SequenceEvent::InOrder);
+        assert_eq!(t.observe_records(seq, 21, 1, false), SequenceEvent::InOrder);
         seq += 28;
         assert_eq!(t.observe(seq, 28), SequenceEvent::InOrder);
     }

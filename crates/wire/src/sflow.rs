@@ -31,7 +31,7 @@ pub(crate) fn decode(
         let agent = address(&mut c)?;
         Ok::<_, Truncated>((agent, c.u32()?, c.u32()?, c.u32()?, c.u32()?))
     })();
-    let (agent, sub_agent, sequence, _uptime, samples) = match header {
+    let (agent, sub_agent, sequence, uptime, samples) = match header {
         Ok((Ok(agent), sub, seq, up, n)) => (agent, sub, seq, up, n),
         Ok((Err(()), ..)) => {
             return Err(log.report(
@@ -129,7 +129,9 @@ pub(crate) fn decode(
     }
     let Session { domains, stats, .. } = session;
     if let Some(domain) = domains.get_mut(&sub_agent) {
-        domain.observe_sequence(stats, sequence, 1, Counted::Messages);
+        // sFlow has no export time: the boot by the collector's clock
+        let boot_ms = received_ns / 1_000_000 - i64::from(uptime);
+        domain.observe_sequence(stats, sequence, 1, Some(boot_ms), Counted::Messages);
     }
     Ok(summary)
 }

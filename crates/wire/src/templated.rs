@@ -38,9 +38,13 @@ const V9: Dialect = Dialect {
     options_set: 1,
 };
 
+/// Decodes one IPFIX or NetFlow v9 message; `templates_held` is the
+/// decoder's count of templates over all sessions, for its cap.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decode(
     session: &mut Session,
     limits: &SessionLimits,
+    templates_held: &mut usize,
     log: &mut ErrorLog<'_>,
     exporter: [u8; 16],
     received_ns: i64,
@@ -169,6 +173,7 @@ pub(crate) fn decode(
             template_set(
                 session,
                 limits,
+                templates_held,
                 log,
                 &mut summary,
                 dialect,
@@ -226,6 +231,7 @@ pub(crate) fn decode(
                     sequence,
                     data_records,
                     summary.options_records,
+                    None,
                     Counted::Records,
                 );
             } else {
@@ -233,7 +239,7 @@ pub(crate) fn decode(
             }
         } else {
             // v9 counts export packets, not records
-            domain.observe_sequence(stats, sequence, 1, Counted::Messages);
+            domain.observe_sequence(stats, sequence, 1, uptime_base_ms, Counted::Messages);
         }
     }
     Ok(summary)
@@ -243,6 +249,7 @@ pub(crate) fn decode(
 fn template_set(
     session: &mut Session,
     limits: &SessionLimits,
+    templates_held: &mut usize,
     log: &mut ErrorLog<'_>,
     summary: &mut MessageSummary,
     dialect: Dialect,
@@ -305,15 +312,27 @@ fn template_set(
             }
             Ok(TemplateRecord::Define(template)) => {
                 session.stats.templates_received += 1;
+                // a new template is refused once its domain, its session or
+                // the decoder holds as many as it may
+                let new = session
+                    .domain(ctx.domain)
+                    .is_none_or(|d| d.template(template.id).is_none());
+                let session_full =
+                    new && session.template_count() >= limits.max_templates_per_session;
                 let Some(domain) = session.domain_mut(ctx.domain, limits) else {
                     return;
                 };
                 let id = template.id;
-                if !domain.templates.contains_key(&id)
-                    && domain.templates.len() >= limits.max_templates_per_domain
+                if new
+                    && (domain.templates.len() >= limits.max_templates_per_domain
+                        || session_full
+                        || *templates_held >= limits.max_templates)
                 {
                     report(session, log, summary, ErrorKind::TooManyTemplates);
                     continue;
+                }
+                if new {
+                    *templates_held += 1;
                 }
                 let stored = domain
                     .templates
@@ -936,5 +955,46 @@ mod tests {
         d.decode(addr(), Transport::Udp, 0, &m, &mut out).unwrap();
         assert_eq!(d.totals().error_count(ErrorKind::TooManyTemplates), 1);
         assert_eq!(d.totals().templates_active, 2);
+    }
+
+    /// One template set defining `count` templates from id 256 on.
+    fn templates(count: u16) -> Vec<u8> {
+        let mut body = Vec::new();
+        for id in 256..256 + count {
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&[0, 1, 0, 8, 0, 4]);
+        }
+        set(2, &body)
+    }
+
+    #[test]
+    fn templates_are_capped_per_session_and_in_all() {
+        let limits = SessionLimits {
+            max_templates_per_session: 100,
+            max_templates: 250,
+            ..Default::default()
+        };
+        let mut d = Decoder::with_limits(limits);
+        let mut out = DecodeOutput::default();
+        // one exporter spreads 40 templates over each of 10 domains
+        for domain in 0..10u32 {
+            let mut m = ipfix_message(0, &[&templates(40)]);
+            m[12..16].copy_from_slice(&domain.to_be_bytes());
+            let _ = d.decode(addr(), Transport::Udp, 0, &m, &mut out);
+        }
+        assert_eq!(d.totals().templates_active, 100);
+        assert_eq!(d.totals().error_count(ErrorKind::TooManyTemplates), 300);
+        // a template sent again is a refresh, not a new one
+        let mut m = ipfix_message(1, &[&templates(40)]);
+        m[12..16].copy_from_slice(&0u32.to_be_bytes());
+        d.decode(addr(), Transport::Udp, 0, &m, &mut out).unwrap();
+        assert_eq!(d.totals().error_count(ErrorKind::TooManyTemplates), 300);
+        // other exporters fill the decoder's cap
+        for port in 1..=3u16 {
+            let other = std::net::SocketAddr::new(addr().ip(), addr().port() + port);
+            let m = ipfix_message(0, &[&templates(100)]);
+            let _ = d.decode(other, Transport::Udp, 0, &m, &mut out);
+        }
+        assert_eq!(d.totals().templates_active, 250);
     }
 }

@@ -25,11 +25,24 @@
 //!
 //! A flow whose column is empty (null) matches no comparison on it, and
 //! `not` of such a comparison matches it: `not dst port 443` keeps ICMP.
+//!
+//! Filters come from anyone who reaches the API, so a filter is bounded:
+//! at most [`MAX_FILTER_BYTES`] of text, [`MAX_CONDITIONS`] conditions and
+//! [`MAX_NESTING`] levels of parentheses and `not`. Chains of `and` and
+//! `or` are built as balanced trees, so neither parsing nor evaluating
+//! recurses deeper than those bounds allow, whatever the input.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use hopscope_schema::{ENRICHMENT_FIELDS, FLOW_FIELDS, Kind, ip_to_mapped};
+
+/// The longest filter text accepted.
+pub const MAX_FILTER_BYTES: usize = 16 * 1024;
+/// The most conditions (primitives) in one filter.
+pub const MAX_CONDITIONS: usize = 1024;
+/// The deepest nesting of parentheses and `not` in one filter.
+pub const MAX_NESTING: usize = 64;
 
 /// A parsed filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +149,16 @@ fn parse_filter_over(
     text: &str,
     fields: fn(&str) -> Option<(&'static str, Kind)>,
 ) -> Result<Option<Expr>, FilterError> {
+    if text.len() > MAX_FILTER_BYTES {
+        return Err(FilterError {
+            filter: text.to_string(),
+            position: MAX_FILTER_BYTES,
+            message: format!(
+                "the filter is {} bytes long; the limit is {MAX_FILTER_BYTES}",
+                text.len()
+            ),
+        });
+    }
     let tokens = lex(text).map_err(|(position, message)| FilterError {
         filter: text.to_string(),
         position,
@@ -149,6 +172,8 @@ fn parse_filter_over(
         at: 0,
         end: text.len(),
         fields,
+        nesting: 0,
+        conditions: 0,
     };
     let result = p.or().and_then(|e| match p.peek() {
         None => Ok(e),
@@ -245,6 +270,10 @@ struct Parser {
     end: usize,
     /// The columns the filter may name.
     fields: fn(&str) -> Option<(&'static str, Kind)>,
+    /// Parentheses and `not` open around the token being read.
+    nesting: usize,
+    /// Conditions read so far.
+    conditions: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -271,51 +300,70 @@ impl Parser {
     }
 
     fn or(&mut self) -> ParseResult<Expr> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self
             .peek()
             .is_some_and(|t| t.text.eq_ignore_ascii_case("or") || t.text == "||")
         {
             self.at += 1;
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(balanced(terms, Expr::Or))
     }
 
     fn and(&mut self) -> ParseResult<Expr> {
-        let mut left = self.not()?;
+        let mut terms = vec![self.not()?];
         while self
             .peek()
             .is_some_and(|t| t.text.eq_ignore_ascii_case("and") || t.text == "&&")
         {
             self.at += 1;
-            let right = self.not()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(balanced(terms, Expr::And))
     }
 
     fn not(&mut self) -> ParseResult<Expr> {
         let t = self.next("a condition")?;
-        if t.text.eq_ignore_ascii_case("not") || (t.kind == TokenKind::Op && t.text == "!") {
-            return Ok(Expr::Not(Box::new(self.not()?)));
-        }
-        if t.kind == TokenKind::Open {
-            let inner = self.or()?;
-            let close = self.next("')'")?;
-            if close.kind != TokenKind::Close {
+        let negation =
+            t.text.eq_ignore_ascii_case("not") || (t.kind == TokenKind::Op && t.text == "!");
+        if negation || t.kind == TokenKind::Open {
+            self.nesting += 1;
+            if self.nesting > MAX_NESTING {
                 return Err((
-                    close.pos,
-                    format!("expected ')' but found '{}'", close.text),
+                    t.pos,
+                    format!(
+                        "the filter nests deeper than {MAX_NESTING} levels of parentheses and 'not', the limit"
+                    ),
                 ));
             }
+            let inner = if negation {
+                Expr::Not(Box::new(self.not()?))
+            } else {
+                let inner = self.or()?;
+                let close = self.next("')'")?;
+                if close.kind != TokenKind::Close {
+                    return Err((
+                        close.pos,
+                        format!("expected ')' but found '{}'", close.text),
+                    ));
+                }
+                inner
+            };
+            self.nesting -= 1;
             return Ok(inner);
         }
         if t.kind != TokenKind::Word {
             return Err((
                 t.pos,
                 format!("expected a condition but found '{}'", t.text),
+            ));
+        }
+        self.conditions += 1;
+        if self.conditions > MAX_CONDITIONS {
+            return Err((
+                t.pos,
+                format!("the filter has more than {MAX_CONDITIONS} conditions, the limit"),
             ));
         }
         self.primitive(t)
@@ -496,6 +544,21 @@ impl Parser {
         }
         Ok(Expr::Compare { field, op, value })
     }
+}
+
+/// Joins `terms` with `join` as a balanced tree, so that a chain of a
+/// thousand conditions is ten levels deep rather than a thousand; an even
+/// split puts the earlier half on the left, so `a and b and c` reads
+/// `(a and b) and c` as it always has.
+fn balanced(mut terms: Vec<Expr>, join: fn(Box<Expr>, Box<Expr>) -> Expr) -> Expr {
+    if terms.len() == 1 {
+        return terms.pop().expect("one term");
+    }
+    let right = terms.split_off(terms.len().div_ceil(2));
+    join(
+        Box::new(balanced(terms, join)),
+        Box::new(balanced(right, join)),
+    )
 }
 
 fn proto_is(proto: u8) -> Expr {
@@ -700,6 +763,43 @@ mod tests {
         assert!(e.message.contains("= or !="), "{e}");
         let e = parse_filter("proto tcp port 80").unwrap_err();
         assert!(e.message.contains("unexpected"), "{e}");
+    }
+
+    fn depth(e: &Expr) -> usize {
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => 1 + depth(a).max(depth(b)),
+            Expr::Not(a) => 1 + depth(a),
+            _ => 1,
+        }
+    }
+
+    #[test]
+    fn hostile_filters_meet_a_named_limit() {
+        // the filter that overflowed the stack: 2,200 levels of parentheses
+        let deep = format!("{}port 80{}", "(".repeat(2200), ")".repeat(2200));
+        let e = parse_filter(&deep).unwrap_err();
+        assert!(e.message.contains("64 levels"), "{e}");
+        assert_eq!(e.position, MAX_NESTING);
+        let nots = "not ".repeat(100) + "tcp";
+        assert!(parse_filter(&nots).unwrap_err().message.contains("limit"));
+        // at the limit it parses
+        let ok = format!("{}port 80{}", "(".repeat(64), ")".repeat(64));
+        assert!(parse_filter(&ok).is_ok());
+
+        let many = vec!["port 1"; MAX_CONDITIONS + 1].join(" or ");
+        let e = parse_filter(&many).unwrap_err();
+        assert!(e.message.contains("1024 conditions"), "{e}");
+        let long = "x".repeat(MAX_FILTER_BYTES + 1);
+        assert!(
+            parse_filter(&long)
+                .unwrap_err()
+                .message
+                .contains("bytes long")
+        );
+
+        // a long chain is a shallow tree: 1,000 conditions, 11 levels
+        let chain = vec!["tcp"; 1000].join(" and ");
+        assert!(depth(&parse(&chain)) <= 11);
     }
 
     proptest::proptest! {

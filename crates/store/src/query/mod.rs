@@ -430,14 +430,32 @@ pub fn time_range(
     Ok((from_ns, to_ns))
 }
 
-fn list(text: &Option<String>) -> Vec<String> {
-    text.as_deref()
+/// The most fields one query may group by.
+pub const MAX_GROUP_FIELDS: usize = 16;
+/// The most aggregates one query may compute.
+pub const MAX_AGGREGATES: usize = 32;
+/// The most columns one listing may show.
+pub const MAX_COLUMNS: usize = 256;
+
+/// The items of a comma-separated list, at most `limit` of them: a request
+/// names its parts, and a list longer than any real query is refused before
+/// any work is done for it.
+fn list(text: &Option<String>, what: &str, limit: usize) -> Result<Vec<String>, QueryError> {
+    let items: Vec<String> = text
+        .as_deref()
         .unwrap_or("")
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
+        .take(limit + 1)
         .map(String::from)
-        .collect()
+        .collect();
+    if items.len() > limit {
+        return Err(QueryError::Plan(format!(
+            "more than {limit} {what} in one query, the limit"
+        )));
+    }
+    Ok(items)
 }
 
 impl QueryRequest {
@@ -448,8 +466,8 @@ impl QueryRequest {
             limit: self.limit,
             ..Query::default()
         };
-        q.group_by_names(&list(&self.group_by))?;
-        q.aggregates = list(&self.aggregates)
+        q.group_by_names(&list(&self.group_by, "group-by fields", MAX_GROUP_FIELDS)?)?;
+        q.aggregates = list(&self.aggregates, "aggregates", MAX_AGGREGATES)?
             .iter()
             .map(|a| Aggregate::parse(a))
             .collect::<Result<_, _>>()?;
@@ -462,7 +480,7 @@ impl QueryRequest {
                 Aggregate::Bps,
             ];
         }
-        let columns = list(&self.columns);
+        let columns = list(&self.columns, "columns", MAX_COLUMNS)?;
         if !columns.is_empty() {
             q.column_names(&columns)?;
         }
