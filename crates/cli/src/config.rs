@@ -44,6 +44,16 @@ pub struct ServeSection {
     token: Option<String>,
     retention: Option<String>,
     max_size: Option<String>,
+    max_sessions: Option<usize>,
+    max_sessions_per_exporter: Option<usize>,
+    session_idle_timeout: Option<String>,
+    max_templates_per_exporter: Option<usize>,
+    tcp_max_connections: Option<usize>,
+    tcp_max_per_source: Option<usize>,
+    tcp_max_handshakes: Option<usize>,
+    tcp_handshake_timeout: Option<String>,
+    tcp_idle_timeout: Option<String>,
+    tcp_closed_linger: Option<String>,
     #[serde(default)]
     pub networks: Vec<hopscope_collector::NetworkTag>,
     #[serde(default)]
@@ -119,6 +129,9 @@ impl ServeSection {
         fill_unsaid!(self, args, matches;
             data_dir, udp, tcp, udp_sockets, receive_buffer, replay, allow,
             exporter_name, mmdb, flush_interval, http, token, retention, max_size,
+            max_sessions, max_sessions_per_exporter, session_idle_timeout,
+            max_templates_per_exporter, tcp_max_connections, tcp_max_per_source,
+            tcp_max_handshakes, tcp_handshake_timeout, tcp_idle_timeout, tcp_closed_linger,
         );
     }
 }

@@ -41,6 +41,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         token: None,
         retention: "1d".into(),
         max_size: "2G".into(),
+        ..crate::ServeArgs::defaults()
     };
     let (flows_per_second, seed, incidents) = (args.flows_per_second, args.seed, !args.calm);
     let mut driver = None;

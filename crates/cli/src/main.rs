@@ -202,6 +202,51 @@ struct ServeArgs {
     /// Delete the oldest data beyond this size (such as 50G; 0 for no limit).
     #[arg(long, env = "HOPSCOPE_MAX_SIZE", default_value = "0")]
     max_size: String,
+    /// UDP exporter sessions (address and port) kept over all sockets; past
+    /// it, sessions heard once and then the longest silent make room.
+    #[arg(long, env = "HOPSCOPE_MAX_SESSIONS", default_value_t = 8192)]
+    max_sessions: usize,
+    /// UDP sessions (source ports) kept per exporter address.
+    #[arg(long, env = "HOPSCOPE_MAX_SESSIONS_PER_EXPORTER", default_value_t = 64)]
+    max_sessions_per_exporter: usize,
+    /// A UDP session silent this long is forgotten.
+    #[arg(long, env = "HOPSCOPE_SESSION_IDLE_TIMEOUT", default_value = "30m")]
+    session_idle_timeout: String,
+    /// Templates one exporter session holds over all its domains.
+    #[arg(
+        long,
+        env = "HOPSCOPE_MAX_TEMPLATES_PER_EXPORTER",
+        default_value_t = 16_384
+    )]
+    max_templates_per_exporter: usize,
+    /// TCP connections open at once, over all sources.
+    #[arg(long, env = "HOPSCOPE_TCP_MAX_CONNECTIONS", default_value_t = 1024)]
+    tcp_max_connections: usize,
+    /// TCP connections open at once from one source address.
+    #[arg(long, env = "HOPSCOPE_TCP_MAX_PER_SOURCE", default_value_t = 64)]
+    tcp_max_per_source: usize,
+    /// TCP connections at once that have not yet sent a whole message.
+    #[arg(long, env = "HOPSCOPE_TCP_MAX_HANDSHAKES", default_value_t = 128)]
+    tcp_max_handshakes: usize,
+    /// Time a TCP connection has to send its first whole message.
+    #[arg(long, env = "HOPSCOPE_TCP_HANDSHAKE_TIMEOUT", default_value = "30s")]
+    tcp_handshake_timeout: String,
+    /// A TCP connection silent this long is closed.
+    #[arg(long, env = "HOPSCOPE_TCP_IDLE_TIMEOUT", default_value = "10m")]
+    tcp_idle_timeout: String,
+    /// How long a closed TCP connection's counters stay in status and /metrics.
+    #[arg(long, env = "HOPSCOPE_TCP_CLOSED_LINGER", default_value = "5m")]
+    tcp_closed_linger: String,
+}
+
+impl ServeArgs {
+    /// Every flag at its default (or its `HOPSCOPE_*` variable), as
+    /// `hopscope serve` alone takes them: what the demo starts from.
+    fn defaults() -> Self {
+        use clap::{Args, FromArgMatches};
+        let matches = Self::augment_args(clap::Command::new("serve")).get_matches_from(["serve"]);
+        Self::from_arg_matches(&matches).expect("the defaults parse")
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hopscope_collector::{Cidr, Collector, CollectorConfig, Metrics, now_ns};
+use hopscope_collector::{Cidr, Collector, CollectorConfig, Metrics, TcpLimits, now_ns};
 use hopscope_store::{RetentionPolicy, Store, WriteOptions};
+use hopscope_wire::SessionLimits;
 
 use crate::ServeArgs;
 use crate::config::ServeSection;
@@ -64,13 +65,38 @@ pub fn run_with(
     on_ready: impl FnOnce(&Listening<'_>) -> Result<()>,
 ) -> Result<ExitCode> {
     let flush = parse_duration(&args.flush_interval)?;
+    let udp_sockets = match args.udp_sockets {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let duration = |flag: &str, text: &str| -> Result<Duration> {
+        let ns = parse_duration(text).with_context(|| format!("--{flag} {text}"))?;
+        Ok(Duration::from_nanos(ns.max(0) as u64))
+    };
+    let session_limits = SessionLimits {
+        // each socket's decoder keeps its share: the kernel spreads
+        // exporters over the sockets by address
+        max_sessions: args.max_sessions.div_ceil(udp_sockets).max(1),
+        max_sessions_per_address: args.max_sessions_per_exporter.max(1),
+        session_idle_ns: duration("session-idle-timeout", &args.session_idle_timeout)?.as_nanos()
+            as i64,
+        max_templates_per_session: args.max_templates_per_exporter,
+        ..SessionLimits::default()
+    };
+    let tcp_limits = TcpLimits {
+        max_connections: args.tcp_max_connections,
+        max_per_source: args.tcp_max_per_source,
+        max_handshaking: args.tcp_max_handshakes,
+        handshake_timeout: duration("tcp-handshake-timeout", &args.tcp_handshake_timeout)?,
+        idle_timeout: duration("tcp-idle-timeout", &args.tcp_idle_timeout)?,
+        closed_linger: duration("tcp-closed-linger", &args.tcp_closed_linger)?,
+    };
     let config = CollectorConfig {
+        session_limits,
+        tcp_limits,
         udp: addresses(&args.udp, "udp")?,
         tcp: addresses(&args.tcp, "tcp")?,
-        udp_sockets: match args.udp_sockets {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        },
+        udp_sockets,
         udp_receive_buffer: args.receive_buffer,
         replay: args.replay.clone(),
         allow: args

@@ -63,6 +63,31 @@ fn describe(s: &Status) -> String {
         "dropped: {} datagrams from sources not allowed, {} by the kernel (socket buffers full), {} receive errors",
         s.denied_datagrams, s.socket_drops, s.receive_errors
     );
+    let reasons = |counts: &std::collections::BTreeMap<String, u64>| {
+        let said: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if said.is_empty() {
+            "none".to_string()
+        } else {
+            said.join(" ")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "tcp: {} open; refused: {}; closed: {}",
+        s.tcp.open,
+        reasons(&s.tcp.refused),
+        reasons(&s.tcp.closed)
+    );
+    let _ = writeln!(
+        out,
+        "udp sessions: {} held; let go: {}",
+        s.udp_sessions,
+        reasons(&s.sessions_evicted)
+    );
     let _ = writeln!(
         out,
         "store: {} rows in {} segments ({} bytes); {} pending, lag {:.1} s; {} flush errors, {} rows lost to them",
@@ -127,6 +152,13 @@ fn describe(s: &Status) -> String {
             } else {
                 errors.join(" ")
             }
+        );
+    }
+    if s.exporters_not_listed > 0 {
+        let _ = writeln!(
+            out,
+            "... and {} more sessions, silent longer",
+            s.exporters_not_listed
         );
     }
     if !s.recent_errors.is_empty() {

@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use hopscope_schema::{ExporterHealthBuilder, ExporterHealthRecord, ip_to_mapped};
-use hopscope_wire::{
-    DecodeOutput, Decoder, Evictions, ExporterStats, SessionLimits, SessionSnapshot, Transport,
-};
+use hopscope_wire::{DecodeOutput, Decoder, Evictions, ExporterStats, SessionLimits, Transport};
 
 use crate::enrich::{EnrichCache, Enricher};
 use crate::metrics::{DomainReport, Metrics, SessionReport};
 use crate::now_ns;
+use crate::state::StateDelta;
 
 /// What a receiver passes to the store writer.
 #[derive(Debug)]
@@ -29,9 +28,10 @@ pub struct Handoff {
     pub interface_counters: Option<RecordBatch>,
     /// Per-exporter counters over the interval since the last hand-off.
     pub health: Option<RecordBatch>,
-    /// The receiver's UDP session state, matching exactly the rows handed
-    /// off so far: committed together, so a restart resumes from it.
-    pub snapshot: Option<Vec<SessionSnapshot>>,
+    /// What changed in the receiver's UDP session state, matching exactly
+    /// the rows handed off so far: committed together, so a restart
+    /// resumes from it.
+    pub state: Option<StateDelta>,
     /// Collector receive time of the oldest row in this hand-off.
     pub oldest_ns: Option<i64>,
     /// Observation point names the exporters sent in options records
@@ -57,6 +57,9 @@ pub struct IntakeState {
     previous: HashMap<SocketAddr, Reported>,
     errors_reported: u64,
     evictions_reported: Evictions,
+    /// Each UDP session's message count when its state was last handed
+    /// off: a session whose count moved has changed.
+    snapshotted: HashMap<SocketAddr, u64>,
 }
 
 /// A session's counters at the last hand-off: its totals, and per domain
@@ -102,6 +105,7 @@ impl Intake {
                 previous: HashMap::new(),
                 errors_reported: 0,
                 evictions_reported: Evictions::default(),
+                snapshotted: HashMap::new(),
             },
         }
     }
@@ -193,7 +197,7 @@ impl IntakeState {
             flows,
             interface_counters,
             health,
-            snapshot: (self.transport == Transport::Udp).then(|| active_sessions(decoder)),
+            state: (self.transport == Transport::Udp).then(|| self.state_delta(decoder)),
             oldest_ns: self.oldest_ns.take(),
             point_names: if packet_reports.is_some() {
                 point_names(decoder)
@@ -235,7 +239,9 @@ impl IntakeState {
             Transport::Sctp => 3,
             Transport::File => 4,
         };
-        for session in decoder.sessions() {
+        // a session only restored (every socket's decoder restores them
+        // all) is reported once an exporter is heard on it
+        for session in decoder.sessions().filter(|s| s.stats().messages > 0) {
             let stats = session.stats();
             let domains: Vec<DomainReport> = session
                 .domains()
@@ -315,16 +321,28 @@ fn point_names(decoder: &Decoder) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// The state of the sessions this receiver heard from in this run; those
-/// only restored are the store writer's to keep.
-fn active_sessions(decoder: &Decoder) -> Vec<SessionSnapshot> {
-    decoder
-        .snapshot()
-        .into_iter()
-        .filter(|s| {
-            decoder
-                .session(s.exporter, Transport::Udp)
-                .is_some_and(|session| session.stats().messages > 0)
-        })
-        .collect()
+impl IntakeState {
+    /// The UDP sessions heard from since the last hand-off, and those let
+    /// go; sessions only restored are the store writer's to keep.
+    fn state_delta(&mut self, decoder: &Decoder) -> StateDelta {
+        let mut delta = StateDelta::default();
+        for session in decoder.sessions() {
+            let messages = session.stats().messages;
+            if messages == 0 {
+                continue;
+            }
+            let before = self.snapshotted.insert(session.exporter, messages);
+            if before != Some(messages) {
+                delta.changed.extend(session.snapshot());
+            }
+        }
+        self.snapshotted.retain(|&exporter, _| {
+            let held = decoder.session(exporter, Transport::Udp).is_some();
+            if !held {
+                delta.removed.push(exporter);
+            }
+            held
+        });
+        delta
+    }
 }

@@ -16,6 +16,7 @@ pub mod enrich;
 mod intake;
 pub mod metrics;
 mod sink;
+mod state;
 mod tcp;
 mod udp;
 
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use hopscope_store::Store;
 use hopscope_wire::Transport;
@@ -90,7 +92,7 @@ impl Collector {
         let allow = Arc::new(config.allow.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (sender, handoffs) = sync_channel(HANDOFF_QUEUE);
-        let restored = sink::load_state(&store);
+        let restored = state::load(&store);
         let now = now_ns();
         let new_intake = {
             let enricher = enricher.clone();
@@ -169,9 +171,10 @@ impl Collector {
         let writer = {
             let (store, metrics, flush) = (store.clone(), metrics.clone(), config.flush_interval);
             let follow = config.follow.clone();
+            let idle = Duration::from_nanos(config.session_limits.session_idle_ns.max(0) as u64);
             std::thread::Builder::new()
                 .name("store writer".into())
-                .spawn(move || sink::run(store, handoffs, metrics, flush, follow))
+                .spawn(move || sink::run(store, handoffs, metrics, flush, idle, follow))
                 .expect("spawn the writer")
         };
         drop(new_intake);

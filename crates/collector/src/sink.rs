@@ -3,37 +3,22 @@
 //! committed, so that a restart resumes exactly there.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use hopscope_store::{Store, Table, write_atomically};
-use hopscope_wire::SessionSnapshot;
+use hopscope_store::{Store, Table};
 
 use crate::intake::Handoff;
 use crate::metrics::Metrics;
+use crate::state::SessionState;
 
 /// Rows gathered before a flush is forced, whatever the interval.
 const MAX_PENDING_ROWS: usize = 1 << 20;
 /// Rows per segment written in parallel at a flush.
 const ROWS_PER_WRITER: usize = 256 * 1024;
-
-/// Where the UDP session state lives.
-pub fn state_path(store: &Store) -> PathBuf {
-    store.root().join("state").join("sessions.json")
-}
-
-/// Reads the session state of a previous run, if any.
-pub fn load_state(store: &Store) -> Vec<SessionSnapshot> {
-    let path = state_path(store);
-    std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Vec<SessionSnapshot>>(&bytes).ok())
-        .unwrap_or_default()
-}
 
 #[derive(Default)]
 struct Pending {
@@ -60,20 +45,19 @@ pub fn run(
     handoffs: Receiver<Handoff>,
     metrics: Arc<Metrics>,
     flush_interval: Duration,
+    session_idle: Duration,
     committed: Option<SyncSender<Committed>>,
 ) {
     let mut pending = Pending::default();
-    let mut snapshots: HashMap<u64, Vec<SessionSnapshot>> = HashMap::new();
-    // sessions restored at start stay recorded until a receiver reports them
-    let restored = load_state(&store);
+    let mut state = SessionState::open(&store, session_idle);
     let mut last_flush = Instant::now();
     loop {
         let wait = flush_interval.saturating_sub(last_flush.elapsed());
         // every receiver gone: flush what is left, then stop
         let closed = match handoffs.recv_timeout(wait) {
             Ok(h) => {
-                if let Some(s) = h.snapshot {
-                    snapshots.insert(h.receiver, s);
+                if let Some(delta) = h.state {
+                    state.apply(delta);
                 }
                 pending.point_names.extend(h.point_names);
                 let tables = [
@@ -112,8 +96,7 @@ pub fn run(
         flush(
             &store,
             &mut pending,
-            &snapshots,
-            &restored,
+            &mut state,
             &metrics,
             committed.as_ref(),
         );
@@ -127,8 +110,7 @@ pub fn run(
 fn flush(
     store: &Store,
     pending: &mut Pending,
-    snapshots: &HashMap<u64, Vec<SessionSnapshot>>,
-    restored: &[SessionSnapshot],
+    state: &mut SessionState,
     metrics: &Metrics,
     committed: Option<&SyncSender<Committed>>,
 ) {
@@ -195,20 +177,9 @@ fn flush(
             m.follow_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-    // the state matching what is now committed: every receiver's latest,
-    // and restored sessions no receiver has taken up again
-    let mut state: Vec<SessionSnapshot> = snapshots.values().flatten().cloned().collect();
-    for s in restored {
-        if !state.iter().any(|x| x.exporter == s.exporter) {
-            state.push(s.clone());
-        }
-    }
-    let dir = state_path(store).parent().expect("state dir").to_path_buf();
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let json = serde_json::to_vec(&state).expect("snapshots serialise");
-        if let Err(e) = write_atomically(&dir, "sessions.json", &json) {
-            metrics.publish(0, Vec::new(), vec![format!("state: {e}")]);
-        }
+    // the state matching what is now committed
+    if let Err(e) = state.write() {
+        metrics.publish(0, Vec::new(), vec![format!("state: {e}")]);
     }
 }
 

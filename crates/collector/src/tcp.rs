@@ -20,19 +20,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hopscope_wire::Transport;
+use hopscope_wire::file::StreamFramer;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::enrich::Cidr;
 use crate::intake::Intake;
-use crate::metrics::{Metrics, TcpClose, TcpRefusal};
+use crate::metrics::{TcpClose, TcpRefusal};
 use crate::now_ns;
 use crate::udp::admits;
 
 /// How often the loop wakes to hand off, expire and check for stop.
 const POLL: Duration = Duration::from_millis(100);
-/// The largest IPFIX message (the length field is 16 bits).
-const MAX_MESSAGE: usize = 65_535;
 /// Octets read from one connection per system call, into the buffer that
 /// every connection of the listener shares.
 const READ_CHUNK: usize = 256 * 1024;
@@ -72,11 +71,11 @@ impl Default for TcpLimits {
 }
 
 /// One open connection: the socket, and the tail of a message still
-/// arriving (empty, so unallocated, between messages).
+/// arriving (unallocated between messages).
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    partial: Vec<u8>,
+    framer: StreamFramer,
     opened: Instant,
     last_data: Instant,
     /// Whether a whole message has arrived yet.
@@ -108,7 +107,7 @@ pub fn run(
         }
         for event in &events {
             if event.token() == LISTENER {
-                table.accept_all(&listener, &poll, &allow, &metrics);
+                table.accept_all(&listener, &poll, &allow, &mut chunk, &mut intake);
             } else {
                 table.read(event.token(), &poll, &mut chunk, &mut intake);
             }
@@ -153,13 +152,18 @@ impl Table {
 
     /// Accepts every waiting connection, refusing (and counting) those
     /// outside the allow-list or past a limit before anything is kept.
+    /// Each connection accepted is read at once: an exporter whose first
+    /// message is already waiting is past its handshake before the next
+    /// connection is weighed.
     fn accept_all(
         &mut self,
         listener: &mio::net::TcpListener,
         poll: &Poll,
         allow: &[Cidr],
-        metrics: &Metrics,
+        chunk: &mut [u8],
+        intake: &mut Intake,
     ) {
+        let metrics = intake.state.metrics.clone();
         loop {
             let (mut stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
@@ -208,12 +212,13 @@ impl Table {
                 Connection {
                     stream,
                     peer,
-                    partial: Vec::new(),
+                    framer: StreamFramer::default(),
                     opened: now,
                     last_data: now,
                     framed: false,
                 },
             );
+            self.read(token, poll, chunk, intake);
         }
     }
 
@@ -309,13 +314,13 @@ impl Table {
                 self.per_source.remove(&c.peer.ip());
             }
         }
-        if !c.partial.is_empty() {
+        if !c.framer.pending().is_empty() {
             // the connection ended inside a message
             let _ = intake.decoder.decode(
                 c.peer,
                 Transport::Tcp,
                 now_ns(),
-                &c.partial,
+                c.framer.pending(),
                 &mut intake.out,
             );
         }
@@ -324,47 +329,31 @@ impl Table {
     }
 }
 
-/// Decodes every whole message of `c`'s pending octets and `data`, keeping
-/// the tail of an incomplete one; fails on a header that cannot be an
-/// IPFIX message, after which the stream cannot be resynchronised.
+/// Decodes every whole message that `data` completes on `c`; fails on a
+/// header that cannot be an IPFIX message, after which the stream cannot
+/// be resynchronised.
 fn frame(c: &mut Connection, data: &[u8], intake: &mut Intake) -> Result<(), TcpClose> {
     let now = now_ns();
-    let joined;
-    let mut input: &[u8] = if c.partial.is_empty() {
-        data
-    } else {
-        c.partial.extend_from_slice(data);
-        joined = std::mem::take(&mut c.partial);
-        &joined
-    };
-    while input.len() >= 4 {
-        let len = usize::from(u16::from_be_bytes([input[2], input[3]]));
-        if input[..2] != [0, 10] || len < 16 {
+    let peer = c.peer;
+    let framed = c
+        .framer
+        .feed(data, |message| intake.accept(peer, now, message));
+    match framed {
+        Ok(messages) => {
+            c.framed |= messages > 0;
+            Ok(())
+        }
+        Err(bad) => {
             // the decoder counts the bad header by its reason
-            let _ =
-                intake
-                    .decoder
-                    .decode(c.peer, Transport::Tcp, now, &input[..4], &mut intake.out);
+            let _ = intake
+                .decoder
+                .decode(peer, Transport::Tcp, now, &bad.header, &mut intake.out);
             intake
                 .state
                 .metrics
                 .receive_errors
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(TcpClose::Unframeable);
+            Err(TcpClose::Unframeable)
         }
-        if input.len() < len {
-            break;
-        }
-        intake.accept(c.peer, now, &input[..len]);
-        c.framed = true;
-        input = &input[len..];
     }
-    debug_assert!(input.len() < MAX_MESSAGE);
-    c.partial.clear();
-    c.partial.extend_from_slice(input);
-    if c.partial.is_empty() {
-        // a silent connection holds no buffer
-        c.partial = Vec::new();
-    }
-    Ok(())
 }

@@ -233,7 +233,7 @@ mod tests {
             ")".repeat(2000)
         );
         assert!(run_sql(&store, &deep, SqlLimits::default()).is_err());
-        let chain = format!("SELECT {}1 AS n FROM flows LIMIT 1", "1+".repeat(7000));
+        let chain = format!("SELECT {}1 AS n FROM flows LIMIT 1", "1+".repeat(2000));
         let _ = run_sql(&store, &chain, SqlLimits::default());
         let long = format!("SELECT 1 /* {} */", "x".repeat(MAX_SQL_BYTES));
         let e = run_sql(&store, &long, SqlLimits::default()).unwrap_err();

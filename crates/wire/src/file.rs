@@ -39,6 +39,60 @@ pub fn ipfix_message_length(header: &[u8]) -> Option<usize> {
     (h[0..2] == [0, 10] && length >= IPFIX_HEADER_LEN).then_some(length)
 }
 
+/// Divides a stream that arrives in pieces (a TCP connection) into IPFIX
+/// messages, holding the tail of an incomplete one. Between messages it
+/// holds no buffer at all, so a silent connection costs nothing here.
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    partial: Vec<u8>,
+}
+
+/// The stream holds octets that cannot begin an IPFIX message: it cannot
+/// be resynchronised, and the connection must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unframeable {
+    /// The four octets that were to be a message header.
+    pub header: [u8; 4],
+}
+
+impl StreamFramer {
+    /// Takes the next piece of the stream, calling `each` with every whole
+    /// message it completes, in order; returns how many.
+    pub fn feed(&mut self, data: &[u8], mut each: impl FnMut(&[u8])) -> Result<usize, Unframeable> {
+        let joined;
+        let mut input: &[u8] = if self.partial.is_empty() {
+            data
+        } else {
+            self.partial.extend_from_slice(data);
+            joined = std::mem::take(&mut self.partial);
+            &joined
+        };
+        let mut messages = 0;
+        while input.len() >= 4 {
+            let Some(len) = ipfix_message_length(input) else {
+                return Err(Unframeable {
+                    header: [input[0], input[1], input[2], input[3]],
+                });
+            };
+            if input.len() < len {
+                break;
+            }
+            each(&input[..len]);
+            messages += 1;
+            input = &input[len..];
+        }
+        if !input.is_empty() {
+            self.partial.extend_from_slice(input);
+        }
+        Ok(messages)
+    }
+
+    /// The octets of a message not yet complete.
+    pub fn pending(&self) -> &[u8] {
+        &self.partial
+    }
+}
+
 /// Reads IPFIX messages one by one from a file or a TCP stream.
 #[derive(Debug)]
 pub struct IpfixReader<R> {
@@ -264,6 +318,38 @@ impl<R: Read> CaptureDatagrams<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_in_pieces_frames_as_a_whole() {
+        let mut m1 = vec![0, 10, 0, 16];
+        m1.extend_from_slice(&[0; 12]);
+        let mut m2 = vec![0, 10, 0, 20];
+        m2.extend_from_slice(&[1; 16]);
+        let stream: Vec<u8> = [m1.clone(), m2.clone(), vec![0, 10, 0]].concat();
+        let mut framer = StreamFramer::default();
+        let mut got = Vec::new();
+        for octet in &stream {
+            framer
+                .feed(std::slice::from_ref(octet), |m| got.push(m.to_vec()))
+                .unwrap();
+        }
+        assert_eq!(got, vec![m1, m2]);
+        assert_eq!(framer.pending(), &[0, 10, 0]);
+        // between messages nothing is held
+        let mut quiet = StreamFramer::default();
+        quiet.feed(&got[0], |_| {}).unwrap();
+        assert_eq!(quiet.partial.capacity(), 0);
+        // a header that is no IPFIX cannot be resynchronised
+        // (a length shorter than the header)
+        let bad = framer.feed(&[3, 9], |_| {}).unwrap_err();
+        assert_eq!(bad.header, [0, 10, 0, 3]);
+        assert_eq!(
+            StreamFramer::default().feed(&[0, 9, 0, 20], |_| {}),
+            Err(Unframeable {
+                header: [0, 9, 0, 20]
+            })
+        );
+    }
 
     #[test]
     fn writer_and_reader_frame_messages() {
