@@ -215,12 +215,12 @@ impl SequenceTracker {
             };
             before.wrapping_add(step)
         };
-        if let Some((held_seq, held_counts, ahead)) = held {
-            if (0..4u8).any(|c| expected_after((held_seq, held_counts), c) == seq) {
-                // the stream did move on from the jump: it was loss
-                self.last = Some((seq, counts));
-                return SequenceEvent::Gap(ahead);
-            }
+        if let Some((held_seq, held_counts, ahead)) = held
+            && (0..4u8).any(|c| expected_after((held_seq, held_counts), c) == seq)
+        {
+            // the stream did move on from the jump: it was loss
+            self.last = Some((seq, counts));
+            return SequenceEvent::Gap(ahead);
         }
         let expected = |convention: u8| expected_after((last_seq, last_counts), convention);
         let mine = expected(self.convention);
