@@ -204,7 +204,7 @@ struct ServeArgs {
     max_size: String,
     /// UDP exporter sessions (address and port) kept over all sockets; past
     /// it, sessions heard once and then the longest silent make room.
-    #[arg(long, env = "HOPSCOPE_MAX_SESSIONS", default_value_t = 8192)]
+    #[arg(long, env = "HOPSCOPE_MAX_SESSIONS", default_value_t = 4096)]
     max_sessions: usize,
     /// UDP sessions (source ports) kept per exporter address.
     #[arg(long, env = "HOPSCOPE_MAX_SESSIONS_PER_EXPORTER", default_value_t = 64)]

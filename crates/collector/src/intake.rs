@@ -299,7 +299,7 @@ impl IntakeState {
                 transport: session.transport,
                 stats,
                 domains,
-                last_seen_ns: now,
+                last_seen_ns: session.last_seen_ns(),
             });
         }
         // sessions the decoder let go take their last counts with them

@@ -459,7 +459,7 @@ impl Default for SessionLimits {
             max_templates: 65_536,
             max_domains: 1024,
             max_interface_names: 65536,
-            max_sessions: 4096,
+            max_sessions: 2048,
             max_sessions_per_address: 64,
             session_idle_ns: 30 * 60 * 1_000_000_000,
         }
