@@ -1,6 +1,8 @@
 //! hopscope's collector: receives NetFlow v5/v9, IPFIX and sFlow over UDP
 //! (several SO_REUSEPORT sockets per port, batched receive), IPFIX over TCP
-//! and from files, admits only allowed exporters, decodes with
+//! (every connection of a listener on one epoll loop) and from files,
+//! admits only allowed exporters within bounded connections and sessions
+//! (see `docs/limits.md`), decodes with
 //! `hopscope-wire`, adds names, networks and countries, and commits
 //! everything to the `hopscope-store` every flush interval, together with
 //! the session state that lets a restart resume without losing templates.
