@@ -111,6 +111,15 @@ fn main() {
         sent_records += u64::from(*n);
     }
     let secs = started.elapsed().as_secs_f64();
+    // a real exporter's next message would show a loss at the very end as
+    // a sequence gap; this one does, once the collector has drained its
+    // socket: an IPFIX header with the next sequence number and no records
+    std::thread::sleep(Duration::from_millis(500));
+    let mut closing = vec![0, 10, 0, 16];
+    closing.extend_from_slice(&1_795_000_000u32.to_be_bytes());
+    closing.extend_from_slice(&(sent_records as u32).to_be_bytes());
+    closing.extend_from_slice(&1u32.to_be_bytes());
+    let _ = socket.send(&closing);
     println!(
         "sent {} records in {} datagrams in {secs:.2} s ({:.0} records/s), {errors} send errors",
         sent_records,
