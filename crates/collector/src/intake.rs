@@ -157,7 +157,7 @@ impl IntakeState {
     }
 
     /// Whether a hand-off is due: the batch is full or the interval passed.
-    fn due(&self, out: &DecodeOutput) -> bool {
+    pub(crate) fn due(&self, out: &DecodeOutput) -> bool {
         out.rows() >= self.batch_rows || self.last_handoff.elapsed() >= self.handoff_every
     }
 

@@ -277,9 +277,15 @@ impl Metrics {
         self.tcp_closed.add(why as usize, 1);
     }
 
-    /// Sets how many TCP connections one listener holds open now.
-    pub fn set_tcp_open(&self, open: u64) {
-        self.tcp_open.store(open, Ordering::Relaxed);
+    /// Counts a TCP connection opened (`1`) or closed (`-1`), over every
+    /// listener.
+    pub fn tcp_opened(&self, change: i64) {
+        if change >= 0 {
+            self.tcp_open.fetch_add(change as u64, Ordering::Relaxed);
+        } else {
+            self.tcp_open
+                .fetch_sub(change.unsigned_abs(), Ordering::Relaxed);
+        }
     }
 
     /// Adds UDP sessions a receiver let go since it last said.
@@ -322,6 +328,8 @@ impl Metrics {
         }
         drop(sessions);
         let mut exporters: Vec<ExporterStatus> = exporters.into_values().collect();
+        // the metrics count every session, listed or not
+        let exporters_by_address = by_address(&exporters);
         let exporters_not_listed = exporters.len().saturating_sub(LISTED_SESSIONS) as u64;
         if exporters_not_listed > 0 {
             exporters.sort_by_key(|e| std::cmp::Reverse(e.last_seen_ns));
@@ -383,6 +391,7 @@ impl Metrics {
                 segments_deleted: s.segments_deleted.load(Ordering::Relaxed),
             },
             exporters,
+            exporters_by_address,
             journeys: {
                 let mut status: JourneyStatus = journey_counters
                     .iter()
@@ -448,6 +457,10 @@ pub struct Status {
     #[serde(skip)]
     pub journey_counters: Vec<Published>,
     pub exporters: Vec<ExporterStatus>,
+    /// Every session (listed or not) summed per exporter address, for
+    /// `/metrics` (taken with the status, never read back from JSON).
+    #[serde(skip)]
+    pub exporters_by_address: Vec<ExporterStatus>,
     pub recent_errors: Vec<String>,
 }
 
@@ -831,7 +844,11 @@ impl Status {
             one(s.maintenance_errors),
         );
 
-        let exporters = by_address(&self.exporters);
+        let exporters = if self.exporters_by_address.is_empty() {
+            by_address(&self.exporters)
+        } else {
+            self.exporters_by_address.clone()
+        };
         let per = |f: &dyn Fn(&ExporterStatus) -> u64| -> Vec<(String, f64)> {
             exporters
                 .iter()

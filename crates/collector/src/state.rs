@@ -69,6 +69,9 @@ pub struct SessionState {
     /// limit has passed since the start, as the receivers forget theirs.
     unconfirmed: HashSet<SocketAddr>,
     forget_unconfirmed_at: Instant,
+    /// The journal cannot be appended to as it is (a torn last line, a
+    /// failed write): the next write is a compaction.
+    must_compact: bool,
 }
 
 fn base_path(dir: &Path) -> PathBuf {
@@ -85,13 +88,13 @@ fn state_dir(store: &Store) -> PathBuf {
 
 /// Reads the session state of a previous run, if any.
 pub fn load(store: &Store) -> Vec<SessionSnapshot> {
-    let (_, sessions, _, _) = read(&state_dir(store));
+    let (_, sessions, ..) = read(&state_dir(store));
     sessions.into_values().collect()
 }
 
-/// The base's generation, the sessions after the journal, and the sizes of
-/// the base and the journal.
-fn read(dir: &Path) -> (u64, HashMap<SocketAddr, SessionSnapshot>, u64, u64) {
+/// The base's generation, the sessions after the journal, the sizes of the
+/// base and the journal, and whether the journal ends in a torn line.
+fn read(dir: &Path) -> (u64, HashMap<SocketAddr, SessionSnapshot>, u64, u64, bool) {
     let base = std::fs::read(base_path(dir)).ok();
     let base_bytes = base.as_ref().map_or(0, |b| b.len() as u64);
     let (generation, list) = match base {
@@ -117,7 +120,8 @@ fn read(dir: &Path) -> (u64, HashMap<SocketAddr, SessionSnapshot>, u64, u64) {
             Err(_) => {}
         }
     }
-    (generation, sessions, base_bytes, journal.len() as u64)
+    let torn = journal.last().is_some_and(|&b| b != b'\n');
+    (generation, sessions, base_bytes, journal.len() as u64, torn)
 }
 
 impl SessionState {
@@ -125,7 +129,7 @@ impl SessionState {
     /// for `idle` unless a receiver hears from them.
     pub fn open(store: &Store, idle: Duration) -> Self {
         let dir = state_dir(store);
-        let (generation, sessions, base_bytes, journal_bytes) = read(&dir);
+        let (generation, sessions, base_bytes, journal_bytes, torn) = read(&dir);
         Self {
             unconfirmed: sessions.keys().copied().collect(),
             dir,
@@ -135,6 +139,7 @@ impl SessionState {
             journal_bytes,
             base_bytes,
             forget_unconfirmed_at: Instant::now() + idle,
+            must_compact: torn,
         }
     }
 
@@ -168,12 +173,23 @@ impl SessionState {
                 }
             }
         }
-        if self.unwritten.is_empty() {
+        if self.unwritten.is_empty() && !self.must_compact {
             return Ok(());
         }
+        let result = self.append_or_compact();
+        if result.is_err() {
+            // what was to be appended is in `sessions` already: a
+            // compaction writes it all, and the lines need not pile up
+            self.unwritten.clear();
+            self.must_compact = true;
+        }
+        result
+    }
+
+    fn append_or_compact(&mut self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let grown = self.journal_bytes + self.unwritten.len() as u64;
-        if grown > self.base_bytes.max(MIN_COMPACT_BYTES) {
+        if self.must_compact || grown > self.base_bytes.max(MIN_COMPACT_BYTES) {
             return self.compact();
         }
         let mut journal = std::fs::OpenOptions::new()
@@ -203,6 +219,7 @@ impl SessionState {
         self.base_bytes = bytes.len() as u64;
         self.journal_bytes = 0;
         self.unwritten.clear();
+        self.must_compact = false;
         Ok(())
     }
 }
@@ -282,6 +299,14 @@ mod tests {
             .unwrap();
         journal.write_all(b"{\"set\":{\"expo").unwrap();
         assert_eq!(load(&store).len(), 999);
+        // and the next run does not append after it: it compacts first
+        let mut reopened = SessionState::open(&store, Duration::from_secs(3600));
+        reopened.apply(StateDelta {
+            changed: vec![session(5000, 1)],
+            removed: Vec::new(),
+        });
+        reopened.write().unwrap();
+        assert_eq!(load(&store).len(), 1000);
     }
 
     #[test]

@@ -37,6 +37,9 @@ const POLL: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 256 * 1024;
 /// The listener's token; connections take the others.
 const LISTENER: Token = Token(usize::MAX);
+/// Reads from one connection before the others get their turn: a fast
+/// sender cannot hold the loop (hand-offs, timeouts, other exporters).
+const READS_PER_TURN: usize = 16;
 
 /// Bounds on what TCP clients may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,25 +98,42 @@ pub fn run(
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let metrics = intake.state.metrics.clone();
     let mut events = Events::with_capacity(256);
     let mut table = Table::new(limits);
     let mut chunk = vec![0u8; READ_CHUNK];
     while !stop.load(Ordering::Relaxed) {
-        match poll.poll(&mut events, Some(POLL)) {
+        // connections with data left from their last turn do not wait
+        let wait = if table.ready.is_empty() && !table.retry_accept {
+            POLL
+        } else {
+            Duration::ZERO
+        };
+        match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        let mut accept = std::mem::take(&mut table.retry_accept);
         for event in &events {
             if event.token() == LISTENER {
-                table.accept_all(&listener, &poll, &allow, &mut chunk, &mut intake);
+                accept = true;
             } else {
-                table.read(event.token(), &poll, &mut chunk, &mut intake);
+                table.ready.push_back(event.token());
+            }
+        }
+        if accept {
+            table.accept_all(&listener, &poll, &allow, &mut chunk, &mut intake);
+        }
+        for _ in 0..table.ready.len() {
+            let Some(token) = table.ready.pop_front() else {
+                break;
+            };
+            table.read(token, &poll, &mut chunk, &mut intake);
+            if intake.maybe_handoff().is_err() {
+                return Ok(());
             }
         }
         table.expire(&poll, &mut intake);
-        metrics.set_tcp_open(table.open.len() as u64);
         if intake.maybe_handoff().is_err() {
             return Ok(());
         }
@@ -122,7 +142,6 @@ pub fn run(
     for token in tokens {
         table.close(token, &poll, &mut intake, None);
     }
-    metrics.set_tcp_open(0);
     let _ = intake.handoff();
     Ok(())
 }
@@ -134,8 +153,15 @@ struct Table {
     per_source: HashMap<IpAddr, usize>,
     handshaking: usize,
     next_token: usize,
-    /// Closed connections whose counters are still shown, oldest first.
+    /// Closed connections whose counters are still shown, oldest first
+    /// (at most as many as may be open).
     closed: VecDeque<(Instant, SocketAddr)>,
+    /// Connections whose last turn ended with data possibly left: epoll
+    /// (edge-triggered) will not say so again.
+    ready: VecDeque<Token>,
+    /// The last accept failed for want of resources: try again next turn,
+    /// as no new event will come for connections already queued.
+    retry_accept: bool,
 }
 
 impl Table {
@@ -147,6 +173,8 @@ impl Table {
             handshaking: 0,
             next_token: 0,
             closed: VecDeque::new(),
+            ready: VecDeque::new(),
+            retry_accept: false,
         }
     }
 
@@ -169,9 +197,15 @@ impl Table {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // out of descriptors, or the client gave up in the queue
+                // the client gave up while queued: the next may not have
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                    metrics.refuse_tcp(TcpRefusal::AcceptFailed, None);
+                    continue;
+                }
+                // out of descriptors or memory: try again next turn
                 Err(_) => {
                     metrics.refuse_tcp(TcpRefusal::AcceptFailed, None);
+                    self.retry_accept = true;
                     return;
                 }
             };
@@ -183,8 +217,6 @@ impl Table {
                 >= self.limits.max_per_source
             {
                 Some(TcpRefusal::SourceLimit)
-            } else if self.handshaking >= self.limits.max_handshaking {
-                Some(TcpRefusal::HandshakeLimit)
             } else {
                 None
             };
@@ -203,9 +235,12 @@ impl Table {
                 metrics.refuse_tcp(TcpRefusal::AcceptFailed, Some(peer.ip()));
                 continue;
             }
-            metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
             *self.per_source.entry(peer.ip()).or_default() += 1;
             self.handshaking += 1;
+            metrics.tcp_opened(1);
+            // a reconnection from the same address and port is a new
+            // session: the closed one's templates and numbers are not its own
+            intake.decoder.forget_session(peer, Transport::Tcp);
             let now = Instant::now();
             self.open.insert(
                 token,
@@ -219,6 +254,15 @@ impl Table {
                 },
             );
             self.read(token, poll, chunk, intake);
+            // the handshake limit weighs only connections whose first
+            // message is not already here
+            let still_shaking = self.open.get(&token).is_some_and(|c| !c.framed);
+            if still_shaking && self.handshaking > self.limits.max_handshaking {
+                self.close(token, poll, intake, None);
+                metrics.refuse_tcp(TcpRefusal::HandshakeLimit, Some(peer.ip()));
+                continue;
+            }
+            metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -230,8 +274,15 @@ impl Table {
             return;
         };
         let mut ending = None;
-        // edge-triggered: read until the socket has nothing more
+        // edge-triggered: read until the socket has nothing more, or the
+        // turn is over and the connection queues for the next
+        let mut reads = 0;
         loop {
+            if reads == READS_PER_TURN {
+                self.ready.push_back(token);
+                break;
+            }
+            reads += 1;
             match c.stream.read(chunk) {
                 Ok(0) => {
                     ending = Some(TcpClose::Peer);
@@ -246,6 +297,11 @@ impl Table {
                     }
                     if c.framed && !was_framed {
                         self.handshaking -= 1;
+                    }
+                    if intake.state.due(&intake.out) {
+                        // the batch is full: hand off before reading on
+                        self.ready.push_back(token);
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -302,17 +358,26 @@ impl Table {
             return;
         };
         let _ = poll.registry().deregister(&mut c.stream);
+        let metrics = &intake.state.metrics;
         if let Some(why) = why {
-            intake.state.metrics.close_tcp(why);
+            metrics.close_tcp(why);
         }
-        if !c.framed {
-            self.handshaking -= 1;
-        }
+        metrics.tcp_opened(-1);
         if let Some(n) = self.per_source.get_mut(&c.peer.ip()) {
             *n -= 1;
             if *n == 0 {
                 self.per_source.remove(&c.peer.ip());
             }
+        }
+        if !c.framed {
+            self.handshaking -= 1;
+            // it never sent a whole message: no session to show, nothing
+            // to linger (a flood of such connections must not leave any)
+            if !c.framer.pending().is_empty() {
+                metrics.receive_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            intake.decoder.forget_session(c.peer, Transport::Tcp);
+            return;
         }
         if !c.framer.pending().is_empty() {
             // the connection ended inside a message
@@ -326,6 +391,13 @@ impl Table {
         }
         intake.decoder.end_session(c.peer, Transport::Tcp);
         self.closed.push_back((Instant::now(), c.peer));
+        // at most as many linger as may be open: the oldest goes first
+        if self.closed.len() > self.limits.max_connections
+            && let Some((_, oldest)) = self.closed.pop_front()
+            && !self.open.values().any(|o| o.peer == oldest)
+        {
+            intake.decoder.forget_session(oldest, Transport::Tcp);
+        }
     }
 }
 

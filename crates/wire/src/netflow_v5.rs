@@ -6,7 +6,7 @@ use crate::cursor::Cursor;
 use crate::decoder::{ErrorLog, MessageSummary, Protocol};
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
-use crate::session::{Counted, Session, SessionLimits};
+use crate::session::{Counted, ExporterClock, Session, SessionLimits};
 
 const HEADER_LEN: usize = 24;
 const RECORD_LEN: usize = 48;
@@ -139,7 +139,13 @@ pub(crate) fn decode(
         let Session { domains, stats, .. } = session;
         if let Some(domain) = domains.get_mut(&domain_id) {
             let boot_ms = i64::from(secs) * 1000 + i64::from(nsecs / 1_000_000) - i64::from(uptime);
-            domain.observe_sequence(stats, sequence, records, Some(boot_ms), Counted::Records);
+            domain.observe_sequence(
+                stats,
+                sequence,
+                records,
+                ExporterClock::Boot(boot_ms),
+                Counted::Records,
+            );
         }
     }
     Ok(summary)

@@ -115,6 +115,18 @@ impl ExporterStats {
     }
 }
 
+/// What a message says of its exporter's clock, by which a restart shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExporterClock {
+    /// Nothing (IPFIX).
+    Unknown,
+    /// When it booted, Unix ms: export time less uptime (NetFlow v5, v9).
+    Boot(i64),
+    /// Its uptime, ms, without an export time to set it against (sFlow):
+    /// the collector's clock would make a stall of its own look like a boot.
+    Uptime(u32),
+}
+
 /// What a protocol's sequence numbers count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Counted {
@@ -240,11 +252,15 @@ impl SequenceTracker {
             let behind = mine.wrapping_sub(seq);
             if ahead < RESET_THRESHOLD {
                 SequenceEvent::Gap(ahead)
+            } else if behind < RESET_THRESHOLD {
+                SequenceEvent::Late(units.min(behind))
+            } else if seq < mine && seq < RESET_THRESHOLD {
+                // far past the wrap and near zero: an exporter numbering
+                // again from its start (IPFIX says nothing else of a restart)
+                SequenceEvent::Reset
             } else if ahead < 1 << 31 {
                 self.held = Some((seq, counts, ahead));
                 return SequenceEvent::Held;
-            } else if behind < RESET_THRESHOLD {
-                SequenceEvent::Late(units.min(behind))
             } else {
                 SequenceEvent::Reset
             }
@@ -290,6 +306,9 @@ pub struct DomainState {
     /// When the exporter booted, by its last message (export time less its
     /// uptime): a boot that moves forward is a restart.
     pub(crate) boot_ms: Option<i64>,
+    /// The uptime of the last message, where there is no export time
+    /// (sFlow): an uptime that goes back is a restart.
+    pub(crate) uptime_ms: Option<u32>,
     /// The last ignoredPacketTotalCount and notSentFlowTotalCount reported.
     pub(crate) reported_ignored: Option<u64>,
     pub(crate) reported_not_sent: Option<u64>,
@@ -326,17 +345,16 @@ impl DomainState {
 
     /// Records the domain's sequence number `seq` covering `units` and counts
     /// what it says, both in the session's counters and the domain's own.
-    /// `boot_ms` is when the exporter booted by this message's clock fields,
-    /// where the protocol has them (NetFlow v5/v9, sFlow).
+    /// `clock` is what the message says of the exporter's uptime.
     pub(crate) fn observe_sequence(
         &mut self,
         stats: &mut ExporterStats,
         seq: u32,
         units: u32,
-        boot_ms: Option<i64>,
+        clock: ExporterClock,
         counted: Counted,
     ) {
-        self.observe_records(stats, seq, units, 0, boot_ms, counted);
+        self.observe_records(stats, seq, units, 0, clock, counted);
     }
 
     /// [`observe_sequence`](Self::observe_sequence) for a message of `units`
@@ -347,25 +365,31 @@ impl DomainState {
         seq: u32,
         units: u32,
         options: u32,
-        boot_ms: Option<i64>,
+        clock: ExporterClock,
         counted: Counted,
     ) {
-        let restarted = self.rebooted(boot_ms);
+        let restarted = self.rebooted(clock);
         let event = self
             .sequence
             .observe_records(seq, units, options, restarted);
         self.count(stats, event, counted);
     }
 
-    /// Whether `boot_ms` says the exporter booted again since its last
-    /// message; export times have a granularity of a second, so a boot
+    /// Whether `clock` says the exporter booted again since its last
+    /// message. Export times have a granularity of a second, so a boot
     /// that moves by less is jitter.
-    fn rebooted(&mut self, boot_ms: Option<i64>) -> bool {
-        let Some(boot) = boot_ms else {
-            return false;
-        };
-        let before = self.boot_ms.replace(boot);
-        before.is_some_and(|b| boot - b > 2_000)
+    fn rebooted(&mut self, clock: ExporterClock) -> bool {
+        match clock {
+            ExporterClock::Unknown => false,
+            ExporterClock::Boot(boot) => {
+                let before = self.boot_ms.replace(boot);
+                before.is_some_and(|b| boot - b > 2_000)
+            }
+            ExporterClock::Uptime(uptime) => {
+                let before = self.uptime_ms.replace(uptime);
+                before.is_some_and(|u| uptime < u)
+            }
+        }
     }
 
     /// Counts a sequence event of one of the domain's streams.
@@ -550,6 +574,12 @@ mod tests {
         // a stray number far ahead is not loss when the stream goes on
         assert_eq!(t.observe(900_000_000, 10), SequenceEvent::Held);
         assert_eq!(t.observe(20_001_040, 10), SequenceEvent::InOrder);
+        // an IPFIX exporter restarting late in its numbers: past the wrap,
+        // near zero, is a restart and not 1.3 billion records lost
+        let mut ipfix = SequenceTracker::default();
+        ipfix.observe(3_000_000_000, 10);
+        assert_eq!(ipfix.observe(0, 10), SequenceEvent::Reset);
+        assert_eq!(ipfix.observe(10, 10), SequenceEvent::InOrder);
         // the exporter's uptime went back: a restart, whatever the jump
         assert_eq!(
             t.observe_records(500_000_000, 10, 0, true),
@@ -562,13 +592,24 @@ mod tests {
     fn a_reboot_is_read_from_the_exporters_clock() {
         let mut d = DomainState::default();
         let mut stats = ExporterStats::default();
-        let boot = Some(1_800_000_000_000);
-        d.observe_sequence(&mut stats, 100, 1, boot, Counted::Messages);
-        d.observe_sequence(&mut stats, 101, 1, boot.map(|b| b + 999), Counted::Messages);
+        let boot = 1_800_000_000_000;
+        let clock = ExporterClock::Boot;
+        d.observe_sequence(&mut stats, 100, 1, clock(boot), Counted::Messages);
+        d.observe_sequence(&mut stats, 101, 1, clock(boot + 999), Counted::Messages);
         // booted an hour later, its numbers far ahead: a restart, not loss
-        let later = boot.map(|b| b + 3_600_000);
+        let later = clock(boot + 3_600_000);
         d.observe_sequence(&mut stats, 90_000_000, 1, later, Counted::Messages);
         assert_eq!((stats.sequence_resets, stats.lost_messages), (1, 0));
+        // sFlow: only an uptime that goes back is a restart
+        let mut s = DomainState::default();
+        let mut stats = ExporterStats::default();
+        let up = ExporterClock::Uptime;
+        s.observe_sequence(&mut stats, 7, 1, up(5_000), Counted::Messages);
+        s.observe_sequence(&mut stats, 8, 1, up(9_000), Counted::Messages);
+        s.observe_sequence(&mut stats, 10, 1, up(60_000), Counted::Messages);
+        assert_eq!((stats.sequence_resets, stats.lost_messages), (0, 1));
+        s.observe_sequence(&mut stats, 3, 1, up(1_000), Counted::Messages);
+        assert_eq!(stats.sequence_resets, 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::cursor::{Cursor, Truncated};
 use crate::decoder::{ErrorLog, MessageSummary, Protocol};
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
-use crate::session::{Counted, SequenceTracker, Session, SessionLimits};
+use crate::session::{Counted, ExporterClock, SequenceTracker, Session, SessionLimits};
 
 /// More samples than fit in a 64 KiB datagram is a corrupt header.
 const MAX_SAMPLES: u32 = 4096;
@@ -129,9 +129,8 @@ pub(crate) fn decode(
     }
     let Session { domains, stats, .. } = session;
     if let Some(domain) = domains.get_mut(&sub_agent) {
-        // sFlow has no export time: the boot by the collector's clock
-        let boot_ms = received_ns / 1_000_000 - i64::from(uptime);
-        domain.observe_sequence(stats, sequence, 1, Some(boot_ms), Counted::Messages);
+        let clock = ExporterClock::Uptime(uptime);
+        domain.observe_sequence(stats, sequence, 1, clock, Counted::Messages);
     }
     Ok(summary)
 }

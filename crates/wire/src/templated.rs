@@ -9,7 +9,7 @@ use crate::decoder::{ErrorLog, MessageSummary, Protocol};
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
 use crate::record::{MessageContext, decode_set};
-use crate::session::{Counted, PendingSet, Session, SessionLimits, StoredTemplate};
+use crate::session::{Counted, ExporterClock, PendingSet, Session, SessionLimits, StoredTemplate};
 use crate::template::{FieldSpec, RecordKind, Template};
 use hopscope_schema::FlowType;
 
@@ -231,7 +231,7 @@ pub(crate) fn decode(
                     sequence,
                     data_records,
                     summary.options_records,
-                    None,
+                    ExporterClock::Unknown,
                     Counted::Records,
                 );
             } else {
@@ -239,7 +239,8 @@ pub(crate) fn decode(
             }
         } else {
             // v9 counts export packets, not records
-            domain.observe_sequence(stats, sequence, 1, uptime_base_ms, Counted::Messages);
+            let clock = uptime_base_ms.map_or(ExporterClock::Unknown, ExporterClock::Boot);
+            domain.observe_sequence(stats, sequence, 1, clock, Counted::Messages);
         }
     }
     Ok(summary)
