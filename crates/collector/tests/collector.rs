@@ -269,3 +269,90 @@ fn exporters_outside_the_allow_list_are_dropped_and_counted() {
     );
     assert_eq!(totals(&store, "").0, 0);
 }
+
+/// Polls the collector's status until `done` holds (at most 10 s).
+fn wait_until(collector: &Collector, done: impl Fn(&hopscope_collector::Status) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if done(&collector.metrics.status(now_ns())) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{:#?}", collector.metrics.status(now_ns()).tcp);
+}
+
+#[test]
+fn tcp_clients_are_held_to_their_limits_and_every_refusal_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        udp: Vec::new(),
+        tcp_limits: hopscope_collector::TcpLimits {
+            max_connections: 6,
+            max_per_source: 3,
+            max_handshaking: 2,
+            handshake_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(1500),
+            closed_linger: Duration::from_millis(200),
+        },
+        ..config()
+    };
+    let (collector, _store) = start(dir.path(), &config);
+    let to = collector.tcp_addrs[0];
+    let connect = |from: [u8; 4]| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+        s.connect(&to.into()).unwrap();
+        TcpStream::from(s)
+    };
+    let mut encoder = FlowEncoder::new(3, 1400, None);
+    let encoded = encoder.encode(&flows(10), 1).unwrap();
+    let message: Vec<u8> = encoded
+        .into_iter()
+        .chain(encoder.flush())
+        .flatten()
+        .collect();
+
+    // an exporter whose first message is there at once is never weighed as
+    // a handshake; three from one source fill its share
+    let mut exporters: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = connect([127, 0, 5, 1]);
+            s.write_all(&message).unwrap();
+            s
+        })
+        .collect();
+    wait_until(&collector, |s| s.tcp.open == 3);
+    let fourth = connect([127, 0, 5, 1]);
+    wait_until(&collector, |s| s.tcp.refused["source_limit"] == 1);
+    // silent clients: two handshakes are let in, the third is refused
+    let silent: Vec<TcpStream> = (0..3).map(|_| connect([127, 0, 5, 2])).collect();
+    wait_until(&collector, |s| {
+        s.tcp.refused["handshake_limit"] == 1 && s.tcp.open == 5
+    });
+    // the two silent ones are closed at their handshake timeout
+    wait_until(&collector, |s| {
+        s.tcp.closed["handshake_timeout"] == 2 && s.tcp.open == 3
+    });
+    // a connection that keeps sending stays; the silent exporters go idle
+    let mut busy = connect([127, 0, 5, 3]);
+    for _ in 0..20 {
+        busy.write_all(&message).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until(&collector, |s| {
+        s.tcp.closed["idle_timeout"] == 3 && s.tcp.open == 1
+    });
+    // closed connections leave the status after the linger
+    drop(busy);
+    wait_until(&collector, |s| {
+        s.tcp.closed["peer"] == 1 && s.exporters.iter().all(|e| e.transport != "tcp")
+    });
+    let s = collector.metrics.status(now_ns());
+    // every connection: accepted (and counted once) or refused (once)
+    let refused: u64 = s.tcp.refused.values().sum();
+    assert_eq!((s.tcp_connections, refused), (6, 2), "{:#?}", s.tcp);
+    assert_eq!(s.denied_datagrams, 0);
+    drop((fourth, silent, exporters.drain(..)));
+    collector.stop();
+}
