@@ -622,6 +622,37 @@ fn by_address(sessions: &[ExporterStatus]) -> Vec<ExporterStatus> {
     merged
 }
 
+/// One series per observation domain whose `value` is not 0, labelled by
+/// exporter address and domain: the [`METRIC_DOMAINS`] largest.
+fn domain_series(
+    exporters: &[ExporterStatus],
+    value: fn(&DomainReport) -> u64,
+) -> Vec<(String, f64)> {
+    let mut domains: Vec<(u64, String)> = exporters
+        .iter()
+        .flat_map(|e| {
+            e.domains.iter().filter(|d| value(d) > 0).map(move |d| {
+                (
+                    value(d),
+                    format!(
+                        "{{exporter=\"{}\",transport=\"{}\",domain=\"{}\"}}",
+                        e.address, e.transport, d.domain
+                    ),
+                )
+            })
+        })
+        .collect();
+    if domains.len() > METRIC_DOMAINS {
+        domains.select_nth_unstable_by_key(METRIC_DOMAINS - 1, |d| std::cmp::Reverse(d.0));
+        domains.truncate(METRIC_DOMAINS);
+    }
+    domains.sort_by(|a, b| a.1.cmp(&b.1));
+    domains
+        .into_iter()
+        .map(|(n, labels)| (labels, n as f64))
+        .collect()
+}
+
 struct SocketCounters {
     drops: u64,
     queued: u64,
@@ -687,6 +718,12 @@ impl Status {
             "counter",
             "UDP datagrams received from allowed exporters.",
             one(self.datagrams),
+        );
+        metric(
+            "replayed_files_total",
+            "counter",
+            "Files replayed into the store.",
+            one(self.replayed_files),
         );
         metric(
             "tcp_connections_total",
@@ -843,6 +880,24 @@ impl Status {
             "Maintenance passes that failed.",
             one(s.maintenance_errors),
         );
+        metric(
+            "store_maintenance_runs_total",
+            "counter",
+            "Maintenance passes (compaction, rollups, retention) run.",
+            one(s.maintenance_runs),
+        );
+        metric(
+            "store_flushes_total",
+            "counter",
+            "Flushes of received rows to segments.",
+            one(s.flushes),
+        );
+        metric(
+            "store_last_flush_timestamp_seconds",
+            "gauge",
+            "When the last flush ended, Unix seconds.",
+            vec![(String::new(), s.last_flush_ns as f64 / 1e9)],
+        );
 
         let exporters = if self.exporters_by_address.is_empty() {
             by_address(&self.exporters)
@@ -886,6 +941,35 @@ impl Status {
             "counter",
             "PSAMP packet reports decoded.",
             per(&|e| e.packet_reports),
+        );
+        metric(
+            "exporter_options_records_total",
+            "counter",
+            "Options records decoded (sampling, names, statistics).",
+            per(&|e| e.options_records),
+        );
+        metric(
+            "exporter_sampling_unknown_total",
+            "counter",
+            "Flow records whose sampling rate is unknown (kept, marked).",
+            per(&|e| e.sampling_unknown),
+        );
+        metric(
+            "exporter_last_seen_timestamp_seconds",
+            "gauge",
+            "When the exporter's last message arrived, Unix seconds.",
+            exporters
+                .iter()
+                .map(|e| {
+                    (
+                        format!(
+                            "{{exporter=\"{}\",transport=\"{}\"}}",
+                            e.address, e.transport
+                        ),
+                        e.last_seen_ns as f64 / 1e9,
+                    )
+                })
+                .collect(),
         );
         metric(
             "exporter_templates",
@@ -937,38 +1021,118 @@ impl Status {
             "Messages, sets or records that could not be decoded, by reason.",
             errors,
         );
-        let mut domains: Vec<(u64, String)> = exporters
-            .iter()
-            .flat_map(|e| {
-                e.domains
-                    .iter()
-                    .filter(|d| d.lost_records > 0)
-                    .map(move |d| {
-                        (
-                            d.lost_records,
-                            format!(
-                                "{{exporter=\"{}\",transport=\"{}\",domain=\"{}\"}}",
-                                e.address, e.transport, d.domain
-                            ),
-                        )
-                    })
-            })
-            .collect();
-        if domains.len() > METRIC_DOMAINS {
-            domains.select_nth_unstable_by_key(METRIC_DOMAINS - 1, |d| std::cmp::Reverse(d.0));
-            domains.truncate(METRIC_DOMAINS);
-        }
-        domains.sort_by(|a, b| a.1.cmp(&b.1));
-        let domains: Vec<(String, f64)> = domains
-            .into_iter()
-            .map(|(lost, labels)| (labels, lost as f64))
-            .collect();
+        let per_domain = |value: fn(&DomainReport) -> u64| domain_series(&exporters, value);
         metric(
             "domain_lost_records_total",
             "counter",
             "Records lost per observation domain (sequence gaps).",
-            domains,
+            per_domain(|d| d.lost_records),
+        );
+        metric(
+            "domain_lost_messages_total",
+            "counter",
+            "Messages lost per observation domain (NetFlow v9, sFlow gaps).",
+            per_domain(|d| d.lost_messages),
+        );
+        metric(
+            "domain_exporter_drops_total",
+            "counter",
+            "Packets a domain's exporter reported it could not observe.",
+            per_domain(|d| d.exporter_drops),
+        );
+        metric(
+            "domain_templates",
+            "gauge",
+            "Templates held per observation domain.",
+            per_domain(|d| d.templates),
+        );
+        metric(
+            "status_exporters_not_listed",
+            "gauge",
+            "Sessions held but not listed in status (the longest silent).",
+            one(self.exporters_not_listed),
+        );
+        metric(
+            "denied_source_datagrams_total",
+            "counter",
+            "Datagrams dropped by the allow-list, per source (the first 1,024 sources).",
+            self.denied_sources
+                .iter()
+                .map(|(source, n)| (format!("{{source=\"{source}\"}}"), *n as f64))
+                .collect(),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets every number in a JSON value to a distinct one, and lists the
+    /// names of the fields that hold them.
+    fn number_leaves(value: &mut serde_json::Value, name: &str, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    number_leaves(v, key, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    number_leaves(v, name, out);
+                }
+            }
+            serde_json::Value::Number(_) => {
+                *value = serde_json::json!(out.len() as u64 + 1_000_000);
+                out.push(name.to_string());
+            }
+            _ => {}
+        }
+    }
+
+    /// Every number `hopscope status` shows is in `/metrics` too: a status
+    /// field that no metric publishes fails here, named.
+    #[test]
+    fn every_status_field_is_published() {
+        let mut status = Status {
+            exporters: vec![ExporterStatus {
+                exporter: "192.0.2.1:2055".into(),
+                address: "192.0.2.1".into(),
+                transport: "udp".into(),
+                decode_errors: [("truncated".to_string(), 1)].into(),
+                domains: vec![DomainReport::default()],
+                ..ExporterStatus::default()
+            }],
+            denied_sources: [("198.51.100.7".to_string(), 1)].into(),
+            ..Status::default()
+        };
+        status.tcp.refused = [("denied".to_string(), 1)].into();
+        status.tcp.closed = [("peer".to_string(), 1)].into();
+        status.sessions_evicted = [("idle".to_string(), 1)].into();
+        status.journeys = [("write_errors".to_string(), 1)].into();
+        let mut json = serde_json::to_value(&status).unwrap();
+        let mut names = Vec::new();
+        number_leaves(&mut json, "", &mut names);
+        let status: Status = serde_json::from_value(json.clone()).unwrap();
+        let text = status.prometheus();
+        // fields that are labels or lists of their own, not values
+        let not_values = ["domain", "uptime_seconds"];
+        let missing: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| !not_values.contains(&name.as_str()))
+            .filter(|(i, _)| {
+                let value = *i as u64 + 1_000_000;
+                // counts as published, and times in seconds
+                let shown = [format!(" {value}\n"), format!(" {}\n", value as f64 / 1e9)];
+                !shown.iter().any(|v| text.contains(v.as_str()))
+            })
+            .map(|(_, name)| name.clone())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "status fields missing from /metrics: {missing:?}"
+        );
     }
 }
