@@ -241,7 +241,7 @@ impl IntakeState {
         };
         // a session only restored (every socket's decoder restores them
         // all) is reported once an exporter is heard on it
-        for session in decoder.sessions().filter(|s| s.stats().messages > 0) {
+        for session in decoder.sessions().filter(|s| s.messages() > 0) {
             let stats = session.stats();
             let domains: Vec<DomainReport> = session
                 .domains()
@@ -327,7 +327,7 @@ impl IntakeState {
     fn state_delta(&mut self, decoder: &Decoder) -> StateDelta {
         let mut delta = StateDelta::default();
         for session in decoder.sessions() {
-            let messages = session.stats().messages;
+            let messages = session.messages();
             if messages == 0 {
                 continue;
             }

@@ -317,14 +317,15 @@ impl Metrics {
         for r in sessions.values().flatten() {
             udp_sessions += u64::from(r.transport == Transport::Udp);
             let key = format!("{} {}", transport_name(r.transport), r.exporter);
-            let e = exporters.entry(key).or_insert_with(|| ExporterStatus {
-                exporter: r.exporter.to_string(),
-                address: r.exporter.ip().to_string(),
-                name: names.get(&r.exporter.ip()).cloned(),
-                transport: transport_name(r.transport).to_string(),
-                ..ExporterStatus::default()
-            });
-            e.add(r);
+            let session = ExporterStatus::of_session(r, names.get(&r.exporter.ip()).cloned());
+            match exporters.entry(key) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(session);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    o.get_mut().merge(&session, true);
+                }
+            }
         }
         drop(sessions);
         let mut exporters: Vec<ExporterStatus> = exporters.into_values().collect();
@@ -543,7 +544,16 @@ impl ExporterStatus {
         for (reason, n) in &o.decode_errors {
             *self.decode_errors.entry(reason.clone()).or_default() += n;
         }
-        for d in o.domains.iter().filter(|_| domains) {
+        if domains && self.domains.is_empty() {
+            self.domains = o.domains.clone();
+        } else if domains {
+            self.merge_domains(&o.domains);
+        }
+        self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
+    }
+
+    fn merge_domains(&mut self, others: &[DomainReport]) {
+        for d in others {
             match self.domains.iter_mut().find(|x| x.domain == d.domain) {
                 Some(x) => {
                     x.lost_records += d.lost_records;
@@ -554,33 +564,35 @@ impl ExporterStatus {
                 None => self.domains.push(d.clone()),
             }
         }
-        self.last_seen_ns = self.last_seen_ns.max(o.last_seen_ns);
     }
 
-    fn add(&mut self, r: &SessionReport) {
+    /// The counts of one session as a receiver reported them.
+    fn of_session(r: &SessionReport, name: Option<String>) -> Self {
         let s = &r.stats;
-        self.messages += s.messages;
-        self.bytes += s.bytes;
-        self.flow_records += s.flow_records;
-        self.packet_reports += s.packet_reports;
-        self.options_records += s.options_records;
-        self.templates_active += s.templates_active;
-        self.pending_sets += s.pending_sets;
-        self.lost_records = self.lost_records.saturating_add(s.lost_records);
-        self.lost_messages += s.lost_messages;
-        self.exporter_drops = self.exporter_drops.saturating_add(s.exporter_drops);
-        self.sampling_unknown += s.sampling_unknown;
-        for kind in ErrorKind::ALL {
-            let n = s.error_count(*kind);
-            if n > 0 {
-                *self
-                    .decode_errors
-                    .entry(kind.label().to_string())
-                    .or_default() += n;
-            }
+        ExporterStatus {
+            exporter: r.exporter.to_string(),
+            address: r.exporter.ip().to_string(),
+            name,
+            transport: transport_name(r.transport).to_string(),
+            messages: s.messages,
+            bytes: s.bytes,
+            flow_records: s.flow_records,
+            packet_reports: s.packet_reports,
+            options_records: s.options_records,
+            templates_active: s.templates_active,
+            pending_sets: s.pending_sets,
+            lost_records: s.lost_records,
+            lost_messages: s.lost_messages,
+            exporter_drops: s.exporter_drops,
+            sampling_unknown: s.sampling_unknown,
+            decode_errors: ErrorKind::ALL
+                .iter()
+                .map(|&kind| (kind.label().to_string(), s.error_count(kind)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            domains: r.domains.clone(),
+            last_seen_ns: r.last_seen_ns,
         }
-        self.domains.extend(r.domains.iter().cloned());
-        self.last_seen_ns = self.last_seen_ns.max(r.last_seen_ns);
     }
 }
 

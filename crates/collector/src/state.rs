@@ -46,11 +46,12 @@ struct Base {
     sessions: Vec<SessionSnapshot>,
 }
 
-/// One line of the journal.
+/// One line of the journal: written from a borrowed snapshot, read into
+/// an owned one.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Entry {
-    Set(SessionSnapshot),
+enum Entry<S> {
+    Set(S),
     Remove(SocketAddr),
 }
 
@@ -109,7 +110,7 @@ fn read(dir: &Path) -> (u64, HashMap<SocketAddr, SessionSnapshot>, u64, u64, boo
         list.into_iter().map(|s| (s.exporter, s)).collect();
     let journal = std::fs::read(journal_path(dir, generation)).unwrap_or_default();
     for line in journal.split(|&b| b == b'\n') {
-        match serde_json::from_slice::<Entry>(line) {
+        match serde_json::from_slice::<Entry<SessionSnapshot>>(line) {
             Ok(Entry::Set(s)) => {
                 sessions.insert(s.exporter, s);
             }
@@ -147,17 +148,17 @@ impl SessionState {
     pub fn apply(&mut self, delta: StateDelta) {
         for s in delta.changed {
             self.unconfirmed.remove(&s.exporter);
-            self.note(&Entry::Set(s.clone()));
+            self.note(&Entry::Set(&s));
             self.sessions.insert(s.exporter, s);
         }
         for addr in delta.removed {
             if self.sessions.remove(&addr).is_some() {
-                self.note(&Entry::Remove(addr));
+                self.note(&Entry::<&SessionSnapshot>::Remove(addr));
             }
         }
     }
 
-    fn note(&mut self, entry: &Entry) {
+    fn note(&mut self, entry: &Entry<&SessionSnapshot>) {
         serde_json::to_writer(&mut self.unwritten, entry).expect("entries serialise");
         self.unwritten.push(b'\n');
     }
@@ -169,7 +170,7 @@ impl SessionState {
         if Instant::now() >= self.forget_unconfirmed_at && !self.unconfirmed.is_empty() {
             for addr in std::mem::take(&mut self.unconfirmed) {
                 if self.sessions.remove(&addr).is_some() {
-                    self.note(&Entry::Remove(addr));
+                    self.note(&Entry::<&SessionSnapshot>::Remove(addr));
                 }
             }
         }

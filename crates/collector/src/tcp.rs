@@ -133,7 +133,11 @@ pub fn run(
                 return Ok(());
             }
         }
-        table.expire(&poll, &mut intake);
+        // timeouts are seconds long: a look at every connection each POLL
+        // is enough, however busy the turns
+        if table.last_expiry.elapsed() >= POLL {
+            table.expire(&poll, &mut intake);
+        }
         if intake.maybe_handoff().is_err() {
             return Ok(());
         }
@@ -162,6 +166,7 @@ struct Table {
     /// The last accept failed for want of resources: try again next turn,
     /// as no new event will come for connections already queued.
     retry_accept: bool,
+    last_expiry: Instant,
 }
 
 impl Table {
@@ -175,6 +180,7 @@ impl Table {
             closed: VecDeque::new(),
             ready: VecDeque::new(),
             retry_accept: false,
+            last_expiry: Instant::now(),
         }
     }
 
@@ -321,6 +327,7 @@ impl Table {
     /// the sessions of those closed longer ago than the linger.
     fn expire(&mut self, poll: &Poll, intake: &mut Intake) {
         let now = Instant::now();
+        self.last_expiry = now;
         let limits = self.limits;
         let late: Vec<(Token, TcpClose)> = self
             .open

@@ -503,6 +503,11 @@ impl Session {
         }
     }
 
+    /// Messages received (without copying the other counters).
+    pub fn messages(&self) -> u64 {
+        self.stats.messages
+    }
+
     /// When its last message arrived (collector clock, Unix ns).
     pub fn last_seen_ns(&self) -> i64 {
         self.last_seen_ns
