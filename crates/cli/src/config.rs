@@ -57,7 +57,39 @@ pub struct ServeSection {
     #[serde(default)]
     pub networks: Vec<hopscope_collector::NetworkTag>,
     #[serde(default)]
+    pub sampling: Vec<SamplingEntry>,
+    #[serde(default)]
     pub address_spaces: std::collections::HashMap<String, u16>,
+}
+
+/// `[[serve.sampling]]`: the rate of an exporter (and optionally of one
+/// of its input interfaces) that announces none, as Akvorado's and
+/// pmacct's sampling maps give it; `override = true` replaces a rate the
+/// exporter does announce.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingEntry {
+    pub exporter: std::net::IpAddr,
+    pub interface: Option<u32>,
+    pub rate: u64,
+    #[serde(default, rename = "override")]
+    pub replace: bool,
+}
+
+impl SamplingEntry {
+    pub fn rule(&self) -> Result<hopscope_wire::SamplingRule> {
+        anyhow::ensure!(
+            self.rate >= 1,
+            "[[serve.sampling]] for {}: rate must be 1 or more (one packet in N)",
+            self.exporter
+        );
+        Ok(hopscope_wire::SamplingRule {
+            exporter: self.exporter,
+            interface: self.interface,
+            rate: self.rate,
+            replace: self.replace,
+        })
+    }
 }
 
 impl ServeSection {

@@ -259,9 +259,12 @@ struct QueryArgs {
     /// Group by these fields (comma-separated; srcip, dstip, srcport, dstport, exporter as nfdump says them).
     #[arg(long, short = 'g')]
     group_by: Option<String>,
-    /// Aggregates: flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F), p95(F).
+    /// Aggregates: flows, bytes, packets, bps, pps, bpp, raw_bytes, raw_packets, sum(F), min(F), max(F), avg(F), p95(F).
     #[arg(long, short = 'a')]
     aggregates: Option<String>,
+    /// Volumes as the exporters counted them: not scaled by sampling rates.
+    #[arg(long)]
+    unscaled: bool,
     #[command(flatten)]
     range: RangeArgs,
     /// Time buckets of this width (1m, 1h) as the first group key.

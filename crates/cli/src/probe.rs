@@ -14,6 +14,8 @@ use crate::{ProbeArgs, now_ns};
 
 /// Flows or reports waiting before they are encoded and sent.
 const EXPORT_BATCH: usize = 4096;
+/// How often a live probe repeats its options records (as template refreshes are repeated over UDP).
+const OPTIONS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     let selection = match &args.select {
@@ -102,6 +104,8 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         false => capture_live(args, filter.as_ref(), &target, &new_probe)?,
         true => {
             let mut probe = new_probe(None)?;
+            // what the flows are (1:1, the point's name) before the first of them
+            probe.process.export_options(0, now_secs())?;
             for path in &args.pcap {
                 let mut source = PcapFileSource::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
@@ -255,7 +259,17 @@ fn capture_live(
             source.attach_filter(f)?;
         }
         let mut last_export = Instant::now();
+        let mut last_options: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
+            // the options at once and then again: UDP may lose them, and a
+            // collector that restarts learns the point's name and rate anew
+            if last_options.is_none_or(|t| t.elapsed() >= OPTIONS_INTERVAL) {
+                source.refresh_drops();
+                probe
+                    .process
+                    .export_options(source.counters().kernel_drops, now_secs())?;
+                last_options = Some(Instant::now());
+            }
             match source.next_frame_within(Duration::from_millis(200))? {
                 Some(frame) => probe.process.meter.observe(&frame),
                 None => probe.process.meter.tick(now_ns()),

@@ -26,6 +26,7 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         order: args.order.clone(),
         columns: args.columns.clone(),
         source: args.source.clone(),
+        unscaled: Some(args.unscaled),
     };
     let mut query = match request.plan(now_ns()) {
         Ok(q) => q,
@@ -58,6 +59,14 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         writeln!(lock, "\ntotal ({} groups):", out.groups)?;
         write(&mut lock, totals, format)?;
     }
+    // which volumes these are, where a reader of the table sees it; on
+    // stderr beside machine formats, so that their output stays parseable
+    let note = volumes_note(&out);
+    if format == Format::Table {
+        writeln!(lock, "\n{note}")?;
+    } else {
+        eprintln!("{note}");
+    }
     if args.explain {
         let s = &out.scan;
         eprintln!(
@@ -72,4 +81,18 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `volumes: scaled ...; 12 of 400 flows (3.0 %) of unknown rate, counted once`.
+fn volumes_note(out: &hopscope_store::query::QueryOutput) -> String {
+    let c = &out.coverage;
+    let unknown = match c.unknown_rate_flows {
+        0 => "every flow of known sampling rate".to_string(),
+        n => format!(
+            "{n} of {} flows ({:.1} %) of unknown sampling rate, counted once",
+            c.flows,
+            100.0 * c.unknown_share()
+        ),
+    };
+    format!("volumes: {}; {unknown}", out.volumes.describe())
 }

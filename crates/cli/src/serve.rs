@@ -120,6 +120,11 @@ pub fn run_with(
             })
             .collect::<Result<_>>()?,
         networks: section.networks.clone(),
+        sampling: section
+            .sampling
+            .iter()
+            .map(crate::config::SamplingEntry::rule)
+            .collect::<Result<_>>()?,
         mmdb: args.mmdb.clone(),
         flush_interval: Duration::from_nanos(flush as u64),
         ..CollectorConfig::default()

@@ -37,6 +37,8 @@ pub struct CollectorConfig {
     pub exporter_names: Vec<(IpAddr, String)>,
     /// Networks that name and tag flow addresses.
     pub networks: Vec<NetworkTag>,
+    /// Sampling rates of exporters that announce none (`[[serve.sampling]]`).
+    pub sampling: Vec<hopscope_wire::SamplingRule>,
     /// MaxMind-format database for country (and AS when flows lack it).
     pub mmdb: Vec<PathBuf>,
     /// How often decoded flows are committed to the store: the most a
@@ -63,6 +65,7 @@ impl Default for CollectorConfig {
             allow: Vec::new(),
             exporter_names: Vec::new(),
             networks: Vec::new(),
+            sampling: Vec::new(),
             mmdb: Vec::new(),
             flush_interval: Duration::from_secs(5),
             batch_rows: 64 * 1024,

@@ -103,8 +103,9 @@ impl Collector {
             let flush = config.flush_interval;
             let rows = config.batch_rows;
             let limits = config.session_limits;
+            let sampling = config.sampling.clone();
             move |transport| {
-                Intake::new(
+                let mut intake = Intake::new(
                     transport,
                     limits,
                     enricher.clone(),
@@ -112,7 +113,9 @@ impl Collector {
                     metrics.clone(),
                     flush,
                     rows,
-                )
+                );
+                intake.decoder.set_sampling_rules(&sampling);
+                intake
             }
         };
 

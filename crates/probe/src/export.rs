@@ -257,6 +257,24 @@ impl Exporter {
             push_variable(&mut rec, c.profile.name().as_bytes());
             self.templates.add_record(&mut self.builder, id, &rec);
         }
+        // flow metering: every packet, said the PSAMP way (RFC 5477: systematic
+        // count-based, one selected, none skipped), so that a collector knows
+        // the volumes are complete; the selector above chooses packets to
+        // report for journeys, and is no sampling of flows
+        let id = self.templates.id_for(
+            1,
+            vec![
+                FieldSpec::iana(143, 4), // meteringProcessId (scope)
+                FieldSpec::iana(304, 2), // selectorAlgorithm
+                FieldSpec::iana(305, 4), // samplingPacketInterval
+                FieldSpec::iana(306, 4), // samplingPacketSpace
+            ],
+        );
+        let mut rec = r.metering_process_id.to_be_bytes().to_vec();
+        rec.extend_from_slice(&1u16.to_be_bytes());
+        rec.extend_from_slice(&1u32.to_be_bytes());
+        rec.extend_from_slice(&0u32.to_be_bytes());
+        self.templates.add_record(&mut self.builder, id, &rec);
         // observation point: id (scope) and name
         let id = self.templates.id_for(
             1,

@@ -206,6 +206,29 @@ impl<T: Copy + Default> ColumnBuilder<T> {
         self.values.len() + self.null_prefix
     }
 
+    /// The value at `row`; `None` where it is null or past the end (a
+    /// column no record of the batch filled holds nothing).
+    pub fn get(&self, row: usize) -> Option<T> {
+        // while there is a null prefix, no value has come yet
+        let value = *self.values.get(row)?;
+        match &self.valid {
+            Some(valid) if !valid[row] => None,
+            _ => Some(value),
+        }
+    }
+
+    /// Makes the value at `row`, which must exist, `value`: how a rate
+    /// that the configuration gives replaces the one decoded.
+    pub fn set(&mut self, row: usize, value: T) {
+        if self.null_prefix > 0 {
+            self.materialize_prefix();
+        }
+        self.values[row] = value;
+        if let Some(valid) = &mut self.valid {
+            valid[row] = true;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

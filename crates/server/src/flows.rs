@@ -55,6 +55,7 @@ pub(crate) async fn flows(
         "groups": out.groups,
         "scan": out.scan,
         "rollup_segments": out.rollup_segments,
+        "volumes": volumes(&out),
     })))
 }
 
@@ -72,6 +73,8 @@ pub(crate) struct SeriesParams {
     bucket: Option<String>,
     /// Series kept (the largest by total); the rest are summed as `other`.
     top: Option<usize>,
+    /// Volumes as the exporters counted them, not scaled by sampling.
+    unscaled: Option<bool>,
 }
 
 /// Bucket widths offered when none is asked for.
@@ -126,6 +129,7 @@ pub(crate) async fn timeseries(
         to: p.to.clone(),
         bucket: Some(bucket.clone()),
         limit: Some(usize::MAX),
+        unscaled: p.unscaled,
         ..QueryRequest::default()
     };
     let query = request.plan(now)?;
@@ -149,7 +153,20 @@ pub(crate) async fn timeseries(
         "series": series.series,
         "groups": out.groups,
         "scan": out.scan,
+        "volumes": volumes(&out),
     })))
+}
+
+/// Which volumes an answer holds, and the flows of unknown sampling rate
+/// in it (counted once each), for every client to show.
+fn volumes(out: &hopscope_store::query::QueryOutput) -> Value {
+    json!({
+        "mode": out.volumes,
+        "describe": out.volumes.describe(),
+        "flows": out.coverage.flows,
+        "unknown_rate_flows": out.coverage.unknown_rate_flows,
+        "unknown_rate_share": out.coverage.unknown_share(),
+    })
 }
 
 #[derive(Debug)]

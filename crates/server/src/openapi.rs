@@ -28,6 +28,13 @@ fn get(summary: &str, params: Vec<Value>, response: &str) -> Value {
     }})
 }
 
+fn unscaled() -> Value {
+    param(
+        "unscaled",
+        "`true`: volumes as the exporters counted them, not scaled by sampling rates. Every answer's `volumes` says which it holds and how many flows had no known rate.",
+    )
+}
+
 /// The document.
 pub(crate) fn openapi() -> Value {
     let filter = param(
@@ -43,7 +50,7 @@ pub(crate) fn openapi() -> Value {
         param("group_by", "Comma-separated fields (see /api/fields)."),
         param(
             "aggregates",
-            "Comma-separated: flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F), pNN(F).",
+            "Comma-separated: flows, bytes, packets, bps, pps, bpp, raw_bytes, raw_packets, sum(F), min(F), max(F), avg(F), pNN(F). Volumes are scaled by each record's sampling rate; raw_ ones are as counted.",
         ),
         param("bucket", "Time bucket width: 10s, 1m, 1h."),
         param("limit", "Rows (top-N)."),
@@ -53,6 +60,7 @@ pub(crate) fn openapi() -> Value {
             "source",
             "`raw` to read raw flows only (default: rollups where exact).",
         ),
+        unscaled(),
     ];
     flows.extend(range_params());
     let mut series = vec![
@@ -67,6 +75,7 @@ pub(crate) fn openapi() -> Value {
             "top",
             "Series kept, the largest by total (default 8); the rest are summed as `other`.",
         ),
+        unscaled(),
     ];
     series.extend(range_params());
     let mut journeys = vec![

@@ -116,6 +116,7 @@ $("#range").addEventListener("change", () => {
 
 async function overview() {
   page.append(el(`<div class="kpis" id="kpis"></div>`));
+  page.append(el(`<p class="note" id="volumes-note"></p>`));
   page.append(el(`<div class="grid2">
       <section class="panel"><h2>Traffic <small>bits per second, per exporter</small></h2><div class="chart" id="traffic"></div></section>
       <section class="panel"><h2>Flow rate <small>flow records per second, per exporter</small></h2><div class="chart" id="flowrate"></div></section>
@@ -143,6 +144,7 @@ async function overview() {
       kpi(si(status.journeys.journeys), "journeys correlated"),
       kpi(worst && worst.lost > 0 ? pct(worst.ratio) : "none", worst && worst.lost > 0 ? `worst loss: ${esc(worst.from)} › ${esc(worst.to)}` : "network loss seen"),
     ].join("");
+    $("#volumes-note").textContent = volumesNote(bps.volumes);
     stacked(chart($("#traffic")), bps, "b/s");
     // flow records per bucket, shown per second
     stacked(chart($("#flowrate")), fps, "", fps.bucket_ns / 1e9);
@@ -155,6 +157,16 @@ async function overview() {
   };
   await load();
   refreshTimer = setInterval(() => load().catch(showError), 15000);
+}
+
+// what an answer's volumes are: scaled by sampling or as counted, and how
+// much of it had no known sampling rate (counted once)
+function volumesNote(v) {
+  if (!v) return "";
+  const unknown = v.unknown_rate_flows
+    ? `${si(v.unknown_rate_flows)} of ${si(v.flows)} flows (${pct(v.unknown_rate_share, 1)}) of unknown sampling rate, counted once`
+    : "every flow of known sampling rate";
+  return `Volumes: ${v.describe}; ${unknown}.`;
 }
 
 function kpi(v, label) { return `<div class="kpi"><div class="v">${v}</div><div class="l">${label}</div></div>`; }
@@ -278,7 +290,7 @@ async function explorer(r) {
     const unit = { bytes: "B", bps: "b/s", pps: "p/s" }[s.aggregate] || "";
     stacked(seriesChart, ts, unit);
     const total = ts.series.reduce((a, x) => a + x.total, 0);
-    $("#series-note").textContent = `${s.aggregate} per ${ts.bucket}${s.group_by ? " by " + s.group_by : ""}; ${ts.groups} groups`;
+    $("#series-note").textContent = `${s.aggregate} per ${ts.bucket}${s.group_by ? " by " + s.group_by : ""}; ${ts.groups} groups. ${volumesNote(ts.volumes)}`;
     const all = flows.rows[0] || {};
     $("#groups").innerHTML = table(
       [esc(s.group_by || "all"), esc(s.aggregate), "share", "p95 / bucket"],

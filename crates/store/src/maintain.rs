@@ -15,7 +15,7 @@ use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{HOUR_NS, Segment, Table, partition_dir, segment_file_name};
-use crate::query::{Aggregate, Query, Source, execute};
+use crate::query::{Aggregate, Query, Source, Volumes, execute};
 use crate::writer::sync_dir;
 use crate::{Store, StoreError, TIME_COLUMN, write_atomically};
 
@@ -34,6 +34,8 @@ pub const ROLLUP_1M_DIMS: &[&str] = &[
     "dst_as",
     "src_country",
     "dst_country",
+    // a rollup row is a group of one rate, which the query view scales by
+    "sampling_rate",
 ];
 
 /// Dimensions kept by 1-hour rollups: no addresses or ports, so that a
@@ -49,6 +51,8 @@ pub const ROLLUP_1H_DIMS: &[&str] = &[
     "dst_as",
     "src_country",
     "dst_country",
+    // a rollup row is a group of one rate, which the query view scales by
+    "sampling_rate",
 ];
 
 /// How long data is kept and how much disk it may take.
@@ -158,8 +162,20 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Rollup segments of `table` that are at least as new as every raw
-/// segment of their hour (late data makes a rollup stale until redone).
+/// The format of rollups, the id in their file names: rollups of an older
+/// format are stale and made again. 1: `sampling_rate` is a dimension (the
+/// rollups of format 0 summed records of every rate together, which the
+/// view cannot scale).
+const ROLLUP_FORMAT: u64 = 1;
+
+/// The file name of the rollup of `hour`: fixed, so that a redo replaces it.
+fn rollup_file_name(hour: i64) -> String {
+    segment_file_name(hour, hour + HOUR_NS - 1, ROLLUP_FORMAT)
+}
+
+/// Rollup segments of `table`, of the current format, that are at least as
+/// new as every raw segment of their hour (late data makes a rollup stale
+/// until redone).
 pub(crate) fn fresh_rollups(
     store: &Store,
     table: Table,
@@ -169,7 +185,11 @@ pub(crate) fn fresh_rollups(
     Ok(rollups
         .into_iter()
         .filter(|r| {
-            let Some(made) = modified(&r.path) else {
+            let current = r
+                .path
+                .file_name()
+                .is_some_and(|n| *n == *rollup_file_name(r.hour()));
+            let Some(made) = modified(&r.path).filter(|_| current) else {
                 return false;
             };
             raw.iter()
@@ -284,6 +304,8 @@ impl Store {
                     Aggregate::Sum("packets"),
                 ],
                 source: Source::Raw,
+                // sums as counted: the view scales each row by its rate
+                volumes: Volumes::Counted,
                 threads: 1,
                 ..Query::default()
             };
@@ -294,8 +316,7 @@ impl Store {
                 continue;
             }
             let rows = rename_column(&out.rows, "time_bucket", TIME_COLUMN)?;
-            // one rollup file per hour, with a fixed name so that a redo replaces it
-            let name = segment_file_name(hour, hour + HOUR_NS - 1, 0);
+            let name = rollup_file_name(hour);
             let dir = partition_dir(self.root(), table, hour);
             let old: Vec<PathBuf> = self
                 .segments(table)?

@@ -8,7 +8,7 @@ use arrow_array::types::{Float64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, format_addr, ipv4_mapped, stored_flow_schema};
 use hopscope_store::layout::{HOUR_NS, Table};
-use hopscope_store::query::{Aggregate, OrderBy, Query, Source, execute, parse_filter};
+use hopscope_store::query::{Aggregate, OrderBy, Query, Source, Volumes, execute, parse_filter};
 use hopscope_store::{RetentionPolicy, Store, WriteOptions};
 
 const T0: i64 = 1_795_651_200_000_000_000; // 2026-11-26T00:00:00Z
@@ -509,4 +509,98 @@ fn only_columns_with_values_are_compressed() {
         })
         .unwrap();
     assert_eq!((rows, nulls), (1000, 1000));
+}
+
+/// `flows(t, n)` with sampling: source i's records are sampled one in
+/// `rates[i - 1]` (`None`: the rate is unknown).
+fn sampled_flows(t: i64, n: usize, rates: [Option<u64>; 5]) -> RecordBatch {
+    let batch = flows(t, n);
+    let rates: arrow_array::UInt64Array = (0..n).map(|k| rates[k % 5]).collect();
+    let index = batch.schema().index_of("sampling_rate").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(rates);
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+#[test]
+fn volumes_are_scaled_by_each_records_rate_from_raw_flows_and_rollups_alike() {
+    let (_dir, store) = store();
+    let rates = [Some(1000), Some(100), Some(100), None, Some(1)];
+    for t in [T0, T0 + 10 * MIN] {
+        store
+            .writer()
+            .write(Table::Flows, &[sampled_flows(t, 1000, rates)])
+            .unwrap();
+    }
+    // each source has 400 records of i × 100 bytes, i packets
+    let scaled = |i: u64, rate: Option<u64>| 400 * i * 100 * rate.unwrap_or(1);
+    let expected: Vec<u64> = (1..=5).map(|i| scaled(i, rates[i as usize - 1])).collect();
+    let total = |store: &Store, volumes, source| {
+        let mut q = Query {
+            aggregates: vec![
+                Aggregate::Sum("bytes"),
+                Aggregate::Sum("raw_bytes"),
+                Aggregate::Sum("packets"),
+                Aggregate::Flows,
+            ],
+            volumes,
+            source,
+            order_by: Some(OrderBy {
+                column: "src_addr".into(),
+                descending: false,
+            }),
+            ..Query::default()
+        };
+        q.group_by_names(&["src_addr"]).unwrap();
+        execute(store, &q).unwrap()
+    };
+    let out = total(&store, Volumes::Scaled, Source::Raw);
+    assert_eq!(u64s(&out.rows, "bytes"), expected);
+    assert_eq!(
+        u64s(&out.rows, "raw_bytes"),
+        [40_000, 80_000, 120_000, 160_000, 200_000]
+    );
+    assert_eq!(
+        u64s(&out.rows, "packets"),
+        [400_000, 80_000, 120_000, 1600, 2000]
+    );
+    assert_eq!(out.volumes, Volumes::Scaled);
+    assert_eq!(out.coverage.flows, 2000);
+    assert_eq!(out.coverage.unknown_rate_flows, 400, "source 4's records");
+    let counted = total(&store, Volumes::Counted, Source::Raw);
+    assert_eq!(
+        u64s(&counted.rows, "bytes"),
+        u64s(&counted.rows, "raw_bytes")
+    );
+
+    // a filter on a volume reads the scaled one; raw_bytes the count
+    let mut listing = Query {
+        filter: parse_filter("bytes >= 20000 and raw_bytes < 300").unwrap(),
+        ..Query::default()
+    };
+    listing
+        .column_names(&["src_addr", "bytes", "raw_bytes", "sampling_rate"])
+        .unwrap();
+    let rows = execute(&store, &listing).unwrap().rows;
+    assert_eq!(rows.num_rows(), 800, "sources 2 (×100) and 1 (×1000)");
+    assert!(
+        u64s(&rows, "bytes")
+            .iter()
+            .all(|&b| b == 100_000 || b == 20_000)
+    );
+
+    // the closed hour's rollups keep each rate apart and answer the same
+    let report = store
+        .maintain(&RetentionPolicy::default(), T0 + HOUR_NS + 5 * MIN)
+        .unwrap();
+    assert_eq!(report.rollups_written, 2);
+    let range = |mut out: hopscope_store::query::QueryOutput| {
+        out.scan = Default::default();
+        (out.rows, out.coverage)
+    };
+    let from_rollups = total(&store, Volumes::Scaled, Source::Auto);
+    assert_eq!(from_rollups.rollup_segments, 1);
+    assert_eq!(range(from_rollups), range(out));
+    let counted_rollups = total(&store, Volumes::Counted, Source::Auto);
+    assert_eq!(range(counted_rollups), range(counted));
 }

@@ -8,6 +8,7 @@ use hopscope_schema::ip_to_mapped;
 
 use crate::error::{DecodeError, ErrorKind};
 use crate::output::DecodeOutput;
+use crate::sampling::{SamplingRule, SamplingRules};
 use crate::session::{ExporterStats, FastMap, Session, SessionLimits, Transport};
 use crate::snapshot::SessionSnapshot;
 use crate::{netflow_v5, sflow, templated};
@@ -145,6 +146,8 @@ pub struct Decoder {
     templates_held: usize,
     evictions: Evictions,
     recent_errors: VecDeque<DecodeError>,
+    /// Rates the configuration gives exporters.
+    sampling_rules: SamplingRules,
 }
 
 impl Decoder {
@@ -157,6 +160,13 @@ impl Decoder {
             limits,
             ..Self::default()
         }
+    }
+
+    /// Sampling rates for exporters that announce none (or, with
+    /// `replace`, a wrong one): flows get `sampling_rate_source`
+    /// "configured", and are no longer counted as of unknown rate.
+    pub fn set_sampling_rules(&mut self, rules: &[SamplingRule]) {
+        self.sampling_rules = SamplingRules::new(rules);
     }
 
     /// Decodes one message (a UDP datagram, one framed TCP/file message).
@@ -196,7 +206,8 @@ impl Decoder {
             recent: &mut self.recent_errors,
         };
         let exporter_addr = ip_to_mapped(exporter.ip());
-        match protocol {
+        let first_row = out.flows.len();
+        let result = match protocol {
             None => {
                 let kind = if message.len() < 4 {
                     ErrorKind::Truncated
@@ -227,7 +238,13 @@ impl Decoder {
             Some(Protocol::SFlow5) => {
                 sflow::decode(session, &self.limits, &mut log, received_ns, message, out)
             }
+        };
+        if !self.sampling_rules.is_empty() {
+            let resolved = self.sampling_rules.apply(&mut out.flows, first_row);
+            let stats = &mut session.stats;
+            stats.sampling_unknown = stats.sampling_unknown.saturating_sub(resolved);
         }
+        result
     }
 
     /// Frees room for a new UDP session from `exporter`: its address's

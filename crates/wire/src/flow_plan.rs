@@ -70,11 +70,7 @@ fn columns_of(action: Action) -> &'static [&'static str] {
         | SystemInitMillis | DurationMillis | DurationMicros => {
             &["time_flow_start_ns", "time_flow_end_ns"]
         }
-        SamplingInterval
-        | SamplingPacketInterval
-        | SamplingPacketSpace
-        | SamplerId
-        | SelectorId => &["sampling_rate", "sampling_rate_source"],
+        a if a.is_sampling() => &["sampling_rate", "sampling_rate_source"],
         _ => &[],
     }
 }
@@ -98,7 +94,7 @@ pub(crate) const MESSAGE_COLUMNS: &[&str] = &[
     "template_id",
 ];
 
-fn column_index(name: &str) -> usize {
+pub(crate) fn column_index(name: &str) -> usize {
     FLOW_FIELDS
         .iter()
         .position(|f| f.name == name)

@@ -26,6 +26,7 @@ pub mod lists;
 mod netflow_v5;
 mod output;
 mod record;
+mod sampling;
 mod session;
 mod sflow;
 mod snapshot;
@@ -37,6 +38,7 @@ pub use cursor::Truncated;
 pub use decoder::{Decoder, Evictions, MessageSummary, Protocol};
 pub use error::{DecodeError, ErrorKind};
 pub use output::DecodeOutput;
+pub use sampling::SamplingRule;
 pub use session::{
     DomainState, ExporterStats, SequenceEvent, SequenceTracker, Session, SessionLimits, Transport,
 };

@@ -11,8 +11,9 @@ use crate::cursor::be_uint;
 use crate::error::ErrorKind;
 use crate::lists;
 use crate::output::DecodeOutput;
+use crate::sampling::Sampling;
 use crate::session::DomainState;
-use crate::template::{Action, RecordKind, Template, VARIABLE_LENGTH};
+use crate::template::{Action, RecordKind, Template, VARIABLE_LENGTH, sampling_actions};
 use crate::time::ntp_to_unix_ns;
 
 /// Facts of the message that every record in it shares.
@@ -91,27 +92,6 @@ impl TimeParts {
             }
         }
         (start, end)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Sampling {
-    interval: Option<u64>,
-    packet_interval: Option<u64>,
-    packet_space: Option<u64>,
-    sampler: Option<u64>,
-}
-
-impl Sampling {
-    /// One in N, from a record's own fields.
-    fn rate(&self) -> Option<u64> {
-        if let Some(i) = self.interval.filter(|&i| i > 0) {
-            return Some(i);
-        }
-        match (self.packet_interval, self.packet_space) {
-            (Some(i), space) if i > 0 => Some(i.saturating_add(space.unwrap_or(0)) / i),
-            _ => None,
-        }
     }
 }
 
@@ -642,10 +622,7 @@ fn flow_record(
                 times.duration_ns = Some((v() as i64).saturating_mul(1_000_000))
             }
             Action::DurationMicros => times.duration_ns = Some((v() as i64).saturating_mul(1000)),
-            Action::SamplingInterval => sampling.interval = Some(v()),
-            Action::SamplingPacketInterval => sampling.packet_interval = Some(v()),
-            Action::SamplingPacketSpace => sampling.packet_space = Some(v()),
-            Action::SamplerId | Action::SelectorId => sampling.sampler = Some(v()),
+            sampling_actions!() => sampling.read(step.action, value),
             // reliability counters belong in options records; in a flow record, kept as they came
             Action::InterfaceName
             | Action::Other
@@ -809,10 +786,7 @@ fn options_record(
         let value = field(body, pos, step.spec.length)?;
         let v = || be_uint(value);
         match step.action {
-            Action::SamplingInterval => values.sampling.interval = Some(v()),
-            Action::SamplingPacketInterval => values.sampling.packet_interval = Some(v()),
-            Action::SamplingPacketSpace => values.sampling.packet_space = Some(v()),
-            Action::SamplerId | Action::SelectorId => values.sampling.sampler = Some(v()),
+            a if a.is_sampling() => values.sampling.read(a, value),
             Action::InIf => values.if_index = Some(v() as u32),
             Action::InterfaceName => values.if_name = Some(value),
             Action::ObservationPoint => values.point_id = Some(v()),

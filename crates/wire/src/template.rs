@@ -116,10 +116,16 @@ pub enum Action {
     ObservationSeconds,
     ObservationMillis,
     ObservationNtp,
-    // sampling and PSAMP
+    // sampling and PSAMP (read by `sampling::Sampling`)
     SamplingInterval,
     SamplingPacketInterval,
     SamplingPacketSpace,
+    SamplingTimeInterval,
+    SamplingTimeSpace,
+    SamplingSize,
+    SamplingPopulation,
+    SamplingProbability,
+    SelectorAlgorithm,
     SamplerId,
     SelectionSequenceId,
     SelectorId,
@@ -132,7 +138,31 @@ pub enum Action {
     Other,
 }
 
+/// The actions of sampling elements (read by `sampling::Sampling`), as a
+/// pattern: exhaustive matches name them in one arm.
+macro_rules! sampling_actions {
+    () => {
+        Action::SamplingInterval
+            | Action::SamplingPacketInterval
+            | Action::SamplingPacketSpace
+            | Action::SamplingTimeInterval
+            | Action::SamplingTimeSpace
+            | Action::SamplingSize
+            | Action::SamplingPopulation
+            | Action::SamplingProbability
+            | Action::SelectorAlgorithm
+            | Action::SamplerId
+            | Action::SelectorId
+    };
+}
+pub(crate) use sampling_actions;
+
 impl Action {
+    /// Whether the element says how packets were sampled.
+    pub(crate) fn is_sampling(self) -> bool {
+        matches!(self, sampling_actions!())
+    }
+
     /// The column for an element, given the length the template declares.
     /// Lengths that do not fit the element's type keep the raw bytes instead.
     pub fn for_field(spec: FieldSpec) -> Action {
@@ -151,6 +181,8 @@ impl Action {
             }
             SrcMac | DstMac => len == 6,
             StartNtp | EndNtp | ObservationNtp => len == 8,
+            // float64, or float32 in reduced-size encoding
+            SamplingProbability => len == 4 || len == 8,
             InterfaceName => true,
             Skip | Other => true,
             MplsTopLabel => len == 3 || len == 4,
@@ -232,8 +264,14 @@ impl Action {
             324 | 325 => ObservationNtp,
             // samplingInterval, and Cisco's samplerRandomInterval (one in N)
             34 | 50 => SamplingInterval,
+            304 => SelectorAlgorithm,
             305 => SamplingPacketInterval,
             306 => SamplingPacketSpace,
+            307 => SamplingTimeInterval,
+            308 => SamplingTimeSpace,
+            309 => SamplingSize,
+            310 => SamplingPopulation,
+            311 => SamplingProbability,
             48 => SamplerId,
             301 => SelectionSequenceId,
             302 => SelectorId,

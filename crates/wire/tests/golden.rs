@@ -32,7 +32,10 @@ impl Decoded {
 }
 
 fn decode(paths: &[PathBuf]) -> Decoded {
-    let mut decoder = Decoder::new();
+    decode_with(Decoder::new(), paths)
+}
+
+fn decode_with(mut decoder: Decoder, paths: &[PathBuf]) -> Decoded {
     let mut out = DecodeOutput::default();
     for p in paths {
         replay_file(p, &mut decoder, &mut out, 1_700_000_000_000_000_000)
@@ -765,4 +768,61 @@ fn interface_names_from_v9_options() {
         }
     }
     assert!(checked > 3, "{checked}");
+}
+
+/// Cisco IOS XR (ASR 9000) defines its random sampler's options template
+/// (257: samplerId 48, samplerRandomInterval 50, samplerMode 49,
+/// samplerName 84) and tags each flow with the sampler's id, but these
+/// captures hold no record of that template: the rate is unknown, and
+/// every flow is counted as such rather than taken as 1:1. A configured
+/// rate (`[[serve.sampling]]`) then fills it in, marked "configured".
+#[test]
+fn ios_xr_flows_without_their_samplers_options_are_of_unknown_rate_until_configured() {
+    let dir = "logstash-codec-netflow/spec/codecs/";
+    let files: Vec<PathBuf> = [
+        "netflow9_test_cisco_asr9k_opttpl256.dat",
+        "netflow9_test_cisco_asr9k_opttpl257.dat",
+        "netflow9_test_cisco_asr9k_opttpl334.dat",
+        "netflow9_test_cisco_asr9k_tpl260.dat",
+        "netflow9_test_cisco_asr9k_tpl266.dat",
+        "netflow9_test_cisco_asr9k_data256.dat",
+        "netflow9_test_cisco_asr9k_data260.dat",
+    ]
+    .iter()
+    .map(|f| real(&format!("{dir}{f}")))
+    .collect();
+    let column = |d: &Decoded, name: &str| -> Vec<Option<String>> {
+        (0..d.flows.num_rows())
+            .map(|r| text(&d.flows, name, r))
+            .collect()
+    };
+    let d = decode(&files);
+    assert_eq!(d.flows.num_rows(), 21);
+    assert!(column(&d, "sampling_rate").iter().all(Option::is_none));
+    assert!(
+        column(&d, "sampling_rate_source")
+            .iter()
+            .all(|s| s.as_deref() == Some("0"))
+    );
+    assert_eq!(d.totals().sampling_unknown, 21);
+
+    let mut decoder = Decoder::new();
+    decoder.set_sampling_rules(&[hopscope_wire::SamplingRule {
+        exporter: hopscope_wire::file::FILE_EXPORTER.ip(),
+        interface: None,
+        rate: 1000,
+        replace: false,
+    }]);
+    let d = decode_with(decoder, &files);
+    assert!(
+        column(&d, "sampling_rate")
+            .iter()
+            .all(|r| r.as_deref() == Some("1000"))
+    );
+    assert!(
+        column(&d, "sampling_rate_source")
+            .iter()
+            .all(|s| s.as_deref() == Some("4"))
+    );
+    assert_eq!(d.totals().sampling_unknown, 0);
 }

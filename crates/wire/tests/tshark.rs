@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt64Type};
+use arrow_array::types::{UInt8Type, UInt16Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, format_addr, ipv4_mapped};
 use hopscope_wire::encoder::FlowEncoder;
@@ -96,6 +96,7 @@ fn column_strings(batch: &RecordBatch, name: &str) -> Vec<String> {
             arrow_schema::DataType::FixedSizeBinary(_) => {
                 format_addr(c.as_fixed_size_binary().value(i))
             }
+            arrow_schema::DataType::UInt8 => c.as_primitive::<UInt8Type>().value(i).to_string(),
             arrow_schema::DataType::UInt16 => c.as_primitive::<UInt16Type>().value(i).to_string(),
             arrow_schema::DataType::UInt64 => c.as_primitive::<UInt64Type>().value(i).to_string(),
             other => panic!("{other}"),
@@ -252,4 +253,110 @@ fn encoder_output_is_clean_and_equal_in_tshark() {
         sorted(column_strings(&batch, "packets")),
         sorted(theirs["cflow.packets"].clone())
     );
+}
+
+/// Random n-out-of-N sampling announced the way Cisco IOS XR exports it in
+/// IPFIX: an options template scoped by selectorId (302) with
+/// selectorAlgorithm 3, samplingSize (309) and samplingPopulation (310),
+/// and flows that carry their selectorId. A second selector says the same
+/// with samplingProbability (311). tshark reads the same options values,
+/// and each flow gets its selector's rate, from the options.
+#[test]
+#[ignore = "needs tshark: run by scripts/integration"]
+fn n_out_of_n_sampling_options_give_each_flow_its_selectors_rate() {
+    use hopscope_wire::encoder::{MessageBuilder, TemplateSet};
+    use hopscope_wire::template::FieldSpec;
+    let mut templates = TemplateSet::new(None);
+    let mut builder = MessageBuilder::new(7, 1400);
+    builder.set_export_time(1_764_000_000);
+    let n_of_n = templates.id_for(
+        1,
+        vec![
+            FieldSpec::iana(302, 4), // selectorId (scope)
+            FieldSpec::iana(304, 2), // selectorAlgorithm
+            FieldSpec::iana(309, 4), // samplingSize
+            FieldSpec::iana(310, 4), // samplingPopulation
+        ],
+    );
+    let mut rec = 1u32.to_be_bytes().to_vec();
+    rec.extend_from_slice(&3u16.to_be_bytes());
+    rec.extend_from_slice(&1u32.to_be_bytes());
+    rec.extend_from_slice(&4000u32.to_be_bytes());
+    templates.add_record(&mut builder, n_of_n, &rec);
+    let probabilistic = templates.id_for(
+        1,
+        vec![
+            FieldSpec::iana(302, 4), // selectorId (scope)
+            FieldSpec::iana(304, 2), // selectorAlgorithm
+            FieldSpec::iana(311, 8), // samplingProbability
+        ],
+    );
+    let mut rec = 2u32.to_be_bytes().to_vec();
+    rec.extend_from_slice(&4u16.to_be_bytes());
+    rec.extend_from_slice(&0.001f64.to_be_bytes());
+    templates.add_record(&mut builder, probabilistic, &rec);
+    let flow = templates.id_for(
+        0,
+        vec![
+            FieldSpec::iana(8, 4),   // sourceIPv4Address
+            FieldSpec::iana(1, 8),   // octetDeltaCount
+            FieldSpec::iana(2, 8),   // packetDeltaCount
+            FieldSpec::iana(302, 4), // selectorId
+        ],
+    );
+    for (i, selector) in [1u32, 2, 1, 9].into_iter().enumerate() {
+        let mut rec = [10, 0, 0, i as u8 + 1].to_vec();
+        rec.extend_from_slice(&1500u64.to_be_bytes());
+        rec.extend_from_slice(&1u64.to_be_bytes());
+        rec.extend_from_slice(&selector.to_be_bytes());
+        templates.add_record(&mut builder, flow, &rec);
+    }
+    let pcap = scratch("n_out_of_n.pcap");
+    let mut writer = CaptureWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(&pcap).unwrap(),
+    ))
+    .unwrap();
+    let (from, to): (SocketAddr, SocketAddr) = (
+        "192.0.2.9:4739".parse().unwrap(),
+        "127.0.0.1:4739".parse().unwrap(),
+    );
+    for message in builder.finish() {
+        writer
+            .write_datagram(1_764_000_000_000_000_000, from, to, &message)
+            .unwrap();
+    }
+    drop(writer);
+
+    let theirs = tshark_fields(
+        &pcap,
+        &[4739],
+        &[
+            "cflow.sampling_size",
+            "cflow.sampling_population",
+            "cflow.sampling_probability",
+        ],
+    );
+    assert_eq!(theirs["cflow.sampling_size"], ["1"]);
+    assert_eq!(theirs["cflow.sampling_population"], ["4000"]);
+    assert_eq!(theirs["cflow.sampling_probability"].len(), 1);
+    let probability: f64 = theirs["cflow.sampling_probability"][0].parse().unwrap();
+    assert!((probability - 0.001).abs() < 1e-12, "{probability}");
+
+    let mut decoder = Decoder::new();
+    let mut out = DecodeOutput::default();
+    replay_file(&pcap, &mut decoder, &mut out, 0).unwrap();
+    let flows = out.flows.finish().unwrap();
+    let rates = flows
+        .column_by_name("sampling_rate")
+        .unwrap()
+        .as_primitive::<UInt64Type>();
+    let rates: Vec<Option<u64>> = rates.iter().collect();
+    // selector 9 announced nothing: unknown, never 1:1
+    assert_eq!(rates, [Some(4000), Some(1000), Some(4000), None]);
+    assert_eq!(
+        column_strings(&flows, "sampling_rate_source"),
+        ["2", "2", "2", "0"],
+        "from options, but the last"
+    );
+    assert_eq!(decoder.totals().sampling_unknown, 1);
 }

@@ -23,6 +23,7 @@ use super::group::{
     GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, ipv4_rows, key_hash,
     key_seed, null_flags, pack_keys,
 };
+use super::volume::{self, RATE_COLUMN, RateCoverage};
 use super::{Aggregate, OrderBy, Query, QueryError, QueryOutput, Source, field_kind};
 use crate::layout::{HOUR_NS, Segment, Table};
 use crate::maintain::{self, ROLLUP_1H_DIMS, ROLLUP_1M_DIMS};
@@ -114,6 +115,7 @@ struct Partial {
     states: Vec<State>,
     texts: HashMap<u64, String, FixedState>,
     scan: ScanStats,
+    coverage: RateCoverage,
     /// Range of matched rows' times, for rates without a query range.
     time: Option<(i64, i64)>,
 }
@@ -174,6 +176,7 @@ impl Partial {
         }
         self.texts.extend(other.texts);
         self.scan.add(&other.scan);
+        self.coverage.add(other.coverage);
         self.time = widen(self.time, other.time);
     }
 }
@@ -236,7 +239,7 @@ fn rollup_for(q: &Query) -> Option<Table> {
     let sums_only = measures_of(&q.aggregates).iter().all(|m| {
         matches!(
             m,
-            Measure::Count | Measure::Sum("bytes") | Measure::Sum("packets")
+            Measure::Count | Measure::Sum("bytes" | "packets" | "raw_bytes" | "raw_packets")
         )
     });
     if !sums_only {
@@ -303,7 +306,8 @@ pub fn execute(store: &Store, q: &Query) -> Result<QueryOutput, QueryError> {
 
 /// Columns a grouped query reads.
 fn needed_columns(q: &Query, measures: &[Measure]) -> Vec<&'static str> {
-    let mut cols: Vec<&'static str> = vec!["flows"];
+    // the rate, for the share of flows of unknown rate every answer gives
+    let mut cols: Vec<&'static str> = vec!["flows", RATE_COLUMN];
     if needs_time(q) {
         cols.push(TIME_COLUMN);
     }
@@ -312,8 +316,7 @@ fn needed_columns(q: &Query, measures: &[Measure]) -> Vec<&'static str> {
     if let Some(f) = &q.filter {
         filter_fields(f, &mut cols);
     }
-    cols.sort_unstable();
-    cols.dedup();
+    volume::stored_columns(&mut cols);
     cols
 }
 
@@ -328,8 +331,10 @@ fn needs_time(q: &Query) -> bool {
             .any(|a| matches!(a, Aggregate::Bps | Aggregate::Pps))
 }
 
-/// The rows of a batch that pass the time range and the filter.
+/// The rows of a scanned batch that pass the time range and the filter,
+/// in the query's [view](volume::view) of volumes.
 fn select(q: &Query, batch: RecordBatch) -> Result<RecordBatch, QueryError> {
+    let batch = volume::view(batch, q.volumes)?;
     let times = batch
         .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
@@ -479,6 +484,7 @@ fn empty_partial(layout: &KeyLayout, measures: &[Measure]) -> Partial {
         states: measures.iter().map(|m| new_state(*m)).collect(),
         texts: HashMap::with_hasher(FixedState::default()),
         scan: ScanStats::default(),
+        coverage: RateCoverage::default(),
         time: None,
     }
 }
@@ -513,6 +519,7 @@ fn worker(
                     QueryError::Store(s) => s,
                     other => crate::StoreError::Schema(other.to_string()),
                 })?;
+                w.p.coverage.count(&batch);
                 let result = match &exchange {
                     None => w.add(&batch),
                     Some(x) => w.share(&batch, x),
@@ -814,10 +821,12 @@ fn finish(
 ) -> Result<QueryOutput, QueryError> {
     let groups: usize = partials.iter().map(|p| p.index.len()).sum();
     let mut scan = ScanStats::default();
+    let mut coverage = RateCoverage::default();
     let mut time: Option<(i64, i64)> = None;
     let mut texts: HashMap<u64, String, FixedState> = HashMap::with_hasher(FixedState::default());
     for p in &mut partials {
         scan.add(&p.scan);
+        coverage.add(p.coverage);
         time = widen(time, p.time);
         texts.extend(p.texts.drain());
     }
@@ -892,6 +901,8 @@ fn finish(
         groups,
         scan,
         rollup_segments: 0,
+        volumes: q.volumes,
+        coverage,
     })
 }
 
@@ -1272,7 +1283,7 @@ fn column_as_f64(column: &ArrayRef) -> Vec<f64> {
 /// by an order column.
 fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
     let mut columns: Vec<&str> = q.columns.clone();
-    columns.push(TIME_COLUMN);
+    columns.extend([TIME_COLUMN, RATE_COLUMN]);
     if let Some(f) = &q.filter {
         filter_fields(f, &mut columns);
     }
@@ -1281,14 +1292,17 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
             QueryError::Plan(format!("cannot order by '{}': not a field", o.column))
         })?);
     }
+    volume::stored_columns(&mut columns);
+    let view = volume::view_schema();
     let schema = Arc::new(
-        hopscope_schema::stored_flow_schema().project(
+        view.project(
             &q.columns
                 .iter()
-                .map(|c| hopscope_schema::stored_flow_schema().index_of(c))
+                .map(|c| view.index_of(c))
                 .collect::<Result<Vec<_>, _>>()?,
         )?,
     );
+    let mut coverage = RateCoverage::default();
     let mut kept: Vec<RecordBatch> = Vec::new();
     let mut kept_rows = 0;
     let mut scan = ScanStats::default();
@@ -1300,6 +1314,7 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
         }
         scan_segment(segment, &columns, q.from_ns, q.to_ns, &mut scan, |batch| {
             let batch = select(q, batch).map_err(|e| crate::StoreError::Schema(e.to_string()))?;
+            coverage.count(&batch);
             if batch.num_rows() == 0 || (q.order_by.is_none() && kept_rows >= limit) {
                 return Ok(());
             }
@@ -1340,14 +1355,16 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
         groups,
         scan,
         rollup_segments: 0,
+        volumes: q.volumes,
+        coverage,
     })
 }
 
 /// Concatenates batches whose schemas may differ by absent columns (older
 /// segments): the union of columns, nulls where a batch lacks one.
 fn concat_aligned(batches: &[RecordBatch]) -> Result<RecordBatch, crate::StoreError> {
-    let stored = hopscope_schema::stored_flow_schema();
-    // the union of the batches' columns, in the stored schema's order
+    let stored = volume::view_schema();
+    // the union of the batches' columns, in the view's order
     let indices: Vec<usize> = (0..stored.fields().len())
         .filter(|&i| {
             let name = stored.field(i).name();

@@ -10,6 +10,7 @@ mod eval;
 mod exec;
 pub mod filter;
 mod group;
+mod volume;
 
 use arrow_array::RecordBatch;
 use hopscope_schema::Kind;
@@ -22,6 +23,7 @@ pub use filter::{
 };
 
 pub use crate::scan::ScanStats;
+pub use volume::{RATE_COLUMN, RateCoverage, SCALED_COLUMNS, Volumes};
 
 /// Why a query cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +58,18 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    /// Parses `flows`, `bytes`, `packets`, `bps`, `pps`, `bpp`, `sum(F)`,
-    /// `min(F)`, `max(F)`, `avg(F)` and `pNN(F)` (such as `p95(bytes)`).
+    /// Parses `flows`, `bytes`, `packets`, `raw_bytes`, `raw_packets`,
+    /// `bps`, `pps`, `bpp`, `sum(F)`, `min(F)`, `max(F)`, `avg(F)` and
+    /// `pNN(F)` (such as `p95(bytes)`). Volumes are scaled by sampling
+    /// (see [`Volumes`]); the `raw_` ones are the exporters' counts.
     pub fn parse(text: &str) -> Result<Aggregate, QueryError> {
         let t = text.trim().to_ascii_lowercase();
         let simple = match t.as_str() {
             "flows" | "count" => Some(Aggregate::Flows),
             "bytes" => Some(Aggregate::Sum("bytes")),
             "packets" => Some(Aggregate::Sum("packets")),
+            "raw_bytes" => Some(Aggregate::Sum("raw_bytes")),
+            "raw_packets" => Some(Aggregate::Sum("raw_packets")),
             "bps" => Some(Aggregate::Bps),
             "pps" => Some(Aggregate::Pps),
             "bpp" => Some(Aggregate::Bpp),
@@ -74,7 +80,7 @@ impl Aggregate {
         }
         let bad = || {
             QueryError::Plan(format!(
-                "unknown aggregate '{text}': use flows, bytes, packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F) or pNN(F)"
+                "unknown aggregate '{text}': use flows, bytes, packets, raw_bytes, raw_packets, bps, pps, bpp, sum(F), min(F), max(F), avg(F) or pNN(F)"
             ))
         };
         let (func, rest) = t.split_once('(').ok_or_else(bad)?;
@@ -157,6 +163,8 @@ pub struct Query {
     /// Columns shown when listing flows.
     pub columns: Vec<&'static str>,
     pub source: Source,
+    /// Whether volumes are scaled by sampling (the default) or as counted.
+    pub volumes: Volumes,
     /// Worker threads; 0 uses every core.
     pub threads: usize,
 }
@@ -172,6 +180,7 @@ pub const DEFAULT_LIST_COLUMNS: &[&str] = &[
     "dst_port",
     "packets",
     "bytes",
+    "sampling_rate",
     "tcp_flags",
 ];
 
@@ -188,6 +197,7 @@ impl Default for Query {
             limit: None,
             columns: DEFAULT_LIST_COLUMNS.to_vec(),
             source: Source::Auto,
+            volumes: Volumes::Scaled,
             threads: 0,
         }
     }
@@ -238,6 +248,10 @@ pub struct QueryOutput {
     pub scan: ScanStats,
     /// Segments answered from rollups.
     pub rollup_segments: u64,
+    /// Which volumes `bytes` and `packets` are.
+    pub volumes: Volumes,
+    /// How many of the flows read had a known sampling rate.
+    pub coverage: RateCoverage,
 }
 
 /// Parses a time: RFC 3339 (`2026-11-26T10:00:00Z`, `2026-11-26 10:00`,
@@ -396,6 +410,8 @@ pub struct QueryRequest {
     pub columns: Option<String>,
     /// `raw` reads raw flows only; default uses rollups where exact.
     pub source: Option<String>,
+    /// Volumes as the exporters counted them, not scaled by sampling.
+    pub unscaled: Option<bool>,
 }
 
 /// The range `[from, to)` that `--since`, `--from` and `--to` describe,
@@ -509,6 +525,9 @@ impl QueryRequest {
                 },
             };
             q.order_by = Some(OrderBy { column, descending });
+        }
+        if self.unscaled == Some(true) {
+            q.volumes = Volumes::Counted;
         }
         q.source = match self.source.as_deref() {
             None | Some("auto") => Source::Auto,
