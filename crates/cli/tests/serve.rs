@@ -392,6 +392,71 @@ fn pmacct_nfprobe_export_is_stored_with_the_ground_truth_counts() {
     assert_eq!((packets, bytes), (TRUTH.1, TRUTH.2), "{flows} flows");
 }
 
+/// pmacctd with `sampling_rate: 10` meters one packet in ten at random
+/// and announces the rate in its options: the store keeps what it counted
+/// (a tenth), and `hopscope query` shows the traffic, the ground truth
+/// within the sampling error, saying so.
+#[test]
+#[ignore = "needs pmacct: run by scripts/integration"]
+fn a_sampled_pmacct_export_is_scaled_back_to_the_ground_truth() {
+    let data = scratch("pmacct-sampled");
+    let udp = free_port();
+    let serve = Serve::start(&data, udp, &[]);
+    let conf = data.join("pmacctd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemonize: false\npcap_savefile: {}\npcap_savefile_wait: false\n\
+             plugins: nfprobe\nnfprobe_receiver: 127.0.0.1:{udp}\nnfprobe_version: 10\n\
+             aggregate: src_host, dst_host, src_port, dst_port, proto\n\
+             nfprobe_timeouts: expint=1:general=1:maxlife=60\nsampling_rate: 10\n",
+            synthetic().display()
+        ),
+    )
+    .unwrap();
+    let mut pmacctd = Command::new("pmacctd")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pmacctd (apt-get install pmacct)");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pmacctd.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "pmacctd did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // about a tenth of the flows have a packet sampled
+    serve.wait_for(TRUTH.0 / 4);
+    std::thread::sleep(Duration::from_secs(2));
+    let status = serve.status();
+    serve.stop();
+    assert_eq!(sum(&status, "sampling_unknown"), 0, "pmacct announced its rate");
+    let out = hopscope()
+        .args(["query", "-a", "packets,bytes,raw_packets,raw_bytes", "--json"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let n = |f: &str| row[f].as_u64().unwrap();
+    assert_eq!(n("packets"), 10 * n("raw_packets"));
+    assert_eq!(n("bytes"), 10 * n("raw_bytes"));
+    // a random one-in-ten sample of 10,000 packets: the count's standard
+    // error is sqrt(10,000 × 0.1 × 0.9) = 30 sampled packets, 3 %; bytes
+    // vary with packet sizes as well
+    let error = |estimate: u64, truth: u64| (estimate as f64 / truth as f64 - 1.0).abs();
+    assert!(error(n("packets"), TRUTH.1) < 0.09, "{} packets", n("packets"));
+    assert!(error(n("bytes"), TRUTH.2) < 0.15, "{} bytes", n("bytes"));
+    let note = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        note.contains("scaled by each record's sampling rate")
+            && note.contains("every flow of known sampling rate"),
+        "{note}"
+    );
+}
+
 #[test]
 #[ignore = "needs nfdump: run by scripts/integration"]
 fn nfreplay_export_is_stored_with_nfdumps_counts() {
