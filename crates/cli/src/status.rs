@@ -124,18 +124,35 @@ fn describe(s: &Status) -> String {
     );
     let _ = writeln!(
         out,
-        "\n{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}  errors",
-        "exporter", "proto", "messages", "records", "lost rec", "lost msg", "templates", "pending"
+        "\n{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}  errors, skipped formats",
+        "exporter",
+        "proto",
+        "messages",
+        "records",
+        "lost rec",
+        "lost msg",
+        "templates",
+        "pending",
+        "rate unknown"
     );
     for e in &s.exporters {
         let errors: Vec<String> = e
             .decode_errors
             .iter()
+            .chain(&e.skipped_records)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        // records of unknown sampling rate count once: how much of it there is
+        let unknown = match e.sampling_unknown {
+            0 => "0".to_string(),
+            n => format!(
+                "{n} ({:.0} %)",
+                100.0 * n as f64 / e.flow_records.max(1) as f64
+            ),
+        };
         let _ = writeln!(
             out,
-            "{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}  {}",
+            "{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}  {}",
             match &e.name {
                 Some(name) => format!("{} {name}", e.exporter),
                 None => e.exporter.clone(),
@@ -147,6 +164,7 @@ fn describe(s: &Status) -> String {
             e.lost_messages,
             e.templates_active,
             e.pending_sets,
+            unknown,
             if errors.is_empty() {
                 "-".to_string()
             } else {

@@ -431,9 +431,18 @@ fn a_sampled_pmacct_export_is_scaled_back_to_the_ground_truth() {
     std::thread::sleep(Duration::from_secs(2));
     let status = serve.status();
     serve.stop();
-    assert_eq!(sum(&status, "sampling_unknown"), 0, "pmacct announced its rate");
+    assert_eq!(
+        sum(&status, "sampling_unknown"),
+        0,
+        "pmacct announced its rate"
+    );
     let out = hopscope()
-        .args(["query", "-a", "packets,bytes,raw_packets,raw_bytes", "--json"])
+        .args([
+            "query",
+            "-a",
+            "packets,bytes,raw_packets,raw_bytes",
+            "--json",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .output()
@@ -447,7 +456,11 @@ fn a_sampled_pmacct_export_is_scaled_back_to_the_ground_truth() {
     // error is sqrt(10,000 × 0.1 × 0.9) = 30 sampled packets, 3 %; bytes
     // vary with packet sizes as well
     let error = |estimate: u64, truth: u64| (estimate as f64 / truth as f64 - 1.0).abs();
-    assert!(error(n("packets"), TRUTH.1) < 0.09, "{} packets", n("packets"));
+    assert!(
+        error(n("packets"), TRUTH.1) < 0.09,
+        "{} packets",
+        n("packets")
+    );
     assert!(error(n("bytes"), TRUTH.2) < 0.15, "{} bytes", n("bytes"));
     let note = String::from_utf8(out.stderr).unwrap();
     assert!(

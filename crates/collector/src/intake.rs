@@ -299,6 +299,10 @@ impl IntakeState {
                 transport: session.transport,
                 stats,
                 domains,
+                skipped_formats: session
+                    .skipped_formats()
+                    .map(|(format, n)| (format.to_string(), n))
+                    .collect(),
                 last_seen_ns: session.last_seen_ns(),
             });
         }

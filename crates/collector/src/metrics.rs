@@ -33,6 +33,8 @@ pub struct SessionReport {
     pub transport: Transport,
     pub stats: ExporterStats,
     pub domains: Vec<DomainReport>,
+    /// Records skipped for their format, by format (`sflow flow 0:1004`).
+    pub skipped_formats: Vec<(String, u64)>,
     pub last_seen_ns: i64,
 }
 
@@ -522,6 +524,10 @@ pub struct ExporterStatus {
     pub exporter_drops: u64,
     pub sampling_unknown: u64,
     pub decode_errors: BTreeMap<String, u64>,
+    /// Records of formats hopscope does not read, skipped and counted by
+    /// format (sFlow enterprise samples, flow and counter records).
+    #[serde(default)]
+    pub skipped_records: BTreeMap<String, u64>,
     pub domains: Vec<DomainReport>,
     pub last_seen_ns: i64,
 }
@@ -543,6 +549,9 @@ impl ExporterStatus {
         self.sampling_unknown += o.sampling_unknown;
         for (reason, n) in &o.decode_errors {
             *self.decode_errors.entry(reason.clone()).or_default() += n;
+        }
+        for (format, n) in &o.skipped_records {
+            *self.skipped_records.entry(format.clone()).or_default() += n;
         }
         if domains && self.domains.is_empty() {
             self.domains = o.domains.clone();
@@ -590,6 +599,7 @@ impl ExporterStatus {
                 .map(|&kind| (kind.label().to_string(), s.error_count(kind)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            skipped_records: r.skipped_formats.iter().cloned().collect(),
             domains: r.domains.clone(),
             last_seen_ns: r.last_seen_ns,
         }
@@ -1013,25 +1023,34 @@ impl Status {
             "Packets the exporter reported dropping itself.",
             per(&|e| e.exporter_drops),
         );
-        let errors: Vec<(String, f64)> = exporters
-            .iter()
-            .flat_map(|e| {
-                e.decode_errors.iter().map(move |(reason, n)| {
-                    (
-                        format!(
-                            "{{exporter=\"{}\",transport=\"{}\",reason=\"{reason}\"}}",
-                            e.address, e.transport
-                        ),
-                        *n as f64,
-                    )
+        // a series per exporter and key of one of its counts by key
+        let by_key = |label: &str, counts: fn(&ExporterStatus) -> &BTreeMap<String, u64>| {
+            exporters
+                .iter()
+                .flat_map(|e| {
+                    counts(e).iter().map(move |(key, n)| {
+                        (
+                            format!(
+                                "{{exporter=\"{}\",transport=\"{}\",{label}=\"{key}\"}}",
+                                e.address, e.transport
+                            ),
+                            *n as f64,
+                        )
+                    })
                 })
-            })
-            .collect();
+                .collect::<Vec<(String, f64)>>()
+        };
         metric(
             "exporter_decode_errors_total",
             "counter",
             "Messages, sets or records that could not be decoded, by reason.",
-            errors,
+            by_key("reason", |e| &e.decode_errors),
+        );
+        metric(
+            "exporter_skipped_records_total",
+            "counter",
+            "Records of formats hopscope does not read (sFlow enterprise and other formats), skipped by their length, by format.",
+            by_key("format", |e| &e.skipped_records),
         );
         let per_domain = |value: fn(&DomainReport) -> u64| domain_series(&exporters, value);
         metric(
@@ -1113,6 +1132,7 @@ mod tests {
                 address: "192.0.2.1".into(),
                 transport: "udp".into(),
                 decode_errors: [("truncated".to_string(), 1)].into(),
+                skipped_records: [("sflow flow 0:1004".to_string(), 1)].into(),
                 domains: vec![DomainReport::default()],
                 ..ExporterStatus::default()
             }],

@@ -40,6 +40,7 @@ pub use error::{DecodeError, ErrorKind};
 pub use output::DecodeOutput;
 pub use sampling::SamplingRule;
 pub use session::{
-    DomainState, ExporterStats, SequenceEvent, SequenceTracker, Session, SessionLimits, Transport,
+    DomainState, ExporterStats, SKIPPED_FORMATS_KEPT, SequenceEvent, SequenceTracker, Session,
+    SessionLimits, SkippedFormat, Transport,
 };
 pub use snapshot::{DomainSnapshot, SessionSnapshot, TemplateSnapshot};

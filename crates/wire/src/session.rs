@@ -48,6 +48,9 @@ pub struct ExporterStats {
     pub pending_sets: u64,
     /// Records whose sampling rate is unknown (kept, marked).
     pub sampling_unknown: u64,
+    /// Records of formats the decoder does not read, skipped by their
+    /// length (by format: [`Session::skipped_formats`]).
+    pub skipped_records: u64,
     /// Records the exporter sent that never arrived (IPFIX, v5 sequence gaps).
     pub lost_records: u64,
     /// Messages the exporter sent that never arrived (NetFlow v9, sFlow gaps).
@@ -104,6 +107,7 @@ impl ExporterStats {
         self.templates_active += other.templates_active;
         self.pending_sets += other.pending_sets;
         self.sampling_unknown += other.sampling_unknown;
+        self.skipped_records += other.skipped_records;
         self.lost_records = self.lost_records.saturating_add(other.lost_records);
         self.lost_messages += other.lost_messages;
         self.exporter_drops = self.exporter_drops.saturating_add(other.exporter_drops);
@@ -443,7 +447,34 @@ pub struct Session {
     pub(crate) stats: ExporterStats,
     /// When the last message arrived (collector clock, Unix ns).
     pub(crate) last_seen_ns: i64,
+    /// Records skipped by format, at most [`SKIPPED_FORMATS_KEPT`] formats.
+    skipped: std::collections::BTreeMap<SkippedFormat, u64>,
 }
+
+/// A record format the decoder skips (sFlow's sample, flow and counter
+/// records of formats it does not read, enterprise ones among them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SkippedFormat {
+    /// What kind of record: `sflow sample`, `sflow flow`, `sflow counters`;
+    /// `other` holds the formats past the bound.
+    pub kind: &'static str,
+    /// sFlow's data format: enterprise (20 bits) and format (12 bits).
+    pub enterprise: u32,
+    pub format: u32,
+}
+
+impl std::fmt::Display for SkippedFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            "other" => f.write_str("other"),
+            kind => write!(f, "{kind} {}:{}", self.enterprise, self.format),
+        }
+    }
+}
+
+/// Formats counted apart per session; more fall into `other`, so that an
+/// exporter cannot grow the state without end.
+pub const SKIPPED_FORMATS_KEPT: usize = 64;
 
 /// Bounds that keep a session's memory fixed whatever the exporter sends,
 /// and the decoder's whatever all exporters (or forged sources) send.
@@ -500,7 +531,31 @@ impl Session {
             pending_bytes: 0,
             stats: ExporterStats::default(),
             last_seen_ns: 0,
+            skipped: Default::default(),
         }
+    }
+
+    /// Counts a record skipped for its format (sFlow's 32-bit data format).
+    pub(crate) fn skip(&mut self, kind: &'static str, data_format: u32) {
+        let mut key = SkippedFormat {
+            kind,
+            enterprise: data_format >> 12,
+            format: data_format & 0xfff,
+        };
+        if self.skipped.len() >= SKIPPED_FORMATS_KEPT && !self.skipped.contains_key(&key) {
+            key = SkippedFormat {
+                kind: "other",
+                enterprise: 0,
+                format: 0,
+            };
+        }
+        *self.skipped.entry(key).or_default() += 1;
+        self.stats.skipped_records += 1;
+    }
+
+    /// Records skipped by format, since the session began.
+    pub fn skipped_formats(&self) -> impl Iterator<Item = (SkippedFormat, u64)> + '_ {
+        self.skipped.iter().map(|(k, n)| (*k, *n))
     }
 
     /// Messages received (without copying the other counters).

@@ -114,7 +114,11 @@ pub(crate) fn decode(
             3 => flow_sample(session, &datagram, body, true, out, &mut summary),
             2 => counter_sample(session, &datagram, body, false, out, &mut summary),
             4 => counter_sample(session, &datagram, body, true, out, &mut summary),
-            _ => Ok(()), // enterprise sample formats: skipped by their length
+            // enterprise sample formats: skipped by their length, counted
+            other => {
+                session.skip("sflow sample", other);
+                Ok(())
+            }
         };
         if result.is_err() {
             log.report(
@@ -172,20 +176,20 @@ fn flow_sample(
     let rate = c.u32()?;
     let _pool = c.u32()?;
     let drops = c.u32()?;
-    let (input, output) = if expanded {
+    // an interface is a format (0 ifIndex, 1 discarded with a reason, 2
+    // several interfaces) and a value: 2 + 30 bits, or two words expanded
+    let (input, (out_format, out_value)) = if expanded {
         let (in_fmt, in_val, out_fmt, out_val) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
-        (
-            (in_fmt == 0).then_some(in_val),
-            (out_fmt == 0).then_some(out_val),
-        )
+        ((in_fmt == 0).then_some(in_val), (out_fmt, out_val))
     } else {
         let (i, o) = (c.u32()?, c.u32()?);
-        // top two bits: 0 = ifIndex, 1 = discarded, 2 = several interfaces
         (
             (i >> 30 == 0).then_some(i & 0x3fff_ffff),
-            (o >> 30 == 0).then_some(o & 0x3fff_ffff),
+            (o >> 30, o & 0x3fff_ffff),
         )
     };
+    let output = (out_format == 0).then_some(out_value);
+    let forwarding_status = (out_format == 1).then(|| dropped_status(out_value));
     let records = c.u32()?;
     let mut row = FlowRecord {
         time_received_ns: Some(dg.received_ns),
@@ -197,6 +201,7 @@ fn flow_sample(
         observation_domain_id: Some(dg.sub_agent),
         in_if: input,
         out_if: output,
+        forwarding_status,
         packets: Some(1),
         sampling_rate: (rate > 0).then_some(u64::from(rate)),
         sampling_rate_source: Some(if rate > 0 {
@@ -210,7 +215,9 @@ fn flow_sample(
         let format = c.u32()?;
         let len = c.u32()? as usize;
         let data = c.bytes(len)?;
-        flow_record(format, data, &mut row)?;
+        if !flow_record(format, data, &mut row)? {
+            session.skip("sflow flow", format);
+        }
     }
     let stats = &mut session.stats;
     if rate == 0 {
@@ -233,7 +240,35 @@ fn flow_sample(
     Ok(())
 }
 
-fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<(), Truncated> {
+/// The forwardingStatus (IE 89: status in the top two of eight bits,
+/// reason below) of a packet sFlow says was discarded, from sFlow's reason:
+/// an ICMP unreachable code (0-255), or 256 unknown, 257 TTL exceeded, 258
+/// ACL, 259 no buffer space, 260 RED, 261 traffic shaping or rate limiting,
+/// 262 packet too big (for protocols without ICMP).
+fn dropped_status(reason: u32) -> u32 {
+    const DROPPED: u32 = 0b10 << 6;
+    let iana_reason = match reason {
+        // network, host, protocol, port unreachable; unknown network, host
+        0..=3 | 6 | 7 => 3, // unroutable
+        4 | 262 => 5,       // fragmentation needed and DF set
+        // communication administratively prohibited (and for network, host)
+        9 | 10 | 13 | 258 => 1, // ACL deny
+        257 => 9,               // bad TTL
+        260 => 11,              // WRED
+        261 => 10,              // policer
+        _ => 0,                 // unknown
+    };
+    DROPPED | iana_reason
+}
+
+/// An 802.1Q VLAN id, of 12 bits: sFlow says "unknown" with 0xFFFFFFFF,
+/// which is no VLAN 65535.
+fn vlan(value: u32) -> Option<u16> {
+    u16::try_from(value).ok().filter(|&v| v < 4096)
+}
+
+/// Decodes one flow record into `row`; `false` for a format it does not read.
+fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<bool, Truncated> {
     let mut c = Cursor::new(data);
     match format {
         // raw packet header
@@ -300,9 +335,9 @@ fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<(), Tru
         }
         // extended switch
         1001 => {
-            row.src_vlan = Some(c.u32()? as u16);
+            row.src_vlan = vlan(c.u32()?);
             let _src_priority = c.u32()?;
-            row.dst_vlan = Some(c.u32()? as u16);
+            row.dst_vlan = vlan(c.u32()?);
         }
         // extended router
         1002 => {
@@ -328,9 +363,9 @@ fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<(), Tru
             // an empty path means the destination is in the agent's own AS
             row.dst_as = Some(last_as.unwrap_or(own_as));
         }
-        _ => {}
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
 fn counter_sample(
@@ -354,7 +389,9 @@ fn counter_sample(
         let len = c.u32()? as usize;
         let data = c.bytes(len)?;
         if format != 1 {
-            continue; // Ethernet, VLAN, processor... counters: not in the schema yet
+            // Ethernet, VLAN, processor... counters: not in the schema yet
+            session.skip("sflow counters", format);
+            continue;
         }
         let mut r = Cursor::new(data);
         let mut u32f = || r.u32().map(u64::from);
@@ -394,4 +431,98 @@ fn counter_sample(
         summary.counter_records += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decoder, Transport};
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{UInt16Type, UInt32Type};
+
+    fn words(out: &mut Vec<u8>, values: &[u32]) {
+        for v in values {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// A record or sample: its data format, its length, its words.
+    fn item(out: &mut Vec<u8>, format: u32, body: &[u32]) {
+        words(out, &[format, 4 * body.len() as u32]);
+        words(out, body);
+    }
+
+    /// One datagram: a discarded packet in a compact sample (output
+    /// 0x40000000 + 257, TTL exceeded) with "unknown" VLANs and a user
+    /// record (1004) the decoder does not read; a packet discarded by an
+    /// ACL (258) in an expanded sample; an enterprise sample format.
+    fn datagram() -> Vec<u8> {
+        let mut d = Vec::new();
+        words(&mut d, &[5, 1, 0xc000_0201, 0, 1, 1000, 3]);
+        let mut records = Vec::new();
+        item(&mut records, 1001, &[u32::MAX, 0, u32::MAX, 0]);
+        item(&mut records, 1004, &[0, 0]);
+        let mut sample = Vec::new();
+        words(&mut sample, &[1, 3, 512, 0, 0, 3, 0x4000_0000 + 257, 2]);
+        sample.extend_from_slice(&records);
+        words(&mut d, &[1, sample.len() as u32]);
+        d.extend_from_slice(&sample);
+        let mut expanded = Vec::new();
+        words(&mut expanded, &[1, 0, 3, 512, 0, 0, 0, 3, 1, 258, 0]);
+        words(&mut d, &[3, expanded.len() as u32]);
+        d.extend_from_slice(&expanded);
+        item(&mut d, (9 << 12) | 7, &[1, 2, 3]);
+        d
+    }
+
+    #[test]
+    fn discards_vlans_and_unread_formats_are_decoded_as_they_are() {
+        let mut decoder = Decoder::new();
+        let mut out = DecodeOutput::default();
+        let exporter = "192.0.2.1:6343".parse().unwrap();
+        decoder
+            .decode(exporter, Transport::Udp, 0, &datagram(), &mut out)
+            .unwrap();
+        let flows = out.flows.finish().unwrap();
+        assert_eq!(flows.num_rows(), 2);
+        let column = |name| flows.column_by_name(name).unwrap().clone();
+        let status = column("forwarding_status");
+        let status = status.as_primitive::<UInt32Type>();
+        // dropped (0b10 in the top two bits), bad TTL (9) and ACL deny (1)
+        assert_eq!(status.values(), &[128 + 9, 128 + 1]);
+        let out_if = column("out_if");
+        assert_eq!(out_if.null_count(), 2, "a discard has no output interface");
+        let in_if = column("in_if");
+        assert_eq!(in_if.as_primitive::<UInt32Type>().value(0), 3);
+        let vlan = column("src_vlan");
+        assert!(
+            vlan.as_primitive::<UInt16Type>().is_null(0),
+            "0xFFFFFFFF is no VLAN"
+        );
+        let session = decoder.session(exporter, Transport::Udp).unwrap();
+        let skipped: Vec<(String, u64)> = session
+            .skipped_formats()
+            .map(|(f, n)| (f.to_string(), n))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("sflow flow 0:1004".to_string(), 1),
+                ("sflow sample 9:7".to_string(), 1)
+            ]
+        );
+        assert_eq!(session.stats().skipped_records, 2);
+        assert_eq!(session.stats().total_errors(), 0);
+    }
+
+    #[test]
+    fn drop_reasons_map_to_forwarding_status() {
+        assert_eq!(dropped_status(256), 128);
+        assert_eq!(dropped_status(1), 128 + 3, "host unreachable: unroutable");
+        assert_eq!(dropped_status(13), 128 + 1);
+        assert_eq!(dropped_status(261), 128 + 10);
+        assert_eq!(vlan(4095), Some(4095));
+        assert_eq!(vlan(4096), None);
+    }
 }
