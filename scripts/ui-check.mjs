@@ -68,6 +68,20 @@ await page.waitForFunction(() => document.querySelector("#traffic canvas"));
 check((await chartPoints("#traffic")) > 0, "overview: the traffic chart has data");
 check((await chartPoints("#flowrate")) > 0, "overview: the flow-rate chart has data");
 check((await page.locator("#talkers tbody tr").count()) > 0, "overview: top talkers listed");
+// the overview says which volumes it shows, as the API answered them
+const note = await page.locator("#volumes-note").innerText();
+const volumes = await page.evaluate(async () => {
+  const r = await fetch(`/api/timeseries?since=${document.querySelector("#range").value}&aggregate=bps&group_by=exporter_name&top=8`);
+  return (await r.json()).volumes;
+});
+check(
+  volumes && volumes.mode === "scaled" && note.includes(volumes.describe),
+  `overview: the volumes are said to be scaled by sampling ("${note}")`,
+);
+check(
+  volumes.unknown_rate_flows === 0 && note.includes("every flow of known sampling rate"),
+  "overview: every demo flow has a known rate (the probes announce 1:1)",
+);
 const exporterRows = await page.locator("#exporters tbody tr").count();
 check(exporterRows >= 5, `overview: exporters listed (${exporterRows} sessions)`);
 await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });

@@ -71,6 +71,8 @@ fn columns_of(action: Action) -> &'static [&'static str] {
             &["time_flow_start_ns", "time_flow_end_ns"]
         }
         a if a.is_sampling() => &["sampling_rate", "sampling_rate_source"],
+        DataLinkFrameSection | IpHeaderSection => crate::section::COLUMNS,
+        DataLinkFrameSize => &["bytes"],
         _ => &[],
     }
 }
@@ -80,7 +82,14 @@ fn is_simple(action: Action) -> bool {
     use Action::*;
     !matches!(
         action,
-        BytesTotal | PacketsTotal | IpTtl | IcmpTypeCode | InterfaceName | Other | Skip
+        BytesTotal
+            | PacketsTotal
+            | IpTtl
+            | IcmpTypeCode
+            | InterfaceName
+            | DataLinkFrameSize
+            | Other
+            | Skip
     ) && columns_of(action).len() == 1
 }
 

@@ -27,6 +27,7 @@ mod netflow_v5;
 mod output;
 mod record;
 mod sampling;
+mod section;
 mod session;
 mod sflow;
 mod snapshot;

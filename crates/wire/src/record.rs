@@ -1,6 +1,7 @@
 //! Walking a data set with a compiled template: the one loop that decodes
 //! IPFIX and NetFlow v9 records into rows. It allocates nothing per record.
 
+use hopscope_packet::LinkType;
 use hopscope_schema::{
     FlowColumnsBuilder, FlowRecord, OtherField, PacketReportRecord, SamplingSource, ipv4_mapped,
 };
@@ -548,6 +549,9 @@ fn flow_record(
     }
     let mut times = TimeParts::default();
     let mut sampling = Sampling::default();
+    // a packet section (the first bytes of a sampled packet) and the frame's size
+    let mut section: Option<(LinkType, &[u8])> = None;
+    let mut frame_size: Option<u64> = None;
     let mut address_len = 0usize;
     let mut pos = 0usize;
     for (step, op) in template.steps.iter().zip(&plan.ops) {
@@ -664,6 +668,10 @@ fn flow_record(
             Action::Layer2SegmentId => row.layer2_segment_id = Some(v()),
             Action::GreKey => row.gre_key = Some(v() as u32),
             Action::ObservationPoint => row.observation_point_id = Some(v()),
+            // the frame section says more than the IP one
+            Action::DataLinkFrameSection => section = Some((LinkType::Ethernet, value)),
+            Action::IpHeaderSection => section = section.or(Some((LinkType::RawIp, value))),
+            Action::DataLinkFrameSize => frame_size = Some(v()),
             // fields a flow row has no column for
             Action::ObservationDomain
             | Action::FragmentId
@@ -677,6 +685,14 @@ fn flow_record(
         }
     }
     if scratch {
+        if let Some((link, bytes)) = section {
+            // one sampled packet: its IP length, as octet counters count, not the section's
+            let ip_length = crate::section::fill_flow(row, link, bytes);
+            row.bytes = row.bytes.or(ip_length.map(u64::from)).or(frame_size);
+            row.packets = row.packets.or(Some(1));
+        } else {
+            row.bytes = row.bytes.or(frame_size);
+        }
         if row.ip_version.is_none() && address_len > 0 {
             row.ip_version = Some(if address_len == 4 { 4 } else { 6 });
         }

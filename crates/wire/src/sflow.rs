@@ -2,10 +2,8 @@
 //! sampled packet each, with the sampling rate of its sample), counter
 //! samples become interface-counter rows.
 
-use hopscope_packet::{LinkType, parse_frame};
-use hopscope_schema::{
-    FlowRecord, FlowType, InterfaceCounterRecord, SamplingSource, ipv4_mapped, mac_to_u64,
-};
+use hopscope_packet::LinkType;
+use hopscope_schema::{FlowRecord, FlowType, InterfaceCounterRecord, SamplingSource, ipv4_mapped};
 
 use crate::cursor::{Cursor, Truncated};
 use crate::decoder::{ErrorLog, MessageSummary, Protocol};
@@ -285,24 +283,7 @@ fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<bool, T
                 _ => None,
             };
             if let Some(link) = link {
-                let p = parse_frame(link, header);
-                row.src_mac = p.src_mac.map(mac_to_u64);
-                row.dst_mac = p.dst_mac.map(mac_to_u64);
-                row.src_vlan = row.src_vlan.or(p.vlan);
-                row.ip_version = p.ip_version;
-                row.src_addr = p.src_addr;
-                row.dst_addr = p.dst_addr;
-                row.proto = p.proto;
-                row.minimum_ttl = p.ttl;
-                row.maximum_ttl = p.ttl;
-                row.ip_tos = p.tos;
-                row.src_port = p.src_port;
-                row.dst_port = p.dst_port;
-                row.tcp_flags = p.tcp_flags;
-                row.icmp_type = p.icmp_type;
-                row.icmp_code = p.icmp_code;
-                row.ipv6_flow_label = p.flow_label.filter(|_| p.ip_version == Some(6));
-                row.mpls_top_label = p.mpls_top_label;
+                crate::section::fill_flow(row, link, header);
             }
         }
         // sampled IPv4 / IPv6

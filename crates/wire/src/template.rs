@@ -130,6 +130,14 @@ pub enum Action {
     SelectionSequenceId,
     SelectorId,
     Digest,
+    // packet sections: the first bytes of a sampled packet (Juniper, SRv6 and
+    // EVPN exporters send them instead of the flow's fields)
+    /// dataLinkFrameSection (315): from the link header on.
+    DataLinkFrameSection,
+    /// ipHeaderPacketSection (313): from the IP header on.
+    IpHeaderSection,
+    /// dataLinkFrameSize (312): the whole frame's length.
+    DataLinkFrameSize,
     // options metadata
     InterfaceName,
     /// Padding: skipped.
@@ -183,7 +191,7 @@ impl Action {
             StartNtp | EndNtp | ObservationNtp => len == 8,
             // float64, or float32 in reduced-size encoding
             SamplingProbability => len == 4 || len == 8,
-            InterfaceName => true,
+            InterfaceName | DataLinkFrameSection | IpHeaderSection => true,
             Skip | Other => true,
             MplsTopLabel => len == 3 || len == 4,
             _ => uint,
@@ -277,6 +285,9 @@ impl Action {
             302 => SelectorId,
             326 => Digest,
             82 => InterfaceName,
+            312 => DataLinkFrameSize,
+            313 => IpHeaderSection,
+            315 => DataLinkFrameSection,
             210 => Skip,
             _ => {
                 // v9 field types above the IANA range or IEs we do not name

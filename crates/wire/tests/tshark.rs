@@ -408,3 +408,111 @@ fn sflow_formats_skipped_are_counted_as_tshark_sees_them() {
         assert_eq!(ours, expected, "{capture}");
     }
 }
+
+/// Records that carry the sampled packet itself (dataLinkFrameSection,
+/// IE 315, with dataLinkFrameSize 312, as Juniper exports them) get the
+/// flow's columns from the frame: addresses, ports, protocol, and bytes
+/// from the IP header's length, not from the section's truncated size. The
+/// frames are the interop capture's, cut to 64 octets; tshark dissects the
+/// same sections.
+#[test]
+#[ignore = "needs tshark: run by scripts/integration"]
+fn frame_sections_fill_the_flow_columns_as_tshark_reads_them() {
+    use hopscope_packet::pcap::PcapReader;
+    use hopscope_wire::encoder::{MessageBuilder, TemplateSet, push_variable};
+    use hopscope_wire::template::{FieldSpec, VARIABLE_LENGTH};
+    let capture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/interop/synthetic.pcap");
+    let mut reader = PcapReader::new(std::fs::File::open(&capture).unwrap()).unwrap();
+    let mut templates = TemplateSet::new(None);
+    let mut builder = MessageBuilder::new(1, 1400);
+    builder.set_export_time(1_764_000_000);
+    let template = templates.id_for(
+        0,
+        vec![
+            FieldSpec::iana(312, 2),               // dataLinkFrameSize
+            FieldSpec::iana(315, VARIABLE_LENGTH), // dataLinkFrameSection
+        ],
+    );
+    let mut frames = 0;
+    while let Some(record) = reader.next_record() {
+        let frame = record.unwrap().data.to_vec();
+        let mut rec = (frame.len() as u16).to_be_bytes().to_vec();
+        push_variable(&mut rec, &frame[..frame.len().min(64)]);
+        templates.add_record(&mut builder, template, &rec);
+        frames += 1;
+        if frames == 200 {
+            break;
+        }
+    }
+    let pcap = scratch("frame_sections.pcap");
+    let mut writer = CaptureWriter::new(std::io::BufWriter::new(
+        std::fs::File::create(&pcap).unwrap(),
+    ))
+    .unwrap();
+    let (from, to): (SocketAddr, SocketAddr) = (
+        "192.0.2.9:4739".parse().unwrap(),
+        "192.0.2.10:4739".parse().unwrap(),
+    );
+    for message in builder.finish() {
+        writer
+            .write_datagram(1_764_000_000_000_000_000, from, to, &message)
+            .unwrap();
+    }
+    drop(writer);
+
+    let mut decoder = Decoder::new();
+    let mut out = DecodeOutput::default();
+    replay_file(&pcap, &mut decoder, &mut out, 0).unwrap();
+    let flows = out.flows.finish().unwrap();
+    assert_eq!(flows.num_rows(), 200);
+    // tshark: every IP layer of each frame, the export's own first
+    let theirs = tshark_fields(
+        &pcap,
+        &[4739],
+        &["ip.src", "ip.dst", "ip.len", "tcp.srcport", "udp.srcport"],
+    );
+    let inner = |field: &str| -> Vec<String> {
+        theirs[field]
+            .iter()
+            .filter(|a| !a.starts_with("192.0.2."))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        sorted(column_strings(&flows, "src_addr")),
+        sorted(inner("ip.src"))
+    );
+    assert_eq!(
+        sorted(column_strings(&flows, "dst_addr")),
+        sorted(inner("ip.dst"))
+    );
+    let mut ports = theirs["tcp.srcport"].clone();
+    ports.extend(
+        theirs["udp.srcport"]
+            .iter()
+            .filter(|p| *p != "4739")
+            .cloned(),
+    );
+    assert_eq!(sorted(column_strings(&flows, "src_port")), sorted(ports));
+    // bytes: each packet's IP length, the ip.len of the IP layers that are
+    // not the export's own (ip.src and ip.len come one per IP layer)
+    let inner_lengths: u64 = theirs["ip.src"]
+        .iter()
+        .zip(&theirs["ip.len"])
+        .filter(|(src, _)| !src.starts_with("192.0.2."))
+        .map(|(_, len)| len.parse::<u64>().unwrap())
+        .sum();
+    let ours: u64 = column_strings(&flows, "bytes")
+        .iter()
+        .map(|b| b.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(ours, inner_lengths, "bytes from the IP headers");
+    assert_eq!(
+        column_strings(&flows, "packets")
+            .iter()
+            .filter(|p| *p == "1")
+            .count(),
+        200
+    );
+}
