@@ -153,10 +153,13 @@ fn describe(s: &Status) -> String {
         let _ = writeln!(
             out,
             "{:<28} {:>5} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}  {}",
-            match &e.name {
-                Some(name) => format!("{} {name}", e.exporter),
-                None => e.exporter.clone(),
-            },
+            // the configured name, and the points that tell a host's probes apart
+            [e.exporter.as_str()]
+                .into_iter()
+                .chain(e.name.as_deref())
+                .chain(e.points.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
             e.transport,
             e.messages,
             e.flow_records,

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
+use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use foldhash::fast::RandomState;
 use hopscope_schema::{ENRICHMENT_FIELDS, ip_to_mapped, mapped_to_ip, stored_flow_schema};
-use hopscope_wire::Decoder;
+use hopscope_wire::{Decoder, DomainState};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::NetworkTag;
@@ -242,6 +242,7 @@ impl Enricher {
             .collect();
         let [
             exporter_name,
+            observation_point_name,
             in_if_name,
             out_if_name,
             src_net_name,
@@ -254,7 +255,15 @@ impl Enricher {
             dst_country,
         ] = builders.as_mut_slice()
         else {
-            unreachable!("ENRICHMENT_FIELDS has eleven columns")
+            unreachable!("ENRICHMENT_FIELDS has twelve columns")
+        };
+        // the exporter and domain of a row: what options-record names are scoped by
+        let scope = |row: usize| -> Option<([u8; 16], u32)> {
+            let exporter: [u8; 16] = exporters?.value(row).try_into().ok()?;
+            let domain = domains
+                .filter(|d| d.is_valid(row))
+                .map_or(0, |d| d.value(row));
+            Some((exporter, domain))
         };
         // exporter and interface names; each part is skipped when there is
         // nothing to add, which is the common case at high rates
@@ -269,15 +278,29 @@ impl Enricher {
                 .map(|c| c.as_primitive::<UInt32Type>());
             for row in 0..rows {
                 let name = (|| {
-                    let exporter: [u8; 16] = exporters?.value(row).try_into().ok()?;
-                    let domain = domains
-                        .filter(|d| d.is_valid(row))
-                        .map_or(0, |d| d.value(row));
+                    let (exporter, domain) = scope(row)?;
                     let ifs = ifs.filter(|i| i.is_valid(row))?;
                     interfaces.get(&(exporter, domain, ifs.value(row))).copied()
                 })();
                 builder.append_option(name);
             }
+        }
+        let points = point_names(decoder);
+        let point_ids = batch
+            .column_by_name("observation_point_id")
+            .map(|c| c.as_primitive::<UInt64Type>());
+        match point_ids {
+            Some(ids) if !points.is_empty() => {
+                for row in 0..rows {
+                    let name = (|| {
+                        let (exporter, domain) = scope(row)?;
+                        let id = Some(ids).filter(|i| i.is_valid(row))?.value(row);
+                        points.get(&(exporter, domain, id)).copied()
+                    })();
+                    observation_point_name.append_option(name);
+                }
+            }
+            _ => observation_point_name.append_nulls(rows),
         }
         if self.exporter_names.is_empty() {
             exporter_name.append_nulls(rows);
@@ -382,14 +405,31 @@ impl Enricher {
     }
 }
 
+/// Every observation point name the decoder learnt, by (exporter, domain, point id).
+fn point_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u64), &str, RandomState> {
+    scoped_names(decoder, DomainState::point_names)
+}
+
 /// Every interface name the decoder learnt, by (exporter, domain, ifIndex).
 fn interface_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u32), &str, RandomState> {
+    scoped_names(decoder, DomainState::interface_names)
+}
+
+/// Names an exporter's options records gave, by exporter, domain and key.
+fn scoped_names<'d, K, I>(
+    decoder: &'d Decoder,
+    names_of: impl Fn(&'d DomainState) -> I,
+) -> HashMap<([u8; 16], u32, K), &'d str, RandomState>
+where
+    K: std::hash::Hash + Eq,
+    I: Iterator<Item = (K, &'d str)>,
+{
     let mut names = HashMap::default();
     for session in decoder.sessions() {
         let exporter = ip_to_mapped(canonical(session.exporter.ip()));
         for (domain, state) in session.domains() {
-            for (if_index, name) in state.interface_names() {
-                names.insert((exporter, domain, if_index), name);
+            for (key, name) in names_of(state) {
+                names.insert((exporter, domain, key), name);
             }
         }
     }

@@ -303,6 +303,14 @@ impl IntakeState {
                     .skipped_formats()
                     .map(|(format, n)| (format.to_string(), n))
                     .collect(),
+                points: {
+                    let mut points: Vec<String> = session
+                        .domains()
+                        .flat_map(|(_, d)| d.point_names().map(|(_, name)| name.to_string()))
+                        .collect();
+                    points.sort_unstable();
+                    points
+                },
                 last_seen_ns: session.last_seen_ns(),
             });
         }

@@ -35,6 +35,8 @@ pub struct SessionReport {
     pub domains: Vec<DomainReport>,
     /// Records skipped for their format, by format (`sflow flow 0:1004`).
     pub skipped_formats: Vec<(String, u64)>,
+    /// Names of the observation points the session announced.
+    pub points: Vec<String>,
     pub last_seen_ns: i64,
 }
 
@@ -511,6 +513,11 @@ pub struct ExporterStatus {
     /// The name configuration gives its address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The observation points it announced by name (hopscope probe's
+    /// `--observation-point`): what tells apart the probes of one host,
+    /// which share its address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<String>,
     pub transport: String,
     pub messages: u64,
     pub bytes: u64,
@@ -533,6 +540,19 @@ pub struct ExporterStatus {
 }
 
 impl ExporterStatus {
+    /// Its labels in `/metrics`: the address, the transport, and the
+    /// observation points when it announced any.
+    fn labels(&self) -> String {
+        let mut labels = format!(
+            "exporter=\"{}\",transport=\"{}\"",
+            self.address, self.transport
+        );
+        if !self.points.is_empty() {
+            labels.push_str(&format!(",point=\"{}\"", self.points.join(",")));
+        }
+        labels
+    }
+
     /// Adds another session's counts to these, and with `domains` its
     /// domains summed into those of the same number.
     fn merge(&mut self, o: &ExporterStatus, domains: bool) {
@@ -582,6 +602,7 @@ impl ExporterStatus {
             exporter: r.exporter.to_string(),
             address: r.exporter.ip().to_string(),
             name,
+            points: r.points.clone(),
             transport: transport_name(r.transport).to_string(),
             messages: s.messages,
             bytes: s.bytes,
@@ -611,7 +632,8 @@ impl ExporterStatus {
 /// that sent the most messages each on its own and the rest as `other`.
 /// Domains of one address are summed by domain number.
 fn by_address(sessions: &[ExporterStatus]) -> Vec<ExporterStatus> {
-    let mut merged: BTreeMap<(&str, &str), ExporterStatus> = BTreeMap::new();
+    // the probes of one host share its address: their points tell them apart
+    let mut merged: BTreeMap<(&str, &str, &[String]), ExporterStatus> = BTreeMap::new();
     for s in sessions {
         let address = if s.address.is_empty() {
             &s.exporter
@@ -619,10 +641,11 @@ fn by_address(sessions: &[ExporterStatus]) -> Vec<ExporterStatus> {
             &s.address
         };
         merged
-            .entry((address, &s.transport))
+            .entry((address, &s.transport, &s.points))
             .or_insert_with(|| ExporterStatus {
                 address: address.clone(),
                 transport: s.transport.clone(),
+                points: s.points.clone(),
                 ..ExporterStatus::default()
             })
             .merge(s, true);
@@ -656,10 +679,7 @@ fn domain_series(
             e.domains.iter().filter(|d| value(d) > 0).map(move |d| {
                 (
                     value(d),
-                    format!(
-                        "{{exporter=\"{}\",transport=\"{}\",domain=\"{}\"}}",
-                        e.address, e.transport, d.domain
-                    ),
+                    format!("{{{},domain=\"{}\"}}", e.labels(), d.domain),
                 )
             })
         })
@@ -929,15 +949,7 @@ impl Status {
         let per = |f: &dyn Fn(&ExporterStatus) -> u64| -> Vec<(String, f64)> {
             exporters
                 .iter()
-                .map(|e| {
-                    (
-                        format!(
-                            "{{exporter=\"{}\",transport=\"{}\"}}",
-                            e.address, e.transport
-                        ),
-                        f(e) as f64,
-                    )
-                })
+                .map(|e| (format!("{{{}}}", e.labels()), f(e) as f64))
                 .collect()
         };
         metric(
@@ -982,15 +994,7 @@ impl Status {
             "When the exporter's last message arrived, Unix seconds.",
             exporters
                 .iter()
-                .map(|e| {
-                    (
-                        format!(
-                            "{{exporter=\"{}\",transport=\"{}\"}}",
-                            e.address, e.transport
-                        ),
-                        e.last_seen_ns as f64 / 1e9,
-                    )
-                })
+                .map(|e| (format!("{{{}}}", e.labels()), e.last_seen_ns as f64 / 1e9))
                 .collect(),
         );
         metric(
@@ -1029,13 +1033,7 @@ impl Status {
                 .iter()
                 .flat_map(|e| {
                     counts(e).iter().map(move |(key, n)| {
-                        (
-                            format!(
-                                "{{exporter=\"{}\",transport=\"{}\",{label}=\"{key}\"}}",
-                                e.address, e.transport
-                            ),
-                            *n as f64,
-                        )
+                        (format!("{{{},{label}=\"{key}\"}}", e.labels()), *n as f64)
                     })
                 })
                 .collect::<Vec<(String, f64)>>()

@@ -356,3 +356,86 @@ fn tcp_clients_are_held_to_their_limits_and_every_refusal_is_counted_once() {
     drop((fourth, silent, exporters.drain(..)));
     collector.stop();
 }
+
+/// Two probes on one host (one per interface of a router) share its
+/// address and domain 0: their flows carry each probe's point by name, the
+/// probes say they meter every packet (rate 1, from their options), and
+/// their health is told apart by point in status and `/metrics`.
+#[test]
+fn the_probes_of_one_host_are_told_apart_by_their_points_name() {
+    use hopscope_probe::{ExportTarget, Exporter, ProbeReport};
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, store) = start(dir.path(), &config());
+    let target = ExportTarget::Udp(collector.udp_addrs[0]);
+    for (point, n) in [("r1:eth0", 300u32), ("r1:eth1", 200)] {
+        let id = u64::from(hopscope_probe::crc32(point.as_bytes(), 0));
+        let mut exporter = Exporter::open(&target, 0).unwrap();
+        // names and rate first, as the probe sends them
+        exporter.export_options(
+            &ProbeReport {
+                observation_point_id: id,
+                observation_point_name: point,
+                metering_process_id: 1,
+                selector: None,
+                ignored_packets: 0,
+                flows_exported: 0,
+            },
+            1,
+        );
+        exporter.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let batch = flows(n as usize);
+        let points = arrow_array::UInt64Array::from(vec![id; n as usize]);
+        let index = batch.schema().index_of("observation_point_id").unwrap();
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(points);
+        let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+        exporter.export_flows(&batch, 1).unwrap();
+        exporter.flush().unwrap();
+    }
+    wait_for(&collector, 500);
+    let status = collector.metrics.status(now_ns());
+    collector.stop();
+
+    assert_eq!(
+        totals(&store, "observation_point_name = \"r1:eth0\"").0,
+        300
+    );
+    assert_eq!(
+        totals(&store, "observation_point_name = \"r1:eth1\"").0,
+        200
+    );
+    assert_eq!(
+        totals(&store, "sampling_rate = 1 and sampling_rate_source = 2").0,
+        500,
+        "the probes announce 1:1"
+    );
+    let mut points: Vec<(Vec<String>, u64)> = status
+        .exporters
+        .iter()
+        .map(|e| (e.points.clone(), e.flow_records))
+        .collect();
+    points.sort();
+    assert_eq!(
+        points,
+        [
+            (vec!["r1:eth0".to_string()], 300),
+            (vec!["r1:eth1".to_string()], 200)
+        ]
+    );
+    let text = status.prometheus();
+    assert!(
+        text.contains(
+            "hopscope_exporter_flow_records_total{exporter=\"127.0.0.1\",transport=\"udp\",point=\"r1:eth1\"} 200"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        status
+            .exporters
+            .iter()
+            .map(|e| e.sampling_unknown)
+            .sum::<u64>(),
+        0
+    );
+}

@@ -176,6 +176,10 @@ pub const ENRICHMENT_FIELDS: &[FieldInfo] = &[
         "Name of the exporter, from the collector's configuration.",
     ),
     text(
+        "observation_point_name",
+        "Name of the observation point (IE 138), from the exporter's options records: what tells apart the probes of one host (`hopscope probe --observation-point`).",
+    ),
+    text(
         "in_if_name",
         "Name of the input interface, from the exporter's options records.",
     ),
