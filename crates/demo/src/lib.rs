@@ -347,6 +347,13 @@ impl DemoNetwork {
         }
         let run = simulate(&scenario).expect("the demo topology is valid");
         let now_secs = (now_ns / 1_000_000_000) as u32;
+        // names and rates before the records they describe, then every ten
+        // seconds (UDP may lose them)
+        if self.steps.is_multiple_of(10) {
+            for process in &mut self.processes {
+                process.export_options(0, now_secs)?;
+            }
+        }
         // the firewall reports its translations (RFC 8158 NAT44 session
         // events) from its WAN side, as NAT devices do
         if !run.nat_bindings.is_empty() {
@@ -361,10 +368,6 @@ impl DemoNetwork {
             }
             process.meter.tick(now_ns);
             process.export(now_secs)?;
-            // names at once, then every ten seconds (UDP may lose them)
-            if self.steps.is_multiple_of(10) {
-                process.export_options(0, now_secs)?;
-            }
         }
         self.steps += 1;
         Ok(Step {
