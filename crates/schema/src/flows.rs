@@ -75,6 +75,12 @@ table! {
         time_flow_start_ns: Ts["ns"],
         /// Last packet of the flow.
         time_flow_end_ns: Ts["ns"],
+        /// First packet, in ms of the exporter's uptime, when its boot time
+        /// is not known (no systemInitTimeMilliseconds yet): kept rather
+        /// than lost; the boot time plus this is `time_flow_start_ns`.
+        flow_start_uptime_ms: U64["ms"],
+        /// Last packet, in ms of the exporter's uptime, when its boot time is not known.
+        flow_end_uptime_ms: U64["ms"],
         /// IP version, 4 or 6.
         ip_version: U8[""],
         /// Source address.

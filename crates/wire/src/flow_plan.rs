@@ -66,10 +66,16 @@ fn columns_of(action: Action) -> &'static [&'static str] {
         // absolute times fill their own column; relative ones need the record
         StartSeconds | StartMillis | StartNtp => &["time_flow_start_ns"],
         EndSeconds | EndMillis | EndNtp => &["time_flow_end_ns"],
-        StartDeltaMicros | EndDeltaMicros | StartUptimeMillis | EndUptimeMillis
-        | SystemInitMillis | DurationMillis | DurationMicros => {
+        StartDeltaMicros | EndDeltaMicros | SystemInitMillis | DurationMillis | DurationMicros => {
             &["time_flow_start_ns", "time_flow_end_ns"]
         }
+        // kept as they came when the exporter's boot time is not known
+        StartUptimeMillis | EndUptimeMillis => &[
+            "time_flow_start_ns",
+            "time_flow_end_ns",
+            "flow_start_uptime_ms",
+            "flow_end_uptime_ms",
+        ],
         a if a.is_sampling() => &["sampling_rate", "sampling_rate_source"],
         DataLinkFrameSection | IpHeaderSection => crate::section::COLUMNS,
         DataLinkFrameSize => &["bytes"],

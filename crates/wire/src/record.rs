@@ -699,6 +699,9 @@ fn flow_record(
         let (start, end) = times.resolve(ctx, domain.system_init_ms);
         row.time_flow_start_ns = start;
         row.time_flow_end_ns = end;
+        // uptimes no boot time could place: kept as they are
+        row.flow_start_uptime_ms = times.start_uptime_ms.filter(|_| start.is_none());
+        row.flow_end_uptime_ms = times.end_uptime_ms.filter(|_| end.is_none());
         if plan.record_sampling {
             resolve_sampling(row, &sampling, domain, sampling_unknown);
         }
