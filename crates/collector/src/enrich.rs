@@ -245,6 +245,8 @@ impl Enricher {
             observation_point_name,
             in_if_name,
             out_if_name,
+            ingress_vrf_name,
+            egress_vrf_name,
             src_net_name,
             dst_net_name,
             src_net_role,
@@ -255,7 +257,7 @@ impl Enricher {
             dst_country,
         ] = builders.as_mut_slice()
         else {
-            unreachable!("ENRICHMENT_FIELDS has twelve columns")
+            unreachable!("ENRICHMENT_FIELDS has fourteen columns")
         };
         // the exporter and domain of a row: what options-record names are scoped by
         let scope = |row: usize| -> Option<([u8; 16], u32)> {
@@ -265,22 +267,28 @@ impl Enricher {
                 .map_or(0, |d| d.value(row));
             Some((exporter, domain))
         };
-        // exporter and interface names; each part is skipped when there is
-        // nothing to add, which is the common case at high rates
+        // exporter, interface and VRF names; each part is skipped when there
+        // is nothing to add, which is the common case at high rates
         let interfaces = interface_names(decoder);
-        for (column, builder) in [("in_if", &mut *in_if_name), ("out_if", &mut *out_if_name)] {
-            if interfaces.is_empty() {
+        let vrfs = vrf_names(decoder);
+        for (column, builder, names) in [
+            ("in_if", &mut *in_if_name, &interfaces),
+            ("out_if", &mut *out_if_name, &interfaces),
+            ("ingress_vrf_id", &mut *ingress_vrf_name, &vrfs),
+            ("egress_vrf_id", &mut *egress_vrf_name, &vrfs),
+        ] {
+            if names.is_empty() {
                 builder.append_nulls(rows);
                 continue;
             }
-            let ifs = batch
+            let ids = batch
                 .column_by_name(column)
                 .map(|c| c.as_primitive::<UInt32Type>());
             for row in 0..rows {
                 let name = (|| {
                     let (exporter, domain) = scope(row)?;
-                    let ifs = ifs.filter(|i| i.is_valid(row))?;
-                    interfaces.get(&(exporter, domain, ifs.value(row))).copied()
+                    let ids = ids.filter(|i| i.is_valid(row))?;
+                    names.get(&(exporter, domain, ids.value(row))).copied()
                 })();
                 builder.append_option(name);
             }
@@ -413,6 +421,11 @@ fn point_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u64), &str, RandomS
 /// Every interface name the decoder learnt, by (exporter, domain, ifIndex).
 fn interface_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u32), &str, RandomState> {
     scoped_names(decoder, DomainState::interface_names)
+}
+
+/// Every VRF name the decoder learnt, by (exporter, domain, VRF id).
+fn vrf_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u32), &str, RandomState> {
+    scoped_names(decoder, DomainState::vrf_names)
 }
 
 /// Names an exporter's options records gave, by exporter, domain and key.

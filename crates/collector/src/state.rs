@@ -243,6 +243,7 @@ mod tests {
                 sampling: Vec::new(),
                 interface_names: Vec::new(),
                 point_names: Vec::new(),
+                vrf_names: Vec::new(),
                 system_init_ms: None,
             });
         }

@@ -439,3 +439,53 @@ fn the_probes_of_one_host_are_told_apart_by_their_points_name() {
         0
     );
 }
+
+/// VRF names announced in options records the way Cisco IOS XR defines
+/// them (template 334: ingressVRFID 234 as scope, VRFname 236 in 32
+/// octets) reach the flows that carry the VRF id, to group by.
+#[test]
+fn vrf_names_from_options_reach_the_flows() {
+    use hopscope_wire::encoder::{MessageBuilder, TemplateSet};
+    use hopscope_wire::template::FieldSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, store) = start(dir.path(), &config());
+    let mut templates = TemplateSet::new(None);
+    let mut builder = MessageBuilder::new(2177, 1400);
+    builder.set_export_time(1);
+    let names = templates.id_for(1, vec![FieldSpec::iana(234, 4), FieldSpec::iana(236, 32)]);
+    for (vrf, name) in [(1u32, "customer-a"), (2, "customer-b")] {
+        let mut r = vrf.to_be_bytes().to_vec();
+        let mut text = name.as_bytes().to_vec();
+        text.resize(32, 0);
+        r.extend_from_slice(&text);
+        templates.add_record(&mut builder, names, &r);
+    }
+    let flow = templates.id_for(
+        0,
+        vec![
+            FieldSpec::iana(8, 4),
+            FieldSpec::iana(1, 8),
+            FieldSpec::iana(234, 4),
+        ],
+    );
+    for k in 0..30u32 {
+        let mut r = vec![10, 0, 0, 1];
+        r.extend_from_slice(&100u64.to_be_bytes());
+        r.extend_from_slice(&(1 + k % 3).to_be_bytes());
+        templates.add_record(&mut builder, flow, &r);
+    }
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_udp(&sender, collector.udp_addrs[0], &builder.finish());
+    wait_for(&collector, 30);
+    collector.stop();
+    assert_eq!(totals(&store, "ingress_vrf_name = customer-a").0, 10);
+    assert_eq!(totals(&store, "ingress_vrf_name = customer-b").0, 10);
+    assert_eq!(
+        totals(
+            &store,
+            "ingress_vrf_id = 3 and not ingress_vrf_name = customer-a"
+        )
+        .0,
+        10
+    );
+}

@@ -194,6 +194,14 @@ pub const ENRICHMENT_FIELDS: &[FieldInfo] = &[
         "Name of the output interface, from the exporter's options records.",
     ),
     text(
+        "ingress_vrf_name",
+        "Name of the ingress VRF, from the exporter's options records (VRFname by VRF id).",
+    ),
+    text(
+        "egress_vrf_name",
+        "Name of the egress VRF, from the exporter's options records.",
+    ),
+    text(
         "src_net_name",
         "Name of the configured network holding the source address.",
     ),

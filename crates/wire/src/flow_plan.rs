@@ -93,6 +93,7 @@ fn is_simple(action: Action) -> bool {
             | IpTtl
             | IcmpTypeCode
             | InterfaceName
+            | VrfName
             | DataLinkFrameSize
             | Other
             | Skip

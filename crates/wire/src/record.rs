@@ -135,6 +135,8 @@ struct OptionsValues<'a> {
     if_index: Option<u32>,
     if_name: Option<&'a [u8]>,
     point_id: Option<u64>,
+    vrf: Option<u32>,
+    vrf_name: Option<&'a [u8]>,
     system_init_ms: Option<i64>,
     ignored_packets: Option<u64>,
     not_sent: Option<u64>,
@@ -629,6 +631,7 @@ fn flow_record(
             sampling_actions!() => sampling.read(step.action, value),
             // reliability counters belong in options records; in a flow record, kept as they came
             Action::InterfaceName
+            | Action::VrfName
             | Action::Other
             | Action::IgnoredPacketTotal
             | Action::NotSentFlowTotal => out.flows.push_other(OtherField {
@@ -808,6 +811,8 @@ fn options_record(
             a if a.is_sampling() => values.sampling.read(a, value),
             Action::InIf => values.if_index = Some(v() as u32),
             Action::InterfaceName => values.if_name = Some(value),
+            Action::IngressVrf | Action::EgressVrf => values.vrf = Some(v() as u32),
+            Action::VrfName => values.vrf_name = Some(value),
             Action::ObservationPoint => values.point_id = Some(v()),
             Action::SystemInitMillis => values.system_init_ms = Some(v() as i64),
             Action::IgnoredPacketTotal => values.ignored_packets = Some(v()),
@@ -830,11 +835,17 @@ fn options_record(
     if let Some(rate) = values.sampling.rate() {
         domain.sampling.insert(values.sampling.sampler, rate);
     }
-    let name = values.if_name.map(|n| {
+    let text = |n: &[u8]| {
         String::from_utf8_lossy(n)
             .trim_end_matches('\0')
             .to_string()
-    });
+    };
+    let name = values.if_name.map(text);
+    if let (Some(vrf), Some(vrf_name)) = (values.vrf, values.vrf_name)
+        && (domain.vrf_names.len() < 65536 || domain.vrf_names.contains_key(&vrf))
+    {
+        domain.vrf_names.insert(vrf, text(vrf_name));
+    }
     // names are kept up to a bound, so an exporter cannot grow the state without end
     match (values.if_index, values.point_id, name) {
         (Some(index), _, Some(name))

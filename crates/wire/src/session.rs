@@ -299,6 +299,8 @@ pub struct DomainState {
     pub(crate) interface_names: FastMap<u32, String>,
     /// Observation point names from options records (IE 138 with IE 82).
     pub(crate) point_names: FastMap<u64, String>,
+    /// VRF names from options records (VRFname 236 scoped by ingressVRFID 234), by VRF id.
+    pub(crate) vrf_names: FastMap<u32, String>,
     /// `systemInitTimeMilliseconds` from options records.
     pub(crate) system_init_ms: Option<i64>,
     /// Highest drop count reported per sFlow source, to count the increase.
@@ -341,6 +343,11 @@ impl DomainState {
     /// Every interface name learnt from options records, by ifIndex.
     pub fn interface_names(&self) -> impl Iterator<Item = (u32, &str)> {
         self.interface_names.iter().map(|(&i, n)| (i, n.as_str()))
+    }
+
+    /// Every VRF name learnt from options records, by VRF id.
+    pub fn vrf_names(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.vrf_names.iter().map(|(&i, n)| (i, n.as_str()))
     }
 
     pub fn template(&self, id: u16) -> Option<&Template> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::{DomainState, SequenceTracker, Session, StoredTemplate, Transport};
+use crate::session::{DomainState, FastMap, SequenceTracker, Session, StoredTemplate, Transport};
 use crate::template::{FieldSpec, RecordKind, Template};
 
 /// The restart-surviving state of one UDP session.
@@ -38,6 +38,9 @@ pub struct DomainSnapshot {
     /// Observation point names by id (absent in snapshots of older versions).
     #[serde(default)]
     pub point_names: Vec<(u64, String)>,
+    /// VRF names by id (absent in snapshots of older versions).
+    #[serde(default)]
+    pub vrf_names: Vec<(u32, String)>,
     pub system_init_ms: Option<i64>,
 }
 
@@ -96,25 +99,20 @@ impl DomainState {
         templates.sort_by_key(|t| t.id);
         let mut sampling: Vec<_> = self.sampling.iter().map(|(&k, &v)| (k, v)).collect();
         sampling.sort_unstable();
-        let mut interface_names: Vec<_> = self
-            .interface_names
-            .iter()
-            .map(|(&k, v)| (k, v.clone()))
-            .collect();
-        interface_names.sort_unstable();
-        let mut point_names: Vec<_> = self
-            .point_names
-            .iter()
-            .map(|(&k, v)| (k, v.clone()))
-            .collect();
-        point_names.sort_unstable();
+        // names in key order, so that equal states give equal snapshots
+        fn sorted<K: Ord + Copy>(names: &FastMap<K, String>) -> Vec<(K, String)> {
+            let mut names: Vec<_> = names.iter().map(|(&k, v)| (k, v.clone())).collect();
+            names.sort_unstable();
+            names
+        }
         DomainSnapshot {
             domain,
             templates,
             sequence: self.sequence,
             sampling,
-            interface_names,
-            point_names,
+            interface_names: sorted(&self.interface_names),
+            point_names: sorted(&self.point_names),
+            vrf_names: sorted(&self.vrf_names),
             system_init_ms: self.system_init_ms,
         }
     }
@@ -143,6 +141,7 @@ impl DomainState {
         state
             .point_names
             .extend(snapshot.point_names.iter().cloned());
+        state.vrf_names.extend(snapshot.vrf_names.iter().cloned());
         state.system_init_ms = snapshot.system_init_ms;
         state
     }

@@ -140,6 +140,8 @@ pub enum Action {
     DataLinkFrameSize,
     // options metadata
     InterfaceName,
+    /// VRFname (236), scoped by a VRF id in options records.
+    VrfName,
     /// Padding: skipped.
     Skip,
     /// Kept with its raw bytes in `other_fields`.
@@ -191,7 +193,7 @@ impl Action {
             StartNtp | EndNtp | ObservationNtp => len == 8,
             // float64, or float32 in reduced-size encoding
             SamplingProbability => len == 4 || len == 8,
-            InterfaceName | DataLinkFrameSection | IpHeaderSection => true,
+            InterfaceName | VrfName | DataLinkFrameSection | IpHeaderSection => true,
             Skip | Other => true,
             MplsTopLabel => len == 3 || len == 4,
             _ => uint,
@@ -285,6 +287,7 @@ impl Action {
             302 => SelectorId,
             326 => Digest,
             82 => InterfaceName,
+            236 => VrfName,
             312 => DataLinkFrameSize,
             313 => IpHeaderSection,
             315 => DataLinkFrameSection,
