@@ -166,6 +166,7 @@ impl Probe {
 struct Summary {
     frames: u64,
     kernel_drops: u64,
+    loopback_copies: u64,
     read_errors: u64,
     stats: MeterStats,
     emergency_expiries: u64,
@@ -177,6 +178,7 @@ impl Summary {
     fn add(&mut self, o: &Summary) {
         self.frames += o.frames;
         self.kernel_drops += o.kernel_drops;
+        self.loopback_copies += o.loopback_copies;
         self.read_errors += o.read_errors;
         self.stats.accumulate(&o.stats);
         self.emergency_expiries += o.emergency_expiries;
@@ -187,11 +189,12 @@ impl Summary {
     fn print(&self) {
         let s = &self.stats;
         eprintln!(
-            "{} frames read ({} dropped by the kernel), {} packets metered ({} octets); {} flows and {} packet reports \
+            "{} frames read ({} dropped by the kernel, {} loopback copies of sent packets skipped), {} packets metered ({} octets); {} flows and {} packet reports \
              exported in {} messages ({} records not sent); not metered: {} non-IP, {} malformed; {} truncated, \
              {} orphan fragments, {} flows expired early (cache full), {} filtered out, {} read errors",
             self.frames,
             self.kernel_drops,
+            self.loopback_copies,
             s.packets,
             s.octets,
             s.flows_exported,
@@ -287,6 +290,7 @@ fn capture_live(
         let c = source.counters();
         probe.summary.frames = c.frames;
         probe.summary.kernel_drops = c.kernel_drops;
+        probe.summary.loopback_copies = c.loopback_copies;
         probe.finish()
     };
     let results: Vec<Result<Summary>> = std::thread::scope(|scope| {

@@ -60,6 +60,11 @@ const PKT_LEN: usize = 16;
 const PKT_STATUS: usize = 20;
 const PKT_MAC: usize = 24;
 const PKT_VLAN_TCI: usize = 32;
+// struct sockaddr_ll, after the header at TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+const PKT_SLL_HATYPE: usize = 48 + 8;
+const PKT_SLL_PKTTYPE: usize = 48 + 10;
+const ARPHRD_LOOPBACK: u16 = 772;
+const PACKET_OUTGOING: u8 = 4;
 
 fn word(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
@@ -322,31 +327,48 @@ impl AfPacketSource {
 
     /// Where the next packet of the current block lies; steps past it.
     fn next_packet(&mut self) -> Option<PacketAt> {
-        let (offset, remaining) = self.reading?;
-        let block = self.block_bytes(self.block);
-        let block_len = block.len();
-        let header = block.get(offset..)?;
-        let next = word(header, PKT_NEXT) as usize;
-        let mac = header
-            .get(PKT_MAC..PKT_MAC + 2)
-            .map_or(0, |b| usize::from(u16::from_ne_bytes([b[0], b[1]])));
-        let packet = PacketAt {
-            start: offset + mac,
-            len: word(header, PKT_SNAPLEN) as usize,
-            timestamp_ns: i64::from(word(header, PKT_SEC)) * 1_000_000_000
-                + i64::from(word(header, PKT_NSEC)),
-            wire_len: word(header, PKT_LEN),
-            vlan: (word(header, PKT_STATUS) & libc::TP_STATUS_VLAN_VALID != 0)
-                .then(|| (word(header, PKT_VLAN_TCI) & 0x0fff) as u16),
-        };
-        self.reading = Some((offset + next, remaining - 1));
-        if packet.start + packet.len > block_len {
-            // a header the kernel would never write: give up on the rest of this block
-            self.reading = Some((offset, 0));
-            return None;
+        loop {
+            let (offset, remaining) = self.reading?;
+            let block = self.block_bytes(self.block);
+            let block_len = block.len();
+            let header = block.get(offset..)?;
+            let next = word(header, PKT_NEXT) as usize;
+            let mac = header
+                .get(PKT_MAC..PKT_MAC + 2)
+                .map_or(0, |b| usize::from(u16::from_ne_bytes([b[0], b[1]])));
+            let packet = PacketAt {
+                start: offset + mac,
+                len: word(header, PKT_SNAPLEN) as usize,
+                timestamp_ns: i64::from(word(header, PKT_SEC)) * 1_000_000_000
+                    + i64::from(word(header, PKT_NSEC)),
+                wire_len: word(header, PKT_LEN),
+                vlan: (word(header, PKT_STATUS) & libc::TP_STATUS_VLAN_VALID != 0)
+                    .then(|| (word(header, PKT_VLAN_TCI) & 0x0fff) as u16),
+            };
+            // loopback delivers each packet as sent and again as received:
+            // the sent copy would count it twice (on other links a sent
+            // packet is seen once, as sent, and kept)
+            let hatype = header
+                .get(PKT_SLL_HATYPE..PKT_SLL_HATYPE + 2)
+                .map(|b| u16::from_ne_bytes([b[0], b[1]]));
+            let loopback_copy = hatype == Some(ARPHRD_LOOPBACK)
+                && header.get(PKT_SLL_PKTTYPE) == Some(&PACKET_OUTGOING);
+            self.reading = Some((offset + next, remaining - 1));
+            if packet.start + packet.len > block_len {
+                // a header the kernel would never write: give up on the rest of this block
+                self.reading = Some((offset, 0));
+                return None;
+            }
+            if loopback_copy {
+                self.counters.loopback_copies += 1;
+                if remaining > 1 {
+                    continue;
+                }
+                return None;
+            }
+            self.counters.frames += 1;
+            return Some(packet);
         }
-        self.counters.frames += 1;
-        Some(packet)
     }
 
     fn frame(&self, p: PacketAt) -> Frame<'_> {

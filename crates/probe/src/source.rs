@@ -31,6 +31,9 @@ pub struct CaptureCounters {
     pub kernel_drops: u64,
     /// Frames of a link type the parser does not follow.
     pub unknown_link: u64,
+    /// Loopback's outgoing copies, skipped: on `lo` the kernel hands every
+    /// packet to a capture twice, sent and received.
+    pub loopback_copies: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
