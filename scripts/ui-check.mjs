@@ -71,7 +71,7 @@ check((await page.locator("#talkers tbody tr").count()) > 0, "overview: top talk
 // the overview says which volumes it shows, as the API answered them
 const note = await page.locator("#volumes-note").innerText();
 const volumes = await page.evaluate(async () => {
-  const r = await fetch(`/api/timeseries?since=${document.querySelector("#range").value}&aggregate=bps&group_by=exporter_name&top=8`);
+  const r = await fetch(`/api/timeseries?since=${document.querySelector("#range").value}&aggregate=bps`);
   return (await r.json()).volumes;
 });
 check(
@@ -81,6 +81,10 @@ check(
 check(
   volumes.unknown_rate_flows === 0 && note.includes("every flow of known sampling rate"),
   "overview: every demo flow has a known rate (the probes announce 1:1)",
+);
+check(
+  volumes.counting === "once" && volumes.internal_records_left_out > 0 && note.includes("counted once"),
+  "overview: traffic is counted once, at the demo's boundary point, the records of inside points left out",
 );
 const exporterRows = await page.locator("#exporters tbody tr").count();
 check(exporterRows >= 5, `overview: exporters listed (${exporterRows} sessions)`);

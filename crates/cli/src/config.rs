@@ -58,6 +58,10 @@ pub struct ServeSection {
     pub networks: Vec<hopscope_collector::NetworkTag>,
     #[serde(default)]
     pub sampling: Vec<SamplingEntry>,
+    /// `[[serve.boundary]]`: the points and interfaces where traffic enters
+    /// or leaves the network, where queries count it once.
+    #[serde(default)]
+    pub boundary: Vec<hopscope_collector::BoundaryRule>,
     #[serde(default)]
     pub address_spaces: std::collections::HashMap<String, u16>,
 }

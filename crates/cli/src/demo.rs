@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use hopscope_collector::{Boundary, BoundaryRule};
 use hopscope_demo::{DemoConfig, DemoNetwork, Incident, STEP_NS};
 
 use crate::config::ServeSection;
@@ -45,7 +46,25 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     };
     let (flows_per_second, seed, incidents) = (args.flows_per_second, args.seed, !args.calm);
     let mut driver = None;
-    let result = crate::serve::run_with(&serve, &ServeSection::default(), |listening| {
+    // traffic is counted once, where it crosses the branch's uplink
+    let mut section = ServeSection::default();
+    section.boundary = hopscope_demo::topology(args.seed)
+        .hops
+        .iter()
+        .flat_map(|h| &h.points)
+        .map(|p| BoundaryRule {
+            point: Some(p.name.clone()),
+            exporter: None,
+            interface: None,
+            interface_name: None,
+            boundary: if p.name == hopscope_demo::BOUNDARY_POINT {
+                Boundary::External
+            } else {
+                Boundary::Internal
+            },
+        })
+        .collect();
+    let result = crate::serve::run_with(&serve, &section, |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {
             flows_per_second,
@@ -92,9 +111,11 @@ fn drive(network: &mut DemoNetwork, deadline: Option<Instant>) {
     let stop = hopscope_probe::stop_requested();
     let mut next = Instant::now() + Duration::from_nanos(STEP_NS as u64);
     let mut active: Vec<Incident> = Vec::new();
+    let mut offered = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             finish(network);
+            eprintln!("demo: {offered} packets offered on the path");
             // give the collector the last datagrams, then end the server,
             // which commits what it received
             std::thread::sleep(Duration::from_millis(500));
@@ -109,6 +130,7 @@ fn drive(network: &mut DemoNetwork, deadline: Option<Instant>) {
         next += Duration::from_nanos(STEP_NS as u64);
         match network.step(now_ns()) {
             Ok(step) => {
+                offered += step.packets;
                 for i in step.incidents.iter().filter(|i| !active.contains(i)) {
                     eprintln!("demo: incident begins: {}", i.describe(network.scenario()));
                 }
@@ -121,6 +143,7 @@ fn drive(network: &mut DemoNetwork, deadline: Option<Instant>) {
         }
     }
     finish(network);
+    eprintln!("demo: {offered} packets offered on the path");
 }
 
 fn finish(network: &mut DemoNetwork) {

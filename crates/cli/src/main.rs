@@ -265,6 +265,10 @@ struct QueryArgs {
     /// Volumes as the exporters counted them: not scaled by sampling rates.
     #[arg(long)]
     unscaled: bool,
+    /// Count every record at every point that saw it, rather than traffic
+    /// once at the network's boundary ([[serve.boundary]]) without events.
+    #[arg(long)]
+    every_point: bool,
     #[command(flatten)]
     range: RangeArgs,
     /// Time buckets of this width (1m, 1h) as the first group key.

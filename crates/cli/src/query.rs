@@ -27,6 +27,7 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         columns: args.columns.clone(),
         source: args.source.clone(),
         unscaled: Some(args.unscaled),
+        every_point: Some(args.every_point),
     };
     let mut query = match request.plan(now_ns()) {
         Ok(q) => q,
@@ -94,5 +95,9 @@ fn volumes_note(out: &hopscope_store::query::QueryOutput) -> String {
             100.0 * c.unknown_share()
         ),
     };
-    format!("volumes: {}; {unknown}", out.volumes.describe())
+    format!(
+        "volumes: {}; {unknown}; {}",
+        out.volumes.describe(),
+        out.left_out.describe()
+    )
 }

@@ -125,6 +125,11 @@ pub fn run_with(
             .iter()
             .map(crate::config::SamplingEntry::rule)
             .collect::<Result<_>>()?,
+        boundaries: section
+            .boundary
+            .iter()
+            .map(|r| r.check().map(|()| r.clone()).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?,
         mmdb: args.mmdb.clone(),
         flush_interval: Duration::from_nanos(flush as u64),
         ..CollectorConfig::default()

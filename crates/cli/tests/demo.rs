@@ -113,3 +113,67 @@ fn the_demo_shows_its_wan_loss_on_the_right_segment() {
     assert!(stderr.contains("committing what was received"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The demo's traffic, counted once where it crosses the branch's uplink
+/// (`hopscope_demo::BOUNDARY_POINT`), is the traffic the simulation
+/// offered, within 5 % (the WAN link loses 2 % of what crosses it, and the
+/// replies it loses never reach the uplink), where adding every point's
+/// records would count each packet about six times.
+#[test]
+fn the_demo_counts_its_traffic_once() {
+    let dir = std::env::temp_dir().join(format!("hopscope-demo-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args([
+            "demo",
+            "--calm",
+            "--duration",
+            "12s",
+            "--flows-per-second",
+            "100",
+        ])
+        .arg("--http")
+        .arg(format!("127.0.0.1:{}", free_tcp_port()))
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .expect("run the demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let offered: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("demo: ")?
+                .strip_suffix(" packets offered on the path")
+        })
+        .unwrap_or_else(|| panic!("no offered count: {stderr}"))
+        .parse()
+        .unwrap();
+    let packets = |extra: &[&str]| -> u64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+            .args(["query", "-a", "packets", "--json"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let row: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())
+                .unwrap();
+        row["packets"].as_u64().unwrap()
+    };
+    let once = packets(&[]);
+    let everywhere = packets(&["--every-point"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let error = (once as f64 / offered as f64 - 1.0).abs();
+    assert!(error < 0.05, "{once} packets counted, {offered} offered");
+    assert!(
+        everywhere as f64 > 4.0 * once as f64,
+        "every point: {everywhere}, once: {once}"
+    );
+}

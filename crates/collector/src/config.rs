@@ -39,6 +39,8 @@ pub struct CollectorConfig {
     pub networks: Vec<NetworkTag>,
     /// Sampling rates of exporters that announce none (`[[serve.sampling]]`).
     pub sampling: Vec<hopscope_wire::SamplingRule>,
+    /// Which points and interfaces are the network's boundary (`[[serve.boundary]]`).
+    pub boundaries: Vec<crate::BoundaryRule>,
     /// MaxMind-format database for country (and AS when flows lack it).
     pub mmdb: Vec<PathBuf>,
     /// How often decoded flows are committed to the store: the most a
@@ -66,6 +68,7 @@ impl Default for CollectorConfig {
             exporter_names: Vec::new(),
             networks: Vec::new(),
             sampling: Vec::new(),
+            boundaries: Vec::new(),
             mmdb: Vec::new(),
             flush_interval: Duration::from_secs(5),
             batch_rows: 64 * 1024,

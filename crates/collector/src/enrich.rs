@@ -19,6 +19,7 @@ use hopscope_schema::{ENRICHMENT_FIELDS, ip_to_mapped, mapped_to_ip, stored_flow
 use hopscope_wire::{Decoder, DomainState};
 use serde::{Deserialize, Deserializer};
 
+use crate::boundary::{Boundaries, Boundary, BoundaryRule, Observed};
 use crate::config::NetworkTag;
 
 /// An IPv4 or IPv6 network, kept in the 16-byte mapped form of the schema.
@@ -150,6 +151,7 @@ pub struct Enricher {
     exporter_names: HashMap<[u8; 16], Arc<str>, RandomState>,
     networks: NetworkTable,
     mmdb: Vec<maxminddb::Reader<Vec<u8>>>,
+    boundaries: Boundaries,
 }
 
 /// What is known about one address.
@@ -190,7 +192,14 @@ impl Enricher {
                 .collect(),
             networks: NetworkTable::new(networks),
             mmdb: readers,
+            boundaries: Boundaries::default(),
         })
+    }
+
+    /// Classifies each flow's point and interfaces by these rules.
+    pub fn with_boundaries(mut self, rules: &[BoundaryRule]) -> Self {
+        self.boundaries = Boundaries::new(rules);
+        self
     }
 
     fn lookup(&self, addr: [u8; 16]) -> AddrInfo {
@@ -247,6 +256,7 @@ impl Enricher {
             out_if_name,
             ingress_vrf_name,
             egress_vrf_name,
+            boundary,
             src_net_name,
             dst_net_name,
             src_net_role,
@@ -257,7 +267,7 @@ impl Enricher {
             dst_country,
         ] = builders.as_mut_slice()
         else {
-            unreachable!("ENRICHMENT_FIELDS has fourteen columns")
+            unreachable!("ENRICHMENT_FIELDS has fifteen columns")
         };
         // the exporter and domain of a row: what options-record names are scoped by
         let scope = |row: usize| -> Option<([u8; 16], u32)> {
@@ -309,6 +319,37 @@ impl Enricher {
                 }
             }
             _ => observation_point_name.append_nulls(rows),
+        }
+        if self.boundaries.is_empty() {
+            boundary.append_nulls(rows);
+        } else {
+            let index = |name| {
+                batch
+                    .column_by_name(name)
+                    .map(|c| c.as_primitive::<UInt32Type>())
+            };
+            let (in_ifs, out_ifs) = (index("in_if"), index("out_if"));
+            for row in 0..rows {
+                let at = scope(row);
+                let value =
+                    |c: Option<&UInt32Array>| c.filter(|c| c.is_valid(row)).map(|c| c.value(row));
+                let interface = |c| {
+                    let i = value(c);
+                    let name = at
+                        .zip(i)
+                        .and_then(|((e, d), i)| interfaces.get(&(e, d, i)).copied());
+                    (i, name)
+                };
+                let point = at
+                    .zip(point_ids.filter(|p| p.is_valid(row)))
+                    .and_then(|((e, d), p)| points.get(&(e, d, p.value(row))).copied());
+                let seen = Observed {
+                    exporter: at.map(|(e, _)| e),
+                    point,
+                    interfaces: [interface(in_ifs), interface(out_ifs)],
+                };
+                boundary.append_option(self.boundaries.classify(&seen).map(Boundary::name));
+            }
         }
         if self.exporter_names.is_empty() {
             exporter_name.append_nulls(rows);

@@ -13,6 +13,7 @@
 
 // unsafe code is denied workspace-wide; only `udp` (recvmmsg) allows it
 
+pub mod boundary;
 pub mod config;
 pub mod enrich;
 mod intake;
@@ -34,6 +35,7 @@ use hopscope_store::Store;
 use hopscope_wire::Transport;
 use hopscope_wire::file::{ReplayClock, replay_file_with};
 
+pub use boundary::{Boundary, BoundaryRule};
 pub use config::{CollectorConfig, NetworkTag};
 pub use enrich::{Cidr, Enricher, MmdbError};
 pub use intake::{Handoff, Intake};
@@ -85,11 +87,10 @@ impl Collector {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Result<Collector, CollectorError> {
-        let enricher = Arc::new(Enricher::new(
-            &config.exporter_names,
-            &config.networks,
-            &config.mmdb,
-        )?);
+        let enricher = Arc::new(
+            Enricher::new(&config.exporter_names, &config.networks, &config.mmdb)?
+                .with_boundaries(&config.boundaries),
+        );
         metrics.name_exporters(&config.exporter_names);
         let allow = Arc::new(config.allow.clone());
         let stop = Arc::new(AtomicBool::new(false));

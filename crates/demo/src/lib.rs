@@ -29,6 +29,10 @@ pub const STEP_NS: i64 = 1_000_000_000;
 pub const LOSSY_SEGMENT: (&str, &str) = ("branch-fw:wan", "isp-pe:ge-0/0/1");
 /// Its loss probability per packet, each way.
 pub const LOSSY_SEGMENT_LOSS: f64 = 0.02;
+/// The branch's uplink: where every packet of the demo leaves or enters the
+/// branch's network, once. The demo's collector counts traffic there; the
+/// other points are inside.
+pub const BOUNDARY_POINT: &str = "branch-fw:wan";
 
 /// How the demo runs.
 #[derive(Debug, Clone)]

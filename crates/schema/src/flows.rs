@@ -202,6 +202,10 @@ pub const ENRICHMENT_FIELDS: &[FieldInfo] = &[
         "Name of the egress VRF, from the exporter's options records.",
     ),
     text(
+        "boundary",
+        "Where the record was observed: external (the network's boundary, where traffic is counted once), internal, or null (no [[serve.boundary]] rule says).",
+    ),
+    text(
         "src_net_name",
         "Name of the configured network holding the source address.",
     ),

@@ -75,6 +75,8 @@ pub(crate) struct SeriesParams {
     top: Option<usize>,
     /// Volumes as the exporters counted them, not scaled by sampling.
     unscaled: Option<bool>,
+    /// Every record at every point, rather than traffic once.
+    every_point: Option<bool>,
 }
 
 /// Bucket widths offered when none is asked for.
@@ -130,6 +132,7 @@ pub(crate) async fn timeseries(
         bucket: Some(bucket.clone()),
         limit: Some(usize::MAX),
         unscaled: p.unscaled,
+        every_point: p.every_point,
         ..QueryRequest::default()
     };
     let query = request.plan(now)?;
@@ -166,6 +169,10 @@ fn volumes(out: &hopscope_store::query::QueryOutput) -> Value {
         "flows": out.coverage.flows,
         "unknown_rate_flows": out.coverage.unknown_rate_flows,
         "unknown_rate_share": out.coverage.unknown_share(),
+        "counting": out.left_out.counting,
+        "internal_records_left_out": out.left_out.internal_records,
+        "event_records_left_out": out.left_out.event_records,
+        "counting_describe": out.left_out.describe(),
     })
 }
 

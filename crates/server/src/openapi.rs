@@ -35,6 +35,13 @@ fn unscaled() -> Value {
     )
 }
 
+fn every_point() -> Value {
+    param(
+        "every_point",
+        "`true`: aggregates count every record at every point that saw it. By default they count traffic once: records of points the collector classes as internal ([[serve.boundary]]) and event records are left out, unless the query groups or filters by a point, exporter or interface.",
+    )
+}
+
 /// The document.
 pub(crate) fn openapi() -> Value {
     let filter = param(
@@ -61,6 +68,7 @@ pub(crate) fn openapi() -> Value {
             "`raw` to read raw flows only (default: rollups where exact).",
         ),
         unscaled(),
+        every_point(),
     ];
     flows.extend(range_params());
     let mut series = vec![
@@ -76,6 +84,7 @@ pub(crate) fn openapi() -> Value {
             "Series kept, the largest by total (default 8); the rest are summed as `other`.",
         ),
         unscaled(),
+        every_point(),
     ];
     series.extend(range_params());
     let mut journeys = vec![

@@ -118,7 +118,7 @@ async function overview() {
   page.append(el(`<div class="kpis" id="kpis"></div>`));
   page.append(el(`<p class="note" id="volumes-note"></p>`));
   page.append(el(`<div class="grid2">
-      <section class="panel"><h2>Traffic <small>bits per second, per exporter</small></h2><div class="chart" id="traffic"></div></section>
+      <section class="panel"><h2>Traffic <small>bits per second, each packet counted once</small></h2><div class="chart" id="traffic"></div></section>
       <section class="panel"><h2>Flow rate <small>flow records per second, per exporter</small></h2><div class="chart" id="flowrate"></div></section>
     </div>`));
   page.append(el(`<div class="grid2">
@@ -128,7 +128,7 @@ async function overview() {
   const load = async () => {
     const since = range();
     const [bps, fps, talkers, exporters, status, segments] = await Promise.all([
-      api("/api/timeseries", { since, aggregate: "bps", group_by: "exporter_name", top: 8 }),
+      api("/api/timeseries", { since, aggregate: "bps" }),
       api("/api/timeseries", { since, aggregate: "flows", group_by: "exporter_name", top: 8 }),
       api("/api/flows", { since, group_by: "src_addr", aggregates: "bytes,flows,packets", limit: 10, order: "-bytes" }),
       api("/api/exporters"),
@@ -138,7 +138,7 @@ async function overview() {
     const totalBps = bps.series.reduce((s, x) => s + (x.values.at(-2) ?? x.values.at(-1) ?? 0), 0);
     const worst = segments.segments[0];
     $("#kpis").innerHTML = [
-      kpi(si(totalBps, "b/s"), "traffic, all exporters (last full bucket)"),
+      kpi(si(totalBps, "b/s"), "traffic (last full bucket)"),
       kpi(si(fps.series.reduce((s, x) => s + x.total, 0)), "flow records in range"),
       kpi(exporters.exporters.length, "exporter sessions"),
       kpi(si(status.journeys.journeys), "journeys correlated"),
@@ -166,7 +166,7 @@ function volumesNote(v) {
   const unknown = v.unknown_rate_flows
     ? `${si(v.unknown_rate_flows)} of ${si(v.flows)} flows (${pct(v.unknown_rate_share, 1)}) of unknown sampling rate, counted once`
     : "every flow of known sampling rate";
-  return `Volumes: ${v.describe}; ${unknown}.`;
+  return `Volumes: ${v.describe}; ${unknown}; ${v.counting_describe}.`;
 }
 
 function kpi(v, label) { return `<div class="kpi"><div class="v">${v}</div><div class="l">${label}</div></div>`; }

@@ -15,17 +15,18 @@ use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{HOUR_NS, Segment, Table, partition_dir, segment_file_name};
-use crate::query::{Aggregate, Query, Source, Volumes, execute};
+use crate::query::{Aggregate, Counting, Query, Source, Volumes, execute};
 use crate::writer::sync_dir;
 use crate::{Store, StoreError, TIME_COLUMN, write_atomically};
 
-/// Dimensions kept by 1-minute rollups.
+/// Dimensions kept by 1-minute rollups: at most 15, with the time bucket
+/// the most a key holds (`ip_version`, which the addresses say, is left to
+/// the 1-hour rollups and raw flows).
 pub const ROLLUP_1M_DIMS: &[&str] = &[
     "sampler_address",
     "exporter_name",
     "in_if",
     "out_if",
-    "ip_version",
     "proto",
     "src_addr",
     "dst_addr",
@@ -36,6 +37,9 @@ pub const ROLLUP_1M_DIMS: &[&str] = &[
     "dst_country",
     // a rollup row is a group of one rate, which the query view scales by
     "sampling_rate",
+    // and of one boundary and event kind, for counting traffic once
+    "boundary",
+    "nat_event",
 ];
 
 /// Dimensions kept by 1-hour rollups: no addresses or ports, so that a
@@ -53,6 +57,9 @@ pub const ROLLUP_1H_DIMS: &[&str] = &[
     "dst_country",
     // a rollup row is a group of one rate, which the query view scales by
     "sampling_rate",
+    // and of one boundary and event kind, for counting traffic once
+    "boundary",
+    "nat_event",
 ];
 
 /// How long data is kept and how much disk it may take.
@@ -165,8 +172,9 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// The format of rollups, the id in their file names: rollups of an older
 /// format are stale and made again. 1: `sampling_rate` is a dimension (the
 /// rollups of format 0 summed records of every rate together, which the
-/// view cannot scale).
-const ROLLUP_FORMAT: u64 = 1;
+/// view cannot scale); 2: `boundary` and `nat_event` are dimensions, for
+/// counting traffic once.
+const ROLLUP_FORMAT: u64 = 2;
 
 /// The file name of the rollup of `hour`: fixed, so that a redo replaces it.
 fn rollup_file_name(hour: i64) -> String {
@@ -304,8 +312,10 @@ impl Store {
                     Aggregate::Sum("packets"),
                 ],
                 source: Source::Raw,
-                // sums as counted: the view scales each row by its rate
+                // sums as counted, of every record: the view scales each row
+                // by its rate, and counting leaves out what does not count
                 volumes: Volumes::Counted,
+                counting: Counting::EveryPoint,
                 threads: 1,
                 ..Query::default()
             };

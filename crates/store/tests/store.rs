@@ -8,7 +8,9 @@ use arrow_array::types::{Float64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use hopscope_schema::{FlowBatchBuilder, FlowRecord, format_addr, ipv4_mapped, stored_flow_schema};
 use hopscope_store::layout::{HOUR_NS, Table};
-use hopscope_store::query::{Aggregate, OrderBy, Query, Source, Volumes, execute, parse_filter};
+use hopscope_store::query::{
+    Aggregate, Counting, OrderBy, Query, Source, Volumes, execute, parse_filter,
+};
 use hopscope_store::{RetentionPolicy, Store, WriteOptions};
 
 const T0: i64 = 1_795_651_200_000_000_000; // 2026-11-26T00:00:00Z
@@ -603,4 +605,65 @@ fn volumes_are_scaled_by_each_records_rate_from_raw_flows_and_rollups_alike() {
     assert_eq!(range(from_rollups), range(out));
     let counted_rollups = total(&store, Volumes::Counted, Source::Auto);
     assert_eq!(range(counted_rollups), range(counted));
+}
+
+/// Flows with a `boundary` (every fifth internal, one in ten external, the
+/// rest unclassified) and a NAT event on each twentieth.
+fn classified_flows(t: i64, n: usize) -> RecordBatch {
+    let batch = flows(t, n);
+    let boundary: StringArray = (0..n)
+        .map(|k| match k % 10 {
+            0 | 5 => Some("internal"),
+            1 => Some("external"),
+            _ => None,
+        })
+        .collect();
+    let events: arrow_array::UInt8Array = (0..n).map(|k| (k % 20 == 3).then_some(1u8)).collect();
+    let schema = batch.schema();
+    let mut columns = batch.columns().to_vec();
+    columns[schema.index_of("boundary").unwrap()] = Arc::new(boundary);
+    columns[schema.index_of("nat_event").unwrap()] = Arc::new(events);
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+#[test]
+fn traffic_is_counted_once_without_internal_points_and_events() {
+    let (_dir, store) = store();
+    store
+        .writer()
+        .write(Table::Flows, &[classified_flows(T0, 1000)])
+        .unwrap();
+    let flows_of = |counting, group: &[&str], source| {
+        let mut q = Query {
+            aggregates: vec![Aggregate::Flows],
+            counting,
+            source,
+            ..Query::default()
+        };
+        q.group_by_names(group).unwrap();
+        let out = execute(&store, &q).unwrap();
+        (u64s(out.totals.as_ref().unwrap(), "flows")[0], out.left_out)
+    };
+    let (once, left) = flows_of(Counting::Once, &[], Source::Raw);
+    assert_eq!(
+        (once, left.internal_records, left.event_records),
+        (750, 200, 50)
+    );
+    assert_eq!(flows_of(Counting::EveryPoint, &[], Source::Raw).0, 1000);
+    // a view per exporter sees every point
+    let (per_exporter, left) = flows_of(Counting::Once, &["exporter_name"], Source::Raw);
+    assert_eq!((per_exporter, left.counting), (1000, Counting::EveryPoint));
+    // rollups keep the boundary and the events apart, and answer the same
+    store
+        .maintain(&RetentionPolicy::default(), T0 + HOUR_NS + 5 * MIN)
+        .unwrap();
+    let mut q = Query {
+        aggregates: vec![Aggregate::Flows],
+        ..Query::default()
+    };
+    q.group_by_names(&["proto"]).unwrap();
+    let out = execute(&store, &q).unwrap();
+    assert_eq!(out.rollup_segments, 1);
+    assert_eq!(u64s(out.totals.as_ref().unwrap(), "flows"), [750]);
+    assert_eq!(out.left_out.internal_records, 200);
 }

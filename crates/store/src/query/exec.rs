@@ -19,6 +19,7 @@ use arrow_schema::{Field, Schema};
 use foldhash::fast::FixedState;
 use hopscope_schema::Kind;
 
+use super::counting::{self, Counting, LeftOut};
 use super::group::{
     GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, ipv4_rows, key_hash,
     key_seed, null_flags, pack_keys,
@@ -116,6 +117,7 @@ struct Partial {
     texts: HashMap<u64, String, FixedState>,
     scan: ScanStats,
     coverage: RateCoverage,
+    left_out: LeftOut,
     /// Range of matched rows' times, for rates without a query range.
     time: Option<(i64, i64)>,
 }
@@ -177,6 +179,7 @@ impl Partial {
         self.texts.extend(other.texts);
         self.scan.add(&other.scan);
         self.coverage.add(other.coverage);
+        self.left_out.add(other.left_out);
         self.time = widen(self.time, other.time);
     }
 }
@@ -249,6 +252,9 @@ fn rollup_for(q: &Query) -> Option<Table> {
     if let Some(f) = &q.filter {
         filter_fields(f, &mut fields);
     }
+    if counting::counting(q) == Counting::Once {
+        fields.extend(counting::COLUMNS);
+    }
     [
         (Table::Flows1h, ROLLUP_1H_DIMS),
         (Table::Flows1m, ROLLUP_1M_DIMS),
@@ -263,7 +269,7 @@ fn rollup_for(q: &Query) -> Option<Table> {
     .map(|(t, _)| t)
 }
 
-fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
+pub(super) fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
     use super::Expr;
     match e {
         Expr::And(a, b) | Expr::Or(a, b) => {
@@ -315,6 +321,9 @@ fn needed_columns(q: &Query, measures: &[Measure]) -> Vec<&'static str> {
     cols.extend(measures.iter().filter_map(|m| m.field()));
     if let Some(f) = &q.filter {
         filter_fields(f, &mut cols);
+    }
+    if counting::counting(q) == Counting::Once {
+        cols.extend(counting::COLUMNS);
     }
     volume::stored_columns(&mut cols);
     cols
@@ -485,6 +494,7 @@ fn empty_partial(layout: &KeyLayout, measures: &[Measure]) -> Partial {
         texts: HashMap::with_hasher(FixedState::default()),
         scan: ScanStats::default(),
         coverage: RateCoverage::default(),
+        left_out: LeftOut::default(),
         time: None,
     }
 }
@@ -507,6 +517,7 @@ fn worker(
         next,
         segments: segments.len(),
     };
+    let once = counting::counting(q) == Counting::Once;
     let scanned = (|| -> Result<(), crate::StoreError> {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -519,6 +530,10 @@ fn worker(
                     QueryError::Store(s) => s,
                     other => crate::StoreError::Schema(other.to_string()),
                 })?;
+                let batch = match once {
+                    true => counting::keep(batch, &mut w.p.left_out)?,
+                    false => batch,
+                };
                 w.p.coverage.count(&batch);
                 let result = match &exchange {
                     None => w.add(&batch),
@@ -822,11 +837,16 @@ fn finish(
     let groups: usize = partials.iter().map(|p| p.index.len()).sum();
     let mut scan = ScanStats::default();
     let mut coverage = RateCoverage::default();
+    let mut left_out = LeftOut {
+        counting: counting::counting(q),
+        ..LeftOut::default()
+    };
     let mut time: Option<(i64, i64)> = None;
     let mut texts: HashMap<u64, String, FixedState> = HashMap::with_hasher(FixedState::default());
     for p in &mut partials {
         scan.add(&p.scan);
         coverage.add(p.coverage);
+        left_out.add(p.left_out);
         time = widen(time, p.time);
         texts.extend(p.texts.drain());
     }
@@ -903,6 +923,7 @@ fn finish(
         rollup_segments: 0,
         volumes: q.volumes,
         coverage,
+        left_out,
     })
 }
 
@@ -1349,6 +1370,11 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
         .collect();
     let rows = RecordBatch::try_new(schema, columns)?;
     let groups = rows.num_rows();
+    // a listing shows records, each of them
+    let left_out = LeftOut {
+        counting: Counting::EveryPoint,
+        ..LeftOut::default()
+    };
     Ok(QueryOutput {
         rows,
         totals: None,
@@ -1357,6 +1383,7 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
         rollup_segments: 0,
         volumes: q.volumes,
         coverage,
+        left_out,
     })
 }
 

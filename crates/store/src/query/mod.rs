@@ -6,6 +6,7 @@
 //! rollups that can answer it exactly, reads only the columns it names, and
 //! aggregates in parallel, one hash table per worker merged at the end.
 
+mod counting;
 mod eval;
 mod exec;
 pub mod filter;
@@ -23,6 +24,7 @@ pub use filter::{
 };
 
 pub use crate::scan::ScanStats;
+pub use counting::{Counting, LeftOut, POINT_FIELDS};
 pub use volume::{RATE_COLUMN, RateCoverage, SCALED_COLUMNS, Volumes};
 
 /// Why a query cannot run.
@@ -165,6 +167,8 @@ pub struct Query {
     pub source: Source,
     /// Whether volumes are scaled by sampling (the default) or as counted.
     pub volumes: Volumes,
+    /// Whether aggregates count traffic once (the default) or at every point.
+    pub counting: Counting,
     /// Worker threads; 0 uses every core.
     pub threads: usize,
 }
@@ -198,6 +202,7 @@ impl Default for Query {
             columns: DEFAULT_LIST_COLUMNS.to_vec(),
             source: Source::Auto,
             volumes: Volumes::Scaled,
+            counting: Counting::Once,
             threads: 0,
         }
     }
@@ -252,6 +257,8 @@ pub struct QueryOutput {
     pub volumes: Volumes,
     /// How many of the flows read had a known sampling rate.
     pub coverage: RateCoverage,
+    /// Where the aggregates counted, and the records they left out.
+    pub left_out: LeftOut,
 }
 
 /// Parses a time: RFC 3339 (`2026-11-26T10:00:00Z`, `2026-11-26 10:00`,
@@ -412,6 +419,8 @@ pub struct QueryRequest {
     pub source: Option<String>,
     /// Volumes as the exporters counted them, not scaled by sampling.
     pub unscaled: Option<bool>,
+    /// Count every record at every point, not traffic once.
+    pub every_point: Option<bool>,
 }
 
 /// The range `[from, to)` that `--since`, `--from` and `--to` describe,
@@ -528,6 +537,9 @@ impl QueryRequest {
         }
         if self.unscaled == Some(true) {
             q.volumes = Volumes::Counted;
+        }
+        if self.every_point == Some(true) {
+            q.counting = Counting::EveryPoint;
         }
         q.source = match self.source.as_deref() {
             None | Some("auto") => Source::Auto,
