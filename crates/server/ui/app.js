@@ -181,21 +181,21 @@ function table(head, rows, numeric = [], totals = null, attrs = () => "") {
 
 function exporterTable(list) {
   return table(
-    ["exporter", "name, points", "records", "rate unknown", "reports", "templates", "lost records", "decode errors", "last seen"],
+    ["exporter", "name, points", "records", "reports", "templates", "lost records", "decode errors", "last seen"],
     list.map((e) => {
       const errors = Object.values(e.decode_errors || {}).reduce((a, b) => a + b, 0);
       const age = e.last_seen_ns ? Math.max(0, Math.round(Date.now() / 1000 - e.last_seen_ns / 1e9)) + " s ago" : "–";
       return [
         `<code>${esc(e.transport)} ${esc(e.exporter)}</code>`,
         esc([e.name, ...(e.points || [])].filter(Boolean).join(" · ")),
-        si(e.flow_records),
-        e.sampling_unknown ? `<span class="warn">${si(e.sampling_unknown)}</span>` : "0",
+        // records of unknown sampling rate count once: say how many
+        si(e.flow_records) + (e.sampling_unknown ? ` <span class="warn" title="of unknown sampling rate">(${si(e.sampling_unknown)} rate?)</span>` : ""),
         si(e.packet_reports),
         e.templates_active, e.lost_records ? `<span class="warn">${si(e.lost_records)}</span>` : "0",
         errors ? `<span class="bad">${errors}</span>` : "0", age,
       ];
     }),
-    [0, 0, 1, 1, 1, 1, 1, 1, 1],
+    [0, 0, 1, 1, 1, 1, 1, 1],
   );
 }
 
