@@ -502,6 +502,13 @@ pub struct StoreStatus {
     pub segments_deleted: u64,
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// One exporter session (address, port, transport).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ExporterStatus {
@@ -548,7 +555,14 @@ impl ExporterStatus {
             self.address, self.transport
         );
         if !self.points.is_empty() {
-            labels.push_str(&format!(",point=\"{}\"", self.points.join(",")));
+            // the exporter names its points: escaped, and a few of them, short
+            let points: Vec<String> = self
+                .points
+                .iter()
+                .take(4)
+                .map(|p| label_value(&p.chars().take(64).collect::<String>()))
+                .collect();
+            labels.push_str(&format!(",point=\"{}\"", points.join(",")));
         }
         labels
     }
@@ -1122,6 +1136,30 @@ mod tests {
 
     /// Every number `hopscope status` shows is in `/metrics` too: a status
     /// field that no metric publishes fails here, named.
+    #[test]
+    fn point_names_are_escaped_and_bounded_in_labels() {
+        let e = ExporterStatus {
+            address: "192.0.2.1".into(),
+            transport: "udp".into(),
+            points: vec![
+                "r1:\"eth0\"\\\n".into(),
+                "x".repeat(100),
+                "c".into(),
+                "d".into(),
+                "e".into(),
+            ],
+            ..ExporterStatus::default()
+        };
+        let labels = e.labels();
+        assert!(
+            labels.starts_with(r#"exporter="192.0.2.1",transport="udp",point="r1:\"eth0\"\\\n,"#),
+            "{labels}"
+        );
+        assert!(!labels.contains('\n'));
+        assert!(!labels.contains(",e\""), "four points at most: {labels}");
+        assert!(labels.len() < 200, "{labels}");
+    }
+
     #[test]
     fn every_status_field_is_published() {
         let mut status = Status {

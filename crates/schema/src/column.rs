@@ -223,7 +223,11 @@ impl<T: Copy + Default> ColumnBuilder<T> {
         if self.null_prefix > 0 {
             self.materialize_prefix();
         }
-        self.values[row] = value;
+        debug_assert!(row < self.values.len(), "set past the column's end");
+        let Some(slot) = self.values.get_mut(row) else {
+            return;
+        };
+        *slot = value;
         if let Some(valid) = &mut self.valid {
             valid[row] = true;
         }

@@ -20,8 +20,8 @@ use crate::writer::sync_dir;
 use crate::{Store, StoreError, TIME_COLUMN, write_atomically};
 
 /// Dimensions kept by 1-minute rollups: at most 15, with the time bucket
-/// the most a key holds (`ip_version`, which the addresses say, is left to
-/// the 1-hour rollups and raw flows).
+/// the most a key holds (`ip_version` is left to the 1-hour rollups: a
+/// query by it reads those for whole hours, raw flows elsewhere).
 pub const ROLLUP_1M_DIMS: &[&str] = &[
     "sampler_address",
     "exporter_name",
@@ -183,7 +183,9 @@ fn rollup_file_name(hour: i64) -> String {
 
 /// Rollup segments of `table`, of the current format, that are at least as
 /// new as every raw segment of their hour (late data makes a rollup stale
-/// until redone).
+/// until redone). An hour whose raw flows are gone keeps its rollups of an
+/// older format: nothing can make them again, and a query reads them as
+/// they are (volumes of unknown rate, every record counted).
 pub(crate) fn fresh_rollups(
     store: &Store,
     table: Table,
@@ -197,7 +199,11 @@ pub(crate) fn fresh_rollups(
                 .path
                 .file_name()
                 .is_some_and(|n| *n == *rollup_file_name(r.hour()));
-            let Some(made) = modified(&r.path).filter(|_| current) else {
+            // an older format only where it cannot be made again
+            if !current && raw.iter().any(|s| s.hour() == r.hour()) {
+                return false;
+            }
+            let Some(made) = modified(&r.path) else {
                 return false;
             };
             raw.iter()

@@ -653,6 +653,17 @@ fn traffic_is_counted_once_without_internal_points_and_events() {
     // a view per exporter sees every point
     let (per_exporter, left) = flows_of(Counting::Once, &["exporter_name"], Source::Raw);
     assert_eq!((per_exporter, left.counting), (1000, Counting::EveryPoint));
+    // asking about events keeps them (not the internal records), and the other way round
+    let (by_event, left) = flows_of(Counting::Once, &["nat_event"], Source::Raw);
+    assert_eq!(
+        (by_event, left.internal_records, left.event_records),
+        (800, 200, 0)
+    );
+    let (by_boundary, left) = flows_of(Counting::Once, &["boundary"], Source::Raw);
+    assert_eq!(
+        (by_boundary, left.internal_records, left.event_records),
+        (950, 0, 50)
+    );
     // rollups keep the boundary and the events apart, and answer the same
     store
         .maintain(&RetentionPolicy::default(), T0 + HOUR_NS + 5 * MIN)

@@ -254,7 +254,7 @@ impl FlowPlan {
                 *op == FlowOp::Direct
                     || matches!(
                         s.action,
-                        Action::Other | Action::InterfaceName | Action::Skip
+                        Action::Other | Action::InterfaceName | Action::VrfName | Action::Skip
                     )
             });
         FlowPlan {

@@ -128,6 +128,9 @@ pub(crate) struct SetOutcome {
     pub error: Option<(usize, ErrorKind)>,
 }
 
+/// The longest name kept from an options record (interface, VRF, point).
+const MAX_NAME: usize = 256;
+
 /// Options record contents that change the exporter's state.
 #[derive(Debug, Default)]
 struct OptionsValues<'a> {
@@ -832,11 +835,15 @@ fn options_record(
     // the counts are the exporter's word: they may be absurd, never an overflow
     domain.loss.exporter_drops = domain.loss.exporter_drops.saturating_add(drops);
     domain.loss.lost_records = domain.loss.lost_records.saturating_add(not_sent);
-    if let Some(rate) = values.sampling.rate() {
+    // rates and names are kept up to a bound, so that an exporter cannot
+    // grow the state without end
+    if let Some(rate) = values.sampling.rate()
+        && (domain.sampling.len() < 65536 || domain.sampling.contains_key(&values.sampling.sampler))
+    {
         domain.sampling.insert(values.sampling.sampler, rate);
     }
     let text = |n: &[u8]| {
-        String::from_utf8_lossy(n)
+        String::from_utf8_lossy(&n[..n.len().min(MAX_NAME)])
             .trim_end_matches('\0')
             .to_string()
     };
@@ -846,7 +853,6 @@ fn options_record(
     {
         domain.vrf_names.insert(vrf, text(vrf_name));
     }
-    // names are kept up to a bound, so an exporter cannot grow the state without end
     match (values.if_index, values.point_id, name) {
         (Some(index), _, Some(name))
             if domain.interface_names.len() < 65536

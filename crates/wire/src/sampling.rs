@@ -100,8 +100,14 @@ impl Sampling {
             })
             // time-based: the share of time selected stands for the share of packets
             .or_else(|| ratio(self.time_interval, self.time_space))
+            // no device samples more sparsely: beyond, the exporter's word is absurd
+            .filter(|&rate| rate <= MAX_RATE)
     }
 }
+
+/// The sparsest sampling believed, one in 2^32: a larger rate is a
+/// corrupt or hostile record, and scaling by it would saturate every sum.
+const MAX_RATE: u64 = 1 << 32;
 
 /// `a / b` to the nearest integer, at least 1.
 fn rounded_ratio(a: u64, b: u64) -> u64 {

@@ -316,9 +316,10 @@ fn flow_record(format: u32, data: &[u8], row: &mut FlowRecord) -> Result<bool, T
         }
         // extended switch
         1001 => {
-            row.src_vlan = vlan(c.u32()?);
+            // "unknown" leaves what the frame's own tag said
+            row.src_vlan = vlan(c.u32()?).or(row.src_vlan);
             let _src_priority = c.u32()?;
-            row.dst_vlan = vlan(c.u32()?);
+            row.dst_vlan = vlan(c.u32()?).or(row.dst_vlan);
         }
         // extended router
         1002 => {

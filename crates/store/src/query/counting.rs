@@ -5,11 +5,13 @@
 //! network's boundary: they leave out the records of points the collector
 //! classed as `internal` (`[[serve.boundary]]`, the `boundary` column) and
 //! event records (NAT events); records of unclassified points still count,
-//! so that without any boundary configured every record does.
+//! so that without any boundary configured every record but the events does.
 //!
 //! A query that groups or filters by a point, an exporter or an interface
 //! looks at points, and counts at each of them; so does one that asks for
-//! [`Counting::EveryPoint`] (`--every-point`).
+//! [`Counting::EveryPoint`] (`--every-point`). One that names `boundary`
+//! keeps the internal records (it asks about them), and one that names
+//! `nat_event` keeps the events.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt8Type, UInt64Type};
@@ -40,8 +42,6 @@ pub const POINT_FIELDS: &[&str] = &[
     "out_if",
     "in_if_name",
     "out_if_name",
-    "boundary",
-    "nat_event",
 ];
 
 /// The columns that say whether a record counts.
@@ -79,28 +79,54 @@ impl LeftOut {
     }
 }
 
-/// How `q` counts: once, unless it asks for every point or names one.
-pub(crate) fn counting(q: &Query) -> Counting {
+/// Which records a query leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeaveOut {
+    internal: bool,
+    events: bool,
+}
+
+/// What `q` leaves out (`None`: nothing, every record counts): internal
+/// records and events, unless it asks for every point, names a point, or
+/// names what it would leave out.
+pub(crate) fn leave_out(q: &Query) -> Option<LeaveOut> {
     let mut fields = q.group_by.clone();
     if let Some(f) = &q.filter {
         super::exec::filter_fields(f, &mut fields);
     }
     if q.counting == Counting::EveryPoint || fields.iter().any(|f| POINT_FIELDS.contains(f)) {
-        Counting::EveryPoint
-    } else {
-        Counting::Once
+        return None;
+    }
+    let rule = LeaveOut {
+        internal: !fields.contains(&"boundary"),
+        events: !fields.contains(&"nat_event"),
+    };
+    (rule.internal || rule.events).then_some(rule)
+}
+
+/// How `q` counts.
+pub(crate) fn counting(q: &Query) -> Counting {
+    match leave_out(q) {
+        Some(_) => Counting::Once,
+        None => Counting::EveryPoint,
     }
 }
 
-/// The rows of a batch that count once, and what was left out (weighted by
-/// the `flows` column on rollups).
-pub(crate) fn keep(batch: RecordBatch, left: &mut LeftOut) -> Result<RecordBatch, ArrowError> {
+/// The rows of a batch that count, and what was left out (weighted by the
+/// `flows` column on rollups).
+pub(crate) fn keep(
+    batch: RecordBatch,
+    rule: LeaveOut,
+    left: &mut LeftOut,
+) -> Result<RecordBatch, ArrowError> {
     let boundary = batch
         .column_by_name("boundary")
-        .map(|c| c.as_string::<i32>());
+        .map(|c| c.as_string::<i32>())
+        .filter(|_| rule.internal);
     let events = batch
         .column_by_name("nat_event")
-        .and_then(|c| c.as_primitive_opt::<UInt8Type>());
+        .and_then(|c| c.as_primitive_opt::<UInt8Type>())
+        .filter(|_| rule.events);
     if boundary.is_none_or(|b| b.null_count() == b.len())
         && events.is_none_or(|e| e.null_count() == e.len())
     {

@@ -196,7 +196,8 @@ fn combine(m: Measure, a: u64, b: u64) -> u64 {
     match m {
         Measure::Min(_) => a.min(b),
         Measure::Max(_) => a.max(b),
-        _ => a.wrapping_add(b),
+        // volumes saturate (a scaled count may be at u64::MAX): so do sums
+        _ => a.saturating_add(b),
     }
 }
 
@@ -517,7 +518,7 @@ fn worker(
         next,
         segments: segments.len(),
     };
-    let once = counting::counting(q) == Counting::Once;
+    let leave_out = counting::leave_out(q);
     let scanned = (|| -> Result<(), crate::StoreError> {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -530,9 +531,9 @@ fn worker(
                     QueryError::Store(s) => s,
                     other => crate::StoreError::Schema(other.to_string()),
                 })?;
-                let batch = match once {
-                    true => counting::keep(batch, &mut w.p.left_out)?,
-                    false => batch,
+                let batch = match leave_out {
+                    Some(rule) => counting::keep(batch, rule, &mut w.p.left_out)?,
+                    None => batch,
                 };
                 w.p.coverage.count(&batch);
                 let result = match &exchange {
@@ -1335,7 +1336,6 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
         }
         scan_segment(segment, &columns, q.from_ns, q.to_ns, &mut scan, |batch| {
             let batch = select(q, batch).map_err(|e| crate::StoreError::Schema(e.to_string()))?;
-            coverage.count(&batch);
             if batch.num_rows() == 0 || (q.order_by.is_none() && kept_rows >= limit) {
                 return Ok(());
             }
@@ -1358,6 +1358,8 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
             all.slice(0, all.num_rows().min(limit))
         }
     };
+    // the rates of the rows listed, not of every row matched
+    coverage.count(&rows);
     // present exactly the asked columns, in order, nulls for those absent
     let columns: Vec<ArrayRef> = schema
         .fields()

@@ -119,7 +119,7 @@ pub fn field_kind(name: &str) -> Option<(&'static str, Kind)> {
     if name == "flows" {
         return Some(("flows", Kind::U64));
     }
-    if let Some(raw) = super::volume::view_only_column(name) {
+    if let Some((_, raw)) = super::volume::unscaled_column(name) {
         return Some((raw, Kind::U64));
     }
     FLOW_FIELDS

@@ -56,21 +56,10 @@ pub const SCALED_COLUMNS: [(&str, &str); 4] = [
     ("reverse_packets", "raw_reverse_packets"),
 ];
 
-/// The stored column an unscaled view column reads, if `name` is one.
-pub fn counted_column(name: &str) -> Option<&'static str> {
-    SCALED_COLUMNS
-        .iter()
-        .find(|(_, raw)| *raw == name)
-        .map(|(stored, _)| *stored)
-}
-
-/// The name of a view column that is not stored (`raw_bytes`...), as a
-/// `'static` name, if `name` is one.
-pub fn view_only_column(name: &str) -> Option<&'static str> {
-    SCALED_COLUMNS
-        .iter()
-        .find(|(_, raw)| *raw == name)
-        .map(|(_, raw)| *raw)
+/// A view column that is not stored (`raw_bytes`...), if `name` is one:
+/// the stored column it reads and its own `'static` name.
+pub fn unscaled_column(name: &str) -> Option<(&'static str, &'static str)> {
+    SCALED_COLUMNS.iter().find(|(_, raw)| *raw == name).copied()
 }
 
 /// The stored flow schema with the view's columns after it: what listings
@@ -94,7 +83,7 @@ pub fn view_schema() -> SchemaRef {
 pub fn stored_columns(columns: &mut Vec<&'static str>) {
     let mut extra = Vec::new();
     for c in columns.iter() {
-        if let Some(stored) = counted_column(c) {
+        if let Some((stored, _)) = unscaled_column(c) {
             extra.push(stored);
         }
         if SCALED_COLUMNS.iter().any(|(scaled, _)| scaled == c) {
@@ -102,7 +91,7 @@ pub fn stored_columns(columns: &mut Vec<&'static str>) {
         }
     }
     columns.extend(extra);
-    columns.retain(|c| view_only_column(c).is_none());
+    columns.retain(|c| unscaled_column(c).is_none());
     columns.sort_unstable();
     columns.dedup();
 }
@@ -132,6 +121,11 @@ impl RateCoverage {
             .column_by_name(RATE_COLUMN)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
         else {
+            // no rate at all (rollups of an older format): every row unknown
+            self.unknown_rate_flows += match weights {
+                Some(w) => w.values().iter().sum(),
+                None => batch.num_rows() as u64,
+            };
             return;
         };
         self.unknown_rate_flows += (0..rates.len())
