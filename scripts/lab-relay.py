@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A wire with a delay: relays Ethernet frames between two interfaces
-(AF_PACKET) and holds each for DELAY_MS before sending it on, for at most
-SECONDS. The kernel has no netem here; this stands in for it on one link of
+(AF_PACKET) and holds each for DELAY_MS before sending it on (frames from
+IF_B back to IF_A for BACK_MS, DELAY_MS if not given), for at most SECONDS.
+The kernel has no netem here; this stands in for it on one link of
 scripts/lab. Standard library only.
 
-    lab-relay.py IF_A IF_B DELAY_MS SECONDS
+    lab-relay.py IF_A IF_B DELAY_MS SECONDS [BACK_MS]
 """
 import heapq
 import select
@@ -18,7 +19,7 @@ PACKET_OUTGOING = 4
 
 def main():
     left, right, delay_ms, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-    delay = delay_ms / 1000.0
+    back_ms = float(sys.argv[5]) if len(sys.argv) > 5 else delay_ms
     sockets = {}
     for name in (left, right):
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -26,6 +27,7 @@ def main():
         s.setblocking(False)
         sockets[name] = s
     other = {sockets[left]: sockets[right], sockets[right]: sockets[left]}
+    delay = {sockets[left]: delay_ms / 1000.0, sockets[right]: back_ms / 1000.0}
     due = []  # (send time, sequence, socket, frame)
     sequence = 0
     end = time.monotonic() + seconds
@@ -42,14 +44,14 @@ def main():
                 # our own sends show up as outgoing on the far side: skip them
                 if address[2] == PACKET_OUTGOING:
                     continue
-                heapq.heappush(due, (time.monotonic() + delay, sequence, other[s], frame))
+                heapq.heappush(due, (time.monotonic() + delay[s], sequence, other[s], frame))
                 sequence += 1
         now = time.monotonic()
         while due and due[0][0] <= now:
             _, _, out, frame = heapq.heappop(due)
             out.send(frame)
             relayed += 1
-    print(f"lab-relay: {relayed} frames relayed with {delay_ms} ms", file=sys.stderr)
+    print(f"lab-relay: {relayed} frames relayed with {delay_ms} ms one way, {back_ms} ms back", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,23 @@ pub struct ServeSection {
     pub boundary: Vec<hopscope_collector::BoundaryRule>,
     #[serde(default)]
     pub address_spaces: std::collections::HashMap<String, u16>,
+    /// `[[serve.clocks]]`: observation points that share a clock (one host,
+    /// or devices PTP or NTP keeps within `bound`): delays between them are
+    /// measured, not estimated.
+    #[serde(default)]
+    pub clocks: Vec<ClockEntry>,
+}
+
+/// One `[[serve.clocks]]` group: a name, the points by name, and the most
+/// their clocks differ by (`"0"` for one host, `"50us"` for PTP, a few
+/// milliseconds for NTP over a WAN).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockEntry {
+    pub name: String,
+    pub points: Vec<String>,
+    #[serde(default)]
+    pub bound: Option<String>,
 }
 
 /// `[[serve.sampling]]`: the rate of an exporter (and optionally of one
@@ -97,14 +114,47 @@ impl SamplingEntry {
 }
 
 impl ServeSection {
+    /// The clock domain of every point named in `[[serve.clocks]]`, by
+    /// point id; a point in two groups is an error.
+    pub fn clock_domains(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, hopscope_correlate::ClockDomain>> {
+        let mut domains = std::collections::HashMap::new();
+        for (i, group) in self.clocks.iter().enumerate() {
+            let bound_ns = match &group.bound {
+                Some(b) => hopscope_store::query::parse_duration(b)
+                    .with_context(|| format!("[[serve.clocks]] {}: bound {b}", group.name))?,
+                None => 0,
+            };
+            anyhow::ensure!(
+                !group.points.is_empty(),
+                "[[serve.clocks]] {}: no points",
+                group.name
+            );
+            for name in &group.points {
+                let domain =
+                    hopscope_correlate::ClockDomain::shared(i as u64, bound_ns.max(0) as u64);
+                if domains.insert(point_id(name), domain).is_some() {
+                    anyhow::bail!("[[serve.clocks]]: point {name} is in two groups");
+                }
+            }
+        }
+        Ok(domains)
+    }
+
     /// The address spaces by observation point id (derived from the names
     /// as `hopscope probe` derives them).
     pub fn address_spaces(&self) -> std::collections::HashMap<u64, u16> {
         self.address_spaces
             .iter()
-            .map(|(name, &space)| (u64::from(hopscope_probe::crc32(name.as_bytes(), 0)), space))
+            .map(|(name, &space)| (point_id(name), space))
             .collect()
     }
+}
+
+/// A point's id from its name, as `hopscope probe` derives it.
+fn point_id(name: &str) -> u64 {
+    u64::from(hopscope_probe::crc32(name.as_bytes(), 0))
 }
 
 /// `[probe]`: the keys of `hopscope probe`'s flags, in kebab-case.
@@ -236,6 +286,28 @@ mod tests {
         let id = u64::from(hopscope_probe::crc32(b"pe1:vrf-blue", 0));
         assert_eq!(spaces.get(&id), Some(&2));
         assert_eq!(spaces.len(), 2);
+    }
+
+    #[test]
+    fn clock_groups_give_their_points_one_domain() {
+        let file = r#"
+            [[serve.clocks]]
+            name = "lab host"
+            points = ["r1:r1-a", "r1:r1-r2"]
+            [[serve.clocks]]
+            name = "ptp"
+            points = ["r2:r2-r1"]
+            bound = "50us"
+        "#;
+        let config: ConfigFile = toml::from_str(file).unwrap();
+        let domains = config.serve.clock_domains().unwrap();
+        let of = |n: &str| domains[&point_id(n)];
+        assert_eq!(of("r1:r1-a"), of("r1:r1-r2"));
+        assert_ne!(of("r1:r1-a").id, of("r2:r2-r1").id);
+        assert_eq!(of("r2:r2-r1").bound_ns, 50_000);
+        let twice = "[[serve.clocks]]\nname = \"a\"\npoints = [\"x\"]\n[[serve.clocks]]\nname = \"b\"\npoints = [\"x\"]";
+        let config: ConfigFile = toml::from_str(twice).unwrap();
+        assert!(config.serve.clock_domains().is_err());
     }
 
     #[test]

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use arrow_array::Array;
 use hopscope_collector::{Committed, Metrics, Published};
 use hopscope_correlate::{
-    Correlator, CorrelatorConfig, DelayStats, Journey, journeys_to_batch, summarize_segments,
+    ClockDomain, Correlator, CorrelatorConfig, DelayStats, Journey, journeys_to_batch,
+    summarize_segments,
 };
 use hopscope_store::query::{evaluate, parse_duration, parse_journey_filter, time_range};
 use hopscope_store::{Store, Table, WriteOptions, write_atomically};
@@ -213,6 +214,12 @@ pub(crate) fn publish(c: &Correlator, metrics: &Metrics) {
             "Flow records not held for totals: their point shares no flow seen with another point.",
             s.flow_records_unshared,
         ),
+        counter(
+            "implausible",
+            "correlator_reports_implausible_total",
+            "Reports of trajectories no packet can take (digest collisions): not used.",
+            s.implausible,
+        ),
         counter("windows", "correlator_windows_total", "Windows closed.", s.windows),
         counter(
             "journeys",
@@ -277,7 +284,7 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
                 .expect("u64 column")
                 .clone();
             for p in points.iter().flatten() {
-                correlator.set_known_offset(p, 0);
+                correlator.set_clock_domain(p, ClockDomain::shared(0, 0));
             }
         }
         correlator
@@ -414,16 +421,19 @@ fn duration(ns: i64) -> String {
     }
 }
 
-fn delay_text(d: &Option<DelayStats>, kind: &str) -> String {
+/// A delay and what it rests on: `delay` (measured), `delay (estimated
+/// ±bound)`, `delay variation` (offsets unknown).
+fn delay_text(d: &Option<DelayStats>, kind: &str, bound_ns: Option<u64>) -> String {
+    let label = match (kind, bound_ns) {
+        ("one-way", Some(b)) if b > 0 => format!("delay (±{})", duration(b as i64)),
+        ("one-way", _) => "delay".to_string(),
+        ("estimated", Some(b)) => format!("delay (estimated, ±{})", duration(b as i64)),
+        _ => "delay variation".to_string(),
+    };
     match d {
         None => "delay -".into(),
         Some(d) => format!(
-            "{} p50 {}  p95 {}  max {}{}",
-            if kind == "one-way" {
-                "delay"
-            } else {
-                "delay variation"
-            },
+            "{label} p50 {}  p95 {}  max {}{}",
             duration(d.median_ns),
             duration(d.p95_ns),
             duration(d.max_ns),
@@ -471,7 +481,7 @@ fn draw(out: &mut impl Write, j: &Journey) -> std::io::Result<()> {
             writeln!(
                 out,
                 "  {mark}   {}   loss {}/{} ({:.2} %, 95% [{:.2}, {:.2}] %){}",
-                delay_text(&s.delay, s.delay_kind),
+                delay_text(&s.delay, s.delay_kind, s.delay_bound_ns),
                 s.loss.lost,
                 s.loss.sent,
                 s.loss.ratio * 100.0,
@@ -492,14 +502,7 @@ fn draw(out: &mut impl Write, j: &Journey) -> std::io::Result<()> {
         writeln!(
             out,
             "  end to end: {}",
-            delay_text(
-                &Some(*e),
-                if j.flags.contains(&"offsets-unknown") {
-                    "variation"
-                } else {
-                    "one-way"
-                }
-            )
+            delay_text(&Some(*e), j.end_to_end_kind, j.end_to_end_bound_ns)
         )?;
     }
     for t in &j.nat {

@@ -405,8 +405,10 @@ struct ProbeArgs {
     /// `tcpdump -ddd 'EXPRESSION'` (also attached to a live socket).
     #[arg(long, env = "HOPSCOPE_PROBE_BPF")]
     bpf: Option<String>,
-    /// Transport payload octets included in the hash.
-    #[arg(long, env = "HOPSCOPE_PROBE_PAYLOAD_PREFIX", default_value_t = 8)]
+    /// Transport payload octets included in the hash (with the IP id and
+    /// total length: 16 tell apart packets of protocols whose first octets
+    /// are constant headers).
+    #[arg(long, env = "HOPSCOPE_PROBE_PAYLOAD_PREFIX", default_value_t = 16)]
     payload_prefix: usize,
 }
 

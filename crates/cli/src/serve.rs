@@ -159,6 +159,7 @@ pub fn run_with(
         metrics.clone(),
         hopscope_correlate::CorrelatorConfig {
             address_spaces: section.address_spaces(),
+            clock_domains: section.clock_domains()?,
             ..hopscope_correlate::CorrelatorConfig::default()
         },
     );

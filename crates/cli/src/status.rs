@@ -104,7 +104,7 @@ fn describe(s: &Status) -> String {
     let _ = writeln!(
         out,
         "correlator: {} journeys in {} windows from {} reports ({} matched) and {} flow records; \
-         not used: {} late, {} incomplete, {} link-scoped reports, {} unusable flow records, {} unfinished flows, \
+         not used: {} late, {} incomplete, {} link-scoped reports, {} implausible (digest collisions), {} unusable flow records, {} unfinished flows, \
          {} flow records compared early (buffer full), {} flow records of points sharing no flows; \
          {} waiting, {} write errors",
         j("journeys"),
@@ -115,6 +115,7 @@ fn describe(s: &Status) -> String {
         j("late"),
         j("incomplete"),
         j("link_scoped"),
+        j("implausible"),
         j("flow_records_unusable"),
         j("flows_unfinished"),
         j("flow_records_settled_early"),

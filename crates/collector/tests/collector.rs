@@ -378,6 +378,7 @@ fn the_probes_of_one_host_are_told_apart_by_their_points_name() {
                 metering_process_id: 1,
                 selector: None,
                 ignored_packets: 0,
+                left_out: (0, 0),
                 flows_exported: 0,
             },
             1,

@@ -71,7 +71,9 @@ pub fn journeys_to_batch(journeys: &[Journey]) -> Result<RecordBatch, ArrowError
         // a delay that came out negative is flagged and left out of the
         // unsigned columns; `detail` keeps it
         let unsigned = |v: i64| u64::try_from(v).ok();
-        let e2e = j.end_to_end.filter(|d| d.min_ns >= 0);
+        let e2e = j
+            .end_to_end
+            .filter(|d| d.min_ns >= 0 && j.end_to_end_kind != "variation");
         median.append_option(e2e.and_then(|d| unsigned(d.median_ns)));
         p95.append_option(e2e.and_then(|d| unsigned(d.p95_ns)));
         max.append_option(e2e.and_then(|d| unsigned(d.max_ns)));

@@ -19,6 +19,31 @@ use serde::Serialize;
 use crate::key::CanonicalKey;
 use crate::observe::Observation;
 
+/// What a delay figure between two points rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DelayKind {
+    /// The two clocks are one (one host), or kept within a stated bound:
+    /// a one-way delay.
+    Measured,
+    /// The offset between the clocks was estimated from packets seen both
+    /// ways, assuming symmetric minimum delays: the split of the round trip
+    /// between the two directions is an estimate, within its bound.
+    Estimated,
+    /// The offset is unknown: only the variation above the minimum.
+    Variation,
+}
+
+impl DelayKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DelayKind::Measured => "one-way",
+            DelayKind::Estimated => "estimated",
+            DelayKind::Variation => "variation",
+        }
+    }
+}
+
 /// A point's clock relative to the journey's reference clock, valid around
 /// `at_ns`: `offset(t) = offset_ns + drift × (t − at_ns)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -29,8 +54,15 @@ pub struct ClockOffset {
     pub drift: f64,
     /// Half-width of the interval the offset is known to lie in.
     pub bound_ns: f64,
-    /// Estimated from traffic (false: configured).
+    /// Estimated from traffic (false: the reference, or configured).
     pub estimated: bool,
+    /// The declared clock domain the point reads, if any, and the most its
+    /// clocks differ by.
+    pub domain: Option<u64>,
+    pub domain_bound_ns: u64,
+    /// Offsets are relative to the reference of one tree of clocks joined
+    /// by traffic; between trees they are unknown.
+    pub tree: u32,
 }
 
 impl ClockOffset {
@@ -41,6 +73,20 @@ impl ClockOffset {
             drift: 0.0,
             bound_ns: 0.0,
             estimated: false,
+            domain: None,
+            domain_bound_ns: 0,
+            tree: 0,
+        }
+    }
+
+    /// What the delay between a point with this clock and one with `other`
+    /// is: measured (one clock domain), estimated (offsets from traffic,
+    /// within a bound) or unknown.
+    pub fn delay_kind(&self, other: &ClockOffset) -> DelayKind {
+        match (self.domain, other.domain) {
+            (Some(a), Some(b)) if a == b => DelayKind::Measured,
+            _ if self.tree == other.tree => DelayKind::Estimated,
+            _ => DelayKind::Variation,
         }
     }
 
@@ -201,6 +247,19 @@ impl ClockSamples {
         }
     }
 
+    /// Every point of a pair.
+    fn points(&self) -> Vec<u64> {
+        let mut points: Vec<u64> = self
+            .groups
+            .values()
+            .flatten()
+            .flat_map(|((a, b), _)| [*a, *b])
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        points
+    }
+
     /// θ (b's clock minus a's) for every pair seen in both directions.
     fn pair_estimates(&self) -> Vec<((u64, u64), ClockOffset)> {
         // per pair, per bucket: min of a→b differences, max of b→a differences
@@ -263,6 +322,7 @@ impl ClockSamples {
                 drift: 0.0,
                 bound_ns: (m1 as f64 - m2 as f64) / 2.0,
                 estimated: true,
+                ..ClockOffset::known(0)
             };
             let line = fit(&both);
             let chosen = if both.len() >= 3 && line.drift.abs() * span > whole.bound_ns.max(0.0) {
@@ -298,70 +358,159 @@ fn fit(points: &[(f64, f64, f64)]) -> ClockOffset {
         drift,
         bound_ns: bound,
         estimated: true,
+        ..ClockOffset::known(0)
     }
 }
 
-/// Offsets of every point reachable through estimated pairs, relative to
-/// one reference point, by the tightest pairs first; configured offsets
-/// (`known`) win and anchor the rest.
+/// A point's clock, as declared (`[[serve.clocks]]`) or announced by its
+/// probe: points of one domain share a clock (one host's, or devices that
+/// PTP or NTP keep within `bound_ns` of each other), so the delays between
+/// them are measured; between domains, offsets are estimated from traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClockDomain {
+    pub id: u64,
+    /// Most two clocks of the domain differ by.
+    pub bound_ns: u64,
+    /// This point's clock minus the domain's, when known (0: the same clock).
+    pub offset_ns: i64,
+}
+
+impl ClockDomain {
+    pub fn shared(id: u64, bound_ns: u64) -> Self {
+        Self {
+            id,
+            bound_ns,
+            offset_ns: 0,
+        }
+    }
+}
+
+/// Which clock a point reads: a declared domain's, or its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Clock {
+    Domain(u64),
+    Own(u64),
+}
+
+fn clock_of(domains: &HashMap<u64, ClockDomain>, point: u64) -> Clock {
+    domains
+        .get(&point)
+        .map_or(Clock::Own(point), |d| Clock::Domain(d.id))
+}
+
+/// Offsets of every point relative to one reference clock. Points of a
+/// declared domain take their domain's offset (not estimated, up to its
+/// bound); between clocks, offsets come from the pairs seen both ways, the
+/// tightest first (Prim), anchored at the clock with the most pairs.
 pub(crate) fn offsets(
     samples: &ClockSamples,
-    known: &HashMap<u64, i64>,
+    domains: &HashMap<u64, ClockDomain>,
 ) -> HashMap<u64, ClockOffset> {
-    let mut result: HashMap<u64, ClockOffset> = known
-        .iter()
-        .map(|(&p, &o)| (p, ClockOffset::known(o)))
-        .collect();
-    let mut pairs = samples.pair_estimates();
-    pairs.sort_by(|x, y| x.1.bound_ns.total_cmp(&y.1.bound_ns));
-    loop {
-        if result.is_empty() {
-            // anchor: the point with the most estimated pairs
-            let mut degree: HashMap<u64, usize> = HashMap::new();
-            for ((a, b), _) in &pairs {
-                *degree.entry(*a).or_default() += 1;
-                *degree.entry(*b).or_default() += 1;
-            }
-            let Some((&anchor, _)) = degree
-                .iter()
-                .max_by_key(|(p, d)| (**d, std::cmp::Reverse(**p)))
-            else {
-                return result;
+    // the point estimates, as estimates between clocks
+    let mut pairs: Vec<((Clock, Clock), ClockOffset)> = samples
+        .pair_estimates()
+        .into_iter()
+        .filter_map(|((a, b), theta)| {
+            let (ca, cb) = (clock_of(domains, a), clock_of(domains, b));
+            // b's clock minus a's, less what is known of each within its domain
+            let within = |p: u64| domains.get(&p).map_or(0, |d| d.offset_ns) as f64;
+            let theta = ClockOffset {
+                offset_ns: theta.offset_ns - within(b) + within(a),
+                ..theta
             };
-            result.insert(
-                anchor,
+            (ca != cb).then_some(((ca, cb), theta))
+        })
+        .collect();
+    pairs.sort_by(|x, y| x.1.bound_ns.total_cmp(&y.1.bound_ns));
+    let mut clocks: HashMap<Clock, ClockOffset> = HashMap::new();
+    let mut declared: Vec<Clock> = domains.values().map(|d| Clock::Domain(d.id)).collect();
+    declared.sort_unstable();
+    declared.dedup();
+    let mut trees = 0u32;
+    loop {
+        if let Some(((a, b), theta)) = next_pair(&pairs, &clocks) {
+            let (from, to, sign) = if clocks.contains_key(&a) {
+                (a, b, 1.0)
+            } else {
+                (b, a, -1.0)
+            };
+            let base = clocks[&from];
+            let at = theta.at_ns;
+            clocks.insert(
+                to,
                 ClockOffset {
+                    at_ns: at,
+                    offset_ns: base.at(at) + sign * theta.offset_ns,
+                    drift: base.drift + sign * theta.drift,
+                    bound_ns: base.bound_ns + theta.bound_ns,
                     estimated: true,
-                    ..ClockOffset::known(0)
+                    ..base
                 },
             );
+            continue;
         }
-        // Prim: the tightest pair joining a known point to an unknown one
-        let next = pairs
+        // nothing joins the placed clocks to the others: a new tree, with
+        // its own reference (offsets between trees are unknown), anchored
+        // at the clock with the most pairs, or a declared domain
+        let mut degree: HashMap<Clock, usize> = declared
             .iter()
-            .find(|((a, b), _)| result.contains_key(a) != result.contains_key(b));
-        let Some(&((a, b), theta)) = next else {
+            .filter(|c| !clocks.contains_key(c))
+            .map(|&c| (c, 0))
+            .collect();
+        for ((a, b), _) in &pairs {
+            for c in [a, b] {
+                if !clocks.contains_key(c) {
+                    *degree.entry(*c).or_default() += 1;
+                }
+            }
+        }
+        let Some((&anchor, _)) = degree
+            .iter()
+            .max_by_key(|(c, d)| (**d, std::cmp::Reverse(**c)))
+        else {
             break;
         };
-        let (from, to, sign) = if result.contains_key(&a) {
-            (a, b, 1.0)
-        } else {
-            (b, a, -1.0)
-        };
-        let base = result[&from];
-        let at = theta.at_ns;
-        result.insert(
-            to,
+        clocks.insert(
+            anchor,
             ClockOffset {
-                at_ns: at,
-                offset_ns: base.at(at) + sign * theta.offset_ns,
-                drift: base.drift + sign * theta.drift,
-                bound_ns: base.bound_ns + theta.bound_ns,
-                estimated: true,
+                tree: trees,
+                ..ClockOffset::known(0)
             },
         );
+        trees += 1;
     }
-    result
+    // every point with a clock placed: its clock's offset, plus its own
+    // within a domain
+    let mut points: Vec<u64> = samples.points();
+    points.extend(domains.keys());
+    points
+        .into_iter()
+        .filter_map(|p| {
+            let c = clocks.get(&clock_of(domains, p))?;
+            let within = domains.get(&p);
+            Some((
+                p,
+                ClockOffset {
+                    offset_ns: c.offset_ns + within.map_or(0, |d| d.offset_ns) as f64,
+                    bound_ns: c.bound_ns + within.map_or(0, |d| d.bound_ns) as f64,
+                    domain: within.map(|d| d.id),
+                    domain_bound_ns: within.map_or(0, |d| d.bound_ns),
+                    ..*c
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The tightest pair joining a placed clock to one not placed yet.
+fn next_pair(
+    pairs: &[((Clock, Clock), ClockOffset)],
+    placed: &HashMap<Clock, ClockOffset>,
+) -> Option<((Clock, Clock), ClockOffset)> {
+    pairs
+        .iter()
+        .find(|((a, b), _)| placed.contains_key(a) != placed.contains_key(b))
+        .copied()
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt32Type, UInt64Type};
 
 use crate::CorrelateError;
-use crate::clock::{ClockOffset, ClockSamples, offsets};
+use crate::clock::{ClockDomain, ClockOffset, ClockSamples, offsets};
 use crate::journey::{Context, Journey, build};
+use crate::key::FlowTuple;
 use crate::nat::NatTable;
 use crate::observe::{ExporterId, Observation, first_hop, read_reports, trajectories};
 use crate::sharing::Sharing;
@@ -41,8 +42,9 @@ pub struct CorrelatorConfig {
     pub clock_bucket_ns: i64,
     /// Workers, each owning the flow keys that hash to it.
     pub partitions: usize,
-    /// Offsets known by configuration (points sharing a clock: 0).
-    pub known_offsets: HashMap<u64, i64>,
+    /// The clock each point reads, where declared (`[[serve.clocks]]`) or
+    /// announced by its probe: delays inside a domain are measured.
+    pub clock_domains: HashMap<u64, ClockDomain>,
     /// Points in path order, where TTL and time cannot tell (hops behind
     /// one router interface, links).
     pub topology: Vec<u64>,
@@ -74,7 +76,7 @@ impl Default for CorrelatorConfig {
             lateness_ns: 5_000_000_000,
             clock_bucket_ns: 1_000_000_000,
             partitions: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            known_offsets: HashMap::new(),
+            clock_domains: HashMap::new(),
             topology: Vec::new(),
             names: HashMap::new(),
             address_spaces: HashMap::new(),
@@ -117,6 +119,10 @@ pub struct CorrelatorStats {
     /// was full (`max_pending_flow_records`): a later record of theirs
     /// finds them gone.
     pub flow_records_settled_early: u64,
+    /// Reports of trajectories that no packet can take: the tuple changes
+    /// along the path in a way no NAT does (both ends, or the protocol),
+    /// so the shared digest is a collision of two packets.
+    pub implausible: u64,
     pub windows: u64,
     pub journeys: u64,
 }
@@ -140,6 +146,27 @@ fn sorted_by_digest(window: Vec<Observation>) -> Vec<Observation> {
         .collect();
     keys.sort_unstable();
     keys.iter().map(|&(_, _, i)| window[i as usize]).collect()
+}
+
+/// Whether one packet can have made these observations: where its tuple
+/// changes along the path, a NAT keeps the protocol and one end (source
+/// NAT the destination, destination NAT the source), in either direction
+/// of the flow. Two packets of unrelated flows sharing a digest differ in
+/// both ends.
+fn plausible(trajectory: &[Observation]) -> bool {
+    let one_nat_apart = |a: &FlowTuple, b: &FlowTuple| {
+        a == b
+            || a.proto == b.proto
+                && ((a.src, a.src_port) == (b.src, b.src_port)
+                    || (a.dst, a.dst_port) == (b.dst, b.dst_port))
+    };
+    // several NATs on the way: each tuple one NAT from one seen before it
+    trajectory.iter().enumerate().all(|(i, o)| {
+        i == 0
+            || trajectory[..i]
+                .iter()
+                .any(|p| one_nat_apart(&p.tuple, &o.tuple))
+    })
 }
 
 /// Streams packet reports into journeys.
@@ -200,9 +227,9 @@ impl Correlator {
         }
     }
 
-    /// Declares a point's clock offset known (0: it shares the reference clock).
-    pub fn set_known_offset(&mut self, point: u64, offset_ns: i64) {
-        self.config.known_offsets.insert(point, offset_ns);
+    /// Declares the clock a point reads.
+    pub fn set_clock_domain(&mut self, point: u64, domain: ClockDomain) {
+        self.config.clock_domains.insert(point, domain);
     }
 
     /// Adds a batch of the `packet_reports` table.
@@ -419,7 +446,9 @@ impl Correlator {
         let mut mine = Vec::new();
         for (s, e) in trajectories(&mut window, self.config.max_path_delay_ns) {
             // a trajectory's observations are in time order
-            if window[s as usize].time_ns < end {
+            if !plausible(&window[s as usize..e as usize]) {
+                self.stats.implausible += u64::from(e - s);
+            } else if window[s as usize].time_ns < end {
                 mine.push((s, e));
             } else {
                 // a packet first seen after the window: the next one's
@@ -513,7 +542,7 @@ impl Correlator {
         for s in samples {
             merged.merge(s);
         }
-        let mut found = offsets(&merged, &self.config.known_offsets);
+        let mut found = offsets(&merged, &self.config.clock_domains);
         for (p, o) in &self.last_offsets {
             found.entry(*p).or_insert(*o);
         }
@@ -571,6 +600,30 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_shared_by_unrelated_flows_is_no_trajectory() {
+        let tuple = |src: u8, dst: u8, sport| FlowTuple {
+            src: hopscope_schema::ipv4_mapped([10, 0, 0, src]),
+            dst: hopscope_schema::ipv4_mapped([10, 0, 1, dst]),
+            src_port: sport,
+            dst_port: 53,
+            proto: 17,
+        };
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        // digest 7 at points 1, 2 for one flow and at 3, 4 for an unrelated one
+        let mut obs = packet(7, tuple(1, 1, 1000), [1, 2], 0);
+        obs.extend(packet(7, tuple(2, 2, 2000), [3, 4], 10_000));
+        // digest 8: a source NAT between points 5 and 6, which is possible
+        let mut natted = packet(8, tuple(3, 3, 3000), [5, 6], 0);
+        natted[1].tuple = tuple(9, 3, 9000);
+        obs.extend(natted);
+        c.add_observations(obs);
+        let journeys = c.finish();
+        assert_eq!(c.stats.implausible, 4);
+        assert_eq!(journeys.len(), 1);
+        assert!(journeys[0].flags.contains(&"nat"));
+    }
+
+    #[test]
     fn equal_tuples_in_separate_address_spaces_are_separate_journeys() {
         let tuple = FlowTuple {
             src: hopscope_schema::ipv4_mapped([10, 0, 0, 1]),
@@ -599,5 +652,102 @@ mod tests {
         assert!(apart.iter().all(|j| j.hops.len() == 2 && j.packets == 20));
         assert_ne!(apart[0].community_id, apart[1].community_id);
         assert!(apart.iter().any(|j| j.community_id == tuple.community_id()));
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::journey::Segment;
+    use crate::key::FlowTuple;
+
+    /// Packets both ways between points 1 (upstream) and 2 (one router
+    /// on), 20 ms more delay towards 2 than back, clocks equal.
+    fn asymmetric(c: &mut Correlator) {
+        let tuple = FlowTuple {
+            src: hopscope_schema::ipv4_mapped([10, 0, 0, 1]),
+            dst: hopscope_schema::ipv4_mapped([10, 0, 0, 2]),
+            src_port: 40_000,
+            dst_port: 7,
+            proto: 17,
+        };
+        for k in 0..50i64 {
+            let t = k * 20_000_000;
+            let o = |point, time_ns, ttl, tuple, digest| Observation {
+                point,
+                exporter: ([0; 16], point as u32),
+                time_ns,
+                digest,
+                ttl,
+                length: 100,
+                ip_version: 4,
+                tuple,
+            };
+            let d = 2 * k as u64;
+            c.add_observations([
+                o(1, t, 64, tuple, d),
+                o(2, t + 20_100_000, 63, tuple, d),
+                o(2, t + 1_000_000, 64, tuple.reversed(), d + 1),
+                o(1, t + 1_100_000, 63, tuple.reversed(), d + 1),
+            ]);
+        }
+    }
+
+    fn forward(journeys: &[Journey]) -> &Segment {
+        let j = journeys
+            .iter()
+            .find(|j| j.tuple.dst_port == 7)
+            .expect("the forward journey");
+        &j.segments[0]
+    }
+
+    #[test]
+    fn a_shared_clock_measures_an_asymmetric_delay() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        for p in [1, 2] {
+            c.set_clock_domain(p, ClockDomain::shared(9, 0));
+        }
+        asymmetric(&mut c);
+        let journeys = c.finish();
+        let s = forward(&journeys);
+        assert_eq!(s.delay_kind, "one-way");
+        let d = s.delay.unwrap();
+        assert!((d.median_ns - 20_100_000).abs() < 1_000, "{d:?}");
+        let back = journeys.iter().find(|j| j.tuple.src_port == 7).unwrap();
+        assert_eq!(back.segments[0].delay.unwrap().median_ns, 100_000);
+        assert!(
+            !journeys
+                .iter()
+                .any(|j| j.flags.contains(&"offsets-estimated"))
+        );
+    }
+
+    #[test]
+    fn estimated_offsets_say_so_with_a_bound_that_holds_the_truth() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        asymmetric(&mut c);
+        let journeys = c.finish();
+        let s = forward(&journeys);
+        assert_eq!(s.delay_kind, "estimated");
+        let d = s.delay.unwrap().median_ns;
+        // the symmetric split: (20.1 + 0.1) / 2 each way
+        assert!((d - 10_100_000).abs() < 1_000, "{d}");
+        let bound = s.delay_bound_ns.unwrap() as i64;
+        assert!((d - 20_100_000).abs() <= bound, "truth inside ±{bound}");
+        let j = journeys.iter().find(|j| j.tuple.dst_port == 7).unwrap();
+        assert!(j.flags.contains(&"offsets-estimated"));
+        // the round trip is exact whatever the split
+        let summary = crate::summarize_segments(&journeys);
+        let rtt = summary[0].rtt_median_ns.unwrap();
+        assert!((rtt - 20_200_000).abs() < 1_000, "{rtt}");
+    }
+
+    #[test]
+    fn points_of_different_domains_are_estimated_between_them() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        c.set_clock_domain(1, ClockDomain::shared(1, 0));
+        c.set_clock_domain(2, ClockDomain::shared(2, 50_000));
+        asymmetric(&mut c);
+        assert_eq!(forward(&c.finish()).delay_kind, "estimated");
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::clock::ClockOffset;
+use crate::clock::{ClockOffset, DelayKind};
 use crate::key::FlowTuple;
 use crate::loss::{poisson_upper, wilson_interval};
 use crate::observe::Observation;
@@ -34,6 +34,9 @@ pub struct Journey {
     /// Between consecutive hops: `segments[i]` joins `hops[i]` and `hops[i + 1]`.
     pub segments: Vec<Segment>,
     pub end_to_end: Option<DelayStats>,
+    /// What the end-to-end delay rests on (as a segment's `delay_kind`).
+    pub end_to_end_kind: &'static str,
+    pub end_to_end_bound_ns: Option<u64>,
     /// Selected packets seen at the first hop, their IP octets, and those seen at the last.
     pub packets: u64,
     pub bytes: u64,
@@ -80,7 +83,14 @@ pub struct Segment {
     /// One-way delay, or its variation above the minimum when the two
     /// clocks' offset is unknown (`delay_kind`).
     pub delay: Option<DelayStats>,
+    /// `one-way` (one clock, or clocks kept within a stated bound),
+    /// `estimated` (offsets from traffic, assuming symmetric minimum
+    /// delays) or `variation` (offsets unknown); see [`DelayKind`].
     pub delay_kind: &'static str,
+    /// Half-width of the interval the true delay lies in around each
+    /// figure, from the clocks' bounds: for `estimated`, the asymmetry the
+    /// data cannot rule out. None for `variation`.
+    pub delay_bound_ns: Option<u64>,
     pub loss: LossEstimate,
 }
 
@@ -194,7 +204,6 @@ pub(crate) fn build(
     points.sort_unstable();
     let index = |p: u64| points.binary_search(&p).expect("point listed");
     let n = points.len();
-    let offsets_known = points.iter().all(|p| cx.offsets.contains_key(p));
     // looked up once per point, not once per observation
     let offset_at: Vec<Option<ClockOffset>> =
         points.iter().map(|p| cx.offsets.get(p).copied()).collect();
@@ -332,16 +341,37 @@ pub(crate) fn build(
         })
         .collect();
 
+    // what a delay between two hops rests on: the weakest pair of clocks
+    let kind_between = |a: &Hop, b: &Hop| -> (DelayKind, Option<u64>) {
+        let mut kind = DelayKind::Measured;
+        let mut bound = 0u64;
+        for x in &a.points {
+            for y in &b.points {
+                let (Some(cx), Some(cy)) = (x.clock, y.clock) else {
+                    return (DelayKind::Variation, None);
+                };
+                let k = cx.delay_kind(&cy);
+                kind = kind.max(k);
+                let b = match k {
+                    DelayKind::Measured => cx.domain_bound_ns.max(cy.domain_bound_ns) as f64,
+                    _ => cx.bound_ns.max(0.0) + cy.bound_ns.max(0.0),
+                };
+                bound = bound.max(b.round() as u64);
+            }
+        }
+        match kind {
+            DelayKind::Variation => (kind, None),
+            _ => (kind, Some(bound)),
+        }
+    };
     // segments
     let mut flags: Vec<&'static str> = Vec::new();
-    let delay_kind = if offsets_known {
-        "one-way"
-    } else {
-        "variation"
-    };
+    let mut kinds: Vec<DelayKind> = Vec::new();
     let mut segments = Vec::with_capacity(levels.saturating_sub(1));
     let mut telemetry_lost: u64 = hops.iter().map(|h| h.telemetry_missing).sum();
     for i in 0..levels.saturating_sub(1) {
+        let (kind, delay_bound_ns) = kind_between(&hops[i], &hops[i + 1]);
+        kinds.push(kind);
         let mut sent = 0u64;
         let mut last_here = 0u64;
         let mut delays = Vec::new();
@@ -355,7 +385,9 @@ pub(crate) fn build(
                 delays.push(corrected(b) - corrected(a));
             }
         }
-        if !offsets_known && let Some(&min) = delays.iter().min() {
+        if kind == DelayKind::Variation
+            && let Some(&min) = delays.iter().min()
+        {
             delays.iter_mut().for_each(|d| *d -= min);
         }
         let downstream: f64 = hop_rate[i + 1..].iter().product();
@@ -377,7 +409,8 @@ pub(crate) fn build(
             from,
             to,
             delay: DelayStats::from_samples(delays),
-            delay_kind,
+            delay_kind: kind.as_str(),
+            delay_bound_ns,
             loss: LossEstimate::new(sent, lost, explained, evidence),
         });
     }
@@ -413,15 +446,17 @@ pub(crate) fn build(
             prev = Some(o);
         }
     }
-    if !offsets_known {
-        flags.push("offsets-unknown");
-        if let Some(&min) = e2e.iter().min() {
-            e2e.iter_mut().for_each(|d| *d -= min);
-        }
-    } else if points
-        .iter()
-        .any(|p| cx.offsets.get(p).is_some_and(|c| c.estimated))
+    let (e2e_kind, end_to_end_bound_ns) = kind_between(&hops[0], &hops[levels - 1]);
+    kinds.push(e2e_kind);
+    if e2e_kind == DelayKind::Variation
+        && let Some(&min) = e2e.iter().min()
     {
+        e2e.iter_mut().for_each(|d| *d -= min);
+    }
+    if kinds.contains(&DelayKind::Variation) {
+        flags.push("offsets-unknown");
+    }
+    if kinds.contains(&DelayKind::Estimated) {
         flags.push("offsets-estimated");
     }
     let end_to_end = DelayStats::from_samples(e2e);
@@ -468,6 +503,8 @@ pub(crate) fn build(
         hops,
         segments,
         end_to_end,
+        end_to_end_kind: e2e_kind.as_str(),
+        end_to_end_bound_ns,
         nat,
         flags,
     }

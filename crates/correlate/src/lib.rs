@@ -33,7 +33,7 @@ mod summary;
 mod totals;
 
 pub use batch::journeys_to_batch;
-pub use clock::ClockOffset;
+pub use clock::{ClockDomain, ClockOffset, DelayKind};
 pub use engine::{Correlator, CorrelatorConfig, CorrelatorStats};
 pub use journey::{DelayStats, Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
 pub use key::{CanonicalKey, FlowTuple};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::DelayKind;
 use crate::journey::{Journey, LossEstimate};
 
 /// One segment (`from > to`) summed over the journeys that cross it.
@@ -20,6 +21,15 @@ pub struct SegmentSummary {
     pub loss: LossEstimate,
     /// Median over journeys of their median delay on the segment.
     pub delay_median_ns: Option<i64>,
+    /// What the delay rests on: the weakest of the journeys' kinds
+    /// (`one-way`, `estimated`, `variation`), and the widest bound.
+    pub delay_kind: &'static str,
+    pub delay_bound_ns: Option<u64>,
+    /// The round trip over this segment and back (this delay's median plus
+    /// the reverse segment's): exact whatever the clocks' offset, as the
+    /// offset cancels. None without the reverse segment, or with offsets
+    /// unknown.
+    pub rtt_median_ns: Option<i64>,
 }
 
 /// One segment's sums while pooling.
@@ -33,6 +43,8 @@ struct Pool {
     lost: u64,
     explained: u64,
     median_delays: Vec<i64>,
+    kind: Option<DelayKind>,
+    bound_ns: Option<u64>,
 }
 
 /// Sums segments as they come, one pool per `from > to`.
@@ -45,6 +57,7 @@ impl Pools {
         (from, to, basis): (&str, &str, &'static str),
         loss: (u64, u64, u64),
         median_delay: Option<i64>,
+        (kind, bound_ns): (&str, Option<u64>),
     ) {
         let i = match self
             .0
@@ -68,16 +81,49 @@ impl Pools {
         p.lost += loss.1;
         p.explained += loss.2;
         p.median_delays.extend(median_delay);
+        if median_delay.is_some() {
+            let kind = match kind {
+                "one-way" => DelayKind::Measured,
+                "estimated" => DelayKind::Estimated,
+                _ => DelayKind::Variation,
+            };
+            p.kind = Some(p.kind.map_or(kind, |k| k.max(kind)));
+            p.bound_ns = p.bound_ns.max(bound_ns);
+        }
     }
 
     /// The summaries, the most lossy first.
-    fn finish(self) -> Vec<SegmentSummary> {
+    fn finish(mut self) -> Vec<SegmentSummary> {
+        for p in &mut self.0 {
+            p.median_delays.sort_unstable();
+        }
+        let median = |p: &Pool| p.median_delays.get(p.median_delays.len() / 2).copied();
+        let known = |p: &Pool| p.kind.is_some_and(|k| k != DelayKind::Variation);
+        let rtt: Vec<Option<i64>> = self
+            .0
+            .iter()
+            .map(|p| {
+                let back = self
+                    .0
+                    .iter()
+                    .find(|q| q.from == p.to && q.to == p.from && q.basis == p.basis)?;
+                (known(p) && known(back)).then(|| Some(median(p)? + median(back)?))?
+            })
+            .collect();
         let mut result: Vec<SegmentSummary> = self
             .0
             .into_iter()
-            .map(|mut p| {
-                p.median_delays.sort_unstable();
+            .zip(rtt)
+            .map(|(p, rtt_median_ns)| {
+                let kind = p.kind.unwrap_or(DelayKind::Variation);
                 SegmentSummary {
+                    delay_kind: kind.as_str(),
+                    delay_bound_ns: if kind == DelayKind::Variation {
+                        None
+                    } else {
+                        p.bound_ns
+                    },
+                    rtt_median_ns,
                     loss: LossEstimate::new(
                         p.sent,
                         p.lost,
@@ -114,6 +160,7 @@ pub fn summarize_segments(journeys: &[Journey]) -> Vec<SegmentSummary> {
                 (&s.from, &s.to, basis),
                 (l.sent, l.lost, l.telemetry_explained),
                 median,
+                (s.delay_kind, s.delay_bound_ns),
             );
         }
     }
@@ -142,6 +189,10 @@ struct StoredSegment {
     from: String,
     to: String,
     delay: Option<StoredDelay>,
+    #[serde(default)]
+    delay_kind: String,
+    #[serde(default)]
+    delay_bound_ns: Option<u64>,
     loss: StoredLoss,
 }
 
@@ -175,6 +226,7 @@ pub fn summarize_stored_segments<'a>(
                         (&s.from, &s.to, basis),
                         (l.sent, l.lost, l.telemetry_explained),
                         median,
+                        (&s.delay_kind, s.delay_bound_ns),
                     );
                 }
             }

@@ -478,6 +478,7 @@ pub(crate) fn totals_journey(
             to: down.name.clone(),
             delay: None,
             delay_kind: "unknown",
+            delay_bound_ns: None,
             loss: LossEstimate::new(
                 up.packets,
                 lost,
@@ -524,6 +525,8 @@ pub(crate) fn totals_journey(
             .collect(),
         segments,
         end_to_end: None,
+        end_to_end_kind: "unknown",
+        end_to_end_bound_ns: None,
         packets,
         bytes,
         delivered,

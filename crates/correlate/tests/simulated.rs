@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use hopscope_correlate::{Correlator, CorrelatorConfig, Journey, read_reports, summarize_segments};
+use hopscope_correlate::{
+    ClockDomain, Correlator, CorrelatorConfig, Journey, read_reports, summarize_segments,
+};
 use hopscope_probe::{Profile, SelectorConfig};
 use hopscope_simulate::{Run, Scenario, probe_reports, simulate};
 
@@ -38,9 +40,13 @@ fn correlate(run: &Run, setup: &Setup, scenario: &Scenario) -> Vec<Journey> {
     };
     if setup.offsets_known {
         for p in &run.truth.points {
-            config
-                .known_offsets
-                .insert(p.id, p.offset_at_start_ns.round() as i64);
+            config.clock_domains.insert(
+                p.id,
+                ClockDomain {
+                    offset_ns: p.offset_at_start_ns.round() as i64,
+                    ..ClockDomain::shared(0, 0)
+                },
+            );
         }
     }
     let mut c = Correlator::new(config);

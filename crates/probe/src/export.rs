@@ -126,6 +126,9 @@ pub struct Exporter {
     pub counters: ExportCounters,
 }
 
+/// The selector id of the metering filter (the journey selector is 1).
+const METERING_FILTER_ID: u64 = 2;
+
 /// What a probe says about itself in options records.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeReport<'a> {
@@ -133,8 +136,12 @@ pub struct ProbeReport<'a> {
     pub observation_point_name: &'a str,
     pub metering_process_id: u32,
     pub selector: Option<&'a Selector>,
-    /// Packets seen but not metered (capture drops, unparseable frames).
+    /// Packets the metering process missed (capture drops): the reports of
+    /// any of them that were selected are missing.
     pub ignored_packets: u64,
+    /// Frames observed, and those left out by choice (not IP, malformed,
+    /// turned away by the BPF filter): said as a property-match filter.
+    pub left_out: (u64, u64),
     pub flows_exported: u64,
 }
 
@@ -274,6 +281,23 @@ impl Exporter {
         rec.extend_from_slice(&1u16.to_be_bytes());
         rec.extend_from_slice(&1u32.to_be_bytes());
         rec.extend_from_slice(&0u32.to_be_bytes());
+        self.templates.add_record(&mut self.builder, id, &rec);
+        // the metering filter (RFC 5475 §6.1 property match, selectorId 2):
+        // frames left out by choice, apart from those missed (164 below)
+        let id = self.templates.id_for(
+            1,
+            vec![
+                FieldSpec::iana(302, 8), // selectorId (scope)
+                FieldSpec::iana(304, 2), // selectorAlgorithm: 5, property match filtering
+                FieldSpec::iana(318, 8), // selectorIdTotalPktsObserved
+                FieldSpec::iana(319, 8), // selectorIdTotalPktsSelected
+            ],
+        );
+        let (observed, left_out) = r.left_out;
+        let mut rec = METERING_FILTER_ID.to_be_bytes().to_vec();
+        rec.extend_from_slice(&5u16.to_be_bytes());
+        rec.extend_from_slice(&observed.to_be_bytes());
+        rec.extend_from_slice(&observed.saturating_sub(left_out).to_be_bytes());
         self.templates.add_record(&mut self.builder, id, &rec);
         // observation point: id (scope) and name
         let id = self.templates.id_for(

@@ -50,7 +50,12 @@ impl MeteringProcess {
                 observation_point_name: &self.observation_point,
                 metering_process_id: 1,
                 selector: self.meter.selector(),
-                ignored_packets: s.not_ip + s.malformed + capture_drops,
+                // missed, not left out by choice: frames that are not IP
+                // (ARP) or do not parse are the metering filter's, said
+                // apart, so that a collector does not read them as reports
+                // it will never get
+                ignored_packets: capture_drops,
+                left_out: (s.frames, s.not_ip + s.malformed + s.filtered),
                 flows_exported: s.flows_exported,
             },
             now_secs,

@@ -82,7 +82,7 @@ impl Default for SelectorConfig {
             selected: 1,
             population: 1,
             profile: Profile::NatFree,
-            payload_prefix: 8,
+            payload_prefix: 16,
             selector_id: 1,
         }
     }
@@ -156,6 +156,10 @@ impl Selector {
             input.extend_from_slice(&p.dst_port.unwrap_or(0).to_be_bytes());
         }
         input.push(p.proto.unwrap_or(0));
+        // the length tells apart packets of different flows that share an
+        // IP id and a payload prefix (constant protocol headers), and no
+        // router or NAT on the way changes it
+        input.extend_from_slice(&p.ip_total_length.unwrap_or(0).to_be_bytes());
         input.extend_from_slice(&p.fragment_id.unwrap_or(0).to_be_bytes());
         input.extend_from_slice(&p.fragment_offset.to_be_bytes());
         input.extend_from_slice(&p.tcp_seq.unwrap_or(0).to_be_bytes());

@@ -166,6 +166,7 @@ fn reported_drops_and_unsent_records_are_counted_as_they_grow() {
                 metering_process_id: 1,
                 selector: None,
                 ignored_packets: ignored,
+                left_out: (0, 0),
                 flows_exported: 0,
             },
             1_800_000_000,

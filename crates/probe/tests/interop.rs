@@ -321,6 +321,7 @@ fn tshark_decodes_the_probe_export_cleanly() {
         metering_process_id: 1,
         selector: m.selector(),
         ignored_packets: 0,
+        left_out: (0, 0),
         flows_exported: m.stats.flows_exported,
     };
     exporter.export_options(&report, 1_800_000_000);

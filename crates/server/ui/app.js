@@ -436,7 +436,12 @@ function hopNode(h) {
 function segmentNode(s) {
   const l = s.loss;
   const lossy = l.lost > 0;
-  const kind = s.delay_kind === "one-way" ? "one-way delay" : esc(s.delay_kind);
+  // what the figure rests on: one clock (measured), an offset estimated
+  // from traffic (the split of the round trip is an estimate), or nothing
+  const bound = s.delay_bound_ns ? ` ±${ns(s.delay_bound_ns)}` : "";
+  const kind = s.delay_kind === "one-way" ? `one-way delay${bound}`
+    : s.delay_kind === "estimated" ? `<span class="warn" title="clock offsets estimated from packets seen both ways, assuming equal minimum delays">estimated one-way delay${bound}</span>`
+    : s.delay_kind === "variation" ? "delay variation (clock offsets unknown)" : esc(s.delay_kind);
   const delay = s.delay
     ? `${kind}: median ${ns(s.delay.median_ns)}, p95 ${ns(s.delay.p95_ns)}, min ${ns(s.delay.min_ns)}, max ${ns(s.delay.max_ns)} (${s.delay.samples} packets${s.delay.negative ? `, <span class="warn">${s.delay.negative} negative</span>` : ""})`
     : "delay unknown";
