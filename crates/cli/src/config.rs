@@ -132,8 +132,11 @@ impl ServeSection {
                 group.name
             );
             for name in &group.points {
-                let domain =
-                    hopscope_correlate::ClockDomain::shared(i as u64, bound_ns.max(0) as u64);
+                // the top bit keeps configured domains apart from announced ones
+                let domain = hopscope_correlate::ClockDomain::shared(
+                    1 << 63 | i as u64,
+                    bound_ns.max(0) as u64,
+                );
                 if domains.insert(point_id(name), domain).is_some() {
                     anyhow::bail!("[[serve.clocks]]: point {name} is in two groups");
                 }
@@ -181,6 +184,8 @@ pub struct ProbeSection {
     tunnels: Option<String>,
     bpf: Option<String>,
     workers: Option<usize>,
+    clock: Option<String>,
+    clock_bound: Option<String>,
 }
 
 /// Fills every flag the user did not give (on the command line or in its
@@ -229,6 +234,7 @@ impl ProbeSection {
             pcap, interface, export, observation_point, observation_point_id,
             domain, biflow, active_timeout, idle_timeout, max_flows, select, hash,
             seed, profile, payload_prefix, duration, fanout_group, tunnels, bpf, workers,
+            clock, clock_bound,
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,20 +20,38 @@ use hopscope_correlate::{
 };
 use hopscope_store::query::{evaluate, parse_duration, parse_journey_filter, time_range};
 use hopscope_store::{Store, Table, WriteOptions, write_atomically};
+use hopscope_wire::PointClock;
 
 use crate::{JourneysArgs, now_ns};
 
-/// Where the names of observation points are kept for batch runs.
-fn names_path(store_root: &Path) -> PathBuf {
-    store_root.join("state").join("points.json")
-}
+/// What exporters said of their observation points, kept in the store's
+/// `state` directory for batch runs: names (`points.json`) and announced
+/// clocks (`clocks.json`), each a list of (point id, value).
+const NAMES_FILE: &str = "points.json";
+const CLOCKS_FILE: &str = "clocks.json";
 
-fn load_names(store_root: &Path) -> HashMap<u64, String> {
-    std::fs::read(names_path(store_root))
+fn load_points<T: serde::de::DeserializeOwned>(store_root: &Path, file: &str) -> HashMap<u64, T> {
+    std::fs::read(store_root.join("state").join(file))
         .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<(u64, String)>>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Vec<(u64, T)>>(&b).ok())
         .map(|v| v.into_iter().collect())
         .unwrap_or_default()
+}
+
+fn save_points<T: serde::Serialize + Ord>(root: &Path, file: &str, points: &HashMap<u64, T>) {
+    let dir = root.join("state");
+    let mut list: Vec<(&u64, &T)> = points.iter().collect();
+    list.sort();
+    if std::fs::create_dir_all(&dir).is_ok()
+        && let Ok(json) = serde_json::to_vec(&list)
+    {
+        let _ = write_atomically(&dir, file, &json);
+    }
+}
+
+/// A clock a point announced, as the correlator takes it.
+fn announced(clock: PointClock) -> ClockDomain {
+    ClockDomain::shared(clock.id, clock.bound_ns)
 }
 
 /// The streaming correlator of `hopscope serve`: takes what each flush
@@ -48,16 +66,24 @@ pub fn follow(
     std::thread::Builder::new()
         .name("correlator".into())
         .spawn(move || {
-            let mut names = load_names(store.root());
+            let mut names = load_points::<String>(store.root(), NAMES_FILE);
+            // configured clocks stand; announced ones fill in the rest
+            let configured: Vec<u64> = config.clock_domains.keys().copied().collect();
+            let mut clocks = load_points::<PointClock>(store.root(), CLOCKS_FILE);
+            let mut clock_domains = config.clock_domains.clone();
+            for (&p, &c) in &clocks {
+                clock_domains.entry(p).or_insert(announced(c));
+            }
             let mut correlator = Correlator::new(CorrelatorConfig {
                 names: names.clone(),
+                clock_domains,
                 ..config
             });
             loop {
                 let journeys = match committed.recv_timeout(Duration::from_secs(1)) {
                     Ok(c) => {
                         let mut new_names = false;
-                        for (id, name) in c.point_names {
+                        for (id, name) in c.points.names {
                             if names.get(&id) != Some(&name) {
                                 correlator.set_name(id, &name);
                                 names.insert(id, name);
@@ -65,7 +91,20 @@ pub fn follow(
                             }
                         }
                         if new_names {
-                            save_names(store.root(), &names);
+                            save_points(store.root(), NAMES_FILE, &names);
+                        }
+                        let mut new_clocks = false;
+                        for (id, clock) in c.points.clocks {
+                            if clocks.get(&id) != Some(&clock) {
+                                if !configured.contains(&id) {
+                                    correlator.set_clock_domain(id, announced(clock));
+                                }
+                                clocks.insert(id, clock);
+                                new_clocks = true;
+                            }
+                        }
+                        if new_clocks {
+                            save_points(store.root(), CLOCKS_FILE, &clocks);
                         }
                         // a batch the correlator cannot read is counted and said, not dropped silently
                         for b in &c.packet_reports {
@@ -108,17 +147,6 @@ fn unreadable(metrics: &Metrics, what: &str, e: &hopscope_correlate::CorrelateEr
         Vec::new(),
         vec![format!("journeys: {what} not read: {e}")],
     );
-}
-
-fn save_names(root: &Path, names: &HashMap<u64, String>) {
-    let dir = root.join("state");
-    let mut list: Vec<(&u64, &String)> = names.iter().collect();
-    list.sort();
-    if std::fs::create_dir_all(&dir).is_ok()
-        && let Ok(json) = serde_json::to_vec(&list)
-    {
-        let _ = write_atomically(&dir, "points.json", &json);
-    }
 }
 
 fn write_journeys(store: &Store, journeys: &[Journey], metrics: &Metrics) {
@@ -241,7 +269,7 @@ pub(crate) fn publish(c: &Correlator, metrics: &Metrics) {
 
 /// `hopscope journeys`: rebuild journeys from the stored packet reports of
 /// a range, filter them, and print them as path diagrams.
-pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
+pub fn run(args: &JourneysArgs, section: &crate::config::ServeSection) -> Result<ExitCode> {
     let filter = args.filter.join(" ");
     let expr = match parse_journey_filter(&filter) {
         Ok(e) => e,
@@ -265,8 +293,17 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
     )?;
     let store = Store::open(&args.data_dir, WriteOptions::default())
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    // as `serve` has them: configured clocks, then those the probes announced
+    let mut clock_domains = section.clock_domains()?;
+    if !args.estimate_clocks {
+        for (p, c) in load_points::<PointClock>(store.root(), CLOCKS_FILE) {
+            clock_domains.entry(p).or_insert(announced(c));
+        }
+    }
     let mut config = CorrelatorConfig {
-        names: load_names(store.root()),
+        names: load_points(store.root(), NAMES_FILE),
+        address_spaces: section.address_spaces(),
+        clock_domains,
         ..CorrelatorConfig::default()
     };
     if let Some(w) = &args.window {
@@ -332,9 +369,9 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.segments {
-        let summary = summarize_segments(&journeys);
+        let pooled = summarize_segments(&journeys);
         if args.json {
-            serde_json::to_writer_pretty(&mut out, &summary)?;
+            serde_json::to_writer_pretty(&mut out, &pooled)?;
             writeln!(out)?;
         } else {
             writeln!(
@@ -349,7 +386,7 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
                 "95% interval",
                 "delay p50"
             )?;
-            for s in &summary {
+            for s in &pooled.segments {
                 writeln!(
                     out,
                     "{:<40} {:<11} {:>8} {:>10} {:>8} {:>9.3}  [{:.3}, {:.3}] % {:>12}",
@@ -363,6 +400,26 @@ pub fn run(args: &JourneysArgs) -> Result<ExitCode> {
                     s.loss.ratio_high * 100.0,
                     s.delay_median_ns.map_or("-".into(), duration)
                 )?;
+            }
+            for set in &pooled.ecmp {
+                writeln!(
+                    out,
+                    "\nparallel paths from {} to {} ({}):",
+                    set.fork, set.join, set.basis
+                )?;
+                for m in &set.members {
+                    writeln!(
+                        out,
+                        "  via {:<40} {:>8} journeys {:>10} sent {:>8} lost {:>9.3} % {:>12} {}",
+                        m.via.join(", "),
+                        m.journeys,
+                        m.loss.sent,
+                        m.loss.lost,
+                        m.loss.ratio * 100.0,
+                        m.delay_median_ns.map_or("-".into(), duration),
+                        m.delay_kind
+                    )?;
+                }
             }
         }
         return Ok(ExitCode::SUCCESS);

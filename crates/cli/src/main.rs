@@ -93,6 +93,10 @@ struct JourneysArgs {
     /// Every probe shares one clock (one host, PTP): offsets are zero, not estimated.
     #[arg(long)]
     same_clock: bool,
+    /// Estimate every offset from the traffic, whatever clocks the probes
+    /// announced ([[serve.clocks]] of --config still holds).
+    #[arg(long, conflicts_with = "same_clock")]
+    estimate_clocks: bool,
     /// Loss and delay per segment, pooled over the journeys.
     #[arg(long)]
     segments: bool,
@@ -410,6 +414,18 @@ struct ProbeArgs {
     /// are constant headers).
     #[arg(long, env = "HOPSCOPE_PROBE_PAYLOAD_PREFIX", default_value_t = 16)]
     payload_prefix: usize,
+    /// The clock this probe's timestamps read, announced to the collector
+    /// so that delays between points of one clock are measured, not
+    /// estimated: `host` (this kernel's clock: every probe on the host
+    /// shares it), a NAME shared by hosts that PTP or NTP keep together
+    /// (with --clock-bound), or `none`. `auto`: `host` on live interfaces,
+    /// `none` for capture files (their times are another host's).
+    #[arg(long, env = "HOPSCOPE_PROBE_CLOCK", default_value = "auto")]
+    clock: String,
+    /// The most clocks of a named --clock differ by (50us for PTP, a few
+    /// ms for NTP); 0 for `host`.
+    #[arg(long, env = "HOPSCOPE_PROBE_CLOCK_BOUND")]
+    clock_bound: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -483,7 +499,7 @@ fn main() -> ExitCode {
                 Command::Query(args) => query::run(&args),
                 Command::Status(args) => status::run(&args),
                 Command::Sql(args) => sql::run(&args),
-                Command::Journeys(args) => journeys::run(&args),
+                Command::Journeys(args) => journeys::run(&args, &config.serve),
                 Command::Simulate(args) => simulate::run(&args),
             }
         });

@@ -10,6 +10,8 @@ use hopscope_probe::{
     MeteringProcess, PacketSource, PcapFileSource, Profile, SelectorConfig, crc32,
 };
 
+use hopscope_wire::PointClock;
+
 use crate::{ProbeArgs, now_ns};
 
 /// Flows or reports waiting before they are encoded and sent.
@@ -69,6 +71,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    let clock = announced_clock(args)?;
     // each interface is its own observation point: "name/interface" when there are several
     let new_probe = |interface: Option<&str>| -> Result<Probe> {
         let observation_point = match interface {
@@ -96,6 +99,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
                 exporter: Exporter::open(&target, args.domain)?,
                 observation_point,
                 observation_point_id,
+                clock,
             },
             summary: Summary::default(),
         })
@@ -132,6 +136,56 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
     };
     summary.print();
     Ok(summary.exit_code())
+}
+
+/// The clock to announce (`--clock`, `--clock-bound`).
+fn announced_clock(args: &ProbeArgs) -> Result<Option<PointClock>> {
+    let bound_ns = match &args.clock_bound {
+        Some(b) => Some(parse_duration(b).with_context(|| format!("--clock-bound {b}"))?),
+        None => None,
+    };
+    let live = !args.interface.is_empty();
+    Ok(match args.clock.as_str() {
+        "none" => None,
+        "auto" if !live => None,
+        "auto" | "host" => {
+            if bound_ns.is_some_and(|b| b > 0) {
+                bail!(
+                    "--clock-bound: the host's clock is one clock (bound 0); name a clock shared by hosts to give a bound"
+                );
+            }
+            Some(PointClock {
+                id: host_clock_id()?,
+                bound_ns: 0,
+            })
+        }
+        name => Some(PointClock {
+            // apart from host clocks (boot ids), whatever the name
+            id: u64::from(crc32(name.as_bytes(), 0)) | 1 << 62,
+            bound_ns: bound_ns
+                .context(
+                    "--clock NAME: give --clock-bound, the most the clocks of its hosts differ by",
+                )?
+                .max(0) as u64,
+        }),
+    })
+}
+
+/// This kernel's clock: every probe that reads it (on this host, in any
+/// network namespace or container) announces the same id, from the boot
+/// id, which a reboot changes (and with it, possibly, the clock).
+fn host_clock_id() -> Result<u64> {
+    let path = "/proc/sys/kernel/random/boot_id";
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--clock host: reading {path} (give --clock none or a name)"))?;
+    let hex: String = text
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    let id = u64::from_str_radix(&hex, 16)
+        .with_context(|| format!("--clock host: {path} holds no boot id"))?;
+    Ok(id & !(3 << 62))
 }
 
 /// One metering process and what it has done.

@@ -94,7 +94,8 @@ fn simulated_loss_is_found_on_its_segment_through_probe_serve_and_journeys() {
         &["journeys", "--data-dir", "data", "--segments", "--json"],
         &dir,
     );
-    let segments: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let pooled: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let segments = &pooled["segments"];
     let worst = &segments[0];
     let truth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("caps/truth.json")).unwrap()).unwrap();

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use hopscope_schema::{ExporterHealthBuilder, ExporterHealthRecord, ip_to_mapped};
-use hopscope_wire::{DecodeOutput, Decoder, Evictions, ExporterStats, SessionLimits, Transport};
+use hopscope_wire::{
+    DecodeOutput, Decoder, Evictions, ExporterStats, PointClock, SessionLimits, Transport,
+};
 
 use crate::enrich::{EnrichCache, Enricher};
 use crate::metrics::{DomainReport, Metrics, SessionReport};
@@ -34,9 +36,36 @@ pub struct Handoff {
     pub state: Option<StateDelta>,
     /// Collector receive time of the oldest row in this hand-off.
     pub oldest_ns: Option<i64>,
-    /// Observation point names the exporters sent in options records
-    /// (only when packet reports are handed off: journeys name their hops by them).
-    pub point_names: Vec<(u64, String)>,
+    /// What exporters said of their observation points in options records
+    /// (only when packet reports are handed off: journeys name their hops
+    /// by them and measure delays between points of one clock).
+    pub points: PointFacts,
+}
+
+/// Names and clocks of observation points, by observationPointId.
+#[derive(Debug, Default, Clone)]
+pub struct PointFacts {
+    pub names: Vec<(u64, String)>,
+    pub clocks: Vec<(u64, PointClock)>,
+}
+
+impl PointFacts {
+    /// Every fact the decoder has learnt.
+    fn of(decoder: &Decoder) -> Self {
+        let domains = || decoder.sessions().flat_map(|s| s.domains()).map(|(_, d)| d);
+        PointFacts {
+            names: domains()
+                .flat_map(|d| d.point_names())
+                .map(|(id, name)| (id, name.to_string()))
+                .collect(),
+            clocks: domains().flat_map(|d| d.point_clocks()).collect(),
+        }
+    }
+
+    pub fn extend(&mut self, other: PointFacts) {
+        self.names.extend(other.names);
+        self.clocks.extend(other.clocks);
+    }
 }
 
 /// The parts of an intake other than its decoder and builders, so that a
@@ -199,10 +228,10 @@ impl IntakeState {
             health,
             state: (self.transport == Transport::Udp).then(|| self.state_delta(decoder)),
             oldest_ns: self.oldest_ns.take(),
-            point_names: if packet_reports.is_some() {
-                point_names(decoder)
+            points: if packet_reports.is_some() {
+                PointFacts::of(decoder)
             } else {
-                Vec::new()
+                PointFacts::default()
             },
             packet_reports,
         };
@@ -321,16 +350,6 @@ impl IntakeState {
         let batch = (!builder.is_empty()).then(|| builder.finish().expect("valid batch"));
         (batch, reports)
     }
-}
-
-/// Every observation point name the decoder has learnt.
-fn point_names(decoder: &Decoder) -> Vec<(u64, String)> {
-    decoder
-        .sessions()
-        .flat_map(|s| s.domains())
-        .flat_map(|(_, d)| d.point_names())
-        .map(|(id, name)| (id, name.to_string()))
-        .collect()
 }
 
 impl IntakeState {

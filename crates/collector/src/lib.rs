@@ -38,7 +38,7 @@ use hopscope_wire::file::{ReplayClock, replay_file_with};
 pub use boundary::{Boundary, BoundaryRule};
 pub use config::{CollectorConfig, NetworkTag};
 pub use enrich::{Cidr, Enricher, MmdbError};
-pub use intake::{Handoff, Intake};
+pub use intake::{Handoff, Intake, PointFacts};
 pub use metrics::{
     JourneyCounters, JourneyStatus, Metrics, Published, Status, TcpClose, TcpRefusal, TcpStatus,
 };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use hopscope_store::{Store, Table};
 
-use crate::intake::Handoff;
+use crate::intake::{Handoff, PointFacts};
 use crate::metrics::Metrics;
 use crate::state::SessionState;
 
@@ -25,18 +25,18 @@ struct Pending {
     tables: HashMap<Table, Vec<RecordBatch>>,
     rows: usize,
     oldest_ns: Option<i64>,
-    point_names: Vec<(u64, String)>,
+    points: PointFacts,
 }
 
 /// What a flush made durable, for consumers that follow the store (the
-/// correlator): flow records, packet reports, health rows and the points'
-/// names.
+/// correlator): flow records, packet reports, health rows and what
+/// exporters said of their points (names, clocks).
 #[derive(Debug, Default)]
 pub struct Committed {
     pub flows: Vec<RecordBatch>,
     pub packet_reports: Vec<RecordBatch>,
     pub health: Vec<RecordBatch>,
-    pub point_names: Vec<(u64, String)>,
+    pub points: PointFacts,
 }
 
 /// Runs until every receiver has dropped its sender, then flushes once more.
@@ -59,7 +59,7 @@ pub fn run(
                 if let Some(delta) = h.state {
                     state.apply(delta);
                 }
-                pending.point_names.extend(h.point_names);
+                pending.points.extend(h.points);
                 let tables = [
                     (Table::Flows, h.flows),
                     (Table::PacketReports, h.packet_reports),
@@ -117,7 +117,7 @@ fn flush(
     let m = &metrics.store;
     let work = std::mem::take(pending);
     let mut follow = Committed {
-        point_names: work.point_names,
+        points: work.points,
         ..Committed::default()
     };
     m.rows_pending.store(0, Ordering::Relaxed);

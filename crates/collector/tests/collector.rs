@@ -375,6 +375,7 @@ fn the_probes_of_one_host_are_told_apart_by_their_points_name() {
             &ProbeReport {
                 observation_point_id: id,
                 observation_point_name: point,
+                clock: None,
                 metering_process_id: 1,
                 selector: None,
                 ignored_packets: 0,

@@ -121,7 +121,8 @@ pub struct CorrelatorStats {
     pub flow_records_settled_early: u64,
     /// Reports of trajectories that no packet can take: the tuple changes
     /// along the path in a way no NAT does (both ends, or the protocol),
-    /// so the shared digest is a collision of two packets.
+    /// or, on a shared clock, a point further on (lower TTL) saw it first:
+    /// the shared digest is a collision of two packets.
     pub implausible: u64,
     pub windows: u64,
     pub journeys: u64,
@@ -152,8 +153,38 @@ fn sorted_by_digest(window: Vec<Observation>) -> Vec<Observation> {
 /// changes along the path, a NAT keeps the protocol and one end (source
 /// NAT the destination, destination NAT the source), in either direction
 /// of the flow. Two packets of unrelated flows sharing a digest differ in
-/// both ends.
-fn plausible(trajectory: &[Observation]) -> bool {
+/// both ends. And between points that share a clock, the packet cannot
+/// reach a point of lower TTL (further on) before one of higher TTL.
+fn plausible(trajectory: &[Observation], domains: &HashMap<u64, ClockDomain>) -> bool {
+    tuples_plausible(trajectory) && ttl_order_plausible(trajectory, domains)
+}
+
+/// No observation further on the path (lower TTL) earlier on a shared clock
+/// than one before it, beyond the clocks' bound.
+fn ttl_order_plausible(trajectory: &[Observation], domains: &HashMap<u64, ClockDomain>) -> bool {
+    if domains.is_empty() {
+        return true;
+    }
+    let on_clock = |o: &Observation| {
+        let d = domains.get(&o.point)?;
+        Some((d.id, o.time_ns - d.offset_ns, d.bound_ns))
+    };
+    trajectory.iter().enumerate().all(|(i, a)| {
+        trajectory[i + 1..].iter().all(|b| {
+            let (Some((da, ta, bound_a)), Some((db, tb, bound_b))) = (on_clock(a), on_clock(b))
+            else {
+                return true;
+            };
+            let slack = bound_a.max(bound_b) as i64;
+            da != db
+                || a.ttl == b.ttl
+                || (a.ttl > b.ttl && tb >= ta - slack)
+                || (b.ttl > a.ttl && ta >= tb - slack)
+        })
+    })
+}
+
+fn tuples_plausible(trajectory: &[Observation]) -> bool {
     let one_nat_apart = |a: &FlowTuple, b: &FlowTuple| {
         a == b
             || a.proto == b.proto
@@ -181,7 +212,7 @@ pub struct Correlator {
     topology_rank: HashMap<u64, usize>,
     /// Last offsets estimated, used where a window has too few packets.
     last_offsets: HashMap<u64, ClockOffset>,
-    /// Translations reported by NAT devices.
+    /// Translations reported by NAT devices or seen in packet journeys.
     nat: NatTable,
     /// Flow records waiting until every point has exported its last one.
     totals: TotalsBuffer,
@@ -446,7 +477,7 @@ impl Correlator {
         let mut mine = Vec::new();
         for (s, e) in trajectories(&mut window, self.config.max_path_delay_ns) {
             // a trajectory's observations are in time order
-            if !plausible(&window[s as usize..e as usize]) {
+            if !plausible(&window[s as usize..e as usize], &self.config.clock_domains) {
                 self.stats.implausible += u64::from(e - s);
             } else if window[s as usize].time_ns < end {
                 mine.push((s, e));
@@ -467,6 +498,19 @@ impl Correlator {
         let rates = self.telemetry_rates(&window, start, end);
         let journeys = self.build_partitioned(&window, &mine, &rates);
         self.stats.journeys += journeys.len() as u64;
+        // translations the packets showed join the flow records of both
+        // sides of the NAT, which say nothing of it themselves
+        let settle = self.config.flow_settle_ns;
+        for j in &journeys {
+            for t in &j.nat {
+                self.nat.learn(
+                    t.before,
+                    t.after,
+                    j.first_ns.saturating_sub(settle),
+                    j.last_ns.saturating_add(settle),
+                );
+            }
+        }
         journeys
     }
 
@@ -737,9 +781,46 @@ mod clock_tests {
         let j = journeys.iter().find(|j| j.tuple.dst_port == 7).unwrap();
         assert!(j.flags.contains(&"offsets-estimated"));
         // the round trip is exact whatever the split
-        let summary = crate::summarize_segments(&journeys);
+        let summary = crate::summarize_segments(&journeys).segments;
         let rtt = summary[0].rtt_median_ns.unwrap();
         assert!((rtt - 20_200_000).abs() < 1_000, "{rtt}");
+    }
+
+    #[test]
+    fn on_a_shared_clock_a_packet_cannot_arrive_before_it_left() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        for p in [1, 2] {
+            c.set_clock_domain(p, ClockDomain::shared(9, 1_000));
+        }
+        let tuple = FlowTuple {
+            src: hopscope_schema::ipv4_mapped([10, 0, 0, 1]),
+            dst: hopscope_schema::ipv4_mapped([10, 0, 0, 2]),
+            src_port: 40_000,
+            dst_port: 7,
+            proto: 17,
+        };
+        let o = |point, time_ns, ttl, digest| Observation {
+            point,
+            exporter: ([0; 16], point as u32),
+            time_ns,
+            digest,
+            ttl,
+            length: 100,
+            ip_version: 4,
+            tuple,
+        };
+        c.add_observations([
+            // one router on (TTL 63) but 5 µs earlier on the same clock
+            o(1, 10_000, 64, 1),
+            o(2, 5_000, 63, 1),
+            // within the clocks' 1 µs bound: possible
+            o(1, 20_000, 64, 2),
+            o(2, 19_500, 63, 2),
+        ]);
+        let journeys = c.finish();
+        assert_eq!(c.stats.implausible, 2);
+        assert_eq!(journeys.len(), 1);
+        assert_eq!(journeys[0].packets, 1);
     }
 
     #[test]

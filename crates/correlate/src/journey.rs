@@ -169,13 +169,15 @@ impl DelayStats {
 }
 
 /// Splits `node:interface` names; a plain name is the node.
-fn node_and_interface(name: &str) -> (String, String) {
+pub(crate) fn node_and_interface(name: &str) -> (String, String) {
     match name.split_once(':') {
         Some((n, i)) => (n.to_string(), i.to_string()),
         None => (name.to_string(), String::new()),
     }
 }
 
+/// A point's name, or for a point never named `op-` and its observation
+/// point id, the same everywhere (journeys of both bases, segments, CLI).
 pub(crate) fn point_name(names: &HashMap<u64, String>, point: u64) -> String {
     names
         .get(&point)

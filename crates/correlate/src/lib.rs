@@ -40,7 +40,9 @@ pub use key::{CanonicalKey, FlowTuple};
 pub use loss::wilson_interval;
 pub use nat::{NatEventKind, NatTable};
 pub use observe::{ExporterId, Observation, read_reports};
-pub use summary::{SegmentSummary, summarize_segments, summarize_stored_segments};
+pub use summary::{
+    EcmpMember, EcmpSet, Pooled, SegmentSummary, summarize_segments, summarize_stored_segments,
+};
 pub use totals::{FLOW_COLUMNS, FlowRead, FlowTotal, read_flows};
 
 /// Why input could not be correlated.

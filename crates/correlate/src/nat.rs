@@ -43,6 +43,25 @@ struct Entry {
     until_ns: i64,
 }
 
+/// Whether the protocol has ports. ICMP has none: packet reports say 0 and
+/// flow records the echo id (or type and code), so its translations are
+/// kept and found without them.
+fn has_ports(t: &FlowTuple) -> bool {
+    !matches!(t.proto, 1 | 58)
+}
+
+fn without_ports(t: &FlowTuple) -> FlowTuple {
+    if has_ports(t) {
+        *t
+    } else {
+        FlowTuple {
+            src_port: 0,
+            dst_port: 0,
+            ..*t
+        }
+    }
+}
+
 /// Translations by their outside tuple (as seen beyond the NAT, in the
 /// direction inside to outside), several per tuple over time.
 #[derive(Debug, Default)]
@@ -57,6 +76,7 @@ impl NatTable {
 
     /// A translation of `inside` to `outside` holding over `[from_ns, until_ns)`.
     pub fn add(&mut self, inside: FlowTuple, outside: FlowTuple, from_ns: i64, until_ns: i64) {
+        let (inside, outside) = (without_ports(&inside), without_ports(&outside));
         if inside == outside {
             return;
         }
@@ -78,6 +98,28 @@ impl NatTable {
         }
     }
 
+    /// A translation seen in a packet journey, `before` at the hop ahead of
+    /// the NAT and `after` beyond it, in whichever direction the packet
+    /// went. Which side is inside is unknown here, so one side is chosen
+    /// the same way for both directions of the flow (the side whose
+    /// unordered tuple sorts first): records of either direction then
+    /// group together. Translations already known from the NAT device
+    /// stand as it reported them.
+    pub fn learn(&mut self, before: FlowTuple, after: FlowTuple, from_ns: i64, until_ns: i64) {
+        let unordered = |t: FlowTuple| t.min(t.reversed());
+        let (inside, outside) = if unordered(before) <= unordered(after) {
+            (before, after)
+        } else {
+            (after, before)
+        };
+        let known_so = self.inside(&outside, from_ns) == inside;
+        let unknown =
+            self.inside(&before, from_ns) == before && self.inside(&after, from_ns) == after;
+        if known_so || unknown {
+            self.add(inside, outside, from_ns, until_ns);
+        }
+    }
+
     /// A natEvent record: creates open a translation, deletes close the
     /// open one of the same tuples.
     pub fn event(&mut self, time_ns: i64, event: u8, inside: FlowTuple, outside: FlowTuple) {
@@ -85,9 +127,12 @@ impl NatTable {
             NatEventKind::Create => self.add(inside, outside, time_ns, i64::MAX),
             NatEventKind::Delete => match self
                 .by_outside
-                .get_mut(&outside)
-                .and_then(|v| v.iter_mut().rev().find(|e| e.inside == inside))
-            {
+                .get_mut(&without_ports(&outside))
+                .and_then(|v| {
+                    v.iter_mut()
+                        .rev()
+                        .find(|e| e.inside == without_ports(&inside))
+                }) {
                 Some(e) => e.until_ns = e.until_ns.min(time_ns),
                 // a delete whose create we missed still says the translation held until now
                 None => self.add(inside, outside, i64::MIN, time_ns),
@@ -108,13 +153,24 @@ impl NatTable {
                     .max_by_key(|e| e.from_ns)
             })
         };
-        if let Some(e) = holding(tuple) {
-            return e.inside;
+        let query = without_ports(tuple);
+        let found = match holding(&query) {
+            Some(e) => e.inside,
+            None => match holding(&query.reversed()) {
+                Some(e) => e.inside.reversed(),
+                None => return *tuple,
+            },
+        };
+        if has_ports(tuple) {
+            found
+        } else {
+            // the ICMP id (or type and code) the record came with, inside too
+            FlowTuple {
+                src_port: tuple.src_port,
+                dst_port: tuple.dst_port,
+                ..found
+            }
         }
-        if let Some(e) = holding(&tuple.reversed()) {
-            return e.inside.reversed();
-        }
-        *tuple
     }
 
     /// Forgets translations that ended before `time_ns`.
@@ -161,6 +217,32 @@ mod tests {
         assert_eq!(nat.inside(&first, 150), first);
         // unrelated events carry no translation
         nat.event(400, 3, first, outside);
+        // learnt from packets: both directions, either side, group together
+        let mut learnt = NatTable::default();
+        learnt.learn(outside.reversed(), first.reversed(), 100, 200);
+        learnt.learn(first, outside, 120, 220);
+        assert_eq!(learnt.inside(&first, 150), learnt.inside(&outside, 150));
+        assert_eq!(
+            learnt.inside(&first.reversed(), 210),
+            learnt.inside(&outside.reversed(), 210)
+        );
+        // ICMP: learnt from packet reports (no ports), found for flow
+        // records (the echo id as ports), the id kept
+        let mut icmp = NatTable::default();
+        let ping = |src, id| FlowTuple {
+            proto: 1,
+            ..t(src, id, server, id)
+        };
+        icmp.learn(ping([10, 0, 0, 1], 0), ping([198, 51, 100, 1], 0), 100, 200);
+        let a = icmp.inside(&ping([10, 0, 0, 1], 7), 150);
+        assert_eq!(a, icmp.inside(&ping([198, 51, 100, 1], 7), 150));
+        assert_eq!((a.src_port, a.dst_port), (7, 7));
+        // what the device reported stands
+        learnt = NatTable::default();
+        learnt.event(100, 4, first, outside);
+        learnt.learn(outside.reversed(), first.reversed(), 100, 200);
+        assert_eq!(learnt.inside(&outside, 150), first);
+        assert_eq!(learnt.inside(&first.reversed(), 150), first.reversed());
         nat.expire(250);
         assert_eq!(nat.inside(&outside, 150), outside);
         assert_eq!(nat.inside(&outside, 350), second);

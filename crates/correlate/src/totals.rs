@@ -16,7 +16,9 @@ use arrow_array::{Array, PrimitiveArray, RecordBatch};
 use crate::CorrelateError;
 use crate::engine::TelemetryLoss;
 use crate::input::{address, column};
-use crate::journey::{Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
+use crate::journey::{
+    Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment, node_and_interface, point_name,
+};
 use crate::key::FlowTuple;
 use crate::observe::ExporterId;
 
@@ -397,15 +399,8 @@ pub(crate) fn totals_journey(
     let mut hops: Vec<(HopPoint, FlowTuple, ExporterId)> = points
         .iter()
         .map(|(point, v)| {
-            let name = cx
-                .names
-                .get(point)
-                .cloned()
-                .unwrap_or_else(|| format!("{point:016x}"));
-            let (node, interface) = match name.split_once(':') {
-                Some((n, i)) => (n.to_string(), i.to_string()),
-                None => (name.clone(), String::new()),
-            };
+            let name = point_name(cx.names, *point);
+            let (node, interface) = node_and_interface(&name);
             let first = v.iter().min_by_key(|r| r.first_ns).expect("a record");
             (
                 HopPoint {

@@ -63,7 +63,7 @@ fn the_loss_is_put_inside_r2_with_the_counted_packets_in_its_interval() {
         }
     }
     for (direction, js, counted, sent) in [("A->B", &ab, 77u64, 6851u64), ("B->A", &ba, 23, 1934)] {
-        let segments = summarize_segments(js);
+        let segments = summarize_segments(js).segments;
         let worst = &segments[0];
         assert_eq!(
             (worst.from.as_str(), worst.to.as_str()),

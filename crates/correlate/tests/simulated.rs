@@ -213,7 +213,7 @@ fn loss_is_placed_on_the_right_segment_with_the_truth_inside_its_interval() {
             &s,
         );
         let fwd: Vec<Journey> = forward(&journeys, &s).into_iter().cloned().collect();
-        let segments = summarize_segments(&fwd);
+        let segments = summarize_segments(&fwd).segments;
         let worst = &segments[0];
         let n = names(&s);
         if worst.from == n[link] && worst.to == n[link + 1] {
@@ -272,6 +272,7 @@ fn ecmp_members_form_one_hop_and_loss_uses_their_sum() {
     assert_eq!(members.len(), 2, "both members carry flows");
     let all: Vec<Journey> = fwd.into_iter().cloned().collect();
     let lost: u64 = summarize_segments(&all)
+        .segments
         .iter()
         .filter(|s| s.to == "edge2:down")
         .map(|s| s.loss.lost)
@@ -334,7 +335,7 @@ fn journeys_follow_packets_through_a_tunnel() {
         assert_eq!(path(j), names(&s), "path order exact through the tunnel");
     }
     let n = names(&s);
-    let segments = summarize_segments(&fwd);
+    let segments = summarize_segments(&fwd).segments;
     let worst = &segments[0];
     assert_eq!((&worst.from, &worst.to), (&n[2], &n[3]));
     assert_eq!(

@@ -42,6 +42,7 @@ fn totals_run(
 /// Lost per (from, to) over the journeys.
 fn lost_by_segment(journeys: &[Journey]) -> HashMap<(String, String), (u64, u64)> {
     summarize_segments(journeys)
+        .segments
         .into_iter()
         .map(|s| ((s.from, s.to), (s.loss.lost, s.loss.sent)))
         .collect()
@@ -113,6 +114,53 @@ fn nat_events_join_the_records_of_both_sides() {
         assert!(at == &names[3] || at == &names[2], "{at}");
     }
     let by = lost_by_segment(&with);
+    assert_eq!(
+        by[&(names[1].clone(), names[2].clone())].0,
+        run.truth.forward[1].lost
+    );
+    assert_eq!(
+        by[&(names[2].clone(), names[1].clone())].0,
+        run.truth.reverse[1].lost
+    );
+}
+
+/// A NAT that reports nothing (no events, no post-NAT fields), as Linux
+/// masquerade behind hopscope's probes: the packets followed across it show
+/// the translation, and the flow records of both sides join through it.
+#[test]
+fn translations_seen_in_packets_join_the_records_of_both_sides() {
+    let mut s = Scenario::nat(14);
+    s.links[1].loss = 0.02;
+    let run = simulate(&s).unwrap();
+    let names = names(&s);
+    let mut c = Correlator::new(CorrelatorConfig {
+        partitions: 2,
+        ..CorrelatorConfig::default()
+    });
+    let crossing = SelectorConfig {
+        profile: hopscope_probe::Profile::NatCrossing,
+        ..SelectorConfig::default()
+    };
+    for p in probe_reports(&run, crossing, 5) {
+        c.set_name(p.point, &p.name);
+        c.add_reports(&p.reports).unwrap();
+        c.add_flows(&p.flows).unwrap();
+    }
+    let journeys = c.finish();
+    let totals: Vec<Journey> = journeys
+        .into_iter()
+        .filter(|j| j.flags.contains(&"flow-totals"))
+        .collect();
+    let whole = totals
+        .iter()
+        .filter(|j| j.hops.len() == names.len())
+        .count();
+    assert!(
+        whole >= s.traffic.flows as usize,
+        "{whole} of {} flow-totals journeys cross the NAT",
+        totals.len()
+    );
+    let by = lost_by_segment(&totals);
     assert_eq!(
         by[&(names[1].clone(), names[2].clone())].0,
         run.truth.forward[1].lost

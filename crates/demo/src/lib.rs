@@ -297,6 +297,8 @@ impl DemoNetwork {
                 exporter: Exporter::open_from(&target, processes.len() as u32 + 1, source)?,
                 observation_point: p.name.clone(),
                 observation_point_id: p.id(),
+                // each simulated device keeps its own, erring clock
+                clock: None,
             });
         }
         Ok(Self {

@@ -14,10 +14,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use hopscope_wire::PointClock;
 use hopscope_wire::encoder::{
     MessageBuilder, TemplateSet, encode_flows, encode_packet_reports, push_variable,
 };
 use hopscope_wire::file::IpfixWriter;
+use hopscope_wire::ie::{self, HOPSCOPE_PEN};
 use hopscope_wire::template::{FieldSpec, VARIABLE_LENGTH};
 
 use crate::select::Selector;
@@ -134,6 +136,8 @@ const METERING_FILTER_ID: u64 = 2;
 pub struct ProbeReport<'a> {
     pub observation_point_id: u64,
     pub observation_point_name: &'a str,
+    /// The clock the point's timestamps read, where the probe knows it.
+    pub clock: Option<PointClock>,
     pub metering_process_id: u32,
     pub selector: Option<&'a Selector>,
     /// Packets the metering process missed (capture drops): the reports of
@@ -299,16 +303,27 @@ impl Exporter {
         rec.extend_from_slice(&observed.to_be_bytes());
         rec.extend_from_slice(&observed.saturating_sub(left_out).to_be_bytes());
         self.templates.add_record(&mut self.builder, id, &rec);
-        // observation point: id (scope) and name
-        let id = self.templates.id_for(
-            1,
-            vec![
-                FieldSpec::iana(138, 8),
-                FieldSpec::iana(82, VARIABLE_LENGTH),
-            ],
-        );
+        // observation point: id (scope), name, and the clock it reads
+        let mut fields = vec![
+            FieldSpec::iana(138, 8),
+            FieldSpec::iana(82, VARIABLE_LENGTH),
+        ];
+        if r.clock.is_some() {
+            let hopscope = |id| FieldSpec {
+                enterprise: HOPSCOPE_PEN,
+                id,
+                length: 8,
+            };
+            fields.push(hopscope(ie::hopscope::CLOCK_DOMAIN_ID));
+            fields.push(hopscope(ie::hopscope::CLOCK_BOUND_NANOSECONDS));
+        }
+        let id = self.templates.id_for(1, fields);
         let mut rec = r.observation_point_id.to_be_bytes().to_vec();
         push_variable(&mut rec, r.observation_point_name.as_bytes());
+        if let Some(clock) = r.clock {
+            rec.extend_from_slice(&clock.id.to_be_bytes());
+            rec.extend_from_slice(&clock.bound_ns.to_be_bytes());
+        }
         self.templates.add_record(&mut self.builder, id, &rec);
         // metering and exporting reliability (RFC 7011 §4.2, §4.3), scoped by metering process
         let fields = vec![

@@ -4,6 +4,8 @@
 
 use arrow_schema::ArrowError;
 
+use hopscope_wire::PointClock;
+
 use crate::{ExportError, Exporter, Meter, ProbeReport};
 
 /// Why exporting what the meter had ready failed.
@@ -22,6 +24,8 @@ pub struct MeteringProcess {
     pub exporter: Exporter,
     pub observation_point: String,
     pub observation_point_id: u64,
+    /// The clock the point's timestamps read, announced with its name.
+    pub clock: Option<PointClock>,
 }
 
 impl MeteringProcess {
@@ -48,6 +52,7 @@ impl MeteringProcess {
             &ProbeReport {
                 observation_point_id: self.observation_point_id,
                 observation_point_name: &self.observation_point,
+                clock: self.clock,
                 metering_process_id: 1,
                 selector: self.meter.selector(),
                 // missed, not left out by choice: frames that are not IP

@@ -163,6 +163,7 @@ fn reported_drops_and_unsent_records_are_counted_as_they_grow() {
             &ProbeReport {
                 observation_point_id: 9,
                 observation_point_name: "r1:eth0",
+                clock: None,
                 metering_process_id: 1,
                 selector: None,
                 ignored_packets: ignored,
@@ -182,4 +183,44 @@ fn reported_drops_and_unsent_records_are_counted_as_they_grow() {
     let domain = session.domain(3).unwrap();
     assert_eq!(domain.exporter_drops(), 12);
     assert_eq!(domain.lost_records(), 4);
+}
+
+/// The clock a probe announces reaches the collector's session state with
+/// the point's name; a point that announces none has none.
+#[test]
+fn an_announced_clock_is_learnt_with_the_points_name() {
+    use hopscope_probe::{ExportTarget, Exporter, ProbeReport};
+    use hopscope_wire::file::replay_file;
+    use hopscope_wire::{DecodeOutput, Decoder, PointClock};
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("clock-options.ipfix");
+    let mut exporter = Exporter::open(&ExportTarget::File(path.clone()), 3).unwrap();
+    let clock = PointClock {
+        id: 0x1234_5678_9abc,
+        bound_ns: 50_000,
+    };
+    for (point, name, clock) in [(9, "r1:eth0", Some(clock)), (10, "r1:eth1", None)] {
+        exporter.export_options(
+            &ProbeReport {
+                observation_point_id: point,
+                observation_point_name: name,
+                clock,
+                metering_process_id: 1,
+                selector: None,
+                ignored_packets: 0,
+                left_out: (0, 0),
+                flows_exported: 0,
+            },
+            1_800_000_000,
+        );
+    }
+    exporter.flush().unwrap();
+    let mut decoder = Decoder::new();
+    let mut out = DecodeOutput::default();
+    replay_file(&path, &mut decoder, &mut out, 0).unwrap();
+    let domain = decoder.sessions().next().unwrap().domain(3).unwrap();
+    let clocks: Vec<(u64, PointClock)> = domain.point_clocks().collect();
+    assert_eq!(clocks, [(9, clock)]);
+    let mut names: Vec<(u64, &str)> = domain.point_names().collect();
+    names.sort_unstable();
+    assert_eq!(names, [(9, "r1:eth0"), (10, "r1:eth1")]);
 }

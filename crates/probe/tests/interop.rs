@@ -318,6 +318,7 @@ fn tshark_decodes_the_probe_export_cleanly() {
     let report = ProbeReport {
         observation_point_id: 7,
         observation_point_name: "r1-eth0",
+        clock: None,
         metering_process_id: 1,
         selector: m.selector(),
         ignored_packets: 0,

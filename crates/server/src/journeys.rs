@@ -251,14 +251,15 @@ pub(crate) async fn segments(
             .filter_map(|b| b.column_by_name("detail")?.as_any().downcast_ref())
             .collect();
         let journeys: usize = details.iter().map(|d| d.len()).sum();
-        let (segments, unreadable) = hopscope_correlate::summarize_stored_segments(
+        let (pooled, unreadable) = hopscope_correlate::summarize_stored_segments(
             details.iter().flat_map(|d| d.iter().flatten()),
         );
-        Ok((segments, journeys, unreadable))
+        Ok((pooled, journeys, unreadable))
     })
     .await?;
     Ok(Json(json!({
-        "segments": segments,
+        "segments": segments.segments,
+        "ecmp": segments.ecmp,
         "journeys": journeys,
         "unreadable": unreadable,
         "from_ns": range.0,

@@ -381,6 +381,20 @@ async function journeys(r) {
     ]),
     [0, 0, 1, 1, 1, 1, 1, 1, 1],
   );
+  // parallel paths (ECMP members, parallel links) side by side
+  for (const set of segs.ecmp || []) {
+    $("#segments").append(el(`<h3>Parallel paths ${esc(set.fork)} › ${esc(set.join)} <small class="muted">${esc(set.basis)}</small></h3>`));
+    $("#segments").append(el(`<div>${table(
+      ["via", "journeys", "packets", "lost", "loss", "95 % interval", "median delay, fork to join"],
+      set.members.map((m) => [
+        esc(m.via.join(" › ")), si(m.journeys), si(m.sent), m.lost,
+        `<span class="${m.ratio_low > 0 ? "bad" : ""}">${pct(m.ratio)}</span>`,
+        `${pct(m.ratio_low)} – ${pct(m.ratio_high)}`,
+        `${ns(m.delay_median_ns)} <span class="muted">${esc(m.delay_kind)}</span>`,
+      ]),
+      [0, 1, 1, 1, 1, 1, 1],
+    )}</div>`));
+  }
   $("#jcount").textContent = `${list.matched} in range, ${list.journeys.length} shown`;
   $("#jlist").innerHTML = table(
     ["start", "flow", "path", "packets", "lost", "loss", "worst segment", "delay p95", "flags"],

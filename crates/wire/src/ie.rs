@@ -46,6 +46,21 @@ include!(concat!(env!("OUT_DIR"), "/iana_elements.rs"));
 /// The enterprise number of RFC 5103 reverse elements.
 pub const REVERSE_PEN: u32 = 29305;
 
+/// The enterprise number of hopscope's own elements: RFC 5612's number for
+/// documentation, until the project registers one, so that no vendor's
+/// elements are mistaken for them.
+pub const HOPSCOPE_PEN: u32 = 32473;
+
+/// hopscope elements (enterprise [`HOPSCOPE_PEN`]), in a probe's options
+/// record scoped by its observationPointId: the clock its timestamps read.
+pub mod hopscope {
+    /// unsigned64: points announcing the same domain read one clock (one
+    /// host's kernel clock, or clocks that PTP or NTP keep together).
+    pub const CLOCK_DOMAIN_ID: u16 = 1;
+    /// unsigned64, nanoseconds: the most two clocks of the domain differ by.
+    pub const CLOCK_BOUND_NANOSECONDS: u16 = 2;
+}
+
 /// Looks up an IANA element by id.
 pub fn lookup(id: u16) -> Option<&'static InfoElement> {
     IANA_ELEMENTS
@@ -72,6 +87,10 @@ pub fn display_name(enterprise: u32, id: u16) -> String {
                 name.push_str(chars.as_str());
             }
             name
+        }
+        (HOPSCOPE_PEN, _) if id == hopscope::CLOCK_DOMAIN_ID => "hopscopeClockDomainId".into(),
+        (HOPSCOPE_PEN, _) if id == hopscope::CLOCK_BOUND_NANOSECONDS => {
+            "hopscopeClockBoundNanoseconds".into()
         }
         (0, None) => format!("ie{id}"),
         (pen, _) => format!("{pen}:{id}"),

@@ -41,7 +41,7 @@ pub use error::{DecodeError, ErrorKind};
 pub use output::DecodeOutput;
 pub use sampling::SamplingRule;
 pub use session::{
-    DomainState, ExporterStats, SKIPPED_FORMATS_KEPT, SequenceEvent, SequenceTracker, Session,
-    SessionLimits, SkippedFormat, Transport,
+    DomainState, ExporterStats, PointClock, SKIPPED_FORMATS_KEPT, SequenceEvent, SequenceTracker,
+    Session, SessionLimits, SkippedFormat, Transport,
 };
 pub use snapshot::{DomainSnapshot, SessionSnapshot, TemplateSnapshot};

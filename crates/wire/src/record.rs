@@ -13,7 +13,7 @@ use crate::error::ErrorKind;
 use crate::lists;
 use crate::output::DecodeOutput;
 use crate::sampling::Sampling;
-use crate::session::DomainState;
+use crate::session::{DomainState, PointClock};
 use crate::template::{Action, RecordKind, Template, VARIABLE_LENGTH, sampling_actions};
 use crate::time::ntp_to_unix_ns;
 
@@ -143,6 +143,8 @@ struct OptionsValues<'a> {
     system_init_ms: Option<i64>,
     ignored_packets: Option<u64>,
     not_sent: Option<u64>,
+    clock_domain: Option<u64>,
+    clock_bound_ns: Option<u64>,
 }
 
 /// Decodes every record of a data set into `out` (or into the domain state
@@ -637,6 +639,8 @@ fn flow_record(
             | Action::VrfName
             | Action::Other
             | Action::IgnoredPacketTotal
+            | Action::ClockDomain
+            | Action::ClockBound
             | Action::NotSentFlowTotal => out.flows.push_other(OtherField {
                 enterprise: step.spec.enterprise,
                 element_id: step.spec.id,
@@ -820,6 +824,8 @@ fn options_record(
             Action::SystemInitMillis => values.system_init_ms = Some(v() as i64),
             Action::IgnoredPacketTotal => values.ignored_packets = Some(v()),
             Action::NotSentFlowTotal => values.not_sent = Some(v()),
+            Action::ClockDomain => values.clock_domain = Some(v()),
+            Action::ClockBound => values.clock_bound_ns = Some(v()),
             _ => {}
         }
     }
@@ -866,6 +872,14 @@ fn options_record(
             domain.point_names.insert(point, name);
         }
         _ => {}
+    }
+    if let (Some(point), Some(id)) = (values.point_id, values.clock_domain)
+        && (domain.point_clocks.len() < 65536 || domain.point_clocks.contains_key(&point))
+    {
+        let bound_ns = values.clock_bound_ns.unwrap_or(0);
+        domain
+            .point_clocks
+            .insert(point, PointClock { id, bound_ns });
     }
     if let Some(init) = values.system_init_ms {
         domain.system_init_ms = Some(init);

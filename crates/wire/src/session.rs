@@ -288,6 +288,17 @@ pub(crate) struct StoredTemplate {
     pub refreshed_ns: i64,
 }
 
+/// The clock an observation point announces that its timestamps read.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct PointClock {
+    /// Points of one id read one clock.
+    pub id: u64,
+    /// The most two clocks of the domain differ by.
+    pub bound_ns: u64,
+}
+
 /// State of one observation domain within a session.
 #[derive(Debug, Default)]
 pub struct DomainState {
@@ -301,6 +312,8 @@ pub struct DomainState {
     pub(crate) point_names: FastMap<u64, String>,
     /// VRF names from options records (VRFname 236 scoped by ingressVRFID 234), by VRF id.
     pub(crate) vrf_names: FastMap<u32, String>,
+    /// The clocks observation points announce (hopscope's probe), by observationPointId.
+    pub(crate) point_clocks: FastMap<u64, PointClock>,
     /// `systemInitTimeMilliseconds` from options records.
     pub(crate) system_init_ms: Option<i64>,
     /// Highest drop count reported per sFlow source, to count the increase.
@@ -333,6 +346,12 @@ impl DomainState {
     /// observationPointId: how journeys name their hops.
     pub fn point_names(&self) -> impl Iterator<Item = (u64, &str)> {
         self.point_names.iter().map(|(&i, n)| (i, n.as_str()))
+    }
+
+    /// The clocks points announced, by observationPointId: delays between
+    /// points of one clock are measured, not estimated.
+    pub fn point_clocks(&self) -> impl Iterator<Item = (u64, PointClock)> {
+        self.point_clocks.iter().map(|(&i, c)| (i, *c))
     }
 
     /// Templates held right now.

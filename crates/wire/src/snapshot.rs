@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::{DomainState, FastMap, SequenceTracker, Session, StoredTemplate, Transport};
+use crate::session::{
+    DomainState, FastMap, PointClock, SequenceTracker, Session, StoredTemplate, Transport,
+};
 use crate::template::{FieldSpec, RecordKind, Template};
 
 /// The restart-surviving state of one UDP session.
@@ -41,6 +43,9 @@ pub struct DomainSnapshot {
     /// VRF names by id (absent in snapshots of older versions).
     #[serde(default)]
     pub vrf_names: Vec<(u32, String)>,
+    /// Clocks points announced (absent in snapshots of older versions).
+    #[serde(default)]
+    pub point_clocks: Vec<(u64, PointClock)>,
     pub system_init_ms: Option<i64>,
 }
 
@@ -113,6 +118,11 @@ impl DomainState {
             interface_names: sorted(&self.interface_names),
             point_names: sorted(&self.point_names),
             vrf_names: sorted(&self.vrf_names),
+            point_clocks: {
+                let mut clocks: Vec<_> = self.point_clocks.iter().map(|(&k, &c)| (k, c)).collect();
+                clocks.sort_unstable_by_key(|&(k, _)| k);
+                clocks
+            },
             system_init_ms: self.system_init_ms,
         }
     }
@@ -142,6 +152,9 @@ impl DomainState {
             .point_names
             .extend(snapshot.point_names.iter().cloned());
         state.vrf_names.extend(snapshot.vrf_names.iter().cloned());
+        state
+            .point_clocks
+            .extend(snapshot.point_clocks.iter().copied());
         state.system_init_ms = snapshot.system_init_ms;
         state
     }

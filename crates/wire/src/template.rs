@@ -4,7 +4,7 @@
 //! the column it fills (an [`Action`]) and how many octets it takes. Decoding
 //! a data record then walks the plan without looking anything up.
 
-use crate::ie::{self, DataType, REVERSE_PEN};
+use crate::ie::{self, DataType, HOPSCOPE_PEN, REVERSE_PEN};
 
 /// Field length that marks a variable-length field (RFC 7011 §7).
 pub const VARIABLE_LENGTH: u16 = 65535;
@@ -111,6 +111,9 @@ pub enum Action {
     IgnoredPacketTotal,
     /// notSentFlowTotalCount: records the exporting process could not send.
     NotSentFlowTotal,
+    /// hopscope's clock domain and bound of an observation point.
+    ClockDomain,
+    ClockBound,
     DurationMillis,
     DurationMicros,
     ObservationSeconds,
@@ -181,6 +184,8 @@ impl Action {
         let action = match (spec.enterprise, spec.id) {
             (REVERSE_PEN, 1) => Action::ReverseBytes,
             (REVERSE_PEN, 2) => Action::ReversePackets,
+            (HOPSCOPE_PEN, ie::hopscope::CLOCK_DOMAIN_ID) => Action::ClockDomain,
+            (HOPSCOPE_PEN, ie::hopscope::CLOCK_BOUND_NANOSECONDS) => Action::ClockBound,
             (0, id) => Self::iana(id, len),
             _ => Action::Other,
         };

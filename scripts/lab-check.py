@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Checks what hopscope made of the journeys lab against its truth (the nft
+drop counters in R2 and on R3's r3-r2b member, the relay's delays, R3's
+NAT, the two R2-R3 links). Run by scripts/lab:
+
+  lab-check.py live SEGMENTS.json R2_DROPS,MEMBER_DROPS DELAY_MS BACK_MS POINT...
+      the live serve's /api/journeys/segments: points named by their
+      probes, one-way delays with the configured 1 us bound, each loss on
+      its segment on both bases, flow records joined across the NAT, the
+      two links one set of parallel paths
+  lab-check.py rebuilt SEGMENTS.json R2_DROPS,MEMBER_DROPS DELAY_MS BACK_MS ESTIMATED.json JOURNEYS.jsonl
+      `hopscope journeys` over the same store: the same from the clocks the
+      probes announced; with --estimate-clocks, estimates whose bound holds
+      the truth and an exact round trip; NAT at R3 and hop order both ways
+"""
+import json
+import sys
+
+failed = 0
+
+
+def check(ok, what):
+    global failed
+    print(("ok   " if ok else "FAIL ") + what)
+    failed += not ok
+
+
+# R2 drops in both directions, whichever link to R3 a flow takes
+INSIDE_R2 = {(a, b) for x in ("r2:r2-r3", "r2:r2-r3b") for (a, b) in (("r2:r2-r1", x), (x, "r2:r2-r1"))}
+# R3 drops from B into the r3-r2b link only
+INTO_MEMBER = {("r3:r3-b", "r3:r3-r2b")}
+FORWARD_WIRE, BACK_WIRE = ("r1:r1-r2", "r2:r2-r1"), ("r2:r2-r1", "r1:r1-r2")
+MEMBERS = (["r2:r2-r3", "r3:r3-r2"], ["r2:r2-r3b", "r3:r3-r2b"])
+
+
+def loss(where, segments, drops):
+    """Both bases count every drop on its segment and none elsewhere:
+    packets (every forwarded packet selected, 1/1) and whole-flow totals
+    (the probes' flow records compared, joined across R3's NAT)."""
+    for truth_name, lossy, dropped in (("inside R2", INSIDE_R2, drops[0]),
+                                       ("from B into r3-r2b", INTO_MEMBER, drops[1])):
+        check(dropped > 0, f"nft dropped {dropped} packets {truth_name}")
+        for basis in ("packets", "flow totals"):
+            mine = [s for s in segments if s["basis"] == basis and (s["from"], s["to"]) in lossy]
+            lost = sum(s["lost"] for s in mine)
+            # give or take packets of flows too short to follow across two points
+            check(abs(lost - dropped) <= max(2, dropped // 20),
+                  f"{where}, {basis}: lost {truth_name}: {lost}, nft counter: {dropped}")
+            sent = sum(s["sent"] for s in mine)
+            for s in mine:
+                truth = dropped / max(1, sent)
+                check(s["ratio_low"] <= truth * 1.5 and s["ratio_high"] >= truth / 1.5,
+                      f"{where}, {basis}: {s['from']} > {s['to']}: {s['lost']}/{s['sent']}, "
+                      f"interval [{s['ratio_low']:.4f}, {s['ratio_high']:.4f}] near {truth:.4f}")
+    for basis in ("packets", "flow totals"):
+        mine = [s for s in segments if s["basis"] == basis]
+        elsewhere = [s for s in mine if (s["from"], s["to"]) not in INSIDE_R2 | INTO_MEMBER and s["lost"] > 0]
+        check(not elsewhere,
+              f"{where}, {basis}: no loss elsewhere: {[(s['from'], s['to'], s['lost']) for s in elsewhere]}")
+        pairs = {(s["from"], s["to"]) for s in mine if s["sent"] > 0}
+        across = ({p for p in pairs if p[1] == "r3:r3-b"}, {p for p in pairs if p[0] == "r3:r3-b"})
+        check(all(across), f"{where}, {basis}: followed across R3's NAT both ways: {sorted(across[0] | across[1])}")
+
+
+def parallel(where, pooled):
+    """The two R2-R3 links are one set of parallel paths each way, on each
+    basis, and R3's drop into r3-r2b shows on that member only."""
+    for basis in ("packets", "flow totals"):
+        sets = {(e["fork"], e["join"]): e for e in pooled["ecmp"] if e["basis"] == basis}
+        forward, back = sets.get(("r2:r2-r1", "r3:r3-b")), sets.get(("r3:r3-b", "r2:r2-r1"))
+        vias = lambda e: sorted(m["via"] for m in e["members"]) if e else None
+        check(vias(forward) == sorted(MEMBERS),
+              f"{where}, {basis}: parallel paths r2:r2-r1 > r3:r3-b via {vias(forward)}")
+        check(vias(back) == sorted([list(reversed(m)) for m in MEMBERS]),
+              f"{where}, {basis}: parallel paths r3:r3-b > r2:r2-r1 via {vias(back)}")
+        if back and len(back["members"]) == 2:
+            a, b = sorted(back["members"], key=lambda m: m["via"])  # via r3-r2, via r3-r2b
+            check(b["ratio_low"] > a["ratio_high"],
+                  f"{where}, {basis}: the lossy member stands out: via {a['via'][0]} {a['lost']}/{a['sent']}, "
+                  f"via {b['via'][0]} {b['lost']}/{b['sent']}")
+
+
+def packet_segments(segments):
+    return {(s["from"], s["to"]): s for s in segments
+            if s["basis"] == "packets" and s["delay_median_ns"] is not None}
+
+
+def measured(where, segments, delay_ms, back_ms, bound_ns):
+    """One clock: each direction's own delay, measured, with the clocks' bound."""
+    by = packet_segments(segments)
+    for pair, truth_ms in ((FORWARD_WIRE, delay_ms), (BACK_WIRE, back_ms)):
+        s = by.get(pair)
+        d = s and s["delay_median_ns"] / 1e6
+        check(s is not None and s["delay_kind"] == "one-way" and s["delay_bound_ns"] == bound_ns
+              and truth_ms * 0.95 <= d <= truth_ms * 1.3 + 0.3,
+              f"{where}: {pair[0]} > {pair[1]}: {s and s['delay_kind']} (bound {s and s['delay_bound_ns']} ns) "
+              f"median {d} ms, truth {truth_ms} ms")
+    for pair, s in by.items():
+        if pair not in (FORWARD_WIRE, BACK_WIRE):
+            check(s["delay_median_ns"] < 2e6,
+                  f"{where}: {pair[0]} > {pair[1]}: median {s['delay_median_ns'] / 1e6:.3f} ms (no added delay)")
+
+
+def estimated(where, segments, delay_ms, back_ms):
+    """Offsets estimated from both directions: the split is symmetric, it
+    must say so, with a bound that holds the truth, and the round trip
+    stays exact."""
+    by = packet_segments(segments)
+    for pair, truth_ms in ((FORWARD_WIRE, delay_ms), (BACK_WIRE, back_ms)):
+        s = by.get(pair)
+        ok = s is not None and s["delay_kind"] == "estimated" and s["delay_bound_ns"] is not None
+        d = s and s["delay_median_ns"] / 1e6
+        check(ok and abs(d - truth_ms) <= s["delay_bound_ns"] / 1e6 + 0.3,
+              f"{where}: {pair[0]} > {pair[1]}: {s and s['delay_kind']} median {d} ms "
+              f"± {s and (s['delay_bound_ns'] or 0) / 1e6} ms, truth {truth_ms} ms")
+        rtt = s and s["rtt_median_ns"]
+        check(rtt is not None and (delay_ms + back_ms) * 0.95 <= rtt / 1e6 <= (delay_ms + back_ms) * 1.3 + 0.5,
+              f"{where}: round trip over {pair[0]} > {pair[1]}: {rtt and rtt / 1e6} ms, truth {delay_ms + back_ms} ms")
+
+
+def nat_and_order(journeys):
+    forwards = {("r1:r1-a", "r1:r1-r2", "r2:r2-r1", *m, "r3:r3-b") for m in MEMBERS}
+    for basis, of_basis in (("packets", lambda j: "flow-totals" not in j["flags"]),
+                            ("flow totals", lambda j: "flow-totals" in j["flags"])):
+        mine = [j for j in journeys if of_basis(j)]
+        nat = [t for j in mine for t in j.get("nat", [])]
+        check(nat and all(t["at"] in ("r3:r3-b", "r3:r3-r2", "r3:r3-r2b") for t in nat),
+              f"{basis}: NAT seen at R3 only: {sorted({t['at'] for t in nat})}")
+        check(any("198.18.2.1" in t["after"] or "198.18.2.1" in t["before"] for t in nat),
+              f"{basis}: the translation uses R3's B-side address 198.18.2.1")
+        whole = [j for j in mine if len(j["hops"]) == 6]
+        check(len(whole) == len(mine), f"{basis}: every journey from A to B or back, the pings' too: "
+              f"{len(whole)} of {len(mine)} cross all six points")
+        paths = {tuple(p["name"] for h in j["hops"] for p in h["points"]) for j in whole}
+        check(paths & forwards and {tuple(reversed(p)) for p in paths} & forwards,
+              f"{basis}: hops ordered A -> B and B -> A")
+
+
+def main():
+    mode, path, delay_ms, back_ms = sys.argv[1], sys.argv[2], float(sys.argv[4]), float(sys.argv[5])
+    drops = [int(x) for x in sys.argv[3].split(",")]
+    pooled = json.load(open(path))
+    segments = pooled["segments"]
+    if mode == "live":
+        points = set(sys.argv[6:])
+        named = {n for s in segments for n in (s["from"], s["to"])}
+        check(named and named <= points, f"live: every segment's points by their probes' names: {sorted(named)}")
+        measured("live, one clock declared (1 us)", segments, delay_ms, back_ms, 1000)
+        loss("live", segments, drops)
+        parallel("live", pooled)
+    else:
+        measured("rebuilt, the clock the probes announced", segments, delay_ms, back_ms, 0)
+        loss("rebuilt", segments, drops)
+        parallel("rebuilt", pooled)
+        estimated("rebuilt, every offset estimated", json.load(open(sys.argv[6]))["segments"], delay_ms, back_ms)
+        nat_and_order([json.loads(line) for line in open(sys.argv[7])])
+    print(f"lab ({mode}): " + ("all passed" if not failed else f"{failed} failed"))
+    sys.exit(1 if failed else 0)
+
+
+main()
