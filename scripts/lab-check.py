@@ -12,8 +12,11 @@ NAT, the two R2-R3 links). Run by scripts/lab:
       `hopscope journeys` over the same store: the same from the clocks the
       probes announced; with --estimate-clocks, estimates whose bound holds
       the truth and an exact round trip; NAT at R3 and hop order both ways
+  lab-check.py table OUT R2_DROPS,MEMBER_DROPS DELAY_MS BACK_MS
+      the accuracy table of a kept run (bench/journeys-accuracy.sh)
 """
 import json
+import re
 import sys
 
 failed = 0
@@ -136,7 +139,73 @@ def nat_and_order(journeys):
               f"{basis}: hops ordered A -> B and B -> A")
 
 
+def table(out, drops, delay_ms, back_ms):
+    """The accuracy table of one lab run (bench/journeys-accuracy.sh), from
+    what scripts/lab kept in OUT."""
+    live = json.load(open(f"{out}/live-segments.json"))
+    rebuilt = json.load(open(f"{out}/segments.json"))
+    estimated_segments = json.load(open(f"{out}/segments-estimated.json"))["segments"]
+    journeys = [json.loads(line) for line in open(f"{out}/journeys.json")]
+    status = json.load(open(f"{out}/live-status.json"))
+    # the wire's truth: what the relay really held frames for, each way
+    relay = open(f"{out}/relay.log").read()
+    truth = {FORWARD_WIRE: delay_ms, BACK_WIRE: back_ms}
+    if m := re.search(r"held one way ([0-9.]+) ms, back ([0-9.]+) ms", relay):
+        truth = {FORWARD_WIRE: float(m.group(1)), BACK_WIRE: float(m.group(2))}
+    rows = []
+    forwards = {("r1:r1-a", "r1:r1-r2", "r2:r2-r1", *m, "r3:r3-b") for m in MEMBERS}
+    both = forwards | {tuple(reversed(p)) for p in forwards}
+    for basis, of_basis in (("packets", lambda j: "flow-totals" not in j["flags"]),
+                            ("flow totals", lambda j: "flow-totals" in j["flags"])):
+        mine = [j for j in journeys if of_basis(j)]
+        ordered = sum(tuple(p["name"] for h in j["hops"] for p in h["points"]) in both for j in mine)
+        rows.append((f"path order correct, {basis}", f"{ordered} of {len(mine)} journeys", "all"))
+        rows.append((f"NAT sides stitched, {basis}", f"{sum(len(j['hops']) == 6 for j in mine)} of {len(mine)}", "all"))
+    for where, pooled in (("live", live), ("rebuilt", rebuilt)):
+        by = packet_segments(pooled["segments"])
+        for pair in (FORWARD_WIRE, BACK_WIRE):
+            s, t = by[pair], truth[pair]
+            d = s["delay_median_ns"] / 1e6
+            error_us = (d - t) * 1000
+            ok = abs(error_us) <= max(20, t * 1000 * 0.02)
+            rows.append((f"{where}: {pair[0]} > {pair[1]}, {s['delay_kind']} (bound {s['delay_bound_ns']} ns)",
+                         f"{d:.3f} ms, the relay held {t:.3f} ms: {error_us:+.1f} µs ({'within' if ok else 'OUTSIDE'})",
+                         "≤ max(20 µs, 2 %) of the truth"))
+    by = packet_segments(estimated_segments)
+    for pair in (FORWARD_WIRE, BACK_WIRE):
+        s, t = by[pair], truth[pair]
+        d, b = s["delay_median_ns"] / 1e6, s["delay_bound_ns"] / 1e6
+        rows.append((f"estimated offsets: {pair[0]} > {pair[1]}",
+                     f"{d:.2f} ± {b:.2f} ms, truth {t:.2f} ms {'inside' if abs(d - t) <= b else 'OUTSIDE'}; "
+                     f"round trip {s['rtt_median_ns'] / 1e6:.2f} ms (truth {sum(truth.values()):.2f})",
+                     "truth inside the bound"))
+    for basis in ("packets", "flow totals"):
+        for name, lossy, dropped in (("inside R2", INSIDE_R2, drops[0]), ("into r3-r2b", INTO_MEMBER, drops[1])):
+            mine = [s for s in rebuilt["segments"] if s["basis"] == basis and (s["from"], s["to"]) in lossy]
+            lost, sent = sum(s["lost"] for s in mine), sum(s["sent"] for s in mine)
+            inside = all(s["ratio_low"] <= dropped / max(1, sent) <= s["ratio_high"] for s in mine)
+            rows.append((f"loss {name}, {basis}", f"{lost} (nft {dropped}), truth inside every interval: {inside}",
+                         "the drops, on their segment"))
+        invented = [s for s in rebuilt["segments"] if s["basis"] == basis
+                    and (s["from"], s["to"]) not in INSIDE_R2 | INTO_MEMBER and s["lost"] > 0]
+        rows.append((f"loss invented elsewhere, {basis}", f"{len(invented)} segments", "none"))
+        sets = [e for e in rebuilt["ecmp"] if e["basis"] == basis
+                and sorted(m["via"] for m in e["members"]) in (sorted(MEMBERS), sorted([list(reversed(m)) for m in MEMBERS]))]
+        rows.append((f"ECMP sets found, {basis}", f"{len(sets)} of 2 (one each way)", "all"))
+    c = status.get("journeys", {})
+    reports, implausible = c.get("reports", 0), c.get("implausible", 0)
+    rows.append(("digest collisions rejected (live)",
+                 f"{implausible} of {reports} reports ({implausible * 1e6 / max(1, reports):.0f} per million)", "counted"))
+    print("| figure | measured | target |")
+    print("|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
 def main():
+    if sys.argv[1] == "table":
+        table(sys.argv[2], [int(x) for x in sys.argv[3].split(",")], float(sys.argv[4]), float(sys.argv[5]))
+        return
     mode, path, delay_ms, back_ms = sys.argv[1], sys.argv[2], float(sys.argv[4]), float(sys.argv[5])
     drops = [int(x) for x in sys.argv[3].split(",")]
     pooled = json.load(open(path))

@@ -3,7 +3,8 @@
 (AF_PACKET) and holds each for DELAY_MS before sending it on (frames from
 IF_B back to IF_A for BACK_MS, DELAY_MS if not given), for at most SECONDS.
 The kernel has no netem here; this stands in for it on one link of
-scripts/lab. Standard library only.
+scripts/lab. At the end it says the median time it really held frames each
+way (the wire's truth, its own scheduling included). Standard library only.
 
     lab-relay.py IF_A IF_B DELAY_MS SECONDS [BACK_MS]
 """
@@ -28,7 +29,8 @@ def main():
         sockets[name] = s
     other = {sockets[left]: sockets[right], sockets[right]: sockets[left]}
     delay = {sockets[left]: delay_ms / 1000.0, sockets[right]: back_ms / 1000.0}
-    due = []  # (send time, sequence, socket, frame)
+    due = []  # (send time, sequence, socket, frame, received at)
+    held = {sockets[left]: [], sockets[right]: []}
     sequence = 0
     end = time.monotonic() + seconds
     relayed = 0
@@ -44,14 +46,20 @@ def main():
                 # our own sends show up as outgoing on the far side: skip them
                 if address[2] == PACKET_OUTGOING:
                     continue
-                heapq.heappush(due, (time.monotonic() + delay[s], sequence, other[s], frame))
+                received = time.monotonic()
+                heapq.heappush(due, (received + delay[s], sequence, other[s], frame, received))
                 sequence += 1
         now = time.monotonic()
         while due and due[0][0] <= now:
-            _, _, out, frame = heapq.heappop(due)
+            _, _, out, frame, received = heapq.heappop(due)
             out.send(frame)
+            held[out].append(time.monotonic() - received)
             relayed += 1
+    median = lambda v: sorted(v)[len(v) // 2] * 1000 if v else float("nan")
     print(f"lab-relay: {relayed} frames relayed with {delay_ms} ms one way, {back_ms} ms back", file=sys.stderr)
+    # frames sent out of the right interface went one way, out of the left back
+    print(f"lab-relay: held one way {median(held[sockets[right]]):.4f} ms, "
+          f"back {median(held[sockets[left]]):.4f} ms (medians)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -24,22 +24,22 @@ type Stream = Vec<(i64, LinkType, Vec<u8>)>;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut inputs: Vec<(String, Stream)> = Vec::new();
-    if !args.is_empty() {
-        let mut real = Stream::new();
-        for path in &args {
-            let mut source = match PcapFileSource::open(std::path::Path::new(path)) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{path}: {e}");
-                    std::process::exit(1);
-                }
-            };
-            while let Some(Ok(frame)) = source.next_frame() {
-                real.push((frame.timestamp_ns, frame.link, frame.data.to_vec()));
+    for path in &args {
+        let mut source = match PcapFileSource::open(std::path::Path::new(path)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{path}: {e}");
+                std::process::exit(1);
             }
+        };
+        let mut stream = Stream::new();
+        while let Some(Ok(frame)) = source.next_frame() {
+            stream.push((frame.timestamp_ns, frame.link, frame.data.to_vec()));
         }
-        real.sort_by_key(|(t, _, _)| *t);
-        inputs.push((format!("captures given ({} files)", args.len()), real));
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
+        inputs.push((name, stream));
     }
     inputs.push(("NTP requests, 5,000 hosts".into(), adversarial(ntp_payload)));
     inputs.push((
@@ -53,7 +53,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for (name, stream) in &inputs {
         for profile in [Profile::NatFree, Profile::NatCrossing] {
-            for prefix in [8, 16, 32] {
+            for prefix in [8, 16, 32, 64] {
                 let (across, within) = count(stream, profile, prefix);
                 let n = stream.len().max(1) as f64;
                 println!(

@@ -156,6 +156,11 @@ impl Selector {
             input.extend_from_slice(&p.dst_port.unwrap_or(0).to_be_bytes());
         }
         input.push(p.proto.unwrap_or(0));
+        // ICMP's payload starts after its header: the type tells an echo
+        // reply from its request, which carries the same payload
+        if let Some(icmp_type) = p.icmp_type {
+            input.extend_from_slice(&[icmp_type, p.icmp_code.unwrap_or(0)]);
+        }
         // the length tells apart packets of different flows that share an
         // IP id and a payload prefix (constant protocol headers), and no
         // router or NAT on the way changes it
