@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Journeys against the truth of a real network: runs the namespace lab
-# (scripts/lab: loss inside R2, loss on one of two parallel R2-R3 links
-# next to R3's NAT, an asymmetric 10/2 ms wire, live UDP export to serve)
-# and prints the accuracy table that BENCHMARKS.md quotes. Needs root.
+# (scripts/lab: NATs at R1 and R3, loss inside R2, loss on one of two
+# parallel R2-R3 links next to R3's NAT, an asymmetric 10/2 ms wire, live
+# UDP export to serve) and prints the accuracy table that BENCHMARKS.md
+# quotes. Needs root.
 #
 #   bench/journeys-accuracy.sh [path/to/hopscope]
 set -euo pipefail

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """Checks what hopscope made of the journeys lab against its truth (the nft
-drop counters in R2 and on R3's r3-r2b member, the relay's delays, R3's
-NAT, the two R2-R3 links). Run by scripts/lab:
+drop counters in R2 and on R3's r3-r2b member, the relay's delays, the
+NATs at R1 and R3, the two R2-R3 links). Run by scripts/lab:
 
   lab-check.py live SEGMENTS.json R2_DROPS,MEMBER_DROPS DELAY_MS BACK_MS POINT...
       the live serve's /api/journeys/segments: points named by their
       probes, one-way delays with the configured 1 us bound, each loss on
-      its segment on both bases, flow records joined across the NAT, the
+      its segment on both bases, flow records joined across both NATs, the
       two links one set of parallel paths
   lab-check.py rebuilt SEGMENTS.json R2_DROPS,MEMBER_DROPS DELAY_MS BACK_MS ESTIMATED.json JOURNEYS.jsonl
       `hopscope journeys` over the same store: the same from the clocks the
       probes announced; with --estimate-clocks, estimates whose bound holds
-      the truth and an exact round trip; NAT at R3 and hop order both ways
+      the truth and an exact round trip; NAT at R1 and R3, hop order both ways
   lab-check.py table OUT R2_DROPS,MEMBER_DROPS DELAY_MS BACK_MS
       the accuracy table of a kept run (bench/journeys-accuracy.sh)
 """
@@ -39,7 +39,7 @@ MEMBERS = (["r2:r2-r3", "r3:r3-r2"], ["r2:r2-r3b", "r3:r3-r2b"])
 def loss(where, segments, drops):
     """Both bases count every drop on its segment and none elsewhere:
     packets (every forwarded packet selected, 1/1) and whole-flow totals
-    (the probes' flow records compared, joined across R3's NAT)."""
+    (the probes' flow records compared, joined across both NATs)."""
     for truth_name, lossy, dropped in (("inside R2", INSIDE_R2, drops[0]),
                                        ("from B into r3-r2b", INTO_MEMBER, drops[1])):
         check(dropped > 0, f"nft dropped {dropped} packets {truth_name}")
@@ -127,10 +127,13 @@ def nat_and_order(journeys):
                             ("flow totals", lambda j: "flow-totals" in j["flags"])):
         mine = [j for j in journeys if of_basis(j)]
         nat = [t for j in mine for t in j.get("nat", [])]
-        check(nat and all(t["at"] in ("r3:r3-b", "r3:r3-r2", "r3:r3-r2b") for t in nat),
-              f"{basis}: NAT seen at R3 only: {sorted({t['at'] for t in nat})}")
-        check(any("198.18.2.1" in t["after"] or "198.18.2.1" in t["before"] for t in nat),
-              f"{basis}: the translation uses R3's B-side address 198.18.2.1")
+        at = {t["at"] for t in nat}
+        check(at and at <= {"r1:r1-a", "r1:r1-r2", "r3:r3-b", "r3:r3-r2", "r3:r3-r2b"}
+              and any(a.startswith("r1:") for a in at) and any(a.startswith("r3:") for a in at),
+              f"{basis}: NAT seen at R1 and R3 only: {sorted(at)}")
+        for router, address in (("R1's R2-side", "198.18.12.1"), ("R3's B-side", "198.18.2.1")):
+            check(any(address in t["after"] or address in t["before"] for t in nat),
+                  f"{basis}: a translation uses {router} address {address}")
         whole = [j for j in mine if len(j["hops"]) == 6]
         check(len(whole) == len(mine), f"{basis}: every journey from A to B or back, the pings' too: "
               f"{len(whole)} of {len(mine)} cross all six points")

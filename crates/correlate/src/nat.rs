@@ -43,6 +43,9 @@ struct Entry {
     until_ns: i64,
 }
 
+/// NATs followed from a tuple to the inside at most.
+const MAX_NATS_ON_A_PATH: usize = 8;
+
 /// Whether the protocol has ports. ICMP has none: packet reports say 0 and
 /// flow records the echo id (or type and code), so its translations are
 /// kept and found without them.
@@ -100,24 +103,27 @@ impl NatTable {
 
     /// A translation seen in a packet journey, `before` at the hop ahead of
     /// the NAT and `after` beyond it, in whichever direction the packet
-    /// went. Which side is inside is unknown here, so one side is chosen
-    /// the same way for both directions of the flow (the side whose
-    /// unordered tuple sorts first): records of either direction then
-    /// group together. Translations already known from the NAT device
-    /// stand as it reported them.
+    /// went. Which side is inside is unknown here, so the two sides' inside
+    /// tuples (each side may be behind other NATs already known) are joined
+    /// the same way for both directions of the flow (the one whose
+    /// unordered tuple sorts first stands for both): records of either
+    /// direction, from every side of every NAT on the path, then group
+    /// together. Translations already known stand.
     pub fn learn(&mut self, before: FlowTuple, after: FlowTuple, from_ns: i64, until_ns: i64) {
+        let joined = |at| self.inside(&before, at) == self.inside(&after, at);
+        let (before, after) = match (joined(from_ns), joined(until_ns)) {
+            (true, true) => return,
+            // joined until some time in the range: held on for the rest
+            (true, false) => (before, after),
+            (false, _) => (self.inside(&before, from_ns), self.inside(&after, from_ns)),
+        };
         let unordered = |t: FlowTuple| t.min(t.reversed());
         let (inside, outside) = if unordered(before) <= unordered(after) {
             (before, after)
         } else {
             (after, before)
         };
-        let known_so = self.inside(&outside, from_ns) == inside;
-        let unknown =
-            self.inside(&before, from_ns) == before && self.inside(&after, from_ns) == after;
-        if known_so || unknown {
-            self.add(inside, outside, from_ns, until_ns);
-        }
+        self.add(inside, outside, from_ns, until_ns);
     }
 
     /// A natEvent record: creates open a translation, deletes close the
@@ -143,8 +149,8 @@ impl NatTable {
 
     /// The inside tuple of a flow seen as `tuple` at `time_ns`, in the same
     /// direction: outside tuples map back to the inside, replies to the
-    /// translated address to replies to the inside host; anything else is
-    /// already inside (or never translated).
+    /// translated address to replies to the inside host, through every NAT
+    /// on the way; anything else is already inside (or never translated).
     pub fn inside(&self, tuple: &FlowTuple, time_ns: i64) -> FlowTuple {
         let holding = |t: &FlowTuple| {
             self.by_outside.get(t).and_then(|v| {
@@ -153,14 +159,17 @@ impl NatTable {
                     .max_by_key(|e| e.from_ns)
             })
         };
-        let query = without_ports(tuple);
-        let found = match holding(&query) {
-            Some(e) => e.inside,
-            None => match holding(&query.reversed()) {
-                Some(e) => e.inside.reversed(),
-                None => return *tuple,
-            },
-        };
+        let mut found = without_ports(tuple);
+        // one step per NAT; a cycle (translations reported both ways) ends
+        for _ in 0..MAX_NATS_ON_A_PATH {
+            found = match holding(&found) {
+                Some(e) => e.inside,
+                None => match holding(&found.reversed()) {
+                    Some(e) => e.inside.reversed(),
+                    None => break,
+                },
+            };
+        }
         if has_ports(tuple) {
             found
         } else {
@@ -237,6 +246,17 @@ mod tests {
         let a = icmp.inside(&ping([10, 0, 0, 1], 7), 150);
         assert_eq!(a, icmp.inside(&ping([198, 51, 100, 1], 7), 150));
         assert_eq!((a.src_port, a.dst_port), (7, 7));
+        // two NATs on one path (near the source and near the destination),
+        // learnt from packets going either way: one group
+        let mut double = NatTable::default();
+        let middle = t([198, 51, 100, 1], 20000, server, 443);
+        let far = t([203, 0, 113, 9], 30000, server, 443);
+        double.learn(far.reversed(), middle.reversed(), 100, 200);
+        double.learn(first, middle, 100, 200);
+        let root = double.inside(&first, 150);
+        assert_eq!(double.inside(&middle, 150), root);
+        assert_eq!(double.inside(&far, 150), root);
+        assert_eq!(double.inside(&far.reversed(), 150), root.reversed());
         // what the device reported stands
         learnt = NatTable::default();
         learnt.event(100, 4, first, outside);
