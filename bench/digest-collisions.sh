@@ -8,7 +8,7 @@
 #   bench/digest-collisions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=../shared/data
+data=tests/data
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 cargo run -q --release -p hopscope-probe --example digest_collisions -- \
     "$data"/flowtest/pcap/*.pcap "$data"/lab-run-loss-r2/a_a-r1.pcap \

@@ -10,6 +10,7 @@ way (the wire's truth, its own scheduling included). Standard library only.
 """
 import heapq
 import select
+import signal
 import socket
 import sys
 import time
@@ -34,32 +35,36 @@ def main():
     sequence = 0
     end = time.monotonic() + seconds
     relayed = 0
-    while time.monotonic() < end:
-        wait = 0.05 if not due else max(0.0, min(0.05, due[0][0] - time.monotonic()))
-        readable, _, _ = select.select(list(other), [], [], wait)
-        for s in readable:
-            while True:
-                try:
-                    frame, address = s.recvfrom(65535)
-                except BlockingIOError:
-                    break
-                # our own sends show up as outgoing on the far side: skip them
-                if address[2] == PACKET_OUTGOING:
-                    continue
-                received = time.monotonic()
-                heapq.heappush(due, (received + delay[s], sequence, other[s], frame, received))
-                sequence += 1
-        now = time.monotonic()
-        while due and due[0][0] <= now:
-            _, _, out, frame, received = heapq.heappop(due)
-            out.send(frame)
-            held[out].append(time.monotonic() - received)
-            relayed += 1
-    median = lambda v: sorted(v)[len(v) // 2] * 1000 if v else float("nan")
-    print(f"lab-relay: {relayed} frames relayed with {delay_ms} ms one way, {back_ms} ms back", file=sys.stderr)
-    # frames sent out of the right interface went one way, out of the left back
-    print(f"lab-relay: held one way {median(held[sockets[right]]):.4f} ms, "
-          f"back {median(held[sockets[left]]):.4f} ms (medians)", file=sys.stderr)
+    # stopped early (the lab is done): say what was held all the same
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while time.monotonic() < end:
+            wait = 0.05 if not due else max(0.0, min(0.05, due[0][0] - time.monotonic()))
+            readable, _, _ = select.select(list(other), [], [], wait)
+            for s in readable:
+                while True:
+                    try:
+                        frame, address = s.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    # our own sends show up as outgoing on the far side: skip them
+                    if address[2] == PACKET_OUTGOING:
+                        continue
+                    received = time.monotonic()
+                    heapq.heappush(due, (received + delay[s], sequence, other[s], frame, received))
+                    sequence += 1
+            now = time.monotonic()
+            while due and due[0][0] <= now:
+                _, _, out, frame, received = heapq.heappop(due)
+                out.send(frame)
+                held[out].append(time.monotonic() - received)
+                relayed += 1
+    finally:
+        median = lambda v: sorted(v)[len(v) // 2] * 1000 if v else float("nan")
+        print(f"lab-relay: {relayed} frames relayed with {delay_ms} ms one way, {back_ms} ms back", file=sys.stderr)
+        # frames sent out of the right interface went one way, out of the left back
+        print(f"lab-relay: held one way {median(held[sockets[right]]):.4f} ms, "
+              f"back {median(held[sockets[left]]):.4f} ms (medians)", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -120,9 +120,9 @@ impl ServeSection {
         &self,
     ) -> Result<std::collections::HashMap<u64, hopscope_correlate::ClockDomain>> {
         let mut domains = std::collections::HashMap::new();
-        for (i, group) in self.clocks.iter().enumerate() {
+        for group in &self.clocks {
             let bound_ns = match &group.bound {
-                Some(b) => hopscope_store::query::parse_duration(b)
+                Some(b) => crate::probe::clock_bound_ns(b)
                     .with_context(|| format!("[[serve.clocks]] {}: bound {b}", group.name))?,
                 None => 0,
             };
@@ -132,10 +132,10 @@ impl ServeSection {
                 group.name
             );
             for name in &group.points {
-                // the top bit keeps configured domains apart from announced ones
+                // the clock probes announce with `--clock NAME`
                 let domain = hopscope_correlate::ClockDomain::shared(
-                    1 << 63 | i as u64,
-                    bound_ns.max(0) as u64,
+                    crate::probe::named_clock_id(&group.name),
+                    bound_ns,
                 );
                 if domains.insert(point_id(name), domain).is_some() {
                     anyhow::bail!("[[serve.clocks]]: point {name} is in two groups");
@@ -311,6 +311,14 @@ mod tests {
         assert_eq!(of("r1:r1-a"), of("r1:r1-r2"));
         assert_ne!(of("r1:r1-a").id, of("r2:r2-r1").id);
         assert_eq!(of("r2:r2-r1").bound_ns, 50_000);
+        // the clock a probe announces with `--clock ptp`
+        assert_eq!(of("r2:r2-r1").id, crate::probe::named_clock_id("ptp"));
+        let zero = "[[serve.clocks]]\nname = \"h\"\nbound = \"0\"\npoints = [\"x\"]";
+        let config: ConfigFile = toml::from_str(zero).unwrap();
+        assert_eq!(
+            config.serve.clock_domains().unwrap()[&point_id("x")].bound_ns,
+            0
+        );
         let twice = "[[serve.clocks]]\nname = \"a\"\npoints = [\"x\"]\n[[serve.clocks]]\nname = \"b\"\npoints = [\"x\"]";
         let config: ConfigFile = toml::from_str(twice).unwrap();
         assert!(config.serve.clock_domains().is_err());

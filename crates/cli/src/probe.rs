@@ -141,7 +141,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
 /// The clock to announce (`--clock`, `--clock-bound`).
 fn announced_clock(args: &ProbeArgs) -> Result<Option<PointClock>> {
     let bound_ns = match &args.clock_bound {
-        Some(b) => Some(parse_duration(b).with_context(|| format!("--clock-bound {b}"))?),
+        Some(b) => Some(clock_bound_ns(b).with_context(|| format!("--clock-bound {b}"))?),
         None => None,
     };
     let live = !args.interface.is_empty();
@@ -160,15 +160,27 @@ fn announced_clock(args: &ProbeArgs) -> Result<Option<PointClock>> {
             })
         }
         name => Some(PointClock {
-            // apart from host clocks (boot ids), whatever the name
-            id: u64::from(crc32(name.as_bytes(), 0)) | 1 << 62,
-            bound_ns: bound_ns
-                .context(
-                    "--clock NAME: give --clock-bound, the most the clocks of its hosts differ by",
-                )?
-                .max(0) as u64,
+            id: named_clock_id(name),
+            bound_ns: bound_ns.context(
+                "--clock NAME: give --clock-bound, the most the clocks of its hosts differ by",
+            )?,
         }),
     })
+}
+
+/// The id of a clock shared by name (a PTP or NTP domain): the same for a
+/// probe's `--clock NAME` and a `[[serve.clocks]]` group of that name, and
+/// apart from host clocks (boot ids), whatever the name.
+pub(crate) fn named_clock_id(name: &str) -> u64 {
+    u64::from(crc32(name.as_bytes(), 0)) | 1 << 62
+}
+
+/// A clock bound: `0`, or a duration (`50us`, `2ms`).
+pub(crate) fn clock_bound_ns(text: &str) -> Result<u64> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    Ok(parse_duration(text)?.max(0) as u64)
 }
 
 /// This kernel's clock: every probe that reads it (on this host, in any

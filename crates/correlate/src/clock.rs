@@ -20,8 +20,8 @@ use crate::key::CanonicalKey;
 use crate::observe::Observation;
 
 /// What a delay figure between two points rests on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Ordered from the strongest: pooled figures take the weakest kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DelayKind {
     /// The two clocks are one (one host), or kept within a stated bound:
     /// a one-way delay.
@@ -40,6 +40,16 @@ impl DelayKind {
             DelayKind::Measured => "one-way",
             DelayKind::Estimated => "estimated",
             DelayKind::Variation => "variation",
+        }
+    }
+
+    /// The kind a stored figure says ([`DelayKind::as_str`]); anything
+    /// else (no delay at all, a figure of an older version) is the weakest.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "one-way" => DelayKind::Measured,
+            "estimated" => DelayKind::Estimated,
+            _ => DelayKind::Variation,
         }
     }
 }

@@ -152,8 +152,10 @@ fn sorted_by_digest(window: Vec<Observation>) -> Vec<Observation> {
 /// Whether one packet can have made these observations: where its tuple
 /// changes along the path, a NAT keeps the protocol and one end (source
 /// NAT the destination, destination NAT the source), in either direction
-/// of the flow. Two packets of unrelated flows sharing a digest differ in
-/// both ends. And between points that share a clock, the packet cannot
+/// of the flow. Two packets of unrelated flows sharing a digest mostly
+/// differ in both ends (not clients of one server: their collisions pass as
+/// a source NAT, so translations are learnt only from several packets).
+/// And between points that share a clock, the packet cannot
 /// reach a point of lower TTL (further on) before one of higher TTL.
 fn plausible(trajectory: &[Observation], domains: &HashMap<u64, ClockDomain>) -> bool {
     tuples_plausible(trajectory) && ttl_order_plausible(trajectory, domains)
@@ -499,15 +501,19 @@ impl Correlator {
         let journeys = self.build_partitioned(&window, &mine, &rates);
         self.stats.journeys += journeys.len() as u64;
         // translations the packets showed join the flow records of both
-        // sides of the NAT, which say nothing of it themselves
-        let settle = self.config.flow_settle_ns;
+        // sides of the NAT, which say nothing of it themselves; one packet
+        // is no evidence (a collision of two clients of one server looks
+        // like a source NAT), and each holds while the journey's packets
+        // may still be on their way, so that a port the NAT reuses soon
+        // after joins no other flow
+        let slack = self.config.max_path_delay_ns + self.config.lateness_ns;
         for j in &journeys {
-            for t in &j.nat {
+            for t in j.nat.iter().filter(|t| t.packets >= 2) {
                 self.nat.learn(
                     t.before,
                     t.after,
-                    j.first_ns.saturating_sub(settle),
-                    j.last_ns.saturating_add(settle),
+                    j.first_ns.saturating_sub(slack),
+                    j.last_ns.saturating_add(slack),
                 );
             }
         }

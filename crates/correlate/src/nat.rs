@@ -115,7 +115,15 @@ impl NatTable {
             (true, true) => return,
             // joined until some time in the range: held on for the rest
             (true, false) => (before, after),
-            (false, _) => (self.inside(&before, from_ns), self.inside(&after, from_ns)),
+            (false, _) => {
+                let (b, a) = (self.inside(&before, from_ns), self.inside(&after, from_ns));
+                // each side already translated to another flow: not one
+                // packet's
+                if b != before && a != after {
+                    return;
+                }
+                (b, a)
+            }
         };
         let unordered = |t: FlowTuple| t.min(t.reversed());
         let (inside, outside) = if unordered(before) <= unordered(after) {
@@ -246,6 +254,12 @@ mod tests {
         let a = icmp.inside(&ping([10, 0, 0, 1], 7), 150);
         assert_eq!(a, icmp.inside(&ping([198, 51, 100, 1], 7), 150));
         assert_eq!((a.src_port, a.dst_port), (7, 7));
+        // two hosts pinging one server through one NAT address share the
+        // portless translation, and their echo ids keep their flows apart
+        icmp.learn(ping([10, 0, 0, 2], 0), ping([198, 51, 100, 1], 0), 120, 200);
+        let b = icmp.inside(&ping([10, 0, 0, 2], 9), 150);
+        assert_eq!(b, icmp.inside(&ping([198, 51, 100, 1], 9), 150));
+        assert_ne!(a, b);
         // two NATs on one path (near the source and near the destination),
         // learnt from packets going either way: one group
         let mut double = NatTable::default();

@@ -28,9 +28,10 @@ pub struct SegmentSummary {
     pub delay_kind: &'static str,
     pub delay_bound_ns: Option<u64>,
     /// The round trip over this segment and back (this delay's median plus
-    /// the reverse segment's): exact whatever the clocks' offset, as the
-    /// offset cancels. None without the reverse segment, or with offsets
-    /// unknown.
+    /// the reverse segment's): whatever the clocks' offset, as it cancels
+    /// within one estimate (windows whose estimates differ move the pooled
+    /// medians a little). None without the reverse segment, or with
+    /// offsets unknown.
     pub rtt_median_ns: Option<i64>,
 }
 
@@ -96,11 +97,7 @@ impl Sums {
         self.explained += loss.2;
         self.median_delays.extend(median_delay);
         if median_delay.is_some() {
-            let kind = match kind {
-                "one-way" => DelayKind::Measured,
-                "estimated" => DelayKind::Estimated,
-                _ => DelayKind::Variation,
-            };
+            let kind = DelayKind::parse(kind);
             self.kind = Some(self.kind.map_or(kind, |k| k.max(kind)));
             self.bound_ns = self.bound_ns.max(bound_ns);
         }
@@ -361,6 +358,19 @@ fn ecmp_sets(paths: &[PathPool]) -> Vec<EcmpSet> {
             }
         }
     }
+    // a path through points of two members shows them to be one path,
+    // each seen without some of its points (a report lost, a probe down)
+    let one_path = |middles: &[&[&str]], basis: &str| {
+        busiest.iter().any(|(p, points)| {
+            p.basis == basis
+                && middles
+                    .iter()
+                    .filter(|m| m.iter().any(|x| points.contains(x)))
+                    .count()
+                    > 1
+        })
+    };
+    sets.retain(|((_, _, basis), middles)| !one_path(middles, basis));
     sets.into_iter()
         .map(|((fork, join, basis), middles)| {
             let mut members: Vec<EcmpMember> = middles
@@ -564,6 +574,10 @@ mod tests {
             over(&["s", "a", "x2", "y2", "b", "d"], 50, &[]),
             // a point not seen is not a parallel path
             over(&["a", "x1", "b"], 10, &[]),
+            // nor are two journeys of one path, each missing a point
+            over(&["p", "u1", "q"], 10, &[]),
+            over(&["p", "v1", "q"], 10, &[]),
+            over(&["p", "u1", "v1", "q"], 10, &[]),
             // unrelated
             over(&["c", "d"], 10, &[1]),
         ];

@@ -873,10 +873,11 @@ fn options_record(
         }
         _ => {}
     }
-    if let (Some(point), Some(id)) = (values.point_id, values.clock_domain)
+    // a clock without its bound says too little to measure by
+    if let (Some(point), Some(id), Some(bound_ns)) =
+        (values.point_id, values.clock_domain, values.clock_bound_ns)
         && (domain.point_clocks.len() < 65536 || domain.point_clocks.contains_key(&point))
     {
-        let bound_ns = values.clock_bound_ns.unwrap_or(0);
         domain
             .point_clocks
             .insert(point, PointClock { id, bound_ns });
