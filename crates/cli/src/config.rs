@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
+use hopscope_probe::observation_point_id;
 use serde::Deserialize;
 
 use crate::{ProbeArgs, ServeArgs};
@@ -137,7 +138,7 @@ impl ServeSection {
                     crate::probe::named_clock_id(&group.name),
                     bound_ns,
                 );
-                if domains.insert(point_id(name), domain).is_some() {
+                if domains.insert(observation_point_id(name), domain).is_some() {
                     anyhow::bail!("[[serve.clocks]]: point {name} is in two groups");
                 }
             }
@@ -150,14 +151,9 @@ impl ServeSection {
     pub fn address_spaces(&self) -> std::collections::HashMap<u64, u16> {
         self.address_spaces
             .iter()
-            .map(|(name, &space)| (point_id(name), space))
+            .map(|(name, &space)| (observation_point_id(name), space))
             .collect()
     }
-}
-
-/// A point's id from its name, as `hopscope probe` derives it.
-fn point_id(name: &str) -> u64 {
-    u64::from(hopscope_probe::crc32(name.as_bytes(), 0))
 }
 
 /// `[probe]`: the keys of `hopscope probe`'s flags, in kebab-case.
@@ -307,7 +303,7 @@ mod tests {
         "#;
         let config: ConfigFile = toml::from_str(file).unwrap();
         let domains = config.serve.clock_domains().unwrap();
-        let of = |n: &str| domains[&point_id(n)];
+        let of = |n: &str| domains[&observation_point_id(n)];
         assert_eq!(of("r1:r1-a"), of("r1:r1-r2"));
         assert_ne!(of("r1:r1-a").id, of("r2:r2-r1").id);
         assert_eq!(of("r2:r2-r1").bound_ns, 50_000);
@@ -316,7 +312,7 @@ mod tests {
         let zero = "[[serve.clocks]]\nname = \"h\"\nbound = \"0\"\npoints = [\"x\"]";
         let config: ConfigFile = toml::from_str(zero).unwrap();
         assert_eq!(
-            config.serve.clock_domains().unwrap()[&point_id("x")].bound_ns,
+            config.serve.clock_domains().unwrap()[&observation_point_id("x")].bound_ns,
             0
         );
         let twice = "[[serve.clocks]]\nname = \"a\"\npoints = [\"x\"]\n[[serve.clocks]]\nname = \"b\"\npoints = [\"x\"]";

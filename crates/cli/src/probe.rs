@@ -8,6 +8,7 @@ use hopscope_packet::bpf::BpfProgram;
 use hopscope_probe::{
     CacheConfig, ExportTarget, Exporter, HashFunction, Meter, MeterConfig, MeterStats,
     MeteringProcess, PacketSource, PcapFileSource, Profile, SelectorConfig, crc32,
+    observation_point_id,
 };
 
 use hopscope_wire::PointClock;
@@ -82,7 +83,7 @@ pub fn run(args: &ProbeArgs) -> Result<ExitCode> {
         let observation_point_id = args
             .observation_point_id
             .filter(|_| args.interface.len() <= 1)
-            .unwrap_or_else(|| u64::from(crc32(observation_point.as_bytes(), 0)));
+            .unwrap_or_else(|| observation_point_id(&observation_point));
         let mut meter = Meter::new(MeterConfig {
             observation_point_id,
             domain: args.domain,

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use hopscope_correlate::{Correlator, CorrelatorConfig, Journey, summarize_segments};
 use hopscope_probe::{
-    CacheConfig, Meter, MeterConfig, PacketSource, PcapFileSource, SelectorConfig, crc32,
+    CacheConfig, Meter, MeterConfig, PacketSource, PcapFileSource, SelectorConfig,
+    observation_point_id,
 };
 
 const POINTS: [&str; 8] = [
@@ -23,7 +24,7 @@ fn journeys() -> Vec<Journey> {
     });
     for file in POINTS {
         let name = file.replacen('_', ":", 1);
-        let id = u64::from(crc32(name.as_bytes(), 0));
+        let id = observation_point_id(&name);
         correlator.set_name(id, &name);
         let mut meter = Meter::new(MeterConfig {
             observation_point_id: id,

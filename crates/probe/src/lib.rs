@@ -30,5 +30,7 @@ pub(crate) use live::MappedFile;
 pub use live::{AfPacketSource, LiveConfig, stop_requested};
 pub use meter::{Meter, MeterConfig, MeterStats};
 pub use process::{MeteringProcess, ProcessError};
-pub use select::{HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32};
+pub use select::{
+    HashFunction, Profile, Selector, SelectorConfig, bob_hash, crc32, observation_point_id,
+};
 pub use source::{CaptureCounters, Frame, PacketSource, PcapFileSource, SourceError};

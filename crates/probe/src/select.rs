@@ -221,6 +221,13 @@ pub fn bob_hash(data: &[u8], initval: u32) -> u32 {
     c
 }
 
+/// The observation point id of a point named `name` (IE 138): what a probe
+/// exports unless told an id, and how the config, the simulator and the
+/// demo name points by id. One rule, here.
+pub fn observation_point_id(name: &str) -> u64 {
+    u64::from(crc32(name.as_bytes(), 0))
+}
+
 /// CRC-32 (IEEE 802.3, reflected 0xEDB88320) with `seed` xored into the
 /// initial value; seed 0 gives the standard CRC-32.
 pub fn crc32(data: &[u8], seed: u32) -> u32 {

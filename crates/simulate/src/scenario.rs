@@ -69,7 +69,7 @@ pub struct PointSpec {
 impl PointSpec {
     /// The observation point id, derived from the name as `hopscope probe` does.
     pub fn id(&self) -> u64 {
-        u64::from(hopscope_probe::crc32(self.name.as_bytes(), 0))
+        hopscope_probe::observation_point_id(&self.name)
     }
 
     /// This point's clock at true time `t`.
