@@ -84,7 +84,9 @@ pub struct AfPacketSource {
     counters: CaptureCounters,
 }
 
-// The ring is owned by this value alone; moving it to another thread is sound.
+// SAFETY: the ring's mapping and the socket are owned by this value alone
+// and touched only through `&mut self` or by reads of blocks the kernel has
+// handed over, so moving it to another thread is sound.
 unsafe impl Send for AfPacketSource {}
 
 fn last_error(what: &str) -> SourceError {
@@ -93,6 +95,8 @@ fn last_error(what: &str) -> SourceError {
 }
 
 fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T, what: &str) -> Result<(), SourceError> {
+    // SAFETY: `value` points to a live `T` of the size given, which the
+    // kernel only reads during the call.
     let rc = unsafe {
         libc::setsockopt(
             fd,
@@ -114,15 +118,19 @@ impl AfPacketSource {
     pub fn open(interface: &str, config: LiveConfig) -> Result<Self, SourceError> {
         let name = CString::new(interface)
             .map_err(|_| SourceError::Io(io::ErrorKind::InvalidInput.into()))?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call.
         let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
         if index == 0 {
             return Err(last_error(&format!("interface {interface}")));
         }
         let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: a plain system call with constant arguments; the result is checked.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
         if raw < 0 {
             return Err(last_error("AF_PACKET socket (needs CAP_NET_RAW)"));
         }
+        // SAFETY: `raw` is a descriptor just opened (checked above) that
+        // nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let s = fd.as_raw_fd();
         let version: libc::c_int = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
@@ -151,6 +159,8 @@ impl AfPacketSource {
             "PACKET_RX_RING",
         )?;
         let len = config.block_size * config.blocks;
+        // SAFETY: a new shared mapping of the ring the kernel just set up on
+        // `s` (PACKET_RX_RING, of exactly `len` octets); the result is checked.
         let ring = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -174,10 +184,13 @@ impl AfPacketSource {
             reading: None,
             counters: CaptureCounters::default(),
         };
+        // SAFETY: sockaddr_ll is plain old data, for which all zeroes is valid.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_protocol = protocol;
         addr.sll_ifindex = index as i32;
+        // SAFETY: `addr` is a live sockaddr_ll of the size given, read
+        // only during the call.
         let rc = unsafe {
             libc::bind(
                 s,
@@ -234,7 +247,8 @@ impl AfPacketSource {
     }
 
     fn status_ptr(&self, block: usize) -> *mut u32 {
-        // in bounds: block < blocks, and the status word is inside the block header
+        // SAFETY: in bounds of the mapping: block < blocks, and the status
+        // word is inside the block's header.
         unsafe {
             self.ring
                 .as_ptr()
@@ -244,6 +258,8 @@ impl AfPacketSource {
     }
 
     fn block_ready(&self, block: usize) -> bool {
+        // SAFETY: an aligned word inside the mapping, which the kernel
+        // writes concurrently: hence the volatile read and the fence after.
         let status = unsafe { std::ptr::read_volatile(self.status_ptr(block)) };
         fence(Ordering::Acquire);
         status & libc::TP_STATUS_USER != 0
@@ -251,11 +267,15 @@ impl AfPacketSource {
 
     fn release(&self, block: usize) {
         fence(Ordering::Release);
+        // SAFETY: an aligned word inside the mapping; after the fence, no
+        // borrow of the block's bytes outlives handing it back.
         unsafe { std::ptr::write_volatile(self.status_ptr(block), libc::TP_STATUS_KERNEL) };
     }
 
     /// The block we own (its status says user); valid until `release`.
     fn block_bytes(&self, block: usize) -> &[u8] {
+        // SAFETY: the block is inside the mapping, and the kernel does not
+        // write it while its status says it is ours (until `release`).
         unsafe {
             std::slice::from_raw_parts(
                 self.ring.as_ptr().add(block * self.config.block_size),
@@ -271,6 +291,7 @@ impl AfPacketSource {
             events: libc::POLLIN | libc::POLLERR,
             revents: 0,
         };
+        // SAFETY: one live pollfd, for the duration of the call.
         let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
         if rc < 0 {
             let e = io::Error::last_os_error();
@@ -284,8 +305,11 @@ impl AfPacketSource {
 
     /// Reads the kernel's drop counter (it resets on reading) into the counters.
     pub fn refresh_drops(&mut self) {
+        // SAFETY: tpacket_stats_v3 is plain old data, for which all zeroes is valid.
         let mut stats: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `stats` and `len` are live and of the sizes given; the
+        // kernel writes at most `len` octets.
         let rc = unsafe {
             libc::getsockopt(
                 self.fd.as_raw_fd(),
@@ -435,6 +459,8 @@ impl PacketSource for AfPacketSource {
 
 impl Drop for AfPacketSource {
     fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, of this length; no borrow of
+        // it can outlive `self`.
         unsafe {
             libc::munmap(
                 self.ring.as_ptr().cast(),
@@ -454,6 +480,8 @@ pub fn stop_requested() -> &'static std::sync::atomic::AtomicBool {
     extern "C" fn on_signal(_: libc::c_int) {
         STOP.store(true, Ordering::SeqCst);
     }
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe; installed once.
     INSTALL.call_once(|| unsafe {
         let handler = on_signal as extern "C" fn(libc::c_int);
         libc::signal(libc::SIGINT, handler as libc::sighandler_t);
@@ -474,7 +502,8 @@ pub(crate) struct MappedFile {
     prefetched: std::cell::Cell<usize>,
 }
 
-// Read-only and owned by this value alone.
+// SAFETY: the mapping is read-only and owned by this value alone; the
+// cells are touched only through `&self` on the thread that holds it.
 unsafe impl Send for MappedFile {}
 
 impl MappedFile {
@@ -485,6 +514,8 @@ impl MappedFile {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "empty file"));
         }
+        // SAFETY: a new private read-only mapping of an open file of `len`
+        // octets (> 0); the result is checked.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -498,6 +529,7 @@ impl MappedFile {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: a hint about the mapping just made, of its length.
         unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
         Ok(Self {
@@ -517,6 +549,9 @@ impl MappedFile {
         let end = offset.min(self.len) / page * page;
         let released = self.released.get();
         if end >= released + STEP {
+            // SAFETY: a page-aligned range inside the mapping that no borrow
+            // reaches any more (the caller's promise); a private read-only
+            // mapping reads the file again if it is touched after all.
             unsafe {
                 libc::madvise(
                     self.ptr.as_ptr().add(released).cast(),
@@ -546,13 +581,16 @@ impl MappedFile {
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
-        // the mapping lives as long as self and is never written
+        // SAFETY: the mapping lives as long as self, is `len` octets long
+        // and is never written.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl Drop for MappedFile {
     fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, of this length; no borrow of
+        // it can outlive `self`.
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
