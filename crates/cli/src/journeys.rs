@@ -54,6 +54,18 @@ fn announced(clock: PointClock) -> ClockDomain {
     ClockDomain::shared(clock.id, clock.bound_ns)
 }
 
+/// The configured clock domains, and for every other point the clock it
+/// announced: `serve` and `hopscope journeys` take them alike.
+fn configured_then_announced(
+    mut configured: HashMap<u64, ClockDomain>,
+    clocks: &HashMap<u64, PointClock>,
+) -> HashMap<u64, ClockDomain> {
+    for (&p, &c) in clocks {
+        configured.entry(p).or_insert(announced(c));
+    }
+    configured
+}
+
 /// The streaming correlator of `hopscope serve`: takes what each flush
 /// committed, closes windows as wall time passes them, and writes journeys
 /// to the store. Ends (closing every window) when the collector stops.
@@ -70,10 +82,7 @@ pub fn follow(
             // configured clocks stand; announced ones fill in the rest
             let configured: Vec<u64> = config.clock_domains.keys().copied().collect();
             let mut clocks = load_points::<PointClock>(store.root(), CLOCKS_FILE);
-            let mut clock_domains = config.clock_domains.clone();
-            for (&p, &c) in &clocks {
-                clock_domains.entry(p).or_insert(announced(c));
-            }
+            let clock_domains = configured_then_announced(config.clock_domains.clone(), &clocks);
             let mut correlator = Correlator::new(CorrelatorConfig {
                 names: names.clone(),
                 clock_domains,
@@ -294,12 +303,12 @@ pub fn run(args: &JourneysArgs, section: &crate::config::ServeSection) -> Result
     let store = Store::open(&args.data_dir, WriteOptions::default())
         .with_context(|| format!("opening {}", args.data_dir.display()))?;
     // as `serve` has them: configured clocks, then those the probes announced
-    let mut clock_domains = section.clock_domains()?;
-    if !args.estimate_clocks {
-        for (p, c) in load_points::<PointClock>(store.root(), CLOCKS_FILE) {
-            clock_domains.entry(p).or_insert(announced(c));
-        }
-    }
+    let announced_clocks = if args.estimate_clocks {
+        HashMap::new()
+    } else {
+        load_points::<PointClock>(store.root(), CLOCKS_FILE)
+    };
+    let clock_domains = configured_then_announced(section.clock_domains()?, &announced_clocks);
     let mut config = CorrelatorConfig {
         names: load_points(store.root(), NAMES_FILE),
         address_spaces: section.address_spaces(),

@@ -110,22 +110,20 @@ impl NatTable {
     /// direction, from every side of every NAT on the path, then group
     /// together. Translations already known stand.
     pub fn learn(&mut self, before: FlowTuple, after: FlowTuple, from_ns: i64, until_ns: i64) {
-        let joined = |at| self.inside(&before, at) == self.inside(&after, at);
-        let (before, after) = match (joined(from_ns), joined(until_ns)) {
-            (true, true) => return,
-            // joined until some time in the range: held on for the rest
-            (true, false) => (before, after),
-            (false, _) => {
-                let (b, a) = (self.inside(&before, from_ns), self.inside(&after, from_ns));
-                // each side already translated to another flow: not one
-                // packet's
-                if b != before && a != after {
-                    return;
-                }
-                (b, a)
+        let roots = (self.inside(&before, from_ns), self.inside(&after, from_ns));
+        let (before, after) = if roots.0 == roots.1 {
+            if self.inside(&before, until_ns) == self.inside(&after, until_ns) {
+                return;
             }
+            // joined until some time in the range: held on for the rest
+            (before, after)
+        } else if roots.0 != before && roots.1 != after {
+            // each side already translated to another flow: not one packet's
+            return;
+        } else {
+            roots
         };
-        let unordered = |t: FlowTuple| t.min(t.reversed());
+        let unordered = |t: FlowTuple| t.canonical(0).0;
         let (inside, outside) = if unordered(before) <= unordered(after) {
             (before, after)
         } else {
@@ -143,9 +141,8 @@ impl NatTable {
                 .by_outside
                 .get_mut(&without_ports(&outside))
                 .and_then(|v| {
-                    v.iter_mut()
-                        .rev()
-                        .find(|e| e.inside == without_ports(&inside))
+                    let inside = without_ports(&inside);
+                    v.iter_mut().rev().find(|e| e.inside == inside)
                 }) {
                 Some(e) => e.until_ns = e.until_ns.min(time_ns),
                 // a delete whose create we missed still says the translation held until now

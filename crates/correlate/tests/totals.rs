@@ -7,28 +7,44 @@ use std::collections::HashMap;
 use hopscope_correlate::{
     Correlator, CorrelatorConfig, CorrelatorStats, Journey, summarize_segments,
 };
-use hopscope_probe::SelectorConfig;
+use hopscope_probe::{Profile, SelectorConfig};
 use hopscope_simulate::{Run, Scenario, nat_event_batch, probe_reports, simulate};
 
-fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
-    totals_run(run, nat_events, CorrelatorConfig::default()).0
+/// What the correlator is given besides the probes' flow records.
+#[derive(Debug, Default, Clone, Copy)]
+struct Feed {
+    /// The NAT's session events.
+    nat_events: bool,
+    /// The probes' packet reports, selected under this profile.
+    packets_under: Option<Profile>,
 }
 
-fn totals_run(
-    run: &Run,
-    nat_events: bool,
-    config: CorrelatorConfig,
-) -> (Vec<Journey>, CorrelatorStats) {
+fn totals_journeys(run: &Run, nat_events: bool) -> Vec<Journey> {
+    let feed = Feed {
+        nat_events,
+        ..Feed::default()
+    };
+    totals_run(run, feed, CorrelatorConfig::default()).0
+}
+
+fn totals_run(run: &Run, feed: Feed, config: CorrelatorConfig) -> (Vec<Journey>, CorrelatorStats) {
     let mut c = Correlator::new(CorrelatorConfig {
         partitions: 2,
         ..config
     });
-    if nat_events {
+    if feed.nat_events {
         c.add_flows(&nat_event_batch(&run.nat_bindings).unwrap())
             .unwrap();
     }
-    for p in probe_reports(run, SelectorConfig::default(), 5) {
+    let mut selection = SelectorConfig::default();
+    if let Some(profile) = feed.packets_under {
+        selection.profile = profile;
+    }
+    for p in probe_reports(run, selection, 5) {
         c.set_name(p.point, &p.name);
+        if feed.packets_under.is_some() {
+            c.add_reports(&p.reports).unwrap();
+        }
         c.add_flows(&p.flows).unwrap();
     }
     let journeys = c
@@ -133,24 +149,11 @@ fn translations_seen_in_packets_join_the_records_of_both_sides() {
     s.links[1].loss = 0.02;
     let run = simulate(&s).unwrap();
     let names = names(&s);
-    let mut c = Correlator::new(CorrelatorConfig {
-        partitions: 2,
-        ..CorrelatorConfig::default()
-    });
-    let crossing = SelectorConfig {
-        profile: hopscope_probe::Profile::NatCrossing,
-        ..SelectorConfig::default()
+    let feed = Feed {
+        packets_under: Some(Profile::NatCrossing),
+        ..Feed::default()
     };
-    for p in probe_reports(&run, crossing, 5) {
-        c.set_name(p.point, &p.name);
-        c.add_reports(&p.reports).unwrap();
-        c.add_flows(&p.flows).unwrap();
-    }
-    let journeys = c.finish();
-    let totals: Vec<Journey> = journeys
-        .into_iter()
-        .filter(|j| j.flags.contains(&"flow-totals"))
-        .collect();
+    let (totals, _) = totals_run(&run, feed, CorrelatorConfig::default());
     let whole = totals
         .iter()
         .filter(|j| j.hops.len() == names.len())
@@ -180,10 +183,10 @@ fn holding_only_shared_points_never_changes_a_journey() {
     let mut s = Scenario::chain(13);
     s.links[1].loss = 0.05;
     let run = simulate(&s).unwrap();
-    let (all, _) = totals_run(&run, false, CorrelatorConfig::default());
+    let (all, _) = totals_run(&run, Feed::default(), CorrelatorConfig::default());
     let (gated, stats) = totals_run(
         &run,
-        false,
+        Feed::default(),
         CorrelatorConfig {
             hold_all_flow_records_below: 0,
             ..CorrelatorConfig::default()

@@ -147,6 +147,21 @@ fn an_unreachable_tcp_collector_costs_buffered_then_counted_records() {
     assert_eq!(reader.join().unwrap() as u64, delivered);
 }
 
+/// The options of a probe at `point` that selects nothing and has lost
+/// nothing, to be varied by the test.
+fn options_of(point: u64, name: &str) -> hopscope_probe::ProbeReport<'_> {
+    hopscope_probe::ProbeReport {
+        observation_point_id: point,
+        observation_point_name: name,
+        clock: None,
+        metering_process_id: 1,
+        selector: None,
+        ignored_packets: 0,
+        left_out: (0, 0),
+        flows_exported: 0,
+    }
+}
+
 /// What the probe says it lost (packets it could not observe, records it
 /// could not send) reaches the collector as telemetry loss: the increase of
 /// each total between options records, counted once.
@@ -161,14 +176,8 @@ fn reported_drops_and_unsent_records_are_counted_as_they_grow() {
         exporter.counters.records_not_sent = not_sent;
         exporter.export_options(
             &ProbeReport {
-                observation_point_id: 9,
-                observation_point_name: "r1:eth0",
-                clock: None,
-                metering_process_id: 1,
-                selector: None,
                 ignored_packets: ignored,
-                left_out: (0, 0),
-                flows_exported: 0,
+                ..options_of(9, "r1:eth0")
             },
             1_800_000_000,
         );
@@ -201,14 +210,8 @@ fn an_announced_clock_is_learnt_with_the_points_name() {
     for (point, name, clock) in [(9, "r1:eth0", Some(clock)), (10, "r1:eth1", None)] {
         exporter.export_options(
             &ProbeReport {
-                observation_point_id: point,
-                observation_point_name: name,
                 clock,
-                metering_process_id: 1,
-                selector: None,
-                ignored_packets: 0,
-                left_out: (0, 0),
-                flows_exported: 0,
+                ..options_of(point, name)
             },
             1_800_000_000,
         );
