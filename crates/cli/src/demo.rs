@@ -2,7 +2,8 @@
 //! demo network (`hopscope-demo`), until Ctrl-C or `--duration`.
 
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -64,7 +65,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             },
         })
         .collect();
-    let result = crate::serve::run_with(&serve, &section, |listening| {
+    let stop = Arc::new(AtomicBool::new(false));
+    let result = crate::serve::run_with(&serve, &section, stop.clone(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {
             flows_per_second,
@@ -90,7 +92,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         driver = Some(
             std::thread::Builder::new()
                 .name("demo-network".into())
-                .spawn(move || drive(&mut network, deadline))?,
+                .spawn(move || drive(&mut network, deadline, &stop))?,
         );
         Ok(())
     });
@@ -107,8 +109,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
 
 /// Steps the network once a second until stopped, saying when incidents
 /// start and end.
-fn drive(network: &mut DemoNetwork, deadline: Option<Instant>) {
-    let stop = hopscope_probe::stop_requested();
+fn drive(network: &mut DemoNetwork, deadline: Option<Instant>, stop: &AtomicBool) {
     let mut next = Instant::now() + Duration::from_nanos(STEP_NS as u64);
     let mut active: Vec<Incident> = Vec::new();
     let mut offered = 0u64;

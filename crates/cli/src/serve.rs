@@ -1,23 +1,21 @@
-//! `hopscope serve`: the collector, the store's maintenance and the HTTP
-//! API in one process, stopped cleanly by SIGINT/SIGTERM.
+//! `hopscope serve`: the flags and the `[serve]` section made into the
+//! pipeline's configuration; `hopscope_pipeline::serve` runs it.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use hopscope_collector::{Cidr, Collector, CollectorConfig, Metrics, TcpLimits, now_ns};
-use hopscope_store::{RetentionPolicy, Store, WriteOptions};
+use anyhow::{Context, Result};
+use hopscope_collector::{Cidr, CollectorConfig, TcpLimits};
+use hopscope_pipeline::{Listening, ServeConfig};
+use hopscope_store::RetentionPolicy;
 use hopscope_wire::SessionLimits;
 
 use crate::ServeArgs;
 use crate::config::ServeSection;
 use crate::probe::parse_duration;
-
-/// How often compaction, rollups and retention run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 
 fn addresses(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
     list.iter()
@@ -47,21 +45,16 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
-    run_with(args, section, |_| Ok(()))
-}
-
-/// Where a started server listens.
-#[derive(Debug)]
-pub struct Listening<'a> {
-    pub udp: &'a [SocketAddr],
-    pub http: Option<SocketAddr>,
+    run_with(args, section, Arc::new(AtomicBool::new(false)), |_| Ok(()))
 }
 
 /// [`run`], calling `on_ready` once the listeners are bound (so that `hopscope
-/// demo` can point its exporters at them), before serving until stopped.
+/// demo` can point its exporters at them), before serving until `stop` is
+/// set or a signal arrives.
 pub fn run_with(
     args: &ServeArgs,
     section: &ServeSection,
+    stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(&Listening<'_>) -> Result<()>,
 ) -> Result<ExitCode> {
     let flush = parse_duration(&args.flush_interval)?;
@@ -136,124 +129,43 @@ pub fn run_with(
     };
     let retention = parse_duration(&args.retention).ok().filter(|&d| d > 0);
     let max_bytes = parse_size(&args.max_size)?;
-    let policy = RetentionPolicy {
+    let retention = RetentionPolicy {
         flows_max_age_ns: retention,
         max_bytes: (max_bytes > 0).then_some(max_bytes),
         close_after_ns: (2 * flush).max(60_000_000_000),
         ..RetentionPolicy::default()
     };
-    let store = Arc::new(
-        Store::open(&args.data_dir, WriteOptions::default())
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
-    );
-    let metrics = Arc::new(Metrics::new(now_ns()));
-    // the correlator follows what each flush commits and writes journeys;
-    // a few flushes may wait for it (a flush holds up to a million rows):
-    // beyond, the sink drops them for the correlator, counted, and stores on
-    let (follow, committed) = std::sync::mpsc::sync_channel(2);
-    let mut config = config;
-    config.follow = Some(follow);
-    let correlator = crate::journeys::follow(
-        store.clone(),
-        committed,
-        metrics.clone(),
-        hopscope_correlate::CorrelatorConfig {
+    let http: Option<SocketAddr> = match args.http.trim() {
+        "none" | "" => None,
+        addr => Some(addr.parse().with_context(|| format!("--http {addr}"))?),
+    };
+    let config = ServeConfig {
+        collector: config,
+        data_dir: args.data_dir.clone(),
+        retention,
+        correlator: hopscope_correlate::CorrelatorConfig {
             address_spaces: section.address_spaces(),
             clock_domains: section.clock_domains()?,
             ..hopscope_correlate::CorrelatorConfig::default()
         },
-    );
-    let collector = Collector::start(&config, store.clone(), metrics.clone())?;
-    drop(config);
-    for a in &collector.udp_addrs {
-        eprintln!("hopscope: collecting UDP (NetFlow, IPFIX, sFlow) on {a}");
-    }
-    for a in &collector.tcp_addrs {
-        eprintln!("hopscope: collecting IPFIX over TCP on {a}");
-    }
-    eprintln!("hopscope: store in {}", args.data_dir.display());
-
-    let stop = hopscope_probe::stop_requested();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the HTTP runtime")?;
-    let http_addr: Option<SocketAddr> = match args.http.trim() {
-        "none" | "" => None,
-        addr => Some(addr.parse().with_context(|| format!("--http {addr}"))?),
+        http,
+        token: args.token.clone(),
+        exit_after_replay: args.exit_after_replay,
     };
-    let http = match http_addr {
-        None => None,
-        Some(addr) => {
-            let server = runtime.spawn(hopscope_server::serve(
-                addr,
-                store.clone(),
-                metrics.clone(),
-                args.token.clone(),
-                async {
-                    while !hopscope_probe::stop_requested().load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-            ));
+    hopscope_pipeline::serve(config, stop, |listening| {
+        for a in listening.udp {
+            eprintln!("hopscope: collecting UDP (NetFlow, IPFIX, sFlow) on {a}");
+        }
+        for a in listening.tcp {
+            eprintln!("hopscope: collecting IPFIX over TCP on {a}");
+        }
+        eprintln!("hopscope: store in {}", args.data_dir.display());
+        if let Some(addr) = listening.http {
             eprintln!("hopscope: API and /metrics on http://{addr}");
-            Some(server)
         }
-    };
-
-    on_ready(&Listening {
-        udp: &collector.udp_addrs,
-        http: http_addr,
+        on_ready(listening)
     })?;
-    let mut last_maintenance = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        if let Some(h) = &http
-            && h.is_finished()
-        {
-            break;
-        }
-        if stop.load(Ordering::Relaxed) || (args.exit_after_replay && collector.idle()) {
-            break;
-        }
-        if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
-            last_maintenance = Instant::now();
-            maintain(&store, &policy, &metrics);
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    eprintln!("hopscope: stopping; committing what was received");
-    collector.stop();
-    // the writer has gone, so the correlator closes its last windows
-    let _ = correlator.join();
-    if let Some(h) = http
-        && let Ok(Err(e)) = runtime.block_on(h)
-    {
-        bail!(e);
-    }
     Ok(ExitCode::SUCCESS)
-}
-
-fn maintain(store: &Store, policy: &RetentionPolicy, metrics: &Metrics) {
-    let m = &metrics.store;
-    m.maintenance_runs.fetch_add(1, Ordering::Relaxed);
-    match store.maintain(policy, now_ns()) {
-        Ok(r) => {
-            m.segments_compacted
-                .fetch_add(r.segments_compacted, Ordering::Relaxed);
-            m.rollups_written
-                .fetch_add(r.rollups_written, Ordering::Relaxed);
-            m.segments_deleted.fetch_add(
-                r.segments_deleted_by_age + r.segments_deleted_by_size,
-                Ordering::Relaxed,
-            );
-        }
-        Err(e) => {
-            m.maintenance_errors.fetch_add(1, Ordering::Relaxed);
-            metrics.publish(0, Vec::new(), vec![format!("maintenance: {e}")]);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hopscope_collector::Status;
+use hopscope_pipeline::{Overflow, SubscriberStats};
 
 use crate::StatusArgs;
 
@@ -17,7 +18,8 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let status: Status = serde_json::from_str(&body).context("reading the status")?;
-    print!("{}", describe(&status));
+    let bus: Bus = serde_json::from_str(&body).context("reading the status")?;
+    print!("{}{}", describe(&status), describe_bus(&bus.bus));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -47,6 +49,41 @@ fn get(url: &str, path: &str, token: Option<&str>) -> Result<String> {
         bail!("{host}{path}: HTTP {code}: {body}");
     }
     Ok(body.to_string())
+}
+
+/// The pipeline's part of the status: its bus subscribers.
+#[derive(Debug, serde::Deserialize)]
+struct Bus {
+    #[serde(default)]
+    bus: Vec<SubscriberStats>,
+}
+
+fn describe_bus(subscribers: &[SubscriberStats]) -> String {
+    let said: Vec<String> = subscribers
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}/{} queued, {} offered, {} dropped{}",
+                s.name,
+                s.queued,
+                s.capacity,
+                s.offered,
+                s.dropped,
+                match s.overflow {
+                    Overflow::Block => format!(
+                        ", publishers waited {:.3} s",
+                        s.publisher_wait_ns as f64 / 1e9
+                    ),
+                    Overflow::Drop => String::new(),
+                }
+            )
+        })
+        .collect();
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!("bus: {}\n", said.join("; "))
+    }
 }
 
 fn describe(s: &Status) -> String {
@@ -208,6 +245,22 @@ mod tests {
         assert!(text.contains("2 unfinished flows"), "{text}");
     }
 
+    #[test]
+    fn the_bus_subscribers_are_shown() {
+        let body = serde_json::json!({"bus": [
+            {"name": "correlator", "overflow": "drop", "capacity": 2, "offered": 9,
+             "dropped": 3, "queued": 1, "peak_queued": 2, "publisher_wait_ns": 0},
+            {"name": "store writer", "overflow": "block", "capacity": 16, "offered": 4,
+             "dropped": 0, "queued": 0, "peak_queued": 1, "publisher_wait_ns": 1_500_000_000u64},
+        ]});
+        let bus: Bus = serde_json::from_value(body).unwrap();
+        assert_eq!(
+            describe_bus(&bus.bus),
+            "bus: correlator 1/2 queued, 9 offered, 3 dropped; \
+             store writer 0/16 queued, 4 offered, 0 dropped, publishers waited 1.500 s\n"
+        );
+    }
+
     /// The counters are named by string where they are published and where
     /// they are shown: a name shown must be one published (a misspelt one
     /// would read 0 forever), and every one published must reach `/metrics`.
@@ -215,7 +268,7 @@ mod tests {
     fn every_counter_shown_is_published() {
         let metrics = hopscope_collector::Metrics::default();
         let correlator = hopscope_correlate::Correlator::new(Default::default());
-        crate::journeys::publish(&correlator, &metrics);
+        hopscope_pipeline::follow::publish(&correlator, &metrics);
         let status = metrics.status(0);
         let source = include_str!("status.rs");
         let shown: Vec<&str> = source

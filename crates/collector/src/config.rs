@@ -49,9 +49,9 @@ pub struct CollectorConfig {
     /// Most flows decoded but not yet handed to the store, per receiver,
     /// before a hand-off is forced.
     pub batch_rows: usize,
-    /// Receives what each flush committed (packet reports, health, point
-    /// names): how the correlator follows the store.
-    pub follow: Option<std::sync::mpsc::SyncSender<crate::sink::Committed>>,
+    /// Told what each flush committed: how the pipeline's bus follows the
+    /// store.
+    pub on_commit: Option<crate::sink::CommitHook>,
 }
 
 impl Default for CollectorConfig {
@@ -72,7 +72,7 @@ impl Default for CollectorConfig {
             mmdb: Vec::new(),
             flush_interval: Duration::from_secs(5),
             batch_rows: 64 * 1024,
-            follow: None,
+            on_commit: None,
         }
     }
 }

@@ -42,19 +42,14 @@ pub use intake::{Handoff, Intake, PointFacts};
 pub use metrics::{
     JourneyCounters, JourneyStatus, Metrics, Published, Status, TcpClose, TcpRefusal, TcpStatus,
 };
-pub use sink::Committed;
+pub use sink::{CommitHook, Committed};
 pub use tcp::TcpLimits;
 
 /// Hand-offs waiting for the store writer; beyond this receivers wait,
 /// and the kernel's socket buffers absorb (or drop, counted) the rest.
 const HANDOFF_QUEUE: usize = 32;
 
-/// Unix time now, ns.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
+pub use hopscope_store::now_ns;
 
 /// Why the collector cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -176,11 +171,11 @@ impl Collector {
         drop(sender);
         let writer = {
             let (store, metrics, flush) = (store.clone(), metrics.clone(), config.flush_interval);
-            let follow = config.follow.clone();
+            let on_commit = config.on_commit.clone();
             let idle = Duration::from_nanos(config.session_limits.session_idle_ns.max(0) as u64);
             std::thread::Builder::new()
                 .name("store writer".into())
-                .spawn(move || sink::run(store, handoffs, metrics, flush, idle, follow))
+                .spawn(move || sink::run(store, handoffs, metrics, flush, idle, on_commit))
                 .expect("spawn the writer")
         };
         drop(new_intake);

@@ -90,9 +90,6 @@ pub struct StoreCounters {
     pub flush_errors: AtomicU64,
     /// Rows lost because a flush failed (disk full, permissions).
     pub rows_dropped: AtomicU64,
-    /// Committed flushes the correlator was too busy to take (its journeys
-    /// for those reports are missing; the reports are stored).
-    pub follow_dropped: AtomicU64,
     pub last_flush_ns: AtomicI64,
     /// Receive time of the oldest row not yet committed; 0 when none.
     pub oldest_pending_ns: AtomicI64,
@@ -381,7 +378,6 @@ impl Metrics {
                 flushes: s.flushes.load(Ordering::Relaxed),
                 flush_errors: s.flush_errors.load(Ordering::Relaxed),
                 rows_dropped: s.rows_dropped.load(Ordering::Relaxed),
-                follow_dropped: s.follow_dropped.load(Ordering::Relaxed),
                 rows_pending: s.rows_pending.load(Ordering::Relaxed),
                 lag_seconds: if oldest == 0 {
                     0.0
@@ -489,8 +485,6 @@ pub struct StoreStatus {
     pub flushes: u64,
     pub flush_errors: u64,
     pub rows_dropped: u64,
-    #[serde(default)]
-    pub follow_dropped: u64,
     pub rows_pending: u64,
     /// Age of the oldest received row not yet committed.
     pub lag_seconds: f64,
@@ -887,12 +881,6 @@ impl Status {
             "counter",
             "Journey batches the store refused.",
             one(self.journeys.get("write_errors").copied().unwrap_or(0)),
-        );
-        metric(
-            "correlator_flushes_skipped_total",
-            "counter",
-            "Committed flushes the correlator could not take (busy).",
-            one(s.follow_dropped),
         );
         metric(
             "store_rows_dropped_total",

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
 use hopscope_store::{Store, Table};
 
 use crate::intake::{Handoff, PointFacts};
@@ -29,14 +29,40 @@ struct Pending {
 }
 
 /// What a flush made durable, for consumers that follow the store (the
-/// correlator): flow records, packet reports, health rows and what
-/// exporters said of their points (names, clocks).
-#[derive(Debug, Default)]
+/// correlator, analyzers): the batches of each table and what exporters
+/// said of their points (names, clocks).
+#[derive(Debug, Default, Clone)]
 pub struct Committed {
-    pub flows: Vec<RecordBatch>,
-    pub packet_reports: Vec<RecordBatch>,
-    pub health: Vec<RecordBatch>,
+    pub tables: Vec<(Table, Vec<RecordBatch>)>,
     pub points: PointFacts,
+    /// The newest receive time among the rows (0 when there are none):
+    /// event time as far as the collector knows it.
+    pub watermark_ns: i64,
+}
+
+/// Called with what each flush committed; it must not wait long, for the
+/// store writer waits for it.
+#[derive(Clone)]
+pub struct CommitHook(pub std::sync::Arc<dyn Fn(Committed) + Send + Sync>);
+
+impl std::fmt::Debug for CommitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitHook")
+    }
+}
+
+/// The newest `time_received_ns` of `batches`.
+fn newest_received(batches: &[RecordBatch]) -> Option<i64> {
+    batches
+        .iter()
+        .filter_map(|b| {
+            b.column_by_name(hopscope_store::TIME_COLUMN)?
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+        })
+        .filter(|times| times.null_count() == 0)
+        .filter_map(|times| times.values().iter().max().copied())
+        .max()
 }
 
 /// Runs until every receiver has dropped its sender, then flushes once more.
@@ -46,7 +72,7 @@ pub fn run(
     metrics: Arc<Metrics>,
     flush_interval: Duration,
     session_idle: Duration,
-    committed: Option<SyncSender<Committed>>,
+    on_commit: Option<CommitHook>,
 ) {
     let mut pending = Pending::default();
     let mut state = SessionState::open(&store, session_idle);
@@ -98,7 +124,7 @@ pub fn run(
             &mut pending,
             &mut state,
             &metrics,
-            committed.as_ref(),
+            on_commit.as_ref(),
         );
         if closed {
             return;
@@ -112,11 +138,11 @@ fn flush(
     pending: &mut Pending,
     state: &mut SessionState,
     metrics: &Metrics,
-    committed: Option<&SyncSender<Committed>>,
+    on_commit: Option<&CommitHook>,
 ) {
     let m = &metrics.store;
     let work = std::mem::take(pending);
-    let mut follow = Committed {
+    let mut committed = Committed {
         points: work.points,
         ..Committed::default()
     };
@@ -125,11 +151,11 @@ fn flush(
     let mut failed = false;
     for (table, batches) in work.tables {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        match table {
-            Table::Flows if committed.is_some() => follow.flows = batches.clone(),
-            Table::PacketReports if committed.is_some() => follow.packet_reports = batches.clone(),
-            Table::Health if committed.is_some() => follow.health = batches.clone(),
-            _ => {}
+        if on_commit.is_some() {
+            if let Some(newest) = newest_received(&batches) {
+                committed.watermark_ns = committed.watermark_ns.max(newest);
+            }
+            committed.tables.push((table, batches.clone()));
         }
         // large flushes are encoded by several threads, one segment each
         let chunks = split_rows(batches, ROWS_PER_WRITER);
@@ -171,11 +197,8 @@ fn flush(
     if failed {
         return;
     }
-    if let Some(c) = committed {
-        // a correlator that cannot keep up must not stall the store
-        if c.try_send(follow).is_err() {
-            m.follow_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    if let Some(hook) = on_commit {
+        (hook.0)(committed);
     }
     // the state matching what is now committed
     if let Err(e) = state.write() {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
 use axum::Json;
 use axum::extract::{Query as Params, State};
-use hopscope_collector::now_ns;
-use hopscope_store::query::{QueryRequest, execute, parse_duration, time_range};
+use hopscope_store::now_ns;
+use hopscope_store::query::{QueryRequest, parse_duration, time_range};
 use hopscope_store::render::json_rows;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ pub(crate) async fn flows(
 ) -> Result<Json<Value>, ApiError> {
     let query = request.plan(now_ns())?;
     let store = state.store.clone();
-    let out = blocking(move || Ok(execute(&store, &query)?)).await?;
+    let out = blocking(move || Ok(store.query(&query)?)).await?;
     Ok(Json(json!({
         "rows": json_rows(&out.rows),
         "totals": out.totals.as_ref().map(json_rows).and_then(|t| t.into_iter().next()),
@@ -137,7 +137,7 @@ pub(crate) async fn timeseries(
     };
     let query = request.plan(now)?;
     let store = state.store.clone();
-    let out = blocking(move || Ok(execute(&store, &query)?)).await?;
+    let out = blocking(move || Ok(store.query(&query)?)).await?;
     let keys: Vec<&str> = p
         .group_by
         .as_deref()

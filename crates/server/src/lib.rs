@@ -1,5 +1,5 @@
-//! hopscope's HTTP API and web UI over the store and the collector's own
-//! account: flows (filters, group-by, aggregates, time buckets, top-N) and
+//! hopscope's HTTP API and web UI over the store and the process's own
+//! account ([`Telemetry`]): flows (filters, group-by, aggregates, time buckets, top-N) and
 //! time series, journeys (a list, one, and per-segment summaries),
 //! exporters and their health, read-only SQL (with the `sql` feature),
 //! `/metrics` (Prometheus) and `/health`, described by the OpenAPI document
@@ -28,16 +28,26 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hopscope_collector::{Metrics, now_ns};
-use hopscope_store::Store;
 use hopscope_store::query::QueryError;
+use hopscope_store::{Backend, now_ns};
 use serde_json::json;
+
+/// The process's account of itself, as whoever runs the server keeps it:
+/// `/api/status` and `/api/exporters` show [`Telemetry::status`], `/metrics`
+/// shows [`Telemetry::prometheus`]. The server renders what it is given
+/// and knows nothing of the counters behind it.
+pub trait Telemetry: Send + Sync + std::fmt::Debug {
+    /// The status document (JSON), with an `exporters` list.
+    fn status(&self, now_ns: i64) -> serde_json::Value;
+    /// The same in Prometheus' text exposition format.
+    fn prometheus(&self, now_ns: i64) -> String;
+}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
-    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn Backend>,
+    pub telemetry: Arc<dyn Telemetry>,
     token: Option<Arc<str>>,
 }
 
@@ -56,10 +66,14 @@ pub enum ServerError {
 }
 
 /// The API's and the UI's routes.
-pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, token: Option<String>) -> Router {
+pub fn router(
+    store: Arc<dyn Backend>,
+    telemetry: Arc<dyn Telemetry>,
+    token: Option<String>,
+) -> Router {
     let state = AppState {
         store,
-        metrics,
+        telemetry,
         token: token.map(Arc::from),
     };
     Router::new()
@@ -85,8 +99,8 @@ pub fn router(store: Arc<Store>, metrics: Arc<Metrics>, token: Option<String>) -
 /// Binds `addr` (checking the token rule) and serves until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
-    store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    store: Arc<dyn Backend>,
+    telemetry: Arc<dyn Telemetry>,
     token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -96,7 +110,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Listen { addr, source })?;
-    axum::serve(listener, router(store, metrics, token))
+    axum::serve(listener, router(store, telemetry, token))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServerError::Listen { addr, source })
@@ -217,16 +231,17 @@ async fn not_found() -> ApiError {
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
-    let text = state.metrics.status(now_ns()).prometheus();
+    let text = state.telemetry.prometheus(now_ns());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn status(State(state): State<AppState>) -> Response {
-    Json(state.metrics.status(now_ns())).into_response()
+    Json(state.telemetry.status(now_ns())).into_response()
 }
 
 async fn exporters(State(state): State<AppState>) -> Response {
-    Json(json!({"exporters": state.metrics.status(now_ns()).exporters})).into_response()
+    let mut status = state.telemetry.status(now_ns());
+    Json(json!({"exporters": status["exporters"].take()})).into_response()
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub(crate) async fn query(
     State(state): State<AppState>,
     Params(p): Params<SqlParams>,
 ) -> Result<Json<Value>, ApiError> {
-    use hopscope_store::sql::{SqlLimits, run_sql};
+    use hopscope_store::sql::SqlLimits;
     let limits = SqlLimits {
         memory_bytes: 512 << 20,
         timeout: std::time::Duration::from_secs(30),
@@ -35,7 +35,9 @@ pub(crate) async fn query(
     };
     let store = state.store.clone();
     let out = crate::blocking(move || {
-        run_sql(&store, &p.q, limits).map_err(|e| ApiError::bad_request(e.to_string()))
+        store
+            .sql(&p.q, limits)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
     })
     .await?;
     // DataFusion's batches are of its own Arrow version: rendered by the store

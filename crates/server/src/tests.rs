@@ -1,15 +1,15 @@
 //! The API over a real store filled by the simulator, the probe's metering
-//! and the correlator: a chain with 5 % loss on one link.
+//! and the correlator: a chain with 5 % loss on one link. The same rows
+//! also go into a [`MemoryStore`], and both backends must answer alike.
 
 use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use hopscope_collector::Metrics;
 use hopscope_correlate::{Correlator, CorrelatorConfig, journeys_to_batch};
 use hopscope_probe::{Profile, SelectorConfig};
 use hopscope_simulate::{Scenario, probe_reports, simulate};
-use hopscope_store::{Store, Table, WriteOptions};
+use hopscope_store::{Backend, MemoryStore, Store, Table, WriteOptions};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -18,43 +18,52 @@ use super::router;
 /// The lossy link of the fixture: between these two points, 5 % each way.
 const LOSSY: (&str, &str) = ("r2:r2-r1", "r2:r2-r3");
 
+/// The same rows in both backends.
+struct Backends {
+    parquet: Arc<Store>,
+    memory: Arc<MemoryStore>,
+}
+
 /// A store with two minutes ago's simulated flows and journeys, built once.
 fn store() -> Arc<Store> {
-    static STORE: OnceLock<Arc<Store>> = OnceLock::new();
-    STORE
-        .get_or_init(|| {
-            let dir =
-                std::env::temp_dir().join(format!("hopscope-api-test-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let store = Store::open(&dir, WriteOptions::default()).unwrap();
-            let mut scenario = Scenario::chain(3);
-            scenario.start_ns = now() - 120_000_000_000;
-            scenario.duration_ms = 5_000;
-            scenario.traffic.flows = 60;
-            scenario.links[2].loss = 0.05;
-            let run = simulate(&scenario).unwrap();
-            let selection = SelectorConfig {
-                profile: Profile::NatFree,
-                ..SelectorConfig::default()
-            };
-            let mut correlator = Correlator::new(CorrelatorConfig::default());
-            for point in probe_reports(&run, selection, 3) {
-                correlator.set_name(point.point, &point.name);
-                correlator.add_reports(&point.reports).unwrap();
-                store
-                    .writer()
-                    .write(Table::Flows, &[received_at_end(point.flows)])
-                    .unwrap();
-            }
-            let journeys = correlator.finish();
-            assert!(!journeys.is_empty());
-            store
-                .writer()
-                .write(Table::Journeys, &[journeys_to_batch(&journeys).unwrap()])
-                .unwrap();
-            Arc::new(store)
-        })
-        .clone()
+    backends().parquet.clone()
+}
+
+fn backends() -> &'static Backends {
+    static STORE: OnceLock<Backends> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hopscope-api-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir, WriteOptions::default()).unwrap();
+        let memory = MemoryStore::default();
+        let write = |table: Table, batch: arrow_array::RecordBatch| {
+            Backend::write(&store, table, std::slice::from_ref(&batch)).unwrap();
+            memory.write(table, &[batch]).unwrap();
+        };
+        let mut scenario = Scenario::chain(3);
+        scenario.start_ns = now() - 120_000_000_000;
+        scenario.duration_ms = 5_000;
+        scenario.traffic.flows = 60;
+        scenario.links[2].loss = 0.05;
+        let run = simulate(&scenario).unwrap();
+        let selection = SelectorConfig {
+            profile: Profile::NatFree,
+            ..SelectorConfig::default()
+        };
+        let mut correlator = Correlator::new(CorrelatorConfig::default());
+        for point in probe_reports(&run, selection, 3) {
+            correlator.set_name(point.point, &point.name);
+            correlator.add_reports(&point.reports).unwrap();
+            write(Table::Flows, received_at_end(point.flows));
+        }
+        let journeys = correlator.finish();
+        assert!(!journeys.is_empty());
+        write(Table::Journeys, journeys_to_batch(&journeys).unwrap());
+        Backends {
+            parquet: Arc::new(store),
+            memory: Arc::new(memory),
+        }
+    })
 }
 
 /// A probe's flows as a collector stores them: received when they ended.
@@ -74,15 +83,33 @@ fn received_at_end(flows: arrow_array::RecordBatch) -> arrow_array::RecordBatch 
 }
 
 fn now() -> i64 {
-    hopscope_collector::now_ns()
+    hopscope_store::now_ns()
+}
+
+/// The account of a process that has received nothing yet.
+#[derive(Debug)]
+struct Quiet;
+
+impl crate::Telemetry for Quiet {
+    fn status(&self, _: i64) -> Value {
+        serde_json::json!({"exporters": []})
+    }
+    fn prometheus(&self, _: i64) -> String {
+        "# nothing counted\n".into()
+    }
 }
 
 async fn call(token: Option<&str>, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-    let app = router(
-        store(),
-        Arc::new(Metrics::new(now())),
-        token.map(String::from),
-    );
+    call_on(store(), token, uri, headers).await
+}
+
+async fn call_on(
+    backend: Arc<dyn Backend>,
+    token: Option<&str>,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let app = router(backend, Arc::new(Quiet), token.map(String::from));
     let mut request = Request::get(uri);
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -118,6 +145,56 @@ async fn every_documented_path_answers() {
         assert!(
             !body.to_string().contains("no such page"),
             "{path} is documented but not routed ({status}: {body})"
+        );
+    }
+}
+
+/// What the backend may answer differently: how much it read, and how.
+fn without_scan_statistics(mut body: Value) -> Value {
+    if let Some(o) = body.as_object_mut() {
+        o.remove("scan");
+        o.remove("rollup_segments");
+    }
+    body
+}
+
+#[tokio::test]
+async fn both_backends_answer_alike() {
+    // one range for both, not "the last 10 minutes" twice
+    let range = format!("from={}&to={}", now() - 600_000_000_000, now());
+    let first_id = get(&format!("/api/journeys?{range}&limit=1")).await["journeys"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uris = [
+        format!(
+            "/api/flows?{range}&group_by=src_addr,dst_port&aggregates=flows,bytes,packets,bps&order=-bytes&limit=7"
+        ),
+        format!(
+            "/api/flows?{range}&group_by=proto&aggregates=flows,p95(bytes),min(packets),max(packets)"
+        ),
+        format!(
+            "/api/flows?{range}&columns=src_addr,dst_addr,bytes&order=-bytes&limit=5&filter=proto%20tcp"
+        ),
+        format!("/api/timeseries?{range}&bucket=1m&group_by=dst_port&top=3"),
+        format!("/api/journeys?{range}&sort=loss&limit=20"),
+        format!("/api/journeys?{range}&sort=delay&limit=20&filter=lost%20%3E%200"),
+        format!("/api/journeys?{range}&sort=time&limit=3"),
+        format!("/api/journeys/{first_id}"),
+        format!("/api/journeys/segments?{range}"),
+        format!("/api/journeys/segments?{range}&filter=lost%20%3D%200"),
+    ];
+    let b = backends();
+    for uri in &uris {
+        let (parquet_status, parquet) = call_on(b.parquet.clone(), None, uri, &[]).await;
+        let (memory_status, memory) = call_on(b.memory.clone(), None, uri, &[]).await;
+        assert_eq!(parquet_status, StatusCode::OK, "{uri}: {parquet}");
+        assert_eq!(memory_status, parquet_status, "{uri}: {memory}");
+        assert_ne!(parquet, Value::Null, "{uri}");
+        assert_eq!(
+            without_scan_statistics(memory),
+            without_scan_statistics(parquet),
+            "{uri}"
         );
     }
 }

@@ -8,14 +8,21 @@
 //! hour, and retention deletes by age and size. The files are plain Parquet
 //! that DuckDB, pandas or ClickHouse read as they are.
 //!
+//! Everything above the store holds it as a [`Backend`], the trait that
+//! [`Store`] and the in-memory [`MemoryStore`] implement (and a ClickHouse
+//! backend will).
+//!
 //! The crate does not receive or decode anything: the collector hands it
 //! record batches of the `hopscope-schema` tables. Ad-hoc SQL runs in
 //! DataFusion over the same files, behind the cargo feature `sql`.
 
 #![forbid(unsafe_code)]
 
+mod backend;
+pub mod journeys;
 pub mod layout;
 mod maintain;
+mod memory;
 pub mod query;
 pub mod render;
 mod scan;
@@ -27,9 +34,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use backend::Backend;
 pub use layout::{Segment, Table};
 pub use maintain::{MaintenanceReport, RetentionPolicy};
+pub use memory::MemoryStore;
 pub use writer::{SegmentWriter, WriteOptions};
+
+/// Unix time now, ns: the clock every stored time is on.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
 
 /// Every table is partitioned and pruned by this column.
 pub const TIME_COLUMN: &str = "time_received_ns";

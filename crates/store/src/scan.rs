@@ -35,9 +35,52 @@ impl ScanStats {
 /// per-batch work, small enough to stay in cache.
 const BATCH_ROWS: usize = 8 * 1024;
 
+/// What the executor scans, one at a time per worker: a segment file, or
+/// rows held in memory (by [`MemoryStore`](crate::MemoryStore)). Either
+/// way it yields batches of the named columns it has.
+#[derive(Debug, Clone)]
+pub(crate) enum Part {
+    Segment(Segment),
+    Rows(RecordBatch),
+}
+
+impl Part {
+    /// Reads the named columns (those the part has) of the rows that may
+    /// lie in `[from_ns, to_ns)`, batch by batch.
+    pub(crate) fn scan(
+        &self,
+        columns: &[&str],
+        from_ns: i64,
+        to_ns: i64,
+        stats: &mut ScanStats,
+        mut each: impl FnMut(RecordBatch) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Part::Segment(s) => scan_segment(s, columns, from_ns, to_ns, stats, each),
+            Part::Rows(rows) => {
+                stats.segments += 1;
+                // the columns it has, in its own order, as a file projects them
+                let schema = rows.schema();
+                let indices: Vec<usize> = (0..schema.fields().len())
+                    .filter(|&i| columns.contains(&schema.field(i).name().as_str()))
+                    .collect();
+                let projected = rows.project(&indices)?;
+                let mut offset = 0;
+                while offset < projected.num_rows() {
+                    let len = BATCH_ROWS.min(projected.num_rows() - offset);
+                    stats.rows_read += len as u64;
+                    each(projected.slice(offset, len))?;
+                    offset += len;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Reads the named columns (those the file has) of the row groups of
 /// `segment` that may hold times in `[from_ns, to_ns)`, batch by batch.
-pub(crate) fn scan_segment(
+fn scan_segment(
     segment: &Segment,
     columns: &[&str],
     from_ns: i64,
@@ -98,6 +141,48 @@ pub(crate) fn scan_segment(
     Ok(())
 }
 
+/// The rows of `parts` whose time is in `[from_ns, to_ns)`, with the named
+/// columns and the time: what every backend's `scan` does once it knows
+/// its parts.
+pub(crate) fn scan_parts(
+    parts: impl IntoIterator<Item = Part>,
+    columns: &[&str],
+    from_ns: i64,
+    to_ns: i64,
+    each: &mut dyn FnMut(RecordBatch) -> Result<(), StoreError>,
+) -> Result<ScanStats, StoreError> {
+    let mut columns = columns.to_vec();
+    if !columns.contains(&TIME_COLUMN) {
+        columns.push(TIME_COLUMN);
+    }
+    let mut stats = ScanStats::default();
+    for part in parts {
+        part.scan(&columns, from_ns, to_ns, &mut stats, |batch| {
+            let time = batch
+                .column_by_name(TIME_COLUMN)
+                .expect("time column projected");
+            let times = time
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .ok_or_else(|| {
+                    arrow_schema::ArrowError::SchemaError(format!(
+                        "{TIME_COLUMN} is {}, not nanosecond timestamps",
+                        time.data_type()
+                    ))
+                })?;
+            let batch = match rows_in_range(times, from_ns, to_ns) {
+                None => batch,
+                Some(keep) => arrow_select::filter::filter_record_batch(&batch, &keep)?,
+            };
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
+            each(batch)
+        })?;
+    }
+    Ok(stats)
+}
+
 impl crate::Store {
     /// Reads the named columns of `table` for the rows whose time is in
     /// `[from_ns, to_ns)`, batch by batch, oldest segment first: the way
@@ -111,39 +196,18 @@ impl crate::Store {
         to_ns: i64,
         mut each: impl FnMut(RecordBatch) -> Result<(), StoreError>,
     ) -> Result<ScanStats, StoreError> {
-        let mut columns = columns.to_vec();
-        if !columns.contains(&TIME_COLUMN) {
-            columns.push(TIME_COLUMN);
-        }
-        let mut stats = ScanStats::default();
-        for segment in self.segments(table)? {
-            if !segment.overlaps(from_ns, to_ns) {
-                stats.segments_pruned += 1;
-                continue;
-            }
-            scan_segment(&segment, &columns, from_ns, to_ns, &mut stats, |batch| {
-                let time = batch
-                    .column_by_name(TIME_COLUMN)
-                    .expect("time column projected");
-                let times = time
-                    .as_any()
-                    .downcast_ref::<TimestampNanosecondArray>()
-                    .ok_or_else(|| {
-                        arrow_schema::ArrowError::SchemaError(format!(
-                            "{TIME_COLUMN} is {}, not nanosecond timestamps",
-                            time.data_type()
-                        ))
-                    })?;
-                let batch = match rows_in_range(times, from_ns, to_ns) {
-                    None => batch,
-                    Some(keep) => arrow_select::filter::filter_record_batch(&batch, &keep)?,
-                };
-                if batch.num_rows() == 0 {
-                    return Ok(());
-                }
-                each(batch)
-            })?;
-        }
+        let (inside, outside): (Vec<Segment>, Vec<Segment>) = self
+            .segments(table)?
+            .into_iter()
+            .partition(|s| s.overlaps(from_ns, to_ns));
+        let mut stats = scan_parts(
+            inside.into_iter().map(Part::Segment),
+            columns,
+            from_ns,
+            to_ns,
+            &mut each,
+        )?;
+        stats.segments_pruned += outside.len() as u64;
         Ok(stats)
     }
 }

@@ -28,7 +28,7 @@ use super::volume::{self, RATE_COLUMN, RateCoverage};
 use super::{Aggregate, OrderBy, Query, QueryError, QueryOutput, Source, field_kind};
 use crate::layout::{HOUR_NS, Segment, Table};
 use crate::maintain::{self, ROLLUP_1H_DIMS, ROLLUP_1M_DIMS};
-use crate::scan::{ScanStats, scan_segment};
+use crate::scan::{Part, ScanStats};
 use crate::{Store, TIME_COLUMN};
 
 /// What is kept per group to compute the aggregates.
@@ -285,6 +285,17 @@ pub(super) fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
 
 /// Runs a query against a store.
 pub fn execute(store: &Store, q: &Query) -> Result<QueryOutput, QueryError> {
+    check(q)?;
+    let (segments, rollups, pruned) = plan_segments(store, q)?;
+    let parts: Vec<Part> = segments.into_iter().map(Part::Segment).collect();
+    let mut output = execute_parts(q, &parts)?;
+    output.scan.segments_pruned += pruned;
+    output.rollup_segments = rollups;
+    Ok(output)
+}
+
+/// Refuses a query that cannot run, before anything is read.
+fn check(q: &Query) -> Result<(), QueryError> {
     if q.from_ns >= q.to_ns {
         return Err(QueryError::Plan(
             "the time range is empty (from is not before to)".into(),
@@ -295,20 +306,28 @@ pub fn execute(store: &Store, q: &Query) -> Result<QueryOutput, QueryError> {
     {
         return Err(QueryError::Plan("the time bucket must be positive".into()));
     }
-    let (segments, rollups, pruned) = plan_segments(store, q)?;
-    let mut output = if q.aggregates.is_empty() {
+    Ok(())
+}
+
+/// Runs a query over flow rows held in memory (every batch a part), as
+/// [`execute`] runs it over segments.
+pub fn execute_rows(q: &Query, rows: &[RecordBatch]) -> Result<QueryOutput, QueryError> {
+    check(q)?;
+    let parts: Vec<Part> = rows.iter().cloned().map(Part::Rows).collect();
+    execute_parts(q, &parts)
+}
+
+fn execute_parts(q: &Query, parts: &[Part]) -> Result<QueryOutput, QueryError> {
+    if q.aggregates.is_empty() {
         if !q.group_by.is_empty() || q.bucket_ns.is_some() {
             return Err(QueryError::Plan(
                 "group-by and time buckets need at least one aggregate".into(),
             ));
         }
-        list(q, &segments)?
+        list(q, parts)
     } else {
-        aggregate(q, &segments)?
-    };
-    output.scan.segments_pruned += pruned;
-    output.rollup_segments = rollups;
-    Ok(output)
+        aggregate(q, parts)
+    }
 }
 
 /// Columns a grouped query reads.
@@ -367,7 +386,7 @@ fn select(q: &Query, batch: RecordBatch) -> Result<RecordBatch, QueryError> {
     }
 }
 
-fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
+fn aggregate(q: &Query, parts: &[Part]) -> Result<QueryOutput, QueryError> {
     let measures = measures_of(&q.aggregates);
     let key_fields: Vec<(&'static str, Kind)> = q
         .group_by
@@ -380,7 +399,7 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
-    .min(segments.len().max(1));
+    .min(parts.len().max(1));
     // A key of several fields (a 5-tuple) can have as many groups as there
     // are rows: then each worker owns a part of the key space and hands the
     // rows of the others' parts over, so that no group is in two tables and
@@ -415,7 +434,7 @@ fn aggregate(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError>
             let (next, layout, measures, columns) = (&next, &layout, &measures, &columns);
             let (partials, first_error) = (&partials, &first_error);
             scope.spawn(move || {
-                let result = worker(q, segments, next, layout, measures, columns, exchange);
+                let result = worker(q, parts, next, layout, measures, columns, exchange);
                 match result {
                     Ok(p) => partials.lock().expect("no panics hold it").extend(p),
                     Err(e) => {
@@ -502,7 +521,7 @@ fn empty_partial(layout: &KeyLayout, measures: &[Measure]) -> Partial {
 
 fn worker(
     q: &Query,
-    segments: &[Segment],
+    parts: &[Part],
     next: &AtomicUsize,
     layout: &KeyLayout,
     measures: &[Measure],
@@ -516,17 +535,17 @@ fn worker(
         done_seen: 0,
         measures,
         next,
-        segments: segments.len(),
+        parts: parts.len(),
     };
     let leave_out = counting::leave_out(q);
     let scanned = (|| -> Result<(), crate::StoreError> {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(segment) = segments.get(i) else {
+            let Some(part) = parts.get(i) else {
                 return Ok(());
             };
             let mut scan = ScanStats::default();
-            scan_segment(segment, columns, q.from_ns, q.to_ns, &mut scan, |batch| {
+            part.scan(columns, q.from_ns, q.to_ns, &mut scan, |batch| {
                 let batch = select(q, batch).map_err(|e| match e {
                     QueryError::Store(s) => s,
                     other => crate::StoreError::Schema(other.to_string()),
@@ -572,18 +591,18 @@ struct Worker<'a> {
     /// Other workers that said they have handed over all they will.
     done_seen: usize,
     measures: &'a [Measure],
-    /// The next segment any worker takes, of `segments`: how far the query
-    /// has come, for sizing tables.
+    /// The next part any worker takes, of `parts`: how far the query has
+    /// come, for sizing tables.
     next: &'a AtomicUsize,
-    segments: usize,
+    parts: usize,
 }
 
 impl Worker<'_> {
     /// How far the query has come: segments taken count as read, a low
     /// guess of the groups to come.
     fn scanned(&self) -> f64 {
-        let taken = self.next.load(Ordering::Relaxed).min(self.segments);
-        taken as f64 / self.segments.max(1) as f64
+        let taken = self.next.load(Ordering::Relaxed).min(self.parts);
+        taken as f64 / self.parts.max(1) as f64
     }
 
     /// `batch`'s rows by the table that holds their groups: rows whose
@@ -1303,7 +1322,7 @@ fn column_as_f64(column: &ArrayRef) -> Vec<f64> {
 
 /// Lists matching flows: in store order up to the limit, or the top rows
 /// by an order column.
-fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
+fn list(q: &Query, parts: &[Part]) -> Result<QueryOutput, QueryError> {
     let mut columns: Vec<&str> = q.columns.clone();
     columns.extend([TIME_COLUMN, RATE_COLUMN]);
     if let Some(f) = &q.filter {
@@ -1329,12 +1348,12 @@ fn list(q: &Query, segments: &[Segment]) -> Result<QueryOutput, QueryError> {
     let mut kept_rows = 0;
     let mut scan = ScanStats::default();
     let limit = q.limit.unwrap_or(usize::MAX);
-    for segment in segments {
+    for part in parts {
         if q.order_by.is_none() && kept_rows >= limit {
             scan.segments_pruned += 1;
             continue;
         }
-        scan_segment(segment, &columns, q.from_ns, q.to_ns, &mut scan, |batch| {
+        part.scan(&columns, q.from_ns, q.to_ns, &mut scan, |batch| {
             let batch = select(q, batch).map_err(|e| crate::StoreError::Schema(e.to_string()))?;
             if batch.num_rows() == 0 || (q.order_by.is_none() && kept_rows >= limit) {
                 return Ok(());

@@ -1,0 +1,26 @@
+//! hopscope's runtime: what `hopscope serve` (and the demo) run, wired in
+//! one place. The collector commits each flush to the store and publishes
+//! it on a fan-out [`bus`] as a [`Batch`]; subscribers each take what they
+//! want through a bounded queue of their own, with a policy for when they
+//! fall behind and counters for it. Today's subscribers are the correlator
+//! ([`follow`]), which publishes the journeys it closes back on the bus,
+//! and the store writer of batches the collector did not write (journeys);
+//! analyzers, alert sinks and a Kafka producer are subscribers to come.
+//! [`serve`] also runs the store's maintenance and the HTTP API, and
+//! gives the API the process's account of itself ([`telemetry`]).
+//!
+//! The crate decodes nothing, stores nothing and correlates nothing itself:
+//! those are the collector's, the store's and the correlator's. It owns
+//! threads, the order they start and stop in, and what flows between them.
+
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod bus;
+pub mod follow;
+mod runtime;
+pub mod telemetry;
+
+pub use batch::Batch;
+pub use bus::{Bus, Overflow, Recv, Subscriber, SubscriberStats};
+pub use runtime::{Listening, PipelineError, ServeConfig, serve};

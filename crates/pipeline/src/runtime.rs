@@ -1,0 +1,243 @@
+//! `hopscope serve` as a process: the collector, the bus and its
+//! subscribers, the store's maintenance and the HTTP API, started in the
+//! order data flows and stopped in the same order, so that everything
+//! received is committed and every window closed before the process ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hopscope_collector::{Collector, CollectorConfig, CollectorError, CommitHook, Metrics};
+use hopscope_correlate::CorrelatorConfig;
+use hopscope_store::{RetentionPolicy, Store, StoreError, WriteOptions, now_ns};
+
+use crate::telemetry::ProcessTelemetry;
+use crate::{Batch, Bus, Overflow, follow};
+
+/// How often compaction, rollups and retention run.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// Flushes that may wait for the correlator (a flush holds up to a million
+/// rows): beyond, they are dropped for it, counted, and stored all the same.
+const CORRELATOR_QUEUE: usize = 2;
+/// Journey batches that may wait for the store; beyond, the correlator waits.
+const STORE_WRITER_QUEUE: usize = 16;
+
+/// Everything `serve` runs with.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub collector: CollectorConfig,
+    pub data_dir: PathBuf,
+    pub retention: RetentionPolicy,
+    pub correlator: CorrelatorConfig,
+    /// Where the API listens; none serves no HTTP.
+    pub http: Option<SocketAddr>,
+    pub token: Option<String>,
+    /// Stop once every replayed file is in (`--exit-after-replay`).
+    pub exit_after_replay: bool,
+}
+
+/// Where a started pipeline listens, for whoever started it.
+#[derive(Debug)]
+pub struct Listening<'a> {
+    pub udp: &'a [SocketAddr],
+    pub tcp: &'a [SocketAddr],
+    pub http: Option<SocketAddr>,
+}
+
+/// Why `serve` could not start or ended in error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("opening the store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Collector(#[from] CollectorError),
+    #[error("starting {what}: {source}")]
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Server(#[from] hopscope_server::ServerError),
+    #[error("{0}")]
+    Ready(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Runs until `stop` is set (SIGINT and SIGTERM set it too) or, with
+/// `exit_after_replay`, until the replays are in; calls `on_ready` once
+/// every listener is bound.
+pub fn serve<E>(
+    config: ServeConfig,
+    stop: Arc<AtomicBool>,
+    on_ready: impl FnOnce(&Listening<'_>) -> Result<(), E>,
+) -> Result<(), PipelineError>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let ServeConfig {
+        mut collector,
+        data_dir,
+        retention,
+        correlator,
+        http,
+        token,
+        exit_after_replay,
+    } = config;
+    let store = Arc::new(
+        Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
+            path: data_dir.clone(),
+            source,
+        })?,
+    );
+    let metrics = Arc::new(Metrics::new(now_ns()));
+    let bus: Arc<Bus<Arc<Batch>>> = Arc::new(Bus::default());
+    let start = |what| move |source| PipelineError::Start { what, source };
+
+    // subscribers first, so that they miss nothing
+    let correlator = follow::spawn(
+        store.root(),
+        bus.subscribe(
+            "correlator",
+            CORRELATOR_QUEUE,
+            Overflow::Drop,
+            |b: &Arc<Batch>| {
+                b.durable
+                    && (b.has_any(&follow::INPUTS)
+                        || !b.points.names.is_empty()
+                        || !b.points.clocks.is_empty())
+            },
+        ),
+        bus.clone(),
+        metrics.clone(),
+        correlator,
+    )
+    .map_err(start("the correlator"))?;
+    let store_writer = follow::spawn_store_writer(
+        store.clone(),
+        bus.subscribe(
+            "store writer",
+            STORE_WRITER_QUEUE,
+            Overflow::Block,
+            |b: &Arc<Batch>| !b.durable,
+        ),
+        metrics.clone(),
+    )
+    .map_err(start("the store writer"))?;
+    collector.on_commit = Some({
+        let bus = bus.clone();
+        CommitHook(Arc::new(move |committed| {
+            bus.publish(Arc::new(Batch::from(committed)))
+        }))
+    });
+    let receiving = Collector::start(&collector, store.clone(), metrics.clone())?;
+    drop(collector);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(start("the HTTP runtime"))?;
+    stop_on_signals(&runtime, &stop);
+    let server = http.map(|addr| {
+        let stop = stop.clone();
+        runtime.spawn(hopscope_server::serve(
+            addr,
+            store.clone(),
+            Arc::new(ProcessTelemetry {
+                metrics: metrics.clone(),
+                bus: bus.clone(),
+            }),
+            token,
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        ))
+    });
+    on_ready(&Listening {
+        udp: &receiving.udp_addrs,
+        tcp: &receiving.tcp_addrs,
+        http,
+    })
+    .map_err(|e| PipelineError::Ready(e.into()))?;
+
+    let mut last_maintenance = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if server.as_ref().is_some_and(|h| h.is_finished()) {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) || (exit_after_replay && receiving.idle()) {
+            break;
+        }
+        if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+            last_maintenance = Instant::now();
+            maintain(&store, &retention, &metrics);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("hopscope: stopping; committing what was received");
+    // in the order data flows: the collector commits its last flush and
+    // publishes it, the correlator closes every window and publishes the
+    // last journeys, the store writer commits them
+    receiving.stop();
+    bus.end("correlator");
+    let _ = correlator.join();
+    bus.end("store writer");
+    let _ = store_writer.join();
+    if let Some(h) = server
+        && let Ok(Err(e)) = runtime.block_on(h)
+    {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Sets `stop` at SIGINT or SIGTERM (at Ctrl-C where there are no signals).
+fn stop_on_signals(runtime: &tokio::runtime::Runtime, stop: &Arc<AtomicBool>) {
+    #[cfg(unix)]
+    for kind in [
+        tokio::signal::unix::SignalKind::interrupt(),
+        tokio::signal::unix::SignalKind::terminate(),
+    ] {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            if let Ok(mut signals) = tokio::signal::unix::signal(kind) {
+                signals.recv().await;
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+fn maintain(store: &Store, policy: &RetentionPolicy, metrics: &Metrics) {
+    let m = &metrics.store;
+    m.maintenance_runs.fetch_add(1, Ordering::Relaxed);
+    match store.maintain(policy, now_ns()) {
+        Ok(r) => {
+            m.segments_compacted
+                .fetch_add(r.segments_compacted, Ordering::Relaxed);
+            m.rollups_written
+                .fetch_add(r.rollups_written, Ordering::Relaxed);
+            m.segments_deleted.fetch_add(
+                r.segments_deleted_by_age + r.segments_deleted_by_size,
+                Ordering::Relaxed,
+            );
+        }
+        Err(e) => {
+            m.maintenance_errors.fetch_add(1, Ordering::Relaxed);
+            metrics.publish(0, Vec::new(), vec![format!("maintenance: {e}")]);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The process's account of itself for the API: the collector's registry
+//! (every crate's counters) and the bus's subscribers, in `/api/status`
+//! under `bus` and in `/metrics` as `hopscope_bus_*{subscriber="..."}`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use hopscope_collector::Metrics;
+use serde_json::{Value, json};
+
+use crate::{Batch, Bus, SubscriberStats};
+
+/// What `serve` gives the server to show.
+#[derive(Debug)]
+pub struct ProcessTelemetry {
+    pub metrics: Arc<Metrics>,
+    pub bus: Arc<Bus<Arc<Batch>>>,
+}
+
+impl hopscope_server::Telemetry for ProcessTelemetry {
+    fn status(&self, now_ns: i64) -> Value {
+        let mut status = serde_json::to_value(self.metrics.status(now_ns)).unwrap_or_default();
+        status["bus"] = json!(self.bus.stats());
+        status
+    }
+
+    fn prometheus(&self, now_ns: i64) -> String {
+        let mut text = self.metrics.status(now_ns).prometheus();
+        text.push_str(&bus_metrics(&self.bus.stats()));
+        text
+    }
+}
+
+/// The subscribers' counters in the text exposition format.
+pub fn bus_metrics(subscribers: &[SubscriberStats]) -> String {
+    type Value = fn(&SubscriberStats) -> f64;
+    let families: [(&str, &str, &str, Value); 5] = [
+        (
+            "bus_offered_total",
+            "counter",
+            "Batches published that the subscriber wanted.",
+            |s| s.offered as f64,
+        ),
+        (
+            "bus_dropped_total",
+            "counter",
+            "Batches dropped for the subscriber because its queue was full.",
+            |s| s.dropped as f64,
+        ),
+        (
+            "bus_queued",
+            "gauge",
+            "Batches waiting in the subscriber's queue.",
+            |s| s.queued as f64,
+        ),
+        (
+            "bus_capacity",
+            "gauge",
+            "Batches the subscriber's queue holds.",
+            |s| s.capacity as f64,
+        ),
+        (
+            "bus_publisher_wait_seconds_total",
+            "counter",
+            "Time publishers waited for room in the subscriber's queue.",
+            |s| s.publisher_wait_ns as f64 / 1e9,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP hopscope_{name} {help}");
+        let _ = writeln!(out, "# TYPE hopscope_{name} {kind}");
+        for s in subscribers {
+            let _ = writeln!(
+                out,
+                "hopscope_{name}{{subscriber=\"{}\"}} {}",
+                s.name,
+                value(s)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Overflow;
+
+    #[test]
+    fn every_subscriber_reaches_status_and_metrics() {
+        let bus = Arc::new(Bus::default());
+        let _kept = bus.subscribe("correlator", 1, Overflow::Drop, |_| true);
+        bus.publish(Arc::new(Batch::default()));
+        bus.publish(Arc::new(Batch::default()));
+        let telemetry = ProcessTelemetry {
+            metrics: Arc::new(Metrics::new(0)),
+            bus,
+        };
+        use hopscope_server::Telemetry;
+        let status = telemetry.status(0);
+        assert_eq!(status["bus"][0]["name"], "correlator");
+        assert_eq!(status["bus"][0]["dropped"], 1);
+        assert!(
+            status["exporters"].is_array(),
+            "the collector's status is kept"
+        );
+        let text = telemetry.prometheus(0);
+        assert!(
+            text.contains("hopscope_bus_dropped_total{subscriber=\"correlator\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("hopscope_bus_queued{subscriber=\"correlator\"} 1\n"));
+        assert!(
+            text.contains("\nhopscope_datagrams_received_total 0\n"),
+            "the collector's metrics are kept"
+        );
+    }
+}
