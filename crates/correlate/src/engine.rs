@@ -398,7 +398,7 @@ impl Correlator {
         }
         let settled = self
             .totals
-            .take_settled(watermark_ns - self.config.flow_settle_ns);
+            .take_settled(watermark_ns.saturating_sub(self.config.flow_settle_ns));
         out.extend(self.flow_journeys(settled));
         let early = self
             .totals
@@ -407,7 +407,7 @@ impl Correlator {
             early.iter().map(|(_, p)| p.len() as u64).sum::<u64>();
         out.extend(self.flow_journeys(early));
         // translations and losses older than anything still waiting are done with
-        let keep_from = watermark_ns - 10 * self.config.flow_settle_ns;
+        let keep_from = watermark_ns.saturating_sub(10 * self.config.flow_settle_ns);
         self.nat.expire(keep_from);
         self.telemetry.retain(|t| t.time_ns >= keep_from);
         out

@@ -24,19 +24,19 @@ mod clock;
 mod engine;
 mod input;
 mod journey;
-pub mod key;
 mod loss;
 mod nat;
 mod observe;
 mod sharing;
 mod summary;
 mod totals;
+mod watermark;
 
 pub use batch::journeys_to_batch;
 pub use clock::{ClockDomain, ClockOffset, DelayKind};
 pub use engine::{Correlator, CorrelatorConfig, CorrelatorStats};
+pub use hopscope_schema::key::{self, CanonicalKey, FlowTuple};
 pub use journey::{DelayStats, Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
-pub use key::{CanonicalKey, FlowTuple};
 pub use loss::wilson_interval;
 pub use nat::{NatEventKind, NatTable};
 pub use observe::{ExporterId, Observation, read_reports};
@@ -44,6 +44,7 @@ pub use summary::{
     EcmpMember, EcmpSet, Pooled, SegmentSummary, summarize_segments, summarize_stored_segments,
 };
 pub use totals::{FLOW_COLUMNS, FlowRead, FlowTotal, read_flows};
+pub use watermark::Watermark;
 
 /// Why input could not be correlated.
 #[derive(Debug, thiserror::Error)]

@@ -11,11 +11,18 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hopscope_collector::{Metrics, Published};
-use hopscope_correlate::{ClockDomain, Correlator, CorrelatorConfig, Journey, journeys_to_batch};
+use hopscope_correlate::{
+    ClockDomain, Correlator, CorrelatorConfig, Journey, Watermark, journeys_to_batch,
+};
 use hopscope_store::{Backend, Table, now_ns, write_atomically};
 use hopscope_wire::PointClock;
 
 use crate::{Batch, Bus, Recv, Subscriber};
+
+/// Input silent this long lets the watermark follow the wall clock, so
+/// that windows close when traffic stops; longer than any flush interval,
+/// so that a replay at any pace closes windows as the live run did.
+const QUIET_NS: i64 = 10_000_000_000;
 
 /// The tables the correlator reads.
 pub const INPUTS: [Table; 3] = [Table::PacketReports, Table::Flows, Table::Health];
@@ -67,7 +74,8 @@ pub fn configured_then_announced(
 }
 
 /// The correlator following the bus: reads `subscriber`'s batches, closes
-/// windows as wall time passes them, and publishes journeys on `bus`.
+/// windows as their event-time watermark passes them, and publishes
+/// journeys on `bus`.
 /// Ends (closing every window) when its subscription is ended.
 pub fn spawn(
     store_root: &Path,
@@ -90,10 +98,11 @@ pub fn spawn(
                 clock_domains,
                 ..config
             });
+            let mut watermark = Watermark::new(QUIET_NS);
             loop {
-                let (journeys, watermark_ns) = match subscriber.recv_timeout(Duration::from_secs(1))
-                {
+                let journeys = match subscriber.recv_timeout(Duration::from_secs(1)) {
                     Ok(batch) => {
+                        watermark.input(batch.watermark_ns, now_ns());
                         let mut new_names = false;
                         for (id, name) in &batch.points.names {
                             if names.get(id) != Some(name) {
@@ -119,17 +128,17 @@ pub fn spawn(
                             save_points(&root, CLOCKS_FILE, &clocks);
                         }
                         add(&mut correlator, &batch, &metrics);
-                        (correlator.advance(now_ns()), batch.watermark_ns)
+                        correlator.advance(watermark.at(now_ns()))
                     }
-                    Err(Recv::Timeout) => (correlator.advance(now_ns()), 0),
+                    Err(Recv::Timeout) => correlator.advance(watermark.at(now_ns())),
                     Err(Recv::Ended) => {
                         let last = correlator.finish();
-                        publish_journeys(&bus, &last, 0, &metrics);
+                        publish_journeys(&bus, &last, watermark.at(now_ns()), &metrics);
                         publish(&correlator, &metrics);
                         return;
                     }
                 };
-                publish_journeys(&bus, &journeys, watermark_ns, &metrics);
+                publish_journeys(&bus, &journeys, watermark.at(now_ns()), &metrics);
                 publish(&correlator, &metrics);
             }
         })

@@ -38,11 +38,13 @@ fn main() {
         src[11] = 0xff;
         src[12..].copy_from_slice(&i.to_be_bytes());
         let key = FlowKey {
-            src,
-            dst: src,
-            src_port: 1024,
-            dst_port: 443,
-            proto: 6,
+            tuple: hopscope_schema::FlowTuple {
+                src,
+                dst: src,
+                src_port: 1024,
+                dst_port: 443,
+                proto: 6,
+            },
             tunnel_kind: 0,
             tunnel_id: 0,
             vlan: 0,

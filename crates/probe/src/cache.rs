@@ -1,6 +1,7 @@
 //! The flow cache: packets in, flow records out, by timeouts, TCP end,
 //! size limit or the end of the capture (RFC 5470 metering process).
 
+use hopscope_schema::FlowTuple;
 use std::collections::VecDeque;
 
 use hopscope_packet::PacketSummary;
@@ -21,11 +22,8 @@ pub enum EndReason {
 /// What makes two packets one flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub proto: u8,
+    /// The 5-tuple, of the type the correlator keys flows by.
+    pub tuple: FlowTuple,
     /// 0 none, 1 GRE, 2 VXLAN: flows in different tunnels are different flows.
     pub tunnel_kind: u8,
     pub vlan: u16,
@@ -36,7 +34,7 @@ pub struct FlowKey {
 impl FlowKey {
     /// 4 for IPv4-mapped addresses, else 6.
     pub fn ip_version(&self) -> u8 {
-        if hopscope_schema::is_ipv4_mapped(&self.src) {
+        if hopscope_schema::is_ipv4_mapped(&self.tuple.src) {
             4
         } else {
             6
@@ -47,10 +45,7 @@ impl FlowKey {
 impl FlowKey {
     fn reversed(&self) -> FlowKey {
         FlowKey {
-            src: self.dst,
-            dst: self.src,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
+            tuple: self.tuple.reversed(),
             ..*self
         }
     }
@@ -379,11 +374,13 @@ mod tests {
         let mut dst = [0u8; 16];
         dst[15] = b;
         FlowKey {
-            src,
-            dst,
-            src_port: 1000 + u16::from(a),
-            dst_port: 80,
-            proto: 6,
+            tuple: FlowTuple {
+                src,
+                dst,
+                src_port: 1000 + u16::from(a),
+                dst_port: 80,
+                proto: 6,
+            },
             tunnel_kind: 0,
             tunnel_id: 0,
             vlan: 0,
@@ -442,7 +439,7 @@ mod tests {
             c.add(key(3, 4), t, &tcp(0x10, 40), 0, &mut out);
         }
         c.expire(1101, &mut out);
-        let reasons: Vec<_> = out.iter().map(|(k, _, r)| (k.src[15], *r)).collect();
+        let reasons: Vec<_> = out.iter().map(|(k, _, r)| (k.tuple.src[15], *r)).collect();
         assert!(reasons.contains(&(1, EndReason::IdleTimeout)));
         assert!(reasons.contains(&(3, EndReason::ActiveTimeout)));
     }

@@ -1,5 +1,6 @@
 //! The metering process: frames in; flow records and packet reports out.
 
+use hopscope_schema::FlowTuple;
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
@@ -174,11 +175,13 @@ impl Meter {
         }
         let (src_port, dst_port) = flow_ports(&p);
         let key = FlowKey {
-            src,
-            dst,
-            src_port,
-            dst_port,
-            proto: p.proto.unwrap_or(0),
+            tuple: FlowTuple {
+                src,
+                dst,
+                src_port,
+                dst_port,
+                proto: p.proto.unwrap_or(0),
+            },
             tunnel_kind: match p.tunnel.map(|t| t.kind) {
                 None => 0,
                 Some(TunnelKind::Gre) => 1,
@@ -242,23 +245,23 @@ impl Meter {
     fn emit_expired(&mut self) {
         for (key, flow, reason) in self.expired.drain(..) {
             let biflow = self.config.cache.biflow;
-            let is_icmp = matches!(key.proto, 1 | 58);
+            let is_icmp = matches!(key.tuple.proto, 1 | 58);
             self.flows.append(&FlowRecord {
                 observation_point_id: Some(self.config.observation_point_id),
                 observation_domain_id: Some(self.config.domain),
                 time_flow_start_ns: Some(flow.first_ns()),
                 time_flow_end_ns: Some(flow.last_ns()),
                 ip_version: Some(key.ip_version()),
-                src_addr: Some(key.src),
-                dst_addr: Some(key.dst),
-                src_port: Some(key.src_port),
-                dst_port: Some(key.dst_port),
-                proto: Some(key.proto),
+                src_addr: Some(key.tuple.src),
+                dst_addr: Some(key.tuple.dst),
+                src_port: Some(key.tuple.src_port),
+                dst_port: Some(key.tuple.dst_port),
+                proto: Some(key.tuple.proto),
                 bytes: Some(flow.bytes[FORWARD]),
                 packets: Some(u64::from(flow.packets[FORWARD])),
                 reverse_bytes: biflow.then_some(flow.bytes[REVERSE]),
                 reverse_packets: biflow.then_some(u64::from(flow.packets[REVERSE])),
-                tcp_flags: (key.proto == 6).then_some(flow.tcp_flags[FORWARD]),
+                tcp_flags: (key.tuple.proto == 6).then_some(flow.tcp_flags[FORWARD]),
                 ip_tos: Some(flow.tos[FORWARD]),
                 minimum_ttl: Some(flow.min_ttl[FORWARD]),
                 maximum_ttl: Some(flow.max_ttl[FORWARD]),

@@ -222,8 +222,11 @@ mod tests {
         let mut src = [0u8; 16];
         src[12..].copy_from_slice(&n.to_be_bytes());
         FlowKey {
-            src,
-            src_port: n as u16,
+            tuple: hopscope_schema::FlowTuple {
+                src,
+                src_port: n as u16,
+                ..Default::default()
+            },
             ..FlowKey::default()
         }
     }
@@ -298,7 +301,7 @@ mod tests {
             }
             let cut: u32 = round % 4;
             t.extract(
-                |k, _| (u32::from(k.src_port) % 4 == cut).then_some(()),
+                |k, _| (u32::from(k.tuple.src_port) % 4 == cut).then_some(()),
                 |_, _, ()| {},
             );
             model.retain(|n, _| *n % 4 != cut);

@@ -10,6 +10,9 @@
 //! GoFlow2's `FlowMessage` where it has the field and the IANA IE name in
 //! snake_case otherwise (see DESIGN.md, "Field names").
 //!
+//! The flow key ([`FlowTuple`], [`CanonicalKey`]) is defined here too, so
+//! that every crate partitions flows by one rule.
+//!
 //! This crate owns names, types and meanings. It does not decode, store or
 //! query anything.
 
@@ -21,6 +24,7 @@ mod address;
 mod column;
 mod flows;
 mod journeys;
+pub mod key;
 mod time;
 
 pub use address::{
@@ -36,6 +40,7 @@ pub use flows::{
     stored_flow_schema,
 };
 pub use journeys::{JOURNEY_FIELDS, journey_schema};
+pub use key::{CanonicalKey, FlowTuple};
 pub use table::{FieldInfo, clickhouse_ddl};
 pub use time::{civil_from_days, days_from_civil, format_time};
 

@@ -1,7 +1,9 @@
 //! Flow keys: the directed 5-tuple a report carries, and the canonical,
 //! direction-free key both directions of a flow share (Community ID v1,
 //! extended with the VLAN/VRF/tunnel context that makes equal tuples
-//! different flows).
+//! different flows). They live here, beside the columns they are read
+//! from, so that whatever partitions rows by flow (the correlator's
+//! workers, an inlet keying Kafka messages) uses one rule.
 
 use std::hash::BuildHasher;
 
@@ -36,7 +38,7 @@ impl FlowTuple {
     /// router forwards.
     pub fn is_link_scoped(&self) -> bool {
         // on the stored bytes: this runs for every report
-        use hopscope_schema::is_ipv4_mapped;
+        use crate::is_ipv4_mapped;
         let link_local = |a: &[u8; 16]| {
             if is_ipv4_mapped(a) {
                 a[12] == 169 && a[13] == 254
@@ -143,7 +145,7 @@ fn is_mapped_v4(a: &[u8; 16]) -> bool {
 }
 
 fn endpoint(a: &[u8; 16], port: u16) -> String {
-    let ip = hopscope_schema::mapped_to_ip(*a);
+    let ip = crate::mapped_to_ip(*a);
     match ip {
         std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
         std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
@@ -176,8 +178,8 @@ mod tests {
     #[test]
     fn link_scoped_packets_are_told_apart() {
         let tuple = |src: &str, dst: &str| FlowTuple {
-            src: hopscope_schema::ip_to_mapped(src.parse().unwrap()),
-            dst: hopscope_schema::ip_to_mapped(dst.parse().unwrap()),
+            src: crate::ip_to_mapped(src.parse().unwrap()),
+            dst: crate::ip_to_mapped(dst.parse().unwrap()),
             ..FlowTuple::default()
         };
         for (src, dst) in [
@@ -201,7 +203,7 @@ mod tests {
     }
 
     fn v4(a: [u8; 4]) -> [u8; 16] {
-        hopscope_schema::ipv4_mapped(a)
+        crate::ipv4_mapped(a)
     }
 
     #[test]
