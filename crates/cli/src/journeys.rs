@@ -275,7 +275,14 @@ fn draw(out: &mut impl Write, j: &Journey) -> std::io::Result<()> {
         if j.flags.is_empty() {
             String::new()
         } else {
-            format!("  flags: {}", j.flags.join(","))
+            format!(
+                "  flags: {}",
+                j.flags
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
     )?;
     for (i, hop) in j.hops.iter().enumerate() {

@@ -111,7 +111,92 @@ fn the_demo_shows_its_wan_loss_on_the_right_segment() {
     }
     assert!(stderr.contains("hopscope demo: open http://"));
     assert!(stderr.contains("committing what was received"), "{stderr}");
+
+    // the pipeline's bus: the correlator took every flush, and the store
+    // writer every batch of journeys
+    let bus = status["bus"].as_array().expect("the bus in the status");
+    for name in ["correlator", "store writer"] {
+        let s = bus
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {bus:?}"));
+        assert!(s["offered"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(s["dropped"], 0, "{s}");
+    }
+    segment_rows_match_the_journeys(&dir);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every stored journey's segments are rows of the `segments` table with
+/// the journey's id, and the rows put the loss where the journeys do.
+fn segment_rows_match_the_journeys(dir: &std::path::Path) {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{UInt8Type, UInt64Type};
+    use hopscope_store::{Store, Table, WriteOptions};
+    let store = Store::open(dir, WriteOptions::default()).unwrap();
+    let mut journeys = std::collections::HashSet::new();
+    let mut expected = 0;
+    store
+        .scan(
+            Table::Journeys,
+            &["journey_id", "hop_count"],
+            i64::MIN,
+            i64::MAX,
+            |b| {
+                let ids = b.column_by_name("journey_id").unwrap().as_string::<i32>();
+                journeys.extend(
+                    ids.iter()
+                        .map(|id| id.expect("every journey has an id").to_string()),
+                );
+                let hops = b
+                    .column_by_name("hop_count")
+                    .unwrap()
+                    .as_primitive::<UInt8Type>();
+                expected += hops
+                    .values()
+                    .iter()
+                    .map(|&h| usize::from(h) - 1)
+                    .sum::<usize>();
+                Ok(())
+            },
+        )
+        .unwrap();
+    let (mut rows, mut wan_lost) = (0, 0);
+    store
+        .scan(
+            Table::Segments,
+            &["journey_id", "upstream", "downstream", "lost"],
+            i64::MIN,
+            i64::MAX,
+            |b| {
+                let ids = b.column_by_name("journey_id").unwrap().as_string::<i32>();
+                let up = b.column_by_name("upstream").unwrap().as_string::<i32>();
+                let down = b.column_by_name("downstream").unwrap().as_string::<i32>();
+                let lost = b
+                    .column_by_name("lost")
+                    .unwrap()
+                    .as_primitive::<UInt64Type>();
+                for i in 0..b.num_rows() {
+                    rows += 1;
+                    assert!(
+                        journeys.contains(ids.value(i)),
+                        "a segment of no journey: {}",
+                        ids.value(i)
+                    );
+                    let ends = [up.value(i), down.value(i)];
+                    if ends.contains(&LOSSY_SEGMENT.0) && ends.contains(&LOSSY_SEGMENT.1) {
+                        wan_lost += lost.value(i);
+                    } else {
+                        assert_eq!(lost.value(i), 0, "{ends:?}");
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert!(!journeys.is_empty());
+    assert_eq!(rows, expected, "one row per segment of every journey");
+    assert!(wan_lost > 0, "the WAN link's loss is in its rows");
 }
 
 /// The demo's traffic, counted once where it crosses the branch's uplink

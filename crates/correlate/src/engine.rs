@@ -672,7 +672,7 @@ mod tests {
         let journeys = c.finish();
         assert_eq!(c.stats.implausible, 4);
         assert_eq!(journeys.len(), 1);
-        assert!(journeys[0].flags.contains(&"nat"));
+        assert!(journeys[0].flags.contains(&crate::JourneyFlag::Nat));
     }
 
     #[test]
@@ -779,7 +779,7 @@ mod clock_tests {
         assert!(
             !journeys
                 .iter()
-                .any(|j| j.flags.contains(&"offsets-estimated"))
+                .any(|j| j.flags.contains(&crate::JourneyFlag::OffsetsEstimated))
         );
     }
 
@@ -796,7 +796,7 @@ mod clock_tests {
         let bound = s.delay_bound_ns.unwrap() as i64;
         assert!((d - 20_100_000).abs() <= bound, "truth inside ±{bound}");
         let j = journeys.iter().find(|j| j.tuple.dst_port == 7).unwrap();
-        assert!(j.flags.contains(&"offsets-estimated"));
+        assert!(j.flags.contains(&crate::JourneyFlag::OffsetsEstimated));
         // the round trip is exact whatever the split
         let summary = crate::summarize_segments(&journeys).segments;
         let rtt = summary[0].rtt_median_ns.unwrap();

@@ -47,8 +47,68 @@ pub struct Journey {
     /// here, or explained by exporters' sequence gaps).
     pub telemetry_lost: u64,
     pub nat: Vec<NatTranslation>,
-    pub flags: Vec<&'static str>,
+    pub flags: Vec<JourneyFlag>,
 }
+
+/// What a journey's figures rest on, or what to be careful of in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JourneyFlag {
+    /// Figures from flow records' totals, not from packet reports.
+    FlowTotals,
+    /// A clock offset on the path is unknown: delays are variations only.
+    OffsetsUnknown,
+    /// A clock offset on the path was estimated from traffic.
+    OffsetsEstimated,
+    /// A delay came out negative (clocks off by more than their bound).
+    NegativeDelay,
+    /// A hop has several points (parallel paths).
+    Ecmp,
+    /// Telemetry was lost on the way: some reports never arrived.
+    TelemetryLoss,
+    /// Addresses were translated on the way.
+    Nat,
+    /// A point downstream counted more packets than one upstream.
+    Duplicates,
+}
+
+impl JourneyFlag {
+    /// As the `flags` column and the API write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JourneyFlag::FlowTotals => "flow-totals",
+            JourneyFlag::OffsetsUnknown => "offsets-unknown",
+            JourneyFlag::OffsetsEstimated => "offsets-estimated",
+            JourneyFlag::NegativeDelay => "negative-delay",
+            JourneyFlag::Ecmp => "ecmp",
+            JourneyFlag::TelemetryLoss => "telemetry-loss",
+            JourneyFlag::Nat => "nat",
+            JourneyFlag::Duplicates => "duplicates",
+        }
+    }
+}
+
+impl Serialize for JourneyFlag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Journey {
+    /// The basis of its figures, as the segments table and pooled
+    /// segments name it.
+    pub fn basis(&self) -> &'static str {
+        if self.flags.contains(&JourneyFlag::FlowTotals) {
+            FLOW_TOTALS_BASIS
+        } else {
+            PACKETS_BASIS
+        }
+    }
+}
+
+/// The basis of journeys built from packet reports.
+pub const PACKETS_BASIS: &str = "packets";
+/// The basis of journeys built from flow records' totals.
+pub const FLOW_TOTALS_BASIS: &str = "flow totals";
 
 /// One position on the path; several points form an ECMP cluster.
 #[derive(Debug, Clone, Serialize)]
@@ -367,7 +427,7 @@ pub(crate) fn build(
         }
     };
     // segments
-    let mut flags: Vec<&'static str> = Vec::new();
+    let mut flags: Vec<JourneyFlag> = Vec::new();
     let mut kinds: Vec<DelayKind> = Vec::new();
     let mut segments = Vec::with_capacity(levels.saturating_sub(1));
     let mut telemetry_lost: u64 = hops.iter().map(|h| h.telemetry_missing).sum();
@@ -456,10 +516,10 @@ pub(crate) fn build(
         e2e.iter_mut().for_each(|d| *d -= min);
     }
     if kinds.contains(&DelayKind::Variation) {
-        flags.push("offsets-unknown");
+        flags.push(JourneyFlag::OffsetsUnknown);
     }
     if kinds.contains(&DelayKind::Estimated) {
-        flags.push("offsets-estimated");
+        flags.push(JourneyFlag::OffsetsEstimated);
     }
     let end_to_end = DelayStats::from_samples(e2e);
     if segments
@@ -468,16 +528,16 @@ pub(crate) fn build(
         .chain(end_to_end)
         .any(|d| d.negative > 0)
     {
-        flags.push("negative-delay");
+        flags.push(JourneyFlag::NegativeDelay);
     }
     if hops.iter().any(|h| h.points.len() > 1) {
-        flags.push("ecmp");
+        flags.push(JourneyFlag::Ecmp);
     }
     if telemetry_lost > 0 {
-        flags.push("telemetry-loss");
+        flags.push(JourneyFlag::TelemetryLoss);
     }
     if !nat.is_empty() {
-        flags.push("nat");
+        flags.push(JourneyFlag::Nat);
     }
     let first_ns = hops
         .iter()

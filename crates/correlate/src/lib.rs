@@ -32,11 +32,14 @@ mod summary;
 mod totals;
 mod watermark;
 
-pub use batch::journeys_to_batch;
+pub use batch::{journey_id, journeys_to_batch, segments_to_batch};
 pub use clock::{ClockDomain, ClockOffset, DelayKind};
 pub use engine::{Correlator, CorrelatorConfig, CorrelatorStats};
 pub use hopscope_schema::key::{self, CanonicalKey, FlowTuple};
-pub use journey::{DelayStats, Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment};
+pub use journey::{
+    DelayStats, FLOW_TOTALS_BASIS, Hop, HopPoint, Journey, JourneyFlag, LossEstimate,
+    NatTranslation, PACKETS_BASIS, Segment,
+};
 pub use loss::wilson_interval;
 pub use nat::{NatEventKind, NatTable};
 pub use observe::{ExporterId, Observation, read_reports};

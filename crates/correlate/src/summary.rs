@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::DelayKind;
-use crate::journey::{Journey, LossEstimate};
+use crate::journey::{FLOW_TOTALS_BASIS, Journey, JourneyFlag, LossEstimate, PACKETS_BASIS};
 
 /// One segment (`from > to`) summed over the journeys that cross it.
 #[derive(Debug, Clone, Serialize)]
@@ -443,7 +443,7 @@ pub fn summarize_segments(journeys: &[Journey]) -> Pooled {
     let mut pools = Pools::default();
     for j in journeys {
         pools.add(
-            basis(j.flags.iter().copied()),
+            j.basis(),
             j.segments.iter().map(|s| SegmentIn {
                 from: &s.from,
                 to: &s.to,
@@ -465,12 +465,12 @@ struct StoredJourney {
     flags: Vec<String>,
 }
 
-/// The basis of a journey's figures, from its flags.
+/// The basis of a stored journey's figures, from its flags.
 fn basis<'a>(mut flags: impl Iterator<Item = &'a str>) -> &'static str {
-    if flags.any(|f| f == "flow-totals") {
-        "flow totals"
+    if flags.any(|f| f == JourneyFlag::FlowTotals.as_str()) {
+        FLOW_TOTALS_BASIS
     } else {
-        "packets"
+        PACKETS_BASIS
     }
 }
 

@@ -17,7 +17,8 @@ use crate::CorrelateError;
 use crate::engine::TelemetryLoss;
 use crate::input::{address, column};
 use crate::journey::{
-    Hop, HopPoint, Journey, LossEstimate, NatTranslation, Segment, node_and_interface, point_name,
+    Hop, HopPoint, Journey, JourneyFlag, LossEstimate, NatTranslation, Segment, node_and_interface,
+    point_name,
 };
 use crate::key::FlowTuple;
 use crate::observe::ExporterId;
@@ -443,7 +444,7 @@ pub(crate) fn totals_journey(
                 && t.time_ns <= last_ns.saturating_add(60_000_000_000)
         })
     });
-    let mut flags: Vec<&'static str> = vec!["flow-totals"];
+    let mut flags = vec![JourneyFlag::FlowTotals];
     let mut segments = Vec::with_capacity(hops.len() - 1);
     let mut nat = Vec::new();
     let mut lost_total = 0;
@@ -452,7 +453,7 @@ pub(crate) fn totals_journey(
         let (down, down_tuple, _) = &pair[1];
         let missing = up.packets.saturating_sub(down.packets);
         if down.packets > up.packets {
-            flags.push("duplicates");
+            flags.push(JourneyFlag::Duplicates);
         }
         // a record lost on the way to the collector would look like loss
         let lost = if telemetry_doubt { 0 } else { missing };
@@ -491,10 +492,10 @@ pub(crate) fn totals_journey(
         }
     }
     if telemetry_doubt {
-        flags.push("telemetry-loss");
+        flags.push(JourneyFlag::TelemetryLoss);
     }
     if !nat.is_empty() {
-        flags.push("nat");
+        flags.push(JourneyFlag::Nat);
     }
     flags.dedup();
     let tuple = hops[0].1;

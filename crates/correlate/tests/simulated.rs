@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use hopscope_correlate::{
-    ClockDomain, Correlator, CorrelatorConfig, Journey, read_reports, summarize_segments,
+    ClockDomain, Correlator, CorrelatorConfig, Journey, JourneyFlag, read_reports,
+    summarize_segments,
 };
 use hopscope_probe::{Profile, SelectorConfig};
 use hopscope_simulate::{Run, Scenario, probe_reports, simulate};
@@ -114,7 +115,10 @@ fn path_order_and_per_hop_delay_match_the_truth() {
     for j in &journeys {
         let p = path(j);
         assert!(p == expected || p == reversed, "path {p:?}");
-        assert!(j.flags.contains(&"offsets-estimated") || !j.flags.contains(&"offsets-unknown"));
+        assert!(
+            j.flags.contains(&JourneyFlag::OffsetsEstimated)
+                || !j.flags.contains(&JourneyFlag::OffsetsUnknown)
+        );
     }
     for (k, truth) in run.truth.forward.iter().enumerate() {
         let true_median = median(truth.delays_ns.clone());
@@ -163,7 +167,11 @@ fn clock_offsets_and_drift_are_estimated_within_50_microseconds() {
         &s,
     );
     let j = forward(&journeys, &s)[0];
-    assert!(j.flags.contains(&"offsets-estimated"), "{:?}", j.flags);
+    assert!(
+        j.flags.contains(&JourneyFlag::OffsetsEstimated),
+        "{:?}",
+        j.flags
+    );
     let truth: HashMap<&str, (f64, f64)> = run
         .truth
         .points
@@ -189,7 +197,11 @@ fn clock_offsets_and_drift_are_estimated_within_50_microseconds() {
         }
     }
     // with offsets corrected, one-way delays come out positive
-    assert!(!j.flags.contains(&"negative-delay"), "{:?}", j.flags);
+    assert!(
+        !j.flags.contains(&JourneyFlag::NegativeDelay),
+        "{:?}",
+        j.flags
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use hopscope_correlate::{
-    Correlator, CorrelatorConfig, CorrelatorStats, Journey, summarize_segments,
+    Correlator, CorrelatorConfig, CorrelatorStats, Journey, JourneyFlag, summarize_segments,
 };
 use hopscope_probe::{Profile, SelectorConfig};
 use hopscope_simulate::{Run, Scenario, nat_event_batch, probe_reports, simulate};
@@ -50,7 +50,7 @@ fn totals_run(run: &Run, feed: Feed, config: CorrelatorConfig) -> (Vec<Journey>,
     let journeys = c
         .finish()
         .into_iter()
-        .filter(|j| j.flags.contains(&"flow-totals"))
+        .filter(|j| j.flags.contains(&JourneyFlag::FlowTotals))
         .collect();
     (journeys, c.stats)
 }
@@ -123,7 +123,7 @@ fn nat_events_join_the_records_of_both_sides() {
         with.len()
     );
     for j in &whole {
-        assert!(j.flags.contains(&"nat"));
+        assert!(j.flags.contains(&JourneyFlag::Nat));
         assert_eq!(j.nat.len(), 1);
         // the translation shows where the tuple changed: across the NAT link
         let at = &j.nat[0].at;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use hopscope_collector::{Metrics, Published};
 use hopscope_correlate::{
     ClockDomain, Correlator, CorrelatorConfig, Journey, Watermark, journeys_to_batch,
+    segments_to_batch,
 };
 use hopscope_store::{Backend, Table, now_ns, write_atomically};
 use hopscope_wire::PointClock;
@@ -174,8 +175,8 @@ fn unreadable(metrics: &Metrics, what: &str, e: &hopscope_correlate::CorrelateEr
     );
 }
 
-/// Publishes closed journeys on the bus, for the store writer and whoever
-/// else subscribes to the journeys table.
+/// Publishes closed journeys and their segments on the bus, for the store
+/// writer and whoever else subscribes to those tables.
 fn publish_journeys(
     bus: &Bus<Arc<Batch>>,
     journeys: &[Journey],
@@ -185,9 +186,12 @@ fn publish_journeys(
     if journeys.is_empty() {
         return;
     }
-    match journeys_to_batch(journeys) {
-        Ok(rows) => bus.publish(Arc::new(Batch {
-            tables: vec![(Table::Journeys, vec![rows])],
+    match journeys_to_batch(journeys).and_then(|j| Ok((j, segments_to_batch(journeys)?))) {
+        Ok((rows, segments)) => bus.publish(Arc::new(Batch {
+            tables: vec![
+                (Table::Journeys, vec![rows]),
+                (Table::Segments, vec![segments]),
+            ],
             watermark_ns,
             ..Batch::default()
         })),
@@ -221,7 +225,7 @@ pub fn spawn_store_writer(
                 for (table, rows) in &batch.tables {
                     if let Err(e) = store.write(*table, rows) {
                         let errors = match table {
-                            Table::Journeys => &metrics.journeys.write_errors,
+                            Table::Journeys | Table::Segments => &metrics.journeys.write_errors,
                             _ => &metrics.store.flush_errors,
                         };
                         errors.fetch_add(1, Ordering::Relaxed);

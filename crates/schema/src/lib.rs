@@ -39,7 +39,7 @@ pub use flows::{
     exporter_health_schema, flow_schema, interface_counter_schema, packet_report_schema,
     stored_flow_schema,
 };
-pub use journeys::{JOURNEY_FIELDS, journey_schema};
+pub use journeys::{JOURNEY_FIELDS, SEGMENT_FIELDS, journey_schema, segment_schema};
 pub use key::{CanonicalKey, FlowTuple};
 pub use table::{FieldInfo, clickhouse_ddl};
 pub use time::{civil_from_days, days_from_civil, format_time};

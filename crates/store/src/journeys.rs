@@ -8,9 +8,11 @@ use arrow_ord::sort::{SortColumn, lexsort_to_indices};
 use arrow_schema::SortOptions;
 use serde_json::{Value, json};
 
-use crate::query::{QueryError, evaluate, parse_journey_filter};
+use std::sync::Arc;
+
+use crate::query::{QueryError, evaluate, filter_fields, parse_journey_filter};
 use crate::render::json_rows;
-use crate::{Backend, Table};
+use crate::{Backend, TIME_COLUMN, Table};
 
 /// How a listing is ordered, the worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,12 +81,11 @@ pub struct JourneyPage {
     pub matched: usize,
 }
 
-/// A journey's id: its first observation time, its Community ID (hex) and
-/// a hash of what tells apart the journeys of one flow that begin at the
-/// same nanosecond (its two directions share the Community ID; its packet
-/// and its flow-totals journeys may share the first packet): enough to
-/// find it again in one partition of the store, from its row alone.
-pub fn journey_id(time_ns: i64, row: &Value) -> String {
+/// The id of a journey stored before the correlator gave ids (the
+/// `journey_id` column is null): of the same form as the correlator's
+/// (`hopscope_correlate::journey_id`), from the row as rendered, so that
+/// the links to older journeys still resolve.
+pub fn legacy_id(time_ns: i64, row: &Value) -> String {
     let community_id = row["community_id"].as_str().unwrap_or("");
     let hex: String = community_id.bytes().map(|b| format!("{b:02x}")).collect();
     // FNV-1a over the fields' JSON: stable across builds and processes
@@ -114,17 +115,32 @@ pub fn parse_id(id: &str) -> Option<(i64, String)> {
     Some((time, String::from_utf8(bytes?).ok()?))
 }
 
-/// The journeys of `[from, to)` that pass `filter`, with the named columns.
+/// The journeys of `[from, to)` that pass `filter`, with the named columns
+/// (and the time), in the table's order: a column that an older segment
+/// lacks is null.
 fn matching<B: Backend + ?Sized>(
     backend: &B,
     filter: &str,
-    columns: &[&str],
+    columns: &[&'static str],
     from_ns: i64,
     to_ns: i64,
 ) -> Result<Vec<RecordBatch>, QueryError> {
     let expr = parse_journey_filter(filter)?;
+    // what the filter reads is read too, even when not shown
+    let mut read: Vec<&str> = columns.to_vec();
+    if let Some(e) = &expr {
+        filter_fields(e, &mut read);
+    }
+    let table = hopscope_schema::journey_schema();
+    let shown: Vec<usize> = (0..table.fields().len())
+        .filter(|&i| {
+            let name = table.field(i).name().as_str();
+            name == TIME_COLUMN || columns.contains(&name)
+        })
+        .collect();
+    let shown = Arc::new(table.project(&shown)?);
     let mut batches = Vec::new();
-    backend.scan(Table::Journeys, columns, from_ns, to_ns, &mut |batch| {
+    backend.scan(Table::Journeys, &read, from_ns, to_ns, &mut |batch| {
         let batch = match &expr {
             Some(e) => {
                 let keep = evaluate(e, &batch)?;
@@ -133,7 +149,16 @@ fn matching<B: Backend + ?Sized>(
             None => batch,
         };
         if batch.num_rows() > 0 {
-            batches.push(batch);
+            let columns = shown
+                .fields()
+                .iter()
+                .map(|f| {
+                    batch.column_by_name(f.name()).cloned().unwrap_or_else(|| {
+                        arrow_array::new_null_array(f.data_type(), batch.num_rows())
+                    })
+                })
+                .collect();
+            batches.push(RecordBatch::try_new(shown.clone(), columns)?);
         }
         Ok(())
     })?;
@@ -190,16 +215,20 @@ pub(crate) fn list<B: Backend + ?Sized>(
     })
 }
 
-/// JSON rows, each with its `id`.
+/// JSON rows, each with its `id` (the stored one, or for older rows the
+/// legacy one).
 fn rows_with_ids(batch: &RecordBatch) -> Vec<Value> {
     let mut rows = json_rows(batch);
     // the time as stored, not as rendered
     if let Some(times) = batch
-        .column_by_name("time_received_ns")
+        .column_by_name(TIME_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
     {
         for (row, &time_ns) in rows.iter_mut().zip(times.values()) {
-            let id = journey_id(time_ns, row);
+            let id = match row.as_object_mut().and_then(|o| o.remove("journey_id")) {
+                Some(Value::String(id)) => id,
+                _ => legacy_id(time_ns, row),
+            };
             row["id"] = json!(id);
         }
     }
@@ -214,7 +243,7 @@ pub(crate) fn find<B: Backend + ?Sized>(
         parse_id(id).ok_or_else(|| QueryError::Plan(format!("'{id}' is not a journey id")))?;
     // an id from before ids had a variant names the first candidate
     let any_candidate = id.matches('-').count() == 1;
-    let columns: Vec<&str> = hopscope_schema::JOURNEY_FIELDS
+    let columns: Vec<&'static str> = hopscope_schema::JOURNEY_FIELDS
         .iter()
         .map(|f| f.name)
         .collect();
@@ -261,7 +290,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_round_trip_and_tell_apart_the_journeys_of_one_flow() {
+    fn legacy_ids_round_trip_and_tell_apart_the_journeys_of_one_flow() {
         let time = 1_795_669_501_523_325_620;
         let row = json!({
             "community_id": "1:LQU9qZlK+B5F3KDmev6m5PMibrg=",
@@ -269,7 +298,7 @@ mod tests {
             "src_port": 40000, "dst_port": 443,
             "path": "r1 > r2", "flags": "",
         });
-        let id = journey_id(time, &row);
+        let id = legacy_id(time, &row);
         assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         assert_eq!(
             parse_id(&id),
@@ -281,9 +310,9 @@ mod tests {
         reverse["dst_addr"] = json!("10.0.0.1");
         let mut totals = row.clone();
         totals["flags"] = json!("flow-totals");
-        assert_ne!(journey_id(time, &reverse), id);
-        assert_ne!(journey_id(time, &totals), id);
-        assert_eq!(journey_id(time, &row.clone()), id);
+        assert_ne!(legacy_id(time, &reverse), id);
+        assert_ne!(legacy_id(time, &totals), id);
+        assert_eq!(legacy_id(time, &row.clone()), id);
         // ids without a variant, from before, still name a flow
         assert_eq!(parse_id("12-3132").map(|(t, _)| t), Some(12));
         assert_eq!(parse_id("12-zz"), None);

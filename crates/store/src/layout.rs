@@ -40,10 +40,12 @@ pub enum Table {
     InterfaceCounters,
     /// Journeys the correlator rebuilt: one flow across observation points.
     Journeys,
+    /// The journeys' segments, one row each.
+    Segments,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Flows,
         Table::Flows1m,
         Table::Flows1h,
@@ -51,6 +53,7 @@ impl Table {
         Table::PacketReports,
         Table::InterfaceCounters,
         Table::Journeys,
+        Table::Segments,
     ];
 
     pub fn dir_name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Table {
             Table::PacketReports => "packet_reports",
             Table::InterfaceCounters => "interface_counters",
             Table::Journeys => "journeys",
+            Table::Segments => "segments",
         }
     }
 

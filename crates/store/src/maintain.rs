@@ -366,6 +366,7 @@ impl Store {
             (Table::PacketReports, policy.flows_max_age_ns),
             (Table::InterfaceCounters, policy.flows_max_age_ns),
             (Table::Journeys, policy.flows_max_age_ns),
+            (Table::Segments, policy.flows_max_age_ns),
             (Table::Flows1m, policy.rollup_1m_max_age_ns),
             (Table::Flows1h, policy.rollup_1h_max_age_ns),
         ];

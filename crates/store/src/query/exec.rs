@@ -270,7 +270,7 @@ fn rollup_for(q: &Query) -> Option<Table> {
     .map(|(t, _)| t)
 }
 
-pub(super) fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
+pub(crate) fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
     use super::Expr;
     match e {
         Expr::And(a, b) | Expr::Or(a, b) => {
