@@ -112,8 +112,8 @@ fn the_demo_shows_its_wan_loss_on_the_right_segment() {
     assert!(stderr.contains("hopscope demo: open http://"));
     assert!(stderr.contains("committing what was received"), "{stderr}");
 
-    // the pipeline's bus: the correlator took every flush, and the store
-    // writer every batch of journeys
+    // the pipeline's bus: the correlator was offered flushes, and the store
+    // writer (which blocks rather than drops) took every batch of journeys
     let bus = status["bus"].as_array().expect("the bus in the status");
     for name in ["correlator", "store writer"] {
         let s = bus
@@ -121,7 +121,9 @@ fn the_demo_shows_its_wan_loss_on_the_right_segment() {
             .find(|s| s["name"] == name)
             .unwrap_or_else(|| panic!("{name}: {bus:?}"));
         assert!(s["offered"].as_u64().unwrap() > 0, "{s}");
-        assert_eq!(s["dropped"], 0, "{s}");
+        if name == "store writer" {
+            assert_eq!(s["dropped"], 0, "{s}");
+        }
     }
     segment_rows_match_the_journeys(&dir);
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,6 +11,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
 
+use crate::clock::DelayKind;
 use crate::journey::{Journey, hop_label};
 
 /// The path as the `path` column writes it.
@@ -230,14 +231,19 @@ pub fn segments_to_batch(journeys: &[Journey]) -> Result<RecordBatch, ArrowError
             ppm.append_value(as_ppm(s.loss.ratio));
             low_ppm.append_value(as_ppm(s.loss.ratio_low));
             high_ppm.append_value(as_ppm(s.loss.ratio_high));
-            // as in the journeys table: a figure that came out negative is
-            // counted, and left out of the unsigned columns
+            // as in the journeys table: figures that are variations above
+            // the minimum (offsets unknown) or came out negative are no
+            // delays, and are left out of the delay columns; the samples
+            // and the negative count stay
             let unsigned = |v: i64| u64::try_from(v).ok();
+            let delays = s
+                .delay
+                .filter(|d| d.min_ns >= 0 && s.delay_kind != DelayKind::Variation.as_str());
             samples.append_option(s.delay.map(|d| d.samples));
-            min.append_option(s.delay.and_then(|d| unsigned(d.min_ns)));
-            median.append_option(s.delay.and_then(|d| unsigned(d.median_ns)));
-            p95.append_option(s.delay.and_then(|d| unsigned(d.p95_ns)));
-            max.append_option(s.delay.and_then(|d| unsigned(d.max_ns)));
+            min.append_option(delays.and_then(|d| unsigned(d.min_ns)));
+            median.append_option(delays.and_then(|d| unsigned(d.median_ns)));
+            p95.append_option(delays.and_then(|d| unsigned(d.p95_ns)));
+            max.append_option(delays.and_then(|d| unsigned(d.max_ns)));
             negative.append_option(s.delay.map(|d| d.negative));
             bound.append_option(s.delay_bound_ns);
         }

@@ -222,6 +222,11 @@ pub struct Correlator {
     totals: TotalsBuffer,
     /// Which points' flow records are worth holding.
     sharing: Sharing,
+    /// The newest observation time of the reports given, and the newest
+    /// receive time of the flow records given: the event time each kind
+    /// of window is closed by.
+    newest_report_ns: i64,
+    newest_flow_received_ns: i64,
     pub stats: CorrelatorStats,
 }
 
@@ -246,6 +251,8 @@ impl Correlator {
             topology_rank,
             last_offsets: HashMap::new(),
             nat: NatTable::default(),
+            newest_report_ns: i64::MIN,
+            newest_flow_received_ns: i64::MIN,
             stats: CorrelatorStats::default(),
         }
     }
@@ -280,6 +287,7 @@ impl Correlator {
         self.buffer.reserve(obs.size_hint().0);
         for o in obs {
             self.stats.reports += 1;
+            self.newest_report_ns = self.newest_report_ns.max(o.time_ns);
             if o.tuple.is_link_scoped() {
                 self.stats.link_scoped += 1;
             } else if o.time_ns < self.closed_until {
@@ -347,6 +355,7 @@ impl Correlator {
         self.stats.flow_records += read.totals.len() as u64;
         self.stats.flow_records_unusable += read.skipped;
         for r in read.totals {
+            self.newest_flow_received_ns = self.newest_flow_received_ns.max(r.received_ns);
             if r.tuple.is_link_scoped() {
                 self.stats.link_scoped += 1;
                 continue;
@@ -376,6 +385,20 @@ impl Correlator {
                 exporter,
                 lost,
             });
+        }
+    }
+
+    /// The event time its input vouches for, to feed a
+    /// [`Watermark`](crate::Watermark): the newest observation time of the
+    /// packet reports when there are any (windows are cut by it), else the
+    /// newest receive time of the flow records (flows settle by it);
+    /// `i64::MIN` before any input. Health rows are stamped when they are
+    /// handed off, not when anything was observed, so they do not count.
+    pub fn event_time_ns(&self) -> i64 {
+        if self.newest_report_ns > i64::MIN {
+            self.newest_report_ns
+        } else {
+            self.newest_flow_received_ns
         }
     }
 

@@ -30,9 +30,9 @@ impl Watermark {
         }
     }
 
-    /// Input arrived at `wall_ns` vouching for event time `event_ns` (the
-    /// newest receive time of a committed batch); 0 or less says nothing
-    /// of event time, but still counts as input.
+    /// Input arrived at `wall_ns` vouching for event time `event_ns`
+    /// ([`Correlator::event_time_ns`](crate::Correlator::event_time_ns));
+    /// `i64::MIN` says nothing of event time, but still counts as input.
     pub fn input(&mut self, event_ns: i64, wall_ns: i64) {
         self.event_ns = self.event_ns.max(event_ns);
         self.input_wall_ns = wall_ns;

@@ -107,9 +107,9 @@ fn as_fast_as_possible(
     let mut watermark = Watermark::new(10 * S);
     let wall = flushes.last().unwrap().0 + 86_400 * S;
     let mut out = Vec::new();
-    for (newest, obs) in flushes {
+    for (_, obs) in flushes {
         c.add_observations(obs.iter().copied());
-        watermark.input(*newest, wall);
+        watermark.input(c.event_time_ns(), wall);
         out.extend(c.advance(if wall_clock { wall } else { watermark.at(wall) }));
     }
     out.extend(c.finish());
@@ -127,11 +127,11 @@ fn in_real_time(run: &Run, flushes: &[(i64, Vec<Observation>)]) -> Vec<Journey> 
     let last = flushes.last().unwrap().0 + 120 * S;
     let mut wall = first;
     while wall <= last {
-        while let Some((newest, obs)) =
+        while let Some((_, obs)) =
             next.next_if(|(n, _)| (n.div_euclid(FLUSH_NS) + 1) * FLUSH_NS <= wall)
         {
             c.add_observations(obs.iter().copied());
-            watermark.input(*newest, wall);
+            watermark.input(c.event_time_ns(), wall);
         }
         out.extend(c.advance(watermark.at(wall)));
         wall += S;

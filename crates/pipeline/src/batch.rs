@@ -12,7 +12,8 @@ pub struct Batch {
     pub tables: Vec<(Table, Vec<RecordBatch>)>,
     /// What exporters said of their observation points (names, clocks).
     pub points: PointFacts,
-    /// The newest event time among the rows, as its publisher knows it.
+    /// The newest receive time among the collector's rows (0 when it has
+    /// none); for what the correlator publishes, its watermark then.
     pub watermark_ns: i64,
     /// Whether the store already holds these rows: the collector commits
     /// before it publishes; what others publish (journeys) the store

@@ -56,7 +56,9 @@ type Wants<T> = Box<dyn Fn(&T) -> bool + Send + Sync>;
 
 struct Slot<T> {
     name: String,
-    overflow: Overflow,
+    /// Whether a full queue makes the publisher wait ([`Overflow::Block`]);
+    /// [`Bus::hold`] turns it on.
+    blocks: AtomicBool,
     capacity: usize,
     wants: Wants<T>,
     queue: Mutex<VecDeque<T>>,
@@ -75,7 +77,7 @@ impl<T> Slot<T> {
     fn stats(&self) -> SubscriberStats {
         SubscriberStats {
             name: self.name.clone(),
-            overflow: self.overflow,
+            overflow: self.overflow(),
             capacity: self.capacity,
             offered: self.offered.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
@@ -85,27 +87,30 @@ impl<T> Slot<T> {
         }
     }
 
+    fn overflow(&self) -> Overflow {
+        if self.blocks.load(Ordering::Acquire) {
+            Overflow::Block
+        } else {
+            Overflow::Drop
+        }
+    }
+
     fn offer(&self, message: T) {
         self.offered.fetch_add(1, Ordering::Relaxed);
         let mut queue = self.queue.lock().expect("no panic holds a bus queue");
-        if queue.len() >= self.capacity {
-            match self.overflow {
-                Overflow::Drop => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Overflow::Block => {
-                    let waiting = Instant::now();
-                    while queue.len() >= self.capacity && !self.ended.load(Ordering::Acquire) {
-                        queue = self.taken.wait(queue).expect("no panic holds a bus queue");
-                    }
-                    self.publisher_wait_ns
-                        .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    if self.ended.load(Ordering::Acquire) {
-                        return;
-                    }
-                }
+        if queue.len() >= self.capacity && self.overflow() == Overflow::Block {
+            let waiting = Instant::now();
+            while queue.len() >= self.capacity && !self.ended.load(Ordering::Acquire) {
+                queue = self.taken.wait(queue).expect("no panic holds a bus queue");
             }
+            self.publisher_wait_ns
+                .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        // checked under the lock: a receiver that has seen the end takes
+        // nothing more, so what comes after is dropped, and counted
+        if queue.len() >= self.capacity || self.ended.load(Ordering::Acquire) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         queue.push_back(message);
         self.peak_queued
@@ -149,7 +154,7 @@ impl<T: Clone> Bus<T> {
     ) -> Subscriber<T> {
         let slot = Arc::new(Slot {
             name: name.to_string(),
-            overflow,
+            blocks: AtomicBool::new(overflow == Overflow::Block),
             capacity: capacity.max(1),
             wants: Box::new(wants),
             queue: Mutex::new(VecDeque::new()),
@@ -171,10 +176,15 @@ impl<T: Clone> Bus<T> {
     /// Hands `message` to every subscriber that wants it, in the order they
     /// subscribed; waits only for full `Block` queues.
     pub fn publish(&self, message: T) {
-        let slots = self.slots.read().expect("no panic holds the bus");
-        let wanting: Vec<&Arc<Slot<T>>> = slots
+        // not under the list's lock: a publisher waiting on a full queue
+        // must not hold up `subscribe`, `end` or `stats`
+        let wanting: Vec<Arc<Slot<T>>> = self
+            .slots
+            .read()
+            .expect("no panic holds the bus")
             .iter()
             .filter(|s| !s.ended.load(Ordering::Acquire) && (s.wants)(&message))
+            .cloned()
             .collect();
         // the last one takes the message itself: one clone fewer
         if let Some((last, others)) = wanting.split_last() {
@@ -182,6 +192,21 @@ impl<T: Clone> Bus<T> {
                 slot.offer(message.clone());
             }
             last.offer(message);
+        }
+    }
+
+    /// Makes the subscriber named `name` hold publishers back from now on
+    /// ([`Overflow::Block`]), whatever it subscribed with: at shutdown, so
+    /// that the last batches reach it rather than being dropped.
+    pub fn hold(&self, name: &str) {
+        for slot in self
+            .slots
+            .read()
+            .expect("no panic holds the bus")
+            .iter()
+            .filter(|s| s.name == name)
+        {
+            slot.blocks.store(true, Ordering::Release);
         }
     }
 
@@ -350,6 +375,27 @@ mod tests {
         assert_eq!(even.recv_timeout(Duration::from_secs(1)), Err(Recv::Ended));
         assert_eq!(drain(&all), vec![0, 1, 2, 3, 4, 5, 8]);
         assert_eq!(bus.stats()[0].offered, 3, "odd ones were not offered");
+    }
+
+    #[test]
+    fn a_held_subscriber_gets_everything_after_all() {
+        let bus = Arc::new(Bus::<u32>::default());
+        let sub = bus.subscribe("correlator", 1, Overflow::Drop, EVERYTHING);
+        bus.publish(1);
+        bus.publish(2);
+        assert_eq!(bus.stats()[0].dropped, 1);
+        bus.hold("correlator");
+        assert_eq!(bus.stats()[0].overflow, Overflow::Block);
+        let publisher = {
+            let bus = bus.clone();
+            std::thread::spawn(move || (3..6).for_each(|m| bus.publish(m)))
+        };
+        let got: Vec<u32> = (0..4)
+            .map(|_| sub.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        publisher.join().unwrap();
+        assert_eq!(got, vec![1, 3, 4, 5]);
+        assert_eq!(bus.stats()[0].dropped, 1, "nothing more dropped");
     }
 
     #[test]

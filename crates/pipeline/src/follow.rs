@@ -75,8 +75,9 @@ pub fn configured_then_announced(
 }
 
 /// The correlator following the bus: reads `subscriber`'s batches, closes
-/// windows as their event-time watermark passes them, and publishes
-/// journeys on `bus`.
+/// windows as the event-time watermark of what it was given passes them
+/// (not the batches' receive times: a replay stamps those with the time of
+/// the replay), and publishes journeys on `bus`.
 /// Ends (closing every window) when its subscription is ended.
 pub fn spawn(
     store_root: &Path,
@@ -103,7 +104,6 @@ pub fn spawn(
             loop {
                 let journeys = match subscriber.recv_timeout(Duration::from_secs(1)) {
                     Ok(batch) => {
-                        watermark.input(batch.watermark_ns, now_ns());
                         let mut new_names = false;
                         for (id, name) in &batch.points.names {
                             if names.get(id) != Some(name) {
@@ -129,6 +129,7 @@ pub fn spawn(
                             save_points(&root, CLOCKS_FILE, &clocks);
                         }
                         add(&mut correlator, &batch, &metrics);
+                        watermark.input(correlator.event_time_ns(), now_ns());
                         correlator.advance(watermark.at(now_ns()))
                     }
                     Err(Recv::Timeout) => correlator.advance(watermark.at(now_ns())),

@@ -182,6 +182,8 @@ where
     // in the order data flows: the collector commits its last flush and
     // publishes it, the correlator closes every window and publishes the
     // last journeys, the store writer commits them
+    // the last flushes must reach the correlator, busy or not
+    bus.hold("correlator");
     receiving.stop();
     bus.end("correlator");
     let _ = correlator.join();

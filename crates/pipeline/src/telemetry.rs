@@ -34,7 +34,7 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
 /// The subscribers' counters in the text exposition format.
 pub fn bus_metrics(subscribers: &[SubscriberStats]) -> String {
     type Value = fn(&SubscriberStats) -> f64;
-    let families: [(&str, &str, &str, Value); 5] = [
+    let families: [(&str, &str, &str, Value); 6] = [
         (
             "bus_offered_total",
             "counter",
@@ -52,6 +52,12 @@ pub fn bus_metrics(subscribers: &[SubscriberStats]) -> String {
             "gauge",
             "Batches waiting in the subscriber's queue.",
             |s| s.queued as f64,
+        ),
+        (
+            "bus_peak_queued",
+            "gauge",
+            "The most batches that ever waited in the subscriber's queue.",
+            |s| s.peak_queued as f64,
         ),
         (
             "bus_capacity",

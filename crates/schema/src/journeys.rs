@@ -298,7 +298,7 @@ pub const SEGMENT_FIELDS: &[FieldInfo] = &[
         "delay_min_ns",
         Kind::U64,
         "ns",
-        "Smallest delay (null when none, or when it came out negative).",
+        "Smallest delay (null when there is none, when offsets are unknown (variation), or when it came out negative).",
     ),
     field("delay_median_ns", Kind::U64, "ns", "Median delay."),
     field(

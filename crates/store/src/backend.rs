@@ -13,7 +13,9 @@ use crate::{StoreError, Table};
 
 /// What reads and writes hopscope's tables.
 pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// Commits the rows of `table`; none is visible before all are.
+    /// Commits the rows of `table`. The Parquet store commits a segment
+    /// per hour, each atomically: rows of different hours may become
+    /// visible one hour after another.
     fn write(&self, table: Table, batches: &[RecordBatch]) -> Result<(), StoreError>;
 
     /// The named columns (and the time) of the rows of `table` whose time
