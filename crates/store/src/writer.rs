@@ -223,7 +223,7 @@ pub(crate) fn time_column(batch: &RecordBatch) -> Result<&TimestampNanosecondArr
         .ok_or_else(|| StoreError::Schema(format!("a batch has no {TIME_COLUMN} timestamp column")))
 }
 
-fn time_range(batch: &RecordBatch) -> Result<(i64, i64), StoreError> {
+pub(crate) fn time_range(batch: &RecordBatch) -> Result<(i64, i64), StoreError> {
     let times = time_column(batch)?;
     if times.null_count() > 0 {
         return Err(StoreError::Schema(format!("{TIME_COLUMN} has nulls")));
