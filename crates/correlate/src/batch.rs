@@ -12,7 +12,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
 
 use crate::clock::DelayKind;
-use crate::journey::{Journey, hop_label};
+use crate::journey::{DelayStats, Journey, hop_label};
 
 /// The path as the `path` column writes it.
 fn path_text(j: &Journey) -> String {
@@ -25,6 +25,17 @@ fn flag_text(j: &Journey) -> String {
         .map(|f| f.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The delay figures the tables' unsigned delay columns show: none when
+/// they are variations above the minimum (offsets unknown) or came out
+/// negative (flagged; `detail` keeps them).
+fn shown_delay(delay: Option<DelayStats>, kind: &str) -> Option<DelayStats> {
+    delay.filter(|d| d.min_ns >= 0 && kind != DelayKind::Variation.as_str())
+}
+
+fn unsigned(v: i64) -> Option<u64> {
+    u64::try_from(v).ok()
 }
 
 /// A journey's id: its first observation time, its Community ID (hex) and
@@ -116,12 +127,7 @@ pub fn journeys_to_batch(journeys: &[Journey]) -> Result<RecordBatch, ArrowError
         loss_segment
             .append_value(worst.map_or(String::new(), |s| format!("{} > {}", s.from, s.to)));
         telemetry.append_value(j.telemetry_lost);
-        // a delay that came out negative is flagged and left out of the
-        // unsigned columns; `detail` keeps it
-        let unsigned = |v: i64| u64::try_from(v).ok();
-        let e2e = j
-            .end_to_end
-            .filter(|d| d.min_ns >= 0 && j.end_to_end_kind != "variation");
+        let e2e = shown_delay(j.end_to_end, j.end_to_end_kind);
         median.append_option(e2e.and_then(|d| unsigned(d.median_ns)));
         p95.append_option(e2e.and_then(|d| unsigned(d.p95_ns)));
         max.append_option(e2e.and_then(|d| unsigned(d.max_ns)));
@@ -231,14 +237,8 @@ pub fn segments_to_batch(journeys: &[Journey]) -> Result<RecordBatch, ArrowError
             ppm.append_value(as_ppm(s.loss.ratio));
             low_ppm.append_value(as_ppm(s.loss.ratio_low));
             high_ppm.append_value(as_ppm(s.loss.ratio_high));
-            // as in the journeys table: figures that are variations above
-            // the minimum (offsets unknown) or came out negative are no
-            // delays, and are left out of the delay columns; the samples
-            // and the negative count stay
-            let unsigned = |v: i64| u64::try_from(v).ok();
-            let delays = s
-                .delay
-                .filter(|d| d.min_ns >= 0 && s.delay_kind != DelayKind::Variation.as_str());
+            // the samples and the negative count stay, whatever the figures
+            let delays = shown_delay(s.delay, s.delay_kind);
             samples.append_option(s.delay.map(|d| d.samples));
             min.append_option(delays.and_then(|d| unsigned(d.min_ns)));
             median.append_option(delays.and_then(|d| unsigned(d.median_ns)));

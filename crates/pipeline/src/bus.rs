@@ -199,13 +199,7 @@ impl<T: Clone> Bus<T> {
     /// ([`Overflow::Block`]), whatever it subscribed with: at shutdown, so
     /// that the last batches reach it rather than being dropped.
     pub fn hold(&self, name: &str) {
-        for slot in self
-            .slots
-            .read()
-            .expect("no panic holds the bus")
-            .iter()
-            .filter(|s| s.name == name)
-        {
+        for slot in self.named(name) {
             slot.blocks.store(true, Ordering::Release);
         }
     }
@@ -213,13 +207,7 @@ impl<T: Clone> Bus<T> {
     /// Ends the subscription named `name`: it receives what is queued,
     /// then [`Recv::Ended`]; later messages are not offered to it.
     pub fn end(&self, name: &str) {
-        for slot in self
-            .slots
-            .read()
-            .expect("no panic holds the bus")
-            .iter()
-            .filter(|s| s.name == name)
-        {
+        for slot in self.named(name) {
             slot.ended.store(true, Ordering::Release);
             // take the lock so that no receiver misses the wake-up
             drop(slot.queue.lock());
@@ -230,6 +218,17 @@ impl<T: Clone> Bus<T> {
 }
 
 impl<T> Bus<T> {
+    /// The subscribers named `name`.
+    fn named(&self, name: &str) -> Vec<Arc<Slot<T>>> {
+        self.slots
+            .read()
+            .expect("no panic holds the bus")
+            .iter()
+            .filter(|s| s.name == name)
+            .cloned()
+            .collect()
+    }
+
     /// Every subscriber's account, in the order they subscribed.
     pub fn stats(&self) -> Vec<SubscriberStats> {
         self.slots
