@@ -136,8 +136,14 @@ def nat_and_order(journeys):
             check(any(address in t["after"] or address in t["before"] for t in nat),
                   f"{basis}: a translation uses {router} address {address}")
         whole = [j for j in mine if len(j["hops"]) == 6]
-        check(len(whole) == len(mine), f"{basis}: every journey from A to B or back, the pings' too: "
-              f"{len(whole)} of {len(mine)} cross all six points")
+        # a window boundary may cut a flow so that a piece holds a packet or
+        # two, all of them dropped by the nft rule inside R2: that piece
+        # ends at R2's ingress (the pooled segments count its loss)
+        cut_short = [j for j in mine if len(j["hops"]) == 3 and j["packets"] <= 3
+                     and all(p["name"].startswith("r2:") for p in j["hops"][-1]["points"])]
+        check(len(whole) + len(cut_short) == len(mine) and len(cut_short) <= 2,
+              f"{basis}: every journey from A to B or back, the pings' too: "
+              f"{len(whole)} of {len(mine)} cross all six points, {len(cut_short)} lost every packet on the way")
         paths = {tuple(p["name"] for h in j["hops"] for p in h["points"]) for j in whole}
         check(paths & forwards and {tuple(reversed(p)) for p in paths} & forwards,
               f"{basis}: hops ordered A -> B and B -> A")

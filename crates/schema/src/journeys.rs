@@ -14,16 +14,7 @@ use arrow_schema::{Schema, SchemaRef};
 
 use crate::FieldInfo;
 use crate::column::Kind;
-use crate::table::arrow_fields;
-
-const fn field(name: &'static str, kind: Kind, unit: &'static str, doc: &'static str) -> FieldInfo {
-    FieldInfo {
-        name,
-        kind,
-        unit,
-        doc,
-    }
-}
+use crate::table::{arrow_fields, field};
 
 /// The columns of the `journeys` table.
 pub const JOURNEY_FIELDS: &[FieldInfo] = &[

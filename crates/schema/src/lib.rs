@@ -1,5 +1,6 @@
 //! The columns of hopscope: flow records, packet reports and interface
-//! counters, each defined once.
+//! counters, journeys and their segments, SLO buckets and alerts, each
+//! defined once.
 //!
 //! Every table is declared with the `table!` macro (`table.rs`), which yields from one
 //! list of columns: a plain row struct that decoders fill (reused from record
@@ -21,6 +22,7 @@
 #[macro_use]
 mod table;
 mod address;
+mod analysis;
 mod column;
 mod flows;
 mod journeys;
@@ -30,6 +32,7 @@ mod time;
 pub use address::{
     format_addr, ip_to_mapped, ipv4_mapped, is_ipv4_mapped, mac_to_u64, mapped_to_ip,
 };
+pub use analysis::{ALERT_FIELDS, SLO_BUCKET_FIELDS, alert_schema, slo_bucket_schema};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64, Zeros};
 pub use flows::{
     ENRICHMENT_FIELDS, EXPORTER_HEALTH_FIELDS, ExporterHealthBuilder, ExporterHealthRecord,

@@ -13,6 +13,21 @@ pub struct FieldInfo {
     pub doc: &'static str,
 }
 
+/// A column of a table declared by hand (not by `table!`).
+pub(crate) const fn field(
+    name: &'static str,
+    kind: Kind,
+    unit: &'static str,
+    doc: &'static str,
+) -> FieldInfo {
+    FieldInfo {
+        name,
+        kind,
+        unit,
+        doc,
+    }
+}
+
 /// `CREATE TABLE` statement for ClickHouse with the given fields, partitioned
 /// by day of `time_column` and ordered by it.
 pub fn clickhouse_ddl(table: &str, fields: &[FieldInfo], time_column: &str) -> String {

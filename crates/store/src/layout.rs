@@ -42,10 +42,14 @@ pub enum Table {
     Journeys,
     /// The journeys' segments, one row each.
     Segments,
+    /// SLOs judged per bucket: what error budgets are computed from.
+    SloBuckets,
+    /// Alerts as they fire and resolve.
+    Alerts,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Flows,
         Table::Flows1m,
         Table::Flows1h,
@@ -54,6 +58,8 @@ impl Table {
         Table::InterfaceCounters,
         Table::Journeys,
         Table::Segments,
+        Table::SloBuckets,
+        Table::Alerts,
     ];
 
     pub fn dir_name(self) -> &'static str {
@@ -66,6 +72,8 @@ impl Table {
             Table::InterfaceCounters => "interface_counters",
             Table::Journeys => "journeys",
             Table::Segments => "segments",
+            Table::SloBuckets => "slo_buckets",
+            Table::Alerts => "alerts",
         }
     }
 

@@ -369,6 +369,9 @@ impl Store {
             (Table::Segments, policy.flows_max_age_ns),
             (Table::Flows1m, policy.rollup_1m_max_age_ns),
             (Table::Flows1h, policy.rollup_1h_max_age_ns),
+            // error budgets and alert history are as long-lived as the hourly rollups
+            (Table::SloBuckets, policy.rollup_1h_max_age_ns),
+            (Table::Alerts, policy.rollup_1h_max_age_ns),
         ];
         for (table, age) in ages {
             let Some(age) = age else { continue };

@@ -270,7 +270,8 @@ fn rollup_for(q: &Query) -> Option<Table> {
     .map(|(t, _)| t)
 }
 
-pub(crate) fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
+/// The columns a filter reads, appended to `out`.
+pub fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
     use super::Expr;
     match e {
         Expr::And(a, b) | Expr::Or(a, b) => {

@@ -17,8 +17,7 @@ use arrow_array::RecordBatch;
 use hopscope_schema::Kind;
 
 pub use eval::evaluate;
-pub(crate) use exec::filter_fields;
-pub use exec::{execute, execute_rows};
+pub use exec::{execute, execute_rows, filter_fields};
 pub use filter::{
     CmpOp, Expr, FilterError, Value, field_kind, journey_field_kind, parse_filter,
     parse_journey_filter,
