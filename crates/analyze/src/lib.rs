@@ -18,6 +18,7 @@ pub mod bucket;
 pub mod budget;
 pub mod live;
 pub mod notify;
+pub mod report;
 pub mod rows;
 pub mod slo;
 
@@ -26,6 +27,7 @@ pub use bucket::{Accumulator, BucketFigure, evaluate_range};
 pub use budget::{Budget, History};
 pub use live::{Analyzer, Output, SloNow, Snapshot};
 pub use notify::{Notifiers, NotifyConfig, SinkReport};
+pub use report::{AlertReport, SloReport, alert_report, slo_report};
 pub use slo::{BUCKET_NS, Slo, SloConfig};
 
 /// What can go wrong in analysis.

@@ -3,7 +3,7 @@
 //! SLO stands for the API and `/metrics`.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use hopscope_store::Backend;
@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub late_journeys: u64,
     /// The newest bucket end judged.
     pub evaluated_until_ns: Option<i64>,
+    /// What each alert destination delivered.
+    pub destinations: Vec<SinkReport>,
 }
 
 /// Streaming SLO evaluation.
@@ -59,7 +61,7 @@ pub struct Analyzer {
     /// How long after a bucket's end journeys of it may still arrive:
     /// the correlator's window, path delay and lateness.
     settle_ns: i64,
-    snapshot: Mutex<Snapshot>,
+    snapshot: Arc<Mutex<Snapshot>>,
 }
 
 impl Analyzer {
@@ -71,7 +73,7 @@ impl Analyzer {
             accumulator: Accumulator::new(slos),
             evaluator,
             settle_ns,
-            snapshot: Mutex::new(snapshot),
+            snapshot: Arc::new(Mutex::new(snapshot)),
         }
     }
 
@@ -145,8 +147,18 @@ impl Analyzer {
         s.late_journeys = self.accumulator.late_journeys;
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().expect("no panics hold it").clone()
+    /// Where the evaluation keeps its account, updated at every step, for
+    /// the API and `/metrics` to read from another thread.
+    pub fn shared_snapshot(&self) -> Arc<Mutex<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// What the alert destinations delivered, into the account.
+    pub fn set_destinations(&self, reports: Vec<SinkReport>) {
+        self.snapshot
+            .lock()
+            .expect("no panics hold it")
+            .destinations = reports;
     }
 }
 
@@ -193,7 +205,7 @@ fn now(
 
 /// The SLOs' gauges and the alerts' counters in Prometheus' text format,
 /// so that Prometheus users can write rules of their own over them.
-pub fn prometheus(snapshot: &Snapshot, sinks: &[SinkReport]) -> String {
+pub fn prometheus(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
         let _ = writeln!(out, "# HELP hopscope_{name} {help}");
@@ -318,7 +330,8 @@ pub fn prometheus(snapshot: &Snapshot, sinks: &[SinkReport]) -> String {
         "alert_notifications_total",
         "counter",
         "Alert events per destination, by outcome: sent, failed (after retries) or dropped (queue full).",
-        sinks
+        snapshot
+            .destinations
             .iter()
             .flat_map(|s| {
                 [

@@ -29,8 +29,9 @@ pub struct SloConfig {
     /// For delay: the journeys' `median`, `p95` (the default) or `max`.
     #[serde(default)]
     pub percentile: Option<String>,
-    /// One segment (`core-a > dc-gw`, by node or point name on each side)
-    /// instead of end to end.
+    /// One segment (`core-a > dc-gw`, by node or point name on each side,
+    /// `core-a|core-b` for either member of an ECMP group) instead of end
+    /// to end.
     #[serde(default)]
     pub segment: Option<String>,
     /// The share of buckets that must be good (`99.9%` or `0.999`).
@@ -224,9 +225,13 @@ impl SegmentSpec {
     }
 }
 
+/// A side of a segment spec is one or more alternatives (`core-a|core-b`,
+/// the members of an ECMP group), each a node or a point.
 fn side_matches(spec: &str, hop: &str) -> bool {
-    hop.split('|')
-        .any(|point| point == spec || point.split(':').next() == Some(spec))
+    spec.split('|').map(str::trim).any(|alternative| {
+        hop.split('|')
+            .any(|point| point == alternative || point.split(':').next() == Some(alternative))
+    })
 }
 
 /// An SLO ready to evaluate.
@@ -570,6 +575,12 @@ mod tests {
         assert!(s.matches("core-b:et-2|core-a:et-2", "dc-gw:eth0"));
         assert!(!s.matches("core-ab:et-2", "dc-gw:eth0"));
         assert!(!s.matches("core-a:et-2", "dc-gw:eth1"));
+        let either = SegmentSpec {
+            upstream: "core-a|core-b".into(),
+            downstream: "dc-gw".into(),
+        };
+        assert!(either.matches("core-b:et-1", "dc-gw:eth0"));
+        assert!(!either.matches("core-c:et-1", "dc-gw:eth0"));
     }
 
     #[test]

@@ -20,6 +20,29 @@ pub struct ConfigFile {
     pub probe: ProbeSection,
     #[serde(default)]
     pub serve: ServeSection,
+    /// `[[slo]]`: the service level objectives `serve` judges journeys by.
+    #[serde(default)]
+    pub slo: Vec<hopscope_analyze::SloConfig>,
+    /// `[alerts]`: where alerts go.
+    #[serde(default)]
+    pub alerts: hopscope_analyze::NotifyConfig,
+}
+
+impl ConfigFile {
+    /// The SLOs checked and compiled, and where their alerts go.
+    pub fn assurance(&self) -> Result<Assurance> {
+        Ok(Assurance {
+            slos: hopscope_analyze::Slo::compile_all(&self.slo)?,
+            alerts: self.alerts.clone(),
+        })
+    }
+}
+
+/// What `serve` judges and where it sends alerts.
+#[derive(Debug, Clone, Default)]
+pub struct Assurance {
+    pub slos: Vec<hopscope_analyze::Slo>,
+    pub alerts: hopscope_analyze::NotifyConfig,
 }
 
 /// `[serve]`: the keys of `hopscope serve`'s flags, in kebab-case, the

@@ -66,7 +66,11 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let result = crate::serve::run_with(&serve, &section, stop.clone(), |listening| {
+    let assurance = crate::config::Assurance {
+        slos: demo_slos()?,
+        alerts: hopscope_analyze::NotifyConfig::default(),
+    };
+    let result = crate::serve::run_with(&serve, &section, assurance, stop.clone(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {
             flows_per_second,
@@ -151,4 +155,11 @@ fn finish(network: &mut DemoNetwork) {
     if let Err(e) = network.finish(now_ns()) {
         eprintln!("demo: exporting the last flows: {e}");
     }
+}
+
+/// The demo's SLOs (`demo-slos.toml`).
+fn demo_slos() -> Result<Vec<hopscope_analyze::Slo>> {
+    let file: crate::config::ConfigFile =
+        toml::from_str(include_str!("demo-slos.toml")).context("demo-slos.toml")?;
+    Ok(hopscope_analyze::Slo::compile_all(&file.slo)?)
 }

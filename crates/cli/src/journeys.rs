@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use arrow_array::Array;
 use hopscope_correlate::{
     ClockDomain, Correlator, CorrelatorConfig, DelayStats, Journey, journeys_to_batch,
     summarize_segments,
 };
 use hopscope_pipeline::follow::{CLOCKS_FILE, NAMES_FILE, configured_then_announced, load_points};
+use hopscope_store::Table;
 use hopscope_store::query::{evaluate, parse_duration, parse_journey_filter, time_range};
-use hopscope_store::{Store, Table, WriteOptions};
 use hopscope_wire::PointClock;
 
 use crate::{JourneysArgs, now_ns};
@@ -30,21 +30,13 @@ pub fn run(args: &JourneysArgs, section: &crate::config::ServeSection) -> Result
             return Ok(ExitCode::from(2));
         }
     };
-    if !args.data_dir.join("store.json").exists() {
-        bail!(
-            "{} holds no hopscope store (run `hopscope serve --data-dir {}` first)",
-            args.data_dir.display(),
-            args.data_dir.display()
-        );
-    }
     let (from, to) = time_range(
         args.range.since.as_deref(),
         args.range.from.as_deref(),
         args.range.to.as_deref(),
         now_ns(),
     )?;
-    let store = Store::open(&args.data_dir, WriteOptions::default())
-        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let store = crate::open_store(&args.data_dir)?;
     // as `serve` has them: configured clocks, then those the probes announced
     let announced_clocks = if args.estimate_clocks {
         HashMap::new()

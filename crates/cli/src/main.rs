@@ -11,6 +11,7 @@ mod probe;
 mod query;
 mod serve;
 mod simulate;
+mod slo;
 mod sql;
 mod status;
 
@@ -72,6 +73,13 @@ enum Command {
     /// stored packet reports of a range, with per-hop delay and per-segment
     /// loss; printed as path diagrams, or pooled per segment.
     Journeys(JourneysArgs),
+    /// Service level objectives (`[[slo]]` of --config): each one's error
+    /// budget, burn rates and bad buckets over a range, from the buckets
+    /// `serve` judged (or judged again from the journeys with --recompute);
+    /// `hopscope slo check` only checks the configuration.
+    Slo(SloArgs),
+    /// Alerts that fired and resolved over a range, and those firing now.
+    Alerts(AlertsArgs),
     /// Simulate a path (chain, diamond, nat, tunnel or a TOML scenario): one pcap per
     /// observation point and the true answer (truth.json).
     Simulate(SimulateArgs),
@@ -104,6 +112,34 @@ struct JourneysArgs {
     #[arg(long, short = 'n')]
     limit: Option<usize>,
     /// JSON (one journey per line; the segment table as one array).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SloArgs {
+    /// `check`: validate the [[slo]] of --config and say what each promises.
+    #[arg(value_parser = ["check"])]
+    action: Option<String>,
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    range: RangeArgs,
+    /// Judge the range again from the stored journeys and segments.
+    #[arg(long)]
+    recompute: bool,
+    /// JSON: one document with every SLO, its budget and its buckets.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct AlertsArgs {
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    range: RangeArgs,
+    /// JSON: the events and the alerts firing.
     #[arg(long)]
     json: bool,
 }
@@ -494,12 +530,15 @@ fn main() -> ExitCode {
                     if let Some(sub) = matches.subcommand_matches("serve") {
                         config.serve.apply(&mut args, sub);
                     }
-                    serve::run(&args, &config.serve)
+                    let assurance = config.assurance()?;
+                    serve::run(&args, &config.serve, assurance)
                 }
                 Command::Query(args) => query::run(&args),
                 Command::Status(args) => status::run(&args),
                 Command::Sql(args) => sql::run(&args),
                 Command::Journeys(args) => journeys::run(&args, &config.serve),
+                Command::Slo(args) => slo::run_slo(&args, &config),
+                Command::Alerts(args) => slo::run_alerts(&args),
                 Command::Simulate(args) => simulate::run(&args),
             }
         });
@@ -510,6 +549,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The store in `data_dir`, which must exist: reading commands never
+/// create an empty one where a path was mistyped.
+fn open_store(data_dir: &std::path::Path) -> anyhow::Result<hopscope_store::Store> {
+    use anyhow::Context;
+    if !data_dir.join("store.json").exists() {
+        anyhow::bail!(
+            "{} holds no hopscope store (run `hopscope serve --data-dir {}` first)",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    hopscope_store::Store::open(data_dir, hopscope_store::WriteOptions::default())
+        .with_context(|| format!("opening {}", data_dir.display()))
 }
 
 /// The wall clock, Unix nanoseconds (receive times, export times, live timeouts).

@@ -3,10 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hopscope_store::query::{QueryError, QueryRequest, execute};
 use hopscope_store::render::{Format, write};
-use hopscope_store::{Store, WriteOptions};
 
 use crate::{QueryArgs, now_ns};
 
@@ -38,15 +37,7 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     query.threads = args.threads;
-    if !args.data_dir.join("store.json").exists() {
-        anyhow::bail!(
-            "{} holds no hopscope store (run `hopscope serve --data-dir {}` first)",
-            args.data_dir.display(),
-            args.data_dir.display()
-        );
-    }
-    let store = Store::open(&args.data_dir, WriteOptions::default())
-        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let store = crate::open_store(&args.data_dir)?;
     let started = std::time::Instant::now();
     let out = execute(&store, &query)?;
     let elapsed = started.elapsed();

@@ -14,7 +14,7 @@ use hopscope_store::RetentionPolicy;
 use hopscope_wire::SessionLimits;
 
 use crate::ServeArgs;
-use crate::config::ServeSection;
+use crate::config::{Assurance, ServeSection};
 use crate::probe::parse_duration;
 
 fn addresses(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
@@ -44,8 +44,14 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(n.saturating_mul(scale))
 }
 
-pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
-    run_with(args, section, Arc::new(AtomicBool::new(false)), |_| Ok(()))
+pub fn run(args: &ServeArgs, section: &ServeSection, assurance: Assurance) -> Result<ExitCode> {
+    run_with(
+        args,
+        section,
+        assurance,
+        Arc::new(AtomicBool::new(false)),
+        |_| Ok(()),
+    )
 }
 
 /// [`run`], calling `on_ready` once the listeners are bound (so that `hopscope
@@ -54,6 +60,7 @@ pub fn run(args: &ServeArgs, section: &ServeSection) -> Result<ExitCode> {
 pub fn run_with(
     args: &ServeArgs,
     section: &ServeSection,
+    assurance: Assurance,
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(&Listening<'_>) -> Result<()>,
 ) -> Result<ExitCode> {
@@ -151,6 +158,8 @@ pub fn run_with(
         http,
         token: args.token.clone(),
         exit_after_replay: args.exit_after_replay,
+        slos: assurance.slos,
+        alerts: assurance.alerts,
     };
     hopscope_pipeline::serve(config, stop, |listening| {
         for a in listening.udp {

@@ -9,9 +9,7 @@ use crate::SqlArgs;
 
 #[cfg(feature = "sql")]
 pub fn run(args: &SqlArgs) -> Result<ExitCode> {
-    use anyhow::Context;
     use hopscope_store::sql::{SqlLimits, run_sql};
-    use hopscope_store::{Store, WriteOptions};
 
     let limits = SqlLimits {
         memory_bytes: crate::serve::parse_size(&args.memory)? as usize,
@@ -20,8 +18,7 @@ pub fn run(args: &SqlArgs) -> Result<ExitCode> {
         ),
         max_rows: args.max_rows,
     };
-    let store = Store::open(&args.data_dir, WriteOptions::default())
-        .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    let store = crate::open_store(&args.data_dir)?;
     let out = run_sql(&store, &args.query, limits)?;
     print!("{}", out.render(args.output.format())?);
     if out.truncated {

@@ -4,8 +4,9 @@
 //! want through a bounded queue of their own, with a policy for when they
 //! fall behind and counters for it. Today's subscribers are the correlator
 //! ([`follow`]), which publishes the journeys it closes back on the bus,
-//! and the store writer of batches the collector did not write (journeys);
-//! analyzers, alert sinks and a Kafka producer are subscribers to come.
+//! the analyzer ([`assure`]), which judges them against the SLOs and
+//! raises alerts, and the store writer of batches the collector did not
+//! write (journeys, SLO buckets, alerts); a Kafka producer is to come.
 //! [`serve`] also runs the store's maintenance and the HTTP API, and
 //! gives the API the process's account of itself ([`telemetry`]).
 //!
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assure;
 pub mod batch;
 pub mod bus;
 pub mod follow;

@@ -14,7 +14,7 @@ use hopscope_correlate::CorrelatorConfig;
 use hopscope_store::{RetentionPolicy, Store, StoreError, WriteOptions, now_ns};
 
 use crate::telemetry::ProcessTelemetry;
-use crate::{Batch, Bus, Overflow, follow};
+use crate::{Batch, Bus, Overflow, assure, follow};
 
 /// How often compaction, rollups and retention run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
@@ -23,6 +23,9 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 const CORRELATOR_QUEUE: usize = 2;
 /// Journey batches that may wait for the store; beyond, the correlator waits.
 const STORE_WRITER_QUEUE: usize = 16;
+/// Journey batches that may wait for the analyzer; beyond, the correlator
+/// waits (a bucket judged without some of its journeys would be wrong).
+const ANALYZER_QUEUE: usize = 16;
 
 /// Everything `serve` runs with.
 #[derive(Debug)]
@@ -36,6 +39,10 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// Stop once every replayed file is in (`--exit-after-replay`).
     pub exit_after_replay: bool,
+    /// The SLOs to judge journeys against (`[[slo]]`).
+    pub slos: Vec<hopscope_analyze::Slo>,
+    /// Where alerts go (`[alerts]`).
+    pub alerts: hopscope_analyze::NotifyConfig,
 }
 
 /// Where a started pipeline listens, for whoever started it.
@@ -83,6 +90,8 @@ where
         http,
         token,
         exit_after_replay,
+        slos,
+        alerts,
     } = config;
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
@@ -93,6 +102,19 @@ where
     let metrics = Arc::new(Metrics::new(now_ns()));
     let bus: Arc<Bus<Arc<Batch>>> = Arc::new(Bus::default());
     let start = |what| move |source| PipelineError::Start { what, source };
+
+    // buckets close once the correlator can publish no more journeys of them
+    let settle_ns = correlator.window_ns
+        + correlator.max_path_delay_ns
+        + correlator.lateness_ns
+        + if slos
+            .iter()
+            .any(|s| s.basis == hopscope_analyze::slo::Basis::FlowTotals)
+        {
+            correlator.flow_settle_ns
+        } else {
+            0
+        };
 
     // subscribers first, so that they miss nothing
     let correlator = follow::spawn(
@@ -113,6 +135,23 @@ where
         correlator,
     )
     .map_err(start("the correlator"))?;
+    let analyzer = if slos.is_empty() {
+        None
+    } else {
+        let notifiers = hopscope_analyze::Notifiers::start(&alerts)
+            .map_err(|e| PipelineError::Ready(e.into()))?;
+        Some(
+            assure::spawn(
+                hopscope_analyze::Analyzer::new(slos.clone(), settle_ns),
+                notifiers,
+                store.clone(),
+                bus.subscribe("analyzer", ANALYZER_QUEUE, Overflow::Block, assure::wants),
+                bus.clone(),
+                metrics.clone(),
+            )
+            .map_err(start("the analyzer"))?,
+        )
+    };
     let store_writer = follow::spawn_store_writer(
         store.clone(),
         bus.subscribe(
@@ -147,8 +186,10 @@ where
             Arc::new(ProcessTelemetry {
                 metrics: metrics.clone(),
                 bus: bus.clone(),
+                analysis: analyzer.as_ref().map(|(_, snapshot)| snapshot.clone()),
             }),
             token,
+            slos.into(),
             async move {
                 while !stop.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -181,12 +222,17 @@ where
     eprintln!("hopscope: stopping; committing what was received");
     // in the order data flows: the collector commits its last flush and
     // publishes it, the correlator closes every window and publishes the
-    // last journeys, the store writer commits them
+    // last journeys, the analyzer judges every open bucket, the store
+    // writer commits them all
     // the last flushes must reach the correlator, busy or not
     bus.hold("correlator");
     receiving.stop();
     bus.end("correlator");
     let _ = correlator.join();
+    if let Some((thread, _)) = analyzer {
+        bus.end("analyzer");
+        let _ = thread.join();
+    }
     bus.end("store writer");
     let _ = store_writer.join();
     if let Some(h) = server

@@ -3,8 +3,9 @@
 //! under `bus` and in `/metrics` as `hopscope_bus_*{subscriber="..."}`.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use hopscope_analyze::Snapshot;
 use hopscope_collector::Metrics;
 use serde_json::{Value, json};
 
@@ -15,18 +16,34 @@ use crate::{Batch, Bus, SubscriberStats};
 pub struct ProcessTelemetry {
     pub metrics: Arc<Metrics>,
     pub bus: Arc<Bus<Arc<Batch>>>,
+    /// The SLO evaluation's account, when SLOs are configured.
+    pub analysis: Option<Arc<Mutex<Snapshot>>>,
+}
+
+impl ProcessTelemetry {
+    fn analysis(&self) -> Option<Snapshot> {
+        self.analysis
+            .as_ref()
+            .map(|s| s.lock().expect("no panics hold it").clone())
+    }
 }
 
 impl hopscope_server::Telemetry for ProcessTelemetry {
     fn status(&self, now_ns: i64) -> Value {
         let mut status = serde_json::to_value(self.metrics.status(now_ns)).unwrap_or_default();
         status["bus"] = json!(self.bus.stats());
+        if let Some(a) = self.analysis() {
+            status["analysis"] = json!(a);
+        }
         status
     }
 
     fn prometheus(&self, now_ns: i64) -> String {
         let mut text = self.metrics.status(now_ns).prometheus();
         text.push_str(&bus_metrics(&self.bus.stats()));
+        if let Some(a) = self.analysis() {
+            text.push_str(&hopscope_analyze::live::prometheus(&a));
+        }
         text
     }
 }
@@ -102,6 +119,7 @@ mod tests {
         let telemetry = ProcessTelemetry {
             metrics: Arc::new(Metrics::new(0)),
             bus,
+            analysis: None,
         };
         use hopscope_server::Telemetry;
         let status = telemetry.status(0);

@@ -1,6 +1,7 @@
 //! hopscope's HTTP API and web UI over the store and the process's own
 //! account ([`Telemetry`]): flows (filters, group-by, aggregates, time buckets, top-N) and
 //! time series, journeys (a list, one, and per-segment summaries),
+//! SLOs with their error budgets and the alerts they raised,
 //! exporters and their health, read-only SQL (with the `sql` feature),
 //! `/metrics` (Prometheus) and `/health`, described by the OpenAPI document
 //! at `/api/openapi.json`; the web UI at `/` with its assets embedded.
@@ -13,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assurance;
 mod flows;
 mod journeys;
 mod openapi;
@@ -48,6 +50,8 @@ pub trait Telemetry: Send + Sync + std::fmt::Debug {
 pub struct AppState {
     pub store: Arc<dyn Backend>,
     pub telemetry: Arc<dyn Telemetry>,
+    /// The configured SLOs, for `/api/slos`.
+    pub slos: Arc<[hopscope_analyze::Slo]>,
     token: Option<Arc<str>>,
 }
 
@@ -70,10 +74,12 @@ pub fn router(
     store: Arc<dyn Backend>,
     telemetry: Arc<dyn Telemetry>,
     token: Option<String>,
+    slos: Arc<[hopscope_analyze::Slo]>,
 ) -> Router {
     let state = AppState {
         store,
         telemetry,
+        slos,
         token: token.map(Arc::from),
     };
     Router::new()
@@ -89,6 +95,8 @@ pub fn router(
         .route("/api/journeys/segments", get(journeys::segments))
         .route("/api/journeys/{id}", get(journeys::one))
         .route("/api/sql", get(sql::query))
+        .route("/api/slos", get(assurance::slos))
+        .route("/api/alerts", get(assurance::alerts))
         .route("/", get(ui::index))
         .route("/assets/{file}", get(ui::asset))
         .fallback(not_found)
@@ -102,6 +110,7 @@ pub async fn serve(
     store: Arc<dyn Backend>,
     telemetry: Arc<dyn Telemetry>,
     token: Option<String>,
+    slos: Arc<[hopscope_analyze::Slo]>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     if !addr.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
@@ -110,7 +119,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Listen { addr, source })?;
-    axum::serve(listener, router(store, telemetry, token))
+    axum::serve(listener, router(store, telemetry, token, slos))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServerError::Listen { addr, source })

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use hopscope_correlate::{Correlator, CorrelatorConfig, journeys_to_batch};
+use hopscope_correlate::{Correlator, CorrelatorConfig, journeys_to_batch, segments_to_batch};
 use hopscope_probe::{Profile, SelectorConfig};
 use hopscope_simulate::{Scenario, probe_reports, simulate};
 use hopscope_store::{Backend, MemoryStore, Store, Table, WriteOptions};
@@ -59,6 +59,7 @@ fn backends() -> &'static Backends {
         let journeys = correlator.finish();
         assert!(!journeys.is_empty());
         write(Table::Journeys, journeys_to_batch(&journeys).unwrap());
+        write(Table::Segments, segments_to_batch(&journeys).unwrap());
         Backends {
             parquet: Arc::new(store),
             memory: Arc::new(memory),
@@ -80,6 +81,38 @@ fn received_at_end(flows: arrow_array::RecordBatch) -> arrow_array::RecordBatch 
         })
         .collect();
     arrow_array::RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// The SLOs the API judges the fixture by: the lossy link's loss (5 %
+/// against a 1 % threshold) and the end-to-end delay (well under 1 s).
+fn slos() -> Arc<[hopscope_analyze::Slo]> {
+    let config = |name: &str, indicator: &str, threshold: &str, segment: Option<&str>| {
+        hopscope_analyze::SloConfig {
+            name: name.into(),
+            selector: String::new(),
+            indicator: indicator.into(),
+            threshold: threshold.into(),
+            percentile: None,
+            segment: segment.map(String::from),
+            objective: "99%".into(),
+            window: None,
+            basis: None,
+            min_events: Some(1),
+            labels: Default::default(),
+            burn: Vec::new(),
+        }
+    };
+    hopscope_analyze::Slo::compile_all(&[
+        config(
+            "lossy-link",
+            "loss",
+            "1%",
+            Some(&format!("{} > {}", LOSSY.0, LOSSY.1)),
+        ),
+        config("end-to-end", "delay", "1s", None),
+    ])
+    .unwrap()
+    .into()
 }
 
 fn now() -> i64 {
@@ -109,7 +142,7 @@ async fn call_on(
     uri: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let app = router(backend, Arc::new(Quiet), token.map(String::from));
+    let app = router(backend, Arc::new(Quiet), token.map(String::from), slos());
     let mut request = Request::get(uri);
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -183,6 +216,8 @@ async fn both_backends_answer_alike() {
         format!("/api/journeys/{first_id}"),
         format!("/api/journeys/segments?{range}"),
         format!("/api/journeys/segments?{range}&filter=lost%20%3D%200"),
+        format!("/api/slos?{range}&recompute=true"),
+        format!("/api/alerts?{range}"),
     ];
     let b = backends();
     for uri in &uris {
@@ -197,6 +232,41 @@ async fn both_backends_answer_alike() {
             "{uri}"
         );
     }
+}
+
+/// Judged again from the journeys and segments: the lossy link's buckets
+/// are bad, the end-to-end delay's good; nothing was stored as judged.
+#[tokio::test]
+async fn slos_are_judged_from_the_journeys() {
+    let v = get("/api/slos?since=1h&recompute=true").await;
+    let slos = v["slos"].as_array().unwrap();
+    let lossy = &slos[0];
+    assert_eq!(lossy["name"], "lossy-link");
+    assert_eq!(lossy["scope"], format!("{} > {}", LOSSY.0, LOSSY.1));
+    let buckets = lossy["buckets"].as_array().unwrap();
+    assert!(!buckets.is_empty(), "{v}");
+    for b in buckets {
+        let ppm = b["loss_ppm"].as_u64().unwrap();
+        assert!(
+            b["good"] == false && (20_000..=100_000).contains(&ppm),
+            "{b}"
+        );
+    }
+    assert!(lossy["budget"]["remaining"].as_f64().unwrap() < 0.0);
+    let delay = &slos[1];
+    assert!(!delay["buckets"].as_array().unwrap().is_empty());
+    assert!(
+        delay["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["good"] == true && b["delay_ns"].as_u64().unwrap() > 0)
+    );
+    let stored = get("/api/slos?since=1h").await;
+    assert!(
+        stored["slos"][0]["buckets"].as_array().unwrap().is_empty(),
+        "{stored}"
+    );
 }
 
 #[tokio::test]

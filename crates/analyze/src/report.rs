@@ -1,0 +1,115 @@
+//! What `hopscope slo`, `hopscope alerts` and the API answer: each SLO's
+//! budget and buckets over a range, and the alerts of a range with those
+//! still firing, read from the store through its trait (or, for SLOs,
+//! computed again from the journeys).
+
+use std::collections::BTreeMap;
+
+use hopscope_store::Backend;
+use serde::Serialize;
+
+use crate::AnalyzeError;
+use crate::alert::{Alert, AlertState};
+use crate::bucket::{BucketFigure, evaluate_range};
+use crate::budget::{Budget, histories};
+use crate::rows::{read_alerts, read_buckets};
+use crate::slo::{BUCKET_NS, Slo};
+
+/// One SLO over a range.
+#[derive(Debug, Clone, Serialize)]
+pub struct SloReport {
+    pub name: String,
+    pub description: String,
+    pub indicator: &'static str,
+    pub scope: String,
+    pub selector: String,
+    pub objective: f64,
+    pub window_ns: i64,
+    pub labels: BTreeMap<String, String>,
+    /// At the end of the range, over the SLO's window before it.
+    pub budget: Budget,
+    /// The range's judged buckets, oldest first.
+    pub buckets: Vec<BucketFigure>,
+    pub bad_buckets: usize,
+}
+
+/// Every SLO over `[from_ns, to_ns)` (`to_ns` no later than `now_ns`):
+/// from the stored buckets, or with `recompute` from the journeys and
+/// segments in the store.
+pub fn slo_report(
+    store: &dyn Backend,
+    slos: &[Slo],
+    from_ns: i64,
+    to_ns: i64,
+    now_ns: i64,
+    recompute: bool,
+) -> Result<Vec<SloReport>, AnalyzeError> {
+    let end = to_ns.min(now_ns).div_euclid(BUCKET_NS) * BUCKET_NS + BUCKET_NS;
+    let longest = slos.iter().map(Slo::longest_window_ns).max().unwrap_or(0);
+    let history_from = end.saturating_sub(longest).min(from_ns.max(i64::MIN / 2));
+    let figures = if recompute {
+        evaluate_range(store, slos, history_from, end)?
+    } else {
+        read_buckets(store, history_from, end)?
+    };
+    let histories = histories(slos, &figures);
+    Ok(slos
+        .iter()
+        .zip(histories)
+        .map(|(slo, history)| {
+            let buckets: Vec<BucketFigure> = figures
+                .iter()
+                .filter(|f| f.slo == slo.name && f.start_ns >= from_ns && f.start_ns < to_ns)
+                .cloned()
+                .collect();
+            SloReport {
+                name: slo.name.clone(),
+                description: slo.describe(),
+                indicator: slo.indicator.name(),
+                scope: slo.scope(),
+                selector: slo.selector.clone(),
+                objective: slo.objective,
+                window_ns: slo.window_ns,
+                labels: slo.labels.clone(),
+                budget: Budget::at(slo, &history, end),
+                bad_buckets: buckets.iter().filter(|b| !b.good).count(),
+                buckets,
+            }
+        })
+        .collect())
+}
+
+/// The alert events of a range and the alerts firing at its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertReport {
+    pub events: Vec<Alert>,
+    pub firing: Vec<Alert>,
+}
+
+/// How far back an alert that still fires may have started.
+const FIRING_LOOKBACK_NS: i64 = 30 * 86_400_000_000_000;
+
+pub fn alert_report(
+    store: &dyn Backend,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<AlertReport, AnalyzeError> {
+    let lookback = from_ns.min(
+        to_ns
+            .min(hopscope_store::now_ns())
+            .saturating_sub(FIRING_LOOKBACK_NS),
+    );
+    let all = read_alerts(store, lookback, to_ns)?;
+    let mut last: BTreeMap<&str, &Alert> = BTreeMap::new();
+    for a in &all {
+        last.insert(&a.id, a);
+    }
+    let mut firing: Vec<Alert> = last
+        .values()
+        .filter(|a| a.state == AlertState::Firing)
+        .map(|a| (*a).clone())
+        .collect();
+    firing.sort_by_key(|a| std::cmp::Reverse(a.starts_ns));
+    let events = all.into_iter().filter(|a| a.at_ns >= from_ns).collect();
+    Ok(AlertReport { events, firing })
+}

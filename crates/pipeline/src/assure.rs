@@ -1,0 +1,103 @@
+//! Service assurance as a bus subscriber: the journeys and segments the
+//! correlator publishes are judged against the configured SLOs bucket by
+//! bucket; the judged buckets and alert events go back on the bus (the
+//! store writer keeps them) and out to the alert destinations.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hopscope_analyze::{Analyzer, Notifiers, Output, Snapshot, rows};
+use hopscope_collector::Metrics;
+use hopscope_correlate::Watermark;
+use hopscope_store::{Backend, Table, now_ns};
+
+use crate::{Batch, Bus, Recv, Subscriber};
+
+/// The correlator's batches go quiet this long before the wall clock
+/// moves the analyzer's watermark on (as the correlator's own does).
+const QUIET_NS: i64 = 10_000_000_000;
+
+/// Whether a batch is for the analyzer: journeys the correlator closed.
+pub fn wants(batch: &Arc<Batch>) -> bool {
+    !batch.durable && batch.has_any(&[Table::Journeys])
+}
+
+/// Starts the analyzer: restores budgets and firing alerts from `store`,
+/// then judges what `subscriber` brings until its subscription is ended,
+/// when it judges every open bucket. Returns the account it keeps.
+pub fn spawn(
+    mut analyzer: Analyzer,
+    notifiers: Notifiers,
+    store: Arc<dyn Backend>,
+    subscriber: Subscriber<Arc<Batch>>,
+    bus: Arc<Bus<Arc<Batch>>>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(std::thread::JoinHandle<()>, Arc<Mutex<Snapshot>>)> {
+    if let Err(e) = analyzer.restore(store.as_ref(), now_ns()) {
+        metrics.publish(
+            0,
+            Vec::new(),
+            vec![format!("SLOs: history not read back: {e}")],
+        );
+    }
+    let snapshot = analyzer.shared_snapshot();
+    let thread = std::thread::Builder::new()
+        .name("analyzer".into())
+        .spawn(move || {
+            let mut watermark = Watermark::new(QUIET_NS);
+            loop {
+                let out = match subscriber.recv_timeout(Duration::from_secs(1)) {
+                    Ok(batch) => {
+                        if let Err(e) =
+                            analyzer.add(batch.table(Table::Journeys), batch.table(Table::Segments))
+                        {
+                            metrics.publish(
+                                0,
+                                Vec::new(),
+                                vec![format!("SLOs: journeys not read: {e}")],
+                            );
+                        }
+                        watermark.input(batch.watermark_ns, now_ns());
+                        analyzer.advance(watermark.at(now_ns()))
+                    }
+                    Err(Recv::Timeout) => analyzer.advance(watermark.at(now_ns())),
+                    Err(Recv::Ended) => {
+                        let last = analyzer.finish();
+                        publish(&bus, &notifiers, &last, &metrics);
+                        analyzer.set_destinations(notifiers.stop());
+                        return;
+                    }
+                };
+                publish(&bus, &notifiers, &out, &metrics);
+                analyzer.set_destinations(notifiers.reports());
+            }
+        })?;
+    Ok((thread, snapshot))
+}
+
+/// Judged buckets and alert events to the store writer, events to the
+/// destinations.
+fn publish(bus: &Bus<Arc<Batch>>, notifiers: &Notifiers, out: &Output, metrics: &Metrics) {
+    if out.buckets.is_empty() && out.alerts.is_empty() {
+        return;
+    }
+    notifiers.send(&out.alerts);
+    let mut tables = Vec::new();
+    let rows = (!out.buckets.is_empty())
+        .then(|| rows::buckets_to_batch(&out.buckets).map(|b| (Table::SloBuckets, vec![b])))
+        .into_iter()
+        .chain(
+            (!out.alerts.is_empty())
+                .then(|| rows::alerts_to_batch(&out.alerts).map(|b| (Table::Alerts, vec![b]))),
+        );
+    for r in rows {
+        match r {
+            Ok(t) => tables.push(t),
+            Err(e) => metrics.publish(0, Vec::new(), vec![format!("SLOs: rows not built: {e}")]),
+        }
+    }
+    bus.publish(Arc::new(Batch {
+        tables,
+        ..Batch::default()
+    }));
+}

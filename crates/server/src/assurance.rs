@@ -1,0 +1,102 @@
+//! Service assurance in the API: the SLOs with their budgets and buckets,
+//! and the alerts with those still firing. The analyze crate answers from
+//! the store; these handlers map HTTP to its calls.
+
+use axum::Json;
+use axum::extract::{Query as Params, State};
+use hopscope_analyze::AnalyzeError;
+use hopscope_store::now_ns;
+use hopscope_store::query::time_range;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState, blocking};
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RangeParams {
+    since: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// SLOs: judge the range again from the journeys rather than read the
+    /// stored buckets.
+    #[serde(default)]
+    recompute: bool,
+}
+
+impl RangeParams {
+    /// The range, the last `default` when none is given.
+    fn range(&self, default: &str) -> Result<(i64, i64), ApiError> {
+        let since = match (&self.since, &self.from) {
+            (None, None) => Some(default),
+            _ => self.since.as_deref(),
+        };
+        Ok(time_range(
+            since,
+            self.from.as_deref(),
+            self.to.as_deref(),
+            now_ns(),
+        )?)
+    }
+}
+
+impl From<AnalyzeError> for ApiError {
+    fn from(e: AnalyzeError) -> Self {
+        match e {
+            AnalyzeError::Config { .. } => ApiError::bad_request(e.to_string()),
+            _ => ApiError::internal(e),
+        }
+    }
+}
+
+/// Every configured SLO: its budget at the end of the range and the
+/// range's judged buckets (the last 6 hours unless told).
+pub(crate) async fn slos(
+    State(state): State<AppState>,
+    Params(p): Params<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (from_ns, to_ns) = p.range("6h")?;
+    let store = state.store.clone();
+    let slos = state.slos.clone();
+    let recompute = p.recompute;
+    let reports = blocking(move || {
+        Ok(hopscope_analyze::slo_report(
+            store.as_ref(),
+            &slos,
+            from_ns,
+            to_ns,
+            now_ns(),
+            recompute,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "slos": reports,
+        "recomputed": recompute,
+        "from_ns": from_ns,
+        "to_ns": to_ns,
+    })))
+}
+
+/// Alert events of the range (the last 24 hours unless told) and the
+/// alerts firing.
+pub(crate) async fn alerts(
+    State(state): State<AppState>,
+    Params(p): Params<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (from_ns, to_ns) = p.range("24h")?;
+    let store = state.store.clone();
+    let report = blocking(move || {
+        Ok(hopscope_analyze::alert_report(
+            store.as_ref(),
+            from_ns,
+            to_ns,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "events": report.events,
+        "firing": report.firing,
+        "from_ns": from_ns,
+        "to_ns": to_ns,
+    })))
+}
