@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::bucket::BucketFigure;
 use crate::budget::{Budget, History, window_name};
-use crate::slo::{BUCKET_NS, Severity, Slo};
+use crate::slo::{BUCKET_NS, Severity, Slo, bucket_start};
 
 /// Whether an alert holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,7 +131,7 @@ impl Evaluator {
     /// bucket end up to `until_ns`; returns the alert events, in order.
     pub fn advance(&mut self, figures: &[BucketFigure], until_ns: i64) -> Vec<Alert> {
         let mut events = Vec::new();
-        let until = until_ns.div_euclid(BUCKET_NS) * BUCKET_NS;
+        let until = bucket_start(until_ns);
         let first_figure = figures.iter().map(|f| f.start_ns + BUCKET_NS).min();
         let Some(mut end) = self.evaluated_until.map(|e| e + BUCKET_NS).or(first_figure) else {
             return events;
@@ -222,6 +222,7 @@ impl Evaluator {
                         ),
                         evidence: json!({
                             "slo": slo.name,
+                            "indicator": slo.indicator.name(),
                             "scope": slo.scope(),
                             "selector": slo.selector,
                             "burn": {

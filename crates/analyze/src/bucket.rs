@@ -13,7 +13,7 @@ use hopscope_store::query::evaluate;
 use hopscope_store::{Backend, Table};
 
 use crate::AnalyzeError;
-use crate::slo::{BUCKET_NS, Basis, Indicator, Slo};
+use crate::slo::{BUCKET_NS, Basis, Indicator, Slo, bucket_start};
 
 /// One SLO's judged bucket: a row of the `slo_buckets` table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -122,7 +122,7 @@ impl Accumulator {
             let lost = u64s(batch, "lost")?;
             let flags = text(batch, "flags")?;
             let closed_until = self.closed_until;
-            let bucket_of = |row: usize| times.value(row).div_euclid(BUCKET_NS) * BUCKET_NS;
+            let bucket_of = |row: usize| bucket_start(times.value(row));
             self.late_journeys += (0..batch.num_rows())
                 .filter(|&row| bucket_of(row) < closed_until)
                 .count() as u64;
@@ -195,7 +195,7 @@ impl Accumulator {
                     {
                         continue;
                     }
-                    let start = times.value(row).div_euclid(BUCKET_NS) * BUCKET_NS;
+                    let start = bucket_start(times.value(row));
                     let g = &mut self
                         .open
                         .entry(start)
@@ -224,7 +224,7 @@ impl Accumulator {
                 out.extend(judge(slo, start, g));
             }
         }
-        let until = until_ns.div_euclid(BUCKET_NS) * BUCKET_NS;
+        let until = bucket_start(until_ns);
         self.closed_until = self.closed_until.max(until);
         out
     }
@@ -275,7 +275,7 @@ fn judge(slo: &Slo, start_ns: i64, mut g: Gathered) -> Option<BucketFigure> {
 }
 
 /// The value below which `q` of the weight lies (the largest for `q` = 1).
-fn weighted_quantile(values: &mut [(u64, u64)], q: f64) -> u64 {
+pub(crate) fn weighted_quantile(values: &mut [(u64, u64)], q: f64) -> u64 {
     values.sort_unstable();
     let total: u64 = values.iter().map(|(_, w)| w).sum();
     let target = (q * total as f64).ceil().max(1.0) as u64;
@@ -302,7 +302,7 @@ pub fn evaluate_range(
     let mut acc = Accumulator::new(slos.to_vec());
     let journey_columns = acc.journey_columns();
     let any_segment = slos.iter().any(|s| s.segment.is_some());
-    let from = from_ns.div_euclid(BUCKET_NS) * BUCKET_NS;
+    let from = bucket_start(from_ns);
     let mut out = Vec::new();
     let mut at = from;
     while at < to_ns {

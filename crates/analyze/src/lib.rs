@@ -3,8 +3,9 @@
 //! SLOs (what `[[slo]]` in the configuration promises, and how a promise
 //! is judged per 1-minute bucket from the journeys and segments tables),
 //! error budgets and multiwindow burn rates, the one alert model that
-//! everything which fires uses, and the destinations alerts go to
-//! (Alertmanager, webhooks, syslog).
+//! everything which fires uses, the ranking of the segments at fault
+//! (root cause), and the destinations alerts go to (Alertmanager,
+//! webhooks, syslog).
 //!
 //! It reads rows only (record batches from the bus or the store trait), so
 //! the same code judges buckets as `serve` streams journeys in and when a
@@ -18,6 +19,7 @@ pub mod bucket;
 pub mod budget;
 pub mod live;
 pub mod notify;
+pub mod rca;
 pub mod report;
 pub mod rows;
 pub mod slo;
@@ -27,7 +29,10 @@ pub use bucket::{Accumulator, BucketFigure, evaluate_range};
 pub use budget::{Budget, History};
 pub use live::{Analyzer, Output, SloNow, Snapshot};
 pub use notify::{Notifiers, NotifyConfig, SinkReport};
-pub use report::{AlertReport, SloReport, alert_report, slo_report};
+pub use rca::{Candidate, Focus, RcaQuery, RcaReport, rank};
+pub use report::{
+    AlertReport, RcaTarget, SloReport, alert_report, rca_for_alert, rca_report, slo_report,
+};
 pub use slo::{BUCKET_NS, Slo, SloConfig};
 
 /// What can go wrong in analysis.

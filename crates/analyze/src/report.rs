@@ -12,8 +12,9 @@ use crate::AnalyzeError;
 use crate::alert::{Alert, AlertState};
 use crate::bucket::{BucketFigure, evaluate_range};
 use crate::budget::{Budget, histories};
+use crate::rca::Focus;
 use crate::rows::{read_alerts, read_buckets};
-use crate::slo::{BUCKET_NS, Slo};
+use crate::slo::{BUCKET_NS, Slo, bucket_start};
 
 /// One SLO over a range.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +45,7 @@ pub fn slo_report(
     now_ns: i64,
     recompute: bool,
 ) -> Result<Vec<SloReport>, AnalyzeError> {
-    let end = to_ns.min(now_ns).div_euclid(BUCKET_NS) * BUCKET_NS + BUCKET_NS;
+    let end = bucket_start(to_ns.min(now_ns)) + BUCKET_NS;
     let longest = slos.iter().map(Slo::longest_window_ns).max().unwrap_or(0);
     let history_from = end.saturating_sub(longest).min(from_ns.max(i64::MIN / 2));
     let figures = if recompute {
@@ -112,4 +113,91 @@ pub fn alert_report(
     firing.sort_by_key(|a| std::cmp::Reverse(a.starts_ns));
     let events = all.into_iter().filter(|a| a.at_ns >= from_ns).collect();
     Ok(AlertReport { events, firing })
+}
+
+/// What a root-cause ranking is asked about.
+#[derive(Debug, Clone)]
+pub enum RcaTarget {
+    /// Journeys of a selector over a range.
+    Selector {
+        selector: String,
+        from_ns: i64,
+        to_ns: i64,
+    },
+    /// An SLO's journeys over a range.
+    Slo {
+        name: String,
+        from_ns: i64,
+        to_ns: i64,
+    },
+    /// The journeys behind an alert (its evidence's selector and range).
+    Alert { id: String },
+}
+
+/// Ranks the segments behind an alert, an SLO or a selector.
+pub fn rca_report(
+    store: &dyn Backend,
+    slos: &[Slo],
+    target: &RcaTarget,
+    baseline_ns: i64,
+) -> Result<crate::rca::RcaReport, AnalyzeError> {
+    let not_found = |what: String| AnalyzeError::Config {
+        slo: "rca".into(),
+        message: what,
+    };
+    let (selector, from_ns, to_ns, focus) = match target {
+        RcaTarget::Selector {
+            selector,
+            from_ns,
+            to_ns,
+        } => (selector.clone(), *from_ns, *to_ns, Focus::All),
+        RcaTarget::Slo {
+            name,
+            from_ns,
+            to_ns,
+        } => {
+            let slo = slos
+                .iter()
+                .find(|s| &s.name == name)
+                .ok_or_else(|| not_found(format!("no SLO is named '{name}'")))?;
+            (
+                slo.selector.clone(),
+                *from_ns,
+                *to_ns,
+                Focus::of_indicator(slo.indicator.name()),
+            )
+        }
+        RcaTarget::Alert { id } => {
+            let alerts = read_alerts(store, i64::MIN, i64::MAX)?;
+            let alert = alerts
+                .iter()
+                .find(|a| &a.id == id)
+                .ok_or_else(|| not_found(format!("no alert has the id '{id}'")))?;
+            return rca_for_alert(store, alert, baseline_ns);
+        }
+    };
+    let mut query = crate::rca::RcaQuery::new(&selector, from_ns, to_ns);
+    query.baseline_ns = baseline_ns;
+    query.focus = focus;
+    crate::rca::rank(store, &query)
+}
+
+/// Ranks the segments behind an alert: its evidence's journeys, weighing
+/// the evidence of its indicator.
+pub fn rca_for_alert(
+    store: &dyn Backend,
+    alert: &Alert,
+    baseline_ns: i64,
+) -> Result<crate::rca::RcaReport, AnalyzeError> {
+    let j = &alert.evidence["journeys"];
+    let (Some(from_ns), Some(to_ns)) = (j["from_ns"].as_i64(), j["to_ns"].as_i64()) else {
+        return Err(AnalyzeError::Config {
+            slo: "rca".into(),
+            message: format!("alert '{}' names no journeys", alert.id),
+        });
+    };
+    let mut query = crate::rca::RcaQuery::new(j["filter"].as_str().unwrap_or(""), from_ns, to_ns);
+    query.baseline_ns = baseline_ns;
+    query.focus = Focus::of_indicator(alert.evidence["indicator"].as_str().unwrap_or(""));
+    crate::rca::rank(store, &query)
 }

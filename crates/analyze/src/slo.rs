@@ -12,6 +12,12 @@ use crate::AnalyzeError;
 /// Width of the buckets SLOs are judged in.
 pub const BUCKET_NS: i64 = 60_000_000_000;
 
+/// The start of the bucket holding `ns` (times at the ends of the range
+/// saturate rather than overflow).
+pub fn bucket_start(ns: i64) -> i64 {
+    ns.div_euclid(BUCKET_NS).saturating_mul(BUCKET_NS)
+}
+
 /// One `[[slo]]` of the configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -80,6 +80,10 @@ enum Command {
     Slo(SloArgs),
     /// Alerts that fired and resolved over a range, and those firing now.
     Alerts(AlertsArgs),
+    /// Root cause: the segments of the path ranked by the evidence against
+    /// them (loss and delay beyond the baseline before the range, votes of
+    /// the affected journeys), for an alert, an SLO or a journey filter.
+    Rca(RcaArgs),
     /// Simulate a path (chain, diamond, nat, tunnel or a TOML scenario): one pcap per
     /// observation point and the true answer (truth.json).
     Simulate(SimulateArgs),
@@ -145,6 +149,31 @@ struct AlertsArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct RcaArgs {
+    /// Journey filter (the journeys' filter language); empty for all.
+    #[arg(default_value = "")]
+    filter: Vec<String>,
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    range: RangeArgs,
+    /// The journeys of this SLO (of --config) instead of a filter.
+    #[arg(long, conflicts_with = "alert")]
+    slo: Option<String>,
+    /// The journeys behind this alert (its id, as `hopscope alerts` shows it).
+    #[arg(long)]
+    alert: Option<String>,
+    /// How long before the range the baseline runs.
+    #[arg(long, default_value = "1h")]
+    baseline: String,
+    /// At most N candidates.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct DemoArgs {
     /// The web UI and API.
     #[arg(long, env = "HOPSCOPE_HTTP", default_value = "127.0.0.1:8080")]
@@ -175,6 +204,10 @@ struct SimulateArgs {
     scenario: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// When the traffic starts: RFC 3339, ns, or `now` (the scenario's own
+    /// start unless given).
+    #[arg(long)]
+    start: Option<String>,
     /// Loss probability put on link --loss-link.
     #[arg(long)]
     loss: Option<f64>,
@@ -539,6 +572,7 @@ fn main() -> ExitCode {
                 Command::Journeys(args) => journeys::run(&args, &config.serve),
                 Command::Slo(args) => slo::run_slo(&args, &config),
                 Command::Alerts(args) => slo::run_alerts(&args),
+                Command::Rca(args) => slo::run_rca(&args, &config),
                 Command::Simulate(args) => simulate::run(&args),
             }
         });

@@ -22,6 +22,14 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode> {
             toml::from_str::<Scenario>(&text).with_context(|| args.scenario.clone())?
         }
     };
+    match args.start.as_deref() {
+        None => {}
+        Some("now") => scenario.start_ns = crate::now_ns(),
+        Some(t) => {
+            scenario.start_ns = hopscope_store::query::parse_time(t)
+                .with_context(|| format!("--start {t}: RFC 3339, ns or now"))?
+        }
+    }
     if let Some(loss) = args.loss {
         let Some(link) = scenario.links.get_mut(args.loss_link) else {
             bail!(

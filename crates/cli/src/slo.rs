@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use hopscope_analyze::budget::window_name;
 use hopscope_analyze::slo::format_share;
-use hopscope_analyze::{AlertReport, BucketFigure, SloReport, alert_report, slo_report};
+use hopscope_analyze::{
+    AlertReport, BucketFigure, RcaTarget, SloReport, alert_report, rca_report, slo_report,
+};
 use hopscope_schema::format_time;
 use hopscope_store::query::time_range;
 
 use crate::config::ConfigFile;
-use crate::{AlertsArgs, RangeArgs, SloArgs, now_ns};
+use crate::{AlertsArgs, RangeArgs, RcaArgs, SloArgs, now_ns};
 
 fn range(r: &RangeArgs, default: &str) -> Result<(i64, i64)> {
     let since = match (&r.since, &r.from) {
@@ -167,4 +169,50 @@ fn print_alerts(report: &AlertReport) {
             a.id
         );
     }
+}
+
+pub fn run_rca(args: &RcaArgs, config: &ConfigFile) -> Result<ExitCode> {
+    let store = crate::open_store(&args.data_dir)?;
+    let (from_ns, to_ns) = range(&args.range, "15m")?;
+    let target = match (&args.alert, &args.slo) {
+        (Some(id), _) => RcaTarget::Alert { id: id.clone() },
+        (None, Some(name)) => RcaTarget::Slo {
+            name: name.clone(),
+            from_ns,
+            to_ns,
+        },
+        (None, None) => RcaTarget::Selector {
+            selector: args.filter.join(" "),
+            from_ns,
+            to_ns,
+        },
+    };
+    let baseline = crate::probe::parse_duration(&args.baseline)?;
+    let slos = config.assurance()?.slos;
+    let mut report = rca_report(&store, &slos, &target, baseline)?;
+    report.candidates.truncate(args.limit);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} journeys from {} to {} ({} affected), against the {} before",
+        report.journeys,
+        format_time(report.from_ns),
+        format_time(report.to_ns),
+        report.affected_journeys,
+        args.baseline
+    );
+    for (i, c) in report.candidates.iter().enumerate() {
+        println!(
+            "{:>2}. {:<44} score {:.2}  confidence {:.2}  {}",
+            i + 1,
+            c.segment,
+            c.score,
+            c.confidence,
+            c.place
+        );
+        println!("      {}", c.why);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -126,6 +126,113 @@ fn the_demo_shows_its_wan_loss_on_the_right_segment() {
         }
     }
     segment_rows_match_the_journeys(&dir);
+    calm_raises_nothing(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `hopscope` run on the demo's store, as JSON.
+fn hopscope_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--config", DEMO_SLOS, "--from", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The SLOs the demo judges its journeys by.
+const DEMO_SLOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo-slos.toml");
+
+/// Without incidents, every SLO's buckets are good and no alert fired.
+fn calm_raises_nothing(dir: &std::path::Path) {
+    let slos = hopscope_json(dir, &["slo"]);
+    for s in slos["slos"].as_array().unwrap() {
+        assert!(!s["buckets"].as_array().unwrap().is_empty(), "{s}");
+        assert_eq!(s["bad_buckets"], 0, "{s}");
+    }
+    let alerts = hopscope_json(dir, &["alerts"]);
+    assert!(alerts["events"].as_array().unwrap().is_empty(), "{alerts}");
+}
+
+/// The demo's incidents, each raising the alert an operator expects, whose
+/// first suspect is the link the demo broke: the loss burst (60-80 s, on
+/// the core-to-DC link) pages both loss SLOs, the delay spike (100-115 s,
+/// on the provider's uplink to the core) the delay SLO. Prints how long
+/// after each incident's start its alert was in the API. Three minutes:
+/// `scripts/integration` runs it.
+#[test]
+#[ignore = "runs the demo for three minutes"]
+fn the_demo_incidents_page_with_the_broken_link_first() {
+    let dir = std::env::temp_dir().join(format!("hopscope-demo-incidents-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_tcp_port();
+    let started = Instant::now();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(["demo", "--duration", "170s", "--flows-per-second", "100"])
+        .arg("--http")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    // when each SLO's page first shows in the API
+    let mut seen = std::collections::BTreeMap::<String, Duration>::new();
+    while demo.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(a) = get(port, "/api/alerts?since=1h") else {
+            continue;
+        };
+        for e in a["events"].as_array().unwrap() {
+            if e["state"] == "firing" {
+                let slo = e["labels"]["slo"].as_str().unwrap().to_string();
+                seen.entry(slo).or_insert_with(|| started.elapsed());
+            }
+        }
+    }
+    assert!(demo.wait().unwrap().success());
+    for (slo, incident_start) in [
+        ("branch-dc-loss", 60),
+        ("dc-link-loss", 60),
+        ("branch-dc-delay", 100),
+    ] {
+        let at = seen
+            .get(slo)
+            .unwrap_or_else(|| panic!("{slo} never paged: {seen:?}"));
+        eprintln!(
+            "{slo}: paged {:.0} s after its incident began",
+            at.as_secs_f64() - f64::from(incident_start)
+        );
+    }
+    let alerts = hopscope_json(&dir, &["alerts"]);
+    let on = |segment: &str, a: &str, b: &str| {
+        let (up, down) = segment.split_once(" > ").unwrap();
+        let node = |p: &str| p.split(':').next().unwrap().to_string();
+        let (up, down) = (node(up), node(down));
+        (up.starts_with(a) && down.starts_with(b)) || (up.starts_with(b) && down.starts_with(a))
+    };
+    for e in alerts["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "firing")
+    {
+        let first = e["evidence"]["root_cause"][0]["segment"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{e}"));
+        match e["labels"]["slo"].as_str().unwrap() {
+            "branch-dc-delay" => assert!(on(first, "isp-pe", "core-"), "{e}"),
+            _ => assert!(on(first, "core-", "dc-gw"), "{e}"),
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

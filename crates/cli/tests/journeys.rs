@@ -7,44 +7,15 @@
 use std::path::Path;
 use std::process::Command;
 
-fn hopscope(args: &[&str], dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hopscope"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run hopscope");
-    assert!(
-        out.status.success(),
-        "hopscope {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
+use common::{hopscope, simulated_exports};
+
+mod common;
 
 #[test]
 fn simulated_loss_is_found_on_its_segment_through_probe_serve_and_journeys() {
     let dir = std::env::temp_dir().join(format!("hopscope-journeys-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    hopscope(
-        &[
-            "simulate",
-            "--scenario",
-            "chain",
-            "--seed",
-            "7",
-            "--loss",
-            "0.02",
-            "--loss-link",
-            "2",
-            "--out",
-            "caps",
-        ],
-        &dir,
-    );
-    let points = [
-        "r1:r1-a", "r1:r1-r2", "r2:r2-r1", "r2:r2-r3", "r3:r3-r2", "r3:r3-b",
-    ];
     let mut serve = vec![
         "serve",
         "--data-dir",
@@ -64,25 +35,38 @@ fn simulated_loss_is_found_on_its_segment_through_probe_serve_and_journeys() {
     .into_iter()
     .map(String::from)
     .collect::<Vec<_>>();
-    for p in points {
-        let file = p.replace(':', "_");
-        hopscope(
-            &[
-                "probe",
-                "--pcap",
-                &format!("caps/{file}.pcap"),
-                "--observation-point",
-                p,
-                "--select",
-                "1/2",
-                "--export",
-                &format!("file:{file}.ipfix"),
-            ],
-            &dir,
-        );
-        serve.push("--replay".into());
-        serve.push(format!("{file}.ipfix"));
-    }
+    serve.extend(simulated_exports(&dir, "0.02", None));
+    // SLOs that the 2 % loss on R2 breaks (end to end and on its segment)
+    // and one that it keeps
+    std::fs::write(
+        dir.join("slo.toml"),
+        r#"
+[[slo]]
+name = "e2e-loss"
+indicator = "loss"
+threshold = "0.5%"
+objective = "99%"
+min-events = 1
+
+[[slo]]
+name = "r2-loss"
+indicator = "loss"
+segment = "r2:r2-r1 > r2:r2-r3"
+threshold = "0.5%"
+objective = "99%"
+min-events = 1
+
+[[slo]]
+name = "e2e-delay"
+indicator = "delay"
+percentile = "max"
+threshold = "1s"
+objective = "99%"
+min-events = 1
+"#,
+    )
+    .unwrap();
+    serve.extend(["--config".to_string(), "slo.toml".to_string()]);
     let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
     hopscope(&serve, &dir);
     assert!(
@@ -150,6 +134,8 @@ fn simulated_loss_is_found_on_its_segment_through_probe_serve_and_journeys() {
         }
     }
 
+    slos_streamed_as_rebuilt(&dir);
+
     // the diagram names the hops and marks the lossy segment
     let text = hopscope(
         &["journeys", "--data-dir", "data", "-n", "1", "lost > 0"],
@@ -194,4 +180,66 @@ fn streamed_loss_by_basis(data: &Path) -> std::collections::BTreeMap<String, u64
         )
         .unwrap();
     lost
+}
+
+/// The buckets the analyzer judged as `serve` streamed the journeys are
+/// those judged again from the store; the loss SLOs' buckets are bad, the
+/// delay SLO's good, and the bad buckets raised a page.
+fn slos_streamed_as_rebuilt(dir: &Path) {
+    let check = hopscope(&["slo", "check", "--config", "slo.toml"], dir);
+    assert!(
+        check.contains("r2-loss: network loss at most 0.5 % (r2:r2-r1 > r2:r2-r3)"),
+        "{check}"
+    );
+    let slo = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "slo",
+            "--config",
+            "slo.toml",
+            "--data-dir",
+            "data",
+            "--from",
+            "0",
+            "--json",
+        ];
+        args.extend(extra);
+        serde_json::from_str(&hopscope(&args, dir)).unwrap()
+    };
+    let (stored, rebuilt) = (slo(&[]), slo(&["--recompute"]));
+    for (s, r) in stored["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(rebuilt["slos"].as_array().unwrap())
+    {
+        assert!(!s["buckets"].as_array().unwrap().is_empty(), "{s}");
+        assert_eq!(
+            s["buckets"], r["buckets"],
+            "{}: streamed and rebuilt",
+            s["name"]
+        );
+        let bad = s["bad_buckets"].as_u64().unwrap();
+        let judged = s["buckets"].as_array().unwrap().len() as u64;
+        if s["name"] == "e2e-delay" {
+            assert_eq!(bad, 0, "{s}");
+        } else {
+            assert_eq!(bad, judged, "2 % lost against 0.5 %: {s}");
+        }
+    }
+    let alerts: serde_json::Value = serde_json::from_str(&hopscope(
+        &["alerts", "--data-dir", "data", "--from", "0", "--json"],
+        dir,
+    ))
+    .unwrap();
+    let paged: Vec<&str> = alerts["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["severity"] == "page" && a["state"] == "firing")
+        .map(|a| a["labels"]["slo"].as_str().unwrap())
+        .collect();
+    assert!(
+        paged.contains(&"e2e-loss") && paged.contains(&"r2-loss") && !paged.contains(&"e2e-delay"),
+        "{alerts}"
+    );
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hopscope_analyze::{Analyzer, Notifiers, Output, Snapshot, rows};
+use hopscope_analyze::{AlertState, Analyzer, Notifiers, Output, Snapshot, rca_for_alert, rows};
 use hopscope_collector::Metrics;
 use hopscope_correlate::Watermark;
 use hopscope_store::{Backend, Table, now_ns};
@@ -16,6 +16,8 @@ use crate::{Batch, Bus, Recv, Subscriber};
 /// The correlator's batches go quiet this long before the wall clock
 /// moves the analyzer's watermark on (as the correlator's own does).
 const QUIET_NS: i64 = 10_000_000_000;
+/// The baseline a firing alert's root cause is ranked against.
+const RCA_BASELINE_NS: i64 = 3_600_000_000_000;
 
 /// Whether a batch is for the analyzer: journeys the correlator closed.
 pub fn wants(batch: &Arc<Batch>) -> bool {
@@ -46,7 +48,7 @@ pub fn spawn(
         .spawn(move || {
             let mut watermark = Watermark::new(QUIET_NS);
             loop {
-                let out = match subscriber.recv_timeout(Duration::from_secs(1)) {
+                let mut out = match subscriber.recv_timeout(Duration::from_secs(1)) {
                     Ok(batch) => {
                         if let Err(e) =
                             analyzer.add(batch.table(Table::Journeys), batch.table(Table::Segments))
@@ -62,17 +64,58 @@ pub fn spawn(
                     }
                     Err(Recv::Timeout) => analyzer.advance(watermark.at(now_ns())),
                     Err(Recv::Ended) => {
-                        let last = analyzer.finish();
+                        let mut last = analyzer.finish();
+                        with_root_cause(store.as_ref(), &mut last);
                         publish(&bus, &notifiers, &last, &metrics);
                         analyzer.set_destinations(notifiers.stop());
                         return;
                     }
                 };
+                with_root_cause(store.as_ref(), &mut out);
                 publish(&bus, &notifiers, &out, &metrics);
                 analyzer.set_destinations(notifiers.reports());
             }
         })?;
     Ok((thread, snapshot))
+}
+
+/// Each alert that starts firing gets the root-cause ranking of the
+/// journeys behind it (already in the store: the store writer took them
+/// before their bucket was judged), its three first candidates in its
+/// evidence and the first in its summary.
+fn with_root_cause(store: &dyn Backend, out: &mut Output) {
+    for alert in out
+        .alerts
+        .iter_mut()
+        .filter(|a| a.state == AlertState::Firing)
+    {
+        let Ok(report) = rca_for_alert(store, alert, RCA_BASELINE_NS) else {
+            continue;
+        };
+        let top: Vec<_> = report
+            .candidates
+            .iter()
+            .filter(|c| c.score > 0.0)
+            .take(3)
+            .collect();
+        if let Some(first) = top.first() {
+            alert.summary = format!(
+                "{}; first suspect: {} ({}, confidence {:.2}: {})",
+                alert.summary, first.segment, first.place, first.confidence, first.why
+            );
+        }
+        alert.evidence["root_cause"] = serde_json::json!(
+            top.iter()
+                .map(|c| serde_json::json!({
+                    "segment": c.segment,
+                    "place": c.place,
+                    "score": c.score,
+                    "confidence": c.confidence,
+                    "why": c.why,
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 /// Judged buckets and alert events to the store writer, events to the

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
-use hopscope_analyze::AnalyzeError;
+use hopscope_analyze::{AnalyzeError, RcaTarget};
 use hopscope_store::now_ns;
 use hopscope_store::query::time_range;
 use serde::Deserialize;
@@ -99,4 +99,64 @@ pub(crate) async fn alerts(
         "from_ns": from_ns,
         "to_ns": to_ns,
     })))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RcaParams {
+    since: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// Journeys in the journeys' filter language.
+    filter: Option<String>,
+    /// The journeys of this SLO.
+    slo: Option<String>,
+    /// The journeys behind this alert.
+    alert: Option<String>,
+    /// The baseline before the range (`1h` unless told).
+    baseline: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The segments ranked by the evidence against them.
+pub(crate) async fn rca(
+    State(state): State<AppState>,
+    Params(p): Params<RcaParams>,
+) -> Result<Json<Value>, ApiError> {
+    let since = match (&p.since, &p.from) {
+        (None, None) => Some("15m"),
+        _ => p.since.as_deref(),
+    };
+    let (from_ns, to_ns) = time_range(since, p.from.as_deref(), p.to.as_deref(), now_ns())?;
+    let target = match (p.alert, p.slo) {
+        (Some(id), _) => RcaTarget::Alert { id },
+        (None, Some(name)) => RcaTarget::Slo {
+            name,
+            from_ns,
+            to_ns,
+        },
+        (None, None) => RcaTarget::Selector {
+            selector: p.filter.unwrap_or_default(),
+            from_ns,
+            to_ns,
+        },
+    };
+    let baseline = match p.baseline.as_deref() {
+        None => 3_600_000_000_000,
+        Some(b) => hopscope_store::query::parse_duration(b).ok_or_else(|| {
+            ApiError::bad_request(format!("baseline '{b}': a duration such as 1h"))
+        })?,
+    };
+    let store = state.store.clone();
+    let slos = state.slos.clone();
+    let mut report = blocking(move || {
+        Ok(hopscope_analyze::rca_report(
+            store.as_ref(),
+            &slos,
+            &target,
+            baseline,
+        )?)
+    })
+    .await?;
+    report.candidates.truncate(p.limit.unwrap_or(10));
+    Ok(Json(json!(report)))
 }

@@ -1,5 +1,8 @@
 //! Helpers shared by the tests that run `hopscope` as a process.
 
+// each test binary uses its share of them
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -24,4 +27,68 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.contains(" 200 ").then(|| body.to_string())
+}
+
+/// Runs `hopscope` in `dir`; its standard output, when it succeeds.
+pub fn hopscope(args: &[&str], dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hopscope"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run hopscope");
+    assert!(
+        out.status.success(),
+        "hopscope {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The observation points of the simulated chain.
+pub const CHAIN_POINTS: [&str; 6] = [
+    "r1:r1-a", "r1:r1-r2", "r2:r2-r1", "r2:r2-r3", "r3:r3-r2", "r3:r3-b",
+];
+
+/// The simulated chain (seed 7, `loss` on the link inside R2, starting
+/// at `start`: a time or `now`) metered by `hopscope probe` at each point
+/// into `dir`: the `--replay` arguments for `serve`, one file per point.
+pub fn simulated_exports(dir: &std::path::Path, loss: &str, start: Option<&str>) -> Vec<String> {
+    let mut simulate = vec![
+        "simulate",
+        "--scenario",
+        "chain",
+        "--seed",
+        "7",
+        "--loss",
+        loss,
+        "--loss-link",
+        "2",
+        "--out",
+        "caps",
+    ];
+    if let Some(start) = start {
+        simulate.extend(["--start", start]);
+    }
+    hopscope(&simulate, dir);
+    let mut replay = Vec::new();
+    for p in CHAIN_POINTS {
+        let file = p.replace(':', "_");
+        hopscope(
+            &[
+                "probe",
+                "--pcap",
+                &format!("caps/{file}.pcap"),
+                "--observation-point",
+                p,
+                "--select",
+                "1/2",
+                "--export",
+                &format!("file:{file}.ipfix"),
+            ],
+            dir,
+        );
+        replay.push("--replay".into());
+        replay.push(format!("{file}.ipfix"));
+    }
+    replay
 }
