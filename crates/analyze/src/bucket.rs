@@ -302,13 +302,27 @@ pub fn evaluate_range(
     let mut acc = Accumulator::new(slos.to_vec());
     let journey_columns = acc.journey_columns();
     let any_segment = slos.iter().any(|s| s.segment.is_some());
-    let from = bucket_start(from_ns);
+    let hour = hopscope_store::layout::HOUR_NS;
+    // only the hours that hold journeys: a range may reach far back
+    let mut hours = std::collections::BTreeSet::new();
+    store.scan(
+        Table::Journeys,
+        &[],
+        bucket_start(from_ns),
+        to_ns,
+        &mut |b| {
+            if let Some(t) = b
+                .column_by_name(hopscope_store::TIME_COLUMN)
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            {
+                hours.extend(t.values().iter().map(|&ns| ns.div_euclid(hour) * hour));
+            }
+            Ok(())
+        },
+    )?;
     let mut out = Vec::new();
-    let mut at = from;
-    while at < to_ns {
-        let end =
-            (at.div_euclid(hopscope_store::layout::HOUR_NS) + 1) * hopscope_store::layout::HOUR_NS;
-        let end = end.min(to_ns);
+    for h in hours {
+        let (at, end) = (h.max(bucket_start(from_ns)), (h + hour).min(to_ns));
         let mut journeys = Vec::new();
         store.scan(Table::Journeys, &journey_columns, at, end, &mut |b| {
             journeys.push(b);
@@ -323,7 +337,6 @@ pub fn evaluate_range(
         }
         acc.add(&journeys, &segments)?;
         out.extend(acc.close(end));
-        at = end;
     }
     out.extend(acc.finish());
     Ok(out)

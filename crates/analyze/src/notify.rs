@@ -200,6 +200,19 @@ impl Notifiers {
         }
     }
 
+    /// Alerts still firing from before a restart: Alertmanager is told
+    /// again (and keeps being told); webhooks and syslog, which log
+    /// events, already have them.
+    pub fn resume(&self, firing: &[Alert]) {
+        for s in self.sinks.iter().filter(|s| s.kind == "alertmanager") {
+            for a in firing {
+                if s.queue.try_send(a.clone()).is_err() {
+                    s.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     pub fn reports(&self) -> Vec<SinkReport> {
         self.sinks
             .iter()

@@ -19,7 +19,13 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     }
     let status: Status = serde_json::from_str(&body).context("reading the status")?;
     let bus: Bus = serde_json::from_str(&body).context("reading the status")?;
-    print!("{}{}", describe(&status), describe_bus(&bus.bus));
+    let whole: serde_json::Value = serde_json::from_str(&body).context("reading the status")?;
+    print!(
+        "{}{}{}",
+        describe(&status),
+        describe_bus(&bus.bus),
+        describe_analysis(&whole["analysis"])
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -84,6 +90,60 @@ fn describe_bus(subscribers: &[SubscriberStats]) -> String {
     } else {
         format!("bus: {}\n", said.join("; "))
     }
+}
+
+/// The SLOs' standing, the alerts firing and what the destinations
+/// delivered (`analysis` in the status, when SLOs are configured).
+fn describe_analysis(a: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let Some(slos) = a["slos"].as_array() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for s in slos {
+        let last = &s["last"];
+        let figure = match (last["loss_ppm"].as_u64(), last["delay_ns"].as_u64()) {
+            (Some(ppm), _) => format!("{:.3} % lost", ppm as f64 / 1e4),
+            (None, Some(d)) => format!("{:.2} ms", d as f64 / 1e6),
+            _ => "none judged yet".into(),
+        };
+        let verdict = match last["good"].as_bool() {
+            Some(true) => "good",
+            Some(false) => "BAD",
+            None => "-",
+        };
+        let _ = writeln!(
+            out,
+            "slo {}: last bucket {verdict} ({figure}), {:.1} % of the budget left, {} good and {} bad buckets since start",
+            s["name"].as_str().unwrap_or("?"),
+            s["budget"]["remaining"].as_f64().unwrap_or(1.0) * 100.0,
+            s["buckets_good"],
+            s["buckets_bad"]
+        );
+    }
+    let firing = a["firing"].as_array().map_or(0, Vec::len);
+    let _ = write!(out, "alerts: {firing} firing");
+    for f in a["firing"].as_array().into_iter().flatten() {
+        let _ = write!(
+            out,
+            "; {} {}",
+            f["severity"].as_str().unwrap_or(""),
+            f["id"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "; {} late journeys", a["late_journeys"]);
+    for d in a["destinations"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "alerts to {} {}: {} sent, {} failed, {} dropped",
+            d["kind"].as_str().unwrap_or(""),
+            d["target"].as_str().unwrap_or(""),
+            d["sent"],
+            d["failed"],
+            d["dropped"]
+        );
+    }
+    out
 }
 
 fn describe(s: &Status) -> String {
@@ -259,6 +319,25 @@ mod tests {
             "bus: correlator 1/2 queued, 9 offered, 3 dropped; \
              store writer 0/16 queued, 4 offered, 0 dropped, publishers waited 1.500 s\n"
         );
+    }
+
+    #[test]
+    fn the_slos_and_alerts_are_shown() {
+        let analysis = serde_json::json!({
+            "slos": [{"name": "web", "last": {"good": false, "loss_ppm": 25_000, "delay_ns": null},
+                      "budget": {"remaining": -0.5}, "buckets_good": 9, "buckets_bad": 1}],
+            "firing": [{"severity": "page", "id": "slo-web-page-60"}],
+            "late_journeys": 0,
+            "destinations": [{"kind": "alertmanager", "target": "http://127.0.0.1:9093",
+                              "sent": 2, "failed": 0, "dropped": 0}],
+        });
+        assert_eq!(
+            describe_analysis(&analysis),
+            "slo web: last bucket BAD (2.500 % lost), -50.0 % of the budget left, 9 good and 1 bad buckets since start\n\
+             alerts: 1 firing; page slo-web-page-60; 0 late journeys\n\
+             alerts to alertmanager http://127.0.0.1:9093: 2 sent, 0 failed, 0 dropped\n"
+        );
+        assert_eq!(describe_analysis(&serde_json::Value::Null), "");
     }
 
     /// The counters are named by string where they are published and where

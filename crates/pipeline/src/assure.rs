@@ -43,6 +43,7 @@ pub fn spawn(
         );
     }
     let snapshot = analyzer.shared_snapshot();
+    notifiers.resume(&snapshot.lock().expect("no panics hold it").firing);
     let thread = std::thread::Builder::new()
         .name("analyzer".into())
         .spawn(move || {

@@ -96,6 +96,25 @@ pub(crate) fn openapi() -> Value {
         param("limit", "Journeys returned (default 100, at most 10000)."),
     ];
     journeys.extend(range_params());
+    let mut slos = range_params();
+    slos.push(param(
+        "recompute",
+        "true: judge the range again from the journeys and segments instead of reading the judged buckets.",
+    ));
+    let mut rca = range_params();
+    rca.extend([
+        param("alert", "The journeys behind this alert (its id)."),
+        param("slo", "The journeys of this SLO."),
+        param(
+            "filter",
+            "Journeys in the filter language over journey columns.",
+        ),
+        param(
+            "baseline",
+            "How long before the range the baseline runs (1h).",
+        ),
+        param("limit", "Candidates at most (10)."),
+    ]);
     let mut segments = vec![journey_filter];
     segments.extend(range_params());
     json!({
@@ -131,6 +150,9 @@ pub(crate) fn openapi() -> Value {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The `id` of a listed journey"}],
                 "responses": {"200": {"description": "The journey's columns and `detail`", "content": {"application/json": {}}}, "404": {"description": "No such journey"}}
             }},
+            "/api/slos": get("Each configured SLO: its error budget and burn rates at the end of the range and the range's judged 1-minute buckets (the last 6 hours unless told)", slos, "{slos: [{name, description, indicator, scope, objective, budget: {judged, bad, allowed, remaining, burn, exhausted_in_ns}, buckets: [{start_ns, good, events, lost, loss_ppm, delay_ns, threshold}]}]}"),
+            "/api/alerts": get("Alert events (firing, resolved) of the range (the last 24 hours unless told) and the alerts firing now", range_params(), "{events: [alert], firing: [alert]}; an alert: {id, rule, name, severity, state, starts_ns, ends_ns, labels, summary, evidence}"),
+            "/api/rca": get("Root cause: the segments of the path ranked by the evidence against them, for an alert, an SLO or a journey filter (the last 15 minutes unless told)", rca, "{journeys, affected_journeys, candidates: [{segment, place, score, confidence, now, baseline, excess_lost, excess_delay, votes, why}]}"),
             "/api/sql": get("Read-only SQL (DataFusion) over flows, flows_1m, flows_1h, health, packet_reports, interface_counters, journeys; 30 s, 512 MiB, 10000 rows at most; 501 in builds without the sql feature", vec![json!({"name": "q", "in": "query", "required": true, "schema": {"type": "string"}}), param("max_rows", "Rows at most (cap 10000)")], "{rows, truncated}"),
             "/api/openapi.json": get("This document", vec![], "OpenAPI 3.1")
         }

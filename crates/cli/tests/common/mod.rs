@@ -26,7 +26,32 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.to_string())
+    if !head.contains(" 200 ") {
+        return None;
+    }
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    Some(if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    })
+}
+
+/// A chunked body (as Go servers such as Alertmanager and Prometheus send
+/// longer answers) put back together.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 /// Runs `hopscope` in `dir`; its standard output, when it succeeds.
