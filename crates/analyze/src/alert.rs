@@ -85,33 +85,48 @@ impl Evaluator {
 
     /// Picks up where a previous run stopped: its judged buckets and its
     /// alerts' last events (an alert still firing is not raised again).
-    pub fn restore(&mut self, figures: &[BucketFigure], events: &[Alert]) {
+    /// An alert still firing for an SLO no longer configured resolves at
+    /// `now_ns`: the returned events say so.
+    pub fn restore(
+        &mut self,
+        figures: &[BucketFigure],
+        events: &[Alert],
+        now_ns: i64,
+    ) -> Vec<Alert> {
         for f in figures {
             if let Some(k) = self.slos.iter().position(|s| s.name == f.slo) {
                 self.histories[k].record(f.start_ns, f.good);
-                let end = f.start_ns + BUCKET_NS;
+                let end = f.start_ns.saturating_add(BUCKET_NS);
                 self.evaluated_until = Some(self.evaluated_until.map_or(end, |e| e.max(end)));
             }
         }
+        let mut firing: BTreeMap<(String, Severity), Alert> = BTreeMap::new();
         for e in events {
-            let Some(severity) = Severity::parse(&e.severity) else {
-                continue;
-            };
-            let Some(slo) = e.labels.get("slo") else {
+            let (Some(severity), Some(slo)) = (Severity::parse(&e.severity), e.labels.get("slo"))
+            else {
                 continue;
             };
             let key = (slo.clone(), severity);
             match e.state {
                 AlertState::Firing => {
-                    self.active.insert(key, e.clone());
+                    firing.insert(key, e.clone());
                 }
                 AlertState::Resolved => {
-                    if self.active.get(&key).is_some_and(|a| a.id == e.id) {
-                        self.active.remove(&key);
+                    if firing.get(&key).is_some_and(|a| a.id == e.id) {
+                        firing.remove(&key);
                     }
                 }
             }
         }
+        let mut resolved = Vec::new();
+        for (key, alert) in firing {
+            if self.slos.iter().any(|s| s.name == key.0) {
+                self.active.insert(key, alert);
+            } else {
+                resolved.push(resolve(alert, now_ns));
+            }
+        }
+        resolved
     }
 
     pub fn slos(&self) -> &[Slo] {
@@ -132,8 +147,15 @@ impl Evaluator {
     pub fn advance(&mut self, figures: &[BucketFigure], until_ns: i64) -> Vec<Alert> {
         let mut events = Vec::new();
         let until = bucket_start(until_ns);
-        let first_figure = figures.iter().map(|f| f.start_ns + BUCKET_NS).min();
-        let Some(mut end) = self.evaluated_until.map(|e| e + BUCKET_NS).or(first_figure) else {
+        let first_figure = figures
+            .iter()
+            .map(|f| f.start_ns.saturating_add(BUCKET_NS))
+            .min();
+        let Some(mut end) = self
+            .evaluated_until
+            .map(|e| e.saturating_add(BUCKET_NS))
+            .or(first_figure)
+        else {
             return events;
         };
         let first_end = end;
@@ -142,32 +164,56 @@ impl Evaluator {
         // buckets judged late (after their end was evaluated) count from now on
         for f in ordered
             .iter()
-            .filter(|f| f.start_ns + BUCKET_NS < first_end)
+            .filter(|f| f.start_ns.saturating_add(BUCKET_NS) < first_end)
         {
-            if let Some(k) = self.slos.iter().position(|s| s.name == f.slo) {
-                self.histories[k].record(f.start_ns, f.good);
-            }
+            self.record(f);
         }
         let mut pending = ordered
             .into_iter()
-            .filter(|f| f.start_ns + BUCKET_NS >= first_end)
+            .filter(|f| f.start_ns.saturating_add(BUCKET_NS) >= first_end)
             .peekable();
+        // past the longest window after the last change, every window is
+        // empty and nothing more changes: a long gap (a restart after
+        // days, a journey stamped in 1970) is skipped, not walked minute
+        // by minute
+        let longest = self
+            .slos
+            .iter()
+            .map(Slo::longest_window_ns)
+            .max()
+            .unwrap_or(0);
+        let mut last_change = end;
         while end <= until {
-            while let Some(f) = pending.next_if(|f| f.start_ns + BUCKET_NS <= end) {
-                if let Some(k) = self.slos.iter().position(|s| s.name == f.slo) {
-                    self.histories[k].record(f.start_ns, f.good);
-                }
+            while let Some(f) = pending.next_if(|f| f.start_ns.saturating_add(BUCKET_NS) <= end) {
+                self.record(f);
+                last_change = end;
             }
             for k in 0..self.slos.len() {
                 events.extend(self.evaluate(k, end));
             }
             self.evaluated_until = Some(end);
-            end += BUCKET_NS;
+            let next = pending
+                .peek()
+                .map_or(until, |f| f.start_ns.saturating_add(BUCKET_NS).min(until));
+            end = if end.saturating_sub(last_change) > longest && next > end {
+                next
+            } else {
+                match end.checked_add(BUCKET_NS) {
+                    Some(e) => e,
+                    None => break,
+                }
+            };
         }
         for (slo, h) in self.slos.iter().zip(&mut self.histories) {
             h.forget_before(until.saturating_sub(slo.longest_window_ns()));
         }
         events
+    }
+
+    fn record(&mut self, f: &BucketFigure) {
+        if let Some(k) = self.slos.iter().position(|s| s.name == f.slo) {
+            self.histories[k].record(f.start_ns, f.good);
+        }
     }
 
     /// One SLO at one bucket end: fires or resolves its alert of each
@@ -223,6 +269,7 @@ impl Evaluator {
                         evidence: json!({
                             "slo": slo.name,
                             "indicator": slo.indicator.name(),
+                            "basis": slo.basis.name(),
                             "scope": slo.scope(),
                             "selector": slo.selector,
                             "burn": {
@@ -243,17 +290,22 @@ impl Evaluator {
                     events.push(alert);
                 }
                 (None, Some(_)) => {
-                    let mut alert = self.active.remove(&key).expect("just seen");
-                    alert.state = AlertState::Resolved;
-                    alert.at_ns = end_ns;
-                    alert.ends_ns = Some(end_ns);
-                    events.push(alert);
+                    let alert = self.active.remove(&key).expect("just seen");
+                    events.push(resolve(alert, end_ns));
                 }
                 _ => {}
             }
         }
         events
     }
+}
+
+/// The resolve event of a firing alert.
+fn resolve(mut alert: Alert, at_ns: i64) -> Alert {
+    alert.state = AlertState::Resolved;
+    alert.at_ns = at_ns;
+    alert.ends_ns = Some(at_ns);
+    alert
 }
 
 #[cfg(test)]
@@ -341,13 +393,46 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_of_an_slo_no_longer_configured_resolves_at_restore() {
+        let figures: Vec<BucketFigure> = (0..12).map(|m| figure(m, m < 10)).collect();
+        let events = Evaluator::new(vec![slo()]).advance(&figures, 12 * BUCKET_NS);
+        let mut other = slo();
+        other.name = "other".into();
+        let mut e = Evaluator::new(vec![other]);
+        let resolved = e.restore(&figures, &events, 99 * BUCKET_NS);
+        assert!(
+            !resolved.is_empty()
+                && resolved
+                    .iter()
+                    .all(|a| a.state == AlertState::Resolved && a.ends_ns == Some(99 * BUCKET_NS))
+        );
+        assert_eq!(e.active().count(), 0);
+    }
+
+    /// Days without traffic after an incident: evaluated in a few steps,
+    /// the alert resolving, and a far-future watermark does not overflow.
+    #[test]
+    fn a_long_gap_is_skipped_and_the_end_of_time_is_safe() {
+        let mut e = Evaluator::new(vec![slo()]);
+        let figures: Vec<BucketFigure> = (0..12).map(|m| figure(m, m < 10)).collect();
+        let fired = e.advance(&figures, 12 * BUCKET_NS);
+        assert!(fired.iter().any(|a| a.state == AlertState::Firing));
+        let started = std::time::Instant::now();
+        let later = e.advance(&[], 365 * 86_400_000_000_000);
+        assert!(later.iter().all(|a| a.state == AlertState::Resolved) && !later.is_empty());
+        assert_eq!(e.active().count(), 0);
+        let _ = e.advance(&[], i64::MAX);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn a_restored_firing_alert_is_not_raised_again() {
         let figures: Vec<BucketFigure> = (0..12).map(|m| figure(m, m < 10)).collect();
         let mut first = Evaluator::new(vec![slo()]);
         let events = first.advance(&figures, 12 * BUCKET_NS);
         assert!(events.iter().any(|a| a.state == AlertState::Firing));
         let mut second = Evaluator::new(vec![slo()]);
-        second.restore(&figures, &events);
+        assert!(second.restore(&figures, &events, 12 * BUCKET_NS).is_empty());
         let more = second.advance(&[figure(12, false)], 13 * BUCKET_NS);
         assert!(more.is_empty(), "{more:#?}");
     }

@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt64Type};
+use arrow_array::types::UInt64Type;
 use arrow_array::{Array, RecordBatch};
 use hopscope_store::query::evaluate;
 use hopscope_store::{Backend, Table};
 
 use crate::AnalyzeError;
+use crate::columns::{primitive, text, times};
 use crate::slo::{BUCKET_NS, Basis, Indicator, Slo, bucket_start};
 
 /// One SLO's judged bucket: a row of the `slo_buckets` table.
@@ -102,6 +102,7 @@ impl Accumulator {
 
     /// Adds journeys and the segments of those journeys (the rows the
     /// correlator published together, or one range read from the store).
+    /// All or nothing: rows that cannot be read change no bucket.
     pub fn add(
         &mut self,
         journeys: &[RecordBatch],
@@ -111,102 +112,112 @@ impl Accumulator {
             return Ok(());
         }
         let n = self.slos.len();
+        let closed_until = self.closed_until;
+        // what each row adds: (bucket, SLO, sent, lost, delay and weight)
+        let mut adds: Vec<(i64, usize, u64, u64, Option<(u64, u64)>)> = Vec::new();
+        let mut late = 0;
         // the segment SLOs' journeys, by id
         let mut chosen: Vec<HashSet<String>> = vec![HashSet::new(); n];
+        let any_segment = self.slos.iter().any(|s| s.segment.is_some());
         for batch in journeys {
-            let times = timestamps(batch, hopscope_store::TIME_COLUMN)?;
-            let ids = batch
-                .column_by_name("journey_id")
-                .map(|c| c.as_string::<i32>());
-            let packets = u64s(batch, "packets")?;
-            let lost = u64s(batch, "lost")?;
+            let times = times(batch)?;
+            let ids = if any_segment {
+                Some(text(batch, "journey_id")?)
+            } else {
+                None
+            };
+            let packets = primitive::<UInt64Type>(batch, "packets")?;
+            let lost = primitive::<UInt64Type>(batch, "lost")?;
             let flags = text(batch, "flags")?;
-            let closed_until = self.closed_until;
             let bucket_of = |row: usize| bucket_start(times.value(row));
-            self.late_journeys += (0..batch.num_rows())
+            late += (0..batch.num_rows())
                 .filter(|&row| bucket_of(row) < closed_until)
                 .count() as u64;
             for (k, slo) in self.slos.iter().enumerate() {
-                let keep = match &slo.filter {
-                    Some(f) => Some(evaluate(f, batch)?),
-                    None => None,
-                };
+                let keep = slo
+                    .filter
+                    .as_ref()
+                    .map(|f| evaluate(f, batch))
+                    .transpose()?;
                 let delays = match slo.indicator {
-                    Indicator::Delay { stat, .. } => Some(u64s(batch, stat.column())?),
+                    Indicator::Delay { stat, .. } => {
+                        Some(primitive::<UInt64Type>(batch, stat.column())?)
+                    }
                     Indicator::Loss { .. } => None,
                 };
                 for row in 0..batch.num_rows() {
-                    if keep
+                    let selected = keep
                         .as_ref()
-                        .is_some_and(|m| !m.value(row) || m.is_null(row))
+                        .is_none_or(|m| m.is_valid(row) && m.value(row));
+                    let start = bucket_of(row);
+                    if !selected
+                        || Basis::of_flags(flags.value(row)) != slo.basis
+                        || start < closed_until
                     {
                         continue;
                     }
-                    let flow_totals = flags.value(row).split(',').any(|f| f == "flow-totals");
-                    if flow_totals != (slo.basis == Basis::FlowTotals) {
-                        continue;
-                    }
-                    let start = bucket_of(row);
-                    if start < closed_until {
-                        continue;
-                    }
-                    if slo.segment.is_some() {
-                        if let Some(ids) = ids.filter(|ids| ids.is_valid(row)) {
+                    if let Some(ids) = ids.filter(|_| slo.segment.is_some()) {
+                        if ids.is_valid(row) {
                             chosen[k].insert(ids.value(row).to_string());
                         }
                         continue;
                     }
-                    let g = &mut self
-                        .open
-                        .entry(start)
-                        .or_insert_with(|| vec![Gathered::default(); n])[k];
-                    g.sent += packets.value(row);
-                    g.lost += lost.value(row);
-                    if let Some(d) = delays.filter(|d| d.is_valid(row)) {
-                        g.delays.push((d.value(row), packets.value(row).max(1)));
-                    }
+                    let delay = delays
+                        .filter(|d| d.is_valid(row))
+                        .map(|d| (d.value(row), packets.value(row).max(1)));
+                    adds.push((start, k, packets.value(row), lost.value(row), delay));
                 }
             }
         }
-        if chosen.iter().all(HashSet::is_empty) {
-            return Ok(());
-        }
-        for batch in segments {
-            let times = timestamps(batch, hopscope_store::TIME_COLUMN)?;
-            let ids = text(batch, "journey_id")?;
-            let up = text(batch, "upstream")?;
-            let down = text(batch, "downstream")?;
-            let sent = u64s(batch, "sent")?;
-            let lost = u64s(batch, "lost")?;
-            let samples = u64s(batch, "delay_samples")?;
-            for (k, slo) in self.slos.iter().enumerate() {
-                let Some(spec) = &slo.segment else { continue };
-                if chosen[k].is_empty() {
-                    continue;
-                }
-                let delays = match slo.indicator {
-                    Indicator::Delay { stat, .. } => Some(u64s(batch, stat.column())?),
-                    Indicator::Loss { .. } => None,
-                };
-                for row in 0..batch.num_rows() {
-                    if !ids.is_valid(row)
-                        || !chosen[k].contains(ids.value(row))
-                        || !spec.matches(up.value(row), down.value(row))
-                    {
+        if chosen.iter().any(|c| !c.is_empty()) {
+            for batch in segments {
+                let times = times(batch)?;
+                let ids = text(batch, "journey_id")?;
+                let up = text(batch, "upstream")?;
+                let down = text(batch, "downstream")?;
+                let sent = primitive::<UInt64Type>(batch, "sent")?;
+                let lost = primitive::<UInt64Type>(batch, "lost")?;
+                let samples = primitive::<UInt64Type>(batch, "delay_samples")?;
+                for (k, slo) in self.slos.iter().enumerate() {
+                    let Some(spec) = slo.segment.as_ref().filter(|_| !chosen[k].is_empty()) else {
                         continue;
-                    }
-                    let start = bucket_start(times.value(row));
-                    let g = &mut self
-                        .open
-                        .entry(start)
-                        .or_insert_with(|| vec![Gathered::default(); n])[k];
-                    g.sent += sent.value(row);
-                    g.lost += lost.value(row);
-                    if let Some(d) = delays.filter(|d| d.is_valid(row)) {
-                        g.delays.push((d.value(row), samples.value(row).max(1)));
+                    };
+                    let delays = match slo.indicator {
+                        Indicator::Delay { stat, .. } => {
+                            Some(primitive::<UInt64Type>(batch, stat.column())?)
+                        }
+                        Indicator::Loss { .. } => None,
+                    };
+                    for row in 0..batch.num_rows() {
+                        if !ids.is_valid(row)
+                            || !chosen[k].contains(ids.value(row))
+                            || !spec.matches(up.value(row), down.value(row))
+                        {
+                            continue;
+                        }
+                        let delay = delays
+                            .filter(|d| d.is_valid(row))
+                            .map(|d| (d.value(row), samples.value(row).max(1)));
+                        adds.push((
+                            bucket_start(times.value(row)),
+                            k,
+                            sent.value(row),
+                            lost.value(row),
+                            delay,
+                        ));
                     }
                 }
             }
+        }
+        self.late_journeys += late;
+        for (start, k, sent, lost, delay) in adds {
+            let g = &mut self
+                .open
+                .entry(start)
+                .or_insert_with(|| vec![Gathered::default(); n])[k];
+            g.sent += sent;
+            g.lost += lost;
+            g.delays.extend(delay);
         }
         Ok(())
     }
@@ -311,18 +322,23 @@ pub fn evaluate_range(
         bucket_start(from_ns),
         to_ns,
         &mut |b| {
-            if let Some(t) = b
-                .column_by_name(hopscope_store::TIME_COLUMN)
-                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-            {
-                hours.extend(t.values().iter().map(|&ns| ns.div_euclid(hour) * hour));
+            // the store's scan always has its time column
+            if let Ok(t) = times(&b) {
+                hours.extend(
+                    t.values()
+                        .iter()
+                        .map(|&ns| ns.div_euclid(hour).saturating_mul(hour)),
+                );
             }
             Ok(())
         },
     )?;
     let mut out = Vec::new();
     for h in hours {
-        let (at, end) = (h.max(bucket_start(from_ns)), (h + hour).min(to_ns));
+        let (at, end) = (
+            h.max(bucket_start(from_ns)),
+            h.saturating_add(hour).min(to_ns),
+        );
         let mut journeys = Vec::new();
         store.scan(Table::Journeys, &journey_columns, at, end, &mut |b| {
             journeys.push(b);
@@ -340,38 +356,4 @@ pub fn evaluate_range(
     }
     out.extend(acc.finish());
     Ok(out)
-}
-
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, AnalyzeError> {
-    batch
-        .column_by_name(name)
-        .map(|c| c.as_ref())
-        .ok_or_else(|| AnalyzeError::Rows(format!("no column {name}")))
-}
-
-fn u64s<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::PrimitiveArray<UInt64Type>, AnalyzeError> {
-    column(batch, name)?
-        .as_primitive_opt::<UInt64Type>()
-        .ok_or_else(|| AnalyzeError::Rows(format!("{name} is not UInt64")))
-}
-
-fn timestamps<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::PrimitiveArray<TimestampNanosecondType>, AnalyzeError> {
-    column(batch, name)?
-        .as_primitive_opt::<TimestampNanosecondType>()
-        .ok_or_else(|| AnalyzeError::Rows(format!("{name} is not a nanosecond timestamp")))
-}
-
-fn text<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::StringArray, AnalyzeError> {
-    column(batch, name)?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| AnalyzeError::Rows(format!("{name} is not text")))
 }

@@ -25,7 +25,9 @@ impl History {
         self.verdicts = self.verdicts.split_off(&from_ns);
     }
 
-    /// (judged, bad) buckets that end in `(end_ns - window_ns, end_ns]`.
+    /// (judged, bad) buckets of the window that ends at `end_ns`: those
+    /// that start in `[end_ns - window_ns, end_ns - 1 bucket]` (windows
+    /// are whole minutes, ends are bucket ends).
     pub fn counts(&self, end_ns: i64, window_ns: i64) -> (u64, u64) {
         let from = end_ns.saturating_sub(window_ns);
         let mut judged = 0;

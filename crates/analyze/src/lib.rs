@@ -17,6 +17,7 @@
 pub mod alert;
 pub mod bucket;
 pub mod budget;
+mod columns;
 pub mod live;
 pub mod notify;
 pub mod rca;

@@ -62,6 +62,8 @@ pub struct Analyzer {
     /// the correlator's window, path delay and lateness.
     settle_ns: i64,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// Resolve events of restored alerts whose SLO is gone, not yet out.
+    resolved_at_restore: Vec<Alert>,
 }
 
 impl Analyzer {
@@ -74,12 +76,14 @@ impl Analyzer {
             evaluator,
             settle_ns,
             snapshot: Arc::new(Mutex::new(snapshot)),
+            resolved_at_restore: Vec::new(),
         }
     }
 
-    /// Reads the judged buckets and alert events of the longest window
-    /// back from the store, so that budgets and firing alerts carry over
-    /// a restart.
+    /// Reads the judged buckets of the longest window and the alert
+    /// events back from the store, so that budgets and firing alerts carry
+    /// over a restart. Alerts of SLOs no longer configured resolve: their
+    /// events come out of the next [`advance`](Self::advance).
     pub fn restore(&mut self, store: &dyn Backend, now_ns: i64) -> Result<(), AnalyzeError> {
         let longest = self
             .evaluator
@@ -88,21 +92,25 @@ impl Analyzer {
             .map(Slo::longest_window_ns)
             .max()
             .unwrap_or(0);
-        if longest == 0 {
-            return Ok(());
-        }
-        let from = now_ns.saturating_sub(longest);
-        let buckets = read_buckets(store, from, i64::MAX)?;
-        let alerts = read_alerts(store, from, i64::MAX)?;
-        self.evaluator.restore(&buckets, &alerts);
+        let buckets = read_buckets(store, now_ns.saturating_sub(longest), i64::MAX)?;
+        // every alert's last state, however long ago it started
+        let alerts = read_alerts(store, i64::MIN, i64::MAX)?;
+        self.resolved_at_restore = self.evaluator.restore(&buckets, &alerts, now_ns);
         // rows of buckets already judged would be late
         if let Some(last) = buckets.iter().map(|b| b.start_ns).max() {
-            self.accumulator.close(last + BUCKET_NS);
+            self.accumulator.close(last.saturating_add(BUCKET_NS));
         }
-        self.publish(&Output {
-            buckets,
-            alerts: Vec::new(),
-        });
+        let mut s = self.snapshot.lock().expect("no panics hold it");
+        s.evaluated_until_ns = buckets
+            .iter()
+            .map(|b| b.start_ns.saturating_add(BUCKET_NS))
+            .max();
+        // the standing restored, the counts (since start) not
+        s.slos = now(&self.evaluator, &[], s.evaluated_until_ns, &s.slos);
+        for n in &mut s.slos {
+            n.last = buckets.iter().rev().find(|b| b.slo == n.name).cloned();
+        }
+        s.firing = self.evaluator.active().cloned().collect();
         Ok(())
     }
 
@@ -118,7 +126,8 @@ impl Analyzer {
     pub fn advance(&mut self, watermark_ns: i64) -> Output {
         let until = watermark_ns.saturating_sub(self.settle_ns);
         let buckets = self.accumulator.close(until);
-        let alerts = self.evaluator.advance(&buckets, until);
+        let mut alerts = std::mem::take(&mut self.resolved_at_restore);
+        alerts.extend(self.evaluator.advance(&buckets, until));
         let out = Output { buckets, alerts };
         self.publish(&out);
         out
@@ -127,11 +136,14 @@ impl Analyzer {
     /// Judges every open bucket (the end of the input).
     pub fn finish(&mut self) -> Output {
         let buckets = self.accumulator.finish();
-        let until = buckets.iter().map(|b| b.start_ns + BUCKET_NS).max();
-        let alerts = match until {
-            Some(until) => self.evaluator.advance(&buckets, until),
-            None => Vec::new(),
-        };
+        let until = buckets
+            .iter()
+            .map(|b| b.start_ns.saturating_add(BUCKET_NS))
+            .max();
+        let mut alerts = std::mem::take(&mut self.resolved_at_restore);
+        if let Some(until) = until {
+            alerts.extend(self.evaluator.advance(&buckets, until));
+        }
         let out = Output { buckets, alerts };
         self.publish(&out);
         out
@@ -139,7 +151,11 @@ impl Analyzer {
 
     fn publish(&self, out: &Output) {
         let mut s = self.snapshot.lock().expect("no panics hold it");
-        let evaluated = out.buckets.iter().map(|b| b.start_ns + BUCKET_NS).max();
+        let evaluated = out
+            .buckets
+            .iter()
+            .map(|b| b.start_ns.saturating_add(BUCKET_NS))
+            .max();
         s.evaluated_until_ns = s.evaluated_until_ns.max(evaluated);
         s.slos = now(&self.evaluator, &out.buckets, s.evaluated_until_ns, &s.slos);
         s.firing = self.evaluator.active().cloned().collect();
@@ -189,7 +205,10 @@ fn now(
                     slo,
                     evaluator.history(k),
                     at_ns.unwrap_or_else(|| {
-                        evaluator.history(k).latest().map_or(0, |l| l + BUCKET_NS)
+                        evaluator
+                            .history(k)
+                            .latest()
+                            .map_or(0, |l| l.saturating_add(BUCKET_NS))
                     }),
                 ),
                 last: mine

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -91,8 +91,9 @@ pub struct SinkReport {
 enum Target {
     Alertmanager(HttpUrl),
     Webhook(HttpUrl),
-    SyslogUdp(SocketAddr),
-    SyslogTcp(SocketAddr),
+    /// host:port, resolved at each attempt
+    SyslogUdp(String),
+    SyslogTcp(String),
 }
 
 impl Target {
@@ -110,6 +111,10 @@ struct Sink {
     target: String,
     queue: SyncSender<Alert>,
     counters: Arc<SinkCounters>,
+    /// Alertmanager's firing alerts, kept here as events are sent (not as
+    /// the worker gets them), so that an event dropped from a full queue
+    /// still leaves the right alerts being sent again every minute.
+    firing: Arc<Mutex<BTreeMap<String, Alert>>>,
     thread: JoinHandle<()>,
 }
 
@@ -117,7 +122,12 @@ struct Sink {
 pub struct Notifiers {
     sinks: Vec<Sink>,
     log: bool,
+    /// Set at stop: each event gets one attempt, no back-off.
+    stopping: Arc<AtomicBool>,
 }
+
+/// How long `stop` waits for the destinations to deliver what is queued.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Notifiers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,7 +155,8 @@ impl Notifiers {
             let (scheme, rest) = url
                 .split_once("://")
                 .ok_or_else(|| bad("udp://host:port or tcp://host:port"))?;
-            let addr = resolve(rest).map_err(|e| bad(&e))?;
+            let addr =
+                host_port(rest, None).ok_or_else(|| bad("udp://host:port or tcp://host:port"))?;
             let target = match scheme {
                 "udp" => Target::SyslogUdp(addr),
                 "tcp" => Target::SyslogTcp(addr),
@@ -154,16 +165,19 @@ impl Notifiers {
             targets.push((url.clone(), target));
         }
         let generator = config.external_url.clone().unwrap_or_default();
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut sinks = Vec::new();
         for (text, target) in targets {
             let (queue, rx) = sync_channel(QUEUE);
             let counters = Arc::new(SinkCounters::default());
+            let firing = Arc::new(Mutex::new(BTreeMap::new()));
             let kind = target.kind();
             let worker = Worker {
                 target,
                 counters: counters.clone(),
                 generator: generator.clone(),
-                active: BTreeMap::new(),
+                firing: firing.clone(),
+                stopping: stopping.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("alerts to {kind}"))
@@ -174,12 +188,14 @@ impl Notifiers {
                 target: text,
                 queue,
                 counters,
+                firing,
                 thread,
             });
         }
         Ok(Notifiers {
             sinks,
             log: config.log,
+            stopping,
         })
     }
 
@@ -190,12 +206,8 @@ impl Notifiers {
                 eprintln!("{}", json!({ "alert": e }));
             }
             for s in &self.sinks {
-                match s.queue.try_send(e.clone()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                        s.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                s.track(e);
+                s.offer(e);
             }
         }
     }
@@ -206,9 +218,8 @@ impl Notifiers {
     pub fn resume(&self, firing: &[Alert]) {
         for s in self.sinks.iter().filter(|s| s.kind == "alertmanager") {
             for a in firing {
-                if s.queue.try_send(a.clone()).is_err() {
-                    s.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                s.track(a);
+                s.offer(a);
             }
         }
     }
@@ -220,19 +231,47 @@ impl Notifiers {
             .collect()
     }
 
-    /// Delivers what is queued (each destination within its retries),
-    /// stops the threads, and says what each delivered.
+    /// Delivers what is queued (one attempt each, for at most 10 s in
+    /// all: a dead receiver does not hold up the process's stop), stops
+    /// the threads, and says what each delivered.
     pub fn stop(self) -> Vec<SinkReport> {
-        let mut counters = Vec::new();
+        self.stopping.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + STOP_WAIT;
+        let mut reports = Vec::new();
         for s in self.sinks {
             drop(s.queue);
-            let _ = s.thread.join();
-            counters.push((s.kind, s.target, s.counters));
+            while !s.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // past the deadline the thread is left to end on its own
+            if s.thread.is_finished() {
+                let _ = s.thread.join();
+            }
+            reports.push(s.counters.report(s.kind, &s.target));
         }
-        counters
-            .into_iter()
-            .map(|(kind, target, c)| c.report(kind, &target))
-            .collect()
+        reports
+    }
+}
+
+impl Sink {
+    /// Keeps Alertmanager's firing alerts as events are sent.
+    fn track(&self, e: &Alert) {
+        if self.kind != "alertmanager" {
+            return;
+        }
+        let mut firing = self.firing.lock().expect("no panics hold it");
+        match e.state {
+            AlertState::Firing => firing.insert(e.id.clone(), e.clone()),
+            AlertState::Resolved => firing.remove(&e.id),
+        };
+    }
+
+    fn offer(&self, e: &Alert) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(e.clone())
+        {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -241,37 +280,37 @@ struct Worker {
     counters: Arc<SinkCounters>,
     generator: String,
     /// Alertmanager's firing alerts, sent again every minute.
-    active: BTreeMap<String, Alert>,
+    firing: Arc<Mutex<BTreeMap<String, Alert>>>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Alert>) {
+    fn run(self, rx: Receiver<Alert>) {
         let mut last_resend = Instant::now();
         loop {
             match rx.recv_timeout(RESEND) {
-                Ok(alert) => {
-                    if matches!(self.target, Target::Alertmanager(_)) {
-                        match alert.state {
-                            AlertState::Firing => {
-                                self.active.insert(alert.id.clone(), alert.clone())
-                            }
-                            AlertState::Resolved => self.active.remove(&alert.id),
-                        };
-                    }
-                    self.deliver(&[alert]);
-                }
+                Ok(alert) => self.deliver(&[alert]),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if last_resend.elapsed() >= RESEND && !self.active.is_empty() {
-                let firing: Vec<Alert> = self.active.values().cloned().collect();
-                self.deliver(&firing);
+            if last_resend.elapsed() >= RESEND {
+                let firing: Vec<Alert> = self
+                    .firing
+                    .lock()
+                    .expect("no panics hold it")
+                    .values()
+                    .cloned()
+                    .collect();
+                if !firing.is_empty() {
+                    self.deliver(&firing);
+                }
                 last_resend = Instant::now();
             }
         }
     }
 
-    /// Sends, retrying with back-off; counts the outcome per event.
+    /// Sends, retrying with back-off (but once only when stopping);
+    /// counts the outcome per event.
     fn deliver(&self, alerts: &[Alert]) {
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
@@ -282,12 +321,12 @@ impl Worker {
                         .fetch_add(alerts.len() as u64, Ordering::Relaxed);
                     return;
                 }
-                Err(_) if attempt < ATTEMPTS => {
+                Err(_) if attempt < ATTEMPTS && !self.stopping.load(Ordering::Relaxed) => {
                     self.counters.retried.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(backoff);
                     backoff *= 2;
                 }
-                Err(_) => {}
+                Err(_) => break,
             }
         }
         self.counters
@@ -311,7 +350,8 @@ impl Worker {
                 }
                 Ok(())
             }
-            Target::SyslogUdp(addr) => {
+            Target::SyslogUdp(host) => {
+                let addr = resolve(host)?;
                 let socket = UdpSocket::bind(if addr.is_ipv4() {
                     "0.0.0.0:0"
                 } else {
@@ -325,9 +365,8 @@ impl Worker {
                 }
                 Ok(())
             }
-            Target::SyslogTcp(addr) => {
-                let mut stream =
-                    TcpStream::connect_timeout(addr, TIMEOUT).map_err(|e| e.to_string())?;
+            Target::SyslogTcp(host) => {
+                let mut stream = connect(host)?;
                 stream
                     .set_write_timeout(Some(TIMEOUT))
                     .map_err(|e| e.to_string())?;
@@ -391,7 +430,7 @@ pub fn syslog_message(a: &Alert) -> String {
     };
     format!(
         "<{pri}>1 {} {host} hopscope {} ALERT [alert@32473 id=\"{}\" state=\"{}\" severity=\"{}\" rule=\"{}\"] {}",
-        format_time(a.at_ns),
+        syslog_time(a.at_ns),
         std::process::id(),
         escape(&a.id),
         a.state.name(),
@@ -401,12 +440,23 @@ pub fn syslog_message(a: &Alert) -> String {
     )
 }
 
+/// RFC 5424's TIMESTAMP: at most six digits of fractions.
+fn syslog_time(ns: i64) -> String {
+    let full = format_time(ns);
+    // YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ: keep the microseconds
+    format!("{}Z", &full[..26])
+}
+
 /// A plain `http://` URL (hopscope does not speak TLS to alert receivers:
-/// put them on a local address or behind a proxy).
+/// put them on a local address or behind a proxy). The name is resolved at
+/// each attempt, every address it has tried in turn, so a receiver that
+/// moves or starts later is still reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
-    pub host: String,
-    pub addr: SocketAddr,
+    /// As the URL says it, for the Host header.
+    pub authority: String,
+    /// host:port, the port 80 unless said.
+    pub host_port: String,
     pub path: String,
 }
 
@@ -420,23 +470,31 @@ impl HttpUrl {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        if authority.is_empty() || authority.contains('@') {
+        if authority.contains('@') {
             return Err(bad("a host[:port], without credentials"));
         }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        let addr = resolve(&with_port).map_err(|e| bad(&e))?;
+        let host_port = host_port(authority, Some(80)).ok_or_else(|| bad("a host[:port]"))?;
         Ok(HttpUrl {
-            host: authority.to_string(),
-            addr,
+            authority: authority.to_string(),
+            host_port,
             path: path.to_string(),
         })
+    }
+}
+
+/// `host:port` from `host[:port]`, with `default` when no port is said
+/// (none: a port is required).
+fn host_port(authority: &str, default: Option<u16>) -> Option<String> {
+    if authority.is_empty() {
+        return None;
+    }
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok() && !h.ends_with(':'));
+    match (has_port, default) {
+        (true, _) => Some(authority.to_string()),
+        (false, Some(port)) => Some(format!("{authority}:{port}")),
+        (false, None) => None,
     }
 }
 
@@ -448,18 +506,34 @@ fn resolve(host_port: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host_port}: no address"))
 }
 
+/// A TCP connection to the first of `host_port`'s addresses that answers.
+fn connect(host_port: &str) -> Result<TcpStream, String> {
+    let mut last = format!("{host_port}: no address");
+    for addr in host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("{host_port}: {e}"))?
+    {
+        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+            Ok(s) => {
+                s.set_read_timeout(Some(TIMEOUT))
+                    .and_then(|()| s.set_write_timeout(Some(TIMEOUT)))
+                    .map_err(|e| e.to_string())?;
+                return Ok(s);
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
 /// POSTs JSON; a 2xx answer is success.
 fn post_json(url: &HttpUrl, body: &str) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&url.addr, TIMEOUT).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .map_err(|e| e.to_string())?;
+    let mut stream = connect(&url.host_port)?;
     write!(
         stream,
         "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hopscope\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         url.path,
-        url.host,
+        url.authority,
         body.len()
     )
     .map_err(|e| e.to_string())?;
@@ -506,20 +580,24 @@ mod tests {
     #[test]
     fn urls() {
         let u = HttpUrl::parse("http://127.0.0.1:9093/prefix").unwrap();
-        assert_eq!(u.addr, "127.0.0.1:9093".parse().unwrap());
+        assert_eq!(u.host_port, "127.0.0.1:9093");
         assert_eq!(u.path, "/prefix");
         assert!(HttpUrl::parse("https://127.0.0.1").is_err());
         assert!(HttpUrl::parse("http://user:pw@127.0.0.1").is_err());
-        assert_eq!(HttpUrl::parse("http://127.0.0.1").unwrap().addr.port(), 80);
+        assert_eq!(
+            HttpUrl::parse("http://localhost").unwrap().host_port,
+            "localhost:80"
+        );
+        assert_eq!(
+            HttpUrl::parse("http://[::1]:9093/").unwrap().host_port,
+            "[::1]:9093"
+        );
     }
 
     #[test]
     fn syslog_is_rfc5424() {
         let m = syslog_message(&alert(AlertState::Firing));
-        assert!(
-            m.starts_with("<130>1 2027-01-15T08:00:00.000000000Z "),
-            "{m}"
-        );
+        assert!(m.starts_with("<130>1 2027-01-15T08:00:00.000000Z "), "{m}");
         assert!(m.contains(" hopscope "));
         assert!(m.contains("[alert@32473 id=\"slo-web-page-1\" state=\"firing\""));
         assert!(m.ends_with("] SLO web burns"));

@@ -25,14 +25,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt64Type};
+use arrow_array::types::UInt64Type;
 use arrow_array::{Array, RecordBatch};
 use hopscope_store::query::{evaluate, parse_journey_filter};
 use hopscope_store::{Backend, Table};
 use serde::Serialize;
 
 use crate::AnalyzeError;
+use crate::columns::{primitive, text, times};
 use crate::slo::{Basis, bucket_start};
 
 /// What to rank.
@@ -254,16 +254,22 @@ pub fn rank(store: &dyn Backend, query: &RcaQuery) -> Result<RcaReport, AnalyzeE
     let mut now: BTreeMap<Key, Figures> = BTreeMap::new();
     let mut base: BTreeMap<Key, BTreeMap<i64, Figures>> = BTreeMap::new();
     let mut paths: Paths = HashMap::new();
+    let mut failed = None;
     store.scan(
         Table::Segments,
         &SEGMENT_COLUMNS,
         baseline_from,
         query.to_ns,
         &mut |b| {
-            read_segments(&b, &journeys, &mut now, &mut base, &mut paths);
+            if let Err(e) = read_segments(&b, &journeys, &mut now, &mut base, &mut paths) {
+                failed = Some(e);
+            }
             Ok(())
         },
     )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     for f in now.values_mut() {
         f.settle();
     }
@@ -355,29 +361,20 @@ fn read_segments<'a>(
     now: &mut BTreeMap<Key, Figures>,
     base: &mut BTreeMap<Key, BTreeMap<i64, Figures>>,
     paths: &mut Paths<'a>,
-) {
-    let text = |name: &str| {
-        b.column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-    };
-    let num = |name: &str| {
-        b.column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-    };
-    let (Some(ids), Some(up), Some(down)) =
-        (text("journey_id"), text("upstream"), text("downstream"))
-    else {
-        return;
-    };
-    let (Some(sent), Some(lost), Some(explained), Some(samples), Some(median)) = (
-        num("sent"),
-        num("lost"),
-        num("telemetry_explained"),
-        num("delay_samples"),
-        num("delay_median_ns"),
-    ) else {
-        return;
-    };
+) -> Result<(), AnalyzeError> {
+    let (ids, up, down) = (
+        text(b, "journey_id")?,
+        text(b, "upstream")?,
+        text(b, "downstream")?,
+    );
+    let num = |name: &str| primitive::<UInt64Type>(b, name);
+    let (sent, lost, explained, samples, median) = (
+        num("sent")?,
+        num("lost")?,
+        num("telemetry_explained")?,
+        num("delay_samples")?,
+        num("delay_median_ns")?,
+    );
     for i in 0..b.num_rows() {
         if !ids.is_valid(i) {
             continue;
@@ -399,6 +396,7 @@ fn read_segments<'a>(
             .or_default()
             .push((key, lost.value(i) > 0));
     }
+    Ok(())
 }
 
 /// Each segment's votes beyond what the baseline predicts, and how many
@@ -466,33 +464,17 @@ fn read_journeys(
     out: &mut HashMap<String, JourneyFacts>,
 ) -> Result<(), AnalyzeError> {
     let keep = filter.map(|f| evaluate(f, b)).transpose()?;
-    let missing = |name: &str| AnalyzeError::Rows(format!("journeys without {name}"));
-    let times = b
-        .column_by_name(hopscope_store::TIME_COLUMN)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or_else(|| missing("time"))?;
-    let text = |name: &str| {
-        b.column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| missing(name))
-    };
-    let num = |name: &str| {
-        b.column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            .ok_or_else(|| missing(name))
-    };
-    let (ids, flags, lost, delay) = (
-        text("journey_id")?,
-        text("flags")?,
-        num("lost")?,
-        num("delay_median_ns")?,
+    let times = times(b)?;
+    let (ids, flags) = (text(b, "journey_id")?, text(b, "flags")?);
+    let (lost, delay) = (
+        primitive::<UInt64Type>(b, "lost")?,
+        primitive::<UInt64Type>(b, "delay_median_ns")?,
     );
     for i in 0..b.num_rows() {
         if keep.as_ref().is_some_and(|k| !k.value(i) || k.is_null(i)) || !ids.is_valid(i) {
             continue;
         }
-        let flow_totals = flags.value(i).split(',').any(|f| f == "flow-totals");
-        if flow_totals != (query.basis == Basis::FlowTotals) {
+        if Basis::of_flags(flags.value(i)) != query.basis {
             continue;
         }
         let t = times.value(i);

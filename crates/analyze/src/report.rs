@@ -14,7 +14,7 @@ use crate::bucket::{BucketFigure, evaluate_range};
 use crate::budget::{Budget, histories};
 use crate::rca::Focus;
 use crate::rows::{read_alerts, read_buckets};
-use crate::slo::{BUCKET_NS, Slo, bucket_start};
+use crate::slo::{Basis, Slo, bucket_start};
 
 /// One SLO over a range.
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +45,8 @@ pub fn slo_report(
     now_ns: i64,
     recompute: bool,
 ) -> Result<Vec<SloReport>, AnalyzeError> {
-    let end = bucket_start(to_ns.min(now_ns)) + BUCKET_NS;
+    // buckets that end by the range's end (and none still open now)
+    let end = bucket_start(to_ns.min(now_ns));
     let longest = slos.iter().map(Slo::longest_window_ns).max().unwrap_or(0);
     let history_from = end.saturating_sub(longest).min(from_ns.max(i64::MIN / 2));
     let figures = if recompute {
@@ -145,12 +146,18 @@ pub fn rca_report(
         slo: "rca".into(),
         message: what,
     };
-    let (selector, from_ns, to_ns, focus) = match target {
+    let (selector, from_ns, to_ns, focus, basis) = match target {
         RcaTarget::Selector {
             selector,
             from_ns,
             to_ns,
-        } => (selector.clone(), *from_ns, *to_ns, Focus::All),
+        } => (
+            selector.clone(),
+            *from_ns,
+            *to_ns,
+            Focus::All,
+            Basis::Packets,
+        ),
         RcaTarget::Slo {
             name,
             from_ns,
@@ -165,6 +172,7 @@ pub fn rca_report(
                 *from_ns,
                 *to_ns,
                 Focus::of_indicator(slo.indicator.name()),
+                slo.basis,
             )
         }
         RcaTarget::Alert { id } => {
@@ -179,6 +187,7 @@ pub fn rca_report(
     let mut query = crate::rca::RcaQuery::new(&selector, from_ns, to_ns);
     query.baseline_ns = baseline_ns;
     query.focus = focus;
+    query.basis = basis;
     crate::rca::rank(store, &query)
 }
 
@@ -199,5 +208,9 @@ pub fn rca_for_alert(
     let mut query = crate::rca::RcaQuery::new(j["filter"].as_str().unwrap_or(""), from_ns, to_ns);
     query.baseline_ns = baseline_ns;
     query.focus = Focus::of_indicator(alert.evidence["indicator"].as_str().unwrap_or(""));
+    query.basis = alert.evidence["basis"]
+        .as_str()
+        .and_then(Basis::parse)
+        .unwrap_or(Basis::Packets);
     crate::rca::rank(store, &query)
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow_array::builder::{
     StringBuilder, TimestampNanosecondBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
-use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use hopscope_store::{Backend, Table};
@@ -15,14 +14,15 @@ use hopscope_store::{Backend, Table};
 use crate::AnalyzeError;
 use crate::alert::{Alert, AlertState};
 use crate::bucket::BucketFigure;
+use crate::columns::{primitive, text, times};
 
-fn times() -> TimestampNanosecondBuilder {
+fn time_builder() -> TimestampNanosecondBuilder {
     TimestampNanosecondBuilder::new().with_timezone("UTC")
 }
 
 /// Buckets as one batch of the `slo_buckets` table.
 pub fn buckets_to_batch(figures: &[BucketFigure]) -> Result<RecordBatch, AnalyzeError> {
-    let mut start = times();
+    let mut start = time_builder();
     let (mut slo, mut indicator, mut scope) = (
         StringBuilder::new(),
         StringBuilder::new(),
@@ -71,16 +71,16 @@ pub fn buckets_to_batch(figures: &[BucketFigure]) -> Result<RecordBatch, Analyze
 
 /// The buckets of a batch read from the `slo_buckets` table.
 pub fn buckets_from_batch(batch: &RecordBatch) -> Result<Vec<BucketFigure>, AnalyzeError> {
-    let start = col::<TimestampNanosecondType>(batch, hopscope_store::TIME_COLUMN)?;
+    let start = times(batch)?;
     let slo = text(batch, "slo")?;
     let indicator = text(batch, "indicator")?;
     let scope = text(batch, "scope")?;
-    let good = col::<UInt8Type>(batch, "good")?;
-    let events = col::<UInt64Type>(batch, "events")?;
-    let lost = col::<UInt64Type>(batch, "lost")?;
-    let ppm = col::<UInt32Type>(batch, "loss_ppm")?;
-    let delay = col::<UInt64Type>(batch, "delay_ns")?;
-    let threshold = col::<UInt64Type>(batch, "threshold")?;
+    let good = primitive::<UInt8Type>(batch, "good")?;
+    let events = primitive::<UInt64Type>(batch, "events")?;
+    let lost = primitive::<UInt64Type>(batch, "lost")?;
+    let ppm = primitive::<UInt32Type>(batch, "loss_ppm")?;
+    let delay = primitive::<UInt64Type>(batch, "delay_ns")?;
+    let threshold = primitive::<UInt64Type>(batch, "threshold")?;
     Ok((0..batch.num_rows())
         .map(|i| BucketFigure {
             slo: slo.value(i).to_string(),
@@ -103,9 +103,9 @@ pub fn buckets_from_batch(batch: &RecordBatch) -> Result<Vec<BucketFigure>, Anal
 
 /// Alert events as one batch of the `alerts` table.
 pub fn alerts_to_batch(alerts: &[Alert]) -> Result<RecordBatch, AnalyzeError> {
-    let mut at = times();
-    let mut starts = times();
-    let mut ends = times();
+    let mut at = time_builder();
+    let mut starts = time_builder();
+    let mut ends = time_builder();
     let mut s: [StringBuilder; 8] = std::array::from_fn(|_| StringBuilder::new());
     for a in alerts {
         at.append_value(a.at_ns);
@@ -143,9 +143,9 @@ pub fn alerts_to_batch(alerts: &[Alert]) -> Result<RecordBatch, AnalyzeError> {
 
 /// The events of a batch read from the `alerts` table.
 pub fn alerts_from_batch(batch: &RecordBatch) -> Result<Vec<Alert>, AnalyzeError> {
-    let at = col::<TimestampNanosecondType>(batch, hopscope_store::TIME_COLUMN)?;
-    let starts = col::<TimestampNanosecondType>(batch, "starts_ns")?;
-    let ends = col::<TimestampNanosecondType>(batch, "ends_ns")?;
+    let at = times(batch)?;
+    let starts = primitive::<TimestampNanosecondType>(batch, "starts_ns")?;
+    let ends = primitive::<TimestampNanosecondType>(batch, "ends_ns")?;
     let id = text(batch, "alert_id")?;
     let rule = text(batch, "rule")?;
     let name = text(batch, "name")?;
@@ -225,26 +225,6 @@ pub fn read_alerts(
     }
     out.sort_by_key(|a| a.at_ns);
     Ok(out)
-}
-
-fn col<'a, T: arrow_array::types::ArrowPrimitiveType>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::PrimitiveArray<T>, AnalyzeError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<T>())
-        .ok_or_else(|| AnalyzeError::Rows(format!("no column {name} of the expected type")))
-}
-
-fn text<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a arrow_array::StringArray, AnalyzeError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| AnalyzeError::Rows(format!("no text column {name}")))
 }
 
 #[cfg(test)]

@@ -142,11 +142,28 @@ pub enum Basis {
 }
 
 impl Basis {
-    /// As the segments table's `basis` column says it.
+    /// The basis of a journey, from its `flags` column.
+    pub fn of_flags(flags: &str) -> Basis {
+        if flags.split(',').any(|f| f == "flow-totals") {
+            Basis::FlowTotals
+        } else {
+            Basis::Packets
+        }
+    }
+
+    /// As the configuration and an alert's evidence say it.
     pub fn name(self) -> &'static str {
         match self {
             Basis::Packets => "packets",
             Basis::FlowTotals => "flow totals",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Basis> {
+        match text {
+            "packets" => Some(Basis::Packets),
+            "flow totals" => Some(Basis::FlowTotals),
+            _ => None,
         }
     }
 }
@@ -350,13 +367,13 @@ impl Slo {
         let window_ns = match &config.window {
             None => 30 * 86_400_000_000_000,
             Some(w) => parse_duration(w)
-                .filter(|&w| w >= BUCKET_NS)
-                .ok_or_else(|| bad(format!("window '{w}': a duration of a minute or more")))?,
+                .filter(|&w| w >= BUCKET_NS && w % BUCKET_NS == 0)
+                .ok_or_else(|| bad(format!("window '{w}': whole minutes, one or more")))?,
         };
-        let basis = match config.basis.as_deref().unwrap_or("packets") {
-            "packets" => Basis::Packets,
-            "flow totals" => Basis::FlowTotals,
-            other => return Err(bad(format!("basis '{other}': packets or flow totals"))),
+        let basis = match config.basis.as_deref() {
+            None => Basis::Packets,
+            Some(text) => Basis::parse(text)
+                .ok_or_else(|| bad(format!("basis '{text}': packets or flow totals")))?,
         };
         let burn = if config.burn.is_empty() {
             BurnRule::WORKBOOK.to_vec()
@@ -367,8 +384,10 @@ impl Slo {
                 .map(|r| {
                     let d = |t: &str| {
                         parse_duration(t)
-                            .filter(|&d| d >= BUCKET_NS)
-                            .ok_or_else(|| bad(format!("burn window '{t}': a minute or more")))
+                            .filter(|&d| d >= BUCKET_NS && d % BUCKET_NS == 0)
+                            .ok_or_else(|| {
+                                bad(format!("burn window '{t}': whole minutes, one or more"))
+                            })
                     };
                     let (long_ns, short_ns) = (d(&r.long)?, d(&r.short)?);
                     if short_ns > long_ns {

@@ -182,25 +182,6 @@ fn run(number: u64) -> (Option<usize>, bool, String) {
             c.excess_lost > 0.0 && !on_link(&c.segment) && c.segment.split(" > ").any(|p| p == name)
         })
     });
-    if std::env::var("RCA_DEBUG").is_ok() {
-        eprintln!(
-            "links: {:?}",
-            broken
-                .links
-                .iter()
-                .map(|l| (l.loss, l.nat.is_some()))
-                .collect::<Vec<_>>()
-        );
-        for c in report.candidates.iter().take(12) {
-            eprintln!(
-                "  {} score {:.3} now {:?} base {:?}",
-                c.segment,
-                c.score,
-                (c.now.sent, c.now.lost, c.now.journeys),
-                (c.baseline.sent, c.baseline.lost, c.baseline.loss_ratio)
-            );
-        }
-    }
     let first = report
         .candidates
         .first()
@@ -236,9 +217,6 @@ fn campaign(n: u64) -> (f64, f64, usize) {
 
 #[test]
 fn the_injected_link_comes_first() {
-    if let Ok(n) = std::env::var("RCA_ONE") {
-        eprintln!("{:?}", run(n.parse().unwrap()));
-    }
     let (top1, top3, decoys) = campaign(24);
     eprintln!("24 incidents: top 1 {top1:.3}, top 3 {top3:.3}, decoys blamed {decoys}");
     assert!(top1 >= 0.9 && top3 >= 0.95, "top 1 {top1}, top 3 {top3}");

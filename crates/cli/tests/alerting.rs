@@ -169,10 +169,11 @@ external-url = "http://127.0.0.1:{api}"
     let bin = env!("CARGO_BIN_EXE_hopscope");
     let _serve = start(bin, &serve, &dir);
 
-    // the page, in Alertmanager: its bucket closes once the replay's
-    // event time is 17 s past its end (or the wall clock, 10 s after the
-    // replay went quiet)
-    let page = within(Duration::from_secs(120), || {
+    // the page, in Alertmanager: its bucket is judged once the journeys'
+    // watermark is 17 s past its end; after the replay the correlator's
+    // watermark follows the wall 10 s after its input went quiet, the
+    // analyzer's 30 s after the journeys did: up to two and a half minutes
+    let page = within(Duration::from_secs(200), || {
         let alerts = json(am, "/api/v2/alerts")?;
         alerts
             .as_array()?

@@ -66,13 +66,13 @@ pub fn spawn(
                     Err(Recv::Timeout) => analyzer.advance(watermark.at(now_ns())),
                     Err(Recv::Ended) => {
                         let mut last = analyzer.finish();
-                        with_root_cause(store.as_ref(), &mut last);
+                        with_root_cause(store.as_ref(), &mut last, &metrics);
                         publish(&bus, &notifiers, &last, &metrics);
                         analyzer.set_destinations(notifiers.stop());
                         return;
                     }
                 };
-                with_root_cause(store.as_ref(), &mut out);
+                with_root_cause(store.as_ref(), &mut out, &metrics);
                 publish(&bus, &notifiers, &out, &metrics);
                 analyzer.set_destinations(notifiers.reports());
             }
@@ -84,14 +84,23 @@ pub fn spawn(
 /// journeys behind it (already in the store: the store writer took them
 /// before their bucket was judged), its three first candidates in its
 /// evidence and the first in its summary.
-fn with_root_cause(store: &dyn Backend, out: &mut Output) {
+fn with_root_cause(store: &dyn Backend, out: &mut Output, metrics: &Metrics) {
     for alert in out
         .alerts
         .iter_mut()
         .filter(|a| a.state == AlertState::Firing)
     {
-        let Ok(report) = rca_for_alert(store, alert, RCA_BASELINE_NS) else {
-            continue;
+        let report = match rca_for_alert(store, alert, RCA_BASELINE_NS) {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.publish(
+                    0,
+                    Vec::new(),
+                    vec![format!("alert {}: no root cause: {e}", alert.id)],
+                );
+                alert.evidence["root_cause_error"] = serde_json::json!(e.to_string());
+                continue;
+            }
         };
         let top: Vec<_> = report
             .candidates

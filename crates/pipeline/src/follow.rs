@@ -101,6 +101,10 @@ pub fn spawn(
                 ..config
             });
             let mut watermark = Watermark::new(QUIET_NS);
+            // the watermark windows were last closed by: what the journeys
+            // published carry (a later reading would vouch for windows
+            // not yet closed)
+            let mut closing_at;
             loop {
                 let journeys = match subscriber.recv_timeout(Duration::from_secs(1)) {
                     Ok(batch) => {
@@ -130,9 +134,13 @@ pub fn spawn(
                         }
                         add(&mut correlator, &batch, &metrics);
                         watermark.input(correlator.event_time_ns(), now_ns());
-                        correlator.advance(watermark.at(now_ns()))
+                        closing_at = watermark.at(now_ns());
+                        correlator.advance(closing_at)
                     }
-                    Err(Recv::Timeout) => correlator.advance(watermark.at(now_ns())),
+                    Err(Recv::Timeout) => {
+                        closing_at = watermark.at(now_ns());
+                        correlator.advance(closing_at)
+                    }
                     Err(Recv::Ended) => {
                         let last = correlator.finish();
                         publish_journeys(&bus, &last, watermark.at(now_ns()), &metrics);
@@ -140,7 +148,7 @@ pub fn spawn(
                         return;
                     }
                 };
-                publish_journeys(&bus, &journeys, watermark.at(now_ns()), &metrics);
+                publish_journeys(&bus, &journeys, closing_at, &metrics);
                 publish(&correlator, &metrics);
             }
         })
