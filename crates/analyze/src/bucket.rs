@@ -40,6 +40,16 @@ struct Gathered {
     delays: Vec<(u64, u64)>,
 }
 
+/// What one journey or segment row adds to one SLO's bucket.
+struct Contribution {
+    start: i64,
+    slo: usize,
+    sent: u64,
+    lost: u64,
+    /// Its delay and the weight of it.
+    delay: Option<(u64, u64)>,
+}
+
 /// The buckets still open, by start, each with every SLO's share.
 #[derive(Debug)]
 pub struct Accumulator {
@@ -113,8 +123,8 @@ impl Accumulator {
         }
         let n = self.slos.len();
         let closed_until = self.closed_until;
-        // what each row adds: (bucket, SLO, sent, lost, delay and weight)
-        let mut adds: Vec<(i64, usize, u64, u64, Option<(u64, u64)>)> = Vec::new();
+        // what each row adds, applied once every row has been read
+        let mut adds: Vec<Contribution> = Vec::new();
         let mut late = 0;
         // the segment SLOs' journeys, by id
         let mut chosen: Vec<HashSet<String>> = vec![HashSet::new(); n];
@@ -165,7 +175,13 @@ impl Accumulator {
                     let delay = delays
                         .filter(|d| d.is_valid(row))
                         .map(|d| (d.value(row), packets.value(row).max(1)));
-                    adds.push((start, k, packets.value(row), lost.value(row), delay));
+                    adds.push(Contribution {
+                        start,
+                        slo: k,
+                        sent: packets.value(row),
+                        lost: lost.value(row),
+                        delay,
+                    });
                 }
             }
         }
@@ -198,26 +214,26 @@ impl Accumulator {
                         let delay = delays
                             .filter(|d| d.is_valid(row))
                             .map(|d| (d.value(row), samples.value(row).max(1)));
-                        adds.push((
-                            bucket_start(times.value(row)),
-                            k,
-                            sent.value(row),
-                            lost.value(row),
+                        adds.push(Contribution {
+                            start: bucket_start(times.value(row)),
+                            slo: k,
+                            sent: sent.value(row),
+                            lost: lost.value(row),
                             delay,
-                        ));
+                        });
                     }
                 }
             }
         }
         self.late_journeys += late;
-        for (start, k, sent, lost, delay) in adds {
+        for c in adds {
             let g = &mut self
                 .open
-                .entry(start)
-                .or_insert_with(|| vec![Gathered::default(); n])[k];
-            g.sent += sent;
-            g.lost += lost;
-            g.delays.extend(delay);
+                .entry(c.start)
+                .or_insert_with(|| vec![Gathered::default(); n])[c.slo];
+            g.sent += c.sent;
+            g.lost += c.lost;
+            g.delays.extend(c.delay);
         }
         Ok(())
     }
