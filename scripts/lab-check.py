@@ -149,6 +149,19 @@ def nat_and_order(journeys):
               f"{basis}: hops ordered A -> B and B -> A")
 
 
+def root_cause(report):
+    """`hopscope rca` over the run: every segment it blames is one where
+    nftables dropped packets (inside R2, or from B into the r3-r2b member),
+    both places are among the first three, and nothing else scores."""
+    injected = lambda s: s.startswith("r2:") and " > r2:" in s or s == "r3:r3-b > r3:r3-r2b"
+    blamed = [c for c in report["candidates"] if c["score"] > 0]
+    wrong = [c["segment"] for c in blamed if not injected(c["segment"])]
+    check(blamed and not wrong, f"root cause: every segment blamed is one nftables dropped on: {wrong or 'yes'}")
+    first = [c["segment"] for c in blamed[:3]]
+    check(any(s.startswith("r2:") for s in first) and "r3:r3-b > r3:r3-r2b" in first,
+          f"root cause: inside R2 and the lossy member among the first three: {first}")
+
+
 def table(out, drops, delay_ms, back_ms):
     """The accuracy table of one lab run (bench/journeys-accuracy.sh), from
     what scripts/lab kept in OUT."""
@@ -243,6 +256,7 @@ def main():
         parallel("rebuilt", pooled)
         estimated("rebuilt, every offset estimated", json.load(open(sys.argv[6]))["segments"], delay_ms, back_ms)
         nat_and_order([json.loads(line) for line in open(sys.argv[7])])
+        root_cause(json.load(open(sys.argv[8])))
     print(f"lab ({mode}): " + ("all passed" if not failed else f"{failed} failed"))
     sys.exit(1 if failed else 0)
 

@@ -199,7 +199,7 @@ pub fn run_rca(args: &RcaArgs, config: &ConfigFile) -> Result<ExitCode> {
         "{} journeys from {} to {} ({} affected), against the {} before",
         report.journeys,
         format_time(report.from_ns),
-        format_time(report.to_ns),
+        format_time(report.to_ns.min(now_ns())),
         report.affected_journeys,
         args.baseline
     );
