@@ -30,7 +30,7 @@ pub use bucket::{Accumulator, BucketFigure, evaluate_range};
 pub use budget::{Budget, History};
 pub use live::{Analyzer, Output, SloNow, Snapshot};
 pub use notify::{Notifiers, NotifyConfig, SinkReport};
-pub use rca::{Candidate, Focus, RcaQuery, RcaReport, rank};
+pub use rca::{Candidate, Focus, RcaQuery, RcaReport, SeriesReport, rank, segment_series};
 pub use report::{
     AlertReport, RcaTarget, SloReport, alert_report, rca_for_alert, rca_report, slo_report,
 };

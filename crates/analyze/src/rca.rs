@@ -552,3 +552,150 @@ fn explain(c: &Candidate) -> String {
         parts.join("; ")
     }
 }
+
+/// One segment's figures bucket by bucket.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentSeries {
+    pub segment: String,
+    pub place: String,
+    pub lost: u64,
+    /// Per bucket of [`SeriesReport::buckets`]: none where the segment saw
+    /// no journey.
+    pub points: Vec<Option<SeriesPoint>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPoint {
+    pub journeys: u64,
+    pub sent: u64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub telemetry_explained: u64,
+    /// Mean of the journeys' median delays, weighted by their samples.
+    pub delay_mean_ns: Option<f64>,
+}
+
+/// Loss and delay per segment as time series: a burst shows as a burst.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesReport {
+    pub bucket_ns: i64,
+    /// Bucket starts, oldest first.
+    pub buckets: Vec<i64>,
+    /// The segments, the most lossy first.
+    pub segments: Vec<SegmentSeries>,
+}
+
+/// The segments of the journeys `selector` picks in `[from_ns, to_ns)`,
+/// per bucket of `bucket_ns` (whole minutes: segments are gathered by
+/// minute).
+pub fn segment_series(
+    store: &dyn Backend,
+    selector: &str,
+    basis: Basis,
+    from_ns: i64,
+    to_ns: i64,
+    bucket_ns: i64,
+) -> Result<SeriesReport, AnalyzeError> {
+    let minute = crate::slo::BUCKET_NS;
+    if bucket_ns < minute || bucket_ns % minute != 0 {
+        return Err(AnalyzeError::Config {
+            slo: "series".into(),
+            message: format!("a bucket is whole minutes, not {bucket_ns} ns"),
+        });
+    }
+    let filter = parse_journey_filter(selector).map_err(|e| AnalyzeError::Config {
+        slo: "series".into(),
+        message: format!("filter: {e}"),
+    })?;
+    let mut columns = JOURNEY_COLUMNS.to_vec();
+    if let Some(f) = &filter {
+        hopscope_store::query::filter_fields(f, &mut columns);
+    }
+    // every journey of the range by its minute: read as a baseline that
+    // ends where the range does
+    let query = RcaQuery {
+        basis,
+        ..RcaQuery::new(selector, to_ns, to_ns)
+    };
+    let mut journeys: HashMap<String, JourneyFacts> = HashMap::new();
+    let mut failed = None;
+    store.scan(Table::Journeys, &columns, from_ns, to_ns, &mut |b| {
+        if let Err(e) = read_journeys(&b, filter.as_ref(), &query, &mut journeys) {
+            failed = Some(e);
+        }
+        Ok(())
+    })?;
+    let mut by_minute: BTreeMap<Key, BTreeMap<i64, Figures>> = BTreeMap::new();
+    let (mut none, mut paths) = (BTreeMap::new(), HashMap::new());
+    store.scan(
+        Table::Segments,
+        &SEGMENT_COLUMNS,
+        from_ns,
+        to_ns,
+        &mut |b| {
+            if let Err(e) = read_segments(&b, &journeys, &mut none, &mut by_minute, &mut paths) {
+                failed = Some(e);
+            }
+            Ok(())
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let first = by_minute.values().flat_map(|m| m.keys()).min().copied();
+    let last = by_minute.values().flat_map(|m| m.keys()).max().copied();
+    let bucket_of = |t: i64| t.div_euclid(bucket_ns).saturating_mul(bucket_ns);
+    let buckets: Vec<i64> = match (first, last) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (bucket_of(a), bucket_of(b));
+            (0..=(b - a) / bucket_ns)
+                .map(|i| a + i * bucket_ns)
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let mut segments: Vec<SegmentSeries> = by_minute
+        .into_iter()
+        .map(|((up, down), minutes)| {
+            let mut merged: Vec<Option<Figures>> = vec![None; buckets.len()];
+            for (m, f) in minutes {
+                let i = ((bucket_of(m) - buckets[0]) / bucket_ns) as usize;
+                let slot = merged[i].get_or_insert_with(Figures::default);
+                slot.journeys += f.journeys;
+                slot.sent += f.sent;
+                slot.lost += f.lost;
+                slot.telemetry_explained += f.telemetry_explained;
+                slot.delay_sum += f.delay_sum;
+                slot.delay_samples += f.delay_samples;
+            }
+            let points: Vec<Option<SeriesPoint>> = merged
+                .into_iter()
+                .map(|f| {
+                    f.map(|mut f| {
+                        f.settle();
+                        SeriesPoint {
+                            journeys: f.journeys,
+                            sent: f.sent,
+                            lost: f.lost,
+                            loss_ratio: f.loss_ratio,
+                            telemetry_explained: f.telemetry_explained,
+                            delay_mean_ns: f.delay_mean_ns,
+                        }
+                    })
+                })
+                .collect();
+            SegmentSeries {
+                segment: format!("{up} > {down}"),
+                place: place(&up, &down),
+                lost: points.iter().flatten().map(|p| p.lost).sum(),
+                points,
+            }
+        })
+        .collect();
+    segments.sort_by(|a, b| b.lost.cmp(&a.lost).then_with(|| a.segment.cmp(&b.segment)));
+    Ok(SeriesReport {
+        bucket_ns,
+        buckets,
+        segments,
+    })
+}

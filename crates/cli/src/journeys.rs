@@ -37,6 +37,9 @@ pub fn run(args: &JourneysArgs, section: &crate::config::ServeSection) -> Result
         now_ns(),
     )?;
     let store = crate::open_store(&args.data_dir)?;
+    if let Some(bucket) = &args.bucket {
+        return print_series(&store, &filter, from, to, bucket, args);
+    }
     // as `serve` has them: configured clocks, then those the probes announced
     let announced_clocks = if args.estimate_clocks {
         HashMap::new()
@@ -324,4 +327,49 @@ fn draw(out: &mut impl Write, j: &Journey) -> std::io::Result<()> {
         )?;
     }
     writeln!(out)
+}
+
+/// `--segments --bucket 1m`: loss and delay per segment and bucket, from
+/// the segments `serve` stored (not rebuilt), the most lossy first.
+fn print_series(
+    store: &hopscope_store::Store,
+    filter: &str,
+    from: i64,
+    to: i64,
+    bucket: &str,
+    args: &JourneysArgs,
+) -> Result<ExitCode> {
+    let bucket_ns = parse_duration(bucket)
+        .with_context(|| format!("--bucket {bucket}: a duration such as 1m"))?;
+    let mut series = hopscope_analyze::segment_series(
+        store,
+        filter,
+        hopscope_analyze::slo::Basis::Packets,
+        from,
+        to,
+        bucket_ns,
+    )?;
+    series.segments.truncate(args.limit.unwrap_or(10));
+    if args.json {
+        println!("{}", serde_json::to_string(&series)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    for s in &series.segments {
+        writeln!(out, "{} ({}): {} lost", s.segment, s.place, s.lost)?;
+        for (start, p) in series.buckets.iter().zip(&s.points) {
+            let Some(p) = p else { continue };
+            writeln!(
+                out,
+                "  {}  {:>8} sent {:>6} lost {:>7.3} %  delay {}",
+                hopscope_schema::format_time(*start),
+                p.sent,
+                p.lost,
+                p.loss_ratio * 100.0,
+                p.delay_mean_ns
+                    .map_or("-".into(), |d| format!("{:.2} ms", d / 1e6))
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,10 @@ struct JourneysArgs {
     /// Loss and delay per segment, pooled over the journeys.
     #[arg(long)]
     segments: bool,
+    /// With --segments: per bucket of this width (1m, 5m), from the
+    /// segments `serve` stored, so that a burst shows as a burst.
+    #[arg(long, requires = "segments")]
+    bucket: Option<String>,
     /// At most N journeys, the most lossy first.
     #[arg(long, short = 'n')]
     limit: Option<usize>,

@@ -28,6 +28,8 @@ pub(crate) struct JourneyParams {
     /// (end-to-end p95) or `time`.
     sort: Option<String>,
     limit: Option<usize>,
+    /// Segments: per bucket of this width (`1m`, `5m`) instead of pooled.
+    bucket: Option<String>,
 }
 
 impl JourneyParams {
@@ -96,6 +98,29 @@ pub(crate) async fn segments(
     let (from_ns, to_ns) = p.range()?;
     let store = state.store.clone();
     let filter = p.filter.clone().unwrap_or_default();
+    if let Some(bucket) = &p.bucket {
+        let bucket_ns = hopscope_store::query::parse_duration(bucket).ok_or_else(|| {
+            ApiError::bad_request(format!("bucket '{bucket}': a duration such as 1m"))
+        })?;
+        let limit = p.limit.unwrap_or(20);
+        let mut series = blocking(move || {
+            Ok(hopscope_analyze::segment_series(
+                store.as_ref(),
+                &filter,
+                hopscope_analyze::slo::Basis::Packets,
+                from_ns,
+                to_ns,
+                bucket_ns,
+            )?)
+        })
+        .await?;
+        series.segments.truncate(limit);
+        return Ok(Json(json!({
+            "series": series,
+            "from_ns": from_ns,
+            "to_ns": to_ns,
+        })));
+    }
     let (pooled, journeys, unreadable) = blocking(move || {
         let details = store.journey_details(&filter, from_ns, to_ns)?;
         let (pooled, unreadable) =

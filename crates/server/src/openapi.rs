@@ -115,7 +115,17 @@ pub(crate) fn openapi() -> Value {
         ),
         param("limit", "Candidates at most (10)."),
     ]);
-    let mut segments = vec![journey_filter];
+    let mut segments = vec![
+        journey_filter,
+        param(
+            "bucket",
+            "Per bucket of this width (1m, 5m) instead of pooled.",
+        ),
+        param(
+            "limit",
+            "With bucket: segments at most, the most lossy first (20).",
+        ),
+    ];
     segments.extend(range_params());
     json!({
         "openapi": "3.1.0",
@@ -144,7 +154,7 @@ pub(crate) fn openapi() -> Value {
             "/api/flows": get("Flows: filter, group-by, aggregates, time buckets, top-N", flows, "{rows, totals, groups, scan}"),
             "/api/timeseries": get("One aggregate per time bucket for the largest groups, with each series' total and 95th percentile", series, "{timestamps_ms, series: [{key, values, total, p95}]}"),
             "/api/journeys": get("Journeys (flows followed across observation points), the worst first", journeys, "{journeys: [...], matched}"),
-            "/api/journeys/segments": get("Loss and delay per segment, pooled over the journeys of a range", segments, "{segments: [{from, to, journeys, sent, lost, ratio, ratio_low, ratio_high, telemetry_explained, evidence, delay_median_ns}]}"),
+            "/api/journeys/segments": get("Loss and delay per segment, pooled over the journeys of a range; with bucket=1m (whole minutes), per segment and bucket instead (packet reports' journeys)", segments, "{segments: [{from, to, journeys, sent, lost, ratio, ratio_low, ratio_high, telemetry_explained, evidence, delay_median_ns}]}, or with bucket {series: {bucket_ns, buckets, segments: [{segment, place, lost, points: [{journeys, sent, lost, loss_ratio, telemetry_explained, delay_mean_ns} or null]}]}}"),
             "/api/journeys/{id}": {"get": {
                 "summary": "One journey with its hops, per-hop delay, per-segment loss and the evidence",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The `id` of a listed journey"}],

@@ -217,6 +217,7 @@ async fn both_backends_answer_alike() {
         format!("/api/journeys/segments?{range}"),
         format!("/api/journeys/segments?{range}&filter=lost%20%3D%200"),
         format!("/api/slos?{range}&recompute=true"),
+        format!("/api/journeys/segments?{range}&bucket=1m"),
         format!("/api/alerts?{range}"),
     ];
     let b = backends();
@@ -232,6 +233,25 @@ async fn both_backends_answer_alike() {
             "{uri}"
         );
     }
+}
+
+/// Per minute, the lossy link's segments come first and lose what they
+/// lose pooled.
+#[tokio::test]
+async fn segment_series_put_the_lossy_link_first() {
+    let v = get("/api/journeys/segments?since=1h&bucket=1m").await;
+    let series = &v["series"];
+    let buckets = series["buckets"].as_array().unwrap();
+    assert!(!buckets.is_empty(), "{v}");
+    let first = &series["segments"][0];
+    let segment = first["segment"].as_str().unwrap();
+    assert!(
+        segment.contains(LOSSY.0) && segment.contains(LOSSY.1),
+        "{first}"
+    );
+    assert_eq!(first["points"].as_array().unwrap().len(), buckets.len());
+    let (status, body) = call(None, "/api/journeys/segments?since=1h&bucket=90s", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 /// Judged again from the journeys and segments: the lossy link's buckets
