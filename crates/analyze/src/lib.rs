@@ -23,6 +23,7 @@ pub mod notify;
 pub mod rca;
 pub mod report;
 pub mod rows;
+pub mod segments;
 pub mod slo;
 
 pub use alert::{Alert, AlertState, Evaluator};

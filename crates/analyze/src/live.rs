@@ -15,6 +15,7 @@ use crate::bucket::{Accumulator, BucketFigure};
 use crate::budget::Budget;
 use crate::notify::SinkReport;
 use crate::rows::{read_alerts, read_buckets};
+use crate::segments::{SegmentGauge, SegmentGauges};
 use crate::slo::{BUCKET_NS, Slo};
 
 /// What the evaluation produced at one step.
@@ -51,6 +52,8 @@ pub struct Snapshot {
     pub evaluated_until_ns: Option<i64>,
     /// What each alert destination delivered.
     pub destinations: Vec<SinkReport>,
+    /// Every segment's last whole minute.
+    pub segments: Vec<SegmentGauge>,
 }
 
 /// Streaming SLO evaluation.
@@ -64,6 +67,7 @@ pub struct Analyzer {
     snapshot: Arc<Mutex<Snapshot>>,
     /// Resolve events of restored alerts whose SLO is gone, not yet out.
     resolved_at_restore: Vec<Alert>,
+    segments: SegmentGauges,
 }
 
 impl Analyzer {
@@ -77,6 +81,7 @@ impl Analyzer {
             settle_ns,
             snapshot: Arc::new(Mutex::new(snapshot)),
             resolved_at_restore: Vec::new(),
+            segments: SegmentGauges::default(),
         }
     }
 
@@ -119,13 +124,15 @@ impl Analyzer {
         journeys: &[RecordBatch],
         segments: &[RecordBatch],
     ) -> Result<(), AnalyzeError> {
-        self.accumulator.add(journeys, segments)
+        self.accumulator.add(journeys, segments)?;
+        self.segments.add(segments)
     }
 
     /// Judges the buckets the correlator's watermark has settled.
     pub fn advance(&mut self, watermark_ns: i64) -> Output {
         let until = watermark_ns.saturating_sub(self.settle_ns);
         let buckets = self.accumulator.close(until);
+        self.segments.close(until);
         let mut alerts = std::mem::take(&mut self.resolved_at_restore);
         alerts.extend(self.evaluator.advance(&buckets, until));
         let out = Output { buckets, alerts };
@@ -136,6 +143,7 @@ impl Analyzer {
     /// Judges every open bucket (the end of the input).
     pub fn finish(&mut self) -> Output {
         let buckets = self.accumulator.finish();
+        self.segments.close(i64::MAX);
         let until = buckets
             .iter()
             .map(|b| b.start_ns.saturating_add(BUCKET_NS))
@@ -161,6 +169,7 @@ impl Analyzer {
         s.firing = self.evaluator.active().cloned().collect();
         s.alert_events += out.alerts.len() as u64;
         s.late_journeys = self.accumulator.late_journeys;
+        s.segments = self.segments.current().to_vec();
     }
 
     /// Where the evaluation keeps its account, updated at every step, for
@@ -344,6 +353,39 @@ pub fn prometheus(snapshot: &Snapshot) -> String {
         "counter",
         "Journeys that arrived after their bucket was judged (not counted in it).",
         vec![(String::new(), snapshot.late_journeys as f64)],
+    );
+    let segment = |g: &SegmentGauge| {
+        let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+        format!(
+            "{{upstream=\"{}\",downstream=\"{}\"}}",
+            escape(&g.upstream),
+            escape(&g.downstream)
+        )
+    };
+    let per_segment = |f: &dyn Fn(&SegmentGauge) -> Option<f64>| {
+        snapshot
+            .segments
+            .iter()
+            .filter_map(|g| f(g).map(|v| (segment(g), v)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "segment_loss_ratio",
+        "gauge",
+        "Network loss ratio of each segment in the last whole minute (packet reports' journeys).",
+        per_segment(&|g| Some(g.loss_ratio)),
+    );
+    family(
+        "segment_sent_packets",
+        "gauge",
+        "Selected packets seen at each segment's upstream end in the last whole minute.",
+        per_segment(&|g| Some(g.sent as f64)),
+    );
+    family(
+        "segment_delay_seconds",
+        "gauge",
+        "Mean delay of each segment in the last whole minute (of the journeys' medians).",
+        per_segment(&|g| g.delay_mean_ns.map(|d| d / 1e9)),
     );
     family(
         "alert_notifications_total",

@@ -14,7 +14,7 @@ use crate::bucket::{BucketFigure, evaluate_range};
 use crate::budget::{Budget, histories};
 use crate::rca::Focus;
 use crate::rows::{read_alerts, read_buckets};
-use crate::slo::{Basis, Slo, bucket_start};
+use crate::slo::{BUCKET_NS, Basis, Slo, bucket_start};
 
 /// One SLO over a range.
 #[derive(Debug, Clone, Serialize)]
@@ -45,15 +45,30 @@ pub fn slo_report(
     now_ns: i64,
     recompute: bool,
 ) -> Result<Vec<SloReport>, AnalyzeError> {
-    // buckets that end by the range's end (and none still open now)
-    let end = bucket_start(to_ns.min(now_ns));
+    // whole buckets only, when judging again: none still open now
+    let whole_until = bucket_start(to_ns.min(now_ns));
     let longest = slos.iter().map(Slo::longest_window_ns).max().unwrap_or(0);
-    let history_from = end.saturating_sub(longest).min(from_ns.max(i64::MIN / 2));
+    let history_from = whole_until
+        .saturating_sub(longest)
+        .min(from_ns.max(i64::MIN / 2));
     let figures = if recompute {
-        evaluate_range(store, slos, history_from, end)?
+        evaluate_range(store, slos, history_from, whole_until)?
     } else {
-        read_buckets(store, history_from, end)?
+        // every stored bucket that starts in the range: `serve` judges the
+        // last, partial one when it stops
+        read_buckets(
+            store,
+            history_from,
+            to_ns.min(now_ns.saturating_add(BUCKET_NS)),
+        )?
     };
+    // the budget as of the newest bucket judged
+    let end = figures
+        .iter()
+        .map(|f| f.start_ns.saturating_add(BUCKET_NS))
+        .max()
+        .unwrap_or(whole_until)
+        .max(whole_until);
     let histories = histories(slos, &figures);
     Ok(slos
         .iter()

@@ -249,6 +249,17 @@ external-url = "http://127.0.0.1:{api}"
         sent("alertmanager") >= 1.0 && sent("syslog") >= 2.0,
         "{metrics}"
     );
+    // every segment's last minute as gauges: the lossy one inside R2 loses
+    let r2 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "hopscope_segment_loss_ratio{upstream=\"r2:r2-r1\",downstream=\"r2:r2-r3\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("no gauge of R2's inside: {metrics}"));
+    let ratio: f64 = r2.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(ratio > 0.005 && ratio < 0.06, "{r2}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -135,23 +135,18 @@ where
         correlator,
     )
     .map_err(start("the correlator"))?;
-    let analyzer = if slos.is_empty() {
-        None
-    } else {
-        let notifiers = hopscope_analyze::Notifiers::start(&alerts)
-            .map_err(|e| PipelineError::Ready(e.into()))?;
-        Some(
-            assure::spawn(
-                hopscope_analyze::Analyzer::new(slos.clone(), settle_ns),
-                notifiers,
-                store.clone(),
-                bus.subscribe("analyzer", ANALYZER_QUEUE, Overflow::Block, assure::wants),
-                bus.clone(),
-                metrics.clone(),
-            )
-            .map_err(start("the analyzer"))?,
-        )
-    };
+    // always: without SLOs it still keeps every segment's gauges
+    let notifiers =
+        hopscope_analyze::Notifiers::start(&alerts).map_err(|e| PipelineError::Ready(e.into()))?;
+    let (analyzer, analysis) = assure::spawn(
+        hopscope_analyze::Analyzer::new(slos.clone(), settle_ns),
+        notifiers,
+        store.clone(),
+        bus.subscribe("analyzer", ANALYZER_QUEUE, Overflow::Block, assure::wants),
+        bus.clone(),
+        metrics.clone(),
+    )
+    .map_err(start("the analyzer"))?;
     let store_writer = follow::spawn_store_writer(
         store.clone(),
         bus.subscribe(
@@ -186,7 +181,7 @@ where
             Arc::new(ProcessTelemetry {
                 metrics: metrics.clone(),
                 bus: bus.clone(),
-                analysis: analyzer.as_ref().map(|(_, snapshot)| snapshot.clone()),
+                analysis: Some(analysis.clone()),
             }),
             token,
             slos.into(),
@@ -229,10 +224,8 @@ where
     receiving.stop();
     bus.end("correlator");
     let _ = correlator.join();
-    if let Some((thread, _)) = analyzer {
-        bus.end("analyzer");
-        let _ = thread.join();
-    }
+    bus.end("analyzer");
+    let _ = analyzer.join();
     bus.end("store writer");
     let _ = store_writer.join();
     if let Some(h) = server
