@@ -10,20 +10,17 @@ use hopscope_analyze::{
     AlertReport, BucketFigure, RcaTarget, SloReport, alert_report, rca_report, slo_report,
 };
 use hopscope_schema::format_time;
-use hopscope_store::query::time_range;
+use hopscope_store::query::time_range_or_last;
 
 use crate::config::ConfigFile;
 use crate::{AlertsArgs, RangeArgs, RcaArgs, SloArgs, now_ns};
 
 fn range(r: &RangeArgs, default: &str) -> Result<(i64, i64)> {
-    let since = match (&r.since, &r.from) {
-        (None, None) => Some(default),
-        _ => r.since.as_deref(),
-    };
-    Ok(time_range(
-        since,
+    Ok(time_range_or_last(
+        r.since.as_deref(),
         r.from.as_deref(),
         r.to.as_deref(),
+        default,
         now_ns(),
     )?)
 }

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Query as Params, State};
 use hopscope_analyze::{AnalyzeError, RcaTarget};
 use hopscope_store::now_ns;
-use hopscope_store::query::time_range;
+use hopscope_store::query::time_range_or_last;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,14 +26,11 @@ pub(crate) struct RangeParams {
 impl RangeParams {
     /// The range, the last `default` when none is given.
     fn range(&self, default: &str) -> Result<(i64, i64), ApiError> {
-        let since = match (&self.since, &self.from) {
-            (None, None) => Some(default),
-            _ => self.since.as_deref(),
-        };
-        Ok(time_range(
-            since,
+        Ok(time_range_or_last(
+            self.since.as_deref(),
             self.from.as_deref(),
             self.to.as_deref(),
+            default,
             now_ns(),
         )?)
     }
@@ -122,11 +119,13 @@ pub(crate) async fn rca(
     State(state): State<AppState>,
     Params(p): Params<RcaParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let since = match (&p.since, &p.from) {
-        (None, None) => Some("15m"),
-        _ => p.since.as_deref(),
-    };
-    let (from_ns, to_ns) = time_range(since, p.from.as_deref(), p.to.as_deref(), now_ns())?;
+    let (from_ns, to_ns) = time_range_or_last(
+        p.since.as_deref(),
+        p.from.as_deref(),
+        p.to.as_deref(),
+        "15m",
+        now_ns(),
+    )?;
     let target = match (p.alert, p.slo) {
         (Some(id), _) => RcaTarget::Alert { id },
         (None, Some(name)) => RcaTarget::Slo {

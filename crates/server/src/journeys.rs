@@ -8,7 +8,7 @@ use axum::extract::{Path, Query as Params, State};
 use axum::http::StatusCode;
 use hopscope_store::journeys::{JourneyListing, JourneySort};
 use hopscope_store::now_ns;
-use hopscope_store::query::time_range;
+use hopscope_store::query::time_range_or_last;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -35,14 +35,11 @@ pub(crate) struct JourneyParams {
 impl JourneyParams {
     /// The time range, the last 15 minutes when none is given.
     fn range(&self) -> Result<(i64, i64), ApiError> {
-        let since = match (&self.since, &self.from) {
-            (None, None) => Some("15m"),
-            _ => self.since.as_deref(),
-        };
-        Ok(time_range(
-            since,
+        Ok(time_range_or_last(
+            self.since.as_deref(),
             self.from.as_deref(),
             self.to.as_deref(),
+            "15m",
             now_ns(),
         )?)
     }

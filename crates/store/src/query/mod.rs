@@ -455,6 +455,22 @@ pub fn time_range(
     Ok((from_ns, to_ns))
 }
 
+/// [`time_range`] with a default: when neither `since` nor `from` is
+/// given, the last `last` (such as `15m`) up to `to`.
+pub fn time_range_or_last(
+    since: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    last: &str,
+    now_ns: i64,
+) -> Result<(i64, i64), QueryError> {
+    let since = match (since, from) {
+        (None, None) => Some(last),
+        _ => since,
+    };
+    time_range(since, from, to, now_ns)
+}
+
 /// The most fields one query may group by.
 pub const MAX_GROUP_FIELDS: usize = 16;
 /// The most aggregates one query may compute.
