@@ -319,14 +319,9 @@ mod tests {
             selector: "dst_port = 443".into(),
             indicator: "loss".into(),
             threshold: "1%".into(),
-            percentile: None,
-            segment: None,
             objective: "99.9%".into(),
-            window: None,
-            basis: None,
-            min_events: None,
             labels: [("team".to_string(), "web".to_string())].into(),
-            burn: Vec::new(),
+            ..SloConfig::default()
         })
         .unwrap()
     }

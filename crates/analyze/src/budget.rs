@@ -138,17 +138,11 @@ mod tests {
     fn slo() -> Slo {
         Slo::compile(&SloConfig {
             name: "web".into(),
-            selector: String::new(),
             indicator: "loss".into(),
             threshold: "1%".into(),
-            percentile: None,
-            segment: None,
             objective: "99%".into(),
             window: Some("1d".into()),
-            basis: None,
-            min_events: None,
-            labels: Default::default(),
-            burn: Vec::new(),
+            ..SloConfig::default()
         })
         .unwrap()
     }

@@ -18,8 +18,9 @@ pub fn bucket_start(ns: i64) -> i64 {
     ns.div_euclid(BUCKET_NS).saturating_mul(BUCKET_NS)
 }
 
-/// One `[[slo]]` of the configuration file.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// One `[[slo]]` of the configuration file. `Default` leaves the keys a
+/// file must give empty, for code that builds one key by key.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SloConfig {
     pub name: String,
@@ -517,14 +518,8 @@ mod tests {
             selector: "dst_port = 443".into(),
             indicator: indicator.into(),
             threshold: threshold.into(),
-            percentile: None,
-            segment: None,
             objective: "99.9%".into(),
-            window: None,
-            basis: None,
-            min_events: None,
-            labels: BTreeMap::new(),
-            burn: Vec::new(),
+            ..SloConfig::default()
         }
     }
 

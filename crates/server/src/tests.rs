@@ -89,17 +89,12 @@ fn slos() -> Arc<[hopscope_analyze::Slo]> {
     let config = |name: &str, indicator: &str, threshold: &str, segment: Option<&str>| {
         hopscope_analyze::SloConfig {
             name: name.into(),
-            selector: String::new(),
             indicator: indicator.into(),
             threshold: threshold.into(),
-            percentile: None,
             segment: segment.map(String::from),
             objective: "99%".into(),
-            window: None,
-            basis: None,
             min_events: Some(1),
-            labels: Default::default(),
-            burn: Vec::new(),
+            ..Default::default()
         }
     };
     hopscope_analyze::Slo::compile_all(&[
