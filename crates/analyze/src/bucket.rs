@@ -331,24 +331,8 @@ pub fn evaluate_range(
     let any_segment = slos.iter().any(|s| s.segment.is_some());
     let hour = hopscope_store::layout::HOUR_NS;
     // only the hours that hold journeys: a range may reach far back
-    let mut hours = std::collections::BTreeSet::new();
-    store.scan(
-        Table::Journeys,
-        &[],
-        bucket_start(from_ns),
-        to_ns,
-        &mut |b| {
-            // the store's scan always has its time column
-            if let Ok(t) = times(&b) {
-                hours.extend(
-                    t.values()
-                        .iter()
-                        .map(|&ns| ns.div_euclid(hour).saturating_mul(hour)),
-                );
-            }
-            Ok(())
-        },
-    )?;
+    let hours =
+        crate::columns::hours_holding(store, Table::Journeys, bucket_start(from_ns), to_ns)?;
     let mut out = Vec::new();
     for h in hours {
         let (at, end) = (

@@ -37,3 +37,27 @@ pub(crate) fn text<'a>(
         .as_string_opt::<i32>()
         .ok_or_else(|| AnalyzeError::Rows(format!("{name} is not text")))
 }
+
+/// The hours of `[from_ns, to_ns)` in which `table` holds rows (their
+/// starts), so that a range reaching far back visits only those.
+pub(crate) fn hours_holding(
+    store: &dyn hopscope_store::Backend,
+    table: hopscope_store::Table,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<std::collections::BTreeSet<i64>, AnalyzeError> {
+    let hour = hopscope_store::layout::HOUR_NS;
+    let mut hours = std::collections::BTreeSet::new();
+    store.scan(table, &[], from_ns, to_ns, &mut |b| {
+        // the store's scan always has its time column
+        if let Ok(t) = times(&b) {
+            hours.extend(
+                t.values()
+                    .iter()
+                    .map(|&ns| ns.div_euclid(hour).saturating_mul(hour)),
+            );
+        }
+        Ok(())
+    })?;
+    Ok(hours)
+}

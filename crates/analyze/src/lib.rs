@@ -1,10 +1,11 @@
-//! Service assurance over journeys: the questions an operator asks of
+//! Analytics over flows and journeys: the questions an operator asks of
 //! end-to-end telemetry, answered from real user flows. This crate owns
 //! SLOs (what `[[slo]]` in the configuration promises, and how a promise
 //! is judged per 1-minute bucket from the journeys and segments tables),
-//! error budgets and multiwindow burn rates, the one alert model that
-//! everything which fires uses, the ranking of the segments at fault
-//! (root cause), and the destinations alerts go to (Alertmanager,
+//! error budgets and multiwindow burn rates, the security detections over
+//! flow records (scans, floods, address lists: [`detect`]), the one alert
+//! model that everything which fires uses, the ranking of the segments at
+//! fault (root cause), and the destinations alerts go to (Alertmanager,
 //! webhooks, syslog).
 //!
 //! It reads rows only (record batches from the bus or the store trait), so
@@ -18,6 +19,7 @@ pub mod alert;
 pub mod bucket;
 pub mod budget;
 mod columns;
+pub mod detect;
 pub mod live;
 pub mod notify;
 pub mod rca;
@@ -29,11 +31,13 @@ pub mod slo;
 pub use alert::{Alert, AlertState, Evaluator};
 pub use bucket::{Accumulator, BucketFigure, evaluate_range};
 pub use budget::{Budget, History};
+pub use detect::{DetectConfig, DetectStats, Detector, detect_range};
 pub use live::{Analyzer, Output, SloNow, Snapshot};
 pub use notify::{Notifiers, NotifyConfig, SinkReport};
 pub use rca::{Candidate, Focus, RcaQuery, RcaReport, SeriesReport, rank, segment_series};
 pub use report::{
-    AlertReport, RcaTarget, SloReport, alert_report, rca_for_alert, rca_report, slo_report,
+    AlertReport, DetectionReport, Offender, RcaTarget, SloReport, alert_report, detection_report,
+    rca_for_alert, rca_report, slo_report,
 };
 pub use slo::{BUCKET_NS, Slo, SloConfig};
 
@@ -42,6 +46,8 @@ pub use slo::{BUCKET_NS, Slo, SloConfig};
 pub enum AnalyzeError {
     #[error("SLO '{slo}': {message}")]
     Config { slo: String, message: String },
+    #[error("{key}: {message}")]
+    Setting { key: String, message: String },
     #[error("alert destination {0}")]
     Destination(String),
     #[error("rows: {0}")]

@@ -231,16 +231,28 @@ fn now(
         .collect()
 }
 
+/// One metric family in Prometheus' text format: `samples` are (labels
+/// with their braces, or nothing, and the value).
+pub(crate) fn write_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: Vec<(String, f64)>,
+) {
+    let _ = writeln!(out, "# HELP hopscope_{name} {help}");
+    let _ = writeln!(out, "# TYPE hopscope_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "hopscope_{name}{labels} {value}");
+    }
+}
+
 /// The SLOs' gauges and the alerts' counters in Prometheus' text format,
 /// so that Prometheus users can write rules of their own over them.
 pub fn prometheus(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP hopscope_{name} {help}");
-        let _ = writeln!(out, "# TYPE hopscope_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "hopscope_{name}{labels} {value}");
-        }
+        write_family(&mut out, name, kind, help, samples)
     };
     let slo = |s: &SloNow| format!("slo=\"{}\"", s.name);
     let per_slo = |f: &dyn Fn(&SloNow) -> Option<f64>| {

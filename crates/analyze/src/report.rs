@@ -131,6 +131,66 @@ pub fn alert_report(
     Ok(AlertReport { events, firing })
 }
 
+/// The detection alerts of a range: their events, those firing at its
+/// end, and the subjects (sources, destinations, listed addresses) with
+/// the most alerts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionReport {
+    pub events: Vec<Alert>,
+    pub firing: Vec<Alert>,
+    pub offenders: Vec<Offender>,
+}
+
+/// A subject of detection alerts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offender {
+    pub subject: String,
+    pub rules: Vec<String>,
+    pub alerts: u64,
+    pub last_ns: i64,
+}
+
+impl DetectionReport {
+    /// The report of these events and alerts firing; the offenders are
+    /// counted from the events.
+    pub fn new(events: Vec<Alert>, firing: Vec<Alert>) -> DetectionReport {
+        let mut by_subject: BTreeMap<String, Offender> = BTreeMap::new();
+        for a in events.iter().filter(|a| a.state == AlertState::Firing) {
+            let subject = a.labels.get("subject").cloned().unwrap_or_default();
+            let o = by_subject.entry(subject.clone()).or_insert(Offender {
+                subject,
+                rules: Vec::new(),
+                alerts: 0,
+                last_ns: a.at_ns,
+            });
+            if !o.rules.contains(&a.rule) {
+                o.rules.push(a.rule.clone());
+            }
+            o.alerts += 1;
+            o.last_ns = o.last_ns.max(a.at_ns);
+        }
+        let mut offenders: Vec<Offender> = by_subject.into_values().collect();
+        offenders.sort_by(|a, b| b.alerts.cmp(&a.alerts).then(b.last_ns.cmp(&a.last_ns)));
+        DetectionReport {
+            events,
+            firing,
+            offenders,
+        }
+    }
+}
+
+/// The detection alerts `serve` stored over a range.
+pub fn detection_report(
+    store: &dyn Backend,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<DetectionReport, AnalyzeError> {
+    let mut report = alert_report(store, from_ns, to_ns)?;
+    report.events.retain(crate::detect::is_detection);
+    report.firing.retain(crate::detect::is_detection);
+    Ok(DetectionReport::new(report.events, report.firing))
+}
+
 /// What a root-cause ranking is asked about.
 #[derive(Debug, Clone)]
 pub enum RcaTarget {

@@ -251,7 +251,7 @@ impl SegmentSpec {
 
 /// A side of a segment spec is one or more alternatives (`core-a|core-b`,
 /// the members of an ECMP group), each a node or a point.
-fn side_matches(spec: &str, hop: &str) -> bool {
+pub(crate) fn side_matches(spec: &str, hop: &str) -> bool {
     spec.split('|').map(str::trim).any(|alternative| {
         hop.split('|')
             .any(|point| point == alternative || point.split(':').next() == Some(alternative))

@@ -26,23 +26,30 @@ pub struct ConfigFile {
     /// `[alerts]`: where alerts go.
     #[serde(default)]
     pub alerts: hopscope_analyze::NotifyConfig,
+    /// `[detect]`: security detections over flows (on by default).
+    #[serde(default)]
+    pub detect: hopscope_analyze::DetectConfig,
 }
 
 impl ConfigFile {
-    /// The SLOs checked and compiled, and where their alerts go.
+    /// The SLOs checked and compiled, the detections checked (their
+    /// address lists read), and where their alerts go.
     pub fn assurance(&self) -> Result<Assurance> {
+        hopscope_analyze::Detector::new(&self.detect)?;
         Ok(Assurance {
             slos: hopscope_analyze::Slo::compile_all(&self.slo)?,
             alerts: self.alerts.clone(),
+            detect: self.detect.clone(),
         })
     }
 }
 
-/// What `serve` judges and where it sends alerts.
+/// What `serve` judges and detects, and where it sends alerts.
 #[derive(Debug, Clone, Default)]
 pub struct Assurance {
     pub slos: Vec<hopscope_analyze::Slo>,
     pub alerts: hopscope_analyze::NotifyConfig,
+    pub detect: hopscope_analyze::DetectConfig,
 }
 
 /// `[serve]`: the keys of `hopscope serve`'s flags, in kebab-case, the

@@ -69,6 +69,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     let assurance = crate::config::Assurance {
         slos: demo_slos()?,
         alerts: hopscope_analyze::NotifyConfig::default(),
+        detect: hopscope_analyze::DetectConfig::default(),
     };
     let result = crate::serve::run_with(&serve, &section, assurance, stop.clone(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;

@@ -6,6 +6,7 @@
 mod config;
 mod decode;
 mod demo;
+mod detect;
 mod journeys;
 mod probe;
 mod query;
@@ -80,6 +81,11 @@ enum Command {
     Slo(SloArgs),
     /// Alerts that fired and resolved over a range, and those firing now.
     Alerts(AlertsArgs),
+    /// Security detections (port scans, floods, address lists; `[detect]`
+    /// of --config): the alerts `serve` raised over a range and the worst
+    /// offenders, or every detection run again over the stored flows
+    /// with --recompute.
+    Detect(DetectArgs),
     /// Root cause: the segments of the path ranked by the evidence against
     /// them (loss and delay beyond the baseline before the range, votes of
     /// the affected journeys), for an alert, an SLO or a journey filter.
@@ -148,6 +154,21 @@ struct AlertsArgs {
     #[command(flatten)]
     range: RangeArgs,
     /// JSON: the events and the alerts firing.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct DetectArgs {
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    range: RangeArgs,
+    /// Run the detections again over the stored flows of the range (with
+    /// the thresholds of --config), instead of reading what `serve` raised.
+    #[arg(long)]
+    recompute: bool,
+    /// JSON: the events, the alerts firing and the offenders.
     #[arg(long)]
     json: bool,
 }
@@ -387,6 +408,19 @@ struct RangeArgs {
     to: Option<String>,
 }
 
+impl RangeArgs {
+    /// The range asked for, or the last `default` up to now.
+    fn or_last(&self, default: &str) -> anyhow::Result<(i64, i64)> {
+        Ok(hopscope_store::query::time_range_or_last(
+            self.since.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+            default,
+            now_ns(),
+        )?)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct SqlArgs {
     /// The query, such as "SELECT proto, sum(bytes) FROM flows GROUP BY proto".
@@ -577,6 +611,7 @@ fn main() -> ExitCode {
                 Command::Slo(args) => slo::run_slo(&args, &config),
                 Command::Alerts(args) => slo::run_alerts(&args),
                 Command::Rca(args) => slo::run_rca(&args, &config),
+                Command::Detect(args) => detect::run(&args, &config),
                 Command::Simulate(args) => simulate::run(&args),
             }
         });

@@ -160,6 +160,7 @@ pub fn run_with(
         exit_after_replay: args.exit_after_replay,
         slos: assurance.slos,
         alerts: assurance.alerts,
+        detect: assurance.detect,
     };
     hopscope_pipeline::serve(config, stop, |listening| {
         for a in listening.udp {

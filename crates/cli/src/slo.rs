@@ -10,20 +10,9 @@ use hopscope_analyze::{
     AlertReport, BucketFigure, RcaTarget, SloReport, alert_report, rca_report, slo_report,
 };
 use hopscope_schema::format_time;
-use hopscope_store::query::time_range_or_last;
 
 use crate::config::ConfigFile;
-use crate::{AlertsArgs, RangeArgs, RcaArgs, SloArgs, now_ns};
-
-fn range(r: &RangeArgs, default: &str) -> Result<(i64, i64)> {
-    Ok(time_range_or_last(
-        r.since.as_deref(),
-        r.from.as_deref(),
-        r.to.as_deref(),
-        default,
-        now_ns(),
-    )?)
-}
+use crate::{AlertsArgs, RcaArgs, SloArgs, now_ns};
 
 pub fn run_slo(args: &SloArgs, config: &ConfigFile) -> Result<ExitCode> {
     let assurance = config.assurance()?;
@@ -64,7 +53,7 @@ pub fn run_slo(args: &SloArgs, config: &ConfigFile) -> Result<ExitCode> {
         "no [[slo]] in the configuration: give the file serve runs with (--config)"
     );
     let store = crate::open_store(&args.data_dir)?;
-    let (from, to) = range(&args.range, "6h")?;
+    let (from, to) = args.range.or_last("6h")?;
     let reports = slo_report(&store, &assurance.slos, from, to, now_ns(), args.recompute)?;
     if args.json {
         println!(
@@ -132,7 +121,7 @@ fn figure(f: &BucketFigure) -> String {
 
 pub fn run_alerts(args: &AlertsArgs) -> Result<ExitCode> {
     let store = crate::open_store(&args.data_dir)?;
-    let (from, to) = range(&args.range, "24h")?;
+    let (from, to) = args.range.or_last("24h")?;
     let report = alert_report(&store, from, to)?;
     if args.json {
         println!(
@@ -170,7 +159,7 @@ fn print_alerts(report: &AlertReport) {
 
 pub fn run_rca(args: &RcaArgs, config: &ConfigFile) -> Result<ExitCode> {
     let store = crate::open_store(&args.data_dir)?;
-    let (from_ns, to_ns) = range(&args.range, "15m")?;
+    let (from_ns, to_ns) = args.range.or_last("15m")?;
     let target = match (&args.alert, &args.slo) {
         (Some(id), _) => RcaTarget::Alert { id: id.clone() },
         (None, Some(name)) => RcaTarget::Slo {

@@ -15,127 +15,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use foldhash::fast::RandomState;
-use hopscope_schema::{ENRICHMENT_FIELDS, ip_to_mapped, mapped_to_ip, stored_flow_schema};
+pub use hopscope_schema::{Cidr, canonical};
+use hopscope_schema::{
+    ENRICHMENT_FIELDS, PrefixTable, ip_to_mapped, mapped_to_ip, stored_flow_schema,
+};
 use hopscope_wire::{Decoder, DomainState};
-use serde::{Deserialize, Deserializer};
 
 use crate::boundary::{Boundaries, Boundary, BoundaryRule, Observed};
 use crate::config::NetworkTag;
-
-/// An IPv4 or IPv6 network, kept in the 16-byte mapped form of the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    /// Network address, masked.
-    pub net: u128,
-    /// Prefix length over 128 bits (IPv4 lengths plus 96).
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn contains(&self, addr: [u8; 16]) -> bool {
-        u128::from_be_bytes(addr) & mask(self.prefix) == self.net
-    }
-
-    pub fn contains_ip(&self, ip: IpAddr) -> bool {
-        self.contains(ip_to_mapped(canonical(ip)))
-    }
-}
-
-/// IPv4-mapped IPv6 sources (dual-stack sockets) compare as IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-fn mask(prefix: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(prefix))
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let ip: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{s}': not an address or network"))?;
-        let (max, offset) = if ip.is_ipv4() { (32u8, 96u8) } else { (128, 0) };
-        let len = match len {
-            None => max,
-            Some(l) => l
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|&l| l <= max)
-                .ok_or_else(|| format!("'{s}': prefix length must be 0..={max}"))?,
-        };
-        let prefix = len + offset;
-        Ok(Cidr {
-            net: u128::from_be_bytes(ip_to_mapped(ip)) & mask(prefix),
-            prefix,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// Longest-prefix match over the configured networks: one hash map per
-/// prefix length in use, longest first.
-#[derive(Debug, Default)]
-struct NetworkTable {
-    by_length: Vec<(u8, HashMap<u128, usize, RandomState>)>,
-    tags: Vec<NetworkTag>,
-}
-
-impl NetworkTable {
-    fn new(tags: &[NetworkTag]) -> Self {
-        let mut table = NetworkTable {
-            by_length: Vec::new(),
-            tags: tags.to_vec(),
-        };
-        for (i, t) in tags.iter().enumerate() {
-            let slot = match table
-                .by_length
-                .iter()
-                .position(|(l, _)| *l == t.cidr.prefix)
-            {
-                Some(p) => p,
-                None => {
-                    table.by_length.push((t.cidr.prefix, HashMap::default()));
-                    table.by_length.len() - 1
-                }
-            };
-            // the first definition of a network wins
-            table.by_length[slot].1.entry(t.cidr.net).or_insert(i);
-        }
-        table
-            .by_length
-            .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-        table
-    }
-
-    fn lookup(&self, addr: [u8; 16]) -> Option<usize> {
-        let a = u128::from_be_bytes(addr);
-        self.by_length
-            .iter()
-            .find_map(|(len, nets)| nets.get(&(a & mask(*len))).copied())
-    }
-}
 
 /// Why an MMDB file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +36,9 @@ pub struct MmdbError {
 #[derive(Debug)]
 pub struct Enricher {
     exporter_names: HashMap<[u8; 16], Arc<str>, RandomState>,
-    networks: NetworkTable,
+    /// Configured networks: the index of each in `tags`.
+    networks: PrefixTable<usize>,
+    tags: Vec<NetworkTag>,
     mmdb: Vec<maxminddb::Reader<Vec<u8>>>,
     boundaries: Boundaries,
 }
@@ -190,7 +79,14 @@ impl Enricher {
                 .iter()
                 .map(|(ip, name)| (ip_to_mapped(canonical(*ip)), Arc::from(name.as_str())))
                 .collect(),
-            networks: NetworkTable::new(networks),
+            networks: {
+                let mut table = PrefixTable::default();
+                for (i, t) in networks.iter().enumerate() {
+                    table.insert(t.cidr, i);
+                }
+                table
+            },
+            tags: networks.to_vec(),
             mmdb: readers,
             boundaries: Boundaries::default(),
         })
@@ -204,7 +100,7 @@ impl Enricher {
 
     fn lookup(&self, addr: [u8; 16]) -> AddrInfo {
         let mut info = AddrInfo {
-            network: self.networks.lookup(addr),
+            network: self.networks.lookup(addr).copied(),
             ..AddrInfo::default()
         };
         let ip = mapped_to_ip(addr);
@@ -372,7 +268,7 @@ impl Enricher {
                 exporter_name.append_option(name.map(|n| &**n));
             }
         }
-        let addresses_known = !self.networks.tags.is_empty() || !self.mmdb.is_empty();
+        let addresses_known = !self.tags.is_empty() || !self.mmdb.is_empty();
         // networks, countries, AS numbers
         let mut asn_columns: Vec<ArrayRef> = Vec::new();
         for (side, net_name, role, site, country) in [
@@ -419,10 +315,7 @@ impl Enricher {
                             .clone(),
                     )
                 });
-                let tag = info
-                    .as_ref()
-                    .and_then(|i| i.network)
-                    .map(|n| &self.networks.tags[n]);
+                let tag = info.as_ref().and_then(|i| i.network).map(|n| &self.tags[n]);
                 net_name.append_option(tag.map(|t| t.name.as_str()));
                 role.append_option(tag.and_then(|t| t.role.as_deref()));
                 site.append_option(tag.and_then(|t| t.site.as_deref()));

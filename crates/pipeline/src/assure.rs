@@ -26,10 +26,12 @@ pub fn wants(batch: &Arc<Batch>) -> bool {
 
 /// Starts the analyzer: restores budgets and firing alerts from `store`,
 /// then judges what `subscriber` brings until its subscription is ended,
-/// when it judges every open bucket. Returns the account it keeps.
+/// when it judges every open bucket. Returns the account it keeps. The
+/// destinations are shared with the detector; whoever ends the process
+/// stops them.
 pub fn spawn(
     mut analyzer: Analyzer,
-    notifiers: Notifiers,
+    notifiers: Arc<Notifiers>,
     store: Arc<dyn Backend>,
     subscriber: Subscriber<Arc<Batch>>,
     bus: Arc<Bus<Arc<Batch>>>,
@@ -68,7 +70,6 @@ pub fn spawn(
                         let mut last = analyzer.finish();
                         with_root_cause(store.as_ref(), &mut last, &metrics);
                         publish(&bus, &notifiers, &last, &metrics);
-                        analyzer.set_destinations(notifiers.stop());
                         return;
                     }
                 };

@@ -19,6 +19,7 @@
 pub mod assure;
 pub mod batch;
 pub mod bus;
+pub mod detect;
 pub mod follow;
 mod runtime;
 pub mod telemetry;

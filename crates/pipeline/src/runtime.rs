@@ -14,7 +14,7 @@ use hopscope_correlate::CorrelatorConfig;
 use hopscope_store::{RetentionPolicy, Store, StoreError, WriteOptions, now_ns};
 
 use crate::telemetry::ProcessTelemetry;
-use crate::{Batch, Bus, Overflow, assure, follow};
+use crate::{Batch, Bus, Overflow, assure, detect, follow};
 
 /// How often compaction, rollups and retention run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
@@ -26,6 +26,7 @@ const STORE_WRITER_QUEUE: usize = 16;
 /// Journey batches that may wait for the analyzer; beyond, the correlator
 /// waits (a bucket judged without some of its journeys would be wrong).
 const ANALYZER_QUEUE: usize = 16;
+const DETECTOR_QUEUE: usize = 16;
 
 /// Everything `serve` runs with.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub slos: Vec<hopscope_analyze::Slo>,
     /// Where alerts go (`[alerts]`).
     pub alerts: hopscope_analyze::NotifyConfig,
+    /// `[detect]`: the security detections over flows.
+    pub detect: hopscope_analyze::DetectConfig,
 }
 
 /// Where a started pipeline listens, for whoever started it.
@@ -92,6 +95,7 @@ where
         exit_after_replay,
         slos,
         alerts,
+        detect,
     } = config;
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
@@ -136,17 +140,36 @@ where
     )
     .map_err(start("the correlator"))?;
     // always: without SLOs it still keeps every segment's gauges
-    let notifiers =
-        hopscope_analyze::Notifiers::start(&alerts).map_err(|e| PipelineError::Ready(e.into()))?;
+    let notifiers = Arc::new(
+        hopscope_analyze::Notifiers::start(&alerts).map_err(|e| PipelineError::Ready(e.into()))?,
+    );
     let (analyzer, analysis) = assure::spawn(
         hopscope_analyze::Analyzer::new(slos.clone(), settle_ns),
-        notifiers,
+        notifiers.clone(),
         store.clone(),
         bus.subscribe("analyzer", ANALYZER_QUEUE, Overflow::Block, assure::wants),
         bus.clone(),
         metrics.clone(),
     )
     .map_err(start("the analyzer"))?;
+    let detector = if detect.enabled {
+        let d =
+            hopscope_analyze::Detector::new(&detect).map_err(|e| PipelineError::Ready(e.into()))?;
+        Some(
+            detect::spawn(
+                d,
+                notifiers.clone(),
+                store.clone(),
+                bus.subscribe("detector", DETECTOR_QUEUE, Overflow::Drop, detect::wants),
+                bus.clone(),
+                metrics.clone(),
+            )
+            .map_err(start("the detector"))?,
+        )
+    } else {
+        None
+    };
+    let detection = detector.as_ref().map(|(_, s)| s.clone());
     let store_writer = follow::spawn_store_writer(
         store.clone(),
         bus.subscribe(
@@ -182,6 +205,7 @@ where
                 metrics: metrics.clone(),
                 bus: bus.clone(),
                 analysis: Some(analysis.clone()),
+                detection: detection.clone(),
             }),
             token,
             slos.into(),
@@ -224,8 +248,16 @@ where
     receiving.stop();
     bus.end("correlator");
     let _ = correlator.join();
+    if let Some((thread, _)) = detector {
+        bus.end("detector");
+        let _ = thread.join();
+    }
     bus.end("analyzer");
     let _ = analyzer.join();
+    // both that send alerts are done: deliver what is queued
+    if let Some(n) = Arc::into_inner(notifiers) {
+        analysis.lock().expect("no panics hold it").destinations = n.stop();
+    }
     bus.end("store writer");
     let _ = store_writer.join();
     if let Some(h) = server

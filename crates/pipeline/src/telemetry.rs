@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use hopscope_analyze::Snapshot;
+use hopscope_analyze::detect::DetectSnapshot;
 use hopscope_collector::Metrics;
 use serde_json::{Value, json};
 
@@ -18,11 +19,19 @@ pub struct ProcessTelemetry {
     pub bus: Arc<Bus<Arc<Batch>>>,
     /// The SLO evaluation's account, when SLOs are configured.
     pub analysis: Option<Arc<Mutex<Snapshot>>>,
+    /// The detections' account, when they run.
+    pub detection: Option<Arc<Mutex<DetectSnapshot>>>,
 }
 
 impl ProcessTelemetry {
     fn analysis(&self) -> Option<Snapshot> {
         self.analysis
+            .as_ref()
+            .map(|s| s.lock().expect("no panics hold it").clone())
+    }
+
+    fn detection(&self) -> Option<DetectSnapshot> {
+        self.detection
             .as_ref()
             .map(|s| s.lock().expect("no panics hold it").clone())
     }
@@ -35,6 +44,9 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
         if let Some(a) = self.analysis() {
             status["analysis"] = json!(a);
         }
+        if let Some(d) = self.detection() {
+            status["detection"] = json!(d);
+        }
         status
     }
 
@@ -43,6 +55,9 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
         text.push_str(&bus_metrics(&self.bus.stats()));
         if let Some(a) = self.analysis() {
             text.push_str(&hopscope_analyze::live::prometheus(&a));
+        }
+        if let Some(d) = self.detection() {
+            text.push_str(&d.prometheus());
         }
         text
     }
@@ -120,6 +135,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(0)),
             bus,
             analysis: None,
+            detection: None,
         };
         use hopscope_server::Telemetry;
         let status = telemetry.status(0);

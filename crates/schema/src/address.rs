@@ -54,9 +54,170 @@ pub fn format_addr(bytes: &[u8]) -> String {
     }
 }
 
+/// An IPv4 or IPv6 network, kept in the 16-byte mapped form of the
+/// stored addresses (IPv4 prefix lengths plus 96), so that one comparison
+/// serves both families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// Network address, masked.
+    pub net: u128,
+    /// Prefix length over 128 bits (IPv4 lengths plus 96).
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, addr: [u8; 16]) -> bool {
+        u128::from_be_bytes(addr) & prefix_mask(self.prefix) == self.net
+    }
+
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        self.contains(ip_to_mapped(canonical(ip)))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = mapped_to_ip(self.net.to_be_bytes());
+        let len = if ip.is_ipv4() {
+            self.prefix - 96
+        } else {
+            self.prefix
+        };
+        write!(f, "{ip}/{len}")
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (dual-stack sockets) compare as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_mask(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    /// `192.0.2.0/24`, `2001:db8::/32`, or one address (a host route).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}': not an address or network"))?;
+        let (max, offset) = if ip.is_ipv4() { (32u8, 96u8) } else { (128, 0) };
+        let len = match len {
+            None => max,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(|| format!("'{s}': prefix length must be 0..={max}"))?,
+        };
+        let prefix = len + offset;
+        Ok(Cidr {
+            net: u128::from_be_bytes(ip_to_mapped(ip)) & prefix_mask(prefix),
+            prefix,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Longest-prefix match over a set of networks, each with a value: one hash
+/// map per prefix length in use, longest first. The networks config, the
+/// zones of a policy and address lists all look addresses up this way.
+#[derive(Debug, Clone)]
+pub struct PrefixTable<T> {
+    by_length: Vec<(
+        u8,
+        std::collections::HashMap<u128, T, foldhash::fast::RandomState>,
+    )>,
+}
+
+impl<T> Default for PrefixTable<T> {
+    fn default() -> Self {
+        PrefixTable {
+            by_length: Vec::new(),
+        }
+    }
+}
+
+impl<T> PrefixTable<T> {
+    /// Adds a network; the first value given for a network stays.
+    pub fn insert(&mut self, cidr: Cidr, value: T) {
+        let slot = match self.by_length.iter().position(|(l, _)| *l == cidr.prefix) {
+            Some(p) => p,
+            None => {
+                self.by_length.push((cidr.prefix, Default::default()));
+                self.by_length
+                    .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+                self.by_length
+                    .iter()
+                    .position(|(l, _)| *l == cidr.prefix)
+                    .expect("just added")
+            }
+        };
+        self.by_length[slot].1.entry(cidr.net).or_insert(value);
+    }
+
+    /// The value of the longest network holding `addr`.
+    pub fn lookup(&self, addr: [u8; 16]) -> Option<&T> {
+        let a = u128::from_be_bytes(addr);
+        self.by_length
+            .iter()
+            .find_map(|(len, nets)| nets.get(&(a & prefix_mask(*len))))
+    }
+
+    /// How many networks it holds.
+    pub fn len(&self) -> usize {
+        self.by_length.iter().map(|(_, n)| n.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_length.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_prefix_wins_in_both_families() {
+        let mut t = PrefixTable::default();
+        t.insert("10.0.0.0/8".parse().unwrap(), "wide");
+        t.insert("10.1.0.0/16".parse().unwrap(), "narrow");
+        t.insert("10.1.0.0/16".parse().unwrap(), "second");
+        t.insert("2001:db8::/32".parse().unwrap(), "v6");
+        let at = |s: &str| t.lookup(ip_to_mapped(s.parse().unwrap())).copied();
+        assert_eq!(at("10.1.2.3"), Some("narrow"));
+        assert_eq!(at("10.9.2.3"), Some("wide"));
+        assert_eq!(at("2001:db8::1"), Some("v6"));
+        assert_eq!(at("192.0.2.1"), None);
+        assert_eq!(t.len(), 3);
+        let c: Cidr = "192.0.2.7/24".parse().unwrap();
+        assert_eq!(c.to_string(), "192.0.2.0/24");
+        assert!(c.contains_ip("::ffff:192.0.2.9".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+    }
 
     #[test]
     fn v4_round_trips_through_mapping() {

@@ -30,7 +30,8 @@ pub mod key;
 mod time;
 
 pub use address::{
-    format_addr, ip_to_mapped, ipv4_mapped, is_ipv4_mapped, mac_to_u64, mapped_to_ip,
+    Cidr, PrefixTable, canonical, format_addr, ip_to_mapped, ipv4_mapped, is_ipv4_mapped,
+    mac_to_u64, mapped_to_ip,
 };
 pub use analysis::{ALERT_FIELDS, SLO_BUCKET_FIELDS, alert_schema, slo_bucket_schema};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64, Zeros};

@@ -98,6 +98,31 @@ pub(crate) async fn alerts(
     })))
 }
 
+/// The security detections' alerts of a range, those firing, and the
+/// subjects with the most alerts.
+pub(crate) async fn detections(
+    State(state): State<AppState>,
+    Params(p): Params<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (from_ns, to_ns) = p.range("1h")?;
+    let store = state.store.clone();
+    let report = blocking(move || {
+        Ok(hopscope_analyze::detection_report(
+            store.as_ref(),
+            from_ns,
+            to_ns,
+        )?)
+    })
+    .await?;
+    Ok(Json(json!({
+        "events": report.events,
+        "firing": report.firing,
+        "offenders": report.offenders,
+        "from_ns": from_ns,
+        "to_ns": to_ns,
+    })))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct RcaParams {
     since: Option<String>,

@@ -97,6 +97,7 @@ pub fn router(
         .route("/api/sql", get(sql::query))
         .route("/api/slos", get(assurance::slos))
         .route("/api/alerts", get(assurance::alerts))
+        .route("/api/detections", get(assurance::detections))
         .route("/api/rca", get(assurance::rca))
         .route("/", get(ui::index))
         .route("/assets/{file}", get(ui::asset))

@@ -214,6 +214,7 @@ async fn both_backends_answer_alike() {
         format!("/api/slos?{range}&recompute=true"),
         format!("/api/journeys/segments?{range}&bucket=1m"),
         format!("/api/alerts?{range}"),
+        format!("/api/detections?{range}"),
     ];
     let b = backends();
     for uri in &uris {

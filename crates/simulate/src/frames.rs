@@ -20,6 +20,8 @@ pub(crate) struct Header {
     pub ttl: u8,
     pub ip_id: u16,
     pub tcp_seq: u32,
+    /// TCP flags (SYN, SYN-ACK, then PSH-ACK, as a connection goes).
+    pub tcp_flags: u8,
 }
 
 /// An Ethernet II frame carrying the packet and `payload`.
@@ -52,7 +54,7 @@ pub(crate) fn build_frame(h: &Header, payload: &[u8]) -> Vec<u8> {
     if h.proto == 6 {
         f.extend_from_slice(&h.tcp_seq.to_be_bytes());
         f.extend_from_slice(&0u32.to_be_bytes());
-        f.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]); // PSH+ACK
+        f.extend_from_slice(&[0x50, h.tcp_flags, 0xff, 0xff, 0, 0, 0, 0]);
     } else {
         f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         f.extend_from_slice(&[0, 0]);

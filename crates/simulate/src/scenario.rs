@@ -223,6 +223,10 @@ struct Flow {
     reverse_packets: u64,
 }
 
+const TCP_SYN: u8 = 0x02;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+
 /// Runs a scenario.
 pub fn simulate(s: &Scenario) -> Result<Run, String> {
     if s.hops.is_empty() || s.hops.iter().any(|h| h.points.is_empty()) {
@@ -321,6 +325,9 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
         packets: packets.len() as u64,
     };
     let mut counters = vec![(0u16, 0u32); flows.len()];
+    // packets sent so far by each flow, each way: the first of each way
+    // opens the connection (SYN, SYN-ACK)
+    let mut sent = vec![[0u32; 2]; flows.len()];
     let mut nat_bindings = Vec::new();
     // (flow, link) pairs already bound
     let mut bound = std::collections::HashSet::new();
@@ -333,6 +340,8 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
         let (id, seq) = &mut counters[fi as usize];
         *id = id.wrapping_add(1);
         *seq = seq.wrapping_add(len as u32);
+        let opening = sent[fi as usize][usize::from(reverse)] == 0;
+        sent[fi as usize][usize::from(reverse)] += 1;
         let mut h = Header {
             src: if reverse { flow.server } else { flow.client },
             dst: if reverse { flow.client } else { flow.server },
@@ -351,6 +360,11 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
             ttl: 64,
             ip_id: *id ^ if reverse { 0x8000 } else { 0 },
             tcp_seq: *seq,
+            tcp_flags: match (opening, reverse) {
+                (true, false) => TCP_SYN,
+                (true, true) => TCP_SYN | TCP_ACK,
+                (false, _) => TCP_PSH | TCP_ACK,
+            },
         };
         // a reply starts behind every NAT it will cross: addressed to the translation
         if reverse {

@@ -1,0 +1,113 @@
+//! Security detections as a bus subscriber: every durable batch of flow
+//! records goes through the detector; the alert events it raises go back
+//! on the bus (the store writer keeps them in `alerts`) and out to the
+//! alert destinations, which it shares with the SLO analyzer.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hopscope_analyze::detect::DetectSnapshot;
+use hopscope_analyze::{Alert, Detector, Notifiers, rows};
+use hopscope_collector::Metrics;
+use hopscope_correlate::Watermark;
+use hopscope_store::{Backend, Table, now_ns};
+
+use crate::{Batch, Bus, Recv, Subscriber};
+
+/// Flows go quiet this long before the wall clock moves the detector's
+/// event time on (so that a scan that stopped resolves).
+const QUIET_NS: i64 = 10_000_000_000;
+/// How often address lists are checked for a new version.
+const LISTS_EVERY: Duration = Duration::from_secs(10);
+/// How far back firing alerts are read at start.
+const RESTORE_NS: i64 = 86_400_000_000_000;
+
+/// Whether a batch is for the detector: flow records the collector stored.
+pub fn wants(batch: &Arc<Batch>) -> bool {
+    batch.durable && batch.has_any(&[Table::Flows])
+}
+
+/// Starts the detector: picks up the detection alerts still firing in
+/// `store`, then reads what `subscriber` brings until its subscription
+/// ends. Returns the account it keeps.
+pub fn spawn(
+    mut detector: Detector,
+    notifiers: Arc<Notifiers>,
+    store: Arc<dyn Backend>,
+    subscriber: Subscriber<Arc<Batch>>,
+    bus: Arc<Bus<Arc<Batch>>>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(std::thread::JoinHandle<()>, Arc<Mutex<DetectSnapshot>>)> {
+    let now = now_ns();
+    match rows::read_alerts(store.as_ref(), now - RESTORE_NS, now + 1) {
+        Ok(events) => detector.restore(&events, now),
+        Err(e) => problem(&metrics, format!("detections: alerts not read back: {e}")),
+    }
+    let restored: Vec<Alert> = detector.active().cloned().collect();
+    notifiers.resume(&restored);
+    let snapshot = Arc::new(Mutex::new(DetectSnapshot {
+        enabled: true,
+        firing: restored,
+        ..DetectSnapshot::default()
+    }));
+    let shared = snapshot.clone();
+    let thread = std::thread::Builder::new()
+        .name("detector".into())
+        .spawn(move || {
+            let mut watermark = Watermark::new(QUIET_NS);
+            let mut lists_checked = Instant::now();
+            loop {
+                let ended = match subscriber.recv_timeout(Duration::from_secs(1)) {
+                    Ok(batch) => {
+                        if let Err(e) = detector.add(batch.table(Table::Flows)) {
+                            problem(&metrics, format!("detections: flows not read: {e}"));
+                        }
+                        if let Some(n) = detector.newest_ns() {
+                            watermark.input(n, now_ns());
+                        }
+                        false
+                    }
+                    Err(Recv::Timeout) => false,
+                    Err(Recv::Ended) => true,
+                };
+                if lists_checked.elapsed() >= LISTS_EVERY {
+                    lists_checked = Instant::now();
+                    let problems = detector.refresh_lists();
+                    for p in &problems {
+                        problem(&metrics, format!("detections: {p}"));
+                    }
+                    shared.lock().expect("no panics hold it").problems = problems;
+                }
+                let judged = watermark.at(now_ns());
+                let events = detector.advance(judged);
+                shared
+                    .lock()
+                    .expect("no panics hold it")
+                    .update(&detector, &events, judged);
+                publish(&bus, &notifiers, &events, &metrics);
+                if ended {
+                    return;
+                }
+            }
+        })?;
+    Ok((thread, snapshot))
+}
+
+fn problem(metrics: &Metrics, text: String) {
+    metrics.publish(0, Vec::new(), vec![text]);
+}
+
+/// Alert events to the destinations and to the store writer.
+fn publish(bus: &Bus<Arc<Batch>>, notifiers: &Notifiers, events: &[Alert], metrics: &Metrics) {
+    if events.is_empty() {
+        return;
+    }
+    notifiers.send(events);
+    match rows::alerts_to_batch(events) {
+        Ok(b) => bus.publish(Arc::new(Batch {
+            tables: vec![(Table::Alerts, vec![b])],
+            ..Batch::default()
+        })),
+        Err(e) => problem(metrics, format!("detections: rows not built: {e}")),
+    }
+}
