@@ -22,6 +22,7 @@ mod columns;
 pub mod detect;
 pub mod live;
 pub mod notify;
+pub mod policy;
 pub mod rca;
 pub mod report;
 pub mod rows;
@@ -34,6 +35,7 @@ pub use budget::{Budget, History};
 pub use detect::{DetectConfig, DetectStats, Detector, detect_range};
 pub use live::{Analyzer, Output, SloNow, Snapshot};
 pub use notify::{Notifiers, NotifyConfig, SinkReport};
+pub use policy::{Policy, PolicyConfig, PolicyReport, policy_report};
 pub use rca::{Candidate, Focus, RcaQuery, RcaReport, SeriesReport, rank, segment_series};
 pub use report::{
     AlertReport, DetectionReport, Offender, RcaTarget, SloReport, alert_report, detection_report,

@@ -29,6 +29,9 @@ pub struct ConfigFile {
     /// `[detect]`: security detections over flows (on by default).
     #[serde(default)]
     pub detect: hopscope_analyze::DetectConfig,
+    /// `[policy]`: zones, intent rules and path rules.
+    #[serde(default)]
+    pub policy: hopscope_analyze::PolicyConfig,
 }
 
 impl ConfigFile {
@@ -40,6 +43,7 @@ impl ConfigFile {
             slos: hopscope_analyze::Slo::compile_all(&self.slo)?,
             alerts: self.alerts.clone(),
             detect: self.detect.clone(),
+            policy: self.serve.policy(&self.policy)?,
         })
     }
 }
@@ -50,6 +54,19 @@ pub struct Assurance {
     pub slos: Vec<hopscope_analyze::Slo>,
     pub alerts: hopscope_analyze::NotifyConfig,
     pub detect: hopscope_analyze::DetectConfig,
+    pub policy: hopscope_analyze::Policy,
+}
+
+impl Assurance {
+    /// The detections, with the policy; none when `[detect]` is off.
+    pub fn detector(&self) -> Result<Option<hopscope_analyze::Detector>> {
+        if !self.detect.enabled {
+            return Ok(None);
+        }
+        Ok(Some(
+            hopscope_analyze::Detector::new(&self.detect)?.with_policy(self.policy.clone()),
+        ))
+    }
 }
 
 /// `[serve]`: the keys of `hopscope serve`'s flags, in kebab-case, the
@@ -147,6 +164,24 @@ impl SamplingEntry {
 impl ServeSection {
     /// The clock domain of every point named in `[[serve.clocks]]`, by
     /// point id; a point in two groups is an error.
+    /// A policy compiled against these networks (zones may name them).
+    pub fn policy(
+        &self,
+        config: &hopscope_analyze::PolicyConfig,
+    ) -> Result<hopscope_analyze::Policy> {
+        let networks: Vec<hopscope_analyze::policy::Network<'_>> = self
+            .networks
+            .iter()
+            .map(|n| hopscope_analyze::policy::Network {
+                cidr: n.cidr,
+                name: &n.name,
+                role: n.role.as_deref(),
+                site: n.site.as_deref(),
+            })
+            .collect();
+        Ok(hopscope_analyze::Policy::compile(config, &networks)?)
+    }
+
     pub fn clock_domains(
         &self,
     ) -> Result<std::collections::HashMap<u64, hopscope_correlate::ClockDomain>> {

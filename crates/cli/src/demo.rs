@@ -66,11 +66,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let assurance = crate::config::Assurance {
-        slos: demo_slos()?,
-        alerts: hopscope_analyze::NotifyConfig::default(),
-        detect: hopscope_analyze::DetectConfig::default(),
-    };
+    let assurance = demo_assurance()?;
     let result = crate::serve::run_with(&serve, &section, assurance, stop.clone(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {
@@ -158,9 +154,9 @@ fn finish(network: &mut DemoNetwork) {
     }
 }
 
-/// The demo's SLOs (`demo-slos.toml`).
-fn demo_slos() -> Result<Vec<hopscope_analyze::Slo>> {
+/// The demo's SLOs, detections and policy (`demo.toml`).
+fn demo_assurance() -> Result<crate::config::Assurance> {
     let file: crate::config::ConfigFile =
-        toml::from_str(include_str!("demo-slos.toml")).context("demo-slos.toml")?;
-    Ok(hopscope_analyze::Slo::compile_all(&file.slo)?)
+        toml::from_str(include_str!("demo.toml")).context("demo.toml")?;
+    file.assurance().context("demo.toml")
 }

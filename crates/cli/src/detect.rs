@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hopscope_analyze::{AlertState, DetectionReport, detect_range, detection_report};
 use hopscope_schema::format_time;
 
@@ -16,7 +16,10 @@ pub fn run(args: &DetectArgs, config: &ConfigFile) -> Result<ExitCode> {
     let (from_ns, to_ns) = args.range.or_last("1h")?;
     let report = if args.recompute {
         let assurance = config.assurance()?;
-        let (events, stats) = detect_range(&store, &assurance.detect, from_ns, to_ns)?;
+        let detector = assurance
+            .detector()?
+            .context("[detect] is off (enabled = false) in the configuration")?;
+        let (events, stats) = detect_range(&store, detector, from_ns, to_ns)?;
         if !args.json {
             println!(
                 "{} flow records read ({} sampled, {} without addresses)",

@@ -8,6 +8,7 @@ mod decode;
 mod demo;
 mod detect;
 mod journeys;
+mod policy;
 mod probe;
 mod query;
 mod serve;
@@ -86,6 +87,11 @@ enum Command {
     /// offenders, or every detection run again over the stored flows
     /// with --recompute.
     Detect(DetectArgs),
+    /// Segmentation policy (`[policy]` of --config, or a rules file):
+    /// what each intent rule allowed or denied over a range, and the
+    /// journeys that bypassed a path rule's point. `hopscope policy check
+    /// RULES.toml` runs proposed rules over the past (what-if).
+    Policy(PolicyArgs),
     /// Root cause: the segments of the path ranked by the evidence against
     /// them (loss and delay beyond the baseline before the range, votes of
     /// the affected journeys), for an alert, an SLO or a journey filter.
@@ -169,6 +175,20 @@ struct DetectArgs {
     #[arg(long)]
     recompute: bool,
     /// JSON: the events, the alerts firing and the offenders.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct PolicyArgs {
+    /// `check`, then a rules file (zones, rules, paths; or a configuration
+    /// file with [policy]); none: the configured policy.
+    #[arg(value_names = ["check", "RULES.toml"])]
+    action: Vec<String>,
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    range: RangeArgs,
     #[arg(long)]
     json: bool,
 }
@@ -612,6 +632,7 @@ fn main() -> ExitCode {
                 Command::Alerts(args) => slo::run_alerts(&args),
                 Command::Rca(args) => slo::run_rca(&args, &config),
                 Command::Detect(args) => detect::run(&args, &config),
+                Command::Policy(args) => policy::run(&args, &config),
                 Command::Simulate(args) => simulate::run(&args),
             }
         });

@@ -158,9 +158,10 @@ pub fn run_with(
         http,
         token: args.token.clone(),
         exit_after_replay: args.exit_after_replay,
+        detector: assurance.detector()?,
         slos: assurance.slos,
         alerts: assurance.alerts,
-        detect: assurance.detect,
+        policy: (!assurance.policy.is_empty()).then_some(assurance.policy),
     };
     hopscope_pipeline::serve(config, stop, |listening| {
         for a in listening.udp {

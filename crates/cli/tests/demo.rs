@@ -136,7 +136,7 @@ fn hopscope_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .arg("--data-dir")
         .arg(dir)
-        .args(["--config", DEMO_SLOS, "--from", "0", "--json"])
+        .args(["--config", DEMO_CONFIG, "--from", "0", "--json"])
         .output()
         .unwrap();
     assert!(
@@ -148,7 +148,7 @@ fn hopscope_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// The SLOs the demo judges its journeys by.
-const DEMO_SLOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo-slos.toml");
+const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/demo.toml");
 
 /// Without incidents, every SLO's buckets are good and no alert fired.
 fn calm_raises_nothing(dir: &std::path::Path) {

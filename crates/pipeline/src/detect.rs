@@ -22,9 +22,13 @@ const LISTS_EVERY: Duration = Duration::from_secs(10);
 /// How far back firing alerts are read at start.
 const RESTORE_NS: i64 = 86_400_000_000_000;
 
-/// Whether a batch is for the detector: flow records the collector stored.
-pub fn wants(batch: &Arc<Batch>) -> bool {
-    batch.durable && batch.has_any(&[Table::Flows])
+/// Which batches are for the detector: flow records the collector stored,
+/// and with path rules the journeys the correlator closed.
+pub fn wants(journeys: bool) -> impl Fn(&Arc<Batch>) -> bool + Send + Sync + 'static {
+    move |batch| {
+        (batch.durable && batch.has_any(&[Table::Flows]))
+            || (journeys && !batch.durable && batch.has_any(&[Table::Journeys]))
+    }
 }
 
 /// Starts the detector: picks up the detection alerts still firing in
@@ -61,6 +65,9 @@ pub fn spawn(
                     Ok(batch) => {
                         if let Err(e) = detector.add(batch.table(Table::Flows)) {
                             problem(&metrics, format!("detections: flows not read: {e}"));
+                        }
+                        if let Err(e) = detector.add_journeys(batch.table(Table::Journeys)) {
+                            problem(&metrics, format!("path rules: journeys not read: {e}"));
                         }
                         if let Some(n) = detector.newest_ns() {
                             watermark.input(n, now_ns());

@@ -44,8 +44,11 @@ pub struct ServeConfig {
     pub slos: Vec<hopscope_analyze::Slo>,
     /// Where alerts go (`[alerts]`).
     pub alerts: hopscope_analyze::NotifyConfig,
-    /// `[detect]`: the security detections over flows.
-    pub detect: hopscope_analyze::DetectConfig,
+    /// The security detections over flows (`[detect]`, with the policy
+    /// of `[policy]`); none when they are off.
+    pub detector: Option<hopscope_analyze::Detector>,
+    /// The segmentation policy, for the API.
+    pub policy: Option<hopscope_analyze::Policy>,
 }
 
 /// Where a started pipeline listens, for whoever started it.
@@ -95,7 +98,8 @@ where
         exit_after_replay,
         slos,
         alerts,
-        detect,
+        detector,
+        policy,
     } = config;
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
@@ -152,22 +156,22 @@ where
         metrics.clone(),
     )
     .map_err(start("the analyzer"))?;
-    let detector = if detect.enabled {
-        let d =
-            hopscope_analyze::Detector::new(&detect).map_err(|e| PipelineError::Ready(e.into()))?;
-        Some(
-            detect::spawn(
-                d,
-                notifiers.clone(),
-                store.clone(),
-                bus.subscribe("detector", DETECTOR_QUEUE, Overflow::Drop, detect::wants),
-                bus.clone(),
-                metrics.clone(),
+    let detector = match detector {
+        Some(d) => {
+            let wants = detect::wants(d.wants_journeys());
+            Some(
+                detect::spawn(
+                    d,
+                    notifiers.clone(),
+                    store.clone(),
+                    bus.subscribe("detector", DETECTOR_QUEUE, Overflow::Drop, wants),
+                    bus.clone(),
+                    metrics.clone(),
+                )
+                .map_err(start("the detector"))?,
             )
-            .map_err(start("the detector"))?,
-        )
-    } else {
-        None
+        }
+        None => None,
     };
     let detection = detector.as_ref().map(|(_, s)| s.clone());
     let store_writer = follow::spawn_store_writer(
@@ -208,7 +212,10 @@ where
                 detection: detection.clone(),
             }),
             token,
-            slos.into(),
+            hopscope_server::Analytics {
+                slos: slos.into(),
+                policy: policy.map(Arc::new),
+            },
             async move {
                 while !stop.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(100)).await;

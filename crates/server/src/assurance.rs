@@ -53,7 +53,7 @@ pub(crate) async fn slos(
 ) -> Result<Json<Value>, ApiError> {
     let (from_ns, to_ns) = p.range("6h")?;
     let store = state.store.clone();
-    let slos = state.slos.clone();
+    let slos = state.analytics.slos.clone();
     let recompute = p.recompute;
     let reports = blocking(move || {
         Ok(hopscope_analyze::slo_report(
@@ -123,6 +123,45 @@ pub(crate) async fn detections(
     })))
 }
 
+/// The configured segmentation policy over a range: what each rule
+/// allowed or denied, the journeys that bypassed a path rule's point, and
+/// the violations' alerts.
+pub(crate) async fn policy(
+    State(state): State<AppState>,
+    Params(p): Params<RangeParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (from_ns, to_ns) = p.range("1h")?;
+    let Some(policy) = state.analytics.policy.clone() else {
+        return Ok(Json(
+            json!({"configured": false, "rules": [], "paths": [], "violations": []}),
+        ));
+    };
+    let store = state.store.clone();
+    let (report, alerts) = blocking(move || {
+        let report = hopscope_analyze::policy_report(store.as_ref(), &policy, from_ns, to_ns)?;
+        let mut alerts = hopscope_analyze::detection_report(store.as_ref(), from_ns, to_ns)?;
+        alerts.events.retain(|a| {
+            [
+                hopscope_analyze::policy::RULE,
+                hopscope_analyze::policy::PATH_RULE,
+            ]
+            .contains(&a.rule.as_str())
+        });
+        Ok((report, alerts.events))
+    })
+    .await?;
+    Ok(Json(json!({
+        "configured": true,
+        "rules": report.rules,
+        "paths": report.paths,
+        "flows": report.flows,
+        "journeys": report.journeys,
+        "violations": alerts,
+        "from_ns": from_ns,
+        "to_ns": to_ns,
+    })))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct RcaParams {
     since: Option<String>,
@@ -171,7 +210,7 @@ pub(crate) async fn rca(
         })?,
     };
     let store = state.store.clone();
-    let slos = state.slos.clone();
+    let slos = state.analytics.slos.clone();
     let mut report = blocking(move || {
         Ok(hopscope_analyze::rca_report(
             store.as_ref(),

@@ -50,9 +50,16 @@ pub trait Telemetry: Send + Sync + std::fmt::Debug {
 pub struct AppState {
     pub store: Arc<dyn Backend>,
     pub telemetry: Arc<dyn Telemetry>,
-    /// The configured SLOs, for `/api/slos`.
-    pub slos: Arc<[hopscope_analyze::Slo]>,
+    pub analytics: Analytics,
     token: Option<Arc<str>>,
+}
+
+/// What the API judges by: the configured SLOs (`/api/slos`) and
+/// segmentation policy (`/api/policy`).
+#[derive(Debug, Clone, Default)]
+pub struct Analytics {
+    pub slos: Arc<[hopscope_analyze::Slo]>,
+    pub policy: Option<Arc<hopscope_analyze::Policy>>,
 }
 
 /// Why the server cannot start.
@@ -74,12 +81,12 @@ pub fn router(
     store: Arc<dyn Backend>,
     telemetry: Arc<dyn Telemetry>,
     token: Option<String>,
-    slos: Arc<[hopscope_analyze::Slo]>,
+    analytics: Analytics,
 ) -> Router {
     let state = AppState {
         store,
         telemetry,
-        slos,
+        analytics,
         token: token.map(Arc::from),
     };
     Router::new()
@@ -98,6 +105,7 @@ pub fn router(
         .route("/api/slos", get(assurance::slos))
         .route("/api/alerts", get(assurance::alerts))
         .route("/api/detections", get(assurance::detections))
+        .route("/api/policy", get(assurance::policy))
         .route("/api/rca", get(assurance::rca))
         .route("/", get(ui::index))
         .route("/assets/{file}", get(ui::asset))
@@ -112,7 +120,7 @@ pub async fn serve(
     store: Arc<dyn Backend>,
     telemetry: Arc<dyn Telemetry>,
     token: Option<String>,
-    slos: Arc<[hopscope_analyze::Slo]>,
+    analytics: Analytics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     if !addr.ip().is_loopback() && token.as_deref().is_none_or(str::is_empty) {
@@ -121,7 +129,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Listen { addr, source })?;
-    axum::serve(listener, router(store, telemetry, token, slos))
+    axum::serve(listener, router(store, telemetry, token, analytics))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServerError::Listen { addr, source })

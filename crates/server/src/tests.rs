@@ -83,6 +83,67 @@ fn received_at_end(flows: arrow_array::RecordBatch) -> arrow_array::RecordBatch 
     arrow_array::RecordBatch::try_new(schema, columns).unwrap()
 }
 
+/// The policy the API judges the fixture by: the simulator's clients
+/// (10.1/16) may reach its servers (10.2/16) over TCP, nothing else; their
+/// traffic crosses r2 and no firewall.
+fn policy() -> hopscope_analyze::Policy {
+    let config: hopscope_analyze::PolicyConfig = toml::from_str(
+        r#"
+        default = "deny"
+        [[zone]]
+        name = "clients"
+        cidr = ["10.1.0.0/16"]
+        [[zone]]
+        name = "servers"
+        cidr = ["10.2.0.0/16"]
+        [[rule]]
+        name = "clients-tcp"
+        from = "clients"
+        to = "servers"
+        proto = "tcp"
+        action = "allow"
+        [[path]]
+        name = "through-r2"
+        from = "clients"
+        to = "servers"
+        via = "r2"
+        [[path]]
+        name = "through-a-firewall"
+        from = "clients"
+        to = "servers"
+        via = "fw"
+        "#,
+    )
+    .unwrap();
+    hopscope_analyze::Policy::compile(&config, &[]).unwrap()
+}
+
+/// The simulator's TCP is allowed and its UDP denied by default; every
+/// journey crossed r2 and bypassed the firewall that is not there.
+#[tokio::test]
+async fn the_policy_is_judged_on_flows_and_journeys() {
+    let v = get("/api/policy?since=1h").await;
+    let rule = |name: &str| {
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == name)
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+            .clone()
+    };
+    assert_eq!(rule("clients-tcp")["action"], "allow");
+    assert!(rule("clients-tcp")["flows"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(rule("default")["action"], "deny");
+    assert!(rule("default")["flows"].as_u64().unwrap() > 0, "{v}");
+    let journeys = v["journeys"].as_u64().unwrap();
+    assert!(journeys > 0);
+    assert_eq!(v["paths"][0]["crossed"], v["paths"][0]["journeys"], "{v}");
+    assert_eq!(v["paths"][0]["bypassed"], 0);
+    assert_eq!(v["paths"][1]["crossed"], 0);
+    assert!(v["paths"][1]["bypassed"].as_u64().unwrap() > 0, "{v}");
+}
+
 /// The SLOs the API judges the fixture by: the lossy link's loss (5 %
 /// against a 1 % threshold) and the end-to-end delay (well under 1 s).
 fn slos() -> Arc<[hopscope_analyze::Slo]> {
@@ -137,7 +198,11 @@ async fn call_on(
     uri: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let app = router(backend, Arc::new(Quiet), token.map(String::from), slos());
+    let analytics = crate::Analytics {
+        slos: slos(),
+        policy: Some(Arc::new(policy())),
+    };
+    let app = router(backend, Arc::new(Quiet), token.map(String::from), analytics);
     let mut request = Request::get(uri);
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -215,6 +280,7 @@ async fn both_backends_answer_alike() {
         format!("/api/journeys/segments?{range}&bucket=1m"),
         format!("/api/alerts?{range}"),
         format!("/api/detections?{range}"),
+        format!("/api/policy?{range}"),
     ];
     let b = backends();
     for uri in &uris {

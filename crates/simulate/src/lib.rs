@@ -17,6 +17,7 @@
 mod frames;
 mod rng;
 mod scenario;
+mod security;
 
 pub use frames::write_pcap;
 pub use rng::Rng;
@@ -24,6 +25,7 @@ pub use scenario::{
     Capture, HopSpec, LinkSpec, LinkTruth, NatBinding, NatSpec, PointSpec, PointTruth, Run,
     Scenario, SimFrame, Traffic, Truth, simulate,
 };
+pub use security::{ATTACKS, Attack, LOOKALIKES, SecurityRun, security_scenario};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::ArrowError;

@@ -4,7 +4,9 @@
 //! packets, 1 Gb/s or 3,500 flows a second; a SYN flood is 1,000 flows of
 //! SYNs only a second, half of the destination's flows at least.
 //!
-//! Rates are of scaled volumes (sampling applied), over a sliding window
+//! Packets and bits count what is not an established TCP connection (UDP,
+//! ICMP, TCP without an acknowledgement): a backup at line rate is no
+//! flood, a UDP or SYN flood is. Rates are of scaled volumes (sampling applied), over a sliding window
 //! of whole seconds by the flows' own times: a record's packets are spread
 //! over the seconds it lasted, so a long flow exported at once does not
 //! look like a burst. Each observation point's view is kept apart and the
@@ -17,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Finding;
-use super::flows::FlowEvent;
+use super::flows::{ACK, FlowEvent};
 use super::scan::duration;
 use crate::AnalyzeError;
 
@@ -185,11 +187,18 @@ impl Floods {
             let first = e.start_ns.div_euclid(SECOND);
             let last = e.end_ns.div_euclid(SECOND);
             let span = (last - first + 1) as f64;
+            // an established TCP transfer (a backup at line rate) is not a
+            // flood: its packets count for no volumetric threshold
+            let volume = if e.proto == 6 && e.tcp_flags.is_some_and(|f| f & ACK != 0) {
+                0.0
+            } else {
+                1.0
+            };
             // only the seconds a window can still hold
             for second in first.max(last - self.window_s)..=last {
                 let t = seconds.at(second);
-                t.packets += e.packets as f64 / span;
-                t.bytes += e.bytes as f64 / span;
+                t.packets += volume * e.packets as f64 / span;
+                t.bytes += volume * e.bytes as f64 / span;
                 t.sampling = t.sampling.max(e.sampling);
                 if second == last {
                     t.flows += e.sampling;
@@ -422,12 +431,12 @@ mod tests {
             e.packets = 20;
             events.push(e);
         }
-        // a backup: one flow of 10 minutes, 6 million packets (10,000 a
-        // second), exported at once
+        // a backup: one flow of 10 minutes, 30 million packets (50,000 a
+        // second, over the threshold), exported at once
         let mut backup = syn(7, 600 * SECOND, 1);
         backup.start_ns = 0;
-        backup.packets = 6_000_000;
-        backup.bytes = 6_000_000 * 1_000;
+        backup.packets = 30_000_000;
+        backup.bytes = 30_000_000 * 1_000;
         backup.tcp_flags = Some(SYN | ACK | PSH);
         events.push(backup);
         f.add(&events);

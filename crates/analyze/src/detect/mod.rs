@@ -67,7 +67,13 @@ fn yes() -> bool {
 }
 
 /// The rules of detection alerts (the `rule` of their [`Alert`]s).
-pub const RULES: &[&str] = &[scan::RULE, flood::RULE, lists::RULE];
+pub const RULES: &[&str] = &[
+    scan::RULE,
+    flood::RULE,
+    lists::RULE,
+    crate::policy::RULE,
+    crate::policy::PATH_RULE,
+];
 
 /// Whether an alert was raised by a detection.
 pub fn is_detection(alert: &Alert) -> bool {
@@ -202,6 +208,10 @@ pub struct DetectStats {
     pub skipped: u64,
     /// Records of sampled traffic (their volumes scaled).
     pub sampled: u64,
+    /// Journeys checked against path rules, and those that did not cross
+    /// a rule's point but whose exporters lost telemetry (no proof).
+    pub journeys: u64,
+    pub unproven_paths: u64,
     /// Sources, destinations and probes not tracked because a bound was hit.
     pub untracked: u64,
     /// The sources and destinations being followed now.
@@ -217,9 +227,10 @@ pub struct Detector {
     scans: scan::Scans,
     floods: flood::Floods,
     lists: Vec<AddressList>,
+    policy: Option<crate::policy::Policy>,
     tracker: Tracker,
-    /// What the address lists found since the last advance.
-    listed: Vec<Finding>,
+    /// What the address lists and the policy found since the last advance.
+    found: Vec<Finding>,
     /// The newest flow end seen: the detector's event time.
     newest_ns: Option<i64>,
     stats: DetectStats,
@@ -237,11 +248,42 @@ impl Detector {
             scans: scan::Scans::new(&config.scan)?,
             floods: flood::Floods::new(&config.flood)?,
             lists,
+            policy: None,
             tracker: Tracker::default(),
-            listed: Vec::new(),
+            found: Vec::new(),
             newest_ns: None,
             stats: DetectStats::default(),
         })
+    }
+
+    /// Also judges flows against a segmentation policy, and journeys
+    /// against its path rules.
+    pub fn with_policy(mut self, policy: crate::policy::Policy) -> Detector {
+        self.policy = (!policy.is_empty()).then_some(policy);
+        self
+    }
+
+    /// Whether journeys are of use (a policy has path rules).
+    pub fn wants_journeys(&self) -> bool {
+        self.policy.as_ref().is_some_and(|p| p.has_path_rules())
+    }
+
+    /// Reads journeys (rows of the journeys table) for the path rules.
+    pub fn add_journeys(
+        &mut self,
+        batches: &[arrow_array::RecordBatch],
+    ) -> Result<(), AnalyzeError> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        for b in batches {
+            let journeys = crate::policy::read_journeys(b)?;
+            let (found, unproven) = policy.bypasses(&journeys);
+            self.stats.journeys += journeys.len() as u64;
+            self.stats.unproven_paths += unproven;
+            self.found.extend(found);
+        }
+        Ok(())
     }
 
     /// Reads flow records (rows of the flows table).
@@ -261,7 +303,10 @@ impl Detector {
         self.scans.add(events);
         self.floods.add(events);
         for list in &self.lists {
-            self.listed.extend(list.check(events));
+            self.found.extend(list.check(events));
+        }
+        if let Some(p) = &self.policy {
+            self.found.extend(p.violations(events));
         }
         if let Some(newest) = events.iter().map(|e| e.end_ns).max() {
             self.newest_ns = Some(self.newest_ns.map_or(newest, |n| n.max(newest)));
@@ -277,7 +322,7 @@ impl Detector {
     /// Judges everything read up to `now_ns` (event time): the alert
     /// events, firing and resolving, in order.
     pub fn advance(&mut self, now_ns: i64) -> Vec<Alert> {
-        let mut findings = std::mem::take(&mut self.listed);
+        let mut findings = std::mem::take(&mut self.found);
         findings.extend(self.scans.evaluate(now_ns));
         findings.extend(self.floods.evaluate(now_ns));
         let mut events: Vec<Alert> = findings
@@ -310,7 +355,8 @@ impl Detector {
             let quiet = match a.rule.as_str() {
                 scan::RULE => self.scans.quiet_ns(),
                 flood::RULE => self.floods.quiet_ns(),
-                _ => lists::QUIET_NS,
+                lists::RULE => lists::QUIET_NS,
+                _ => crate::policy::QUIET_NS,
             };
             self.tracker.restore(a.clone(), quiet, now_ns);
         }
@@ -448,45 +494,65 @@ impl DetectSnapshot {
     }
 }
 
-/// Runs every detection over the flows of `[from_ns, to_ns)` in the store,
-/// in the order the flows ended: the alert events a live run would have
-/// raised, and those still firing at the end resolved.
+/// Runs `detector` over the flows (and, for path rules, the journeys) of
+/// `[from_ns, to_ns)` in the store, in the order the flows ended: the
+/// alert events a live run would have raised, and those still firing at
+/// the end resolved.
 pub fn detect_range(
     store: &dyn hopscope_store::Backend,
-    config: &DetectConfig,
+    mut detector: Detector,
     from_ns: i64,
     to_ns: i64,
 ) -> Result<(Vec<Alert>, DetectStats), AnalyzeError> {
-    let mut detector = Detector::new(config)?;
+    use hopscope_store::Table;
     let mut events = Vec::new();
     let mut failed = None;
-    // an hour at a time, of the hours that hold flows, in flow-end order
     let hour = hopscope_store::layout::HOUR_NS;
-    for start in crate::columns::hours_holding(store, hopscope_store::Table::Flows, from_ns, to_ns)?
-    {
+    // an hour at a time, of the hours that hold flows
+    for start in crate::columns::hours_holding(store, Table::Flows, from_ns, to_ns)? {
         let (at, until) = (start.max(from_ns), start.saturating_add(hour).min(to_ns));
         let mut rows = Vec::new();
-        store.scan(
-            hopscope_store::Table::Flows,
-            flows::COLUMNS,
-            at,
-            until,
-            &mut |b| {
-                match flows::read(&b) {
-                    Ok((e, _)) => rows.extend(e),
-                    Err(e) => failed = Some(e),
-                }
-                Ok(())
-            },
-        )?;
+        store.scan(Table::Flows, flows::COLUMNS, at, until, &mut |b| {
+            match flows::read(&b) {
+                Ok((e, _)) => rows.extend(e),
+                Err(e) => failed = Some(e),
+            }
+            Ok(())
+        })?;
+        let mut journeys: Vec<(i64, arrow_array::RecordBatch)> = Vec::new();
+        if detector.wants_journeys() {
+            store.scan(
+                Table::Journeys,
+                crate::policy::JOURNEY_COLUMNS,
+                at,
+                until,
+                &mut |b| {
+                    // one journey a batch, so that each is read at its time
+                    if let Ok(t) = crate::columns::times(&b) {
+                        let t = t.clone();
+                        journeys.extend((0..b.num_rows()).map(|i| (t.value(i), b.slice(i, 1))));
+                    }
+                    Ok(())
+                },
+            )?;
+            journeys.sort_by_key(|(t, _)| *t);
+        }
         if let Some(e) = failed.take() {
             return Err(e);
         }
         rows.sort_by_key(|e| e.end_ns);
+        let mut journeys = journeys.into_iter().peekable();
         // a second of flows at a time, judged as a live run judges them
         for chunk in rows.chunk_by(|a, b| a.end_ns / 1_000_000_000 == b.end_ns / 1_000_000_000) {
+            let now = chunk[chunk.len() - 1].end_ns;
             detector.add_events(chunk);
-            events.extend(detector.advance(chunk[chunk.len() - 1].end_ns));
+            while let Some((_, j)) = journeys.next_if(|(t, _)| *t <= now) {
+                detector.add_journeys(&[j])?;
+            }
+            events.extend(detector.advance(now));
+        }
+        for (_, j) in journeys {
+            detector.add_journeys(&[j])?;
         }
     }
     events.extend(detector.finish());

@@ -3,11 +3,14 @@
 //! (horizontal) or 15 ports on one host (vertical) within 5 minutes.
 //!
 //! A failed attempt is a TCP record whose source acknowledged nothing (a
-//! SYN that got no connection, or a FIN, NULL or Xmas probe), a UDP
-//! datagram to a port that sent nothing back, or a ping left unanswered;
-//! UDP and pings wait a grace time for their answer. Records from a
-//! server's port to a client's (below 1024 to above) are answers, never
-//! attempts.
+//! SYN that got no connection, or a FIN, NULL or Xmas probe) to a target
+//! (host, port) it has no established connection with, a UDP datagram to
+//! a port that sent nothing back, or a ping left unanswered; each waits a
+//! grace time (10 s) for its answer or a connection that worked, so that a
+//! NAT gateway whose clients fail now and then is not a scanner. Records
+//! from a server's port to a client's (below 1024 to above) are answers,
+//! never attempts. On sampled records only TCP probes count: an answer
+//! may not have been sampled.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -27,8 +30,8 @@ const NAME: &str = "HopscopeScan";
 /// spoofed sources or a scan of a /8 stays bounded (and counted).
 const MAX_SOURCES: usize = 200_000;
 const MAX_TARGETS: usize = 20_000;
-/// A source whose share of targets explained by a more specific source is
-/// at least this is the same scan seen from behind a NAT.
+/// Two scans whose targets are this share of each other's are one scan
+/// seen from two sides of a NAT.
 const EXPLAINED: f64 = 0.9;
 
 /// `[detect.scan]`.
@@ -128,20 +131,16 @@ impl Probe {
 struct Attempt {
     last_ns: i64,
     probe: Probe,
-    /// TCP attempts fail as they are read; UDP and pings once their grace
-    /// has passed unanswered.
+    /// Answered (UDP, pings), or established by another connection of the
+    /// source to the target (TCP): an attempt fails once its grace has
+    /// passed without either.
     answered: bool,
     sampling: u64,
 }
 
 impl Attempt {
     fn failed(&self, now_ns: i64, grace_ns: i64) -> bool {
-        match self.probe {
-            Probe::Udp | Probe::Ping => {
-                !self.answered && self.last_ns.saturating_add(grace_ns) <= now_ns
-            }
-            _ => true,
-        }
+        !self.answered && self.last_ns.saturating_add(grace_ns) <= now_ns
     }
 }
 
@@ -234,22 +233,38 @@ impl Scans {
         }
         for e in events {
             let answers = match e.proto {
-                17 => Some(Target {
-                    dst: e.src,
-                    proto: 17,
-                    port: e.src_port,
-                }),
-                1 | 58 if e.is_echo_reply() => Some(Target {
-                    dst: e.src,
-                    proto: e.proto,
-                    port: 0,
-                }),
+                // an established connection to the target (a NAT's clients
+                // reaching a server: one failed SYN among many that worked)
+                6 if e.tcp_flags.is_some_and(|f| f & ACK != 0) => Some((
+                    e.src,
+                    Target {
+                        dst: e.dst,
+                        proto: 6,
+                        port: e.dst_port,
+                    },
+                )),
+                17 => Some((
+                    e.dst,
+                    Target {
+                        dst: e.src,
+                        proto: 17,
+                        port: e.src_port,
+                    },
+                )),
+                1 | 58 if e.is_echo_reply() => Some((
+                    e.dst,
+                    Target {
+                        dst: e.src,
+                        proto: e.proto,
+                        port: 0,
+                    },
+                )),
                 _ => None,
             };
-            if let Some(t) = answers
+            if let Some((source, t)) = answers
                 && let Some(a) = self
                     .sources
-                    .get_mut(&e.dst)
+                    .get_mut(&source)
                     .and_then(|s| s.attempts.get_mut(&t))
             {
                 a.answered = true;
@@ -354,11 +369,19 @@ struct Scan {
     also_seen_as: Vec<[u8; 16]>,
 }
 
-/// Whether `a` names a scan more specifically than `b`: fewer targets
-/// (the NAT's address carries its inside hosts' attempts together), and
-/// for the same targets a private address (the inside one).
+/// Whether most of `a`'s targets are `b`'s too.
+fn contained(a: &Scan, b: &Scan) -> bool {
+    let shared = a.targets.iter().filter(|t| b.targets.contains(t)).count();
+    shared as f64 >= EXPLAINED * a.targets.len() as f64
+}
+
+/// Whether `a` names a scan more specifically than `b`: its targets are
+/// mostly `b`'s (a NAT's address carries the attempts of every host
+/// behind it), and when each holds the other's (one scanner, seen on both
+/// sides of the NAT) the private address, the inside one.
 fn more_specific(a: &Scan, b: &Scan) -> bool {
-    (a.targets.len(), !is_private(a.src), a.src) < (b.targets.len(), !is_private(b.src), b.src)
+    contained(a, b)
+        && (!contained(b, a) || (!is_private(a.src), a.src) < (!is_private(b.src), b.src))
 }
 
 fn is_private(addr: [u8; 16]) -> bool {
@@ -369,8 +392,8 @@ fn is_private(addr: [u8; 16]) -> bool {
 }
 
 /// A scan from behind a source NAT shows from the scanner and from the
-/// NAT's address, with the same targets: the address whose targets are
-/// mostly another's, more specific, scan's is marked as explained by it.
+/// NAT's address, with the same targets: an address whose targets are
+/// mostly those of more specific scans is marked as explained by them.
 fn explain_behind_nat(scans: &mut [Scan]) {
     for b in 0..scans.len() {
         let specific: Vec<usize> = (0..scans.len())
@@ -484,8 +507,11 @@ fn attempt(e: &FlowEvent) -> Option<(Target, Probe)> {
     };
     match e.proto {
         6 if e.unestablished_tcp() => Some((target(e.dst_port), Probe::of_tcp(e.tcp_flags?))),
-        17 if !(e.src_port < 1024 && e.dst_port >= 1024) => Some((target(e.dst_port), Probe::Udp)),
-        1 | 58 if e.is_echo_request() => Some((target(0), Probe::Ping)),
+        // sampled, a reply may not be: unanswered proves nothing
+        17 if e.sampling == 1 && !(e.src_port < 1024 && e.dst_port >= 1024) => {
+            Some((target(e.dst_port), Probe::Udp))
+        }
+        1 | 58 if e.sampling == 1 && e.is_echo_request() => Some((target(0), Probe::Ping)),
         _ => None,
     }
 }
@@ -533,7 +559,7 @@ mod tests {
             .map(|p| flow([10, 0, 0, 6], [10, 0, 1, 1], 40000, p, 6, Some(SYN), 1))
             .collect();
         s.add(&events);
-        let found = s.evaluate(2_000_000_000);
+        let found = s.evaluate(12_000_000_000);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].subject, "10.0.0.6");
         assert_eq!(found[0].evidence["kind"], "vertical");
@@ -559,7 +585,7 @@ mod tests {
             )
         }));
         s.add(&events);
-        assert!(s.evaluate(2_000_000_000).is_empty());
+        assert!(s.evaluate(12_000_000_000).is_empty());
     }
 
     #[test]
@@ -584,6 +610,35 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].evidence["kind"], "horizontal");
         assert_eq!(found[0].evidence["probes"]["udp"], 40);
+    }
+
+    #[test]
+    fn a_nat_gateway_whose_clients_fail_now_and_then_is_not_a_scanner() {
+        let mut s = scans();
+        let mut events = Vec::new();
+        for h in 0..30u8 {
+            // one failed SYN to each of 30 servers, many that worked
+            events.push(flow(
+                [198, 51, 100, 20],
+                [10, 2, 0, h],
+                40000,
+                443,
+                6,
+                Some(SYN),
+                1,
+            ));
+            events.push(flow(
+                [198, 51, 100, 20],
+                [10, 2, 0, h],
+                40001,
+                443,
+                6,
+                Some(SYN | ACK | PSH),
+                3,
+            ));
+        }
+        s.add(&events);
+        assert!(s.evaluate(20_000_000_000).is_empty());
     }
 
     #[test]
@@ -619,8 +674,21 @@ mod tests {
                 1,
             ));
         }
+        // the NAT's side missed two probes and has another host's failures
+        events.retain(|e| !(e.src[15] == 10 && e.dst_port < 3));
+        events.extend((0..2).map(|p| {
+            flow(
+                [198, 51, 100, 10],
+                [192, 0, 2, 9],
+                20100,
+                9000 + p,
+                6,
+                Some(SYN),
+                1,
+            )
+        }));
         s.add(&events);
-        let found = s.evaluate(2_000_000_000);
+        let found = s.evaluate(12_000_000_000);
         assert_eq!(found.len(), 1, "{found:#?}");
         assert_eq!(found[0].subject, "10.1.66.6");
         assert_eq!(found[0].evidence["also_seen_as"][0], "198.51.100.10");
