@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 lscpu | grep 'Model name' || true
 /usr/bin/time -f 'wall %e s, peak %M KiB' \
   cargo test --release -p hopscope-analyze --test detect_campaign -- --ignored --nocapture 2>&1 |
-  grep -E 'precision|found|false alarm|wall|test result'
+  grep -E 'precision|found|false alarm|per million|wall|test result'

@@ -47,6 +47,7 @@ type Outcome = (
     BTreeMap<&'static str, Score>,
     BTreeMap<&'static str, (u64, u64)>,
     Vec<String>,
+    (u64, std::time::Duration),
 );
 
 /// Runs `n` scenarios.
@@ -59,6 +60,8 @@ fn campaign(n: u64) -> Outcome {
         .collect();
     let mut by_kind: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     let mut false_alarms = Vec::new();
+    // records read and the time the detector took over them
+    let (mut records, mut judging) = (0u64, std::time::Duration::ZERO);
     for seed in 0..n {
         let mut rng = Rng::new(1_000 + seed);
         let sampled = seed % 5 == 4;
@@ -122,8 +125,11 @@ fn campaign(n: u64) -> Outcome {
                 while to < batch.num_rows() && times.value(to) < flush_end {
                     to += 1;
                 }
+                let started = std::time::Instant::now();
                 detector.add(&[batch.slice(from, to - from)]).unwrap();
                 events.extend(detector.advance(detector.newest_ns().unwrap()));
+                judging += started.elapsed();
+                records += (to - from) as u64;
                 from = to;
             }
         }
@@ -161,11 +167,16 @@ fn campaign(n: u64) -> Outcome {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    (scores, by_kind, false_alarms)
+    (scores, by_kind, false_alarms, (records, judging))
 }
 
 fn check(n: u64) {
-    let (scores, by_kind, false_alarms) = campaign(n);
+    let (scores, by_kind, false_alarms, (records, judging)) = campaign(n);
+    eprintln!(
+        "detections: {records} flow records in {:.2} s: {:.2} s per million",
+        judging.as_secs_f64(),
+        judging.as_secs_f64() * 1e6 / records.max(1) as f64
+    );
     for (rule, s) in &scores {
         eprintln!(
             "{rule}: precision {:.3}, recall {:.3} ({} found, {} false, {} missed)",

@@ -12,7 +12,11 @@
 //! look like a burst. Each observation point's view is kept apart and the
 //! busiest one judged: five routers exporting one flood are one flood.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Maps hashed fast, with a seed of the process (so spoofed addresses
+/// chosen to collide do not know it), as the collector hashes.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use hopscope_schema::format_addr;
 use serde::Deserialize;
@@ -29,6 +33,10 @@ const SECOND: i64 = 1_000_000_000;
 /// Destinations (times points) followed at most; sources kept per second.
 const MAX_DESTINATIONS: usize = 100_000;
 const MAX_SOURCES: usize = 64;
+/// The fewest seconds a rate is averaged over.
+const MIN_SECONDS: i64 = 3;
+/// How often (event time) the seconds out of every window are forgotten.
+const SWEEP_NS: i64 = 10_000_000_000;
 
 /// `[detect.flood]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +145,11 @@ pub(super) struct Floods {
     syn: f64,
     syn_share: f64,
     by_destination: HashMap<([u8; 16], u64), Seconds>,
+    /// The destinations (and points) given traffic since the last
+    /// evaluation: only their rates can have risen.
+    touched: std::collections::HashSet<([u8; 16], u64), foldhash::fast::RandomState>,
+    /// The last evaluation that forgot the seconds out of every window.
+    swept_ns: i64,
     untracked: u64,
 }
 
@@ -157,7 +170,9 @@ impl Floods {
             flows: c.flows as f64,
             syn: c.syn as f64,
             syn_share: c.syn_share,
-            by_destination: HashMap::new(),
+            by_destination: HashMap::default(),
+            touched: Default::default(),
+            swept_ns: i64::MIN,
             untracked: 0,
         })
     }
@@ -183,6 +198,7 @@ impl Floods {
                 self.untracked += 1;
                 continue;
             }
+            self.touched.insert(key);
             let seconds = self.by_destination.entry(key).or_default();
             let first = e.start_ns.div_euclid(SECOND);
             let last = e.end_ns.div_euclid(SECOND);
@@ -226,7 +242,20 @@ impl Floods {
         let until = now_ns.div_euclid(SECOND);
         let from = until - self.window_s;
         let mut worst: BTreeMap<[u8; 16], Rates> = BTreeMap::new();
-        self.by_destination.retain(|(dst, point), s| {
+        let limits = (self.pps, self.bps, self.flows, self.syn);
+        if now_ns.saturating_sub(self.swept_ns) >= SWEEP_NS {
+            self.by_destination.retain(|_, s| {
+                while s.tallies.front().is_some_and(|(sec, _)| *sec < from) {
+                    s.tallies.pop_front();
+                }
+                !s.tallies.is_empty()
+            });
+            self.swept_ns = now_ns;
+        }
+        for key in std::mem::take(&mut self.touched) {
+            let Some(s) = self.by_destination.get_mut(&key) else {
+                continue;
+            };
             while s.tallies.front().is_some_and(|(sec, _)| *sec < from) {
                 s.tallies.pop_front();
             }
@@ -236,18 +265,38 @@ impl Floods {
                 .filter(|(sec, _)| *sec < until)
                 .map(|(_, t)| t)
                 .collect();
-            if !window.is_empty() {
-                let r = Rates::of(&window, self.window_s as f64, *point);
-                let w = worst.entry(*dst).or_insert_with(|| r.clone());
-                if r.packets_per_s > w.packets_per_s || r.flows_per_s > w.flows_per_s {
-                    *w = r;
+            if let Some((first, _)) = s.tallies.front() {
+                // traffic that began within the window is averaged over
+                // the seconds it has lasted (3 at least): a flood is
+                // judged as its first seconds arrive, not once it has
+                // filled the window
+                let lasted = (until - first).clamp(MIN_SECONDS, self.window_s);
+                let r = Rates::of(&window, lasted as f64, key.1);
+                if exceeds(&r, &limits) {
+                    let w = worst.entry(key.0).or_insert_with(|| r.clone());
+                    if r.packets_per_s > w.packets_per_s || r.flows_per_s > w.flows_per_s {
+                        *w = r;
+                    }
                 }
             }
-            !s.tallies.is_empty()
-        });
+            // the current second is not whole: judged again next time
+            if s.tallies.back().is_some_and(|(sec, _)| *sec >= until) {
+                self.touched.insert(key);
+            }
+        }
         worst
             .into_iter()
-            .filter_map(|(dst, r)| self.judge(dst, &r, (until - 1) * SECOND))
+            .filter_map(|(dst, mut r)| {
+                // who sends it, for the destinations over a threshold only
+                if let Some(s) = self.by_destination.get(&(dst, r.point)) {
+                    for (_, t) in s.tallies.iter().filter(|(sec, _)| *sec < until) {
+                        for (src, p) in &t.sources {
+                            *r.sources.entry(*src).or_default() += p;
+                        }
+                    }
+                }
+                self.judge(dst, &r, (until - 1) * SECOND)
+            })
             .collect()
     }
 
@@ -285,7 +334,7 @@ impl Floods {
         let top: Vec<_> = top
             .into_iter()
             .take(5)
-            .map(|(s, p)| json!({"source": format_addr(s), "packets_per_s": p / self.window_s as f64}))
+            .map(|(s, p)| json!({"source": format_addr(s), "packets_per_s": p / r.seconds}))
             .collect();
         let sampled = if r.sampling > 1 {
             format!("; sampled 1 in {}: rates scaled", r.sampling)
@@ -303,14 +352,14 @@ impl Floods {
             ]
             .into(),
             summary: format!(
-                "{kind} on {dst_text}: {:.0} packets/s, {:.1} Mb/s, {:.0} flows/s ({:.0} % SYN only) from {}{} sources over {} s{sampled}",
+                "{kind} on {dst_text}: {:.0} packets/s, {:.1} Mb/s, {:.0} flows/s ({:.0} % SYN only) from {}{} sources over {:.0} s{sampled}",
                 r.packets_per_s,
                 r.bits_per_s / 1e6,
                 r.flows_per_s,
                 syn_share * 100.0,
                 r.sources.len(),
                 if r.more_sources { "+" } else { "" },
-                self.window_s,
+                r.seconds,
             ),
             evidence: json!({
                 "destination": dst_text,
@@ -339,10 +388,21 @@ impl Floods {
     }
 }
 
+/// Whether rates pass any threshold (packets, bits, flows, SYN flows a
+/// second): the SYN share is the judge's to weigh.
+fn exceeds(r: &Rates, (pps, bps, flows, syn): &(f64, f64, f64, f64)) -> bool {
+    r.packets_per_s >= *pps
+        || r.bits_per_s >= *bps
+        || r.flows_per_s >= *flows
+        || r.syn_flows_per_s >= *syn
+}
+
 /// A destination's rates at one point over the window.
 #[derive(Debug, Clone)]
 struct Rates {
     point: u64,
+    /// The seconds averaged over.
+    seconds: f64,
     packets_per_s: f64,
     bits_per_s: f64,
     flows_per_s: f64,
@@ -353,22 +413,19 @@ struct Rates {
 }
 
 impl Rates {
+    /// The rates of a window; its sources are gathered later, for the
+    /// destinations judged.
     fn of(window: &[&Tally], seconds: f64, point: u64) -> Rates {
-        let mut sources: HashMap<[u8; 16], f64> = HashMap::new();
-        for t in window {
-            for (s, p) in &t.sources {
-                *sources.entry(*s).or_default() += p;
-            }
-        }
         Rates {
             point,
+            seconds,
             packets_per_s: window.iter().map(|t| t.packets).sum::<f64>() / seconds,
             bits_per_s: window.iter().map(|t| t.bytes).sum::<f64>() * 8.0 / seconds,
             flows_per_s: window.iter().map(|t| t.flows).sum::<u64>() as f64 / seconds,
             syn_flows_per_s: window.iter().map(|t| t.syn_flows).sum::<u64>() as f64 / seconds,
             sampling: window.iter().map(|t| t.sampling).max().unwrap_or(1),
             more_sources: window.iter().any(|t| t.other_sources > 0),
-            sources,
+            sources: HashMap::default(),
         }
     }
 }

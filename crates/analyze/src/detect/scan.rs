@@ -13,7 +13,11 @@
 //! may not have been sampled.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+
+/// Maps and sets hashed fast, with a seed of the process (so spoofed
+/// addresses chosen to collide do not know it), as the collector hashes.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use hopscope_schema::format_addr;
 use serde::Deserialize;
@@ -147,6 +151,9 @@ impl Attempt {
 #[derive(Debug, Default)]
 struct Source {
     attempts: HashMap<Target, Attempt>,
+    /// The newest attempt's time: a source whose newest attempt's grace
+    /// passed before the last evaluation has nothing new to judge.
+    newest_ns: i64,
 }
 
 /// The scan detection's state: attempts by source over the window.
@@ -158,8 +165,18 @@ pub(super) struct Scans {
     hosts: usize,
     ports: usize,
     sources: HashMap<[u8; 16], Source>,
+    /// The sources found scanning when last judged.
+    flagged: HashMap<[u8; 16], Scan>,
+    /// When the last evaluation ran, and the last that judged every
+    /// source and forgot what left the window.
+    judged_ns: i64,
+    swept_ns: i64,
     untracked: u64,
 }
+
+/// How often (event time) every source is judged again and old attempts
+/// forgotten; in between, only sources with attempts still in their grace.
+const SWEEP_NS: i64 = 10_000_000_000;
 
 /// A duration setting of `[detect]`, or an error naming its key.
 pub(super) fn duration(key: &str, text: &str) -> Result<i64, AnalyzeError> {
@@ -183,7 +200,10 @@ impl Scans {
             quiet_ns: duration("detect.scan.quiet", &c.quiet)?,
             hosts: c.hosts,
             ports: c.ports,
-            sources: HashMap::new(),
+            sources: HashMap::default(),
+            flagged: HashMap::default(),
+            judged_ns: i64::MIN,
+            swept_ns: i64::MIN,
             untracked: 0,
         })
     }
@@ -212,6 +232,7 @@ impl Scans {
                 continue;
             }
             let source = self.sources.entry(e.src).or_default();
+            source.newest_ns = source.newest_ns.max(e.end_ns);
             let answered = matches!(probe, Probe::Udp) && e.reverse_packets.is_some_and(|p| p > 0);
             let full = source.attempts.len() >= MAX_TARGETS;
             match source.attempts.entry(target) {
@@ -275,23 +296,49 @@ impl Scans {
     /// Forgets attempts older than the window, and names the sources
     /// scanning at `now_ns`.
     pub fn evaluate(&mut self, now_ns: i64) -> Vec<Finding> {
-        let oldest = now_ns.saturating_sub(self.window_ns);
-        self.sources.retain(|_, s| {
-            s.attempts.retain(|_, a| a.last_ns >= oldest);
-            !s.attempts.is_empty()
-        });
-        let mut flagged: Vec<Scan> = self
+        let sweep = now_ns.saturating_sub(self.swept_ns) >= SWEEP_NS;
+        if sweep {
+            let oldest = now_ns.saturating_sub(self.window_ns);
+            self.sources.retain(|_, s| {
+                s.attempts.retain(|_, a| a.last_ns >= oldest);
+                !s.attempts.is_empty()
+            });
+            self.flagged.clear();
+            self.swept_ns = now_ns;
+        }
+        let least = self.ports.min(self.hosts);
+        let judged = self.judged_ns;
+        let changed: Vec<([u8; 16], Option<Scan>)> = self
             .sources
             .iter()
-            .filter(|(_, s)| s.attempts.len() >= self.ports.min(self.hosts))
-            .filter_map(|(src, s)| self.judge(*src, s, now_ns))
+            .filter(|(_, s)| sweep || s.newest_ns.saturating_add(self.grace_ns) > judged)
+            .map(|(src, s)| {
+                let scan = (s.attempts.len() >= least)
+                    .then(|| self.judge(*src, s, now_ns))
+                    .flatten();
+                (*src, scan)
+            })
             .collect();
+        for (src, scan) in changed {
+            match scan {
+                Some(scan) => self.flagged.insert(src, scan),
+                None => self.flagged.remove(&src),
+            };
+        }
+        self.judged_ns = now_ns;
+        let mut flagged: Vec<Scan> = self.flagged.drain().map(|(_, s)| s).collect();
         explain_behind_nat(&mut flagged);
-        flagged
-            .into_iter()
+        let findings = flagged
+            .iter()
             .filter(|s| s.explained_by.is_none())
             .map(|s| s.finding(self))
-            .collect()
+            .collect();
+        for mut scan in flagged {
+            scan.explained_by = None;
+            scan.also_seen_as.clear();
+            self.flagged.insert(scan.src, scan);
+        }
+        findings
     }
 
     fn judge(&self, src: [u8; 16], s: &Source, now_ns: i64) -> Option<Scan> {
@@ -303,8 +350,8 @@ impl Scans {
         if failed.len() < self.ports.min(self.hosts) {
             return None;
         }
-        let mut ports_by_host: HashMap<[u8; 16], usize> = HashMap::new();
-        let mut hosts_by_port: HashMap<(u8, u16), usize> = HashMap::new();
+        let mut ports_by_host: HashMap<[u8; 16], usize> = HashMap::default();
+        let mut hosts_by_port: HashMap<(u8, u16), usize> = HashMap::default();
         for (t, _) in &failed {
             *ports_by_host.entry(t.dst).or_default() += 1;
             *hosts_by_port.entry((t.proto, t.port)).or_default() += 1;
@@ -314,7 +361,7 @@ impl Scans {
         if vertical.is_empty() && horizontal.is_empty() {
             return None;
         }
-        let mut probes: HashMap<Probe, usize> = HashMap::new();
+        let mut probes: HashMap<Probe, usize> = HashMap::default();
         for (_, a) in &failed {
             *probes.entry(a.probe).or_default() += 1;
         }
