@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The security lab's judge (scripts/lab-security).
 
-watch URL OUT: polls /api/detections, writing when each (rule, subject)
-first fired (wall clock) to OUT, until killed.
+watch URL OUT STOP: polls /api/detections, writing when each (rule,
+subject) first fired (wall clock) to OUT, until the file STOP exists.
 
 check LIVE RECOMPUTED ATTACKS SEEN STATUS: every attack raised exactly one
 alert of its rule naming its subject, nothing else fired, the recomputation
@@ -10,14 +10,15 @@ over the store found the same, and prints each alert's delay from its
 attack's start."""
 
 import json
+import os
 import sys
 import time
 import urllib.request
 
 
-def watch(url, out):
+def watch(url, out, stop):
     seen = {}
-    while True:
+    while not os.path.exists(stop):
         try:
             with urllib.request.urlopen(url + "/api/detections?since=1h", timeout=2) as r:
                 d = json.load(r)
@@ -69,6 +70,6 @@ def check(live_path, recomputed_path, attacks_path, seen_path, status_path):
 
 if __name__ == "__main__":
     if sys.argv[1] == "watch":
-        watch(sys.argv[2], sys.argv[3])
+        watch(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         check(*sys.argv[2:7])

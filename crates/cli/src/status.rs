@@ -21,10 +21,11 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
     let bus: Bus = serde_json::from_str(&body).context("reading the status")?;
     let whole: serde_json::Value = serde_json::from_str(&body).context("reading the status")?;
     print!(
-        "{}{}{}",
+        "{}{}{}{}",
         describe(&status),
         describe_bus(&bus.bus),
-        describe_analysis(&whole["analysis"])
+        describe_analysis(&whole["analysis"]),
+        describe_detection(&whole["detection"])
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -90,6 +91,41 @@ fn describe_bus(subscribers: &[SubscriberStats]) -> String {
     } else {
         format!("bus: {}\n", said.join("; "))
     }
+}
+
+/// What the security detections read and found (`detection` in the
+/// status, when they run).
+fn describe_detection(d: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let stats = &d["stats"];
+    if !stats.is_object() {
+        return String::new();
+    }
+    let mut out = format!(
+        "detections: {} flow records read ({} sampled), {} sources and destinations followed, {} left out at a bound",
+        stats["records"], stats["sampled"], stats["tracked"], stats["untracked"]
+    );
+    if stats["listed"].as_u64().unwrap_or(0) > 0 || stats["list_errors"].as_u64().unwrap_or(0) > 0 {
+        let _ = write!(
+            out,
+            "; {} listed addresses, {} bad list lines",
+            stats["listed"], stats["list_errors"]
+        );
+    }
+    let firing = d["firing"].as_array().map_or(&[][..], Vec::as_slice);
+    let _ = writeln!(out, "; {} firing", firing.len());
+    for f in firing {
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            f["rule"].as_str().unwrap_or(""),
+            f["summary"].as_str().unwrap_or("")
+        );
+    }
+    for p in d["problems"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  problem: {}", p.as_str().unwrap_or(""));
+    }
+    out
 }
 
 /// The SLOs' standing, the alerts firing and what the destinations
@@ -338,6 +374,23 @@ mod tests {
              alerts to alertmanager http://127.0.0.1:9093: 2 sent, 0 failed, 0 dropped\n"
         );
         assert_eq!(describe_analysis(&serde_json::Value::Null), "");
+    }
+
+    #[test]
+    fn the_detections_are_shown() {
+        let detection = serde_json::json!({
+            "stats": {"records": 120, "sampled": 0, "tracked": 7, "untracked": 0,
+                      "listed": 2, "list_errors": 1},
+            "firing": [{"rule": "scan", "summary": "10.1.66.6 scans (vertical, syn)"}],
+            "problems": ["drop.txt: 1 lines are not addresses, the first line 3: 'x'"],
+        });
+        assert_eq!(
+            describe_detection(&detection),
+            "detections: 120 flow records read (0 sampled), 7 sources and destinations followed, 0 left out at a bound; \
+             2 listed addresses, 1 bad list lines; 1 firing\n  scan: 10.1.66.6 scans (vertical, syn)\n  \
+             problem: drop.txt: 1 lines are not addresses, the first line 3: 'x'\n"
+        );
+        assert_eq!(describe_detection(&serde_json::Value::Null), "");
     }
 
     /// The counters are named by string where they are published and where

@@ -181,7 +181,7 @@ impl AddressList {
 
 /// The networks of a list's text, the count of lines that are not, and the
 /// first of them (its line number and text).
-fn parse(text: &str) -> (PrefixTable<Cidr>, u64, Option<(usize, String)>) {
+pub fn parse(text: &str) -> (PrefixTable<Cidr>, u64, Option<(usize, String)>) {
     let mut table = PrefixTable::default();
     let mut bad = 0;
     let mut first_bad = None;

@@ -17,7 +17,7 @@
 
 mod flood;
 pub mod flows;
-mod lists;
+pub mod lists;
 mod scan;
 
 use std::collections::BTreeMap;
