@@ -6,9 +6,11 @@
 //! record alone can say: a journey between the zones that did not cross
 //! the point bypassed it.
 //!
-//! Flow records are judged in the direction of the connection: the side
-//! with the lower port is the service (a reply, from port 443 to port
-//! 50000, is the same connection as its request). Addresses in no zone
+//! Flow records are judged in the direction of the connection: a TCP
+//! source that sent a SYN and acknowledged nothing opened it; otherwise
+//! the side with the lower port is the service (a reply, from port 443 to
+//! port 50000, is the same connection as its request), and an ICMP echo
+//! reply answers its request. Addresses in no zone
 //! are in the zone `outside`; `*` in a rule is any zone.
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AnalyzeError;
+use crate::detect::flows::Connection;
 use crate::detect::{Finding, FlowEvent};
 use crate::slo::side_matches;
 
@@ -277,9 +280,22 @@ impl Policy {
                 })
                 .collect()
         };
+        // a rule's name labels its alerts and verdicts: one of its own each
+        let mut names: Vec<String> = Vec::new();
+        let mut named = |key: &str, name: &str| -> Result<(), AnalyzeError> {
+            if name.trim().is_empty() || name == "default" || names.iter().any(|n| n == name) {
+                return Err(bad(
+                    key.into(),
+                    "a rule needs a name of its own (not empty, not 'default')".into(),
+                ));
+            }
+            names.push(name.to_string());
+            Ok(())
+        };
         let mut rules = Vec::new();
         for r in &c.rule {
             let key = format!("policy.rule '{}'", r.name);
+            named(&key, &r.name)?;
             let allow = match r.action.as_str() {
                 "allow" => true,
                 "deny" => false,
@@ -302,6 +318,7 @@ impl Policy {
         let mut paths = Vec::new();
         for p in &c.path {
             let key = format!("policy.path '{}'", p.name);
+            named(&key, &p.name)?;
             if p.via.trim().is_empty() {
                 return Err(bad(key, "via names the node or point to cross".into()));
             }
@@ -347,14 +364,12 @@ impl Policy {
     /// The connection a flow record is part of, and what the intent says
     /// of it. ICMP has no service port (0).
     pub fn judge(&self, e: &FlowEvent) -> Verdict {
-        let ports = matches!(e.proto, 6 | 17 | 132);
-        // the side with the lower port serves; a tie, the destination
-        let reply = ports && e.src_port < e.dst_port;
-        let (client, server, port) = if reply {
-            (e.dst, e.src, e.src_port)
-        } else {
-            (e.src, e.dst, if ports { e.dst_port } else { 0 })
-        };
+        let Connection {
+            client,
+            server,
+            port,
+            ..
+        } = e.connection();
         let (from, to) = (self.zone_of(client), self.zone_of(server));
         let rule = self.rules.iter().find(|r| {
             r.from.is_none_or(|z| z == from)
@@ -620,8 +635,8 @@ impl Tally {
 
     fn add(&mut self, packets: u64, bytes: u64, at_ns: i64) {
         self.flows += 1;
-        self.packets += packets;
-        self.bytes += bytes;
+        self.packets = self.packets.saturating_add(packets);
+        self.bytes = self.bytes.saturating_add(bytes);
         self.first_ns = self.first_ns.min(at_ns);
         self.last_ns = self.last_ns.max(at_ns);
     }
@@ -669,7 +684,10 @@ pub fn read_journeys(
                     packets.value(i)
                 },
                 bytes: if bytes.is_null(i) { 0 } else { bytes.value(i) },
-                unproven: (!lost.is_null(i) && lost.value(i) > 0)
+                // no path, packets lost or telemetry lost: no bypass proven
+                unproven: path.is_null(i)
+                    || path.value(i).is_empty()
+                    || (!lost.is_null(i) && lost.value(i) > 0)
                     || (!flags.is_null(i)
                         && flags.value(i).split(',').any(|f| f == "telemetry-loss")),
             })
@@ -734,7 +752,7 @@ impl Policy {
             let r = into.rules.entry(v.rule.clone()).or_default();
             r.allowed = v.allowed;
             r.flows += 1;
-            r.bytes += e.bytes;
+            r.bytes = r.bytes.saturating_add(e.bytes);
             let key = format!(
                 "{} ({}) > {}:{}/{} ({})",
                 format_addr(&v.client),
@@ -1043,5 +1061,12 @@ mod tests {
             bad("[[rule]]\nname='r'\nfrom='*'\nto='*'\nports=['9-1']\naction='deny'")
                 .contains("ports")
         );
+        // a rule's name labels its alerts: none empty, none twice
+        let rule =
+            |name: &str| format!("[[rule]]\nname='{name}'\nfrom='*'\nto='*'\naction='deny'\n");
+        for text in [rule(""), rule("default"), rule("r") + &rule("r")] {
+            assert!(bad(&text).contains("a name of its own"), "{text}");
+        }
+        assert!(bad("[[path]]\nname=''\nfrom='*'\nto='*'\nvia='fw'").contains("a name of its own"));
     }
 }

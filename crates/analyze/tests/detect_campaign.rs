@@ -1,7 +1,8 @@
 //! Detection accuracy on labelled scenarios from the simulator: attacks
 //! of every kind (scans of each type, SYN and UDP floods, a blocklisted
-//! peer) mixed with benign traffic that looks alike (a busy server, a
-//! backup job, a monitoring poller, a NAT gateway, failed connections),
+//! peer, a beacon, lateral movement) mixed with benign traffic that looks
+//! alike (a busy server, a backup job, a monitoring poller, a NAT
+//! gateway, failed connections, web browsing, an admin's jump host),
 //! from one or two observation points, a fifth of them sampled 1 in 10.
 //! Precision and recall per detection are both held to 0.95.
 //!
@@ -10,9 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use hopscope_analyze::detect::{DetectConfig, ListConfig};
+use hopscope_analyze::detect::{DetectConfig, LateralConfig, ListConfig};
 use hopscope_analyze::{AlertState, Detector};
-use hopscope_simulate::{ATTACKS, LOOKALIKES, Rng, security_scenario};
+use hopscope_simulate::{ATTACKS, LATERAL_LEARNING_S, LOOKALIKES, Rng, security_scenario};
 
 #[derive(Debug, Default)]
 struct Score {
@@ -54,10 +55,11 @@ type Outcome = (
 fn campaign(n: u64) -> Outcome {
     let dir = std::env::temp_dir().join(format!("hopscope-detect-campaign-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut scores: BTreeMap<&'static str, Score> = ["scan", "flood", "blocklist"]
-        .into_iter()
-        .map(|r| (r, Score::default()))
-        .collect();
+    let mut scores: BTreeMap<&'static str, Score> =
+        ["scan", "flood", "blocklist", "beacon", "lateral"]
+            .into_iter()
+            .map(|r| (r, Score::default()))
+            .collect();
     let mut by_kind: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     let mut false_alarms = Vec::new();
     // records read and the time the detector took over them
@@ -105,6 +107,11 @@ fn campaign(n: u64) -> Outcome {
                 name: "drop".into(),
                 path: list,
             }],
+            // the scenarios last ten minutes: peers are learned for three
+            lateral: LateralConfig {
+                learning: format!("{LATERAL_LEARNING_S}s"),
+                ..LateralConfig::default()
+            },
             ..DetectConfig::default()
         };
         let mut detector = Detector::new(&config).unwrap();

@@ -162,8 +162,6 @@ impl SamplingEntry {
 }
 
 impl ServeSection {
-    /// The clock domain of every point named in `[[serve.clocks]]`, by
-    /// point id; a point in two groups is an error.
     /// A policy compiled against these networks (zones may name them).
     pub fn policy(
         &self,
@@ -182,6 +180,8 @@ impl ServeSection {
         Ok(hopscope_analyze::Policy::compile(config, &networks)?)
     }
 
+    /// The clock domain of every point named in `[[serve.clocks]]`, by
+    /// point id; a point in two groups is an error.
     pub fn clock_domains(
         &self,
     ) -> Result<std::collections::HashMap<u64, hopscope_correlate::ClockDomain>> {

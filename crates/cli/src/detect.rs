@@ -26,7 +26,8 @@ pub fn run(args: &DetectArgs, config: &ConfigFile) -> Result<ExitCode> {
                 stats.records, stats.sampled, stats.skipped
             );
         }
-        // a recomputation has no "now": every alert resolves by the range's end
+        // a recomputation has no "now": every alert resolves, a quiet time
+        // after its last evidence
         DetectionReport::new(events, Vec::new())
     } else {
         detection_report(&store, from_ns, to_ns)?

@@ -112,6 +112,9 @@ fn describe_detection(d: &serde_json::Value) -> String {
             stats["listed"], stats["list_errors"]
         );
     }
+    if stats["learning"].as_bool() == Some(true) {
+        out.push_str("; lateral movement still learning which peers hosts reach");
+    }
     let firing = d["firing"].as_array().map_or(&[][..], Vec::as_slice);
     let _ = writeln!(out, "; {} firing", firing.len());
     for f in firing {

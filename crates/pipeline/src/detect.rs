@@ -19,8 +19,9 @@ use crate::{Batch, Bus, Recv, Subscriber};
 const QUIET_NS: i64 = 10_000_000_000;
 /// How often address lists are checked for a new version.
 const LISTS_EVERY: Duration = Duration::from_secs(10);
-/// How far back firing alerts are read at start.
-const RESTORE_NS: i64 = 86_400_000_000_000;
+/// How far back firing alerts are read at start (as `hopscope alerts`
+/// looks for alerts still firing).
+const RESTORE_NS: i64 = 30 * 86_400_000_000_000;
 
 /// Which batches are for the detector: flow records the collector stored,
 /// and with path rules the journeys the correlator closed.
@@ -49,9 +50,14 @@ pub fn spawn(
     }
     let restored: Vec<Alert> = detector.active().cloned().collect();
     notifiers.resume(&restored);
+    let mut problems = detector.refresh_lists();
+    for p in &problems {
+        problem(&metrics, format!("detections: {p}"));
+    }
     let snapshot = Arc::new(Mutex::new(DetectSnapshot {
         enabled: true,
         firing: restored,
+        problems: problems.clone(),
         ..DetectSnapshot::default()
     }));
     let shared = snapshot.clone();
@@ -79,11 +85,13 @@ pub fn spawn(
                 };
                 if lists_checked.elapsed() >= LISTS_EVERY {
                     lists_checked = Instant::now();
-                    let problems = detector.refresh_lists();
-                    for p in &problems {
+                    let now = detector.refresh_lists();
+                    // said once, as it appears; kept in the status while it holds
+                    for p in now.iter().filter(|p| !problems.contains(p)) {
                         problem(&metrics, format!("detections: {p}"));
                     }
-                    shared.lock().expect("no panics hold it").problems = problems;
+                    problems = now;
+                    shared.lock().expect("no panics hold it").problems = problems.clone();
                 }
                 let judged = watermark.at(now_ns());
                 let events = detector.advance(judged);

@@ -34,6 +34,17 @@ impl FlowType {
     }
 }
 
+/// The bits of `tcp_flags` (RFC 9293), as the probe, the simulator and
+/// the detections read them.
+pub mod tcp_flags {
+    pub const FIN: u16 = 0x01;
+    pub const SYN: u16 = 0x02;
+    pub const RST: u16 = 0x04;
+    pub const PSH: u16 = 0x08;
+    pub const ACK: u16 = 0x10;
+    pub const URG: u16 = 0x20;
+}
+
 /// Where a record's `sampling_rate` came from. A record whose rate is unknown
 /// is kept with `Unknown`, never dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@ pub use flows::{
     INTERFACE_COUNTER_FIELDS, InterfaceCounterBuilder, InterfaceCounterRecord, OtherField,
     PACKET_REPORT_FIELDS, PacketReportBuilder, PacketReportRecord, SamplingSource,
     exporter_health_schema, flow_schema, interface_counter_schema, packet_report_schema,
-    stored_flow_schema,
+    stored_flow_schema, tcp_flags,
 };
 pub use journeys::{JOURNEY_FIELDS, SEGMENT_FIELDS, journey_schema, segment_schema};
 pub use key::{CanonicalKey, FlowTuple};

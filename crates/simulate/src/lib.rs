@@ -25,7 +25,9 @@ pub use scenario::{
     Capture, HopSpec, LinkSpec, LinkTruth, NatBinding, NatSpec, PointSpec, PointTruth, Run,
     Scenario, SimFrame, Traffic, Truth, simulate,
 };
-pub use security::{ATTACKS, Attack, LOOKALIKES, SecurityRun, security_scenario};
+pub use security::{
+    ATTACKS, Attack, LATERAL_LEARNING_S, LOOKALIKES, SecurityRun, security_scenario,
+};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::ArrowError;

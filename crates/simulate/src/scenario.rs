@@ -223,9 +223,9 @@ struct Flow {
     reverse_packets: u64,
 }
 
-const TCP_SYN: u8 = 0x02;
-const TCP_PSH: u8 = 0x08;
-const TCP_ACK: u8 = 0x10;
+const TCP_SYN: u8 = hopscope_schema::tcp_flags::SYN as u8;
+const TCP_PSH: u8 = hopscope_schema::tcp_flags::PSH as u8;
+const TCP_ACK: u8 = hopscope_schema::tcp_flags::ACK as u8;
 
 /// Runs a scenario.
 pub fn simulate(s: &Scenario) -> Result<Run, String> {

@@ -15,17 +15,12 @@ use hopscope_schema::{FlowBatchBuilder, FlowRecord, ipv4_mapped};
 use crate::Rng;
 
 const SECOND: i64 = 1_000_000_000;
-const SYN: u16 = 0x02;
-const FIN: u16 = 0x01;
-const PSH: u16 = 0x08;
-const ACK: u16 = 0x10;
-const URG: u16 = 0x20;
-const RST: u16 = 0x04;
+use hopscope_schema::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 
 /// What an attack is, as detections name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attack {
-    /// `scan`, `flood` or `blocklist`.
+    /// `scan`, `flood`, `blocklist`, `beacon` or `lateral`.
     pub rule: &'static str,
     /// The scanner, the flooded destination, the list entry (`list:addr`).
     pub subject: String,
@@ -72,6 +67,8 @@ pub const ATTACKS: &[&str] = &[
     "syn flood",
     "udp flood",
     "blocklisted peer",
+    "beacon",
+    "lateral movement",
 ];
 pub const LOOKALIKES: &[&str] = &[
     "busy server",
@@ -79,7 +76,13 @@ pub const LOOKALIKES: &[&str] = &[
     "monitoring poller",
     "nat gateway",
     "failed connections",
+    "web browsing",
+    "admin jump host",
 ];
+
+/// How long lateral movement learns the peers hosts reach in these
+/// scenarios (its attacks come after it).
+pub const LATERAL_LEARNING_S: f64 = 180.0;
 
 struct Gen {
     rng: Rng,
@@ -224,6 +227,13 @@ pub fn security_scenario(
             0..=5 => {
                 let p = [443u16, 80, 8080, 22][g.rng.below(4) as usize];
                 let n = 5 + g.rng.below(200);
+                // a client logs into its own two servers, not any
+                let server = if p == 22 {
+                    let own = (u32::from(client[15]) + (at / SECOND % 2) as u32) % 40;
+                    ipv4_mapped([10, 2, 0, own as u8 + 1])
+                } else {
+                    server
+                };
                 g.connection(at, client, server, p, 6, n);
             }
             6..=8 => g.connection(at, client, server, 53, 17, 1),
@@ -328,6 +338,29 @@ pub fn security_scenario(
                         SYN,
                         None,
                     );
+                }
+            }
+            // clients visiting the same outside sites at their own pace
+            "web browsing" => {
+                for c in 0..20u8 {
+                    let client = ipv4_mapped([10, 1, 180, c + 1]);
+                    let site = ipv4_mapped([198, 18, 10, c % 3 + 1]);
+                    for _ in 0..30 {
+                        let at = g.at(0.0, span);
+                        let n = 3 + g.rng.below(300);
+                        g.connection(at, client, site, 443, 6, n);
+                    }
+                }
+            }
+            // an administrator's host logging into 30 servers every minute
+            "admin jump host" => {
+                let jump = ipv4_mapped([10, 1, 190, 1]);
+                for minute in 0..10 {
+                    for h in 0..30u8 {
+                        let at = start_ns + minute * 60 * SECOND + i64::from(h) * 500_000_000;
+                        let port = [22, 3389, 5985][usize::from(h % 3)];
+                        g.connection(at, jump, ipv4_mapped([10, 2, 100, h + 1]), port, 6, 40);
+                    }
                 }
             }
             other => panic!("no look-alike '{other}'"),
@@ -473,6 +506,37 @@ pub fn security_scenario(
                 truth.push(Attack {
                     rule: "blocklist",
                     subject: format!("drop:{entry}"),
+                    kind,
+                });
+            }
+            // a call home every 20 to 50 s (2 % jitter), the same request
+            "beacon" => {
+                let c2 = ipv4_mapped([198, 18, 20, 1 + i as u8]);
+                let period = 20.0 + g.rng.unit() * 30.0;
+                let mut t = g.rng.unit() * period;
+                while t < span {
+                    let jitter = (g.rng.unit() - 0.5) * 0.04 * period;
+                    let at = start_ns + ((t + jitter) * 1e9) as i64;
+                    g.connection(at, attacker, c2, 443, 6, 8);
+                    t += period;
+                }
+                truth.push(Attack {
+                    rule: "beacon",
+                    subject: format!("{name}>{}:443/tcp", hopscope_schema::format_addr(&c2)),
+                    kind,
+                });
+            }
+            // logins to 6 to 12 inside hosts it never reached, in 2 minutes
+            "lateral movement" => {
+                let from = from.max(LATERAL_LEARNING_S + 30.0);
+                for h in 0..6 + g.rng.below(7) as u8 {
+                    let at = g.at(from, from + 120.0);
+                    let port = [22, 445, 3389][usize::from(h % 3)];
+                    g.connection(at, attacker, ipv4_mapped([10, 1, 160, h + 1]), port, 6, 30);
+                }
+                truth.push(Attack {
+                    rule: "lateral",
+                    subject: name,
                     kind,
                 });
             }

@@ -138,7 +138,12 @@ impl SamplingRules {
     pub fn new(rules: &[SamplingRule]) -> Self {
         let mut rules: Vec<([u8; 16], SamplingRule)> = rules
             .iter()
-            .map(|r| (ip_to_mapped(canonical(r.exporter)), r.clone()))
+            .map(|r| {
+                (
+                    ip_to_mapped(hopscope_schema::canonical(r.exporter)),
+                    r.clone(),
+                )
+            })
             .collect();
         // interface rules before an exporter's catch-all
         rules.sort_by_key(|(_, r)| r.interface.is_none());
@@ -186,14 +191,6 @@ impl SamplingRules {
                 .set(row, SamplingSource::Configured as u8);
         }
         resolved
-    }
-}
-
-/// IPv4-mapped IPv6 addresses compare as IPv4, as the flows store them.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

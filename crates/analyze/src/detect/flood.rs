@@ -12,7 +12,7 @@
 //! look like a burst. Each observation point's view is kept apart and the
 //! busiest one judged: five routers exporting one flood are one flood.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Maps hashed fast, with a seed of the process (so spoofed addresses
 /// chosen to collide do not know it), as the collector hashes.
@@ -122,6 +122,13 @@ struct Seconds {
 }
 
 impl Seconds {
+    /// Forgets the seconds before `second`.
+    fn forget_before(&mut self, second: i64) {
+        while self.tallies.front().is_some_and(|(sec, _)| *sec < second) {
+            self.tallies.pop_front();
+        }
+    }
+
     fn at(&mut self, second: i64) -> &mut Tally {
         let i = match self.tallies.binary_search_by_key(&second, |(s, _)| *s) {
             Ok(i) => i,
@@ -240,14 +247,13 @@ impl Floods {
     /// destinations flooded, each at its busiest point.
     pub fn evaluate(&mut self, now_ns: i64) -> Vec<Finding> {
         let until = now_ns.div_euclid(SECOND);
-        let from = until - self.window_s;
-        let mut worst: BTreeMap<[u8; 16], Rates> = BTreeMap::new();
+        let from = until.saturating_sub(self.window_s);
+        // each point's rates over a threshold, by destination
+        let mut over: Vec<([u8; 16], Rates)> = Vec::new();
         let limits = (self.pps, self.bps, self.flows, self.syn);
         if now_ns.saturating_sub(self.swept_ns) >= SWEEP_NS {
             self.by_destination.retain(|_, s| {
-                while s.tallies.front().is_some_and(|(sec, _)| *sec < from) {
-                    s.tallies.pop_front();
-                }
+                s.forget_before(from);
                 !s.tallies.is_empty()
             });
             self.swept_ns = now_ns;
@@ -256,9 +262,7 @@ impl Floods {
             let Some(s) = self.by_destination.get_mut(&key) else {
                 continue;
             };
-            while s.tallies.front().is_some_and(|(sec, _)| *sec < from) {
-                s.tallies.pop_front();
-            }
+            s.forget_before(from);
             let window: Vec<&Tally> = s
                 .tallies
                 .iter()
@@ -270,13 +274,12 @@ impl Floods {
                 // the seconds it has lasted (3 at least): a flood is
                 // judged as its first seconds arrive, not once it has
                 // filled the window
-                let lasted = (until - first).clamp(MIN_SECONDS, self.window_s);
+                let lasted = until
+                    .saturating_sub(*first)
+                    .clamp(MIN_SECONDS.min(self.window_s), self.window_s);
                 let r = Rates::of(&window, lasted as f64, key.1);
                 if exceeds(&r, &limits) {
-                    let w = worst.entry(key.0).or_insert_with(|| r.clone());
-                    if r.packets_per_s > w.packets_per_s || r.flows_per_s > w.flows_per_s {
-                        *w = r;
-                    }
+                    over.push((key.0, r));
                 }
             }
             // the current second is not whole: judged again next time
@@ -284,20 +287,34 @@ impl Floods {
                 self.touched.insert(key);
             }
         }
-        worst
-            .into_iter()
-            .filter_map(|(dst, mut r)| {
-                // who sends it, for the destinations over a threshold only
-                if let Some(s) = self.by_destination.get(&(dst, r.point)) {
-                    for (_, t) in s.tallies.iter().filter(|(sec, _)| *sec < until) {
-                        for (src, p) in &t.sources {
-                            *r.sources.entry(*src).or_default() += p;
-                        }
+        // per destination, the busiest point whose rates make a flood
+        // (the same point whatever order the points were judged in)
+        over.sort_by(|(a, x), (b, y)| {
+            a.cmp(b)
+                .then(y.packets_per_s.total_cmp(&x.packets_per_s))
+                .then(x.point.cmp(&y.point))
+        });
+        let at_ns = until.saturating_sub(1).saturating_mul(SECOND);
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut judged: Option<[u8; 16]> = None;
+        for (dst, mut r) in over {
+            if judged == Some(dst) {
+                continue;
+            }
+            // who sends it, for the destinations over a threshold only
+            if let Some(s) = self.by_destination.get(&(dst, r.point)) {
+                for (_, t) in s.tallies.iter().filter(|(sec, _)| *sec < until) {
+                    for (src, p) in &t.sources {
+                        *r.sources.entry(*src).or_default() += p;
                     }
                 }
-                self.judge(dst, &r, (until - 1) * SECOND)
-            })
-            .collect()
+            }
+            if let Some(f) = self.judge(dst, &r, at_ns) {
+                findings.push(f);
+                judged = Some(dst);
+            }
+        }
+        findings
     }
 
     fn judge(&self, dst: [u8; 16], r: &Rates, at_ns: i64) -> Option<Finding> {
@@ -378,8 +395,8 @@ impl Floods {
                 "thresholds": {"pps": self.pps, "bps": self.bps, "flows": self.flows, "syn": self.syn, "syn_share": self.syn_share},
                 "flows": {
                     "filter": format!("dst host {dst_text}"),
-                    "from_ns": at_ns - self.window_s * SECOND,
-                    "to_ns": at_ns + SECOND,
+                    "from_ns": at_ns.saturating_sub(self.window_s.saturating_mul(SECOND)),
+                    "to_ns": at_ns.saturating_add(SECOND),
                 },
             }),
             seen_ns: at_ns,
@@ -475,6 +492,22 @@ mod tests {
         assert_eq!(e["kind"], "SYN flood");
         let rate = e["syn_flows_per_s"].as_f64().unwrap();
         assert!((rate - 2_000.0).abs() < 1.0, "{rate}");
+    }
+
+    #[test]
+    fn a_window_of_one_second_judges_each_second() {
+        let mut f = Floods::new(&FloodConfig {
+            window: "1s".into(),
+            ..FloodConfig::default()
+        })
+        .unwrap();
+        let events: Vec<FlowEvent> = (0..3_000i64)
+            .map(|i| syn(0x0a00_0000 + i as u32, i * SECOND / 1_500, 1))
+            .collect();
+        f.add(&events);
+        let found = f.evaluate(2 * SECOND);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].evidence["kind"], "SYN flood");
     }
 
     #[test]

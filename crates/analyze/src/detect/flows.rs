@@ -9,13 +9,10 @@ use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch};
 use crate::AnalyzeError;
 use crate::columns::primitive;
 
-/// TCP flag bits.
-pub const FIN: u16 = 0x01;
-pub const SYN: u16 = 0x02;
-pub const RST: u16 = 0x04;
-pub const PSH: u16 = 0x08;
-pub const ACK: u16 = 0x10;
-pub const URG: u16 = 0x20;
+pub use hopscope_schema::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
+
+/// How far ahead of its receive time a flow's end may be.
+const CLOCK_SLACK_NS: i64 = 5_000_000_000;
 
 /// The columns of the flows table detections read.
 pub const COLUMNS: &[&str] = &[
@@ -77,10 +74,6 @@ impl FlowEvent {
                 .is_some_and(|f| f & (SYN | ACK | RST | FIN) == SYN)
     }
 
-    pub fn is_icmp(&self) -> bool {
-        matches!(self.proto, 1 | 58)
-    }
-
     /// An ICMP echo request (ping), IPv4 or IPv6.
     pub fn is_echo_request(&self) -> bool {
         match self.proto {
@@ -98,6 +91,60 @@ impl FlowEvent {
             _ => false,
         }
     }
+
+    /// A TCP record that carries a SYN and an ACK: its connection's
+    /// handshake was answered (the client's record holds its SYN and its
+    /// ACK, the server's its SYN-ACK; a refused one has a SYN alone one
+    /// way and a reset the other).
+    pub fn answered_handshake(&self) -> bool {
+        self.proto == 6 && self.tcp_flags.is_some_and(|f| f & (SYN | ACK) == SYN | ACK)
+    }
+
+    /// The connection this record is part of, client to service. A TCP
+    /// source that sent a SYN and acknowledged nothing opened it; an ICMP
+    /// echo reply answers its request; otherwise the side with the lower
+    /// port serves (a tie, the destination), so that a reply from port
+    /// 443 to port 50000 is the same connection as its request. ICMP has
+    /// no service port (0).
+    pub fn connection(&self) -> Connection {
+        let ports = matches!(self.proto, 6 | 17 | 132);
+        let opening =
+            self.proto == 6 && self.tcp_flags.is_some_and(|f| f & SYN != 0 && f & ACK == 0);
+        let reply = if opening {
+            false
+        } else if ports {
+            self.src_port < self.dst_port
+        } else {
+            self.is_echo_reply()
+        };
+        let port = |p: u16| if ports { p } else { 0 };
+        if reply {
+            Connection {
+                client: self.dst,
+                server: self.src,
+                port: port(self.src_port),
+                reply,
+            }
+        } else {
+            Connection {
+                client: self.src,
+                server: self.dst,
+                port: port(self.dst_port),
+                reply,
+            }
+        }
+    }
+}
+
+/// A flow record's connection, oriented client to service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    pub client: [u8; 16],
+    pub server: [u8; 16],
+    /// The service's port (0 for protocols without ports).
+    pub port: u16,
+    /// The record goes from the service to the client.
+    pub reply: bool,
 }
 
 /// Every record of a batch of the flows table with both addresses; the
@@ -128,10 +175,15 @@ pub fn read(batch: &RecordBatch) -> Result<(Vec<FlowEvent>, u64), AnalyzeError> 
             skipped += 1;
             continue;
         };
+        // an exporter's clock ahead of the collector's would move the
+        // detectors' time past every real flow: no flow ends after it
+        // arrived (and a little for clocks a little apart)
+        let received_ns = received.value(i);
+        let latest = received_ns.saturating_add(CLOCK_SLACK_NS);
         let end_ns = if get(end, i) {
-            end.value(i)
+            end.value(i).min(latest)
         } else {
-            received.value(i)
+            received_ns
         };
         let rate = if get(sampling, i) {
             sampling.value(i).max(1)

@@ -41,11 +41,14 @@ pub(crate) struct AddressList {
     /// Each entry's own text (its network), by network.
     table: PrefixTable<Cidr>,
     bad_lines: u64,
+    /// What is wrong with it now, if anything.
+    problem: Option<String>,
 }
 
 impl AddressList {
-    /// Reads the list; a file that cannot be read is an error here (at
-    /// start, a mistake in the configuration), not later.
+    /// Reads the list. A file that cannot be read is an error here (at
+    /// start, a mistake in the configuration); lines that are not
+    /// addresses are counted and said (`problem`), the others used.
     pub fn open(config: &ListConfig) -> Result<AddressList, AnalyzeError> {
         let mut list = AddressList {
             name: config.name.clone(),
@@ -53,35 +56,56 @@ impl AddressList {
             modified: None,
             table: PrefixTable::default(),
             bad_lines: 0,
+            problem: None,
         };
-        list.refresh().map_err(|message| AnalyzeError::Setting {
-            key: format!("detect.blocklist '{}'", config.name),
-            message,
-        })?;
+        list.refresh();
+        if list.modified.is_none() {
+            return Err(AnalyzeError::Setting {
+                key: format!("detect.blocklist '{}'", config.name),
+                message: list.problem.unwrap_or_default(),
+            });
+        }
         Ok(list)
     }
 
-    /// Reads the file again if it changed since it was read.
-    pub fn refresh(&mut self) -> Result<(), String> {
-        let what = |e: std::io::Error| format!("{}: {e}", self.path.display());
-        let modified = std::fs::metadata(&self.path)
+    /// Reads the file again if it changed since it was read; a file that
+    /// cannot be read leaves the list as it was.
+    pub fn refresh(&mut self) {
+        let read = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
-            .map_err(what)?;
-        if self.modified == Some(modified) {
-            return Ok(());
+            .and_then(|modified| {
+                if self.modified == Some(modified) {
+                    return Ok(None);
+                }
+                std::fs::read_to_string(&self.path).map(|text| Some((modified, text)))
+            });
+        match read {
+            Ok(None) => {}
+            Ok(Some((modified, text))) => {
+                let (table, bad, first_bad) = parse(&text);
+                self.table = table;
+                self.bad_lines = bad;
+                self.modified = Some(modified);
+                self.problem = first_bad.map(|(line, text)| {
+                    format!(
+                        "{}: {bad} lines are not addresses, the first line {line}: '{text}'",
+                        self.path.display()
+                    )
+                });
+            }
+            Err(e) => {
+                self.problem = Some(format!(
+                    "{}: {e} (the list as last read is used)",
+                    self.path.display()
+                ))
+            }
         }
-        let text = std::fs::read_to_string(&self.path).map_err(what)?;
-        let (table, bad, first_bad) = parse(&text);
-        self.table = table;
-        self.bad_lines = bad;
-        self.modified = Some(modified);
-        match first_bad {
-            Some((line, text)) => Err(format!(
-                "{}: {bad} lines are not addresses, the first line {line}: '{text}'",
-                self.path.display()
-            )),
-            None => Ok(()),
-        }
+    }
+
+    /// What is wrong with the list now: unreadable, or lines that are not
+    /// addresses.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
     }
 
     pub fn len(&self) -> usize {
@@ -100,8 +124,8 @@ impl AddressList {
         }
         #[derive(Default)]
         struct Hits {
-            inbound: u64,
-            outbound: u64,
+            from_listed: u64,
+            to_listed: u64,
             packets: u64,
             bytes: u64,
             peers: std::collections::BTreeSet<[u8; 16]>,
@@ -110,16 +134,16 @@ impl AddressList {
         }
         let mut hits: HashMap<Cidr, Hits> = HashMap::new();
         for e in events {
-            for (listed, peer, outbound) in [(e.src, e.dst, false), (e.dst, e.src, true)] {
+            for (listed, peer, to_listed) in [(e.src, e.dst, false), (e.dst, e.src, true)] {
                 if let Some(net) = self.table.lookup(listed) {
                     let h = hits.entry(*net).or_default();
-                    if outbound {
-                        h.outbound += 1;
+                    if to_listed {
+                        h.to_listed += 1;
                     } else {
-                        h.inbound += 1;
+                        h.from_listed += 1;
                     }
-                    h.packets += e.packets;
-                    h.bytes += e.bytes;
+                    h.packets = h.packets.saturating_add(e.packets);
+                    h.bytes = h.bytes.saturating_add(e.bytes);
                     if h.peers.len() < 20 {
                         h.peers.insert(peer);
                     }
@@ -152,16 +176,16 @@ impl AddressList {
                     summary: format!(
                         "traffic with {entry} (on list {}): {} flows from it, {} to it, with {}",
                         self.name,
-                        h.inbound,
-                        h.outbound,
+                        h.from_listed,
+                        h.to_listed,
                         peers.join(", ")
                     ),
                     evidence: json!({
                         "list": self.name,
                         "listed": entry,
                         "addresses": h.addresses.iter().map(|a| format_addr(a)).collect::<Vec<_>>(),
-                        "flows_from_listed": h.inbound,
-                        "flows_to_listed": h.outbound,
+                        "flows_from_listed": h.from_listed,
+                        "flows_to_listed": h.to_listed,
                         "packets": h.packets,
                         "bytes": h.bytes,
                         "peers": peers,
@@ -265,8 +289,9 @@ mod tests {
         let f = std::fs::File::options().append(true).open(&path).unwrap();
         f.set_modified(SystemTime::now() + std::time::Duration::from_secs(1))
             .unwrap();
-        let err = list.refresh().unwrap_err();
-        assert!(err.contains("line 2"), "{err}");
+        list.refresh();
+        let problem = list.problem().unwrap();
+        assert!(problem.contains("line 2"), "{problem}");
         let found = list.check(&[flow([10, 0, 0, 1], [192, 0, 2, 1])]);
         assert_eq!(found[0].subject, "drop:192.0.2.1");
         let _ = std::fs::remove_dir_all(dir);

@@ -1,5 +1,5 @@
-//! Security detections over flow records: port scans, floods and address
-//! lists, each a rule with documented defaults and thresholds in
+//! Security detections over flow records: port scans, floods, beaconing,
+//! lateral movement and address lists, each a rule with documented defaults and thresholds in
 //! `[detect]`, each raising alerts of the one [`Alert`] model with the
 //! evidence behind them.
 //!
@@ -15,12 +15,16 @@
 //! from the NAT's address; the most specific source whose targets explain
 //! the other's is named, the other listed as where it was also seen.
 
+mod beacon;
 mod flood;
 pub mod flows;
+mod lateral;
 pub mod lists;
 mod scan;
 
 use std::collections::BTreeMap;
+
+use hopscope_schema::{Cidr, PrefixTable};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,8 +32,10 @@ use serde_json::Value;
 use crate::AnalyzeError;
 use crate::alert::{Alert, AlertState};
 
+pub use beacon::BeaconConfig;
 pub use flood::FloodConfig;
 pub use flows::FlowEvent;
+pub use lateral::LateralConfig;
 use lists::AddressList;
 pub use lists::ListConfig;
 pub use scan::ScanConfig;
@@ -45,6 +51,15 @@ pub struct DetectConfig {
     pub scan: ScanConfig,
     #[serde(default)]
     pub flood: FloodConfig,
+    #[serde(default)]
+    pub beacon: BeaconConfig,
+    #[serde(default)]
+    pub lateral: LateralConfig,
+    /// The networks inside: beacons go from inside to outside, lateral
+    /// movement stays inside. The private ranges (RFC 1918, RFC 4193)
+    /// when not given.
+    #[serde(default)]
+    pub inside: Vec<Cidr>,
     /// `[[detect.blocklist]]`: address lists (one address or network per
     /// line), read again when their file changes.
     #[serde(default)]
@@ -57,6 +72,9 @@ impl Default for DetectConfig {
             enabled: true,
             scan: ScanConfig::default(),
             flood: FloodConfig::default(),
+            beacon: BeaconConfig::default(),
+            lateral: LateralConfig::default(),
+            inside: Vec::new(),
             blocklist: Vec::new(),
         }
     }
@@ -66,10 +84,43 @@ fn yes() -> bool {
     true
 }
 
+/// The networks inside (`[detect] inside`).
+#[derive(Debug, Clone)]
+pub(crate) struct Inside(PrefixTable<()>);
+
+impl Inside {
+    /// The networks given, or the private ranges when none are.
+    fn new(networks: &[Cidr]) -> Inside {
+        const PRIVATE: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+        let mut table = PrefixTable::default();
+        if networks.is_empty() {
+            for n in PRIVATE {
+                table.insert(n.parse().expect("a network"), ());
+            }
+        }
+        for n in networks {
+            table.insert(*n, ());
+        }
+        Inside(table)
+    }
+
+    pub fn holds(&self, addr: [u8; 16]) -> bool {
+        self.0.lookup(addr).is_some()
+    }
+}
+
+impl Default for Inside {
+    fn default() -> Self {
+        Inside::new(&[])
+    }
+}
+
 /// The rules of detection alerts (the `rule` of their [`Alert`]s).
 pub const RULES: &[&str] = &[
     scan::RULE,
     flood::RULE,
+    beacon::RULE,
+    lateral::RULE,
     lists::RULE,
     crate::policy::RULE,
     crate::policy::PATH_RULE,
@@ -112,14 +163,27 @@ struct Active {
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     active: BTreeMap<(String, String), Active>,
+    /// The evidence's last time of alerts resolved, kept a quiet time:
+    /// a detection that still holds on that old evidence (a scan's
+    /// attempts stay in its window after the alert resolved) does not
+    /// fire again; only newer evidence does.
+    resolved: BTreeMap<(String, String), (i64, i64)>,
 }
 
 impl Tracker {
-    /// The finding holds: its alert fires unless it already does.
+    /// The finding holds: its alert fires unless it already does, or
+    /// resolved on the same evidence.
     pub fn hold(&mut self, f: Finding) -> Option<Alert> {
         let key = (f.rule.to_string(), f.subject.clone());
         if let Some(a) = self.active.get_mut(&key) {
             a.seen_ns = a.seen_ns.max(f.seen_ns);
+            return None;
+        }
+        if self
+            .resolved
+            .get(&key)
+            .is_some_and(|(seen, _)| f.seen_ns <= *seen)
+        {
             return None;
         }
         let mut labels = f.labels;
@@ -152,6 +216,9 @@ impl Tracker {
 
     /// Alerts whose evidence stopped a quiet time before `now_ns` resolve.
     pub fn expire(&mut self, now_ns: i64) -> Vec<Alert> {
+        // what resolved a quiet time ago has left every window
+        self.resolved
+            .retain(|_, (seen, quiet)| seen.saturating_add(quiet.saturating_mul(2)) > now_ns);
         let done: Vec<(String, String)> = self
             .active
             .iter()
@@ -159,7 +226,11 @@ impl Tracker {
             .map(|(k, _)| k.clone())
             .collect();
         done.into_iter()
-            .filter_map(|k| self.active.remove(&k))
+            .filter_map(|k| {
+                let a = self.active.remove(&k)?;
+                self.resolved.insert(k, (a.seen_ns, a.quiet_ns));
+                Some(a)
+            })
             .map(|a| {
                 let at = a.seen_ns.saturating_add(a.quiet_ns);
                 let mut alert = a.alert;
@@ -199,6 +270,56 @@ impl Tracker {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Jitter of the tests: a small deterministic generator.
+    pub(crate) struct Jitter(pub u64);
+
+    impl Jitter {
+        /// A value within `[-bound, bound]`.
+        pub fn next(&mut self, bound: i64) -> i64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % (2 * bound.unsigned_abs() + 1)) as i64 - bound
+        }
+    }
+
+    fn finding(seen_s: i64) -> Finding {
+        Finding {
+            rule: "scan",
+            name: "HopscopeScan",
+            severity: "ticket",
+            subject: "10.0.0.6".into(),
+            labels: BTreeMap::new(),
+            summary: String::new(),
+            evidence: Value::Null,
+            seen_ns: seen_s * 1_000_000_000,
+            quiet_ns: 300_000_000_000,
+        }
+    }
+
+    /// A scan's attempts stay in its 5-minute window after its alert
+    /// resolved: the same evidence does not fire it again, new evidence
+    /// does.
+    #[test]
+    fn an_alert_resolves_once_and_fires_again_only_on_new_evidence() {
+        let mut t = Tracker::default();
+        assert!(t.hold(finding(10)).is_some());
+        assert!(t.hold(finding(20)).is_none());
+        let resolved = t.expire(320_000_000_000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].at_ns, 320_000_000_000);
+        for now in [321, 330, 400] {
+            assert!(t.hold(finding(20)).is_none());
+            assert!(t.expire(now * 1_000_000_000).is_empty());
+        }
+        assert!(t.hold(finding(401)).is_some());
+    }
+}
+
 /// How much a detector has read and kept.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct DetectStats {
@@ -219,6 +340,8 @@ pub struct DetectStats {
     /// Address-list entries loaded, and lines that were not addresses.
     pub listed: u64,
     pub list_errors: u64,
+    /// Whether lateral movement still learns which peers hosts reach.
+    pub learning: bool,
 }
 
 /// Every detection, fed flow records, raising alerts.
@@ -226,6 +349,9 @@ pub struct DetectStats {
 pub struct Detector {
     scans: scan::Scans,
     floods: flood::Floods,
+    beacons: beacon::Beacons,
+    lateral: lateral::Lateral,
+    inside: Inside,
     lists: Vec<AddressList>,
     policy: Option<crate::policy::Policy>,
     tracker: Tracker,
@@ -247,6 +373,9 @@ impl Detector {
         Ok(Detector {
             scans: scan::Scans::new(&config.scan)?,
             floods: flood::Floods::new(&config.flood)?,
+            beacons: beacon::Beacons::new(&config.beacon)?,
+            lateral: lateral::Lateral::new(&config.lateral)?,
+            inside: Inside::new(&config.inside),
             lists,
             policy: None,
             tracker: Tracker::default(),
@@ -302,6 +431,8 @@ impl Detector {
         self.stats.sampled += events.iter().filter(|e| e.sampling > 1).count() as u64;
         self.scans.add(events);
         self.floods.add(events);
+        self.beacons.add(events, &self.inside);
+        self.lateral.add(events, &self.inside);
         for list in &self.lists {
             self.found.extend(list.check(events));
         }
@@ -325,6 +456,8 @@ impl Detector {
         let mut findings = std::mem::take(&mut self.found);
         findings.extend(self.scans.evaluate(now_ns));
         findings.extend(self.floods.evaluate(now_ns));
+        findings.extend(self.beacons.evaluate(now_ns));
+        findings.extend(self.lateral.evaluate(now_ns));
         let mut events: Vec<Alert> = findings
             .into_iter()
             .filter_map(|f| self.tracker.hold(f))
@@ -355,6 +488,8 @@ impl Detector {
             let quiet = match a.rule.as_str() {
                 scan::RULE => self.scans.quiet_ns(),
                 flood::RULE => self.floods.quiet_ns(),
+                beacon::RULE => self.beacons.quiet_ns(),
+                lateral::RULE => self.lateral.quiet_ns(),
                 lists::RULE => lists::QUIET_NS,
                 _ => crate::policy::QUIET_NS,
             };
@@ -367,19 +502,29 @@ impl Detector {
         self.tracker.active()
     }
 
-    /// Reads the address lists whose files changed; says what went wrong
-    /// with those that could not be read (they keep their last content).
+    /// Reads the address lists whose files changed; says what is wrong
+    /// with each now (unreadable ones keep their last content).
     pub fn refresh_lists(&mut self) -> Vec<String> {
         self.lists
             .iter_mut()
-            .filter_map(|l| l.refresh().err())
+            .filter_map(|l| {
+                l.refresh();
+                l.problem().map(str::to_string)
+            })
             .collect()
     }
 
     pub fn stats(&self) -> DetectStats {
         DetectStats {
-            tracked: self.scans.tracked() + self.floods.tracked(),
-            untracked: self.scans.untracked() + self.floods.untracked(),
+            tracked: self.scans.tracked()
+                + self.floods.tracked()
+                + self.beacons.tracked()
+                + self.lateral.tracked(),
+            untracked: self.scans.untracked()
+                + self.floods.untracked()
+                + self.beacons.untracked()
+                + self.lateral.untracked(),
+            learning: self.newest_ns.is_none_or(|n| self.lateral.learning(n)),
             listed: self.lists.iter().map(|l| l.len() as u64).sum(),
             list_errors: self.lists.iter().map(|l| l.bad_lines()).sum(),
             ..self.stats
@@ -461,6 +606,12 @@ impl DetectSnapshot {
             "gauge",
             "Lines of the address lists that are not addresses.",
             one(self.stats.list_errors),
+        );
+        family(
+            "detect_lateral_learning",
+            "gauge",
+            "1 while lateral movement learns which inside peers hosts reach (nothing new counts yet).",
+            one(u64::from(self.stats.learning)),
         );
         family(
             "detect_alerts_firing",

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Finding;
-use super::flows::{ACK, FIN, FlowEvent, PSH, SYN, URG};
+use super::flows::{ACK, FIN, FlowEvent, PSH, RST, SYN, URG};
 use crate::AnalyzeError;
 use hopscope_store::query::parse_duration;
 
@@ -121,7 +121,7 @@ impl Probe {
     }
 
     fn of_tcp(flags: u16) -> Probe {
-        match flags & (FIN | SYN | PSH | ACK | URG | 0x04) {
+        match flags & (FIN | SYN | RST | PSH | ACK | URG) {
             f if f & SYN != 0 => Probe::Syn,
             0 => Probe::Null,
             FIN => Probe::Fin,
@@ -422,13 +422,13 @@ fn contained(a: &Scan, b: &Scan) -> bool {
     shared as f64 >= EXPLAINED * a.targets.len() as f64
 }
 
-/// Whether `a` names a scan more specifically than `b`: its targets are
-/// mostly `b`'s (a NAT's address carries the attempts of every host
-/// behind it), and when each holds the other's (one scanner, seen on both
-/// sides of the NAT) the private address, the inside one.
+/// Whether `a` names a scan more specifically than `b`: `a` is a private
+/// address and `b` not (a source NAT's inside and outside), and `a`'s
+/// targets are mostly `b`'s (the NAT's address carries the attempts of
+/// every host behind it). Two public scanners of the same targets are two
+/// scanners.
 fn more_specific(a: &Scan, b: &Scan) -> bool {
-    contained(a, b)
-        && (!contained(b, a) || (!is_private(a.src), a.src) < (!is_private(b.src), b.src))
+    is_private(a.src) && !is_private(b.src) && contained(a, b)
 }
 
 fn is_private(addr: [u8; 16]) -> bool {
@@ -660,6 +660,27 @@ mod tests {
     }
 
     #[test]
+    fn two_public_scanners_of_the_same_targets_are_two_scans() {
+        let mut s = scans();
+        let events: Vec<FlowEvent> = (1..=30u16)
+            .flat_map(|p| {
+                [
+                    flow([203, 0, 113, 1], [192, 0, 2, 1], 40000, p, 6, Some(SYN), 1),
+                    flow([203, 0, 113, 2], [192, 0, 2, 1], 40000, p, 6, Some(SYN), 1),
+                ]
+            })
+            .collect();
+        s.add(&events);
+        let mut found: Vec<String> = s
+            .evaluate(12_000_000_000)
+            .into_iter()
+            .map(|f| f.subject)
+            .collect();
+        found.sort();
+        assert_eq!(found, ["203.0.113.1", "203.0.113.2"]);
+    }
+
+    #[test]
     fn a_nat_gateway_whose_clients_fail_now_and_then_is_not_a_scanner() {
         let mut s = scans();
         let mut events = Vec::new();
@@ -693,7 +714,7 @@ mod tests {
         assert_eq!(Probe::of_tcp(FIN), Probe::Fin);
         assert_eq!(Probe::of_tcp(0), Probe::Null);
         assert_eq!(Probe::of_tcp(FIN | PSH | URG), Probe::Xmas);
-        assert_eq!(Probe::of_tcp(SYN | 0x04), Probe::Syn);
+        assert_eq!(Probe::of_tcp(SYN | RST), Probe::Syn);
     }
 
     #[test]
