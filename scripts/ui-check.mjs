@@ -1,8 +1,9 @@
 // The web UI in a real browser (headless Chromium through playwright-core)
 // against a running `hopscope demo --calm`: every page loads without a
 // console error, charts hold data, a typed filter changes the results and
-// lands in the URL, and the journey page puts the demo's loss on the WAN
-// link. Screenshots go to the directory given.
+// lands in the URL, the journey page puts the demo's loss on the WAN
+// link, the security page shows nothing firing, and a talker's host page
+// its traffic and peers. Screenshots go to the directory given.
 //
 //   node scripts/ui-check.mjs http://127.0.0.1:8080 target/ui-screenshots
 //
@@ -138,6 +139,31 @@ check(lossy.length > 0 && lossy.every(([a, b]) => LOSSY.includes(a) && LOSSY.inc
   `journey: the loss is on the WAN link (${JSON.stringify(lossy)})`);
 await page.screenshot({ path: `${shots}/journey.png`, fullPage: true });
 noProblems("journey");
+
+// Security: the calm demo raises nothing; the page says so, and lists
+// no offender
+await visit("#/security", "#kpis .kpi");
+await page.waitForSelector("#firing .empty, #firing table", { timeout: 20000 });
+const firing = await page.locator("#firing").innerText();
+check(firing.startsWith("nothing firing"), `security: nothing firing in the calm demo (${firing.slice(0, 80)})`);
+check((await page.locator("#offenders tbody tr").count()) === 0, "security: no offenders");
+check((await page.locator("#kpis .kpi").count()) === 5, "security: the figures are shown");
+await page.screenshot({ path: `${shots}/security.png`, fullPage: true });
+noProblems("security");
+
+// Host: the busiest talker's page, reached from the overview, shows its
+// traffic and its peers
+await visit("#/overview", "#talkers table");
+const talker = await page.locator("#talkers tbody tr").first().locator("td a").first();
+const talkerAddr = await talker.innerText();
+await talker.click();
+await page.waitForSelector("#peers table", { timeout: 20000 });
+check(decodeURIComponent(page.url()).endsWith(`#/host/${talkerAddr}`), `host: the talker's page (${talkerAddr})`);
+await page.waitForFunction(() => document.querySelector("#host-series canvas"));
+check((await chartPoints("#host-series")) > 0, "host: its traffic chart has data");
+check((await page.locator("#peers tbody tr").count()) > 0, "host: its peers are listed");
+await page.screenshot({ path: `${shots}/host.png`, fullPage: true });
+noProblems("host");
 
 // Status
 await visit("#/status", "dl.kv");

@@ -1,4 +1,4 @@
-// hopscope's web UI: four pages over the HTTP API (see /api/openapi.json),
+// hopscope's web UI: five pages (and one per journey and per host) over the HTTP API (see /api/openapi.json),
 // routed by the URL's hash so that every view, filters included, can be
 // shared as a link. No framework: the pages are small and the API does the work.
 "use strict";
@@ -92,9 +92,9 @@ async function render() {
   showError(null);
   const r = route();
   if (r.params.get("since")) $("#range").value = r.params.get("since");
-  document.querySelectorAll("header nav a").forEach((a) =>
-    a.classList.toggle("active", a.dataset.page === (r.name === "journey" ? "journeys" : r.name)));
-  const pages = { overview, explorer, journeys, journey, status };
+  const parent = { journey: "journeys", host: "security" }[r.name] || r.name;
+  document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === parent));
+  const pages = { overview, explorer, journeys, journey, security, host, status };
   const view = pages[r.name] || overview;
   page.innerHTML = "";
   try {
@@ -150,7 +150,7 @@ async function overview() {
     stacked(chart($("#flowrate")), fps, "", fps.bucket_ns / 1e9);
     $("#talkers").innerHTML = table(
       ["source", "bytes", "flows", "packets"],
-      talkers.rows.map((r) => [esc(r.src_addr), bytes(r.bytes), si(r.flows), si(r.packets)]),
+      talkers.rows.map((r) => [hostLink(r.src_addr), bytes(r.bytes), si(r.flows), si(r.packets)]),
       [0, 1, 1, 1],
     );
     $("#exporters").innerHTML = exporterTable(exporters.exporters);
@@ -467,6 +467,136 @@ function segmentNode(s) {
       <div class="evidence">evidence: ${esc(l.evidence)}</div>
     </div>
   </div>`);
+}
+
+// ---- Security -----------------------------------------------------------------
+
+// a host's address as a link to its page
+function hostLink(addr) {
+  return addr ? `<a href="#/host/${encodeURIComponent(addr)}">${esc(addr)}</a>` : "–";
+}
+
+// the explorer over the flows behind an alert's evidence
+function flowsLink(ev) {
+  const f = ev && ev.flows;
+  if (!f || !f.filter) return "";
+  return `<a href="#/explorer?${new URLSearchParams({ filter: f.filter, group_by: "dst_port", since: range() })}">flows</a>`;
+}
+
+function when(ns_) { return ns_ ? new Date(ns_ / 1e6).toISOString().replace("T", " ").slice(0, 19) : "–"; }
+
+// the alert's subject, its addresses linked to their host pages
+function subjectCell(a) {
+  const l = a.labels || {};
+  const who = [l.source, l.destination].filter(Boolean);
+  return who.length ? who.map(hostLink).join(" › ") : esc(l.subject || a.id);
+}
+
+function alertRows(list) {
+  return list.map((a) => [
+    `<span class="${a.severity === "page" ? "bad" : "warn"}">${esc(a.rule)}</span>`,
+    subjectCell(a),
+    esc(when(a.starts_ns || a.at_ns)),
+    `<span class="wrap">${esc(a.summary)}</span>`,
+    flowsLink(a.evidence),
+  ]);
+}
+
+async function security() {
+  page.append(el(`<div class="kpis" id="kpis"></div>`));
+  page.append(el(`<section class="panel"><h2>Firing now <small>detections and policy violations, one alert per subject</small></h2><div id="firing"></div></section>`));
+  page.append(el(`<div class="grid2">
+      <section class="panel"><h2>Top offenders <small>subjects with the most alerts in the range</small></h2><div id="offenders"></div></section>
+      <section class="panel"><h2>Policy <small>per rule: what it allowed or denied</small></h2><div id="policy"></div></section>
+    </div>`));
+  page.append(el(`<section class="panel"><h2>Alert events <small>firing and resolved, in the range</small></h2><div id="events"></div></section>`));
+  const load = async () => {
+    const since = range();
+    const [d, p, st] = await Promise.all([
+      api("/api/detections", { since }),
+      api("/api/policy", { since }),
+      api("/api/status"),
+    ]);
+    const stats = (st.detection && st.detection.stats) || {};
+    $("#kpis").innerHTML = [
+      kpi(d.firing.length, "detections firing"),
+      kpi(d.events.filter((e) => e.state === "firing").length, "alerts raised in range"),
+      kpi(d.offenders.length, "offenders"),
+      kpi(si(stats.records), "flow records read"),
+      kpi(p.configured ? si((p.violations || []).length) : "none", p.configured ? "policy violations in range" : "policy configured"),
+    ].join("");
+    $("#firing").innerHTML = d.firing.length
+      ? table(["rule", "subject", "since", "what", ""], alertRows(d.firing))
+      : `<div class="empty">nothing firing${stats.learning ? " (lateral movement still learning which peers hosts reach)" : ""}</div>`;
+    $("#offenders").innerHTML = table(
+      ["subject", "alerts", "rules", "last"],
+      d.offenders.map((o) => [
+        /^[0-9a-f.:]+$/i.test(o.subject) ? hostLink(o.subject) : esc(o.subject),
+        o.alerts, esc(o.rules.join(", ")), esc(when(o.last_ns)),
+      ]),
+      [0, 1, 0, 0],
+    );
+    $("#policy").innerHTML = !p.configured
+      ? `<div class="empty">no [policy] in the configuration</div>`
+      : table(
+        ["rule", "action", "flows", "bytes", "connections"],
+        (p.rules || []).map((r) => [esc(r.rule), r.action === "deny" ? `<span class="bad">deny</span>` : esc(r.action), si(r.flows), bytes(r.bytes), si(r.connections)])
+          .concat((p.paths || []).map((r) => [esc(r.rule), `path via ${esc(r.via)}`, si(r.journeys) + " journeys",
+            r.bypassed ? `<span class="bad">${si(r.bypassed)} bypassed</span>` : "0 bypassed", si(r.unproven) + " unproven"])),
+        [0, 0, 1, 1, 1],
+      );
+    $("#events").innerHTML = table(
+      ["rule", "subject", "at", "what", ""],
+      d.events.slice().reverse().slice(0, 100).map((e) => {
+        const row = alertRows([e])[0];
+        row[2] = esc(`${when(e.at_ns)} ${e.state}`);
+        return row;
+      }),
+    );
+  };
+  await load();
+  refreshTimer = setInterval(() => load().catch(showError), 15000);
+}
+
+// ---- Host ---------------------------------------------------------------------
+
+async function host(r) {
+  const addr = decodeURIComponent(r.arg || "");
+  page.append(el(`<section class="panel"><h2>Host <code>${esc(addr)}</code> <small id="host-note"></small></h2><div class="chart" id="host-series"></div></section>`));
+  page.append(el(`<div class="grid2">
+      <section class="panel"><h2>Peers <small>whom it talks to, by bytes</small></h2><div id="peers"></div></section>
+      <section class="panel"><h2>Traffic to it <small>by its port (its services, and the ports its own connections' replies come back to)</small></h2><div id="services"></div></section>
+    </div>`));
+  page.append(el(`<section class="panel"><h2>Alerts <small>naming it, in the range</small></h2><div id="host-alerts"></div></section>`));
+  const since = range();
+  const filter = `host ${addr}`;
+  const [ts, out, inbound, served, d] = await Promise.all([
+    api("/api/timeseries", { filter, aggregate: "bps", since }),
+    api("/api/flows", { filter: `src host ${addr}`, group_by: "dst_addr,dst_port,proto", aggregates: "bytes,flows", limit: 15, order: "-bytes", since }),
+    api("/api/flows", { filter: `dst host ${addr}`, group_by: "src_addr", aggregates: "bytes,flows", limit: 15, order: "-bytes", since }),
+    api("/api/flows", { filter: `dst host ${addr}`, group_by: "dst_port,proto", aggregates: "bytes,flows", limit: 15, order: "-bytes", since }),
+    api("/api/detections", { since }),
+  ]);
+  stacked(chart($("#host-series")), ts, "b/s");
+  $("#host-note").innerHTML = `${esc(volumesNote(ts.volumes))} <a href="#/explorer?${new URLSearchParams({ filter, group_by: "dst_port", since })}">explore its flows</a>`;
+  $("#peers").innerHTML = table(
+    ["to", "port/proto", "bytes", "flows"],
+    out.rows.map((x) => [hostLink(x.dst_addr), esc(`${x.dst_port}/${x.proto}`), bytes(x.bytes), si(x.flows)]),
+    [0, 0, 1, 1],
+  ) + table(
+    ["from", "bytes", "flows"],
+    inbound.rows.map((x) => [hostLink(x.src_addr), bytes(x.bytes), si(x.flows)]),
+    [0, 1, 1],
+  );
+  $("#services").innerHTML = table(
+    ["port/proto", "bytes", "flows"],
+    served.rows.map((x) => [esc(`${x.dst_port}/${x.proto}`), bytes(x.bytes), si(x.flows)]),
+    [0, 1, 1],
+  );
+  const mine = d.events.filter((e) => Object.values(e.labels || {}).some((v) => String(v).split(/[>|: ]/).includes(addr)));
+  $("#host-alerts").innerHTML = mine.length
+    ? table(["rule", "subject", "at", "what", ""], alertRows(mine.slice().reverse()))
+    : `<div class="empty">no alert names it in this range</div>`;
 }
 
 // ---- Status -------------------------------------------------------------------
