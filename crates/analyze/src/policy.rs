@@ -286,7 +286,7 @@ impl Policy {
             if name.trim().is_empty() || name == "default" || names.iter().any(|n| n == name) {
                 return Err(bad(
                     key.into(),
-                    "a rule needs a name of its own (not empty, not 'default')".into(),
+                    "a rule needs a name of its own: not empty, not 'default', not another rule's or path's".into(),
                 ));
             }
             names.push(name.to_string());

@@ -519,11 +519,12 @@ async function security() {
     ]);
     const stats = (st.detection && st.detection.stats) || {};
     $("#kpis").innerHTML = [
-      kpi(d.firing.length, "detections firing"),
+      kpi(d.firing.length, "alerts firing (detections and policy)"),
       kpi(d.events.filter((e) => e.state === "firing").length, "alerts raised in range"),
       kpi(d.offenders.length, "offenders"),
       kpi(si(stats.records), "flow records read"),
-      kpi(p.configured ? si((p.violations || []).length) : "none", p.configured ? "policy violations in range" : "policy configured"),
+      kpi(p.configured ? si((p.violations || []).filter((e) => e.state === "firing").length) : "none",
+        p.configured ? "policy violations raised in range" : "policy configured"),
     ].join("");
     $("#firing").innerHTML = d.firing.length
       ? table(["rule", "subject", "since", "what", ""], alertRows(d.firing))
@@ -560,8 +561,13 @@ async function security() {
 
 // ---- Host ---------------------------------------------------------------------
 
+// an IPv4 or IPv6 address, as the API prints them (nothing else goes into
+// a filter)
+const ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:.]*)$/i;
+
 async function host(r) {
   const addr = decodeURIComponent(r.arg || "");
+  if (!ADDRESS.test(addr)) throw new Error(`not an address: ${addr}`);
   page.append(el(`<section class="panel"><h2>Host <code>${esc(addr)}</code> <small id="host-note"></small></h2><div class="chart" id="host-series"></div></section>`));
   page.append(el(`<div class="grid2">
       <section class="panel"><h2>Peers <small>whom it talks to, by bytes</small></h2><div id="peers"></div></section>
@@ -593,7 +599,13 @@ async function host(r) {
     served.rows.map((x) => [esc(`${x.dst_port}/${x.proto}`), bytes(x.bytes), si(x.flows)]),
     [0, 1, 1],
   );
-  const mine = d.events.filter((e) => Object.values(e.labels || {}).some((v) => String(v).split(/[>|: ]/).includes(addr)));
+  // alerts whose source, destination or subject it is, or that name it
+  // among their peers or addresses
+  const l = (e) => e.labels || {};
+  const ev = (e) => e.evidence || {};
+  const mine = d.events.filter((e) => [l(e).source, l(e).destination, l(e).subject].includes(addr)
+    || (ev(e).new_peers || []).includes(addr) || (ev(e).addresses || []).includes(addr)
+    || (ev(e).peers || []).includes(addr));
   $("#host-alerts").innerHTML = mine.length
     ? table(["rule", "subject", "at", "what", ""], alertRows(mine.slice().reverse()))
     : `<div class="empty">no alert names it in this range</div>`;

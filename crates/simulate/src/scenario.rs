@@ -259,6 +259,16 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
             forward_packets,
             reverse_packets,
         });
+        // logins go to one of the client's own two servers, not to any:
+        // an operator reaches the same machines again (no lateral movement)
+        let f = flows.last_mut().expect("just pushed");
+        if f.server_port == 22 {
+            let own = f
+                .client
+                .iter()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+            f.server = address(2, v6, (own + f.hash % 2) % u64::from((t.hosts / 4).max(1)));
+        }
     }
     let scanner = hopscope_schema::ipv4_mapped([10, 1, 66, 6]);
     for _ in 0..t.scan_probes {
@@ -462,6 +472,11 @@ fn host(rng: &mut Rng, net: u8, v6: bool, pool: u32) -> [u8; 16] {
     } else {
         rng.below(250 * 250)
     };
+    address(net, v6, n)
+}
+
+/// Host number `n` of network `10.net.0.0/16` (or `2001:db8:0:net::/64`).
+fn address(net: u8, v6: bool, n: u64) -> [u8; 16] {
     let (x, y) = ((n / 250) as u8, (n % 250) as u8 + 1);
     if v6 {
         let mut a = [0u8; 16];

@@ -27,10 +27,13 @@ use crate::AnalyzeError;
 
 pub const RULE: &str = "beacon";
 const NAME: &str = "HopscopeBeacon";
-/// Pairs followed at most (a client and a service at a point), and
-/// connections kept per pair (the newest): bounded, and counted.
-const MAX_PAIRS: usize = 100_000;
-const MAX_CONNECTIONS: usize = 2_000;
+/// Pairs followed at most (a client and a service at a point), connections
+/// kept per pair (the newest) and in all: bounded (about 50 MB), and what
+/// is left out counted. Near the bound, the pairs with the fewest
+/// connections (a site visited once) make room.
+const MAX_PAIRS: usize = 200_000;
+const MAX_CONNECTIONS: usize = 1_000;
+const MAX_STORED: usize = 2_000_000;
 /// A record that starts within this of its pair's last record's end
 /// continues it (a flow cut by the active timeout), when its flags cannot
 /// say.
@@ -119,16 +122,20 @@ pub(super) struct Beacons {
     score: f64,
     ignore_ports: Vec<u16>,
     pairs: HashMap<Pair, Series>,
+    /// Connections kept over all pairs.
+    stored: usize,
     judged_ns: i64,
     untracked: u64,
 }
 
 impl Beacons {
     pub fn new(c: &BeaconConfig) -> Result<Beacons, AnalyzeError> {
-        if c.connections < 4 || !(0.0..=1.0).contains(&c.score) {
+        if !(4..=MAX_CONNECTIONS).contains(&c.connections) || !(0.0..=1.0).contains(&c.score) {
             return Err(AnalyzeError::Setting {
                 key: "detect.beacon".into(),
-                message: "connections is at least 4, score between 0 and 1".into(),
+                message: format!(
+                    "connections is from 4 to {MAX_CONNECTIONS}, score between 0 and 1"
+                ),
             });
         }
         Ok(Beacons {
@@ -138,6 +145,7 @@ impl Beacons {
             score: c.score,
             ignore_ports: c.ignore_ports.clone(),
             pairs: HashMap::default(),
+            stored: 0,
             judged_ns: i64::MIN,
             untracked: 0,
         })
@@ -200,10 +208,21 @@ impl Beacons {
             }
             if s.connections.len() >= MAX_CONNECTIONS {
                 s.connections.remove(0);
+            } else if self.stored >= MAX_STORED {
+                self.untracked += 1;
+                continue;
+            } else {
+                self.stored += 1;
             }
             s.connections.push((e.start_ns, e.bytes));
             s.changed = true;
         }
+    }
+
+    /// The next evaluation judges whatever time it is (the end of a
+    /// recomputation: what reached the threshold in its last seconds).
+    pub fn judge_next(&mut self) {
+        self.judged_ns = i64::MIN;
     }
 
     /// Forgets connections older than the window; names the pairs that
@@ -215,26 +234,55 @@ impl Beacons {
         self.judged_ns = now_ns;
         let oldest = now_ns.saturating_sub(self.window_ns);
         let mut found = Vec::new();
+        let mut stored = 0;
         self.pairs.retain(|pair, s| {
             s.connections.sort_unstable();
             let keep_from = s.connections.partition_point(|(t, _)| *t < oldest);
             s.connections.drain(..keep_from);
+            stored += s.connections.len();
             if std::mem::take(&mut s.changed)
                 && s.connections.len() >= self.connections
                 && let Some(score) = Score::of(&s.connections)
                 && score.total >= self.score
             {
-                found.push((*pair, score, s.sampling));
+                found.push((*pair, score, s.sampling, s.last_end_ns));
             }
             !s.connections.is_empty() || s.last_end_ns >= oldest
         });
+        self.stored = stored;
+        self.make_room();
         found
             .into_iter()
-            .map(|(pair, score, sampling)| self.finding(pair, &score, sampling))
+            .map(|(pair, score, sampling, last_end_ns)| {
+                self.finding(pair, &score, sampling, last_end_ns)
+            })
             .collect()
     }
 
-    fn finding(&self, p: Pair, s: &Score, sampling: u64) -> Finding {
+    /// Near the bound of pairs, forgets those with the fewest connections
+    /// (the oldest first) down to four fifths of it: a site visited once
+    /// makes room for a client that calls out again and again.
+    fn make_room(&mut self) {
+        if self.pairs.len() < MAX_PAIRS / 20 * 19 {
+            return;
+        }
+        let mut by_use: Vec<(usize, i64, Pair)> = self
+            .pairs
+            .iter()
+            .map(|(p, s)| (s.connections.len(), s.last_end_ns, *p))
+            .collect();
+        by_use.sort_unstable_by_key(|(n, last, _)| (*n, *last));
+        for (n, _, p) in by_use
+            .into_iter()
+            .take(self.pairs.len() - MAX_PAIRS / 5 * 4)
+        {
+            self.pairs.remove(&p);
+            self.stored -= n;
+            self.untracked += n as u64;
+        }
+    }
+
+    fn finding(&self, p: Pair, s: &Score, sampling: u64, last_end_ns: i64) -> Finding {
         let client = format_addr(&p.client);
         let server = format_addr(&p.server);
         let proto = if p.proto == 6 { "tcp" } else { "udp" };
@@ -281,7 +329,8 @@ impl Beacons {
                 "flows": {
                     "filter": format!("src host {client} and dst host {server} and dst port {}", p.port),
                     "from_ns": s.first_ns,
-                    "to_ns": s.last_ns.saturating_add(1),
+                    // records arrive after their flows end
+                    "to_ns": last_end_ns.saturating_add(60_000_000_000),
                 },
             }),
             seen_ns: s.last_ns,

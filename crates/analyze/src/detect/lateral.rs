@@ -30,8 +30,9 @@ use crate::AnalyzeError;
 
 pub const RULE: &str = "lateral";
 const NAME: &str = "HopscopeLateralMovement";
-/// Known (client, peer) pairs kept at most: past it, new pairs are not
-/// learned (and counted), so that a sweep of a /8 stays bounded.
+/// Known (client, peer) pairs kept at most, so that a sweep of a /8 stays
+/// bounded: past it, a new pair is neither learned nor counted as new
+/// (it is counted as untracked: the detection is blind to it).
 const MAX_KNOWN: usize = 1_000_000;
 
 /// `[detect.lateral]`.
@@ -148,8 +149,9 @@ impl Lateral {
     }
 
     pub fn add(&mut self, events: &[FlowEvent], inside: &Inside) {
-        // learning starts with the first flow of any kind
-        if let Some(first) = events.iter().map(|e| e.start_ns).min() {
+        // learning starts with the first flows read, when they ended (a
+        // long session's record started long before)
+        if let Some(first) = events.iter().map(|e| e.end_ns).min() {
             self.learned_at_ns
                 .get_or_insert(first.saturating_add(self.learning_ns));
         }
@@ -158,7 +160,11 @@ impl Lateral {
         };
         for e in events.iter().filter(|e| e.answered_handshake()) {
             let c = e.connection();
-            if !self.ports.contains(&c.port)
+            // the client's own record: it completed the handshake (a SYN
+            // scan of an open port has the server's SYN-ACK, and the
+            // client's reset)
+            if c.reply
+                || !self.ports.contains(&c.port)
                 || c.client == c.server
                 || !inside.holds(c.client)
                 || !inside.holds(c.server)
@@ -174,13 +180,13 @@ impl Lateral {
                 continue;
             }
             self.known.insert(pair);
-            if e.start_ns < learned_at {
+            if e.end_ns < learned_at {
                 continue;
             }
             self.reached.entry(c.client).or_default().push(Reached {
                 peer: c.server,
                 port: c.port,
-                at_ns: e.start_ns,
+                at_ns: e.end_ns,
             });
             let s = self.sampling.entry(c.client).or_default();
             *s = (*s).max(e.sampling);
@@ -269,7 +275,7 @@ impl Lateral {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::flows::{ACK, PSH, SYN};
+    use crate::detect::flows::{ACK, PSH, RST, SYN};
     use hopscope_schema::ipv4_mapped;
 
     const M: i64 = 60_000_000_000;
@@ -324,6 +330,11 @@ mod tests {
             )
         }));
         later.push(ssh([10, 1, 0, 9], [10, 1, 0, 99], 71 * M, SYN));
+        // a SYN scan of an open port: the server's SYN-ACK, the client's reset
+        let mut open = ssh([10, 1, 0, 98], [10, 1, 0, 9], 71 * M, SYN | ACK);
+        (open.src_port, open.dst_port) = (22, 50_000);
+        later.push(open);
+        later.push(ssh([10, 1, 0, 9], [10, 1, 0, 98], 71 * M, SYN | RST));
         l.add(&later, &inside);
         assert!(!l.learning(70 * M));
         let found = l.evaluate(72 * M);

@@ -41,8 +41,10 @@ pub(crate) struct AddressList {
     /// Each entry's own text (its network), by network.
     table: PrefixTable<Cidr>,
     bad_lines: u64,
-    /// What is wrong with it now, if anything.
-    problem: Option<String>,
+    /// Lines of the version read that are not addresses, and why the file
+    /// could not be read the last time it was tried, if it could not.
+    lines_problem: Option<String>,
+    read_problem: Option<String>,
 }
 
 impl AddressList {
@@ -56,13 +58,14 @@ impl AddressList {
             modified: None,
             table: PrefixTable::default(),
             bad_lines: 0,
-            problem: None,
+            lines_problem: None,
+            read_problem: None,
         };
         list.refresh();
         if list.modified.is_none() {
             return Err(AnalyzeError::Setting {
                 key: format!("detect.blocklist '{}'", config.name),
-                message: list.problem.unwrap_or_default(),
+                message: list.read_problem.unwrap_or_default(),
             });
         }
         Ok(list)
@@ -80,13 +83,14 @@ impl AddressList {
                 std::fs::read_to_string(&self.path).map(|text| Some((modified, text)))
             });
         match read {
-            Ok(None) => {}
+            Ok(None) => self.read_problem = None,
             Ok(Some((modified, text))) => {
                 let (table, bad, first_bad) = parse(&text);
                 self.table = table;
                 self.bad_lines = bad;
                 self.modified = Some(modified);
-                self.problem = first_bad.map(|(line, text)| {
+                self.read_problem = None;
+                self.lines_problem = first_bad.map(|(line, text)| {
                     format!(
                         "{}: {bad} lines are not addresses, the first line {line}: '{text}'",
                         self.path.display()
@@ -94,7 +98,7 @@ impl AddressList {
                 });
             }
             Err(e) => {
-                self.problem = Some(format!(
+                self.read_problem = Some(format!(
                     "{}: {e} (the list as last read is used)",
                     self.path.display()
                 ))
@@ -105,7 +109,9 @@ impl AddressList {
     /// What is wrong with the list now: unreadable, or lines that are not
     /// addresses.
     pub fn problem(&self) -> Option<&str> {
-        self.problem.as_deref()
+        self.read_problem
+            .as_deref()
+            .or(self.lines_problem.as_deref())
     }
 
     pub fn len(&self) -> usize {

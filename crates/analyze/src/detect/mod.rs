@@ -160,6 +160,9 @@ struct Active {
 /// Firing detection alerts, one per (rule, subject): raised once, kept up
 /// while their evidence goes on, resolved once it has stopped for the
 /// rule's quiet time.
+/// How long the evidence of a resolved alert is remembered at least.
+const RESOLVED_KEPT_NS: i64 = 86_400_000_000_000;
+
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     active: BTreeMap<(String, String), Active>,
@@ -216,9 +219,11 @@ impl Tracker {
 
     /// Alerts whose evidence stopped a quiet time before `now_ns` resolve.
     pub fn expire(&mut self, now_ns: i64) -> Vec<Alert> {
-        // what resolved a quiet time ago has left every window
-        self.resolved
-            .retain(|_, (seen, quiet)| seen.saturating_add(quiet.saturating_mul(2)) > now_ns);
+        // kept a day (or two quiet times): long enough for its evidence to
+        // have left any rule's window; only old evidence is held back
+        self.resolved.retain(|_, (seen, quiet)| {
+            seen.saturating_add(quiet.saturating_mul(2).max(RESOLVED_KEPT_NS)) > now_ns
+        });
         let done: Vec<(String, String)> = self
             .active
             .iter()
@@ -371,7 +376,7 @@ impl Detector {
             .map(AddressList::open)
             .collect::<Result<_, _>>()?;
         Ok(Detector {
-            scans: scan::Scans::new(&config.scan)?,
+            scans: scan::Scans::new(&config.scan, Inside::new(&config.inside))?,
             floods: flood::Floods::new(&config.flood)?,
             beacons: beacon::Beacons::new(&config.beacon)?,
             lateral: lateral::Lateral::new(&config.lateral)?,
@@ -471,6 +476,7 @@ impl Detector {
     /// resolves once its quiet time has passed.
     pub fn finish(&mut self) -> Vec<Alert> {
         let now = self.newest_ns.unwrap_or(0);
+        self.beacons.judge_next();
         let mut events = self.advance(now);
         events.extend(self.tracker.finish());
         events

@@ -23,8 +23,8 @@ use hopscope_schema::format_addr;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Finding;
 use super::flows::{ACK, FIN, FlowEvent, PSH, RST, SYN, URG};
+use super::{Finding, Inside};
 use crate::AnalyzeError;
 use hopscope_store::query::parse_duration;
 
@@ -164,6 +164,8 @@ pub(super) struct Scans {
     quiet_ns: i64,
     hosts: usize,
     ports: usize,
+    /// Which side of a source NAT is inside.
+    inside: Inside,
     sources: HashMap<[u8; 16], Source>,
     /// The sources found scanning when last judged.
     flagged: HashMap<[u8; 16], Scan>,
@@ -187,7 +189,7 @@ pub(super) fn duration(key: &str, text: &str) -> Result<i64, AnalyzeError> {
 }
 
 impl Scans {
-    pub fn new(c: &ScanConfig) -> Result<Scans, AnalyzeError> {
+    pub fn new(c: &ScanConfig, inside: Inside) -> Result<Scans, AnalyzeError> {
         if c.hosts < 2 || c.ports < 2 {
             return Err(AnalyzeError::Setting {
                 key: "detect.scan".into(),
@@ -200,6 +202,7 @@ impl Scans {
             quiet_ns: duration("detect.scan.quiet", &c.quiet)?,
             hosts: c.hosts,
             ports: c.ports,
+            inside,
             sources: HashMap::default(),
             flagged: HashMap::default(),
             judged_ns: i64::MIN,
@@ -327,7 +330,7 @@ impl Scans {
         }
         self.judged_ns = now_ns;
         let mut flagged: Vec<Scan> = self.flagged.drain().map(|(_, s)| s).collect();
-        explain_behind_nat(&mut flagged);
+        explain_behind_nat(&mut flagged, &self.inside);
         let findings = flagged
             .iter()
             .filter(|s| s.explained_by.is_none())
@@ -422,29 +425,21 @@ fn contained(a: &Scan, b: &Scan) -> bool {
     shared as f64 >= EXPLAINED * a.targets.len() as f64
 }
 
-/// Whether `a` names a scan more specifically than `b`: `a` is a private
-/// address and `b` not (a source NAT's inside and outside), and `a`'s
-/// targets are mostly `b`'s (the NAT's address carries the attempts of
-/// every host behind it). Two public scanners of the same targets are two
-/// scanners.
-fn more_specific(a: &Scan, b: &Scan) -> bool {
-    is_private(a.src) && !is_private(b.src) && contained(a, b)
-}
-
-fn is_private(addr: [u8; 16]) -> bool {
-    match hopscope_schema::mapped_to_ip(addr) {
-        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
-    }
+/// Whether `a` names a scan more specifically than `b`: `a` is inside and
+/// `b` not (a source NAT's inside and outside), and `a`'s targets are
+/// mostly `b`'s (the NAT's address carries the attempts of every host
+/// behind it). Two outside scanners of the same targets are two scanners.
+fn more_specific(a: &Scan, b: &Scan, inside: &Inside) -> bool {
+    inside.holds(a.src) && !inside.holds(b.src) && contained(a, b)
 }
 
 /// A scan from behind a source NAT shows from the scanner and from the
 /// NAT's address, with the same targets: an address whose targets are
 /// mostly those of more specific scans is marked as explained by them.
-fn explain_behind_nat(scans: &mut [Scan]) {
+fn explain_behind_nat(scans: &mut [Scan], inside: &Inside) {
     for b in 0..scans.len() {
         let specific: Vec<usize> = (0..scans.len())
-            .filter(|&a| a != b && more_specific(&scans[a], &scans[b]))
+            .filter(|&a| a != b && more_specific(&scans[a], &scans[b], inside))
             .collect();
         if specific.is_empty() {
             continue;
@@ -596,7 +591,7 @@ mod tests {
     }
 
     fn scans() -> Scans {
-        Scans::new(&ScanConfig::default()).unwrap()
+        Scans::new(&ScanConfig::default(), Inside::default()).unwrap()
     }
 
     #[test]
