@@ -13,8 +13,7 @@
 //! exporting one beacon are one beacon), inside to outside only; NTP and
 //! DNS are left out by default (they are periodic by design).
 
-/// Maps hashed fast, with a seed of the process, as the collector hashes.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use super::HashMap;
 
 use hopscope_schema::format_addr;
 use serde::Deserialize;

@@ -14,9 +14,7 @@
 
 use std::collections::VecDeque;
 
-/// Maps hashed fast, with a seed of the process (so spoofed addresses
-/// chosen to collide do not know it), as the collector hashes.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use super::HashMap;
 
 use hopscope_schema::format_addr;
 use serde::Deserialize;

@@ -8,16 +8,13 @@
 //! that logs into fifty servers every day is known by then. After it,
 //! every established connection to a peer not seen before is new; a
 //! source that makes `peers` new ones within `window` raises an alert
-//! naming it and them. Failed attempts are the scan detection's; here only
-//! connections whose handshake was answered count (a SYN and an ACK in
-//! either direction's record).
+//! naming it and them. Failed attempts, and SYN scans that found a port
+//! open, are the scan detection's; here only connections the client
+//! completed count (a SYN and an ACK in the client's own record).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
-/// Maps and sets hashed fast, with a seed of the process, as the
-/// collector hashes.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+use super::{HashMap, HashSet};
 
 use hopscope_schema::format_addr;
 use serde::Deserialize;
@@ -102,7 +99,7 @@ pub(super) struct Lateral {
     /// Event time from which peers are new (the first flow's time plus
     /// the learning period).
     learned_at_ns: Option<i64>,
-    known: FastSet<([u8; 16], [u8; 16])>,
+    known: HashSet<([u8; 16], [u8; 16])>,
     /// New peers by source, within the window.
     reached: HashMap<[u8; 16], Vec<Reached>>,
     sampling: HashMap<[u8; 16], u64>,
@@ -124,7 +121,7 @@ impl Lateral {
             learning_ns: duration("detect.lateral.learning", &c.learning)?,
             quiet_ns: duration("detect.lateral.quiet", &c.quiet)?,
             learned_at_ns: None,
-            known: FastSet::default(),
+            known: HashSet::default(),
             reached: HashMap::default(),
             sampling: HashMap::default(),
             untracked: 0,

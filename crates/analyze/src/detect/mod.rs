@@ -24,6 +24,12 @@ mod scan;
 
 use std::collections::BTreeMap;
 
+/// Maps and sets of the detections, hashed fast with a seed of the process
+/// (so spoofed addresses chosen to collide do not know it), as the
+/// collector hashes.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 use hopscope_schema::{Cidr, PrefixTable};
 
 use serde::Deserialize;

@@ -14,10 +14,7 @@
 
 use std::collections::hash_map::Entry;
 
-/// Maps and sets hashed fast, with a seed of the process (so spoofed
-/// addresses chosen to collide do not know it), as the collector hashes.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+use super::{HashMap, HashSet};
 
 use hopscope_schema::format_addr;
 use serde::Deserialize;
