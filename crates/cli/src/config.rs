@@ -38,13 +38,24 @@ impl ConfigFile {
     /// The SLOs checked and compiled, the detections checked (their
     /// address lists read), and where their alerts go.
     pub fn assurance(&self) -> Result<Assurance> {
-        hopscope_analyze::Detector::new(&self.detect)?;
+        let detect = self.detect();
+        hopscope_analyze::Detector::new(&detect)?;
         Ok(Assurance {
             slos: hopscope_analyze::Slo::compile_all(&self.slo)?,
             alerts: self.alerts.clone(),
-            detect: self.detect.clone(),
+            detect,
             policy: self.serve.policy(&self.policy)?,
         })
+    }
+
+    /// `[detect]`, whose networks inside are `[serve] inside` unless it
+    /// names its own: one definition of inside for counting and detecting.
+    fn detect(&self) -> hopscope_analyze::DetectConfig {
+        let mut detect = self.detect.clone();
+        if detect.inside.is_empty() {
+            detect.inside = self.serve.inside.clone();
+        }
+        detect
     }
 }
 
@@ -104,6 +115,11 @@ pub struct ServeSection {
     tcp_closed_linger: Option<String>,
     #[serde(default)]
     pub networks: Vec<hopscope_collector::NetworkTag>,
+    /// The networks inside (the private ranges when none are given):
+    /// traffic from elsewhere that leaves through an external interface is
+    /// transit, counted where it came in; detections read it too.
+    #[serde(default)]
+    pub inside: Vec<hopscope_schema::Cidr>,
     #[serde(default)]
     pub sampling: Vec<SamplingEntry>,
     /// `[[serve.boundary]]`: the points and interfaces where traffic enters

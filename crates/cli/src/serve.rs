@@ -130,6 +130,7 @@ pub fn run_with(
             .iter()
             .map(|r| r.check().map(|()| r.clone()).map_err(anyhow::Error::msg))
             .collect::<Result<_>>()?,
+        inside: section.inside.clone(),
         mmdb: args.mmdb.clone(),
         flush_interval: Duration::from_nanos(flush as u64),
         ..CollectorConfig::default()

@@ -186,6 +186,126 @@ fn export_stream(flows: usize) -> Vec<(Vec<u8>, u64)> {
     out
 }
 
+/// Two edge routers export with their interfaces: A takes transit from
+/// ISP 1 (interface 1) into the core (2), B hands it from the core (3) to
+/// ISP 2 (4) and sends the LAN's (5) traffic out there too. Counted once,
+/// the transit flow counts where it came in (A), not again where it left
+/// (B: `transit`); the LAN's outbound flow counts where it leaves, its
+/// source being inside; the inbound one where it comes in.
+#[test]
+fn transit_counts_where_it_enters_and_outbound_where_it_leaves() {
+    let data = scratch("transit");
+    let udp = free_port();
+    let config = data.join("hopscope.toml");
+    std::fs::write(
+        &config,
+        r#"
+[serve]
+inside = ["10.0.0.0/8"]
+
+[[serve.boundary]]
+exporter = "127.0.0.2"
+interface = 1
+boundary = "external"
+
+[[serve.boundary]]
+exporter = "127.0.0.3"
+interface = 4
+boundary = "external"
+
+[[serve.boundary]]
+interface = 2
+boundary = "internal"
+
+[[serve.boundary]]
+interface = 3
+boundary = "internal"
+"#,
+    )
+    .unwrap();
+    let serve = Serve::start(&data, udp, &["--config", config.to_str().unwrap()]);
+    let record = |src: [u8; 4], dst: [u8; 4], (in_if, out_if), packets| FlowRecord {
+        time_flow_start_ns: Some(1_795_000_000_000_000_000),
+        time_flow_end_ns: Some(1_795_000_001_000_000_000),
+        ip_version: Some(4),
+        src_addr: Some(ipv4_mapped(src)),
+        dst_addr: Some(ipv4_mapped(dst)),
+        src_port: Some(40000),
+        dst_port: Some(443),
+        proto: Some(6),
+        bytes: Some(1000 * packets),
+        packets: Some(packets),
+        in_if: Some(in_if),
+        out_if: Some(out_if),
+        ..FlowRecord::default()
+    };
+    let (transit, outside, lan) = ([198, 51, 100, 7], [203, 0, 113, 9], [10, 0, 0, 5]);
+    let routers = [
+        (
+            "127.0.0.2",
+            vec![
+                record(transit, outside, (1, 2), 10),
+                record(outside, lan, (1, 2), 7),
+            ],
+        ),
+        (
+            "127.0.0.3",
+            vec![
+                record(transit, outside, (3, 4), 10),
+                record(lan, outside, (5, 4), 5),
+            ],
+        ),
+    ];
+    for (address, records) in routers {
+        let mut b = FlowBatchBuilder::default();
+        for r in &records {
+            b.append(r);
+        }
+        let mut encoder = FlowEncoder::new(1, 1400, None);
+        let mut messages = encoder.encode(&b.finish().unwrap(), 1).unwrap();
+        messages.extend(encoder.flush());
+        let socket = UdpSocket::bind(format!("{address}:0")).unwrap();
+        for m in &messages {
+            socket.send_to(m, ("127.0.0.1", udp)).unwrap();
+        }
+    }
+    serve.wait_for(4);
+    serve.stop();
+    let query = |extra: &[&str]| {
+        let out = hopscope()
+            .args(["query", "-a", "flows,packets", "--json", "--source", "raw"])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let row: serde_json::Value = serde_json::from_str(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        (
+            row["flows"].as_u64().unwrap(),
+            row["packets"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(
+        query(&[]),
+        (3, 22),
+        "each packet once: 10 transit, 7 in, 5 out"
+    );
+    assert_eq!(query(&["--every-point"]), (4, 32));
+    assert_eq!(query(&["boundary = \"transit\""]), (1, 10));
+}
+
 #[test]
 fn kill_9_mid_stream_loses_at_most_a_flush_interval_and_knows_how_much() {
     let data = scratch("kill9");

@@ -8,10 +8,19 @@
 //! at the boundary, by leaving out the records of internal points (see the
 //! store's query view), so that a packet seen by six devices on its way is
 //! not six packets.
+//!
+//! A packet crosses the boundary once on its way in and once on its way
+//! out; transit traffic does both, at two edge routers. A record is where
+//! the packet is counted (`external`) when the point itself is on the
+//! boundary (an edge probe sees each packet once), when the packet came in
+//! through an external interface, or when it leaves through one and started
+//! inside the network (`[serve] inside`). A packet from outside that leaves
+//! through an external interface entered through another one, where it was
+//! counted: that record is `transit`.
 
 use std::net::IpAddr;
 
-use hopscope_schema::ip_to_mapped;
+use hopscope_schema::{Cidr, Inside, ip_to_mapped};
 use serde::Deserialize;
 
 use crate::enrich::canonical;
@@ -22,15 +31,6 @@ use crate::enrich::canonical;
 pub enum Boundary {
     External,
     Internal,
-}
-
-impl Boundary {
-    pub fn name(self) -> &'static str {
-        match self {
-            Boundary::External => "external",
-            Boundary::Internal => "internal",
-        }
-    }
 }
 
 /// One `[[serve.boundary]]` rule: what it matches, and the boundary of
@@ -74,21 +74,47 @@ pub struct Observed<'a> {
     pub point: Option<&'a str>,
     /// The input and output interfaces: ifIndex and name.
     pub interfaces: [(Option<u32>, Option<&'a str>); 2],
+    /// The packets' source address.
+    pub source: Option<[u8; 16]>,
+}
+
+/// Where a record stands against the boundary: its `boundary` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Where its packets cross the boundary and are counted.
+    External,
+    /// Inside the network: the packets are counted at the boundary.
+    Internal,
+    /// Packets from outside leaving the network: counted where they came in.
+    Transit,
+}
+
+impl Place {
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::External => "external",
+            Place::Internal => "internal",
+            Place::Transit => "transit",
+        }
+    }
 }
 
 /// The rules, ready to match.
 #[derive(Debug, Clone, Default)]
 pub struct Boundaries {
     rules: Vec<(Option<[u8; 16]>, BoundaryRule)>,
+    inside: Inside,
 }
 
 impl Boundaries {
-    pub fn new(rules: &[BoundaryRule]) -> Self {
+    /// The rules, and the networks inside (the private ranges when none).
+    pub fn new(rules: &[BoundaryRule], inside: &[Cidr]) -> Self {
         Self {
             rules: rules
                 .iter()
                 .map(|r| (r.exporter.map(|ip| ip_to_mapped(canonical(ip))), r.clone()))
                 .collect(),
+            inside: Inside::new(inside),
         }
     }
 
@@ -96,10 +122,13 @@ impl Boundaries {
         self.rules.is_empty()
     }
 
-    /// External when a rule puts the point or either interface on the
-    /// boundary, else internal when a rule puts it inside, else unknown.
-    pub fn classify(&self, seen: &Observed<'_>) -> Option<Boundary> {
+    /// External when a rule puts the point or the input interface on the
+    /// boundary, or the output interface and the source is inside; transit
+    /// when only the output interface is external and the source is not
+    /// inside; else internal when a rule puts it inside; else unknown.
+    pub fn classify(&self, seen: &Observed<'_>) -> Option<Place> {
         let mut found = None;
+        let mut leaves = false;
         for (exporter, rule) in &self.rules {
             if exporter.is_some() && *exporter != seen.exporter {
                 continue;
@@ -110,20 +139,33 @@ impl Boundaries {
                 continue;
             }
             let interface_given = rule.interface.is_some() || rule.interface_name.is_some();
-            let interface_matches = seen.interfaces.iter().any(|(index, name)| {
+            let matches = |(index, name): &(Option<u32>, Option<&str>)| {
                 rule.interface.is_none_or(|i| *index == Some(i))
                     && rule
                         .interface_name
                         .as_deref()
                         .is_none_or(|g| name.is_some_and(|n| glob(g, n)))
-            });
-            if interface_given && !interface_matches {
+            };
+            let [input, output] = &seen.interfaces;
+            let (comes_in, goes_out) = (matches(input), matches(output));
+            if interface_given && !comes_in && !goes_out {
                 continue;
             }
             match rule.boundary {
-                Boundary::External => return Some(Boundary::External),
-                Boundary::Internal => found = Some(Boundary::Internal),
+                Boundary::External if !interface_given || comes_in => {
+                    return Some(Place::External);
+                }
+                Boundary::External => leaves = true,
+                Boundary::Internal => found = Some(Place::Internal),
             }
+        }
+        if leaves {
+            let started_inside = seen.source.is_some_and(|a| self.inside.holds(a));
+            return Some(if started_inside {
+                Place::External
+            } else {
+                Place::Transit
+            });
         }
         found
     }
@@ -175,36 +217,59 @@ mod tests {
             interface_name: name.map(String::from),
             boundary,
         };
-        let b = Boundaries::new(&[
-            rule(None, None, None, Boundary::Internal),
-            rule(None, Some(7), None, Boundary::External),
-            rule(None, None, Some("Transit*"), Boundary::External),
-            rule(Some("*:wan"), None, None, Boundary::External),
-        ]);
+        let b = Boundaries::new(
+            &[
+                rule(None, None, None, Boundary::Internal),
+                rule(None, Some(7), None, Boundary::External),
+                rule(None, None, Some("Transit*"), Boundary::External),
+                rule(Some("*:wan"), None, None, Boundary::External),
+            ],
+            &[],
+        );
+        let inside = ip_to_mapped("10.1.2.3".parse().unwrap());
+        let outside = ip_to_mapped("198.51.100.7".parse().unwrap());
         let at = |interfaces: [(Option<u32>, Option<&'static str>); 2]| Observed {
             exporter: Some(ip_to_mapped(router)),
             point: None,
             interfaces,
+            source: Some(inside),
         };
         assert_eq!(
             b.classify(&at([(Some(3), None), (Some(4), None)])),
-            Some(Boundary::Internal)
+            Some(Place::Internal)
         );
         assert_eq!(
             b.classify(&at([(Some(3), None), (Some(7), None)])),
-            Some(Boundary::External),
-            "leaving by interface 7"
+            Some(Place::External),
+            "leaving by interface 7, from inside"
+        );
+        let transit = Observed {
+            source: Some(outside),
+            ..at([(Some(3), None), (Some(7), None)])
+        };
+        assert_eq!(
+            b.classify(&transit),
+            Some(Place::Transit),
+            "from outside, out by 7: it came in elsewhere"
+        );
+        assert_eq!(
+            b.classify(&Observed {
+                source: Some(outside),
+                ..at([(Some(7), None), (Some(3), None)])
+            }),
+            Some(Place::External),
+            "from outside, in by 7"
         );
         assert_eq!(
             b.classify(&at([(Some(9), Some("Transit: Cogent")), (None, None)])),
-            Some(Boundary::External)
+            Some(Place::External)
         );
         let probe = Observed {
             exporter: Some(ip_to_mapped("127.0.0.11".parse().unwrap())),
             point: Some("branch-fw:wan"),
             ..Observed::default()
         };
-        assert_eq!(b.classify(&probe), Some(Boundary::External));
+        assert_eq!(b.classify(&probe), Some(Place::External));
         let lan = Observed {
             point: Some("branch-fw:lan"),
             ..probe

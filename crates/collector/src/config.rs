@@ -41,6 +41,9 @@ pub struct CollectorConfig {
     pub sampling: Vec<hopscope_wire::SamplingRule>,
     /// Which points and interfaces are the network's boundary (`[[serve.boundary]]`).
     pub boundaries: Vec<crate::BoundaryRule>,
+    /// The networks inside (`[serve] inside`; the private ranges when
+    /// empty): traffic from elsewhere that leaves is transit.
+    pub inside: Vec<Cidr>,
     /// MaxMind-format database for country (and AS when flows lack it).
     pub mmdb: Vec<PathBuf>,
     /// How often decoded flows are committed to the store: the most a
@@ -69,6 +72,7 @@ impl Default for CollectorConfig {
             networks: Vec::new(),
             sampling: Vec::new(),
             boundaries: Vec::new(),
+            inside: Vec::new(),
             mmdb: Vec::new(),
             flush_interval: Duration::from_secs(5),
             batch_rows: 64 * 1024,

@@ -21,7 +21,7 @@ use hopscope_schema::{
 };
 use hopscope_wire::{Decoder, DomainState};
 
-use crate::boundary::{Boundaries, Boundary, BoundaryRule, Observed};
+use crate::boundary::{Boundaries, BoundaryRule, Observed, Place};
 use crate::config::NetworkTag;
 
 /// Why an MMDB file cannot be used.
@@ -92,9 +92,10 @@ impl Enricher {
         })
     }
 
-    /// Classifies each flow's point and interfaces by these rules.
-    pub fn with_boundaries(mut self, rules: &[BoundaryRule]) -> Self {
-        self.boundaries = Boundaries::new(rules);
+    /// Classifies each flow's point and interfaces by these rules, and
+    /// traffic leaving the network by whether it started `inside`.
+    pub fn with_boundaries(mut self, rules: &[BoundaryRule], inside: &[Cidr]) -> Self {
+        self.boundaries = Boundaries::new(rules, inside);
         self
     }
 
@@ -225,6 +226,9 @@ impl Enricher {
                     .map(|c| c.as_primitive::<UInt32Type>())
             };
             let (in_ifs, out_ifs) = (index("in_if"), index("out_if"));
+            let sources = batch
+                .column_by_name("src_addr")
+                .map(|c| c.as_fixed_size_binary());
             for row in 0..rows {
                 let at = scope(row);
                 let value =
@@ -243,8 +247,11 @@ impl Enricher {
                     exporter: at.map(|(e, _)| e),
                     point,
                     interfaces: [interface(in_ifs), interface(out_ifs)],
+                    source: sources
+                        .filter(|s| s.is_valid(row))
+                        .and_then(|s| s.value(row).try_into().ok()),
                 };
-                boundary.append_option(self.boundaries.classify(&seen).map(Boundary::name));
+                boundary.append_option(self.boundaries.classify(&seen).map(Place::name));
             }
         }
         if self.exporter_names.is_empty() {

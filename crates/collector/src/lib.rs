@@ -84,7 +84,7 @@ impl Collector {
     ) -> Result<Collector, CollectorError> {
         let enricher = Arc::new(
             Enricher::new(&config.exporter_names, &config.networks, &config.mmdb)?
-                .with_boundaries(&config.boundaries),
+                .with_boundaries(&config.boundaries, &config.inside),
         );
         metrics.name_exporters(&config.exporter_names);
         let allow = Arc::new(config.allow.clone());

@@ -246,6 +246,7 @@ impl Meter {
         for (key, flow, reason) in self.expired.drain(..) {
             let biflow = self.config.cache.biflow;
             let is_icmp = matches!(key.tuple.proto, 1 | 58);
+            let reverse_seen = biflow && flow.packets[REVERSE] > 0;
             self.flows.append(&FlowRecord {
                 observation_point_id: Some(self.config.observation_point_id),
                 observation_domain_id: Some(self.config.domain),
@@ -265,6 +266,11 @@ impl Meter {
                 ip_tos: Some(flow.tos[FORWARD]),
                 minimum_ttl: Some(flow.min_ttl[FORWARD]),
                 maximum_ttl: Some(flow.max_ttl[FORWARD]),
+                // a reverse direction that saw no packet has no TTL or flags
+                reverse_tcp_flags: (reverse_seen && key.tuple.proto == 6)
+                    .then_some(flow.tcp_flags[REVERSE]),
+                reverse_minimum_ttl: reverse_seen.then_some(flow.min_ttl[REVERSE]),
+                reverse_maximum_ttl: reverse_seen.then_some(flow.max_ttl[REVERSE]),
                 icmp_type: is_icmp.then_some(flow.icmp_type),
                 icmp_code: is_icmp.then_some(flow.icmp_code),
                 in_if: Some(flow.interface),

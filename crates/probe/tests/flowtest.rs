@@ -43,6 +43,8 @@ fn column_of(field: &str) -> Option<&'static str> {
         "tos" => "ip_tos",
         "ttl" => "minimum_ttl",
         "tcp_flags" => "tcp_flags",
+        "tcp_flags@rev" => "reverse_tcp_flags",
+        "ttl@rev" => "reverse_minimum_ttl",
         "icmp_type" => "icmp_type",
         "icmp_code" => "icmp_code",
         "vlan_id" => "src_vlan",

@@ -196,6 +196,41 @@ impl<T> PrefixTable<T> {
     }
 }
 
+/// The networks inside: the network's own hosts, whose traffic starts
+/// inside it. Detections read it (beacons go from inside to outside,
+/// lateral movement stays inside), and so does counting traffic once
+/// (traffic from outside that leaves the network is transit). The private
+/// ranges (RFC 1918, RFC 4193) when no network is given.
+#[derive(Debug, Clone)]
+pub struct Inside(PrefixTable<()>);
+
+impl Inside {
+    /// The networks given, or the private ranges when none are.
+    pub fn new(networks: &[Cidr]) -> Inside {
+        const PRIVATE: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+        let mut table = PrefixTable::default();
+        if networks.is_empty() {
+            for n in PRIVATE {
+                table.insert(n.parse().expect("a network"), ());
+            }
+        }
+        for n in networks {
+            table.insert(*n, ());
+        }
+        Inside(table)
+    }
+
+    pub fn holds(&self, addr: [u8; 16]) -> bool {
+        self.0.lookup(addr).is_some()
+    }
+}
+
+impl Default for Inside {
+    fn default() -> Self {
+        Inside::new(&[])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

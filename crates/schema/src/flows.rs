@@ -124,6 +124,12 @@ table! {
         minimum_ttl: U8["hops"],
         /// Largest TTL or hop limit seen.
         maximum_ttl: U8["hops"],
+        /// OR of the TCP flags of a biflow's reverse direction (RFC 5103).
+        reverse_tcp_flags: U16[""],
+        /// Smallest TTL or hop limit of a biflow's reverse direction.
+        reverse_minimum_ttl: U8["hops"],
+        /// Largest TTL or hop limit of a biflow's reverse direction.
+        reverse_maximum_ttl: U8["hops"],
         /// ICMP type.
         icmp_type: U8[""],
         /// ICMP code.
@@ -170,6 +176,8 @@ table! {
         post_nat_dst_port: U16[""],
         /// NAT event (RFC 8158).
         nat_event: U8[""],
+        /// Firewall event (IE 233, Cisco NSEL): 1 created, 2 deleted, 3 denied, 4 alert, 5 update.
+        firewall_event: U8[""],
         /// Ingress VRF.
         ingress_vrf_id: U32[""],
         /// Egress VRF.

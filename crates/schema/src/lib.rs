@@ -30,7 +30,7 @@ pub mod key;
 mod time;
 
 pub use address::{
-    Cidr, PrefixTable, canonical, format_addr, ip_to_mapped, ipv4_mapped, is_ipv4_mapped,
+    Cidr, Inside, PrefixTable, canonical, format_addr, ip_to_mapped, ipv4_mapped, is_ipv4_mapped,
     mac_to_u64, mapped_to_ip,
 };
 pub use analysis::{ALERT_FIELDS, SLO_BUCKET_FIELDS, alert_schema, slo_bucket_schema};

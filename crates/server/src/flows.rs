@@ -171,6 +171,7 @@ fn volumes(out: &hopscope_store::query::QueryOutput) -> Value {
         "unknown_rate_share": out.coverage.unknown_share(),
         "counting": out.left_out.counting,
         "internal_records_left_out": out.left_out.internal_records,
+        "transit_records_left_out": out.left_out.transit_records,
         "event_records_left_out": out.left_out.event_records,
         "counting_describe": out.left_out.describe(),
     })

@@ -38,7 +38,7 @@ fn unscaled() -> Value {
 fn every_point() -> Value {
     param(
         "every_point",
-        "`true`: aggregates count every record at every point that saw it. By default they count traffic once: records of points the collector classes as internal ([[serve.boundary]]) and event records are left out, unless the query groups or filters by a point, exporter or interface.",
+        "`true`: aggregates count every record at every point that saw it. By default they count traffic once: records of points the collector classes as internal ([[serve.boundary]]), of transit traffic leaving the network (counted where it came in) and event records (NAT events; firewall events other than a flow's teardown) are left out, unless the query groups or filters by a point, exporter or interface.",
     )
 }
 

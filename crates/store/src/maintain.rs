@@ -19,14 +19,15 @@ use crate::query::{Aggregate, Counting, Query, Source, Volumes, execute};
 use crate::writer::sync_dir;
 use crate::{Store, StoreError, TIME_COLUMN, write_atomically};
 
-/// Dimensions kept by 1-minute rollups: at most 15, with the time bucket
-/// the most a key holds (`ip_version` is left to the 1-hour rollups: a
-/// query by it reads those for whole hours, raw flows elsewhere).
+/// Dimensions kept by 1-minute rollups: every one that a chart or a
+/// top-N groups by, within the widest group key (128 octets, with the
+/// time bucket).
 pub const ROLLUP_1M_DIMS: &[&str] = &[
     "sampler_address",
     "exporter_name",
     "in_if",
     "out_if",
+    "ip_version",
     "proto",
     "src_addr",
     "dst_addr",
@@ -40,6 +41,7 @@ pub const ROLLUP_1M_DIMS: &[&str] = &[
     // and of one boundary and event kind, for counting traffic once
     "boundary",
     "nat_event",
+    "firewall_event",
 ];
 
 /// Dimensions kept by 1-hour rollups: no addresses or ports, so that a
@@ -60,6 +62,7 @@ pub const ROLLUP_1H_DIMS: &[&str] = &[
     // and of one boundary and event kind, for counting traffic once
     "boundary",
     "nat_event",
+    "firewall_event",
 ];
 
 /// How long data is kept and how much disk it may take.
@@ -173,8 +176,9 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// format are stale and made again. 1: `sampling_rate` is a dimension (the
 /// rollups of format 0 summed records of every rate together, which the
 /// view cannot scale); 2: `boundary` and `nat_event` are dimensions, for
-/// counting traffic once.
-const ROLLUP_FORMAT: u64 = 2;
+/// counting traffic once; 3: `firewall_event` too, and 1-minute rollups
+/// keep `ip_version` (format 2 lost it: IPv6 traffic looked like none).
+const ROLLUP_FORMAT: u64 = 3;
 
 /// The file name of the rollup of `hour`: fixed, so that a redo replaces it.
 fn rollup_file_name(hour: i64) -> String {

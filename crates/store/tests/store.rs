@@ -607,22 +607,33 @@ fn volumes_are_scaled_by_each_records_rate_from_raw_flows_and_rollups_alike() {
     assert_eq!(range(counted_rollups), range(counted));
 }
 
-/// Flows with a `boundary` (every fifth internal, one in ten external, the
-/// rest unclassified) and a NAT event on each twentieth.
+/// Flows with a `boundary` (every fifth internal, one in ten external, one
+/// in ten transit, the rest unclassified), a NAT event on each twentieth,
+/// and firewall events on two others of twenty: a flow created (an event)
+/// and a flow deleted (its totals, traffic).
 fn classified_flows(t: i64, n: usize) -> RecordBatch {
     let batch = flows(t, n);
     let boundary: StringArray = (0..n)
         .map(|k| match k % 10 {
             0 | 5 => Some("internal"),
             1 => Some("external"),
+            7 => Some("transit"),
             _ => None,
         })
         .collect();
-    let events: arrow_array::UInt8Array = (0..n).map(|k| (k % 20 == 3).then_some(1u8)).collect();
+    let nat: arrow_array::UInt8Array = (0..n).map(|k| (k % 20 == 3).then_some(1u8)).collect();
+    let firewall: arrow_array::UInt8Array = (0..n)
+        .map(|k| match k % 20 {
+            13 => Some(1u8),
+            9 => Some(2),
+            _ => None,
+        })
+        .collect();
     let schema = batch.schema();
     let mut columns = batch.columns().to_vec();
     columns[schema.index_of("boundary").unwrap()] = Arc::new(boundary);
-    columns[schema.index_of("nat_event").unwrap()] = Arc::new(events);
+    columns[schema.index_of("nat_event").unwrap()] = Arc::new(nat);
+    columns[schema.index_of("firewall_event").unwrap()] = Arc::new(firewall);
     RecordBatch::try_new(schema, columns).unwrap()
 }
 
@@ -646,23 +657,36 @@ fn traffic_is_counted_once_without_internal_points_and_events() {
     };
     let (once, left) = flows_of(Counting::Once, &[], Source::Raw);
     assert_eq!(
-        (once, left.internal_records, left.event_records),
-        (750, 200, 50)
+        (
+            once,
+            left.internal_records,
+            left.transit_records,
+            left.event_records
+        ),
+        (600, 200, 100, 100)
     );
     assert_eq!(flows_of(Counting::EveryPoint, &[], Source::Raw).0, 1000);
     // a view per exporter sees every point
     let (per_exporter, left) = flows_of(Counting::Once, &["exporter_name"], Source::Raw);
     assert_eq!((per_exporter, left.counting), (1000, Counting::EveryPoint));
     // asking about events keeps them (not the internal records), and the other way round
-    let (by_event, left) = flows_of(Counting::Once, &["nat_event"], Source::Raw);
-    assert_eq!(
-        (by_event, left.internal_records, left.event_records),
-        (800, 200, 0)
-    );
+    for events in ["nat_event", "firewall_event"] {
+        let (by_event, left) = flows_of(Counting::Once, &[events], Source::Raw);
+        assert_eq!(
+            (by_event, left.internal_records, left.event_records),
+            (700, 200, 0),
+            "{events}"
+        );
+    }
     let (by_boundary, left) = flows_of(Counting::Once, &["boundary"], Source::Raw);
     assert_eq!(
-        (by_boundary, left.internal_records, left.event_records),
-        (950, 0, 50)
+        (
+            by_boundary,
+            left.internal_records,
+            left.transit_records,
+            left.event_records
+        ),
+        (900, 0, 0, 100)
     );
     // rollups keep the boundary and the events apart, and answer the same
     store
@@ -675,6 +699,15 @@ fn traffic_is_counted_once_without_internal_points_and_events() {
     q.group_by_names(&["proto"]).unwrap();
     let out = execute(&store, &q).unwrap();
     assert_eq!(out.rollup_segments, 1);
-    assert_eq!(u64s(out.totals.as_ref().unwrap(), "flows"), [750]);
-    assert_eq!(out.left_out.internal_records, 200);
+    assert_eq!(u64s(out.totals.as_ref().unwrap(), "flows"), [600]);
+    assert_eq!(
+        (out.left_out.internal_records, out.left_out.transit_records),
+        (200, 100)
+    );
+    // 1-minute rollups keep the IP version (a chart by version per minute)
+    q.group_by_names(&["ip_version"]).unwrap();
+    q.bucket_ns = Some(MIN);
+    let out = execute(&store, &q).unwrap();
+    assert_eq!(out.rollup_segments, 1, "read from the 1-minute rollups");
+    assert_eq!(u64s(out.totals.as_ref().unwrap(), "flows"), [600]);
 }

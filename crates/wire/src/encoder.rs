@@ -251,11 +251,11 @@ const fn millis(column: &'static str, id: u16) -> ColumnElement {
     }
 }
 
-const fn reverse(column: &'static str, id: u16) -> ColumnElement {
+const fn reverse(column: &'static str, id: u16, length: u16) -> ColumnElement {
     let spec = FieldSpec {
         enterprise: REVERSE_PEN,
         id,
-        length: 8,
+        length,
     };
     ColumnElement {
         column,
@@ -284,13 +284,16 @@ const FLOW_ELEMENTS: &[ColumnElement] = &[
     same("proto", 4, 1),
     same("bytes", 1, 8),
     same("packets", 2, 8),
-    reverse("reverse_bytes", 1),
-    reverse("reverse_packets", 2),
+    reverse("reverse_bytes", 1, 8),
+    reverse("reverse_packets", 2, 8),
     same("sampling_rate", 34, 4),
     same("tcp_flags", 6, 2),
     same("ip_tos", 5, 1),
     same("minimum_ttl", 52, 1),
     same("maximum_ttl", 53, 1),
+    reverse("reverse_tcp_flags", 6, 2),
+    reverse("reverse_minimum_ttl", 52, 1),
+    reverse("reverse_maximum_ttl", 53, 1),
     by_family("icmp_type", 176, 1, 178, 1),
     by_family("icmp_code", 177, 1, 179, 1),
     same("in_if", 10, 4),
@@ -314,6 +317,7 @@ const FLOW_ELEMENTS: &[ColumnElement] = &[
     same("post_nat_src_port", 227, 2),
     same("post_nat_dst_port", 228, 2),
     same("nat_event", 230, 1),
+    same("firewall_event", 233, 1),
     same("ingress_vrf_id", 234, 4),
     same("egress_vrf_id", 235, 4),
     same("mpls_top_label", 70, 3),

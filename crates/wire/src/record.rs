@@ -406,6 +406,11 @@ fn fill_column(cols: &mut FlowColumnsBuilder, action: Action, body: &[u8], shape
         Action::ReverseBytes => each_uint(&mut cols.reverse_bytes, body, shape, |v| v),
         Action::ReversePackets => each_uint(&mut cols.reverse_packets, body, shape, |v| v),
         Action::TcpFlags => each_uint(&mut cols.tcp_flags, body, shape, |v| v as u16),
+        Action::ReverseTcpFlags => {
+            each_uint(&mut cols.reverse_tcp_flags, body, shape, |v| v as u16)
+        }
+        Action::ReverseMinTtl => each_uint(&mut cols.reverse_minimum_ttl, body, shape, |v| v as u8),
+        Action::ReverseMaxTtl => each_uint(&mut cols.reverse_maximum_ttl, body, shape, |v| v as u8),
         Action::Tos => each_uint(&mut cols.ip_tos, body, shape, |v| v as u8),
         Action::MinTtl => each_uint(&mut cols.minimum_ttl, body, shape, |v| v as u8),
         Action::MaxTtl => each_uint(&mut cols.maximum_ttl, body, shape, |v| v as u8),
@@ -430,6 +435,7 @@ fn fill_column(cols: &mut FlowColumnsBuilder, action: Action, body: &[u8], shape
         Action::PostNatSrcPort => each_uint(&mut cols.post_nat_src_port, body, shape, |v| v as u16),
         Action::PostNatDstPort => each_uint(&mut cols.post_nat_dst_port, body, shape, |v| v as u16),
         Action::NatEvent => each_uint(&mut cols.nat_event, body, shape, |v| v as u8),
+        Action::FirewallEvent => each_uint(&mut cols.firewall_event, body, shape, |v| v as u8),
         Action::IngressVrf => each_uint(&mut cols.ingress_vrf_id, body, shape, |v| v as u32),
         Action::EgressVrf => each_uint(&mut cols.egress_vrf_id, body, shape, |v| v as u32),
         Action::MplsTopLabel => each(&mut cols.mpls_top_label, body, shape, mpls_label),
@@ -654,6 +660,9 @@ fn flow_record(
             Action::ReverseBytes => row.reverse_bytes = Some(v()),
             Action::ReversePackets => row.reverse_packets = Some(v()),
             Action::TcpFlags => row.tcp_flags = Some(v() as u16),
+            Action::ReverseTcpFlags => row.reverse_tcp_flags = Some(v() as u16),
+            Action::ReverseMinTtl => row.reverse_minimum_ttl = Some(v() as u8),
+            Action::ReverseMaxTtl => row.reverse_maximum_ttl = Some(v() as u8),
             Action::Tos => row.ip_tos = Some(v() as u8),
             Action::InIf => row.in_if = Some(v() as u32),
             Action::OutIf => row.out_if = Some(v() as u32),
@@ -672,6 +681,7 @@ fn flow_record(
             Action::PostNatSrcPort => row.post_nat_src_port = Some(v() as u16),
             Action::PostNatDstPort => row.post_nat_dst_port = Some(v() as u16),
             Action::NatEvent => row.nat_event = Some(v() as u8),
+            Action::FirewallEvent => row.firewall_event = Some(v() as u8),
             Action::IngressVrf => row.ingress_vrf_id = Some(v() as u32),
             Action::EgressVrf => row.egress_vrf_id = Some(v() as u32),
             Action::MplsTopLabel => row.mpls_top_label = Some(mpls_label(value)),

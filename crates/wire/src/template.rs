@@ -60,6 +60,9 @@ pub enum Action {
     PacketsTotal,
     ReverseBytes,
     ReversePackets,
+    ReverseTcpFlags,
+    ReverseMinTtl,
+    ReverseMaxTtl,
     TcpFlags,
     Tos,
     MinTtl,
@@ -85,6 +88,7 @@ pub enum Action {
     PostNatSrcPort,
     PostNatDstPort,
     NatEvent,
+    FirewallEvent,
     IngressVrf,
     EgressVrf,
     MplsTopLabel,
@@ -184,6 +188,9 @@ impl Action {
         let action = match (spec.enterprise, spec.id) {
             (REVERSE_PEN, 1) => Action::ReverseBytes,
             (REVERSE_PEN, 2) => Action::ReversePackets,
+            (REVERSE_PEN, 6) => Action::ReverseTcpFlags,
+            (REVERSE_PEN, 52) => Action::ReverseMinTtl,
+            (REVERSE_PEN, 53) => Action::ReverseMaxTtl,
             (HOPSCOPE_PEN, ie::hopscope::CLOCK_DOMAIN_ID) => Action::ClockDomain,
             (HOPSCOPE_PEN, ie::hopscope::CLOCK_BOUND_NANOSECONDS) => Action::ClockBound,
             (0, id) => Self::iana(id, len),
@@ -250,6 +257,9 @@ impl Action {
             227 => PostNatSrcPort,
             228 => PostNatDstPort,
             230 => NatEvent,
+            // NF_F_FW_EVENT of older Cisco ASA releases: a NetFlow v9 id
+            // (IPFIX ids stop at 32767), the same codes as 233
+            233 | 40005 => FirewallEvent,
             234 => IngressVrf,
             235 => EgressVrf,
             70 => MplsTopLabel,

@@ -162,6 +162,59 @@ fn cisco_captures_agree_with_tshark() {
     }
 }
 
+/// Cisco ASA's NSEL records carry a firewall event in every record (IE 233,
+/// or field 40005 on older releases): each decodes into `firewall_event`
+/// as tshark reads it, so that queries can tell a flow's teardown (its
+/// totals) from the events that carry no volume.
+#[test]
+#[ignore = "needs tshark: run by scripts/integration"]
+fn asa_firewall_events_agree_with_tshark() {
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "asa-1",
+            &[
+                "netflow9_test_cisco_asa_1_tpl.dat",
+                "netflow9_test_cisco_asa_1_data.dat",
+            ],
+        ),
+        (
+            "asa-2",
+            &[
+                "netflow9_test_cisco_asa_2_tpl_26x.dat",
+                "netflow9_test_cisco_asa_2_tpl_27x.dat",
+                "netflow9_test_cisco_asa_2_data.dat",
+            ],
+        ),
+    ];
+    for (name, files) in cases {
+        let pcap = scratch(&format!("{name}.pcap"));
+        let mut w = CaptureWriter::new(std::fs::File::create(&pcap).unwrap()).unwrap();
+        let (from, to): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:50000".parse().unwrap(),
+            "127.0.0.1:2055".parse().unwrap(),
+        );
+        for (i, f) in files.iter().enumerate() {
+            let message =
+                std::fs::read(real(&format!("logstash-codec-netflow/spec/codecs/{f}"))).unwrap();
+            w.write_datagram(1_764_000_000_000_000_000 + i as i64, from, to, &message)
+                .unwrap();
+        }
+        drop(w.into_inner());
+        let mut decoder = Decoder::new();
+        let mut out = DecodeOutput::default();
+        replay_file(&pcap, &mut decoder, &mut out, 0).unwrap();
+        let flows = out.flows.finish().unwrap();
+        let theirs = tshark_fields(&pcap, &[2055], &["cflow.firewall_event"]);
+        let ours = column_strings(&flows, "firewall_event");
+        assert!(!ours.is_empty(), "{name}: no firewall event decoded");
+        assert_eq!(
+            sorted(ours),
+            sorted(theirs["cflow.firewall_event"].clone()),
+            "{name}: firewall events"
+        );
+    }
+}
+
 /// Simple deterministic generator: the test must not depend on a seed crate.
 struct Lcg(u64);
 impl Lcg {

@@ -15,13 +15,13 @@
 
 use super::HashMap;
 
-use hopscope_schema::format_addr;
+use hopscope_schema::{Inside, format_addr};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Finding;
 use super::flows::{FlowEvent, SYN};
 use super::scan::duration;
-use super::{Finding, Inside};
 use crate::AnalyzeError;
 
 pub const RULE: &str = "beacon";

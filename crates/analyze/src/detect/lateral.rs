@@ -16,13 +16,13 @@ use std::collections::BTreeSet;
 
 use super::{HashMap, HashSet};
 
-use hopscope_schema::format_addr;
+use hopscope_schema::{Inside, format_addr};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Finding;
 use super::flows::FlowEvent;
 use super::scan::duration;
-use super::{Finding, Inside};
 use crate::AnalyzeError;
 
 pub const RULE: &str = "lateral";

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-use hopscope_schema::{Cidr, PrefixTable};
+use hopscope_schema::{Cidr, Inside};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -88,37 +88,6 @@ impl Default for DetectConfig {
 
 fn yes() -> bool {
     true
-}
-
-/// The networks inside (`[detect] inside`).
-#[derive(Debug, Clone)]
-pub(crate) struct Inside(PrefixTable<()>);
-
-impl Inside {
-    /// The networks given, or the private ranges when none are.
-    fn new(networks: &[Cidr]) -> Inside {
-        const PRIVATE: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
-        let mut table = PrefixTable::default();
-        if networks.is_empty() {
-            for n in PRIVATE {
-                table.insert(n.parse().expect("a network"), ());
-            }
-        }
-        for n in networks {
-            table.insert(*n, ());
-        }
-        Inside(table)
-    }
-
-    pub fn holds(&self, addr: [u8; 16]) -> bool {
-        self.0.lookup(addr).is_some()
-    }
-}
-
-impl Default for Inside {
-    fn default() -> Self {
-        Inside::new(&[])
-    }
 }
 
 /// The rules of detection alerts (the `rule` of their [`Alert`]s).

@@ -16,12 +16,12 @@ use std::collections::hash_map::Entry;
 
 use super::{HashMap, HashSet};
 
-use hopscope_schema::format_addr;
+use hopscope_schema::{Inside, format_addr};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Finding;
 use super::flows::{ACK, FIN, FlowEvent, PSH, RST, SYN, URG};
-use super::{Finding, Inside};
 use crate::AnalyzeError;
 use hopscope_store::query::parse_duration;
 

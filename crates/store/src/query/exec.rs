@@ -21,8 +21,7 @@ use hopscope_schema::Kind;
 
 use super::counting::{self, Counting, LeftOut};
 use super::group::{
-    GroupIndex, KeyLayout, NULL_FLAG_BYTES, for_each_u64, group_index, ipv4_rows, key_hash,
-    key_seed, null_flags, pack_keys,
+    GroupIndex, KeyLayout, for_each_u64, group_index, ipv4_rows, key_hash, key_seed, pack_keys,
 };
 use super::volume::{self, RATE_COLUMN, RateCoverage};
 use super::{Aggregate, OrderBy, Query, QueryError, QueryOutput, Source, field_kind};
@@ -1001,7 +1000,7 @@ fn key_column(
 ) -> (Field, ArrayRef) {
     let groups = selected.len();
     let key = |i: usize| index.key(selected[i] as usize);
-    let null = |i: usize| null_flags(key(i), 0) & f.null_bit != 0;
+    let null = |i: usize| f.is_null(key(i));
     let bytes = |i: usize| &key(i)[f.offset..f.offset + f.width];
     let u64_at = |g: usize| {
         let mut b = [0u8; 8];
@@ -1246,16 +1245,16 @@ fn order_and_limit(
         && !q.group_by.is_empty()
         && let Some(index) = index
     {
-        // the key without its null bit and bucket: the series it belongs to
+        // the key without its bucket (never null): the series it belongs to
         // rows are in group order here: row g is group g
         let series = |g: usize| {
             let key = index.key(g);
             (
-                null_flags(key, 0) >> 1,
-                &key[NULL_FLAG_BYTES + 8..layout.width],
+                &key[..layout.flag_bytes],
+                &key[layout.flag_bytes + 8..layout.width],
             )
         };
-        let mut totals: HashMap<(u16, &[u8]), f64> = HashMap::new();
+        let mut totals: HashMap<(&[u8], &[u8]), f64> = HashMap::new();
         for (g, v) in column_as_f64(column).into_iter().enumerate() {
             *totals.entry(series(g)).or_default() += v;
         }
@@ -1264,7 +1263,8 @@ fn order_and_limit(
             let o = a.1.total_cmp(&b.1);
             if order.descending { o.reverse() } else { o }
         });
-        let keep: HashSet<(u16, &[u8])> = ranked.into_iter().take(limit).map(|(k, _)| k).collect();
+        let keep: HashSet<(&[u8], &[u8])> =
+            ranked.into_iter().take(limit).map(|(k, _)| k).collect();
         let kept = mask(rows.num_rows(), |g| keep.contains(&series(g)));
         let filtered = arrow_select::filter::filter_record_batch(&rows, &kept)?;
         return sort_by_bucket(

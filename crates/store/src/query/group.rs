@@ -1,7 +1,7 @@
 //! Hash group-by on fixed-size keys.
 //!
-//! Each row's group key is packed into a fixed-width byte array (two null
-//! flag bytes, then each field at its width: addresses 16 bytes, ports 2,
+//! Each row's group key is packed into a fixed-width byte array (null flag
+//! bytes, then each field at its width: addresses 16 bytes, ports 2,
 //! text as a 64-bit hash, time buckets 8), so the hash table compares
 //! plain arrays and never allocates per row. The width picks one of a few
 //! monomorphised tables; keys wider than the largest are refused with a
@@ -27,8 +27,20 @@ pub(crate) struct KeyField {
     pub kind: Kind,
     pub offset: usize,
     pub width: usize,
-    /// Bit in the two null bytes (little-endian u16).
-    pub null_bit: u16,
+    /// The null flag bytes' byte and bit that say this field is null.
+    pub null_byte: usize,
+    pub null_mask: u8,
+}
+
+impl KeyField {
+    /// Whether the field is null in `key` (one packed key).
+    pub fn is_null(&self, key: &[u8]) -> bool {
+        key[self.null_byte] & self.null_mask != 0
+    }
+
+    fn set_null(&self, key: &mut [u8]) {
+        key[self.null_byte] |= self.null_mask;
+    }
 }
 
 /// The layout of packed keys.
@@ -36,15 +48,16 @@ pub(crate) struct KeyField {
 pub(crate) struct KeyLayout {
     pub fields: Vec<KeyField>,
     pub bucket_ns: Option<i64>,
+    /// Bytes of null flags at the start of each key, a bit per field.
+    pub flag_bytes: usize,
     pub width: usize,
     /// The width padded to a table's: keys are packed this far apart.
     pub stride: usize,
 }
 
-/// Null flags take the first two bytes; at most 16 key fields.
-const MAX_KEY_FIELDS: usize = 16;
-/// Where the first key field starts, after the null flags.
-pub(crate) const NULL_FLAG_BYTES: usize = 2;
+/// Null flags take the first two bytes, or four past 16 fields (the
+/// 1-minute rollups' key); at most 32 key fields.
+const MAX_KEY_FIELDS: usize = 32;
 /// The widest key supported.
 pub(crate) const MAX_KEY_WIDTH: usize = 128;
 
@@ -66,7 +79,9 @@ impl KeyLayout {
                 "at most {MAX_KEY_FIELDS} group-by fields (a time bucket counts as one)"
             )));
         }
-        let mut offset = NULL_FLAG_BYTES;
+        let count = fields.len() + usize::from(bucket_ns.is_some());
+        let flag_bytes = if count <= 16 { 2 } else { 4 };
+        let mut offset = flag_bytes;
         let mut out = Vec::new();
         let mut add = |name, kind| {
             let width = match kind {
@@ -78,7 +93,8 @@ impl KeyLayout {
                 kind,
                 offset,
                 width,
-                null_bit: 1 << out.len(),
+                null_byte: out.len() / 8,
+                null_mask: 1 << (out.len() % 8),
             });
             offset += width;
         };
@@ -96,6 +112,7 @@ impl KeyLayout {
         Ok(KeyLayout {
             fields: out,
             bucket_ns,
+            flag_bytes,
             width: offset,
             stride: key_stride(offset),
         })
@@ -178,14 +195,14 @@ pub(crate) fn pack_keys(
         let Some(column) = column else {
             // the segment predates this column: null for every row
             for row in 0..rows {
-                set_null(keys, row * stride, field.null_bit);
+                field.set_null(&mut keys[row * stride..]);
             }
             continue;
         };
         if column.null_count() > 0 {
             for row in 0..rows {
                 if column.is_null(row) {
-                    set_null(keys, row * stride, field.null_bit);
+                    field.set_null(&mut keys[row * stride..]);
                 }
             }
         }
@@ -283,16 +300,6 @@ pub(crate) fn pack_keys(
         }
     }
     Ok(())
-}
-
-fn set_null(keys: &mut [u8], at: usize, bit: u16) {
-    let flags = null_flags(keys, at) | bit;
-    keys[at..at + 2].copy_from_slice(&flags.to_le_bytes());
-}
-
-/// The null flags of the key starting at `at`.
-pub(crate) fn null_flags(keys: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([keys[at], keys[at + 1]])
 }
 
 /// Maps packed keys to dense group numbers.
