@@ -3,7 +3,8 @@
 // console error, charts hold data, a typed filter changes the results and
 // lands in the URL, the journey page puts the demo's loss on the WAN
 // link, the security page shows nothing firing, and a talker's host page
-// its traffic and peers. Screenshots go to the directory given.
+// its traffic and peers; or, against a sampled export, that the overview
+// shows the traffic scaled back. Screenshots go to the directory given.
 //
 //   node scripts/ui-check.mjs http://127.0.0.1:8080 target/ui-screenshots
 //
@@ -61,6 +62,32 @@ async function chartPoints(selector) {
 async function visit(hash, ready) {
   await page.goto(`${base}/${hash}`, { waitUntil: "networkidle" });
   await page.waitForSelector(ready, { timeout: 20000 });
+}
+
+// A sampled export (scripts/ui-browser's second run: pmacctd meters one
+// packet in ten and says so in its options): the overview's traffic is the
+// scaled figure, the one `hopscope query` gives, and the ground truth
+// within the sampling error.
+//
+//   node scripts/ui-check.mjs URL SHOTS sampled QUERY_BYTES TRUE_BYTES
+if (process.argv[4] === "sampled") {
+  const [cli, truth] = [Number(process.argv[5]), Number(process.argv[6])];
+  await visit("#/overview", "#traffic-total");
+  const exact = await page.locator("#traffic-total").getAttribute("title");
+  const shown = Number(exact.replace(/[^0-9]/g, ""));
+  check(shown === cli, `sampled: the overview's traffic (${exact}) is hopscope query's (${cli} bytes)`);
+  const error = Math.abs(shown / truth - 1);
+  check(error < 0.15, `sampled: and the true traffic's (${truth} bytes) within the sampling error (${(100 * error).toFixed(1)} %)`);
+  const note = await page.locator("#volumes-note").innerText();
+  check(
+    note.includes("scaled by each record's sampling rate") && note.includes("every flow of known sampling rate"),
+    `sampled: the overview says its volumes are scaled ("${note}")`,
+  );
+  await page.screenshot({ path: `${shots}/sampled-overview.png`, fullPage: true });
+  noProblems("sampled overview");
+  await browser.close();
+  console.log(failed ? `ui-check (sampled): ${failed} failed` : "ui-check (sampled): all passed");
+  process.exit(failed ? 1 : 0);
 }
 
 // Overview: traffic and flow-rate charts with data, talkers, exporters

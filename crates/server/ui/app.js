@@ -127,18 +127,21 @@ async function overview() {
     </div>`));
   const load = async () => {
     const since = range();
-    const [bps, fps, talkers, exporters, status, segments] = await Promise.all([
+    const [bps, fps, talkers, exporters, status, segments, total] = await Promise.all([
       api("/api/timeseries", { since, aggregate: "bps" }),
       api("/api/timeseries", { since, aggregate: "flows", group_by: "exporter_name", top: 8 }),
       api("/api/flows", { since, group_by: "src_addr", aggregates: "bytes,flows,packets", limit: 10, order: "-bytes" }),
       api("/api/exporters"),
       api("/api/status"),
       api("/api/journeys/segments", { since }),
+      api("/api/flows", { since, aggregates: "bytes" }),
     ]);
+    const totalBytes = total.rows[0]?.bytes ?? 0;
     const totalBps = bps.series.reduce((s, x) => s + (x.values.at(-2) ?? x.values.at(-1) ?? 0), 0);
     const worst = segments.segments[0];
     $("#kpis").innerHTML = [
       kpi(si(totalBps, "b/s"), "traffic (last full bucket)"),
+      kpi(bytes(totalBytes), "traffic in range", `${totalBytes.toLocaleString("en")} bytes`, "traffic-total"),
       kpi(si(fps.series.reduce((s, x) => s + x.total, 0)), "flow records in range"),
       kpi(exporters.exporters.length, "exporter sessions"),
       kpi(si(status.journeys.journeys), "journeys correlated"),
@@ -169,7 +172,10 @@ function volumesNote(v) {
   return `Volumes: ${v.describe}; ${unknown}; ${v.counting_describe}.`;
 }
 
-function kpi(v, label) { return `<div class="kpi"><div class="v">${v}</div><div class="l">${label}</div></div>`; }
+function kpi(v, label, title = "", id = "") {
+  const attrs = `${title ? ` title="${esc(title)}"` : ""}${id ? ` id="${id}"` : ""}`;
+  return `<div class="kpi"${attrs}><div class="v">${v}</div><div class="l">${label}</div></div>`;
+}
 
 function table(head, rows, numeric = [], totals = null, attrs = () => "") {
   if (!rows.length) return `<div class="empty">nothing in this range yet</div>`;

@@ -116,18 +116,6 @@ fn query(c: &mut Criterion) {
         ..Query::default()
     };
     top.group_by_names(&["src_addr"]).unwrap();
-    g.bench_function("top 10 sources by bytes (rows/s)", |b| {
-        b.iter(|| execute(&store, &top).unwrap())
-    });
-    // the same as the records hold them: the view's cost is the difference
-    let top_as_stored = Query {
-        volumes: Volumes::Counted,
-        counting: Counting::EveryPoint,
-        ..top.clone()
-    };
-    g.bench_function("top 10 sources by bytes, as stored (rows/s)", |b| {
-        b.iter(|| execute(&store, &top_as_stored).unwrap())
-    });
     let mut five = Query {
         aggregates: vec![Aggregate::Sum("bytes")],
         limit: Some(10),
@@ -135,17 +123,28 @@ fn query(c: &mut Criterion) {
     };
     five.group_by_names(&["src_addr", "dst_addr", "src_port", "dst_port", "proto"])
         .unwrap();
-    g.bench_function("5-tuple group-by (rows/s)", |b| {
-        b.iter(|| execute(&store, &five).unwrap())
-    });
-    let five_as_stored = Query {
-        volumes: Volumes::Counted,
-        counting: Counting::EveryPoint,
-        ..five.clone()
-    };
-    g.bench_function("5-tuple group-by, as stored (rows/s)", |b| {
-        b.iter(|| execute(&store, &five_as_stored).unwrap())
-    });
+    // the default view, and its two parts taken away: what each costs
+    let views = [
+        ("", Volumes::Scaled, Counting::Once),
+        (", unscaled", Volumes::Counted, Counting::Once),
+        (", every point", Volumes::Scaled, Counting::EveryPoint),
+        (", as stored", Volumes::Counted, Counting::EveryPoint),
+    ];
+    for (name, query) in [
+        ("top 10 sources by bytes", &top),
+        ("5-tuple group-by", &five),
+    ] {
+        for (view, volumes, counting) in views {
+            let q = Query {
+                volumes,
+                counting,
+                ..query.clone()
+            };
+            g.bench_function(format!("{name}{view} (rows/s)"), |b| {
+                b.iter(|| execute(&store, &q).unwrap())
+            });
+        }
+    }
     g.finish();
 }
 

@@ -21,8 +21,10 @@
 //! that names `nat_event` or `firewall_event` keeps the events.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt8Type, UInt64Type};
-use arrow_array::{Array, BooleanArray, PrimitiveArray, RecordBatch};
+use arrow_array::types::UInt64Type;
+use arrow_array::{Array, BooleanArray, Datum, RecordBatch, StringArray, UInt8Array};
+use arrow_buffer::BooleanBuffer;
+use arrow_ord::cmp;
 use arrow_schema::ArrowError;
 
 use super::Query;
@@ -79,16 +81,28 @@ impl LeftOut {
     pub fn describe(&self) -> String {
         match self.counting {
             Counting::EveryPoint => "counted at every point that saw it".to_string(),
-            Counting::Once
-                if self.internal_records + self.transit_records + self.event_records == 0 =>
-            {
-                "counted once (no record of an internal point, of transit or of an event)"
-                    .to_string()
+            Counting::Once => {
+                let parts: Vec<String> = [
+                    (self.internal_records, "records of internal points"),
+                    (self.transit_records, "records of transit leaving"),
+                    (self.event_records, "event records"),
+                ]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+                match parts.as_slice() {
+                    [] => {
+                        "counted once (no record of an internal point, of transit or of an event)"
+                            .to_string()
+                    }
+                    [one] => format!("counted once, at the network's boundary: {one} left out"),
+                    [init @ .., last] => format!(
+                        "counted once, at the network's boundary: {} and {last} left out",
+                        init.join(", ")
+                    ),
+                }
             }
-            Counting::Once => format!(
-                "counted once, at the network's boundary: {} records of internal points, {} of transit leaving and {} event records left out",
-                self.internal_records, self.transit_records, self.event_records
-            ),
         }
     }
 }
@@ -135,48 +149,109 @@ pub(crate) fn keep(
 ) -> Result<RecordBatch, ArrowError> {
     let boundary = batch
         .column_by_name("boundary")
-        .map(|c| c.as_string::<i32>())
-        .filter(|_| rule.internal);
+        .filter(|_| rule.internal)
+        .filter(|b| b.null_count() < b.len());
     let events = |name| {
         batch
             .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<UInt8Type>())
             .filter(|_| rule.events)
             .filter(|e| e.null_count() < e.len())
     };
     let (nat, firewall) = (events("nat_event"), events("firewall_event"));
-    if boundary.is_none_or(|b| b.null_count() == b.len()) && nat.is_none() && firewall.is_none() {
+    if boundary.is_none() && nat.is_none() && firewall.is_none() {
         return Ok(batch);
     }
+    // whole-column comparisons rather than a row at a time: this runs on
+    // every batch of every default query
+    let rows = batch.num_rows();
+    let none = || BooleanBuffer::new_unset(rows);
+    let is = |column: &dyn Array, value: &dyn Datum| -> Result<BooleanBuffer, ArrowError> {
+        Ok(truthy(&cmp::eq(&column, value)?))
+    };
+    let (internal, transit) = match boundary {
+        Some(b) => (
+            is(b, &StringArray::new_scalar("internal"))?,
+            is(b, &StringArray::new_scalar("transit"))?,
+        ),
+        None => (none(), none()),
+    };
+    let mut event = match nat {
+        Some(n) => truthy(&cmp::gt(n, &UInt8Array::new_scalar(0))?),
+        None => none(),
+    };
+    if let Some(f) = firewall {
+        // a firewall event without volume: any but none (0) and a teardown (2)
+        let counts = &is(f, &UInt8Array::new_scalar(0))? | &is(f, &UInt8Array::new_scalar(2))?;
+        let valid = f
+            .logical_nulls()
+            .map_or_else(|| !&none(), |n| n.inner().clone());
+        event = &event | &(&valid & &!&counts);
+    }
+    let inside = &internal | &transit;
+    let event = &event & &!&inside;
     let weights = batch
         .column_by_name("flows")
         .and_then(|c| c.as_primitive_opt::<UInt64Type>());
-    let weight = |row: usize| weights.map_or(1, |w| w.value(row));
-    let keep: BooleanArray = (0..batch.num_rows())
-        .map(|row| {
-            let place = boundary.filter(|b| b.is_valid(row)).map(|b| b.value(row));
-            let code = |e: Option<&PrimitiveArray<UInt8Type>>| {
-                e.filter(|e| e.is_valid(row)).map(|e| e.value(row))
-            };
-            let event = code(nat).is_some_and(|c| c > 0)
-                || code(firewall).is_some_and(|c| !firewall_event_counts(c));
-            match place {
-                Some("internal") => left.internal_records += weight(row),
-                Some("transit") => left.transit_records += weight(row),
-                _ if event => left.event_records += weight(row),
-                _ => return Some(true),
-            }
-            Some(false)
-        })
+    let weigh = |mask: &BooleanBuffer| match weights {
+        Some(w) => mask.set_indices().map(|row| w.value(row)).sum(),
+        None => mask.count_set_bits() as u64,
+    };
+    left.internal_records += weigh(&internal);
+    left.transit_records += weigh(&transit);
+    left.event_records += weigh(&event);
+    let keep = !&(&inside | &event);
+    // the columns read only to count are not copied by the filter
+    let schema = batch.schema();
+    let read_to_count = |name: &str| match name {
+        "boundary" => rule.internal,
+        "nat_event" | "firewall_event" => rule.events,
+        _ => false,
+    };
+    let wanted: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !read_to_count(schema.field(i).name()))
         .collect();
-    if keep.true_count() == keep.len() {
+    let batch = batch.project(&wanted)?;
+    if keep.count_set_bits() == rows {
         return Ok(batch);
     }
-    arrow_select::filter::filter_record_batch(&batch, &keep)
+    arrow_select::filter::filter_record_batch(&batch, &BooleanArray::new(keep, None))
 }
 
-/// Whether a record with this firewall event (IE 233) is traffic: one with
-/// no event (0), or a deleted flow's, which carries its totals.
-fn firewall_event_counts(code: u8) -> bool {
-    matches!(code, 0 | 2)
+/// The rows where a comparison holds: null (no value) is false.
+fn truthy(result: &BooleanArray) -> BooleanBuffer {
+    match result.nulls() {
+        Some(valid) => result.values() & valid.inner(),
+        None => result.values().clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_names_only_what_was_left_out() {
+        let left = |internal, transit, events| LeftOut {
+            counting: Counting::Once,
+            internal_records: internal,
+            transit_records: transit,
+            event_records: events,
+        };
+        assert_eq!(
+            left(0, 0, 0).describe(),
+            "counted once (no record of an internal point, of transit or of an event)"
+        );
+        assert_eq!(
+            left(0, 4, 0).describe(),
+            "counted once, at the network's boundary: 4 records of transit leaving left out"
+        );
+        assert_eq!(
+            left(25500, 0, 3000).describe(),
+            "counted once, at the network's boundary: 25500 records of internal points and 3000 event records left out"
+        );
+        assert_eq!(
+            left(1, 2, 3).describe(),
+            "counted once, at the network's boundary: 1 records of internal points, 2 records of transit leaving and 3 event records left out"
+        );
+    }
 }
