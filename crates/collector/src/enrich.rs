@@ -151,6 +151,9 @@ impl Enricher {
             observation_point_name,
             in_if_name,
             out_if_name,
+            in_if_description,
+            out_if_description,
+            sampler_name,
             ingress_vrf_name,
             egress_vrf_name,
             boundary,
@@ -164,7 +167,7 @@ impl Enricher {
             dst_country,
         ] = builders.as_mut_slice()
         else {
-            unreachable!("ENRICHMENT_FIELDS has fifteen columns")
+            unreachable!("ENRICHMENT_FIELDS has eighteen columns")
         };
         // the exporter and domain of a row: what options-record names are scoped by
         let scope = |row: usize| -> Option<([u8; 16], u32)> {
@@ -176,11 +179,14 @@ impl Enricher {
         };
         // exporter, interface and VRF names; each part is skipped when there
         // is nothing to add, which is the common case at high rates
-        let interfaces = interface_names(decoder);
-        let vrfs = vrf_names(decoder);
+        let interfaces = scoped_names(decoder, DomainState::interface_names);
+        let descriptions = scoped_names(decoder, DomainState::interface_descriptions);
+        let vrfs = scoped_names(decoder, DomainState::vrf_names);
         for (column, builder, names) in [
             ("in_if", &mut *in_if_name, &interfaces),
             ("out_if", &mut *out_if_name, &interfaces),
+            ("in_if", &mut *in_if_description, &descriptions),
+            ("out_if", &mut *out_if_description, &descriptions),
             ("ingress_vrf_id", &mut *ingress_vrf_name, &vrfs),
             ("egress_vrf_id", &mut *egress_vrf_name, &vrfs),
         ] {
@@ -199,6 +205,24 @@ impl Enricher {
                 })();
                 builder.append_option(name);
             }
+        }
+        // the sampler's name, by the sampler id the decoder kept with each flow
+        let samplers = scoped_names(decoder, DomainState::sampler_names);
+        let sampler_ids = batch
+            .column_by_name("sampler_id")
+            .map(|c| c.as_primitive::<UInt64Type>());
+        match sampler_ids {
+            Some(ids) if !samplers.is_empty() => {
+                for row in 0..rows {
+                    let name = (|| {
+                        let (exporter, domain) = scope(row)?;
+                        let id = Some(ids).filter(|i| i.is_valid(row))?.value(row);
+                        samplers.get(&(exporter, domain, id)).copied()
+                    })();
+                    sampler_name.append_option(name);
+                }
+            }
+            _ => sampler_name.append_nulls(rows),
         }
         let points = point_names(decoder);
         let point_ids = batch
@@ -357,16 +381,6 @@ impl Enricher {
 /// Every observation point name the decoder learnt, by (exporter, domain, point id).
 fn point_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u64), &str, RandomState> {
     scoped_names(decoder, DomainState::point_names)
-}
-
-/// Every interface name the decoder learnt, by (exporter, domain, ifIndex).
-fn interface_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u32), &str, RandomState> {
-    scoped_names(decoder, DomainState::interface_names)
-}
-
-/// Every VRF name the decoder learnt, by (exporter, domain, VRF id).
-fn vrf_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u32), &str, RandomState> {
-    scoped_names(decoder, DomainState::vrf_names)
 }
 
 /// Names an exporter's options records gave, by exporter, domain and key.

@@ -244,6 +244,8 @@ mod tests {
                 interface_names: Vec::new(),
                 point_names: Vec::new(),
                 vrf_names: Vec::new(),
+                interface_descriptions: Vec::new(),
+                sampler_names: Vec::new(),
                 point_clocks: Vec::new(),
                 system_init_ms: None,
             });

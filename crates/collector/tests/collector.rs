@@ -491,3 +491,86 @@ fn vrf_names_from_options_reach_the_flows() {
         10
     );
 }
+
+/// Interface descriptions (ifAlias, IE 83, beside the name 82, scoped by
+/// the ifIndex) and sampler names (84, beside a random sampler's id 48 and
+/// interval 50, as Cisco IOS XR announces them) reach the flows that carry
+/// the ifIndex and the sampler's id, whose volumes its rate scales.
+#[test]
+fn interface_descriptions_and_sampler_names_from_options_reach_the_flows() {
+    use hopscope_wire::encoder::{MessageBuilder, TemplateSet};
+    use hopscope_wire::template::FieldSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, store) = start(dir.path(), &config());
+    let mut templates = TemplateSet::new(None);
+    let mut builder = MessageBuilder::new(2177, 1400);
+    builder.set_export_time(1);
+    let text = |s: &str, len: usize| {
+        let mut t = s.as_bytes().to_vec();
+        t.resize(len, 0);
+        t
+    };
+    let interfaces = templates.id_for(
+        1,
+        vec![
+            FieldSpec::iana(10, 4),
+            FieldSpec::iana(82, 16),
+            FieldSpec::iana(83, 32),
+        ],
+    );
+    for (index, name, description) in [(1u32, "Te0/0/0", "transit: ISP A"), (2, "Te0/0/1", "")] {
+        let mut r = index.to_be_bytes().to_vec();
+        r.extend(text(name, 16));
+        r.extend(text(description, 32));
+        templates.add_record(&mut builder, interfaces, &r);
+    }
+    let samplers = templates.id_for(
+        1,
+        vec![
+            FieldSpec::iana(48, 1),
+            FieldSpec::iana(50, 4),
+            FieldSpec::iana(84, 24),
+        ],
+    );
+    let mut r = vec![3];
+    r.extend_from_slice(&100u32.to_be_bytes());
+    r.extend(text("NETFLOW-SAMPLER-MAP", 24));
+    templates.add_record(&mut builder, samplers, &r);
+    let flow = templates.id_for(
+        0,
+        vec![
+            FieldSpec::iana(8, 4),
+            FieldSpec::iana(1, 8),
+            FieldSpec::iana(10, 4),
+            FieldSpec::iana(48, 1),
+        ],
+    );
+    for k in 0..20u32 {
+        let mut r = vec![10, 0, 0, 1];
+        r.extend_from_slice(&100u64.to_be_bytes());
+        r.extend_from_slice(&(1 + k % 2).to_be_bytes());
+        r.push(3);
+        templates.add_record(&mut builder, flow, &r);
+    }
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_udp(&sender, collector.udp_addrs[0], &builder.finish());
+    wait_for(&collector, 20);
+    collector.stop();
+    assert_eq!(
+        totals(&store, "in_if_description = \"transit: ISP A\"").0,
+        10
+    );
+    assert_eq!(
+        totals(&store, "in_if_name = Te0/0/1 and in_if_description = \"\"").0,
+        10,
+        "an empty description is empty, not absent"
+    );
+    assert_eq!(
+        totals(
+            &store,
+            "sampler_name = NETFLOW-SAMPLER-MAP and sampler_id = 3"
+        ),
+        (20, 20 * 100 * 100),
+        "the sampler's name, and its rate scaling the volumes"
+    );
+}

@@ -116,6 +116,8 @@ table! {
         sampling_rate: U64[""],
         /// Where sampling_rate came from: 0 unknown, 1 record, 2 options, 3 header, 4 configured.
         sampling_rate_source: U8[""],
+        /// The sampler or selector (IE 48, 302) whose options give the rate.
+        sampler_id: U64[""],
         /// OR of the TCP flags seen.
         tcp_flags: U16[""],
         /// IPv4 ToS or IPv6 traffic class.
@@ -213,6 +215,18 @@ pub const ENRICHMENT_FIELDS: &[FieldInfo] = &[
         "Name of the output interface, from the exporter's options records.",
     ),
     text(
+        "in_if_description",
+        "Description (ifAlias) of the input interface, from the exporter's options records.",
+    ),
+    text(
+        "out_if_description",
+        "Description (ifAlias) of the output interface, from the exporter's options records.",
+    ),
+    text(
+        "sampler_name",
+        "Name of the sampler or selector (samplerName 84, selectorName 335) that gave the rate, from the exporter's options records.",
+    ),
+    text(
         "ingress_vrf_name",
         "Name of the ingress VRF, from the exporter's options records (VRFname by VRF id).",
     ),
@@ -222,7 +236,7 @@ pub const ENRICHMENT_FIELDS: &[FieldInfo] = &[
     ),
     text(
         "boundary",
-        "Where the record was observed: external (the network's boundary, where traffic is counted once), internal, or null (no [[serve.boundary]] rule says).",
+        "Where the record was observed: external (the network's boundary, where traffic is counted once), internal, transit (leaving the network, counted where it came in), or null (no [[serve.boundary]] rule says).",
     ),
     text(
         "src_net_name",

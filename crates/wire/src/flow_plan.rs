@@ -80,7 +80,7 @@ fn columns_of(action: Action) -> &'static [&'static str] {
             "flow_start_uptime_ms",
             "flow_end_uptime_ms",
         ],
-        a if a.is_sampling() => &["sampling_rate", "sampling_rate_source"],
+        a if a.is_sampling() => &["sampling_rate", "sampling_rate_source", "sampler_id"],
         DataLinkFrameSection | IpHeaderSection => crate::section::COLUMNS,
         DataLinkFrameSize => &["bytes"],
         _ => &[],
@@ -97,6 +97,8 @@ fn is_simple(action: Action) -> bool {
             | IpTtl
             | IcmpTypeCode
             | InterfaceName
+            | InterfaceDescription
+            | SamplerName
             | VrfName
             | DataLinkFrameSize
             | Other
@@ -258,7 +260,12 @@ impl FlowPlan {
                 *op == FlowOp::Direct
                     || matches!(
                         s.action,
-                        Action::Other | Action::InterfaceName | Action::VrfName | Action::Skip
+                        Action::Other
+                            | Action::InterfaceName
+                            | Action::InterfaceDescription
+                            | Action::SamplerName
+                            | Action::VrfName
+                            | Action::Skip
                     )
             });
         FlowPlan {

@@ -137,6 +137,8 @@ struct OptionsValues<'a> {
     sampling: Sampling,
     if_index: Option<u32>,
     if_name: Option<&'a [u8]>,
+    if_description: Option<&'a [u8]>,
+    sampler_name: Option<&'a [u8]>,
     point_id: Option<u64>,
     vrf: Option<u32>,
     vrf_name: Option<&'a [u8]>,
@@ -642,6 +644,8 @@ fn flow_record(
             sampling_actions!() => sampling.read(step.action, value),
             // reliability counters belong in options records; in a flow record, kept as they came
             Action::InterfaceName
+            | Action::InterfaceDescription
+            | Action::SamplerName
             | Action::VrfName
             | Action::Other
             | Action::IgnoredPacketTotal
@@ -757,6 +761,7 @@ fn resolve_sampling(
     }
     row.sampling_rate = rate;
     row.sampling_rate_source = Some(source as u8);
+    row.sampler_id = sampling.sampler;
 }
 
 fn packet_report(
@@ -828,6 +833,8 @@ fn options_record(
             a if a.is_sampling() => values.sampling.read(a, value),
             Action::InIf => values.if_index = Some(v() as u32),
             Action::InterfaceName => values.if_name = Some(value),
+            Action::InterfaceDescription => values.if_description = Some(value),
+            Action::SamplerName => values.sampler_name = Some(value),
             Action::IngressVrf | Action::EgressVrf => values.vrf = Some(v() as u32),
             Action::VrfName => values.vrf_name = Some(value),
             Action::ObservationPoint => values.point_id = Some(v()),
@@ -868,6 +875,19 @@ fn options_record(
         && (domain.vrf_names.len() < 65536 || domain.vrf_names.contains_key(&vrf))
     {
         domain.vrf_names.insert(vrf, text(vrf_name));
+    }
+    if let (Some(index), Some(description)) = (values.if_index, values.if_description)
+        && (domain.interface_descriptions.len() < 65536
+            || domain.interface_descriptions.contains_key(&index))
+    {
+        domain
+            .interface_descriptions
+            .insert(index, text(description));
+    }
+    if let (Some(sampler), Some(name)) = (values.sampling.sampler, values.sampler_name)
+        && (domain.sampler_names.len() < 65536 || domain.sampler_names.contains_key(&sampler))
+    {
+        domain.sampler_names.insert(sampler, text(name));
     }
     match (values.if_index, values.point_id, name) {
         (Some(index), _, Some(name))

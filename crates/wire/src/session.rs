@@ -308,6 +308,10 @@ pub struct DomainState {
     pub(crate) sampling: FastMap<Option<u64>, u64>,
     /// Interface names from options records, by ifIndex.
     pub(crate) interface_names: FastMap<u32, String>,
+    /// Interface descriptions (ifAlias) from options records, by ifIndex.
+    pub(crate) interface_descriptions: FastMap<u32, String>,
+    /// Sampler and selector names from options records, by their id.
+    pub(crate) sampler_names: FastMap<u64, String>,
     /// Observation point names from options records (IE 138 with IE 82).
     pub(crate) point_names: FastMap<u64, String>,
     /// VRF names from options records (VRFname 236 scoped by ingressVRFID 234), by VRF id.
@@ -367,6 +371,18 @@ impl DomainState {
     /// Every VRF name learnt from options records, by VRF id.
     pub fn vrf_names(&self) -> impl Iterator<Item = (u32, &str)> {
         self.vrf_names.iter().map(|(&i, n)| (i, n.as_str()))
+    }
+
+    /// Every interface description learnt, by ifIndex.
+    pub fn interface_descriptions(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.interface_descriptions
+            .iter()
+            .map(|(&i, n)| (i, n.as_str()))
+    }
+
+    /// Every sampler or selector name learnt, by its id.
+    pub fn sampler_names(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.sampler_names.iter().map(|(&i, n)| (i, n.as_str()))
     }
 
     pub fn template(&self, id: u16) -> Option<&Template> {

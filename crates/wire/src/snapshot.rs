@@ -43,6 +43,12 @@ pub struct DomainSnapshot {
     /// VRF names by id (absent in snapshots of older versions).
     #[serde(default)]
     pub vrf_names: Vec<(u32, String)>,
+    /// Interface descriptions by ifIndex (absent in snapshots of older versions).
+    #[serde(default)]
+    pub interface_descriptions: Vec<(u32, String)>,
+    /// Sampler and selector names by id (absent in snapshots of older versions).
+    #[serde(default)]
+    pub sampler_names: Vec<(u64, String)>,
     /// Clocks points announced (absent in snapshots of older versions).
     #[serde(default)]
     pub point_clocks: Vec<(u64, PointClock)>,
@@ -118,6 +124,8 @@ impl DomainState {
             interface_names: sorted(&self.interface_names),
             point_names: sorted(&self.point_names),
             vrf_names: sorted(&self.vrf_names),
+            interface_descriptions: sorted(&self.interface_descriptions),
+            sampler_names: sorted(&self.sampler_names),
             point_clocks: {
                 let mut clocks: Vec<_> = self.point_clocks.iter().map(|(&k, &c)| (k, c)).collect();
                 clocks.sort_unstable_by_key(|&(k, _)| k);
@@ -152,6 +160,12 @@ impl DomainState {
             .point_names
             .extend(snapshot.point_names.iter().cloned());
         state.vrf_names.extend(snapshot.vrf_names.iter().cloned());
+        state
+            .interface_descriptions
+            .extend(snapshot.interface_descriptions.iter().cloned());
+        state
+            .sampler_names
+            .extend(snapshot.sampler_names.iter().cloned());
         state
             .point_clocks
             .extend(snapshot.point_clocks.iter().copied());

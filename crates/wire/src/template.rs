@@ -147,6 +147,11 @@ pub enum Action {
     DataLinkFrameSize,
     // options metadata
     InterfaceName,
+    /// interfaceDescription (83): ifAlias, scoped by an ifIndex.
+    InterfaceDescription,
+    /// samplerName (84) or selectorName (335), scoped by the sampler's or
+    /// selector's id.
+    SamplerName,
     /// VRFname (236), scoped by a VRF id in options records.
     VrfName,
     /// Padding: skipped.
@@ -205,7 +210,8 @@ impl Action {
             StartNtp | EndNtp | ObservationNtp => len == 8,
             // float64, or float32 in reduced-size encoding
             SamplingProbability => len == 4 || len == 8,
-            InterfaceName | VrfName | DataLinkFrameSection | IpHeaderSection => true,
+            InterfaceName | InterfaceDescription | SamplerName | VrfName | DataLinkFrameSection
+            | IpHeaderSection => true,
             Skip | Other => true,
             MplsTopLabel => len == 3 || len == 4,
             _ => uint,
@@ -302,6 +308,8 @@ impl Action {
             302 => SelectorId,
             326 => Digest,
             82 => InterfaceName,
+            83 => InterfaceDescription,
+            84 | 335 => SamplerName,
             236 => VrfName,
             312 => DataLinkFrameSize,
             313 => IpHeaderSection,

@@ -756,18 +756,55 @@ fn interface_names_from_v9_options() {
         line_protocol(&std::fs::read_to_string(real(&format!("{dir}expected.out"))).unwrap());
     let session = d.decoder.sessions().next().unwrap();
     let (_, domain) = session.domains().next().unwrap();
+    let descriptions: BTreeMap<u32, &str> = domain.interface_descriptions().collect();
     let mut checked = 0;
     for (_, f) in expected.iter().filter(|(m, _)| m == "netflow_options") {
         if let (Some(index), Some(name)) = (f.get("in_snmp"), f.get("interface")) {
+            let index: u32 = index.parse().unwrap();
             assert_eq!(
-                domain.interface_name(index.parse().unwrap()),
+                domain.interface_name(index),
                 Some(name.as_str()),
                 "ifIndex {index}"
+            );
+            // and its description (ifAlias, IE 83), as telegraf printed it
+            assert_eq!(
+                descriptions.get(&index).copied(),
+                f.get("interface_desc").map(String::as_str),
+                "ifIndex {index}: description"
             );
             checked += 1;
         }
     }
     assert!(checked > 3, "{checked}");
+}
+
+/// Cisco IOS XR's sampler options, as NetGauze's tests hold them (see the
+/// MANIFEST): in IPFIX, a selector (302) of random n-out-of-N sampling
+/// (304 = 3) announced by samplingSize and samplingPopulation (309, 310),
+/// with its name in samplerName (84) and a variable-length selectorName;
+/// in NetFlow v9, a random sampler (48, 49 = 2) of one in 256 (50). Each
+/// gives its id's rate and name, which flows tagged with the id take.
+#[test]
+fn ios_xr_sampler_options_give_each_sampler_its_rate_and_name() {
+    let dir = "netgauze-flow-pkt";
+    let d = decode(&[
+        real(&format!("{dir}/ipfix_iosxr_sampler_options_template.bin")),
+        real(&format!("{dir}/ipfix_iosxr_sampler_options_data.bin")),
+    ]);
+    let session = d.decoder.sessions().next().unwrap();
+    let domain = session.domain(33312).expect("the IPFIX domain");
+    // one out of a population of one: every packet
+    assert_eq!(domain.sampling_rate(Some(1)), Some(1));
+    let names: Vec<(u64, &str)> = domain.sampler_names().collect();
+    assert_eq!(names, [(1, "NETFLOW-SAMPLER-MAP")]);
+
+    let d = decode(&[real(&format!("{dir}/netflow9_iosxr_sampler_options.bin"))]);
+    let session = d.decoder.sessions().next().unwrap();
+    let domain = session.domain(6).expect("the v9 source id");
+    assert_eq!(domain.sampling_rate(Some(2)), Some(256));
+    let names: Vec<(u64, &str)> = domain.sampler_names().collect();
+    assert_eq!(names, [(2, "NETFLOW-SAMPLER-MAP")]);
+    assert_eq!(d.decoder.totals().total_errors(), 0);
 }
 
 /// Cisco IOS XR (ASR 9000) defines its random sampler's options template
