@@ -115,9 +115,9 @@ pub struct ServeSection {
     tcp_closed_linger: Option<String>,
     #[serde(default)]
     pub networks: Vec<hopscope_collector::NetworkTag>,
-    /// The networks inside (the private ranges when none are given):
-    /// traffic from elsewhere that leaves through an external interface is
-    /// transit, counted where it came in; detections read it too.
+    /// The networks inside: traffic from elsewhere that leaves through an
+    /// external interface is transit, counted where it came in (none given:
+    /// no transit); detections read it too (none given: the private ranges).
     #[serde(default)]
     pub inside: Vec<hopscope_schema::Cidr>,
     #[serde(default)]

@@ -13,10 +13,11 @@
 //! out; transit traffic does both, at two edge routers. A record is where
 //! the packet is counted (`external`) when the point itself is on the
 //! boundary (an edge probe sees each packet once), when the packet came in
-//! through an external interface, or when it leaves through one and started
-//! inside the network (`[serve] inside`). A packet from outside that leaves
-//! through an external interface entered through another one, where it was
-//! counted: that record is `transit`.
+//! through an external interface, or when it leaves through one and did not
+//! come from outside. Given the networks inside (`[serve] inside`), a packet
+//! from outside them that leaves through an external interface entered
+//! through another one, where it was counted: that record is `transit`.
+//! Without them, nothing is taken for transit, which then counts twice.
 
 use std::net::IpAddr;
 
@@ -103,18 +104,21 @@ impl Place {
 #[derive(Debug, Clone, Default)]
 pub struct Boundaries {
     rules: Vec<(Option<[u8; 16]>, BoundaryRule)>,
-    inside: Inside,
+    /// The networks inside, when given: without them nothing leaving is
+    /// taken for transit (a network of public addresses, or behind a NAT
+    /// whose public side the records show, would lose its outbound traffic).
+    inside: Option<Inside>,
 }
 
 impl Boundaries {
-    /// The rules, and the networks inside (the private ranges when none).
+    /// The rules, and the networks inside (none given: no transit).
     pub fn new(rules: &[BoundaryRule], inside: &[Cidr]) -> Self {
         Self {
             rules: rules
                 .iter()
                 .map(|r| (r.exporter.map(|ip| ip_to_mapped(canonical(ip))), r.clone()))
                 .collect(),
-            inside: Inside::new(inside),
+            inside: (!inside.is_empty()).then(|| Inside::new(inside)),
         }
     }
 
@@ -123,9 +127,10 @@ impl Boundaries {
     }
 
     /// External when a rule puts the point or the input interface on the
-    /// boundary, or the output interface and the source is inside; transit
-    /// when only the output interface is external and the source is not
-    /// inside; else internal when a rule puts it inside; else unknown.
+    /// boundary, or the output interface and the source is not known to be
+    /// outside; transit when only the output interface is external and the
+    /// source is outside the networks inside (when they are given); else
+    /// internal when a rule puts it inside; else unknown.
     pub fn classify(&self, seen: &Observed<'_>) -> Option<Place> {
         let mut found = None;
         let mut leaves = false;
@@ -160,11 +165,15 @@ impl Boundaries {
             }
         }
         if leaves {
-            let started_inside = seen.source.is_some_and(|a| self.inside.holds(a));
-            return Some(if started_inside {
-                Place::External
-            } else {
+            let from_outside = self
+                .inside
+                .as_ref()
+                .zip(seen.source)
+                .is_some_and(|(inside, source)| !inside.holds(source));
+            return Some(if from_outside {
                 Place::Transit
+            } else {
+                Place::External
             });
         }
         found
@@ -224,7 +233,7 @@ mod tests {
                 rule(None, None, Some("Transit*"), Boundary::External),
                 rule(Some("*:wan"), None, None, Boundary::External),
             ],
-            &[],
+            &["10.0.0.0/8".parse().unwrap()],
         );
         let inside = ip_to_mapped("10.1.2.3".parse().unwrap());
         let outside = ip_to_mapped("198.51.100.7".parse().unwrap());
@@ -259,6 +268,23 @@ mod tests {
             }),
             Some(Place::External),
             "from outside, in by 7"
+        );
+        assert_eq!(
+            b.classify(&Observed {
+                source: None,
+                ..transit
+            }),
+            Some(Place::External),
+            "no source: not known to come from outside, counted"
+        );
+        let no_inside = Boundaries::new(
+            &b.rules.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+            &[],
+        );
+        assert_eq!(
+            no_inside.classify(&transit),
+            Some(Place::External),
+            "without the networks inside, nothing is taken for transit"
         );
         assert_eq!(
             b.classify(&at([(Some(9), Some("Transit: Cogent")), (None, None)])),

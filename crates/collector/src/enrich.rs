@@ -224,7 +224,7 @@ impl Enricher {
             }
             _ => sampler_name.append_nulls(rows),
         }
-        let points = point_names(decoder);
+        let points = scoped_names(decoder, DomainState::point_names);
         let point_ids = batch
             .column_by_name("observation_point_id")
             .map(|c| c.as_primitive::<UInt64Type>());
@@ -376,11 +376,6 @@ impl Enricher {
         columns.push(batch.column(decoded).clone());
         RecordBatch::try_new(schema, columns)
     }
-}
-
-/// Every observation point name the decoder learnt, by (exporter, domain, point id).
-fn point_names(decoder: &Decoder) -> HashMap<([u8; 16], u32, u64), &str, RandomState> {
-    scoped_names(decoder, DomainState::point_names)
 }
 
 /// Names an exporter's options records gave, by exporter, domain and key.

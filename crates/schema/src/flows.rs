@@ -116,7 +116,7 @@ table! {
         sampling_rate: U64[""],
         /// Where sampling_rate came from: 0 unknown, 1 record, 2 options, 3 header, 4 configured.
         sampling_rate_source: U8[""],
-        /// The sampler or selector (IE 48, 302) whose options give the rate.
+        /// The sampler or selector (IE 48, 302) the record names: its options give the rate and the name.
         sampler_id: U64[""],
         /// OR of the TCP flags seen.
         tcp_flags: U16[""],

@@ -177,7 +177,8 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// rollups of format 0 summed records of every rate together, which the
 /// view cannot scale); 2: `boundary` and `nat_event` are dimensions, for
 /// counting traffic once; 3: `firewall_event` too, and 1-minute rollups
-/// keep `ip_version` (format 2 lost it: IPv6 traffic looked like none).
+/// keep `ip_version` (a query by it read raw flows for every partial hour,
+/// and found nothing where only format-2 rollups are left).
 const ROLLUP_FORMAT: u64 = 3;
 
 /// The file name of the rollup of `hour`: fixed, so that a redo replaces it.

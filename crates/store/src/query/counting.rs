@@ -51,6 +51,10 @@ pub const POINT_FIELDS: &[&str] = &[
     "out_if",
     "in_if_name",
     "out_if_name",
+    "in_if_description",
+    "out_if_description",
+    "sampler_id",
+    "sampler_name",
 ];
 
 /// The columns that say whether a record counts.
@@ -83,13 +87,13 @@ impl LeftOut {
             Counting::EveryPoint => "counted at every point that saw it".to_string(),
             Counting::Once => {
                 let parts: Vec<String> = [
-                    (self.internal_records, "records of internal points"),
-                    (self.transit_records, "records of transit leaving"),
-                    (self.event_records, "event records"),
+                    (self.internal_records, "of internal points"),
+                    (self.transit_records, "of transit leaving"),
+                    (self.event_records, "of events"),
                 ]
                 .iter()
                 .filter(|(n, _)| *n > 0)
-                .map(|(n, what)| format!("{n} {what}"))
+                .map(|(n, of)| format!("{n} {} {of}", plural(*n, "record")))
                 .collect();
                 match parts.as_slice() {
                     [] => {
@@ -107,16 +111,29 @@ impl LeftOut {
     }
 }
 
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
+}
+
 /// Which records a query leaves out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LeaveOut {
-    internal: bool,
-    events: bool,
+    /// Records of internal points and of transit leaving (by `boundary`).
+    boundary: bool,
+    /// NAT session events.
+    nat: bool,
+    /// Firewall events without volume.
+    firewall: bool,
 }
 
 /// What `q` leaves out (`None`: nothing, every record counts): internal
-/// records and events, unless it asks for every point, names a point, or
-/// names what it would leave out.
+/// and transit records and events, unless it asks for every point, names a
+/// point, or names what it would leave out (`boundary`, `nat_event`,
+/// `firewall_event`: each keeps its own records).
 pub(crate) fn leave_out(q: &Query) -> Option<LeaveOut> {
     let mut fields = q.group_by.clone();
     if let Some(f) = &q.filter {
@@ -126,10 +143,11 @@ pub(crate) fn leave_out(q: &Query) -> Option<LeaveOut> {
         return None;
     }
     let rule = LeaveOut {
-        internal: !fields.contains(&"boundary"),
-        events: !fields.contains(&"nat_event") && !fields.contains(&"firewall_event"),
+        boundary: !fields.contains(&"boundary"),
+        nat: !fields.contains(&"nat_event"),
+        firewall: !fields.contains(&"firewall_event"),
     };
-    (rule.internal || rule.events).then_some(rule)
+    (rule.boundary || rule.nat || rule.firewall).then_some(rule)
 }
 
 /// How `q` counts.
@@ -147,17 +165,15 @@ pub(crate) fn keep(
     rule: LeaveOut,
     left: &mut LeftOut,
 ) -> Result<RecordBatch, ArrowError> {
-    let boundary = batch
-        .column_by_name("boundary")
-        .filter(|_| rule.internal)
-        .filter(|b| b.null_count() < b.len());
-    let events = |name| {
+    let read = |name, wanted: bool| {
         batch
             .column_by_name(name)
-            .filter(|_| rule.events)
-            .filter(|e| e.null_count() < e.len())
+            .filter(|_| wanted)
+            .filter(|c| c.null_count() < c.len())
     };
-    let (nat, firewall) = (events("nat_event"), events("firewall_event"));
+    let boundary = read("boundary", rule.boundary);
+    let nat = read("nat_event", rule.nat);
+    let firewall = read("firewall_event", rule.firewall);
     if boundary.is_none() && nat.is_none() && firewall.is_none() {
         return Ok(batch);
     }
@@ -165,6 +181,7 @@ pub(crate) fn keep(
     // every batch of every default query
     let rows = batch.num_rows();
     let none = || BooleanBuffer::new_unset(rows);
+    let all = || BooleanBuffer::new_set(rows);
     let is = |column: &dyn Array, value: &dyn Datum| -> Result<BooleanBuffer, ArrowError> {
         Ok(truthy(&cmp::eq(&column, value)?))
     };
@@ -182,13 +199,13 @@ pub(crate) fn keep(
     if let Some(f) = firewall {
         // a firewall event without volume: any but none (0) and a teardown (2)
         let counts = &is(f, &UInt8Array::new_scalar(0))? | &is(f, &UInt8Array::new_scalar(2))?;
-        let valid = f
-            .logical_nulls()
-            .map_or_else(|| !&none(), |n| n.inner().clone());
+        let valid = f.logical_nulls().map_or_else(all, |n| n.inner().clone());
         event = &event | &(&valid & &!&counts);
     }
-    let inside = &internal | &transit;
-    let event = &event & &!&inside;
+    // a record of an internal point or of transit is left out as such,
+    // whatever its event
+    let counted_elsewhere = &internal | &transit;
+    let event = &event & &!&counted_elsewhere;
     let weights = batch
         .column_by_name("flows")
         .and_then(|c| c.as_primitive_opt::<UInt64Type>());
@@ -199,12 +216,13 @@ pub(crate) fn keep(
     left.internal_records += weigh(&internal);
     left.transit_records += weigh(&transit);
     left.event_records += weigh(&event);
-    let keep = !&(&inside | &event);
+    let keep = !&(&counted_elsewhere | &event);
     // the columns read only to count are not copied by the filter
     let schema = batch.schema();
     let read_to_count = |name: &str| match name {
-        "boundary" => rule.internal,
-        "nat_event" | "firewall_event" => rule.events,
+        "boundary" => rule.boundary,
+        "nat_event" => rule.nat,
+        "firewall_event" => rule.firewall,
         _ => false,
     };
     let wanted: Vec<usize> = (0..schema.fields().len())
@@ -247,11 +265,11 @@ mod tests {
         );
         assert_eq!(
             left(25500, 0, 3000).describe(),
-            "counted once, at the network's boundary: 25500 records of internal points and 3000 event records left out"
+            "counted once, at the network's boundary: 25500 records of internal points and 3000 records of events left out"
         );
         assert_eq!(
             left(1, 2, 3).describe(),
-            "counted once, at the network's boundary: 1 records of internal points, 2 records of transit leaving and 3 event records left out"
+            "counted once, at the network's boundary: 1 record of internal points, 2 records of transit leaving and 3 records of events left out"
         );
     }
 }
