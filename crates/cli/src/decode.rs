@@ -32,7 +32,12 @@ pub fn run(args: &DecodeArgs) -> Result<ExitCode> {
         batch
     };
     let stdout = std::io::stdout();
-    hopscope_store::render::write(&mut stdout.lock(), &batch, args.output.format())?;
+    hopscope_store::render::write(
+        &mut stdout.lock(),
+        &batch,
+        args.output.format(),
+        hopscope_store::render::Columns::Filled,
+    )?;
 
     let totals = decoder.totals();
     eprintln!(

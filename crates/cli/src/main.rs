@@ -396,7 +396,7 @@ struct QueryArgs {
     #[arg(long, short = 'n', alias = "top")]
     limit: Option<usize>,
     /// Order by this result column; "-col" or "col desc" for descending.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     order: Option<String>,
     /// Columns when listing flows (comma-separated).
     #[arg(long)]
@@ -638,11 +638,20 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(code) => code,
+        // the reader went away (`hopscope query | head`): it has what it wanted
+        Err(e) if reader_went_away(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is a write to a pipe whose reader closed it.
+fn reader_went_away(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The store in `data_dir`, which must exist: reading commands never

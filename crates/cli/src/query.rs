@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use hopscope_store::query::{QueryError, QueryRequest, execute};
-use hopscope_store::render::{Format, write};
+use hopscope_store::render::{Columns, Format, write};
 
 use crate::{QueryArgs, now_ns};
 
@@ -44,12 +44,18 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
     let format = args.output.format();
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
-    write(&mut lock, &out.rows, format)?;
+    let columns = if query.aggregates.is_empty() {
+        Columns::Filled
+    } else {
+        Columns::All
+    };
+    write(&mut lock, &out.rows, format, columns)?;
     if format == Format::Table
         && let Some(totals) = &out.totals
     {
-        writeln!(lock, "\ntotal ({} groups):", out.groups)?;
-        write(&mut lock, totals, format)?;
+        let groups = if out.groups == 1 { "group" } else { "groups" };
+        writeln!(lock, "\ntotal ({} {groups}):", out.groups)?;
+        write(&mut lock, totals, format, Columns::All)?;
     }
     // which volumes these are, where a reader of the table sees it; on
     // stderr beside machine formats, so that their output stays parseable

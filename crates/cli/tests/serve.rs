@@ -304,6 +304,51 @@ boundary = "internal"
     );
     assert_eq!(query(&["--every-point"]), (4, 32));
     assert_eq!(query(&["boundary = \"transit\""]), (1, 10));
+
+    // the same store, read as nfdump's users do
+    let table = |args: &[&str]| {
+        let out = hopscope()
+            .arg("query")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ordered = table(&["-g", "src_addr", "-a", "packets", "--order", "-packets"]);
+    assert!(
+        ordered.lines().nth(1).unwrap().starts_with("198.51.100.7"),
+        "the biggest first:\n{ordered}"
+    );
+    let by_country = table(&["-g", "src_country", "-a", "flows"]);
+    assert!(
+        by_country.starts_with("src_country  flows\n-            3\n"),
+        "a key empty in every group is still shown:\n{by_country}"
+    );
+    assert!(by_country.contains("total (1 group):"), "{by_country}");
+    // `hopscope query | head`: a reader that goes away ends nothing in error
+    let mut child = hopscope()
+        .args(["query", "--data-dir"])
+        .arg(&data)
+        .args(["-g", "src_addr", "-a", "flows"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

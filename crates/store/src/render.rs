@@ -67,13 +67,29 @@ fn cell(column: &dyn Array, row: usize) -> Option<String> {
     })
 }
 
-pub fn write(out: &mut impl Write, batch: &RecordBatch, format: Format) -> std::io::Result<()> {
+/// Which columns a table or CSV shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// Every one: the keys and aggregates a query asked for, even when a
+    /// key is empty in every group (`-g src_country` without a database).
+    All,
+    /// Those with a value in some row: a listing of records, most of whose
+    /// many columns a given exporter never fills.
+    Filled,
+}
+
+pub fn write(
+    out: &mut impl Write,
+    batch: &RecordBatch,
+    format: Format,
+    columns: Columns,
+) -> std::io::Result<()> {
     let schema = batch.schema();
-    // columns that are null in every row say nothing: leave them out of tables and CSV
     let shown: Vec<usize> = (0..batch.num_columns())
         .filter(|&c| {
             let col = batch.column(c);
-            (col.is_empty() || col.null_count() < col.len()) && !matches!(col.data_type(), DataType::List(_) if (0..col.len()).all(|r| cell(col, r).is_none()))
+            columns == Columns::All
+                || (col.is_empty() || col.null_count() < col.len()) && !matches!(col.data_type(), DataType::List(_) if (0..col.len()).all(|r| cell(col, r).is_none()))
         })
         .collect();
     match format {
