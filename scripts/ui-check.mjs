@@ -145,6 +145,20 @@ await page.waitForFunction((a) => {
   const cell = document.querySelectorAll("#groups tr.total td")[1];
   return cell && cell.innerText !== a;
 }, after, { timeout: 20000 });
+// re-run grouped by exporter: the chart holds the exporters' series only,
+// not the ports of the run before (a merged chart kept them)
+await page.locator("input[name=group_by]").fill("exporter_name");
+await page.locator("input[name=group_by]").press("Enter");
+await page.waitForFunction(() => (document.querySelector("#series-note")?.textContent || "").includes("by exporter_name"), null, { timeout: 20000 });
+const exporters = await page.evaluate(async () => {
+  const r = await fetch(`/api/timeseries?since=${document.querySelector("#range").value}&aggregate=bytes&group_by=exporter_name&top=10&filter=proto+tcp`);
+  return (await r.json()).series.map((s) => s.key);
+});
+const legend = await page.evaluate(() => (echarts.getInstanceByDom(document.querySelector("#series")).getOption().series || []).map((s) => s.name));
+check(
+  legend.length === exporters.length && legend.every((n) => exporters.includes(n)),
+  `explorer: after a re-run the chart's series are the new ones (${legend.join(", ")})`,
+);
 await page.screenshot({ path: `${shots}/explorer.png`, fullPage: true });
 noProblems("explorer");
 
@@ -153,6 +167,15 @@ await visit("#/journeys", "#segments table");
 const worst = await page.locator("#segments tbody tr").first().locator("td").first().innerText();
 check(LOSSY.every((p) => worst.includes(p)), `journeys: the most lossy segment is the WAN link (${worst})`);
 check((await page.locator("#jlist tr[data-id]").count()) > 0, "journeys: journeys listed");
+// the page's own example filter: journeys through a node, whichever interface
+const example = await page.locator("#jform input[name=filter]").getAttribute("placeholder");
+await page.locator("#jform input[name=filter]").fill(example);
+await page.locator("#jform input[name=filter]").press("Enter");
+await page.waitForFunction(() => decodeURIComponent(location.hash).includes("isp-pe"), null, { timeout: 20000 });
+await page.waitForFunction(() => document.querySelector("#hint")?.textContent || document.querySelector("#jlist table, #jlist .empty"), null, { timeout: 20000 });
+const hint = (await page.locator("#hint").innerText()).trim();
+const through = await page.locator("#jlist tr[data-id]").count();
+check(hint === "" && through > 0, `journeys: the example filter (${example}) is taken and lists journeys (${through}${hint ? "; " + hint : ""})`);
 await page.screenshot({ path: `${shots}/journeys.png`, fullPage: true });
 noProblems("journeys");
 

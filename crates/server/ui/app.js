@@ -219,7 +219,7 @@ function stacked(c, ts, unit, div = 1) {
       name: s.key, type: "line", stack: "total", areaStyle: {}, symbol: "none", lineStyle: { width: 1 },
       data: s.values.map((v, i) => [ts.timestamps_ms[i], v / div]),
     })),
-  });
+  }, true); // replace, not merge: a re-run's series are not the last one's
 }
 
 // ---- Explorer ---------------------------------------------------------------

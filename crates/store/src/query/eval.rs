@@ -35,6 +35,28 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<BooleanArray, ArrowE
             None => all(rows, false),
             Some(column) => in_net(column, *net, *prefix)?,
         },
+        Expr::Through { field, hop } => match batch.column_by_name(field) {
+            None => all(rows, false),
+            Some(column) => {
+                let paths = column
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| ArrowError::SchemaError(format!("{field} is not text")))?;
+                let crosses = |path: &str| {
+                    path.split([' ', '>', '|'])
+                        .filter(|p| !p.is_empty())
+                        .any(|point| {
+                            point == hop
+                                || point
+                                    .strip_prefix(hop.as_str())
+                                    .is_some_and(|rest| rest.starts_with(':'))
+                        })
+                };
+                let bits = BooleanBuffer::collect_bool(paths.len(), |i| {
+                    paths.is_valid(i) && crosses(paths.value(i))
+                });
+                BooleanArray::new(bits, None)
+            }
+        },
         Expr::FlagsAll { mask } => match batch.column_by_name("tcp_flags") {
             None => all(rows, false),
             Some(column) => {
@@ -214,5 +236,41 @@ mod tests {
         // a column the data does not have matches nothing
         assert_eq!(matches("src_country = FR"), [false, false, false]);
         assert_eq!(matches("ipv6"), [false, false, false]);
+    }
+
+    /// The journeys page's own example: lossy journeys through a node,
+    /// whichever of its interfaces, never a node whose name only starts
+    /// the same, and through an ECMP member.
+    #[test]
+    fn journeys_through_a_hop() {
+        use crate::query::filter::parse_journey_filter;
+        use arrow_array::UInt64Array;
+        use std::sync::Arc;
+        let paths = StringArray::from(vec![
+            Some("branch-fw:lan > branch-fw:wan > isp-pe:ge-0/0/1 > core-a:et-1|core-b:et-1"),
+            Some("branch-fw:lan > isp-pe2:xe-0 > dc-gw:eth0"),
+            Some("r1 > isp-pe > r3"),
+            Some("branch-fw:lan > isp-pe:ge-0/0/1"),
+            None,
+        ]);
+        let lost = UInt64Array::from(vec![Some(3), Some(5), Some(1), Some(0), Some(9)]);
+        let schema = arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("path", DataType::Utf8, true),
+            arrow_schema::Field::new("lost", DataType::UInt64, true),
+        ]);
+        let batch =
+            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(paths), Arc::new(lost)]).unwrap();
+        let rows = |text: &str| {
+            let expr = parse_journey_filter(text).unwrap().unwrap();
+            let mask = evaluate(&expr, &batch).unwrap();
+            (0..mask.len())
+                .filter(|&i| mask.value(i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(r#"lost > 0 and path "isp-pe""#), [0, 2]);
+        assert_eq!(rows("path isp-pe:ge-0/0/1"), [0, 3]);
+        assert_eq!(rows("path core-b"), [0]);
+        assert_eq!(rows(r#"path = "r1 > isp-pe > r3""#), [2]);
+        assert_eq!(rows("not path isp-pe"), [1, 4]);
     }
 }

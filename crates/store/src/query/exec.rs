@@ -278,7 +278,9 @@ pub fn filter_fields(e: &super::Expr, out: &mut Vec<&'static str>) {
             filter_fields(b, out);
         }
         Expr::Not(a) => filter_fields(a, out),
-        Expr::Compare { field, .. } | Expr::InNet { field, .. } => out.push(field),
+        Expr::Compare { field, .. } | Expr::InNet { field, .. } | Expr::Through { field, .. } => {
+            out.push(field)
+        }
         Expr::FlagsAll { .. } => out.push("tcp_flags"),
     }
 }

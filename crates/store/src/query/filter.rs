@@ -66,6 +66,12 @@ pub enum Expr {
     FlagsAll {
         mask: u16,
     },
+    /// A journey's `path` ("a > b|c > d") crosses `hop`: a point of that
+    /// name, or a point of that node (`isp-pe` for `isp-pe:ge-0/0/1`).
+    Through {
+        field: &'static str,
+        hop: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,6 +526,16 @@ impl Parser {
 
     fn field_condition(&mut self, field: &'static str, kind: Kind) -> ParseResult<Expr> {
         let here = self.peek().map_or(self.end, |t| t.pos);
+        // `path isp-pe`: journeys through a hop (a whole path compares with =)
+        let at = self.at;
+        if field == "path" && self.optional_cmp().is_none() {
+            let hop = self.next("a point or node name")?;
+            return Ok(Expr::Through {
+                field,
+                hop: hop.text.clone(),
+            });
+        }
+        self.at = at;
         let op = self.optional_cmp().ok_or((
             here,
             format!("expected a comparison (=, !=, <, >, ...) after '{field}'"),
