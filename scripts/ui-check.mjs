@@ -218,6 +218,9 @@ noProblems("host");
 // Status
 await visit("#/status", "dl.kv");
 check((await page.locator("main table tbody tr").count()) >= 5, "status: exporters listed");
+const figures = await page.locator("dl.kv").allInnerTexts();
+const raw = figures.join("\n").match(/\d{13,}/g) || [];
+check(raw.length === 0, `status: times and sizes are readable, not raw epochs or byte counts (${raw.slice(0, 3).join(", ")})`);
 await page.screenshot({ path: `${shots}/status.png`, fullPage: true });
 noProblems("status");
 

@@ -623,7 +623,7 @@ async function status() {
   const s = await api("/api/status");
   const kv = (o) => `<dl class="kv">${Object.entries(o)
     .filter(([, v]) => typeof v !== "object")
-    .map(([k, v]) => `<dt>${esc(k.replaceAll("_", " "))}</dt><dd>${esc(typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : v)}</dd>`)
+    .map(([k, v]) => `<dt>${esc(k.replace(/_ns$/, "").replaceAll("_", " "))}</dt><dd>${statusValue(k, v)}</dd>`)
     .join("")}</dl>`;
   page.append(el(`<div class="grid2">
     <section class="panel"><h2>Collector</h2>${kv(s)}</section>
@@ -634,6 +634,20 @@ async function status() {
     <section class="panel"><h2>Recent errors</h2>${s.recent_errors.length ? `<pre>${esc(s.recent_errors.join("\n"))}</pre>` : `<div class="empty">none</div>`}</section>
   </div>`));
   page.append(el(`<section class="panel"><h2>Exporters</h2>${exporterTable(s.exporters)}</section>`));
+}
+
+// a status figure as a reader wants it: times as times, sizes as sizes,
+// counts with separators (the exact figure stays in the tooltip)
+function statusValue(key, v) {
+  if (typeof v !== "number") return esc(v);
+  const exact = `title="${v}"`;
+  if (key.endsWith("_ns")) {
+    // an epoch is far beyond any duration shown here (1e15 ns is 11 days)
+    return v > 1e15 ? `<span ${exact}>${new Date(v / 1e6).toISOString().replace(/\.\d+Z$/, "Z")}</span>` : `<span ${exact}>${ns(v)}</span>`;
+  }
+  if (key.split("_").includes("bytes")) return `<span ${exact}>${bytes(v)}</span>`;
+  if (!Number.isInteger(v)) return v.toFixed(2);
+  return v.toLocaleString("en");
 }
 
 render();

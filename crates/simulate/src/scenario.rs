@@ -247,21 +247,26 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
     let mut flows: Vec<Flow> = Vec::with_capacity((t.flows + t.scan_probes) as usize);
     for _ in 0..t.flows {
         let v6 = rng.chance(t.ipv6_share);
+        let client = host(&mut rng, 1, v6, t.hosts);
+        let server = host(&mut rng, 2, v6, t.hosts / 4);
+        let client_port = 20_000 + (rng.below(40_000) as u16);
+        let pick = rng.below(SERVICES.len() as u64) as usize;
+        let proto = if rng.chance(t.tcp_share) { 6 } else { 17 };
         flows.push(Flow {
-            client: host(&mut rng, 1, v6, t.hosts),
-            server: host(&mut rng, 2, v6, t.hosts / 4),
+            client,
+            server,
             v6,
-            client_port: 20_000 + (rng.below(40_000) as u16),
-            server_port: SERVICES[rng.below(SERVICES.len() as u64) as usize],
-            proto: if rng.chance(t.tcp_share) { 6 } else { 17 },
+            client_port,
+            server_port: service(proto, pick),
+            proto,
             nat_port: flows.len() as u16,
             hash: rng.next_u64(),
             forward_packets,
             reverse_packets,
         });
+        let f = flows.last_mut().expect("just pushed");
         // logins go to one of the client's own two servers, not to any:
         // an operator reaches the same machines again (no lateral movement)
-        let f = flows.last_mut().expect("just pushed");
         if f.server_port == 22 {
             let own = f
                 .client
@@ -460,8 +465,20 @@ pub fn simulate(s: &Scenario) -> Result<Run, String> {
     })
 }
 
-/// Server ports the traffic mix draws from.
-const SERVICES: [u16; 10] = [443, 80, 53, 5201, 8080, 22, 3306, 6379, 123, 8443];
+/// Server ports the traffic mix draws from, by protocol: web, iperf3,
+/// SSH, databases; DNS, NTP, QUIC and iperf3 over UDP.
+const SERVICES: [u16; 8] = [443, 80, 5201, 8080, 22, 3306, 6379, 8443];
+const UDP_SERVICES: [u16; 4] = [53, 123, 443, 5201];
+
+/// The server port of the `pick`th service (a draw below the number of
+/// TCP services) of protocol `proto`: TCP to 53 or UDP to 22 look like
+/// nothing a network carries.
+fn service(proto: u8, pick: usize) -> u16 {
+    match proto {
+        6 => SERVICES[pick % SERVICES.len()],
+        _ => UDP_SERVICES[pick % UDP_SERVICES.len()],
+    }
+}
 
 /// A host of network `10.net.0.0/16` (or `2001:db8:0:net::/64`): from a
 /// pool of `pool` hosts when `pool > 0`, the low numbers far busier (the

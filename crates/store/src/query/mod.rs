@@ -423,7 +423,8 @@ pub struct QueryRequest {
     pub every_point: Option<bool>,
 }
 
-/// The range `[from, to)` that `--since`, `--from` and `--to` describe,
+/// The range `[from, to)` that `since`, `from` and `to` describe (flags of
+/// the CLI, parameters of the API: the messages name neither form),
 /// unbounded where they say nothing; `since` (back from `now_ns`) wins over
 /// `from`.
 pub fn time_range(
@@ -436,7 +437,7 @@ pub fn time_range(
         text.map(|t| {
             parse_time(t).ok_or_else(|| {
                 QueryError::Plan(format!(
-                    "--{label} '{t}': expected RFC 3339 (2026-11-26T10:00:00Z) or ns"
+                    "{label} '{t}': expected RFC 3339 (2026-11-26T10:00:00Z) or ns"
                 ))
             })
         })
@@ -447,7 +448,7 @@ pub fn time_range(
     if let Some(since) = since {
         let d = parse_duration(since).ok_or_else(|| {
             QueryError::Plan(format!(
-                "--since '{since}': expected a duration such as 15m, 1h, 7d"
+                "since '{since}': expected a duration such as 15m, 1h, 7d"
             ))
         })?;
         from_ns = now_ns - d;
