@@ -145,6 +145,14 @@ await page.waitForFunction((a) => {
   const cell = document.querySelectorAll("#groups tr.total td")[1];
   return cell && cell.innerText !== a;
 }, after, { timeout: 20000 });
+// completion in the group-by box offers field names, never filter words
+await page.locator("input[name=group_by]").fill("");
+await page.locator("input[name=group_by]").pressSequentially("dst_");
+const offered = await page.locator("#groupable option").evaluateAll((os) => os.map((o) => o.value));
+check(
+  offered.length > 0 && offered.every((v) => v.startsWith("dst_") && !v.includes(" ")),
+  `explorer: group-by completion offers fields only (${offered.slice(0, 4).join(", ")}...)`,
+);
 // re-run grouped by exporter: the chart holds the exporters' series only,
 // not the ports of the run before (a merged chart kept them)
 await page.locator("input[name=group_by]").fill("exporter_name");

@@ -237,13 +237,14 @@ async function explorer(r) {
   page.append(el(`<section class="panel">
     <form class="controls" id="query" autocomplete="off">
       <label>filter<input class="filter" name="filter" list="fields" placeholder="src net 10.1.0.0/16 and dst port 443 and not proto udp"></label>
-      <label>group by<input name="group_by" list="fields" size="22"></label>
+      <label>group by<input name="group_by" list="groupable" size="22"></label>
       <label>aggregate<select name="aggregate">
         <option>bytes</option><option>packets</option><option>flows</option><option>bps</option><option>pps</option>
       </select></label>
       <label>sankey<input name="sankey" size="22" title="two fields: left,right"></label>
       <button type="submit">Run</button>
       <datalist id="fields"></datalist>
+      <datalist id="groupable"></datalist>
     </form>
     <div class="hint" id="hint"></div>
   </section>`));
@@ -271,6 +272,20 @@ async function explorer(r) {
     };
     input.addEventListener("input", offer);
     offer();
+    // group by takes field names only, comma-separated: offer those
+    const group = form.elements.group_by;
+    const offerFields = () => {
+      const head = group.value.replace(/[^,\s]*$/, "");
+      const tail = group.value.slice(head.length).toLowerCase();
+      $("#groupable").innerHTML = fields
+        .map((f) => f.name)
+        .filter((n) => n.startsWith(tail))
+        .slice(0, 30)
+        .map((n) => `<option value="${esc(head + n)}">`)
+        .join("");
+    };
+    group.addEventListener("input", offerFields);
+    offerFields();
   }).catch(showError);
   const seriesChart = chart($("#series"));
   const sankeyChart = chart($("#sankey"));

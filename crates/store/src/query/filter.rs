@@ -12,7 +12,7 @@
 //!           | ("in" | "out") "if" NUMBER
 //!           | "proto" (NAME | NUMBER)             tcp udp icmp icmp6 gre esp ah sctp ...
 //!           | "tcp" | "udp" | "icmp" | ...        the same as proto NAME
-//!           | "ipv4" | "inet" | "ipv6" | "inet6"
+//!           | "ipv4" | "inet" | "ip4" | "ipv6" | "inet6" | "ip6"
 //!           | "flags" LETTERS                     all of F S R P A U E C set
 //!           | "exporter" ADDRESS
 //!           | ("bytes" | "packets") cmp NUMBER
@@ -459,12 +459,12 @@ impl Parser {
                     .ok_or((t.pos, format!("unknown protocol '{}'", t.text)))?;
                 Ok(proto_is(proto))
             }
-            "ipv4" | "inet" => Ok(Expr::Compare {
+            "ipv4" | "inet" | "ip4" => Ok(Expr::Compare {
                 field: "ip_version",
                 op: CmpOp::Eq,
                 value: Value::Uint(4),
             }),
-            "ipv6" | "inet6" => Ok(Expr::Compare {
+            "ipv6" | "inet6" | "ip6" => Ok(Expr::Compare {
                 field: "ip_version",
                 op: CmpOp::Eq,
                 value: Value::Uint(6),
@@ -701,6 +701,24 @@ mod tests {
 
     fn parse(text: &str) -> Expr {
         parse_filter(text).unwrap().unwrap()
+    }
+
+    /// Every spelling of an IP version nfdump's users type.
+    #[test]
+    fn ip_versions_by_any_name() {
+        for (words, version) in [(["ipv4", "inet", "ip4"], 4), (["ipv6", "inet6", "ip6"], 6)] {
+            for word in words {
+                assert_eq!(
+                    parse(word),
+                    Expr::Compare {
+                        field: "ip_version",
+                        op: CmpOp::Eq,
+                        value: Value::Uint(version)
+                    },
+                    "{word}"
+                );
+            }
+        }
     }
 
     #[test]
