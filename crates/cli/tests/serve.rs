@@ -121,20 +121,14 @@ fn sum(status: &serde_json::Value, field: &str) -> u64 {
         .sum()
 }
 
-/// flows, packets, bytes in the store, as `hopscope query` reports them.
-fn stored(data: &Path, filter: &str) -> (u64, u64, u64) {
+/// What `hopscope query ARGS` prints over the store in `data`; it must
+/// succeed.
+fn query_text(data: &Path, args: &[&str]) -> String {
     let out = hopscope()
-        .args([
-            "query",
-            "-a",
-            "flows,packets,bytes",
-            "--json",
-            "--source",
-            "raw",
-        ])
+        .arg("query")
+        .args(args)
         .arg("--data-dir")
         .arg(data)
-        .arg(filter)
         .output()
         .unwrap();
     assert!(
@@ -142,16 +136,23 @@ fn stored(data: &Path, filter: &str) -> (u64, u64, u64) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let row: serde_json::Value = serde_json::from_str(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// flows, packets, bytes of the stored records, as `hopscope query`
+/// reports them; `args` add a filter or flags.
+fn stored_with(data: &Path, args: &[&str]) -> (u64, u64, u64) {
+    let mut all = vec!["-a", "flows,packets,bytes", "--json", "--source", "raw"];
+    all.extend(args);
+    let text = query_text(data, &all);
+    let row: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let n = |f: &str| row[f].as_u64().unwrap_or(0);
     (n("flows"), n("packets"), n("bytes"))
+}
+
+/// [`stored_with`] a filter.
+fn stored(data: &Path, filter: &str) -> (u64, u64, u64) {
+    stored_with(data, &[filter])
 }
 
 /// IPFIX messages of `flows` flows from domain 1, templates only in the first.
@@ -271,56 +272,20 @@ boundary = "internal"
     }
     serve.wait_for(4);
     serve.stop();
-    let query = |extra: &[&str]| {
-        let out = hopscope()
-            .args(["query", "-a", "flows,packets", "--json", "--source", "raw"])
-            .arg("--data-dir")
-            .arg(&data)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let row: serde_json::Value = serde_json::from_str(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap(),
-        )
-        .unwrap();
-        (
-            row["flows"].as_u64().unwrap(),
-            row["packets"].as_u64().unwrap(),
-        )
+    let counted = |args: &[&str]| {
+        let (flows, packets, _) = stored_with(&data, args);
+        (flows, packets)
     };
     assert_eq!(
-        query(&[]),
+        counted(&[]),
         (3, 22),
         "each packet once: 10 transit, 7 in, 5 out"
     );
-    assert_eq!(query(&["--every-point"]), (4, 32));
-    assert_eq!(query(&["boundary = \"transit\""]), (1, 10));
+    assert_eq!(counted(&["--every-point"]), (4, 32));
+    assert_eq!(counted(&["boundary = \"transit\""]), (1, 10));
 
     // the same store, read as nfdump's users do
-    let table = |args: &[&str]| {
-        let out = hopscope()
-            .arg("query")
-            .arg("--data-dir")
-            .arg(&data)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let table = |args: &[&str]| query_text(&data, args);
     let ordered = table(&["-g", "src_addr", "-a", "packets", "--order", "-packets"]);
     assert!(
         ordered.lines().nth(1).unwrap().starts_with("198.51.100.7"),

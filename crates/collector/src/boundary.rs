@@ -226,15 +226,13 @@ mod tests {
             interface_name: name.map(String::from),
             boundary,
         };
-        let b = Boundaries::new(
-            &[
-                rule(None, None, None, Boundary::Internal),
-                rule(None, Some(7), None, Boundary::External),
-                rule(None, None, Some("Transit*"), Boundary::External),
-                rule(Some("*:wan"), None, None, Boundary::External),
-            ],
-            &["10.0.0.0/8".parse().unwrap()],
-        );
+        let rules = [
+            rule(None, None, None, Boundary::Internal),
+            rule(None, Some(7), None, Boundary::External),
+            rule(None, None, Some("Transit*"), Boundary::External),
+            rule(Some("*:wan"), None, None, Boundary::External),
+        ];
+        let b = Boundaries::new(&rules, &["10.0.0.0/8".parse().unwrap()]);
         let inside = ip_to_mapped("10.1.2.3".parse().unwrap());
         let outside = ip_to_mapped("198.51.100.7".parse().unwrap());
         let at = |interfaces: [(Option<u32>, Option<&'static str>); 2]| Observed {
@@ -277,10 +275,7 @@ mod tests {
             Some(Place::External),
             "no source: not known to come from outside, counted"
         );
-        let no_inside = Boundaries::new(
-            &b.rules.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
-            &[],
-        );
+        let no_inside = Boundaries::new(&rules, &[]);
         assert_eq!(
             no_inside.classify(&transit),
             Some(Place::External),

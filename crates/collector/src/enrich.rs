@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch, UInt32Array};
 use foldhash::fast::RandomState;
 pub use hopscope_schema::{Cidr, canonical};
 use hopscope_schema::{
@@ -190,57 +190,23 @@ impl Enricher {
             ("ingress_vrf_id", &mut *ingress_vrf_name, &vrfs),
             ("egress_vrf_id", &mut *egress_vrf_name, &vrfs),
         ] {
-            if names.is_empty() {
-                builder.append_nulls(rows);
-                continue;
-            }
             let ids = batch
                 .column_by_name(column)
                 .map(|c| c.as_primitive::<UInt32Type>());
-            for row in 0..rows {
-                let name = (|| {
-                    let (exporter, domain) = scope(row)?;
-                    let ids = ids.filter(|i| i.is_valid(row))?;
-                    names.get(&(exporter, domain, ids.value(row))).copied()
-                })();
-                builder.append_option(name);
-            }
+            append_names(builder, rows, ids, names, &scope);
         }
-        // the sampler's name, by the sampler id the decoder kept with each flow
+        // the sampler's name, by the sampler id the decoder kept with each
+        // flow, and the observation point's
         let samplers = scoped_names(decoder, DomainState::sampler_names);
         let sampler_ids = batch
             .column_by_name("sampler_id")
             .map(|c| c.as_primitive::<UInt64Type>());
-        match sampler_ids {
-            Some(ids) if !samplers.is_empty() => {
-                for row in 0..rows {
-                    let name = (|| {
-                        let (exporter, domain) = scope(row)?;
-                        let id = Some(ids).filter(|i| i.is_valid(row))?.value(row);
-                        samplers.get(&(exporter, domain, id)).copied()
-                    })();
-                    sampler_name.append_option(name);
-                }
-            }
-            _ => sampler_name.append_nulls(rows),
-        }
+        append_names(sampler_name, rows, sampler_ids, &samplers, &scope);
         let points = scoped_names(decoder, DomainState::point_names);
         let point_ids = batch
             .column_by_name("observation_point_id")
             .map(|c| c.as_primitive::<UInt64Type>());
-        match point_ids {
-            Some(ids) if !points.is_empty() => {
-                for row in 0..rows {
-                    let name = (|| {
-                        let (exporter, domain) = scope(row)?;
-                        let id = Some(ids).filter(|i| i.is_valid(row))?.value(row);
-                        points.get(&(exporter, domain, id)).copied()
-                    })();
-                    observation_point_name.append_option(name);
-                }
-            }
-            _ => observation_point_name.append_nulls(rows),
-        }
+        append_names(observation_point_name, rows, point_ids, &points, &scope);
         if self.boundaries.is_empty() {
             boundary.append_nulls(rows);
         } else {
@@ -375,6 +341,31 @@ impl Enricher {
         columns.extend(enriched.by_ref());
         columns.push(batch.column(decoded).clone());
         RecordBatch::try_new(schema, columns)
+    }
+}
+
+/// Appends the name each row's id has among its exporter's and domain's
+/// `names`, null where it has none; nulls alone when there is no name to
+/// find (the common case at high rates).
+fn append_names<T>(
+    builder: &mut StringBuilder,
+    rows: usize,
+    ids: Option<&PrimitiveArray<T>>,
+    names: &HashMap<([u8; 16], u32, T::Native), &str, RandomState>,
+    scope: &impl Fn(usize) -> Option<([u8; 16], u32)>,
+) where
+    T: ArrowPrimitiveType,
+    T::Native: std::hash::Hash + Eq,
+{
+    let Some(ids) = ids.filter(|_| !names.is_empty()) else {
+        builder.append_nulls(rows);
+        return;
+    };
+    for row in 0..rows {
+        let name = scope(row)
+            .filter(|_| ids.is_valid(row))
+            .and_then(|(exporter, domain)| names.get(&(exporter, domain, ids.value(row))).copied());
+        builder.append_option(name);
     }
 }
 

@@ -172,6 +172,22 @@ function volumesNote(v) {
   return `Volumes: ${v.describe}; ${unknown}; ${v.counting_describe}.`;
 }
 
+// offers in `list` the `words` that complete the word being typed in
+// `input`: its last run of what `word` matches
+function complete(input, list, words, word) {
+  const offer = () => {
+    const head = input.value.replace(word, "");
+    const tail = input.value.slice(head.length).toLowerCase();
+    list.innerHTML = words
+      .filter((w) => w.startsWith(tail))
+      .slice(0, 30)
+      .map((w) => `<option value="${esc(head + w)}">`)
+      .join("");
+  };
+  input.addEventListener("input", offer);
+  offer();
+}
+
 function kpi(v, label, title = "", id = "") {
   const attrs = `${title ? ` title="${esc(title)}"` : ""}${id ? ` id="${id}"` : ""}`;
   return `<div class="kpi"${attrs}><div class="v">${v}</div><div class="l">${label}</div></div>`;
@@ -255,37 +271,12 @@ async function explorer(r) {
   </div>`));
   const form = $("#query");
   for (const k of Object.keys(state)) form.elements[k].value = state[k];
-  // completion: field names and keywords, offered for the word being typed
+  // completion for the word being typed: field names and keywords in the
+  // filter, field names only in the group-by list
   api("/api/fields").then((fields) => {
-    const words = fields.map((f) => f.name).concat(KEYWORDS);
-    const list = $("#fields");
-    const input = form.elements.filter;
-    const offer = () => {
-      const text = input.value;
-      const head = text.replace(/[^\s()]*$/, "");
-      const tail = text.slice(head.length).toLowerCase();
-      list.innerHTML = words
-        .filter((w) => w.startsWith(tail))
-        .slice(0, 30)
-        .map((w) => `<option value="${esc(head + w)}">`)
-        .join("");
-    };
-    input.addEventListener("input", offer);
-    offer();
-    // group by takes field names only, comma-separated: offer those
-    const group = form.elements.group_by;
-    const offerFields = () => {
-      const head = group.value.replace(/[^,\s]*$/, "");
-      const tail = group.value.slice(head.length).toLowerCase();
-      $("#groupable").innerHTML = fields
-        .map((f) => f.name)
-        .filter((n) => n.startsWith(tail))
-        .slice(0, 30)
-        .map((n) => `<option value="${esc(head + n)}">`)
-        .join("");
-    };
-    group.addEventListener("input", offerFields);
-    offerFields();
+    const names = fields.map((f) => f.name);
+    complete(form.elements.filter, $("#fields"), names.concat(KEYWORDS), /[^\s()]*$/);
+    complete(form.elements.group_by, $("#groupable"), names, /[^,\s]*$/);
   }).catch(showError);
   const seriesChart = chart($("#series"));
   const sankeyChart = chart($("#sankey"));

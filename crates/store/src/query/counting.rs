@@ -150,6 +150,19 @@ pub(crate) fn leave_out(q: &Query) -> Option<LeaveOut> {
     (rule.boundary || rule.nat || rule.firewall).then_some(rule)
 }
 
+impl LeaveOut {
+    /// Whether `column` is read to leave records out (rather than because
+    /// the query names it).
+    fn counts_by(self, column: &str) -> bool {
+        match column {
+            "boundary" => self.boundary,
+            "nat_event" => self.nat,
+            "firewall_event" => self.firewall,
+            _ => false,
+        }
+    }
+}
+
 /// How `q` counts.
 pub(crate) fn counting(q: &Query) -> Counting {
     match leave_out(q) {
@@ -165,15 +178,15 @@ pub(crate) fn keep(
     rule: LeaveOut,
     left: &mut LeftOut,
 ) -> Result<RecordBatch, ArrowError> {
-    let read = |name, wanted: bool| {
+    let read = |name| {
         batch
             .column_by_name(name)
-            .filter(|_| wanted)
+            .filter(|_| rule.counts_by(name))
             .filter(|c| c.null_count() < c.len())
     };
-    let boundary = read("boundary", rule.boundary);
-    let nat = read("nat_event", rule.nat);
-    let firewall = read("firewall_event", rule.firewall);
+    let boundary = read("boundary");
+    let nat = read("nat_event");
+    let firewall = read("firewall_event");
     if boundary.is_none() && nat.is_none() && firewall.is_none() {
         return Ok(batch);
     }
@@ -219,14 +232,8 @@ pub(crate) fn keep(
     let keep = !&(&counted_elsewhere | &event);
     // the columns read only to count are not copied by the filter
     let schema = batch.schema();
-    let read_to_count = |name: &str| match name {
-        "boundary" => rule.boundary,
-        "nat_event" => rule.nat,
-        "firewall_event" => rule.firewall,
-        _ => false,
-    };
     let wanted: Vec<usize> = (0..schema.fields().len())
-        .filter(|&i| !read_to_count(schema.field(i).name()))
+        .filter(|&i| !rule.counts_by(schema.field(i).name()))
         .collect();
     let batch = batch.project(&wanted)?;
     if keep.count_set_bits() == rows {
