@@ -5,8 +5,9 @@
 //! error budgets and multiwindow burn rates, the security detections over
 //! flow records (scans, floods, address lists: [`detect`]), the one alert
 //! model that everything which fires uses, the ranking of the segments at
-//! fault (root cause), and the destinations alerts go to (Alertmanager,
-//! webhooks, syslog).
+//! fault (root cause), capacity planning ([`capacity`]: utilisation from
+//! flows and interface counters, billing percentiles, forecasts), and the
+//! destinations alerts go to (Alertmanager, webhooks, syslog).
 //!
 //! It reads rows only (record batches from the bus or the store trait), so
 //! the same code judges buckets as `serve` streams journeys in and when a
@@ -18,6 +19,7 @@
 pub mod alert;
 pub mod bucket;
 pub mod budget;
+pub mod capacity;
 mod columns;
 pub mod detect;
 pub mod live;

@@ -233,7 +233,7 @@ fn now(
 
 /// One metric family in Prometheus' text format: `samples` are (labels
 /// with their braces, or nothing, and the value).
-pub(crate) fn write_family(
+pub fn write_family(
     out: &mut String,
     name: &str,
     kind: &str,

@@ -32,6 +32,129 @@ pub struct ConfigFile {
     /// `[policy]`: zones, intent rules and path rules.
     #[serde(default)]
     pub policy: hopscope_analyze::PolicyConfig,
+    /// `[capacity]`: percentile, threshold, horizon, links by hand, port
+    /// groups.
+    #[serde(default)]
+    pub capacity: hopscope_analyze::capacity::CapacityConfig,
+}
+
+/// One `[[serve.snmp]]` agent: the exporter whose interfaces it describes, how
+/// to reach it (`agent`, the exporter's port 161 by default) and how to
+/// authenticate (SNMPv2c's `community`, or SNMPv3's `user` with `auth`
+/// and `privacy` protocols and passwords).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpEntry {
+    pub exporter: std::net::IpAddr,
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub community: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub auth_password: Option<String>,
+    #[serde(default)]
+    pub privacy: Option<String>,
+    #[serde(default)]
+    pub privacy_password: Option<String>,
+    /// How often the interfaces are read (`"60s"` by default).
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// How long to wait for each answer (`"2s"`), and how many times to
+    /// ask again (1).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+impl SnmpEntry {
+    pub fn agent(&self) -> Result<hopscope_pipeline::snmp::SnmpAgent> {
+        use hopscope_snmp::{AuthProtocol, PrivProtocol, Security, User};
+        let at = |what: &str| format!("[[serve.snmp]] for {}: {what}", self.exporter);
+        let address: std::net::SocketAddr = match &self.agent {
+            Some(a) => a
+                .parse()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(|ip| (ip, 161).into()))
+                .map_err(|_| {
+                    anyhow::anyhow!(at(&format!(
+                        "agent '{a}' is not an address or address:port"
+                    )))
+                })?,
+            None => (self.exporter, 161).into(),
+        };
+        let duration =
+            |value: &Option<String>, default: &str, what: &str| -> Result<std::time::Duration> {
+                let text = value.as_deref().unwrap_or(default);
+                let ns = crate::probe::parse_duration(text)
+                    .ok()
+                    .filter(|&ns| ns > 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(at(&format!("{what} '{text}' is not a duration")))
+                    })?;
+                Ok(std::time::Duration::from_nanos(ns as u64))
+            };
+        let security = match self.version.as_deref().unwrap_or("2c") {
+            "2c" | "2" => {
+                anyhow::ensure!(
+                    self.user.is_none(),
+                    at("user is SNMPv3's: set version = \"3\"")
+                );
+                Security::Community(self.community.clone().unwrap_or_else(|| "public".into()))
+            }
+            "3" => {
+                let name = self
+                    .user
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!(at("SNMPv3 needs a user")))?;
+                let auth = match (&self.auth, &self.auth_password) {
+                    (Some(p), Some(password)) => Some((
+                        AuthProtocol::parse(p).ok_or_else(|| {
+                            anyhow::anyhow!(at(&format!("auth '{p}': use md5, sha or sha256")))
+                        })?,
+                        password.clone(),
+                    )),
+                    (None, None) => None,
+                    _ => anyhow::bail!(at("auth and auth_password go together")),
+                };
+                let privacy = match (&self.privacy, &self.privacy_password) {
+                    (Some(p), Some(password)) => Some((
+                        PrivProtocol::parse(p).ok_or_else(|| {
+                            anyhow::anyhow!(at(&format!("privacy '{p}': use aes")))
+                        })?,
+                        password.clone(),
+                    )),
+                    (None, None) => None,
+                    _ => anyhow::bail!(at("privacy and privacy_password go together")),
+                };
+                anyhow::ensure!(
+                    privacy.is_none() || auth.is_some(),
+                    at("privacy needs authentication (auth and auth_password)")
+                );
+                Security::Usm(User {
+                    name,
+                    auth,
+                    privacy,
+                })
+            }
+            v => anyhow::bail!(at(&format!("version '{v}': use \"2c\" or \"3\""))),
+        };
+        Ok(hopscope_pipeline::snmp::SnmpAgent {
+            exporter: self.exporter,
+            target: hopscope_snmp::Target {
+                address,
+                security,
+                timeout: duration(&self.timeout, "2s", "timeout")?,
+                retries: self.retries.unwrap_or(1),
+            },
+            interval: duration(&self.interval, "60s", "interval")?,
+        })
+    }
 }
 
 impl ConfigFile {
@@ -133,6 +256,10 @@ pub struct ServeSection {
     /// measured, not estimated.
     #[serde(default)]
     pub clocks: Vec<ClockEntry>,
+    /// `[[serve.snmp]]`: the agents whose IF-MIB is polled for interface
+    /// names, speeds and counters.
+    #[serde(default)]
+    pub snmp: Vec<SnmpEntry>,
 }
 
 /// One `[[serve.clocks]]` group: a name, the points by name, and the most

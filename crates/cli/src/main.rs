@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod capacity;
 mod config;
 mod decode;
 mod demo;
@@ -87,6 +88,13 @@ enum Command {
     /// offenders, or every detection run again over the stored flows
     /// with --recompute.
     Detect(DetectArgs),
+    /// Capacity: each link's utilisation (SNMP counters, sFlow counter
+    /// samples, flows scaled by sampling, compared), its 95th percentile
+    /// of 5-minute samples per direction as billing computes it, headroom
+    /// to `[capacity] threshold` of its speed, and the day its forecast
+    /// crosses it; port groups billed together. `--link` for one link's
+    /// daily figures and what grew.
+    Capacity(CapacityArgs),
     /// Segmentation policy (`[policy]` of --config, or a rules file):
     /// what each intent rule allowed or denied over a range, and the
     /// journeys that bypassed a path rule's point. `hopscope policy check
@@ -175,6 +183,28 @@ struct DetectArgs {
     #[arg(long)]
     recompute: bool,
     /// JSON: the events, the alerts firing and the offenders.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CapacityArgs {
+    #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
+    data_dir: PathBuf,
+    /// The range (default: `[capacity] history`, 28 days).
+    #[command(flatten)]
+    range: RangeArgs,
+    /// One link, as `EXPORTER:IFINDEX` or `EXPORTER:IFNAME`: its daily
+    /// percentiles, forecast and the traffic that grew the most.
+    #[arg(long)]
+    link: Option<String>,
+    /// Links listed (the least headroom first).
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// The width of the samples (default: `[capacity] sample`, 5m, as
+    /// billing has it; 1m for a closer look).
+    #[arg(long)]
+    sample: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -632,6 +662,7 @@ fn main() -> ExitCode {
                 Command::Alerts(args) => slo::run_alerts(&args),
                 Command::Rca(args) => slo::run_rca(&args, &config),
                 Command::Detect(args) => detect::run(&args, &config),
+                Command::Capacity(args) => capacity::run(&args, &config),
                 Command::Policy(args) => policy::run(&args, &config),
                 Command::Simulate(args) => simulate::run(&args),
             }

@@ -14,7 +14,7 @@ use hopscope_store::RetentionPolicy;
 use hopscope_wire::SessionLimits;
 
 use crate::ServeArgs;
-use crate::config::{Assurance, ServeSection};
+use crate::config::{Assurance, ServeSection, SnmpEntry};
 use crate::probe::parse_duration;
 
 fn addresses(list: &[String], what: &str) -> Result<Vec<SocketAddr>> {
@@ -163,6 +163,11 @@ pub fn run_with(
         slos: assurance.slos,
         alerts: assurance.alerts,
         policy: (!assurance.policy.is_empty()).then_some(assurance.policy),
+        snmp: section
+            .snmp
+            .iter()
+            .map(SnmpEntry::agent)
+            .collect::<Result<_>>()?,
     };
     hopscope_pipeline::serve(config, stop, |listening| {
         for a in listening.udp {

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,6 +56,9 @@ pub struct CollectorConfig {
     /// Told what each flush committed: how the pipeline's bus follows the
     /// store.
     pub on_commit: Option<crate::sink::CommitHook>,
+    /// Interface names an SNMP poller keeps current, for flows whose
+    /// exporter's options records name no interface.
+    pub polled_interfaces: Option<Arc<crate::PolledInterfaces>>,
 }
 
 impl Default for CollectorConfig {
@@ -77,6 +81,7 @@ impl Default for CollectorConfig {
             flush_interval: Duration::from_secs(5),
             batch_rows: 64 * 1024,
             on_commit: None,
+            polled_interfaces: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What the collector adds to each flow: the exporter's name, interface
-//! names from the exporter's options records, the configured network (name,
-//! role, site) of each address, and country and AS from MMDB files.
+//! names from the exporter's options records (or, where it sends none, from
+//! its IF-MIB polled by SNMP), the configured network (name, role, site) of
+//! each address, and country and AS from MMDB files.
 //!
 //! Lookups are cached per receiver by address: flows repeat addresses far
 //! more than they introduce new ones.
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -41,6 +42,43 @@ pub struct Enricher {
     tags: Vec<NetworkTag>,
     mmdb: Vec<maxminddb::Reader<Vec<u8>>>,
     boundaries: Boundaries,
+    polled: Option<Arc<PolledInterfaces>>,
+}
+
+/// Interface names (ifName) and descriptions (ifAlias) by exporter and
+/// ifIndex, kept current by an SNMP poller: what enrichment falls back on
+/// where the exporter's options records name no interface, as many
+/// devices send none.
+#[derive(Debug, Default)]
+pub struct PolledInterfaces {
+    by_interface: RwLock<HashMap<([u8; 16], u32), PolledNames, RandomState>>,
+}
+
+#[derive(Debug, Clone)]
+struct PolledNames {
+    name: Option<Arc<str>>,
+    alias: Option<Arc<str>>,
+}
+
+impl PolledInterfaces {
+    /// Replaces what is known of `exporter`'s interfaces: (ifIndex,
+    /// ifName, ifAlias) each.
+    pub fn replace(
+        &self,
+        exporter: IpAddr,
+        interfaces: impl IntoIterator<Item = (u32, Option<String>, Option<String>)>,
+    ) {
+        let exporter = ip_to_mapped(canonical(exporter));
+        let mut map = self.by_interface.write().expect("no panics hold it");
+        map.retain(|(e, _), _| *e != exporter);
+        for (index, name, alias) in interfaces {
+            let names = PolledNames {
+                name: name.map(Arc::from),
+                alias: alias.map(Arc::from),
+            };
+            map.insert((exporter, index), names);
+        }
+    }
 }
 
 /// What is known about one address.
@@ -89,7 +127,15 @@ impl Enricher {
             tags: networks.to_vec(),
             mmdb: readers,
             boundaries: Boundaries::default(),
+            polled: None,
         })
+    }
+
+    /// Falls back on these polled names where options records name no
+    /// interface.
+    pub fn with_polled_interfaces(mut self, polled: Option<Arc<PolledInterfaces>>) -> Self {
+        self.polled = polled;
+        self
     }
 
     /// Classifies each flow's point and interfaces by these rules, and
@@ -182,18 +228,33 @@ impl Enricher {
         let interfaces = scoped_names(decoder, DomainState::interface_names);
         let descriptions = scoped_names(decoder, DomainState::interface_descriptions);
         let vrfs = scoped_names(decoder, DomainState::vrf_names);
-        for (column, builder, names) in [
-            ("in_if", &mut *in_if_name, &interfaces),
-            ("out_if", &mut *out_if_name, &interfaces),
-            ("in_if", &mut *in_if_description, &descriptions),
-            ("out_if", &mut *out_if_description, &descriptions),
-            ("ingress_vrf_id", &mut *ingress_vrf_name, &vrfs),
-            ("egress_vrf_id", &mut *egress_vrf_name, &vrfs),
+        let polled = self
+            .polled
+            .as_ref()
+            .map(|p| p.by_interface.read().expect("no panics hold it"))
+            .filter(|p| !p.is_empty());
+        let polled_name = polled.as_ref().map(|p| {
+            move |exporter, index| p.get(&(exporter, index)).and_then(|n| n.name.as_deref())
+        });
+        let polled_alias = polled.as_ref().map(|p| {
+            move |exporter, index| p.get(&(exporter, index)).and_then(|n| n.alias.as_deref())
+        });
+        let (by_name, by_alias): (Fallback<u32>, Fallback<u32>) = (
+            polled_name.as_ref().map(|f| f as _),
+            polled_alias.as_ref().map(|f| f as _),
+        );
+        for (column, builder, names, fallback) in [
+            ("in_if", &mut *in_if_name, &interfaces, by_name),
+            ("out_if", &mut *out_if_name, &interfaces, by_name),
+            ("in_if", &mut *in_if_description, &descriptions, by_alias),
+            ("out_if", &mut *out_if_description, &descriptions, by_alias),
+            ("ingress_vrf_id", &mut *ingress_vrf_name, &vrfs, None),
+            ("egress_vrf_id", &mut *egress_vrf_name, &vrfs, None),
         ] {
             let ids = batch
                 .column_by_name(column)
                 .map(|c| c.as_primitive::<UInt32Type>());
-            append_names(builder, rows, ids, names, &scope);
+            append_names(builder, rows, ids, names, &scope, fallback);
         }
         // the sampler's name, by the sampler id the decoder kept with each
         // flow, and the observation point's
@@ -201,12 +262,19 @@ impl Enricher {
         let sampler_ids = batch
             .column_by_name("sampler_id")
             .map(|c| c.as_primitive::<UInt64Type>());
-        append_names(sampler_name, rows, sampler_ids, &samplers, &scope);
+        append_names(sampler_name, rows, sampler_ids, &samplers, &scope, None);
         let points = scoped_names(decoder, DomainState::point_names);
         let point_ids = batch
             .column_by_name("observation_point_id")
             .map(|c| c.as_primitive::<UInt64Type>());
-        append_names(observation_point_name, rows, point_ids, &points, &scope);
+        append_names(
+            observation_point_name,
+            rows,
+            point_ids,
+            &points,
+            &scope,
+            None,
+        );
         if self.boundaries.is_empty() {
             boundary.append_nulls(rows);
         } else {
@@ -344,27 +412,39 @@ impl Enricher {
     }
 }
 
+/// Where names come from when options records have none: by exporter
+/// and id.
+type Fallback<'f, 'n, K> = Option<&'f dyn Fn([u8; 16], K) -> Option<&'n str>>;
+
 /// Appends the name each row's id has among its exporter's and domain's
-/// `names`, null where it has none; nulls alone when there is no name to
-/// find (the common case at high rates).
-fn append_names<T>(
+/// `names`, or else the `fallback`'s for its exporter, null where neither
+/// has one; nulls alone when there is no name to find (the common case at
+/// high rates).
+fn append_names<'n, T>(
     builder: &mut StringBuilder,
     rows: usize,
     ids: Option<&PrimitiveArray<T>>,
-    names: &HashMap<([u8; 16], u32, T::Native), &str, RandomState>,
+    names: &HashMap<([u8; 16], u32, T::Native), &'n str, RandomState>,
     scope: &impl Fn(usize) -> Option<([u8; 16], u32)>,
+    fallback: Fallback<'_, 'n, T::Native>,
 ) where
     T: ArrowPrimitiveType,
     T::Native: std::hash::Hash + Eq,
 {
-    let Some(ids) = ids.filter(|_| !names.is_empty()) else {
+    let Some(ids) = ids.filter(|_| !names.is_empty() || fallback.is_some()) else {
         builder.append_nulls(rows);
         return;
     };
     for row in 0..rows {
         let name = scope(row)
             .filter(|_| ids.is_valid(row))
-            .and_then(|(exporter, domain)| names.get(&(exporter, domain, ids.value(row))).copied());
+            .and_then(|(exporter, domain)| {
+                let id = ids.value(row);
+                names
+                    .get(&(exporter, domain, id))
+                    .copied()
+                    .or_else(|| fallback.and_then(|f| f(exporter, id)))
+            });
         builder.append_option(name);
     }
 }

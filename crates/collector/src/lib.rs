@@ -37,7 +37,7 @@ use hopscope_wire::file::{ReplayClock, replay_file_with};
 
 pub use boundary::{Boundary, BoundaryRule};
 pub use config::{CollectorConfig, NetworkTag};
-pub use enrich::{Cidr, Enricher, MmdbError};
+pub use enrich::{Cidr, Enricher, MmdbError, PolledInterfaces};
 pub use intake::{Handoff, Intake, PointFacts};
 pub use metrics::{
     JourneyCounters, JourneyStatus, Metrics, Published, Status, TcpClose, TcpRefusal, TcpStatus,
@@ -84,7 +84,8 @@ impl Collector {
     ) -> Result<Collector, CollectorError> {
         let enricher = Arc::new(
             Enricher::new(&config.exporter_names, &config.networks, &config.mmdb)?
-                .with_boundaries(&config.boundaries, &config.inside),
+                .with_boundaries(&config.boundaries, &config.inside)
+                .with_polled_interfaces(config.polled_interfaces.clone()),
         );
         metrics.name_exporters(&config.exporter_names);
         let allow = Arc::new(config.allow.clone());

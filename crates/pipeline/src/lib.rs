@@ -6,7 +6,8 @@
 //! ([`follow`]), which publishes the journeys it closes back on the bus,
 //! the analyzer ([`assure`]), which judges them against the SLOs and
 //! raises alerts, and the store writer of batches the collector did not
-//! write (journeys, SLO buckets, alerts); a Kafka producer is to come.
+//! write (journeys, SLO buckets, alerts, the [`snmp`] poller's interface
+//! counters); a Kafka producer is to come.
 //! [`serve`] also runs the store's maintenance and the HTTP API, and
 //! gives the API the process's account of itself ([`telemetry`]).
 //!
@@ -22,6 +23,7 @@ pub mod bus;
 pub mod detect;
 pub mod follow;
 mod runtime;
+pub mod snmp;
 pub mod telemetry;
 
 pub use batch::Batch;

@@ -49,6 +49,8 @@ pub struct ServeConfig {
     pub detector: Option<hopscope_analyze::Detector>,
     /// The segmentation policy, for the API.
     pub policy: Option<hopscope_analyze::Policy>,
+    /// The agents whose IF-MIB is polled (`[[serve.snmp]]`).
+    pub snmp: Vec<crate::snmp::SnmpAgent>,
 }
 
 /// Where a started pipeline listens, for whoever started it.
@@ -100,6 +102,7 @@ where
         alerts,
         detector,
         policy,
+        snmp,
     } = config;
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
@@ -185,6 +188,10 @@ where
         metrics.clone(),
     )
     .map_err(start("the store writer"))?;
+    // the SNMP poller's names reach enrichment; it starts with the collector
+    let polled =
+        (!snmp.is_empty()).then(|| Arc::new(hopscope_collector::PolledInterfaces::default()));
+    collector.polled_interfaces = polled.clone();
     collector.on_commit = Some({
         let bus = bus.clone();
         CommitHook(Arc::new(move |committed| {
@@ -193,6 +200,21 @@ where
     });
     let receiving = Collector::start(&collector, store.clone(), metrics.clone())?;
     drop(collector);
+    // its rows go to the store writer
+    let poller = match polled {
+        Some(polled) => Some(
+            crate::snmp::spawn(
+                snmp,
+                polled,
+                bus.clone(),
+                store.root().to_path_buf(),
+                stop.clone(),
+            )
+            .map_err(start("the SNMP poller"))?,
+        ),
+        None => None,
+    };
+    let polling = poller.as_ref().map(|(_, s)| s.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -210,6 +232,7 @@ where
                 bus: bus.clone(),
                 analysis: Some(analysis.clone()),
                 detection: detection.clone(),
+                snmp: polling.clone(),
             }),
             token,
             hopscope_server::Analytics {
@@ -264,6 +287,9 @@ where
     // both that send alerts are done: deliver what is queued
     if let Some(n) = Arc::into_inner(notifiers) {
         analysis.lock().expect("no panics hold it").destinations = n.stop();
+    }
+    if let Some((thread, _)) = poller {
+        let _ = thread.join();
     }
     bus.end("store writer");
     let _ = store_writer.join();

@@ -10,6 +10,7 @@ use hopscope_analyze::detect::DetectSnapshot;
 use hopscope_collector::Metrics;
 use serde_json::{Value, json};
 
+use crate::snmp::{AgentStats, SnmpSnapshot};
 use crate::{Batch, Bus, SubscriberStats};
 
 /// What `serve` gives the server to show.
@@ -21,11 +22,19 @@ pub struct ProcessTelemetry {
     pub analysis: Option<Arc<Mutex<Snapshot>>>,
     /// The detections' account, when they run.
     pub detection: Option<Arc<Mutex<DetectSnapshot>>>,
+    /// The SNMP poller's account of each agent, when there are agents.
+    pub snmp: Option<Arc<Mutex<SnmpSnapshot>>>,
 }
 
 impl ProcessTelemetry {
     fn analysis(&self) -> Option<Snapshot> {
         self.analysis
+            .as_ref()
+            .map(|s| s.lock().expect("no panics hold it").clone())
+    }
+
+    fn snmp(&self) -> Option<SnmpSnapshot> {
+        self.snmp
             .as_ref()
             .map(|s| s.lock().expect("no panics hold it").clone())
     }
@@ -47,6 +56,9 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
         if let Some(d) = self.detection() {
             status["detection"] = json!(d);
         }
+        if let Some(s) = self.snmp() {
+            status["snmp"] = json!(s);
+        }
         status
     }
 
@@ -59,8 +71,58 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
         if let Some(d) = self.detection() {
             text.push_str(&d.prometheus());
         }
+        if let Some(s) = self.snmp() {
+            text.push_str(&snmp_metrics(&s));
+        }
         text
     }
+}
+
+/// The SNMP poller's counters per agent in the text exposition format.
+pub fn snmp_metrics(agents: &[AgentStats]) -> String {
+    let mut out = String::new();
+    let label = |a: &AgentStats| format!("{{exporter=\"{}\",agent=\"{}\"}}", a.exporter, a.agent);
+    type Value = fn(&AgentStats) -> Option<f64>;
+    let families: [(&str, &str, &str, Value); 5] = [
+        (
+            "snmp_polls_total",
+            "counter",
+            "IF-MIB polls of the agent.",
+            |a| Some(a.polls as f64),
+        ),
+        (
+            "snmp_poll_timeouts_total",
+            "counter",
+            "Polls the agent did not answer within the timeout and retries.",
+            |a| Some(a.timeouts as f64),
+        ),
+        (
+            "snmp_poll_failures_total",
+            "counter",
+            "Polls that failed otherwise: authentication, refused, malformed answers.",
+            |a| Some(a.failures as f64),
+        ),
+        (
+            "snmp_interfaces",
+            "gauge",
+            "Interfaces the agent reported at its last poll.",
+            |a| Some(a.interfaces as f64),
+        ),
+        (
+            "snmp_last_success_timestamp_seconds",
+            "gauge",
+            "When the agent last answered a whole poll.",
+            |a| a.last_success_ns.map(|t| t as f64 / 1e9),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let samples = agents
+            .iter()
+            .filter_map(|a| value(a).map(|v| (label(a), v)))
+            .collect();
+        hopscope_analyze::live::write_family(&mut out, name, kind, help, samples);
+    }
+    out
 }
 
 /// The subscribers' counters in the text exposition format.
@@ -136,6 +198,7 @@ mod tests {
             bus,
             analysis: None,
             detection: None,
+            snmp: None,
         };
         use hopscope_server::Telemetry;
         let status = telemetry.status(0);

@@ -563,7 +563,8 @@ table! {
 }
 
 table! {
-    /// Generic interface counters (sFlow counter samples, RFC 2863 style).
+    /// Generic interface counters (RFC 2863 style): sFlow counter samples
+    /// and the exporters' IF-MIB polled by SNMP.
     row InterfaceCounterRecord;
     /// Appends [`InterfaceCounterRecord`]s to Arrow columns.
     builder InterfaceCounterBuilder;
@@ -615,6 +616,9 @@ table! {
         out_errors: U64["packets"],
         /// ifPromiscuousMode.
         promiscuous_mode: U32[""],
+        /// Where the row comes from: 1 an sFlow counter sample (also when
+        /// null: rows written before this column), 2 an SNMP poll.
+        counter_source: U8[""],
     }
 }
 
@@ -676,6 +680,11 @@ pub fn packet_report_schema() -> SchemaRef {
         LazyLock::new(|| Arc::new(Schema::new(arrow_fields(PACKET_REPORT_FIELDS))));
     Arc::clone(&SCHEMA)
 }
+
+/// `counter_source` of an sFlow counter sample.
+pub const COUNTER_SOURCE_SFLOW: u8 = 1;
+/// `counter_source` of an SNMP poll of IF-MIB.
+pub const COUNTER_SOURCE_SNMP: u8 = 2;
 
 /// Arrow schema of interface counters.
 pub fn interface_counter_schema() -> SchemaRef {

@@ -257,10 +257,7 @@ fn pivot(
     let series = ranked
         .into_iter()
         .map(|(key, values, total)| {
-            let mut sorted = values.clone();
-            sorted.sort_by(f64::total_cmp);
-            let p95 =
-                sorted[((sorted.len() as f64 * 0.95).ceil() as usize).clamp(1, sorted.len()) - 1];
+            let p95 = hopscope_store::query::percentile(&mut values.clone(), 95.0);
             json!({"key": key, "values": values, "total": total, "p95": p95})
         })
         .collect();

@@ -407,6 +407,7 @@ fn counter_sample(
             out_discards: Some(u32f()?),
             out_errors: Some(u32f()?),
             promiscuous_mode: Some(u32f()? as u32),
+            counter_source: Some(hopscope_schema::COUNTER_SOURCE_SFLOW),
         };
         out.interface_counters.append(&row);
         session.stats.counter_records += 1;

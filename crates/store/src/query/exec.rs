@@ -1133,7 +1133,7 @@ fn aggregate_columns(
                 };
                 let mut b = UInt64Builder::with_capacity(groups);
                 for v in values {
-                    b.append_option(percentile(v, *p));
+                    b.append_option(super::percentile(&mut v.clone(), f64::from(*p)));
                 }
                 Arc::new(b.finish())
             }
@@ -1163,17 +1163,6 @@ fn aggregate_columns(
         columns.push(array);
     }
     (fields, columns)
-}
-
-/// Nearest-rank percentile.
-fn percentile(values: &[u64], p: u8) -> Option<u64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    let rank = (usize::from(p) * v.len()).div_ceil(100).max(1) - 1;
-    let (_, x, _) = v.select_nth_unstable(rank);
-    Some(*x)
 }
 
 /// The rows of the first `limit` values of `column`, largest first when

@@ -27,6 +27,25 @@ pub use crate::scan::ScanStats;
 pub use counting::{Counting, LeftOut, POINT_FIELDS};
 pub use volume::{RATE_COLUMN, RateCoverage, SCALED_COLUMNS, Volumes};
 
+/// The nearest-rank `p`th percentile (0 < p ≤ 100) of `values`, as
+/// billing computes the 95th of 5-minute samples: sort, and take the
+/// value at rank ⌈p × n / 100⌉. It is always one of the values (never an
+/// interpolation); `values` is reordered. One implementation for the
+/// query aggregate `pNN(F)`, the API's series and capacity planning.
+pub fn percentile<T: Copy + PartialOrd>(values: &mut [T], p: f64) -> Option<T> {
+    if values.is_empty() || !(p > 0.0 && p <= 100.0) {
+        return None;
+    }
+    // p × n first: exact for the whole percentiles; the small allowance
+    // keeps 99.9 × 1000 / 100 at rank 999
+    let rank = ((p * values.len() as f64 / 100.0) - 1e-9).ceil().max(1.0) as usize - 1;
+    let rank = rank.min(values.len() - 1);
+    let (_, x, _) = values.select_nth_unstable_by(rank, |a, b| {
+        a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Some(*x)
+}
+
 /// Why a query cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -344,6 +363,21 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_as_billing_has_them() {
+        // 20 samples: the 95th is the 19th smallest (the top one is "burst")
+        let mut v: Vec<u64> = (1..=20).rev().collect();
+        assert_eq!(percentile(&mut v, 95.0), Some(19));
+        let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 99.9), Some(999.0));
+        assert_eq!(percentile(&mut v, 100.0), Some(1000.0));
+        assert_eq!(percentile(&mut [7u64], 1.0), Some(7));
+        assert_eq!(percentile::<u64>(&mut [], 95.0), None);
+        // a month of 5-minute samples: 8640; the 95th discards the top 432
+        let mut month: Vec<u32> = (0..8640).collect();
+        assert_eq!(percentile(&mut month, 95.0), Some(8207));
+    }
 
     #[test]
     fn times_and_durations_parse() {

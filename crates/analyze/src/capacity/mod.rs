@@ -1,0 +1,929 @@
+//! Capacity planning: which links fill up, and when. Per interface and
+//! direction, 5-minute utilisation from three sources kept apart (flows
+//! scaled by sampling, sFlow counter samples, SNMP octet counters) and
+//! compared; the billing world's percentiles (the 95th of 5-minute
+//! samples, per direction, the larger of the two, summed over a group of
+//! ports); a forecast of each link's daily 95th percentile with the day
+//! it will cross a share of its speed; the services, networks and ASes
+//! that grew the most.
+//!
+//! Everything is read through the store trait, so `hopscope capacity`,
+//! `/api/capacity` and the capacity alerts of `serve` give one answer.
+
+pub mod forecast;
+mod samples;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use hopscope_store::query::{Aggregate, Counting, Query, parse_filter, percentile};
+use hopscope_store::{Backend, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub use forecast::{Crossing, DailyModel, Predicted};
+pub use samples::{Direction, LinkKey, LinkSamples, SAMPLE_NS, Samples, Source};
+
+use crate::AnalyzeError;
+use crate::alert::{Alert, AlertState};
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// `[capacity]` of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// The percentile of 5-minute samples links are judged by (95).
+    pub percentile: f64,
+    /// The share of a link's speed at that percentile that counts as
+    /// full (0.8).
+    pub threshold: f64,
+    /// How far ahead forecasts look, and alerts warn (`"90d"`).
+    pub horizon: String,
+    /// How much history `serve` reads for its capacity alerts (`"28d"`).
+    pub history: String,
+    /// The width of the samples percentiles are taken of (`"5m"`, as
+    /// billing has it; `"1m"` for a closer look).
+    pub sample: String,
+    /// Two sources whose volumes differ by more than this share are
+    /// flagged (0.1): how wrong sampling rates are found.
+    pub disagreement: f64,
+    /// `[[capacity.interface]]`: names and speeds set by hand, over what
+    /// SNMP and sFlow report.
+    #[serde(rename = "interface")]
+    pub interfaces: Vec<InterfaceSetting>,
+    /// `[[capacity.group]]`: ports billed together.
+    #[serde(rename = "group")]
+    pub groups: Vec<PortGroup>,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig {
+            percentile: 95.0,
+            threshold: 0.8,
+            horizon: "90d".into(),
+            history: "28d".into(),
+            sample: "5m".into(),
+            disagreement: 0.1,
+            interfaces: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// One interface's name and speed, set by hand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSetting {
+    pub exporter: IpAddr,
+    pub if_index: u32,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Bits per second: `"10G"`, `"100M"`, `"2.5G"` or a number.
+    #[serde(default)]
+    pub speed: Option<String>,
+}
+
+/// Ports billed together: each `"exporter:ifIndex"` or
+/// `"exporter:ifName"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortGroup {
+    pub name: String,
+    pub ports: Vec<String>,
+}
+
+/// A configuration checked: speeds and durations parsed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub percentile: f64,
+    pub threshold: f64,
+    pub horizon_days: i64,
+    pub history_ns: i64,
+    pub sample_ns: i64,
+    pub disagreement: f64,
+    overrides: BTreeMap<LinkKey, (Option<String>, Option<u64>)>,
+    groups: Vec<PortGroup>,
+}
+
+impl CapacityConfig {
+    pub fn check(&self) -> Result<Settings, AnalyzeError> {
+        let bad = |key: &str, message: String| AnalyzeError::Setting {
+            key: format!("[capacity] {key}"),
+            message,
+        };
+        if !(self.percentile > 0.0 && self.percentile <= 100.0) {
+            return Err(bad(
+                "percentile",
+                format!("{} is not in (0, 100]", self.percentile),
+            ));
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(bad(
+                "threshold",
+                format!("{} is not a share in (0, 1]", self.threshold),
+            ));
+        }
+        if self.disagreement.is_nan() || self.disagreement <= 0.0 {
+            return Err(bad(
+                "disagreement",
+                format!("{} is not a positive share", self.disagreement),
+            ));
+        }
+        let days = |key: &str, text: &str| {
+            hopscope_store::query::parse_duration(text)
+                .filter(|&ns| ns >= DAY_NS)
+                .ok_or_else(|| bad(key, format!("'{text}' is not a duration of a day or more")))
+        };
+        let mut overrides = BTreeMap::new();
+        for i in &self.interfaces {
+            let speed = i
+                .speed
+                .as_deref()
+                .map(|s| {
+                    parse_speed(s).ok_or_else(|| {
+                        bad(
+                            "interface",
+                            format!(
+                                "{}:{}: speed '{s}' is not bits per second (10G, 100M)",
+                                i.exporter, i.if_index
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+            let key = LinkKey {
+                exporter: i.exporter,
+                if_index: i.if_index,
+            };
+            overrides.insert(key, (i.name.clone(), speed));
+        }
+        for g in &self.groups {
+            for p in &g.ports {
+                if parse_port(p).is_none() {
+                    return Err(bad(
+                        "group",
+                        format!(
+                            "'{}': port '{p}' is not exporter:ifIndex or exporter:ifName",
+                            g.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Settings {
+            percentile: self.percentile,
+            threshold: self.threshold,
+            horizon_days: days("horizon", &self.horizon)? / DAY_NS,
+            history_ns: days("history", &self.history)?,
+            sample_ns: hopscope_store::query::parse_duration(&self.sample)
+                .filter(|&ns| (1_000_000_000..=DAY_NS).contains(&ns) && DAY_NS % ns == 0)
+                .ok_or_else(|| {
+                    bad(
+                        "sample",
+                        format!(
+                            "'{}' is not a duration from 1s to 1d that divides a day",
+                            self.sample
+                        ),
+                    )
+                })?,
+            disagreement: self.disagreement,
+            overrides,
+            groups: self.groups.clone(),
+        })
+    }
+}
+
+/// Bits per second from `10G`, `2.5G`, `100M`, `64k` or a plain number.
+pub fn parse_speed(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 1e3),
+        (i, 'M') => (&t[..i], 1e6),
+        (i, 'G' | 'g') => (&t[..i], 1e9),
+        (i, 'T') => (&t[..i], 1e12),
+        _ => (t, 1.0),
+    };
+    let v: f64 = number.trim().parse().ok()?;
+    (v > 0.0 && v.is_finite()).then(|| (v * scale).round() as u64)
+}
+
+/// `exporter:ifIndex` or `exporter:ifName` (an IPv6 exporter in brackets).
+fn parse_port(text: &str) -> Option<(IpAddr, PortRef)> {
+    let (addr, rest) = if let Some(r) = text.strip_prefix('[') {
+        let (a, rest) = r.split_once(']')?;
+        (a, rest.strip_prefix(':')?)
+    } else {
+        text.split_once(':')?
+    };
+    let exporter: IpAddr = addr.parse().ok()?;
+    let port = match rest.parse::<u32>() {
+        Ok(i) => PortRef::Index(i),
+        Err(_) if !rest.is_empty() => PortRef::Name(rest.to_string()),
+        Err(_) => return None,
+    };
+    Some((exporter, port))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortRef {
+    Index(u32),
+    Name(String),
+}
+
+/// What SNMP polls said of each exporter's interfaces, kept by `serve` in
+/// the store's `state/interfaces.json`.
+pub type Directory = BTreeMap<IpAddr, BTreeMap<u32, PolledInterface>>;
+
+/// The file in the store's `state` directory.
+pub const DIRECTORY_FILE: &str = "interfaces.json";
+
+/// One interface's identity and speed, as polled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolledInterface {
+    pub name: Option<String>,
+    pub alias: Option<String>,
+    pub descr: Option<String>,
+    pub speed_bps: Option<u64>,
+    pub oper_up: Option<bool>,
+    pub polled_ns: i64,
+}
+
+/// Reads `state/interfaces.json` of a store (empty when there is none).
+pub fn load_directory(store_root: &Path) -> Directory {
+    std::fs::read(store_root.join("state").join(DIRECTORY_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `state/interfaces.json` atomically.
+pub fn save_directory(store_root: &Path, directory: &Directory) -> Result<(), StoreError> {
+    let dir = store_root.join("state");
+    std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let bytes = serde_json::to_vec_pretty(directory).unwrap_or_default();
+    hopscope_store::write_atomically(&dir, DIRECTORY_FILE, &bytes)
+}
+
+/// One direction of a link over the range.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DirectionFigures {
+    /// The configured percentile of the 5-minute samples.
+    pub percentile_bps: Option<f64>,
+    pub max_bps: Option<f64>,
+    pub mean_bps: Option<f64>,
+    /// 5-minute samples with a value.
+    pub samples: usize,
+}
+
+impl DirectionFigures {
+    fn of(series: Option<&samples::Series>, p: f64) -> DirectionFigures {
+        let mut values: Vec<f64> =
+            series.map_or_else(Vec::new, |s| s.iter().flatten().copied().collect());
+        if values.is_empty() {
+            return DirectionFigures::default();
+        }
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let max = values.iter().copied().fold(f64::MIN, f64::max);
+        DirectionFigures {
+            percentile_bps: percentile(&mut values, p),
+            max_bps: Some(max),
+            mean_bps: Some(mean),
+            samples: n,
+        }
+    }
+}
+
+/// How two sources' volumes of one direction compare over the samples
+/// both have.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub direction: Direction,
+    pub source: Source,
+    pub reference: Source,
+    /// `source`'s volume over `reference`'s.
+    pub ratio: f64,
+    pub samples: usize,
+    /// The ratio is further from 1 than `[capacity] disagreement`.
+    pub disagrees: bool,
+}
+
+/// One link over the range.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkReport {
+    pub exporter: IpAddr,
+    pub if_index: u32,
+    pub name: Option<String>,
+    pub alias: Option<String>,
+    pub speed_bps: Option<u64>,
+    /// `configured`, `snmp` or `sflow`.
+    pub speed_source: Option<&'static str>,
+    /// The source the figures below are from (the first of SNMP, sFlow,
+    /// flows that has samples).
+    pub source: Source,
+    pub sources: Vec<Source>,
+    #[serde(rename = "in")]
+    pub inbound: DirectionFigures,
+    #[serde(rename = "out")]
+    pub outbound: DirectionFigures,
+    /// The larger direction's percentile: what 95th-percentile billing
+    /// charges.
+    pub billing_bps: Option<f64>,
+    /// `billing_bps` over the speed.
+    pub utilisation: Option<f64>,
+    /// The threshold's share of the speed left above `billing_bps`
+    /// (negative: over it).
+    pub headroom: Option<f64>,
+    pub comparisons: Vec<Comparison>,
+    pub forecast: Option<LinkForecast>,
+}
+
+/// The forecast of a link's daily percentile.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkForecast {
+    pub model: DailyModel,
+    pub threshold_bps: Option<f64>,
+    /// When the forecast reaches the threshold within the horizon.
+    pub crossing: Option<Crossing>,
+    /// Days from the last day of history to the crossing.
+    pub days_to_crossing: Option<i64>,
+}
+
+/// A group of ports billed together.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    pub name: String,
+    pub ports: Vec<String>,
+    /// Ports the group names that have no samples.
+    pub missing: Vec<String>,
+    #[serde(rename = "in")]
+    pub inbound: DirectionFigures,
+    #[serde(rename = "out")]
+    pub outbound: DirectionFigures,
+    pub billing_bps: Option<f64>,
+    pub speed_bps: Option<u64>,
+    pub utilisation: Option<f64>,
+}
+
+/// Every link of a range, the fullest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityReport {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub sample_ns: i64,
+    pub percentile: f64,
+    pub threshold: f64,
+    pub horizon_days: i64,
+    pub links: Vec<LinkReport>,
+    /// Interfaces with counter readings but no whole 5-minute sample yet
+    /// (a poller started minutes ago).
+    pub links_without_samples: usize,
+    pub groups: Vec<GroupReport>,
+}
+
+/// The samples and figures of a range, ready for reports and details.
+#[derive(Debug)]
+pub struct Capacity {
+    pub samples: Samples,
+    pub report: CapacityReport,
+}
+
+impl Capacity {
+    /// Reads `[from_ns, to_ns)` and judges every link in it.
+    pub fn read(
+        store: &dyn Backend,
+        from_ns: i64,
+        to_ns: i64,
+        settings: &Settings,
+        directory: &Directory,
+    ) -> Result<Capacity, AnalyzeError> {
+        let samples = Samples::read(store, from_ns, to_ns, settings.sample_ns)?;
+        let mut links: Vec<LinkReport> = samples
+            .links
+            .iter()
+            .filter_map(|(key, link)| judge(*key, link, &samples, settings, directory))
+            .collect();
+        // the least headroom first; links of unknown speed by volume after
+        links.sort_by(|a, b| match (a.headroom, b.headroom) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => b
+                .billing_bps
+                .unwrap_or(0.0)
+                .total_cmp(&a.billing_bps.unwrap_or(0.0)),
+        });
+        let groups = settings
+            .groups
+            .iter()
+            .map(|g| group_report(g, &samples, &links, settings))
+            .collect();
+        Ok(Capacity {
+            report: CapacityReport {
+                from_ns: samples.start_ns,
+                to_ns: samples.start_ns + samples.len as i64 * samples.sample_ns,
+                sample_ns: samples.sample_ns,
+                percentile: settings.percentile,
+                threshold: settings.threshold,
+                horizon_days: settings.horizon_days,
+                links_without_samples: samples.links.len() - links.len(),
+                links,
+                groups,
+            },
+            samples,
+        })
+    }
+
+    /// One link's samples of every source, its daily percentiles and
+    /// forecast days, for a chart.
+    pub fn detail(&self, key: LinkKey, settings: &Settings) -> Option<LinkDetail> {
+        let link = self.samples.links.get(&key)?;
+        let report = self
+            .report
+            .links
+            .iter()
+            .find(|l| l.exporter == key.exporter && l.if_index == key.if_index)?
+            .clone();
+        let series = Source::ALL
+            .iter()
+            .flat_map(|&s| Direction::BOTH.map(|d| (s, d)))
+            .filter_map(|(source, direction)| {
+                link.series(source, direction).map(|values| SeriesOut {
+                    source,
+                    direction,
+                    values: values.clone(),
+                })
+            })
+            .collect();
+        let daily = daily_percentiles(&self.samples, link, report.source, settings.percentile);
+        let forecast = report
+            .forecast
+            .as_ref()
+            .map(|f| {
+                let last = daily.last().map_or(0, |d| d.0);
+                (last + 1..=last + settings.horizon_days)
+                    .map(|day| f.model.predict(day))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(LinkDetail {
+            start_ns: self.samples.start_ns,
+            sample_ns: self.samples.sample_ns,
+            series,
+            daily: daily
+                .into_iter()
+                .map(|(day, v)| DailyValue { day, value: v })
+                .collect(),
+            forecast,
+            link: report,
+        })
+    }
+}
+
+/// One series of a link's detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesOut {
+    pub source: Source,
+    pub direction: Direction,
+    pub values: Vec<Option<f64>>,
+}
+
+/// A day's percentile (days since 1970-01-01).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DailyValue {
+    pub day: i64,
+    pub value: Option<f64>,
+}
+
+/// A link's chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkDetail {
+    pub link: LinkReport,
+    pub start_ns: i64,
+    pub sample_ns: i64,
+    pub series: Vec<SeriesOut>,
+    pub daily: Vec<DailyValue>,
+    pub forecast: Vec<Predicted>,
+}
+
+/// A link's figures: speed and names by precedence (configured, polled,
+/// reported by sFlow), percentiles of the preferred source, comparisons
+/// of the others, the forecast.
+fn judge(
+    key: LinkKey,
+    link: &LinkSamples,
+    samples: &Samples,
+    settings: &Settings,
+    directory: &Directory,
+) -> Option<LinkReport> {
+    let sources = link.sources();
+    let source = *sources.first()?;
+    let polled = directory
+        .get(&key.exporter)
+        .and_then(|d| d.get(&key.if_index));
+    let configured = settings.overrides.get(&key);
+    let (speed_bps, speed_source) = if let Some(s) = configured.and_then(|c| c.1) {
+        (Some(s), Some("configured"))
+    } else if let Some(s) = polled
+        .and_then(|p| p.speed_bps)
+        .or(link.speeds.get(&Source::Snmp).copied())
+    {
+        (Some(s), Some("snmp"))
+    } else if let Some(&s) = link.speeds.get(&Source::Sflow) {
+        (Some(s), Some("sflow"))
+    } else {
+        (None, None)
+    };
+    let speed_bps = speed_bps.filter(|&s| s > 0);
+    let p = settings.percentile;
+    let inbound = DirectionFigures::of(link.series(source, Direction::In), p);
+    let outbound = DirectionFigures::of(link.series(source, Direction::Out), p);
+    let billing_bps = match (inbound.percentile_bps, outbound.percentile_bps) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let utilisation = billing_bps.zip(speed_bps).map(|(b, s)| b / s as f64);
+    let mut comparisons = Vec::new();
+    for direction in Direction::BOTH {
+        for (i, &a) in sources.iter().enumerate() {
+            for &b in &sources[i + 1..] {
+                let (Some(x), Some(y)) = (link.series(b, direction), link.series(a, direction))
+                else {
+                    continue;
+                };
+                let (mut sum_x, mut sum_y, mut n) = (0.0, 0.0, 0);
+                for (x, y) in x.iter().zip(y) {
+                    if let (Some(x), Some(y)) = (x, y) {
+                        sum_x += x;
+                        sum_y += y;
+                        n += 1;
+                    }
+                }
+                if n == 0 || sum_y <= 0.0 {
+                    continue;
+                }
+                let ratio = sum_x / sum_y;
+                comparisons.push(Comparison {
+                    direction,
+                    source: b,
+                    reference: a,
+                    ratio,
+                    samples: n,
+                    disagrees: (ratio - 1.0).abs() > settings.disagreement,
+                });
+            }
+        }
+    }
+    let forecast = {
+        let daily = daily_percentiles(samples, link, source, p);
+        let first_day = daily.first().map(|d| d.0);
+        let values: Vec<Option<f64>> = daily.iter().map(|d| d.1).collect();
+        first_day
+            .and_then(|first| DailyModel::fit(first, &values))
+            .map(|model| {
+                let threshold_bps = speed_bps.map(|s| s as f64 * settings.threshold);
+                let last = daily.last().map_or(0, |d| d.0);
+                let crossing =
+                    threshold_bps.and_then(|t| model.crossing(last, settings.horizon_days, t));
+                LinkForecast {
+                    days_to_crossing: crossing.map(|c| c.day - last),
+                    model,
+                    threshold_bps,
+                    crossing,
+                }
+            })
+    };
+    Some(LinkReport {
+        exporter: key.exporter,
+        if_index: key.if_index,
+        name: configured
+            .and_then(|c| c.0.clone())
+            .or_else(|| polled.and_then(|p| p.name.clone())),
+        alias: polled.and_then(|p| p.alias.clone()),
+        speed_bps,
+        speed_source,
+        source,
+        sources,
+        inbound,
+        outbound,
+        billing_bps,
+        utilisation,
+        headroom: utilisation.map(|u| settings.threshold - u),
+        comparisons,
+        forecast,
+    })
+}
+
+/// Each whole day's percentile of the larger direction's samples (a day
+/// counts when it has at least half of its samples: 144 of 288).
+fn daily_percentiles(
+    samples: &Samples,
+    link: &LinkSamples,
+    source: Source,
+    p: f64,
+) -> Vec<(i64, Option<f64>)> {
+    let width = samples.sample_ns;
+    let per_day = (DAY_NS / width) as usize;
+    let first_day = samples.start_ns.div_euclid(DAY_NS);
+    let last_day = (samples.start_ns + samples.len as i64 * width - 1).div_euclid(DAY_NS);
+    let (inbound, outbound) = (
+        link.series(source, Direction::In),
+        link.series(source, Direction::Out),
+    );
+    let mut days = Vec::new();
+    for day in first_day..=last_day {
+        let mut figures = Vec::new();
+        for series in [inbound, outbound].into_iter().flatten() {
+            let mut values: Vec<f64> = (0..per_day)
+                .filter_map(|k| {
+                    let t = day * DAY_NS + k as i64 * width;
+                    let slot = (t - samples.start_ns).div_euclid(width);
+                    usize::try_from(slot)
+                        .ok()
+                        .and_then(|s| series.get(s).copied().flatten())
+                })
+                .collect();
+            if values.len() >= per_day / 2 {
+                figures.extend(percentile(&mut values, p));
+            }
+        }
+        days.push((day, figures.into_iter().reduce(f64::max)));
+    }
+    // no leading or trailing days without data
+    while days.first().is_some_and(|d| d.1.is_none()) {
+        days.remove(0);
+    }
+    while days.last().is_some_and(|d| d.1.is_none()) {
+        days.pop();
+    }
+    days
+}
+
+/// The link a port names: `exporter:ifIndex` or `exporter:ifName`.
+pub fn find_link<'a>(links: &'a [LinkReport], port: &str) -> Option<&'a LinkReport> {
+    let (exporter, r) = parse_port(port)?;
+    links.iter().find(|l| {
+        l.exporter == exporter
+            && match &r {
+                PortRef::Index(i) => l.if_index == *i,
+                PortRef::Name(n) => l.name.as_deref() == Some(n.as_str()),
+            }
+    })
+}
+
+/// The group's ports summed per sample (each port's preferred source),
+/// then the percentile of the sums: what aggregate 95th-percentile
+/// billing charges, less than the sum of the ports' own percentiles.
+fn group_report(
+    group: &PortGroup,
+    samples: &Samples,
+    links: &[LinkReport],
+    settings: &Settings,
+) -> GroupReport {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for port in &group.ports {
+        match find_link(links, port) {
+            Some(l) => found.push(l),
+            None => missing.push(port.clone()),
+        }
+    }
+    let summed = |direction| -> Option<Vec<Option<f64>>> {
+        let mut total: Vec<Option<f64>> = vec![None; samples.len];
+        let mut any = false;
+        for l in &found {
+            let key = LinkKey {
+                exporter: l.exporter,
+                if_index: l.if_index,
+            };
+            let Some(series) = samples
+                .links
+                .get(&key)
+                .and_then(|s| s.series(l.source, direction))
+            else {
+                continue;
+            };
+            any = true;
+            for (t, v) in total.iter_mut().zip(series) {
+                if let Some(v) = v {
+                    *t = Some(t.unwrap_or(0.0) + v);
+                }
+            }
+        }
+        any.then_some(total)
+    };
+    let p = settings.percentile;
+    let inbound = DirectionFigures::of(summed(Direction::In).as_ref(), p);
+    let outbound = DirectionFigures::of(summed(Direction::Out).as_ref(), p);
+    let billing_bps = match (inbound.percentile_bps, outbound.percentile_bps) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let speeds: Option<u64> = found.iter().map(|l| l.speed_bps).sum();
+    GroupReport {
+        name: group.name.clone(),
+        ports: group.ports.clone(),
+        missing,
+        inbound,
+        outbound,
+        billing_bps,
+        speed_bps: speeds.filter(|_| !found.is_empty()),
+        utilisation: billing_bps
+            .zip(speeds)
+            .filter(|(_, s)| *s > 0)
+            .map(|(b, s)| b / s as f64),
+    }
+}
+
+/// One contributor to a link's growth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contributor {
+    /// What was grouped by: `service`, `dst_as`, `src_as`, `dst_net_name`.
+    pub dimension: &'static str,
+    pub key: String,
+    pub before_bps: f64,
+    pub after_bps: f64,
+    pub change_bps: f64,
+}
+
+/// The groups whose traffic through the link's busier direction grew the
+/// most between the first and second halves of `[from_ns, to_ns)`:
+/// services (protocol and destination port), destination and source ASes,
+/// destination networks.
+pub fn growth(
+    store: &dyn Backend,
+    key: LinkKey,
+    direction: Direction,
+    from_ns: i64,
+    to_ns: i64,
+    top: usize,
+) -> Result<Vec<Contributor>, AnalyzeError> {
+    let field = match direction {
+        Direction::In => "in_if",
+        Direction::Out => "out_if",
+    };
+    let filter = parse_filter(&format!(
+        "exporter {} and {field} = {}",
+        key.exporter, key.if_index
+    ))
+    .map_err(|e| AnalyzeError::Rows(e.to_string()))?;
+    let middle = from_ns + (to_ns - from_ns) / 2;
+    let half_seconds = (middle - from_ns) as f64 / 1e9;
+    let mut out = Vec::new();
+    for (dimension, fields) in [
+        ("service", &["proto", "dst_port"][..]),
+        ("dst_as", &["dst_as"][..]),
+        ("src_as", &["src_as"][..]),
+        ("dst_net_name", &["dst_net_name"][..]),
+    ] {
+        let mut by_key: BTreeMap<String, [f64; 2]> = BTreeMap::new();
+        for (half, (lo, hi)) in [(from_ns, middle), (middle, to_ns)].into_iter().enumerate() {
+            let q = Query {
+                from_ns: lo,
+                to_ns: hi,
+                filter: filter.clone(),
+                group_by: fields.to_vec(),
+                aggregates: vec![Aggregate::Sum("bytes")],
+                counting: Counting::EveryPoint,
+                limit: Some(200),
+                ..Query::default()
+            };
+            let result = store
+                .query(&q)
+                .map_err(|e| AnalyzeError::Rows(format!("growth by {dimension}: {e}")))?;
+            let rows = &result.rows;
+            let Some(bytes) = rows
+                .column_by_name("bytes")
+                .map(|c| c.as_primitive::<UInt64Type>())
+            else {
+                continue;
+            };
+            let keys: Vec<_> = fields
+                .iter()
+                .filter_map(|f| rows.column_by_name(f))
+                .collect();
+            for row in 0..rows.num_rows() {
+                let label = keys
+                    .iter()
+                    .map(|c| display_value(c.as_ref(), row))
+                    .collect::<Vec<_>>()
+                    .join("/");
+                by_key.entry(label).or_default()[half] +=
+                    bytes.value(row) as f64 * 8.0 / half_seconds;
+            }
+        }
+        let mut ranked: Vec<Contributor> = by_key
+            .into_iter()
+            .filter(|(k, _)| !k.is_empty() && k != "-")
+            .map(|(key, [before, after])| Contributor {
+                dimension,
+                key,
+                before_bps: before,
+                after_bps: after,
+                change_bps: after - before,
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.change_bps.total_cmp(&a.change_bps));
+        out.extend(ranked.into_iter().take(top).filter(|c| c.change_bps > 0.0));
+    }
+    Ok(out)
+}
+
+/// A group key's value as text (protocol numbers stay numbers).
+fn display_value(column: &dyn Array, row: usize) -> String {
+    use arrow_array::types::{UInt8Type, UInt16Type, UInt32Type};
+    use arrow_schema::DataType;
+    if column.is_null(row) {
+        return "-".into();
+    }
+    match column.data_type() {
+        DataType::UInt8 => column.as_primitive::<UInt8Type>().value(row).to_string(),
+        DataType::UInt16 => column.as_primitive::<UInt16Type>().value(row).to_string(),
+        DataType::UInt32 => column.as_primitive::<UInt32Type>().value(row).to_string(),
+        DataType::Utf8 => column.as_string::<i32>().value(row).to_string(),
+        _ => "?".into(),
+    }
+}
+
+/// The alert name of capacity forecasts.
+pub const CAPACITY_ALERT_NAME: &str = "HopscopeCapacityForecast";
+
+/// A firing alert for each link forecast to cross its threshold within
+/// the horizon, from a report.
+pub fn forecast_alerts(report: &CapacityReport, now_ns: i64) -> Vec<Alert> {
+    report
+        .links
+        .iter()
+        .filter_map(|l| {
+            let f = l.forecast.as_ref()?;
+            let crossing = f.crossing?;
+            let speed = l.speed_bps?;
+            let name = l.name.clone().unwrap_or_else(|| format!("ifIndex {}", l.if_index));
+            let mut labels = BTreeMap::new();
+            labels.insert("exporter".to_string(), l.exporter.to_string());
+            labels.insert("if_index".to_string(), l.if_index.to_string());
+            labels.insert("interface".to_string(), name.clone());
+            let date = hopscope_schema::format_time(crossing.day * DAY_NS);
+            Some(Alert {
+                id: format!("capacity:{}:{}", l.exporter, l.if_index),
+                rule: "capacity-forecast".into(),
+                name: CAPACITY_ALERT_NAME.into(),
+                severity: "warning".into(),
+                state: AlertState::Firing,
+                at_ns: now_ns,
+                starts_ns: now_ns,
+                ends_ns: None,
+                labels,
+                summary: format!(
+                    "{name} on {} is forecast to reach {:.0} % of {} at the {}th percentile on {} (in {} days)",
+                    l.exporter,
+                    report.threshold * 100.0,
+                    format_bps(speed as f64),
+                    report.percentile,
+                    &date[..10.min(date.len())],
+                    f.days_to_crossing.unwrap_or(0),
+                ),
+                evidence: serde_json::json!({
+                    "billing_bps": l.billing_bps,
+                    "speed_bps": speed,
+                    "threshold_bps": f.threshold_bps,
+                    "slope_bps_per_day": f.model.slope_per_day,
+                    "crossing_day": crossing.day,
+                    "earliest_day": crossing.earliest,
+                    "latest_day": crossing.latest,
+                }),
+            })
+        })
+        .collect()
+}
+
+/// Bits per second with a unit (`1.2 Gb/s`).
+pub fn format_bps(bps: f64) -> String {
+    let (v, unit) = if bps >= 1e12 {
+        (bps / 1e12, "Tb/s")
+    } else if bps >= 1e9 {
+        (bps / 1e9, "Gb/s")
+    } else if bps >= 1e6 {
+        (bps / 1e6, "Mb/s")
+    } else if bps >= 1e3 {
+        (bps / 1e3, "kb/s")
+    } else {
+        (bps, "b/s")
+    };
+    if v >= 100.0 {
+        format!("{v:.0} {unit}")
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
