@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Bounded UDP traffic for scripts/lab: `serve PORT SECONDS` echoes
+"""Bounded UDP traffic for the labs: `serve PORT SECONDS` echoes
 datagrams back; `send HOST PORT FLOWS PACKETS RATE` sends PACKETS unique
 datagrams on each of FLOWS source ports at RATE packets/s in all, and
-collects the echoes. Standard library only."""
+collects the echoes; `sink PORT SECONDS` reads and discards; `steady HOST
+PORT MBPS SECONDS` sends 1400-octet datagrams at a steady bit rate and
+prints when it started and stopped (ns). Standard library only."""
 import os
 import socket
 import sys
@@ -61,8 +63,47 @@ def send(host, port, flows, packets, rate):
     print(f"lab-traffic: sent {sent}, echoes received {received}", file=sys.stderr)
 
 
+def sink(port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(0.2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            s.recv(4096)
+        except socket.timeout:
+            pass
+
+
+def steady(host, port, mbps, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    payload = os.urandom(1400)
+    # octets on the wire per datagram: payload, UDP, IPv4, Ethernet
+    gap = (1400 + 8 + 20 + 14) * 8 / (mbps * 1e6)
+    started = time.time_ns()
+    start = time.monotonic()
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        due = start + sent * gap
+        if now < due:
+            time.sleep(min(due - now, 0.01))
+            continue
+        s.send(payload)
+        sent += 1
+    print(f"{started} {time.time_ns()} {sent}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]), float(sys.argv[3]))
+    elif sys.argv[1] == "sink":
+        sink(int(sys.argv[2]), float(sys.argv[3]))
+    elif sys.argv[1] == "steady":
+        steady(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
     else:
         send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))

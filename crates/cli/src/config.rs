@@ -163,11 +163,13 @@ impl ConfigFile {
     pub fn assurance(&self) -> Result<Assurance> {
         let detect = self.detect();
         hopscope_analyze::Detector::new(&detect)?;
+        self.capacity.check()?;
         Ok(Assurance {
             slos: hopscope_analyze::Slo::compile_all(&self.slo)?,
             alerts: self.alerts.clone(),
             detect,
             policy: self.serve.policy(&self.policy)?,
+            capacity: self.capacity.clone(),
         })
     }
 
@@ -189,6 +191,8 @@ pub struct Assurance {
     pub alerts: hopscope_analyze::NotifyConfig,
     pub detect: hopscope_analyze::DetectConfig,
     pub policy: hopscope_analyze::Policy,
+    /// Checked: `[capacity]` for the API and the forecast alerts.
+    pub capacity: hopscope_analyze::capacity::CapacityConfig,
 }
 
 impl Assurance {

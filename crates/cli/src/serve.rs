@@ -168,6 +168,7 @@ pub fn run_with(
             .iter()
             .map(SnmpEntry::agent)
             .collect::<Result<_>>()?,
+        capacity: assurance.capacity,
     };
     hopscope_pipeline::serve(config, stop, |listening| {
         for a in listening.udp {

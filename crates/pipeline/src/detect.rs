@@ -12,7 +12,7 @@ use hopscope_collector::Metrics;
 use hopscope_correlate::Watermark;
 use hopscope_store::{Backend, Table, now_ns};
 
-use crate::{Batch, Bus, Recv, Subscriber};
+use crate::{Batch, Bus, Recv, Subscriber, problem, publish_alerts};
 
 /// Flows go quiet this long before the wall clock moves the detector's
 /// event time on (so that a scan that stopped resolves).
@@ -99,30 +99,11 @@ pub fn spawn(
                     .lock()
                     .expect("no panics hold it")
                     .update(&detector, &events, judged);
-                publish(&bus, &notifiers, &events, &metrics);
+                publish_alerts(&bus, &notifiers, &events, &metrics, "detections");
                 if ended {
                     return;
                 }
             }
         })?;
     Ok((thread, snapshot))
-}
-
-fn problem(metrics: &Metrics, text: String) {
-    metrics.publish(0, Vec::new(), vec![text]);
-}
-
-/// Alert events to the destinations and to the store writer.
-fn publish(bus: &Bus<Arc<Batch>>, notifiers: &Notifiers, events: &[Alert], metrics: &Metrics) {
-    if events.is_empty() {
-        return;
-    }
-    notifiers.send(events);
-    match rows::alerts_to_batch(events) {
-        Ok(b) => bus.publish(Arc::new(Batch {
-            tables: vec![(Table::Alerts, vec![b])],
-            ..Batch::default()
-        })),
-        Err(e) => problem(metrics, format!("detections: rows not built: {e}")),
-    }
 }

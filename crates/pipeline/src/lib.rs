@@ -20,6 +20,7 @@
 pub mod assure;
 pub mod batch;
 pub mod bus;
+mod capacity;
 pub mod detect;
 pub mod follow;
 mod runtime;
@@ -29,3 +30,30 @@ pub mod telemetry;
 pub use batch::Batch;
 pub use bus::{Bus, Overflow, Recv, Subscriber, SubscriberStats};
 pub use runtime::{Listening, PipelineError, ServeConfig, serve};
+
+/// A problem worth telling the operator, in `/api/status` and the log.
+fn problem(metrics: &hopscope_collector::Metrics, text: String) {
+    metrics.publish(0, Vec::new(), vec![text]);
+}
+
+/// Alert events of a detector or a watcher to the destinations and to the
+/// store writer (`alerts`).
+fn publish_alerts(
+    bus: &Bus<std::sync::Arc<Batch>>,
+    notifiers: &hopscope_analyze::Notifiers,
+    events: &[hopscope_analyze::Alert],
+    metrics: &hopscope_collector::Metrics,
+    who: &str,
+) {
+    if events.is_empty() {
+        return;
+    }
+    notifiers.send(events);
+    match hopscope_analyze::rows::alerts_to_batch(events) {
+        Ok(b) => bus.publish(std::sync::Arc::new(Batch {
+            tables: vec![(hopscope_store::Table::Alerts, vec![b])],
+            ..Batch::default()
+        })),
+        Err(e) => problem(metrics, format!("{who}: alert rows not built: {e}")),
+    }
+}

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub policy: Option<hopscope_analyze::Policy>,
     /// The agents whose IF-MIB is polled (`[[serve.snmp]]`).
     pub snmp: Vec<crate::snmp::SnmpAgent>,
+    /// `[capacity]`: for the API and the forecast alerts.
+    pub capacity: hopscope_analyze::capacity::CapacityConfig,
 }
 
 /// Where a started pipeline listens, for whoever started it.
@@ -103,6 +105,7 @@ where
         detector,
         policy,
         snmp,
+        capacity,
     } = config;
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
@@ -215,6 +218,16 @@ where
         None => None,
     };
     let polling = poller.as_ref().map(|(_, s)| s.clone());
+    let capacity_watch = crate::capacity::spawn(
+        capacity.clone(),
+        store.clone(),
+        store.root().to_path_buf(),
+        notifiers.clone(),
+        bus.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )
+    .map_err(start("the capacity forecasts"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -238,6 +251,10 @@ where
             hopscope_server::Analytics {
                 slos: slos.into(),
                 policy: policy.map(Arc::new),
+                capacity: Arc::new(hopscope_server::CapacityContext {
+                    config: capacity.clone(),
+                    store_root: Some(store.root().to_path_buf()),
+                }),
             },
             async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -284,6 +301,7 @@ where
     }
     bus.end("analyzer");
     let _ = analyzer.join();
+    let _ = capacity_watch.join();
     // both that send alerts are done: deliver what is queued
     if let Some(n) = Arc::into_inner(notifiers) {
         analysis.lock().expect("no panics hold it").destinations = n.stop();

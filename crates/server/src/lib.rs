@@ -1,7 +1,8 @@
 //! hopscope's HTTP API and web UI over the store and the process's own
 //! account ([`Telemetry`]): flows (filters, group-by, aggregates, time buckets, top-N) and
 //! time series, journeys (a list, one, and per-segment summaries),
-//! SLOs with their error budgets and the alerts they raised,
+//! SLOs with their error budgets and the alerts they raised, capacity
+//! (utilisation, billing percentiles, forecasts),
 //! exporters and their health, read-only SQL (with the `sql` feature),
 //! `/metrics` (Prometheus) and `/health`, described by the OpenAPI document
 //! at `/api/openapi.json`; the web UI at `/` with its assets embedded.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod assurance;
+mod capacity;
 mod flows;
 mod journeys;
 mod openapi;
@@ -54,12 +56,22 @@ pub struct AppState {
     token: Option<Arc<str>>,
 }
 
-/// What the API judges by: the configured SLOs (`/api/slos`) and
-/// segmentation policy (`/api/policy`).
+/// What the API judges by: the configured SLOs (`/api/slos`),
+/// segmentation policy (`/api/policy`) and capacity settings
+/// (`/api/capacity`).
 #[derive(Debug, Clone, Default)]
 pub struct Analytics {
     pub slos: Arc<[hopscope_analyze::Slo]>,
     pub policy: Option<Arc<hopscope_analyze::Policy>>,
+    pub capacity: Arc<CapacityContext>,
+}
+
+/// `[capacity]` as configured, and where the SNMP poller keeps the
+/// interfaces' names and speeds (the store's directory, when it has one).
+#[derive(Debug, Clone, Default)]
+pub struct CapacityContext {
+    pub config: hopscope_analyze::capacity::CapacityConfig,
+    pub store_root: Option<std::path::PathBuf>,
 }
 
 /// Why the server cannot start.
@@ -107,6 +119,8 @@ pub fn router(
         .route("/api/detections", get(assurance::detections))
         .route("/api/policy", get(assurance::policy))
         .route("/api/rca", get(assurance::rca))
+        .route("/api/capacity", get(capacity::report))
+        .route("/api/capacity/link", get(capacity::link))
         .route("/", get(ui::index))
         .route("/assets/{file}", get(ui::asset))
         .fallback(not_found)

@@ -127,6 +127,13 @@ pub(crate) fn openapi() -> Value {
         ),
     ];
     segments.extend(range_params());
+    let mut capacity = range_params();
+    capacity.push(param(
+        "sample",
+        "The samples' width: 5m (the default, as billing has it) or 1m; any width from 1s to 1d that divides a day.",
+    ));
+    let mut capacity_link = capacity.clone();
+    capacity_link.push(json!({"name": "port", "in": "query", "required": true, "schema": {"type": "string"}, "description": "EXPORTER:IFINDEX or EXPORTER:IFNAME, as the report lists the link."}));
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -165,6 +172,8 @@ pub(crate) fn openapi() -> Value {
             "/api/detections": get("Security detections (port scans, floods, beacons, lateral movement, address lists) and policy violations: their alert events of the range (the last hour unless told), those firing now, and the subjects with the most alerts", range_params(), "{events: [alert], firing: [alert], offenders: [{subject, rules, alerts, last_ns}]}; each alert's evidence holds the flows behind it as {filter, from_ns, to_ns}"),
             "/api/policy": get("The configured segmentation policy over the range (the last hour unless told): per intent rule the flows, bytes and connections it allowed or denied, per path rule the journeys that crossed its point, bypassed it or proved nothing, and the violations' alerts; {configured: false} without [policy]", range_params(), "{configured, rules: [{rule, action, flows, bytes, connections, examples}], paths: [{rule, via, journeys, crossed, bypassed, unproven, examples}], flows, journeys, violations: [alert]}"),
             "/api/rca": get("Root cause: the segments of the path ranked by the evidence against them, for an alert, an SLO or a journey filter (the last 15 minutes unless told)", rca, "{journeys, affected_journeys, candidates: [{segment, place, score, confidence, now, baseline, excess_lost, excess_delay, votes, why}]}"),
+            "/api/capacity": get("Capacity: every link's 5-minute (or sample=1m) utilisation per direction from SNMP, sFlow counters and flows scaled by sampling (kept apart and compared), its percentile of the samples as billing computes it, headroom to [capacity] threshold of its speed, and the day its daily-percentile forecast crosses it; the least headroom first; port groups summed per sample (the last [capacity] history, 28 days, unless told)", capacity.clone(), "{from_ns, to_ns, sample_ns, percentile, threshold, horizon_days, links: [{exporter, if_index, name, alias, speed_bps, speed_source, source, sources, in: {percentile_bps, max_bps, mean_bps, samples}, out, billing_bps, utilisation, headroom, comparisons: [{direction, source, reference, ratio, samples, disagrees}], forecast: {model, threshold_bps, crossing: {day, earliest, latest}, days_to_crossing}}], links_without_samples, groups: [{name, ports, missing, in, out, billing_bps, speed_bps, utilisation}]}"),
+            "/api/capacity/link": get("One link (port=EXPORTER:IFINDEX or EXPORTER:IFNAME): its samples from each source, daily percentiles and forecast days with 95 % intervals, and the services, ASes and networks whose traffic through its busier direction grew the most between the halves of the range", capacity_link, "{detail: {link, start_ns, sample_ns, series: [{source, direction, values}], daily: [{day, value}], forecast: [{day, value, low, high}]}, growth: [{dimension, key, before_bps, after_bps, change_bps}], growth_direction}"),
             "/api/sql": get("Read-only SQL (DataFusion) over flows, flows_1m, flows_1h, health, packet_reports, interface_counters, journeys; 30 s, 512 MiB, 10000 rows at most; 501 in builds without the sql feature", vec![json!({"name": "q", "in": "query", "required": true, "schema": {"type": "string"}}), param("max_rows", "Rows at most (cap 10000)")], "{rows, truncated}"),
             "/api/openapi.json": get("This document", vec![], "OpenAPI 3.1")
         }

@@ -60,11 +60,33 @@ fn backends() -> &'static Backends {
         assert!(!journeys.is_empty());
         write(Table::Journeys, journeys_to_batch(&journeys).unwrap());
         write(Table::Segments, segments_to_batch(&journeys).unwrap());
+        write(Table::InterfaceCounters, snmp_readings());
         Backends {
             parquet: Arc::new(store),
             memory: Arc::new(memory),
         }
     })
+}
+
+/// An SNMP poller's readings of one router interface every 30 s over the
+/// last ten minutes: 8 Mb/s in, 4 Mb/s out, on a 1 Gb/s link.
+fn snmp_readings() -> arrow_array::RecordBatch {
+    use hopscope_schema::{COUNTER_SOURCE_SNMP, InterfaceCounterBuilder, InterfaceCounterRecord};
+    let mut b = InterfaceCounterBuilder::with_capacity(20);
+    let start = now() - 600_000_000_000;
+    for i in 0..20u64 {
+        b.append(&InterfaceCounterRecord {
+            time_received_ns: Some(start + i as i64 * 30_000_000_000),
+            sampler_address: Some(hopscope_schema::ipv4_mapped([192, 0, 2, 1])),
+            if_index: Some(3),
+            if_speed: Some(1_000_000_000),
+            in_octets: Some(i * 30_000_000),
+            out_octets: Some(i * 15_000_000),
+            counter_source: Some(COUNTER_SOURCE_SNMP),
+            ..InterfaceCounterRecord::default()
+        });
+    }
+    b.finish().unwrap()
 }
 
 /// A probe's flows as a collector stores them: received when they ended.
@@ -201,6 +223,7 @@ async fn call_on(
     let analytics = crate::Analytics {
         slos: slos(),
         policy: Some(Arc::new(policy())),
+        ..crate::Analytics::default()
     };
     let app = router(backend, Arc::new(Quiet), token.map(String::from), analytics);
     let mut request = Request::get(uri);
@@ -281,6 +304,7 @@ async fn both_backends_answer_alike() {
         format!("/api/alerts?{range}"),
         format!("/api/detections?{range}"),
         format!("/api/policy?{range}"),
+        format!("/api/capacity?{range}&sample=1m"),
     ];
     let b = backends();
     for uri in &uris {
@@ -546,5 +570,46 @@ async fn sql_reads_the_same_store_with_limits() {
     assert_eq!(cut["rows"].as_array().unwrap().len(), 3);
     assert_eq!(cut["truncated"], true);
     let (status, body) = call(None, "/api/sql?q=DROP%20TABLE%20flows", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Capacity from the fixture's SNMP readings: the link, its one-minute
+/// samples; one link's chart by its port; ports that are not there say so.
+#[tokio::test]
+async fn capacity_lists_links_and_charts_one() {
+    let range = format!("from={}&to={}&sample=1m", now() - 600_000_000_000, now());
+    let report = get(&format!("/api/capacity?{range}")).await;
+    let links = report["links"].as_array().unwrap();
+    assert!(!links.is_empty(), "{report}");
+    let first = &links[0];
+    assert_eq!(first["source"], "snmp");
+    let bps = |v: &Value| v.as_f64().unwrap().round();
+    assert_eq!(bps(&first["in"]["percentile_bps"]), 8e6, "{first}");
+    assert_eq!(bps(&first["billing_bps"]), 8e6, "{first}");
+    assert_eq!(bps(&first["out"]["max_bps"]), 4e6, "{first}");
+    let port = format!(
+        "{}:{}",
+        first["exporter"].as_str().unwrap(),
+        first["if_index"]
+    );
+    let detail = get(&format!("/api/capacity/link?{range}&port={port}")).await;
+    let series = detail["detail"]["series"].as_array().unwrap();
+    assert!(
+        series
+            .iter()
+            .any(|s| s["source"] == "snmp" && s["direction"] == "out"),
+        "{detail}"
+    );
+    assert_eq!(detail["detail"]["sample_ns"], 60_000_000_000i64);
+    let (status, body) = call(
+        None,
+        &format!("/api/capacity/link?{range}&port=192.0.2.99:1"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = call(None, &format!("/api/capacity/link?{range}"), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = call(None, "/api/capacity?sample=7m", &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
