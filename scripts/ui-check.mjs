@@ -2,8 +2,8 @@
 // against a running `hopscope demo --calm`: every page loads without a
 // console error, charts hold data, a typed filter changes the results and
 // lands in the URL, the journey page puts the demo's loss on the WAN
-// link, the security page shows nothing firing, and a talker's host page
-// its traffic and peers; or, against a sampled export, that the overview
+// link, the security page shows nothing firing, a talker's host page its
+// traffic and peers, and the capacity page the demo's links by headroom; or, against a sampled export, that the overview
 // shows the traffic scaled back. Screenshots go to the directory given.
 //
 //   node scripts/ui-check.mjs http://127.0.0.1:8080 target/ui-screenshots
@@ -222,6 +222,25 @@ check((await chartPoints("#host-series")) > 0, "host: its traffic chart has data
 check((await page.locator("#peers tbody tr").count()) > 0, "host: its peers are listed");
 await page.screenshot({ path: `${shots}/host.png`, fullPage: true });
 noProblems("host");
+
+// Capacity: every demo interface is a link with its configured speed; the
+// provider's 25 Mb/s access link is the fullest; the core's ECMP pair is
+// billed as a group; a link's page charts its samples with its percentile
+await visit("#/capacity?since=15m", "#links table");
+const linkRows = await page.locator("#links tbody tr[data-port]").count();
+check(linkRows === 7, `capacity: the demo's seven interfaces are links (${linkRows})`);
+const fullest = await page.locator("#links tbody tr[data-port]").first().locator("td").first().innerText();
+check(LOSSY.some((p) => fullest.includes(p)), `capacity: the fullest link is the 25 Mb/s access link (${fullest})`);
+check((await page.locator("#groups tbody tr").first().innerText()).includes("core ECMP pair"), "capacity: the core's ECMP pair is billed as one");
+await page.screenshot({ path: `${shots}/capacity.png`, fullPage: true });
+noProblems("capacity");
+await page.locator("#links tbody tr[data-port]").first().click();
+await page.waitForSelector("#samples canvas", { timeout: 20000 });
+check((await chartPoints("#samples")) > 0, "capacity link: its samples are charted");
+const facts = await page.locator("dl.kv").innerText();
+check(facts.includes("25M") && facts.includes("configured"), `capacity link: its speed, as configured (${facts.split("\n").slice(0, 2).join(" ")})`);
+await page.screenshot({ path: `${shots}/capacity-link.png`, fullPage: true });
+noProblems("capacity link");
 
 // Status
 await visit("#/status", "dl.kv");

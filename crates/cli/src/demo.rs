@@ -66,7 +66,27 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let assurance = demo_assurance()?;
+    let mut assurance = demo_assurance()?;
+    // what an SNMP poller would say of the devices' interfaces: names and
+    // speeds; the core's two ECMP links billed as one
+    let interfaces = hopscope_demo::interfaces(&hopscope_demo::topology(args.seed));
+    assurance.capacity.interfaces = interfaces
+        .iter()
+        .map(|i| hopscope_analyze::capacity::InterfaceSetting {
+            exporter: i.device,
+            if_index: i.if_index,
+            name: Some(i.point.clone()),
+            speed: Some(i.speed_bps.to_string()),
+        })
+        .collect();
+    assurance.capacity.groups = vec![hopscope_analyze::capacity::PortGroup {
+        name: "core ECMP pair".into(),
+        ports: interfaces
+            .iter()
+            .filter(|i| i.point.starts_with("core-"))
+            .map(|i| format!("{}:{}", i.device, i.if_index))
+            .collect(),
+    }];
     let result = crate::serve::run_with(&serve, &section, assurance, stop.clone(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {

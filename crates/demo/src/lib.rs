@@ -16,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use hopscope_probe::{
-    CacheConfig, ExportError, ExportTarget, Exporter, HashFunction, Meter, MeterConfig,
+    CacheConfig, ExportError, ExportTarget, Exporter, Frame, HashFunction, Meter, MeterConfig,
     MeteringProcess, ProcessError, Profile, SelectorConfig,
 };
 use hopscope_simulate::{HopSpec, LinkSpec, NatSpec, PointSpec, Scenario, Traffic, simulate};
@@ -238,6 +238,47 @@ pub fn devices(scenario: &Scenario) -> Vec<Device> {
     devices
 }
 
+/// An interface of a demo device: one observation point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub device: IpAddr,
+    /// The point's place among its device's points, from 1: what the
+    /// device's flows carry in `in_if`.
+    pub if_index: u32,
+    /// The observation point (`branch-fw:wan`).
+    pub point: String,
+    /// The link's nominal speed: the provider's access link is the
+    /// narrow one (25 Mb/s), the core's 1 Gb/s, the rest 100 Mb/s.
+    pub speed_bps: u64,
+}
+
+/// Every point's interface, in the scenario's point order.
+pub fn interfaces(scenario: &Scenario) -> Vec<Interface> {
+    let devices = devices(scenario);
+    let mut out: Vec<Interface> = Vec::new();
+    for p in scenario.hops.iter().flat_map(|h| &h.points) {
+        let node = node_of(&p.name);
+        let device = devices
+            .iter()
+            .find(|d| d.name == node)
+            .expect("every point's node is a device")
+            .address;
+        let if_index = 1 + out.iter().filter(|i| i.device == device).count() as u32;
+        out.push(Interface {
+            device,
+            if_index,
+            point: p.name.clone(),
+            speed_bps: match node {
+                "isp-pe" => 25_000_000,
+                _ if p.name == "branch-fw:wan" => 25_000_000,
+                "core-a" | "core-b" => 1_000_000_000,
+                _ => 100_000_000,
+            },
+        });
+    }
+    out
+}
+
 /// The demo network: the scenario and a metering process per point.
 #[derive(Debug)]
 pub struct DemoNetwork {
@@ -245,6 +286,8 @@ pub struct DemoNetwork {
     scenario: Scenario,
     /// One per observation point, in the scenario's point order.
     processes: Vec<MeteringProcess>,
+    /// Each process's interface index, in the same order.
+    if_indexes: Vec<u32>,
     devices: Vec<Device>,
     steps: u64,
 }
@@ -301,10 +344,12 @@ impl DemoNetwork {
                 clock: None,
             });
         }
+        let if_indexes = interfaces(&scenario).iter().map(|i| i.if_index).collect();
         Ok(Self {
             config,
             scenario,
             processes,
+            if_indexes,
             devices,
             steps: 0,
         })
@@ -368,9 +413,15 @@ impl DemoNetwork {
             wan.exporter.export_flows(&events, now_secs)?;
             wan.exporter.flush()?;
         }
-        for (process, capture) in self.processes.iter_mut().zip(&run.captures) {
+        let interfaces = self.if_indexes.iter().copied();
+        for ((process, capture), if_index) in
+            self.processes.iter_mut().zip(&run.captures).zip(interfaces)
+        {
             for f in &capture.frames {
-                process.meter.observe(&f.as_frame());
+                process.meter.observe(&Frame {
+                    interface: if_index,
+                    ..f.as_frame()
+                });
             }
             process.meter.tick(now_ns);
             process.export(now_secs)?;

@@ -1,4 +1,4 @@
-// hopscope's web UI: five pages (and one per journey and per host) over the HTTP API (see /api/openapi.json),
+// hopscope's web UI: six pages (and one per journey, host and link) over the HTTP API (see /api/openapi.json),
 // routed by the URL's hash so that every view, filters included, can be
 // shared as a link. No framework: the pages are small and the API does the work.
 "use strict";
@@ -92,9 +92,9 @@ async function render() {
   showError(null);
   const r = route();
   if (r.params.get("since")) $("#range").value = r.params.get("since");
-  const parent = { journey: "journeys", host: "security" }[r.name] || r.name;
+  const parent = { journey: "journeys", host: "security", link: "capacity" }[r.name] || r.name;
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === parent));
-  const pages = { overview, explorer, journeys, journey, security, host, status };
+  const pages = { overview, explorer, journeys, journey, security, host, capacity, link, status };
   const view = pages[r.name] || overview;
   page.innerHTML = "";
   try {
@@ -569,6 +569,134 @@ async function security() {
   };
   await load();
   refreshTimer = setInterval(() => load().catch(showError), 15000);
+}
+
+// ---- Capacity -------------------------------------------------------------------
+
+// one-minute samples for short ranges, billing's five minutes from a day up
+function sampleFor(since) { return /^\d+[mh]$/.test(since) ? "1m" : "5m"; }
+function portOf(l) { return `${l.exporter.includes(":") ? `[${l.exporter}]` : l.exporter}:${l.if_index}`; }
+function linkName(l) { return l.name || `ifIndex ${l.if_index}`; }
+function day(d) { return new Date(d * 86400e3).toISOString().slice(0, 10); }
+
+async function capacity() {
+  page.append(el(`<div class="kpis" id="kpis"></div>`));
+  page.append(el(`<section class="panel"><h2>Links <small id="caption"></small></h2><div id="links"></div></section>`));
+  page.append(el(`<section class="panel" id="groups-panel" hidden><h2>Port groups <small>summed per sample, then the percentile: aggregate billing</small></h2><div id="groups"></div></section>`));
+  const since = range();
+  const c = await api("/api/capacity", { since, sample: sampleFor(since) });
+  const full = c.links.filter((l) => l.headroom !== null && l.headroom < 0);
+  const crossing = c.links.filter((l) => l.forecast && l.forecast.crossing);
+  const disagree = c.links.filter((l) => l.comparisons.some((x) => x.disagrees));
+  $("#kpis").innerHTML = [
+    kpi(c.links.length, "links with samples"),
+    kpi(full.length, `over ${pct(c.threshold, 0)} of speed`),
+    kpi(crossing.length, `forecast to cross within ${c.horizon_days} days`),
+    kpi(disagree.length, "links whose sources disagree"),
+  ].join("");
+  $("#caption").textContent = `${c.percentile}th percentile of ${c.sample_ns / 60e9}-minute samples per direction, the least headroom first; full at ${pct(c.threshold, 0)} of speed`
+    + (c.links_without_samples ? `; ${c.links_without_samples} more with readings but no whole sample yet` : "");
+  const bar = (u) => u === null || u === undefined ? "–"
+    : `<span class="bar"><span style="width:${Math.min(100, u * 100).toFixed(1)}%" class="${u >= c.threshold ? "over" : ""}"></span></span> ${pct(u, 1)}`;
+  $("#links").innerHTML = table(
+    ["link", "speed", `in p${c.percentile}`, `out p${c.percentile}`, "utilisation", "headroom", "forecast", "from"],
+    c.links.map((l) => {
+      const f = l.forecast;
+      const forecast = !f ? `<span class="muted">needs 7 days</span>`
+        : f.crossing ? `<span class="bad">${day(f.crossing.day)}</span> <span class="muted">in ${f.days_to_crossing} d</span>`
+        : `<span class="muted">${si(f.model.slope_per_day, "b/s")}/day</span>`;
+      const warn = l.comparisons.filter((x) => x.disagrees)
+        .map((x) => `${x.source} ${x.ratio.toFixed(2)}× ${x.reference} (${x.direction})`).join("; ");
+      return [
+        `<code>${esc(l.exporter)}</code> ${esc(linkName(l))}${l.alias ? ` <span class="muted">${esc(l.alias)}</span>` : ""}`,
+        l.speed_bps ? `${si(l.speed_bps, "b/s")} <span class="muted">${esc(l.speed_source)}</span>` : `<span class="muted">unknown</span>`,
+        si(l.in.percentile_bps, "b/s"), si(l.out.percentile_bps, "b/s"), bar(l.utilisation),
+        l.headroom === null ? "–" : `<span class="${l.headroom < 0 ? "bad" : ""}">${(l.headroom * 100).toFixed(1)} pts</span>`,
+        forecast,
+        esc(l.source) + (warn ? ` <span class="warn" title="${esc(warn)}">⚠ ${esc(warn)}</span>` : ""),
+      ];
+    }),
+    [0, 1, 1, 1, 0, 1, 0, 0],
+    null,
+    (i) => `class="click" data-port="${esc(portOf(c.links[i]))}"`,
+  );
+  document.querySelectorAll("#links tr[data-port]").forEach((tr) =>
+    tr.addEventListener("click", () => { location.hash = `#/link/${encodeURIComponent(tr.dataset.port)}?since=${range()}`; }));
+  if (c.groups.length) {
+    $("#groups-panel").hidden = false;
+    $("#groups").innerHTML = table(
+      ["group", "ports", `in p${c.percentile}`, `out p${c.percentile}`, "billed", "speed", "utilisation"],
+      c.groups.map((g) => [
+        esc(g.name), `${g.ports.length - g.missing.length} of ${g.ports.length}` + (g.missing.length ? ` <span class="warn">no samples: ${esc(g.missing.join(", "))}</span>` : ""),
+        si(g.in.percentile_bps, "b/s"), si(g.out.percentile_bps, "b/s"), si(g.billing_bps, "b/s"),
+        si(g.speed_bps, "b/s"), bar(g.utilisation),
+      ]),
+      [0, 0, 1, 1, 1, 1, 0],
+    );
+  }
+}
+
+async function link(r) {
+  const port = decodeURIComponent(r.arg || "");
+  const since = range();
+  const d = await api("/api/capacity/link", { port, since, sample: sampleFor(since) });
+  const l = d.detail.link;
+  const threshold = l.forecast?.threshold_bps ?? (l.speed_bps ? l.speed_bps * 0.8 : null);
+  page.append(el(`<section class="panel"><h2>${esc(linkName(l))} <small>${esc(l.exporter)}, ifIndex ${l.if_index}${l.alias ? ` · ${esc(l.alias)}` : ""}</small></h2>
+    <dl class="kv">
+      <dt>speed</dt><dd>${l.speed_bps ? `${si(l.speed_bps, "b/s")} (${esc(l.speed_source)})` : "unknown"}</dd>
+      <dt>percentile in · out</dt><dd>${si(l.in.percentile_bps, "b/s")} · ${si(l.out.percentile_bps, "b/s")}; billed ${si(l.billing_bps, "b/s")}${l.utilisation !== null ? ` (${pct(l.utilisation, 1)} of speed)` : ""}</dd>
+      <dt>sources</dt><dd>${l.sources.map(esc).join(", ")}; figures from ${esc(l.source)}${l.comparisons.map((x) => `<br><span class="${x.disagrees ? "warn" : "muted"}">${esc(x.source)} carries ${x.ratio.toFixed(3)}× what ${esc(x.reference)} counts (${x.direction}, ${x.samples} samples)${x.disagrees && x.source === "flows" ? ": is the sampling rate right?" : ""}</span>`).join("")}</dd>
+      <dt>forecast</dt><dd>${!l.forecast ? "needs 7 days of samples" : l.forecast.crossing
+        ? `<span class="bad">reaches ${si(threshold, "b/s")} on ${day(l.forecast.crossing.day)}</span> (in ${l.forecast.days_to_crossing} days; between ${day(l.forecast.crossing.earliest)} and ${l.forecast.crossing.latest ? day(l.forecast.crossing.latest) : "later"})`
+        : `below ${si(threshold, "b/s")} for the horizon; ${si(l.forecast.model.slope_per_day, "b/s")} a day`}</dd>
+    </dl></section>`));
+  page.append(el(`<section class="panel"><h2>Utilisation <small>${d.detail.sample_ns / 60e9}-minute samples per source and direction; the dashed lines are the percentile and the threshold</small></h2><div class="chart tall" id="samples"></div></section>`));
+  page.append(el(`<section class="panel"><h2>Daily percentile and forecast <small>with its 95 % interval</small></h2><div class="chart" id="forecast"></div></section>`));
+  page.append(el(`<section class="panel"><h2>What grew <small>through ${esc(d.growth_direction)}, second half of the range against the first</small></h2><div id="growth"></div></section>`));
+  const t0 = d.detail.start_ns / 1e6, step = d.detail.sample_ns / 1e6;
+  const marks = [
+    ...[["in", l.in.percentile_bps], ["out", l.out.percentile_bps]].filter(([, v]) => v)
+      .map(([dir, v]) => ({ yAxis: v, name: `${dir} percentile`, label: { formatter: `${dir} percentile ${si(v, "b/s")}` } })),
+    ...(threshold ? [{ yAxis: threshold, name: "threshold", lineStyle: { color: "#d92d20" }, label: { formatter: `threshold ${si(threshold, "b/s")}` } }] : []),
+  ];
+  chart($("#samples")).setOption({
+    animation: false,
+    tooltip: { trigger: "axis", valueFormatter: (v) => si(v, "b/s") },
+    legend: { type: "scroll", bottom: 0 },
+    grid: { left: 64, right: 16, top: 16, bottom: 56 },
+    xAxis: { type: "time" },
+    yAxis: { type: "value", axisLabel: { formatter: (v) => si(v, "b/s") } },
+    series: d.detail.series.map((s, i) => ({
+      name: `${s.source} ${s.direction}`, type: "line", symbol: "none", connectNulls: false,
+      lineStyle: { width: s.source === l.source ? 1.5 : 1, type: s.source === l.source ? "solid" : "dotted" },
+      data: s.values.map((v, k) => [t0 + k * step, v]),
+      markLine: i === 0 ? { symbol: "none", lineStyle: { type: "dashed" }, data: marks } : undefined,
+    })),
+  }, true);
+  const daily = d.detail.daily, future = d.detail.forecast;
+  chart($("#forecast")).setOption({
+    animation: false,
+    tooltip: { trigger: "axis", valueFormatter: (v) => si(v, "b/s") },
+    legend: { bottom: 0 },
+    grid: { left: 64, right: 16, top: 16, bottom: 48 },
+    xAxis: { type: "time" },
+    yAxis: { type: "value", axisLabel: { formatter: (v) => si(v, "b/s") } },
+    series: [
+      { name: "daily percentile", type: "line", data: daily.map((x) => [x.day * 86400e3, x.value]) },
+      // the band: the low bound, then the width above it, stacked
+      { name: "95 % interval", type: "line", stack: "band", symbol: "none", lineStyle: { opacity: 0 }, data: future.map((p) => [p.day * 86400e3, Math.max(0, p.low)]) },
+      { name: "95 % interval", type: "line", stack: "band", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: "#2563eb", opacity: 0.15 },
+        data: future.map((p) => [p.day * 86400e3, p.high - Math.max(0, p.low)]) },
+      { name: "forecast", type: "line", symbol: "none", lineStyle: { type: "dashed" }, data: future.map((p) => [p.day * 86400e3, p.value]),
+        markLine: threshold ? { symbol: "none", data: [{ yAxis: threshold, lineStyle: { color: "#d92d20" }, label: { formatter: "threshold" } }] } : undefined },
+    ],
+  }, true);
+  $("#growth").innerHTML = table(
+    ["by", "what", "before", "after", "change"],
+    d.growth.map((g) => [esc(g.dimension), esc(g.key), si(g.before_bps, "b/s"), si(g.after_bps, "b/s"), `<span class="warn">+${si(g.change_bps, "b/s")}</span>`]),
+    [0, 0, 1, 1, 1],
+  );
 }
 
 // ---- Host ---------------------------------------------------------------------
