@@ -2,12 +2,13 @@
 //! source kept apart: flow records scaled by their sampling rates, sFlow
 //! counter samples, and SNMP polls of IF-MIB's octet counters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
+use foldhash::fast::RandomState;
 use hopscope_schema::{COUNTER_SOURCE_SNMP, mapped_to_ip};
 use hopscope_store::query::{Aggregate, Counting, Query, Source as QuerySource, Volumes};
 use hopscope_store::{Backend, Table};
@@ -63,9 +64,9 @@ pub struct LinkKey {
     pub if_index: u32,
 }
 
-/// One series: bits per second per sample, `None` where the source says
+/// One series: bits per second per sample, NaN where the source says
 /// nothing about that sample.
-pub type Series = Vec<Option<f64>>;
+pub type Series = Vec<f64>;
 
 /// What the sources said of one link.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +77,18 @@ pub struct LinkSamples {
 }
 
 impl LinkSamples {
+    /// A link's samples as another reader computed them (a backend that
+    /// aggregates counters itself, a benchmark).
+    pub fn from_series(
+        series: impl IntoIterator<Item = ((Source, Direction), Series)>,
+        speeds: impl IntoIterator<Item = (Source, u64)>,
+    ) -> LinkSamples {
+        LinkSamples {
+            series: series.into_iter().collect(),
+            speeds: speeds.into_iter().collect(),
+        }
+    }
+
     pub fn series(&self, source: Source, direction: Direction) -> Option<&Series> {
         self.series.get(&(source, direction))
     }
@@ -85,7 +98,7 @@ impl LinkSamples {
         let mut s: Vec<Source> = self
             .series
             .iter()
-            .filter(|(_, v)| v.iter().any(Option::is_some))
+            .filter(|(_, v)| v.iter().any(|x| !x.is_nan()))
             .map(|((s, _), _)| *s)
             .collect();
         s.dedup();
@@ -189,10 +202,10 @@ impl Samples {
                     .link(key)
                     .series
                     .entry((Source::Flows, direction))
-                    .or_insert_with(|| vec![None; len]);
+                    .or_insert_with(|| vec![f64::NAN; len]);
                 let bps = bytes.value(row) as f64 * 8.0 / (width as f64 / 1e9);
                 let s = &mut series[slot as usize];
-                *s = Some(s.unwrap_or(0.0) + bps);
+                *s = if s.is_nan() { bps } else { *s + bps };
             }
         }
         for link in self.links.values_mut() {
@@ -209,7 +222,9 @@ impl Samples {
     /// two readings spread over the samples they span.
     fn read_counters(&mut self, store: &dyn Backend, end_ns: i64) -> Result<(), AnalyzeError> {
         type Readings = Vec<(i64, Option<u64>, Option<u64>, Option<u64>)>;
-        let mut readings: BTreeMap<(LinkKey, Source), Readings> = BTreeMap::new();
+        // by hash (a lookup per row); the last key kept, as rows of one
+        // interface often come in runs
+        let mut readings: HashMap<(LinkKey, Source), Readings, RandomState> = HashMap::default();
         // one reading before the range: the first sample's rate needs it
         let lookback = MAX_READING_GAP_NS;
         let columns = [
@@ -283,6 +298,8 @@ impl Samples {
                 Ok(())
             },
         )?;
+        let mut readings: Vec<_> = readings.into_iter().collect();
+        readings.sort_unstable_by_key(|(k, _)| *k);
         for ((key, source), mut rows) in readings {
             rows.sort_by_key(|r| r.0);
             let (len, start, width) = (self.len, self.start_ns, self.sample_ns);
@@ -303,7 +320,7 @@ impl Samples {
                     .filter_map(|r| pick(r).map(|v| (r.0, v)))
                     .collect();
                 let series = rates_to_samples(&points, start, width, len, speed);
-                if series.iter().any(Option::is_some) {
+                if series.iter().any(|x| !x.is_nan()) {
                     link.series.insert((source, direction), series);
                 }
             }
@@ -314,11 +331,11 @@ impl Samples {
 
 /// Zero where a series has no value between its first and last values.
 fn fill_between_first_and_last(series: &mut Series) {
-    let first = series.iter().position(Option::is_some);
-    let last = series.iter().rposition(Option::is_some);
+    let first = series.iter().position(|x| !x.is_nan());
+    let last = series.iter().rposition(|x| !x.is_nan());
     if let (Some(first), Some(last)) = (first, last) {
-        for s in &mut series[first..=last] {
-            s.get_or_insert(0.0);
+        for s in series[first..=last].iter_mut().filter(|s| s.is_nan()) {
+            *s = 0.0;
         }
     }
 }
@@ -377,7 +394,13 @@ pub(crate) fn rates_to_samples(
     weighted
         .iter()
         .zip(&covered)
-        .map(|(&w, &c)| (c >= sample_ns / 2).then(|| w / c as f64))
+        .map(|(&w, &c)| {
+            if c >= sample_ns / 2 {
+                w / c as f64
+            } else {
+                f64::NAN
+            }
+        })
         .collect()
 }
 
@@ -394,10 +417,10 @@ mod tests {
             .map(|m| (m * 60 * S, m as u64 * 60_000_000))
             .collect();
         let series = rates_to_samples(&points, 0, SAMPLE_NS, 3, None);
-        assert_eq!(series, vec![Some(8e6), Some(8e6), Some(8e6)]);
+        assert_eq!(series, vec![8e6, 8e6, 8e6]);
         // readings that cover under half a sample leave it unknown
         let series = rates_to_samples(&points[..3], 0, SAMPLE_NS, 2, None);
-        assert_eq!(series, vec![None, None]);
+        assert!(series.iter().all(|x| x.is_nan()));
     }
 
     #[test]
@@ -412,14 +435,14 @@ mod tests {
         ];
         let series = rates_to_samples(&points, 0, SAMPLE_NS, 1, Some(1_000_000_000));
         let bps = 2_000_000.0 * 8.0 / 60.0;
-        assert!((series[0].unwrap() - bps).abs() < 1e-6);
+        assert!((series[0] - bps).abs() < 1e-6);
         // a 64-bit counter going down is a restart, not a wrap
         let restart: Vec<(i64, u64)> = std::iter::once((0, 1u64 << 40))
             .chain((1..=5).map(|m| (m * 60 * S, m as u64 * 10)))
             .collect();
         assert_eq!(
-            rates_to_samples(&restart, 0, SAMPLE_NS, 1, None)[0].map(f64::round),
-            Some(1.0)
+            rates_to_samples(&restart, 0, SAMPLE_NS, 1, None)[0].round(),
+            1.0
         );
     }
 }
