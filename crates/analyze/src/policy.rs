@@ -190,7 +190,7 @@ fn protocol(text: &str) -> Option<u8> {
     }
 }
 
-fn protocol_name(p: u8) -> String {
+pub(crate) fn protocol_name(p: u8) -> String {
     match p {
         6 => "tcp".into(),
         17 => "udp".into(),

@@ -666,7 +666,8 @@ async function link(r) {
     legend: { type: "scroll", bottom: 0 },
     grid: { left: 64, right: 16, top: 16, bottom: 56 },
     xAxis: { type: "time" },
-    yAxis: { type: "value", axisLabel: { formatter: (v) => si(v, "b/s") } },
+    // high enough to show the threshold, which the samples may be far below
+    yAxis: { type: "value", max: (v) => Math.max(v.max, (threshold || 0) * 1.05), axisLabel: { formatter: (v) => si(v, "b/s") } },
     series: d.detail.series.map((s, i) => ({
       name: `${s.source} ${s.direction}`, type: "line", symbol: "none", connectNulls: false,
       lineStyle: { width: s.source === l.source ? 1.5 : 1, type: s.source === l.source ? "solid" : "dotted" },
@@ -675,7 +676,9 @@ async function link(r) {
     })),
   }, true);
   const daily = d.detail.daily, future = d.detail.forecast;
-  chart($("#forecast")).setOption({
+  if (!daily.length) {
+    $("#forecast").replaceWith(el(`<div class="empty">no whole day of samples in the range: pick 7 days or more for a forecast</div>`));
+  } else chart($("#forecast")).setOption({
     animation: false,
     tooltip: { trigger: "axis", valueFormatter: (v) => si(v, "b/s") },
     legend: { bottom: 0 },

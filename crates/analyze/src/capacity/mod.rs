@@ -882,11 +882,18 @@ pub fn growth(
                 .filter_map(|f| rows.column_by_name(f))
                 .collect();
             for row in 0..rows.num_rows() {
-                let label = keys
+                let values: Vec<String> = keys
                     .iter()
                     .map(|c| display_value(c.as_ref(), row))
-                    .collect::<Vec<_>>()
-                    .join("/");
+                    .collect();
+                // a service as its users name it: 443/tcp
+                let label = match (dimension, values.as_slice()) {
+                    ("service", [proto, port]) => match proto.parse::<u8>() {
+                        Ok(p) => format!("{port}/{}", crate::policy::protocol_name(p)),
+                        Err(_) => format!("{port}/{proto}"),
+                    },
+                    _ => values.join("/"),
+                };
                 by_key.entry(label).or_default()[half] +=
                     bytes.value(row) as f64 * 8.0 / half_seconds;
             }
