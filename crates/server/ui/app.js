@@ -657,8 +657,8 @@ async function link(r) {
   const t0 = d.detail.start_ns / 1e6, step = d.detail.sample_ns / 1e6;
   const marks = [
     ...[["in", l.in.percentile_bps], ["out", l.out.percentile_bps]].filter(([, v]) => v)
-      .map(([dir, v]) => ({ yAxis: v, name: `${dir} percentile`, label: { formatter: `${dir} percentile ${si(v, "b/s")}` } })),
-    ...(threshold ? [{ yAxis: threshold, name: "threshold", lineStyle: { color: "#d92d20" }, label: { formatter: `threshold ${si(threshold, "b/s")}` } }] : []),
+      .map(([dir, v]) => ({ yAxis: v, name: `${dir} percentile`, label: { position: "insideEndTop", formatter: `${dir} percentile ${si(v, "b/s")}` } })),
+    ...(threshold ? [{ yAxis: threshold, name: "threshold", lineStyle: { color: "#d92d20" }, label: { position: "insideEndTop", formatter: `threshold ${si(threshold, "b/s")}` } }] : []),
   ];
   chart($("#samples")).setOption({
     animation: false,
@@ -688,14 +688,16 @@ async function link(r) {
     series: [
       { name: "daily percentile", type: "line", data: daily.map((x) => [x.day * 86400e3, x.value]) },
       // the band: the low bound, then the width above it, stacked
-      { name: "95 % interval", type: "line", stack: "band", symbol: "none", lineStyle: { opacity: 0 }, data: future.map((p) => [p.day * 86400e3, Math.max(0, p.low)]) },
-      { name: "95 % interval", type: "line", stack: "band", symbol: "none", lineStyle: { opacity: 0 }, areaStyle: { color: "#2563eb", opacity: 0.15 },
+      { name: "95 % interval", type: "line", stack: "band", symbol: "none", color: "#93b4f5", lineStyle: { opacity: 0 }, data: future.map((p) => [p.day * 86400e3, Math.max(0, p.low)]) },
+      { name: "95 % interval", type: "line", stack: "band", symbol: "none", color: "#93b4f5", lineStyle: { opacity: 0 }, areaStyle: { color: "#2563eb", opacity: 0.15 },
         data: future.map((p) => [p.day * 86400e3, p.high - Math.max(0, p.low)]) },
       { name: "forecast", type: "line", symbol: "none", lineStyle: { type: "dashed" }, data: future.map((p) => [p.day * 86400e3, p.value]),
-        markLine: threshold ? { symbol: "none", data: [{ yAxis: threshold, lineStyle: { color: "#d92d20" }, label: { formatter: "threshold" } }] } : undefined },
+        markLine: threshold ? { symbol: "none", data: [{ yAxis: threshold, lineStyle: { color: "#d92d20" }, label: { position: "insideEndTop", formatter: "threshold" } }] } : undefined },
     ],
   }, true);
-  $("#growth").innerHTML = table(
+  $("#growth").innerHTML = !d.growth.length
+    ? `<div class="empty">nothing grew in the flows through this link${l.sources.includes("flows") ? "" : " (it has no flows: growth is read from them)"}</div>`
+    : table(
     ["by", "what", "before", "after", "change"],
     d.growth.map((g) => [esc(g.dimension), esc(g.key), si(g.before_bps, "b/s"), si(g.after_bps, "b/s"), `<span class="warn">+${si(g.change_bps, "b/s")}</span>`]),
     [0, 0, 1, 1, 1],
