@@ -22,8 +22,8 @@ use hopscope_store::{Backend, Store, Table, WriteOptions};
 
 const DAY_NS: i64 = 86_400_000_000_000;
 const DAYS: i64 = 30;
-/// 2026-11-02, midnight UTC.
-const START: i64 = 20_394 * DAY_NS;
+/// 2025-11-03, midnight UTC: in the past (a range is cut at the present).
+const START: i64 = 20_395 * DAY_NS;
 
 /// A cheap, deterministic noise in [0, 1).
 fn noise(k: u64) -> f64 {
@@ -68,6 +68,7 @@ fn month_in_memory(links: u64) -> Samples {
         start_ns: START,
         sample_ns: SAMPLE_NS,
         len,
+        until_ns: START + DAYS * DAY_NS,
         links: out,
     }
 }

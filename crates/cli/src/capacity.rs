@@ -6,15 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use hopscope_analyze::capacity::{
-    Capacity, CapacityReport, Direction, LinkKey, LinkReport, find_link, format_bps, growth,
+    Capacity, CapacityReport, LinkKey, LinkReport, find_link, format_bps, format_day, growth,
     load_directory,
 };
 use hopscope_schema::format_time;
 
 use crate::CapacityArgs;
 use crate::config::ConfigFile;
-
-const DAY_NS: i64 = 86_400_000_000_000;
 
 pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
     let mut capacity_config = config.capacity.clone();
@@ -24,7 +22,7 @@ pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
     let settings = capacity_config.check()?;
     let store = crate::open_store(&args.data_dir)?;
     let (from_ns, to_ns) = args.range.or_last(&config.capacity.history)?;
-    let directory = load_directory(&args.data_dir);
+    let directory = load_directory(&args.data_dir)?;
     let capacity = Capacity::read(&store, from_ns, to_ns, &settings, &directory)?;
     let report = &capacity.report;
     if let Some(port) = &args.link {
@@ -38,12 +36,7 @@ pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
         let detail = capacity
             .detail(key, &settings)
             .context("the link has no samples")?;
-        // the busier direction is the one that fills first
-        let direction = if link.outbound.percentile_bps > link.inbound.percentile_bps {
-            Direction::Out
-        } else {
-            Direction::In
-        };
+        let direction = link.busier();
         let grew = growth(&store, key, direction, report.from_ns, report.to_ns, 5)?;
         if args.json {
             println!("{}", serde_json::json!({"detail": detail, "growth": grew}));
@@ -54,7 +47,7 @@ pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
         println!("\nday          {}th percentile", report.percentile);
         for d in detail.daily.iter().rev().take(14).rev() {
             let value = d.value.map_or("-".into(), format_bps);
-            println!("{}   {value}", day(d.day));
+            println!("{}   {value}", format_day(d.day));
         }
         if let Some(f) = &link.forecast {
             println!(
@@ -66,7 +59,7 @@ pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
             for p in detail.forecast.iter().step_by(7).take(6) {
                 println!(
                     "{}   {} (95 % between {} and {})",
-                    day(p.day),
+                    format_day(p.day),
                     format_bps(p.value.max(0.0)),
                     format_bps(p.low.max(0.0)),
                     format_bps(p.high.max(0.0))
@@ -75,10 +68,7 @@ pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
         }
         println!(
             "\ngrowth through {} between the halves of the range:",
-            match direction {
-                Direction::In => "in",
-                Direction::Out => "out",
-            }
+            direction.name()
         );
         if grew.is_empty() {
             println!("  nothing grew");
@@ -105,7 +95,7 @@ pub fn run(args: &CapacityArgs, config: &ConfigFile) -> Result<ExitCode> {
     }
     if report.links_without_samples > 0 {
         println!(
-            "{} interfaces have counter readings but no whole 5-minute sample yet",
+            "{} interfaces have counter readings but no whole sample yet",
             report.links_without_samples
         );
     }
@@ -183,10 +173,10 @@ fn print_link(l: &LinkReport, percentile: f64) {
             (Some(c), Some(t)) => println!(
                 "    forecast: reaches {} on {} (in {} days; between {} and {})",
                 format_bps(t),
-                day(c.day),
+                format_day(c.day),
                 f.days_to_crossing.unwrap_or(0),
-                day(c.earliest),
-                c.latest.map_or("later".into(), day)
+                format_day(c.earliest),
+                c.latest.map_or("later".into(), format_day)
             ),
             (None, Some(_)) => println!(
                 "    forecast: below the threshold for the horizon ({} a day)",
@@ -205,10 +195,7 @@ fn print_link(l: &LinkReport, percentile: f64) {
             c.source.name(),
             c.ratio,
             c.reference.name(),
-            match c.direction {
-                Direction::In => "in",
-                Direction::Out => "out",
-            },
+            c.direction.name(),
             c.samples,
             if c.source.name() == "flows" {
                 ": is the sampling rate right?"
@@ -217,10 +204,6 @@ fn print_link(l: &LinkReport, percentile: f64) {
             }
         );
     }
-}
-
-fn day(day: i64) -> String {
-    format_time(day * DAY_NS)[..10].to_string()
 }
 
 fn signed_bps(v: f64) -> String {

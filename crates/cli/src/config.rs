@@ -42,7 +42,7 @@ pub struct ConfigFile {
 /// to reach it (`agent`, the exporter's port 161 by default) and how to
 /// authenticate (SNMPv2c's `community`, or SNMPv3's `user` with `auth`
 /// and `privacy` protocols and passwords).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnmpEntry {
     pub exporter: std::net::IpAddr,
@@ -71,6 +71,21 @@ pub struct SnmpEntry {
     pub timeout: Option<String>,
     #[serde(default)]
     pub retries: Option<u32>,
+}
+
+impl std::fmt::Debug for SnmpEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the community and the passwords stay out of logs
+        f.debug_struct("SnmpEntry")
+            .field("exporter", &self.exporter)
+            .field("agent", &self.agent)
+            .field("version", &self.version)
+            .field("user", &self.user)
+            .field("auth", &self.auth)
+            .field("privacy", &self.privacy)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SnmpEntry {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hopscope_analyze::capacity::{Capacity, CapacityConfig, forecast_alerts, load_directory};
+use hopscope_analyze::capacity::{
+    CAPACITY_RULE, Capacity, CapacityConfig, forecast_alerts, load_directory,
+};
 use hopscope_analyze::{Alert, AlertState, Notifiers, rows};
 use hopscope_collector::Metrics;
 use hopscope_store::{Backend, now_ns};
@@ -22,9 +24,9 @@ use crate::{Batch, Bus, problem, publish_alerts};
 const FIRST_AFTER: Duration = Duration::from_secs(60);
 /// Forecasts move by the day: an hour is often enough.
 const EVERY: Duration = Duration::from_secs(3600);
-/// How far back firing capacity alerts are read at start.
-const RESTORE_NS: i64 = 30 * 86_400_000_000_000;
-const RULE: &str = "capacity-forecast";
+/// How far back firing capacity alerts are read at start: one fires once
+/// and may stay firing for months.
+const RESTORE_NS: i64 = 400 * 86_400_000_000_000;
 
 /// Starts the watcher; it ends when `stop` is set.
 pub(crate) fn spawn(
@@ -53,7 +55,13 @@ pub(crate) fn spawn(
                 }
                 next = Instant::now() + EVERY;
                 let now = now_ns();
-                let directory = load_directory(&store_root);
+                let directory = match load_directory(&store_root) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        problem(&metrics, format!("capacity: {e}"));
+                        Default::default()
+                    }
+                };
                 let report = match Capacity::read(
                     store.as_ref(),
                     now - settings.history_ns,
@@ -108,7 +116,7 @@ fn restore(store: &dyn Backend, metrics: &Metrics) -> BTreeMap<String, Alert> {
     let mut firing = BTreeMap::new();
     match rows::read_alerts(store, now - RESTORE_NS, now + 1) {
         Ok(events) => {
-            for e in events.into_iter().filter(|e| e.rule == RULE) {
+            for e in events.into_iter().filter(|e| e.rule == CAPACITY_RULE) {
                 match e.state {
                     AlertState::Firing => {
                         firing.insert(e.id.clone(), e);
@@ -131,7 +139,7 @@ mod tests {
     fn alert(id: &str) -> Alert {
         Alert {
             id: id.into(),
-            rule: RULE.into(),
+            rule: CAPACITY_RULE.into(),
             name: "HopscopeCapacityForecast".into(),
             severity: "warning".into(),
             state: AlertState::Firing,

@@ -302,7 +302,7 @@ where
     bus.end("analyzer");
     let _ = analyzer.join();
     let _ = capacity_watch.join();
-    // both that send alerts are done: deliver what is queued
+    // everything that sends alerts is done: deliver what is queued
     if let Some(n) = Arc::into_inner(notifiers) {
         analysis.lock().expect("no panics hold it").destinations = n.stop();
     }

@@ -17,9 +17,10 @@ use arrow_array::RecordBatch;
 use hopscope_analyze::capacity::{Directory, PolledInterface, load_directory, save_directory};
 use hopscope_collector::PolledInterfaces;
 use hopscope_schema::{
-    COUNTER_SOURCE_SNMP, InterfaceCounterBuilder, InterfaceCounterRecord, canonical, ip_to_mapped,
+    COUNTER_SOURCE_SNMP, COUNTER_SOURCE_SNMP_32, InterfaceCounterBuilder, InterfaceCounterRecord,
+    canonical, ip_to_mapped,
 };
-use hopscope_snmp::ifmib::{self, Interface};
+use hopscope_snmp::ifmib::{self, Interface, Reading};
 use hopscope_snmp::{Security, Session, SnmpError, Target};
 use hopscope_store::{Table, now_ns};
 use serde::Serialize;
@@ -84,7 +85,11 @@ pub(crate) fn spawn(
         .name("snmp poller".into())
         .spawn(move || {
             let mut poller = Poller {
-                directory: load_directory(&store_root),
+                // unreadable, it is polled afresh (and said so)
+                directory: load_directory(&store_root).unwrap_or_else(|e| {
+                    eprintln!("hopscope: SNMP poller: {e}; polling names afresh");
+                    Default::default()
+                }),
                 agents: agents
                     .into_iter()
                     .map(|a| (a, None, Instant::now()))
@@ -95,7 +100,7 @@ pub(crate) fn spawn(
                 snapshot: shared,
             };
             while !stop.load(Ordering::Relaxed) {
-                poller.poll_due();
+                poller.poll_due(&stop);
                 std::thread::sleep(Duration::from_millis(100));
             }
         })?;
@@ -114,10 +119,16 @@ struct Poller {
 }
 
 impl Poller {
-    fn poll_due(&mut self) {
+    /// Polls the agents that are due, one after another; stops between
+    /// two when `stop` is set (a dead agent costs its timeouts, and the
+    /// store's last commit waits for this thread).
+    fn poll_due(&mut self, stop: &AtomicBool) {
         let mut rows = InterfaceCounterBuilder::with_capacity(64);
         let mut changed = false;
         for i in 0..self.agents.len() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let (agent, session, due) = &mut self.agents[i];
             if Instant::now() < *due {
                 continue;
@@ -132,15 +143,21 @@ impl Poller {
             let stats = &mut snapshot[i];
             stats.polls += 1;
             match result {
-                Ok(interfaces) => {
+                Ok(reading) => {
+                    let interfaces = &reading.interfaces;
                     stats.interfaces = interfaces.len();
                     stats.last_success_ns = Some(now);
                     stats.last_error = None;
                     stats.last_duration_ms = Some(started.elapsed().as_millis() as u64);
-                    for interface in &interfaces {
-                        rows.append(&counter_row(exporter, now, interface));
+                    // the rows' time is the counters', not the end of the walk
+                    let counted_at = reading
+                        .counted_at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(now, |d| d.as_nanos() as i64);
+                    for interface in interfaces {
+                        rows.append(&counter_row(exporter, counted_at, interface));
                     }
-                    changed |= self.record(exporter, &interfaces, now);
+                    changed |= self.record(exporter, interfaces, now);
                 }
                 Err(e) => {
                     if e.is_timeout() {
@@ -215,7 +232,7 @@ impl Poller {
     }
 }
 
-fn poll(agent: &SnmpAgent, session: &mut Option<Session>) -> Result<Vec<Interface>, SnmpError> {
+fn poll(agent: &SnmpAgent, session: &mut Option<Session>) -> Result<Reading, SnmpError> {
     if session.is_none() {
         *session = Some(Session::new(agent.target.clone())?);
     }
@@ -240,7 +257,12 @@ fn counter_row(exporter: IpAddr, now: i64, i: &Interface) -> InterfaceCounterRec
         out_ucast_pkts: i.out_ucast_pkts,
         out_discards: i.out_discards,
         out_errors: i.out_errors,
-        counter_source: Some(COUNTER_SOURCE_SNMP),
+        // a 32-bit counter wraps at 2^32; a 64-bit one going down restarted
+        counter_source: Some(if i.counters_64 {
+            COUNTER_SOURCE_SNMP
+        } else {
+            COUNTER_SOURCE_SNMP_32
+        }),
         ..InterfaceCounterRecord::default()
     }
 }

@@ -617,7 +617,8 @@ table! {
         /// ifPromiscuousMode.
         promiscuous_mode: U32[""],
         /// Where the row comes from: 1 an sFlow counter sample (also when
-        /// null: rows written before this column), 2 an SNMP poll.
+        /// null: rows written before this column), 2 an SNMP poll of 64-bit
+        /// counters, 3 an SNMP poll of 32-bit counters (they wrap at 2^32).
         counter_source: U8[""],
     }
 }
@@ -683,8 +684,10 @@ pub fn packet_report_schema() -> SchemaRef {
 
 /// `counter_source` of an sFlow counter sample.
 pub const COUNTER_SOURCE_SFLOW: u8 = 1;
-/// `counter_source` of an SNMP poll of IF-MIB.
+/// `counter_source` of an SNMP poll of IF-MIB's 64-bit counters.
 pub const COUNTER_SOURCE_SNMP: u8 = 2;
+/// `counter_source` of an SNMP poll of an agent without 64-bit counters.
+pub const COUNTER_SOURCE_SNMP_32: u8 = 3;
 
 /// Arrow schema of interface counters.
 pub fn interface_counter_schema() -> SchemaRef {

@@ -36,11 +36,11 @@ pub use address::{
 pub use analysis::{ALERT_FIELDS, SLO_BUCKET_FIELDS, alert_schema, slo_bucket_schema};
 pub use column::{Addr, ColumnBuilder, ColumnKind, Kind, Ts, U8, U16, U32, U64, Zeros};
 pub use flows::{
-    COUNTER_SOURCE_SFLOW, COUNTER_SOURCE_SNMP, ENRICHMENT_FIELDS, EXPORTER_HEALTH_FIELDS,
-    ExporterHealthBuilder, ExporterHealthRecord, FLOW_FIELDS, FlowBatchBuilder, FlowColumnsBuilder,
-    FlowRecord, FlowType, INTERFACE_COUNTER_FIELDS, InterfaceCounterBuilder,
-    InterfaceCounterRecord, OtherField, PACKET_REPORT_FIELDS, PacketReportBuilder,
-    PacketReportRecord, SamplingSource, exporter_health_schema, flow_schema,
+    COUNTER_SOURCE_SFLOW, COUNTER_SOURCE_SNMP, COUNTER_SOURCE_SNMP_32, ENRICHMENT_FIELDS,
+    EXPORTER_HEALTH_FIELDS, ExporterHealthBuilder, ExporterHealthRecord, FLOW_FIELDS,
+    FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType, INTERFACE_COUNTER_FIELDS,
+    InterfaceCounterBuilder, InterfaceCounterRecord, OtherField, PACKET_REPORT_FIELDS,
+    PacketReportBuilder, PacketReportRecord, SamplingSource, exporter_health_schema, flow_schema,
     interface_counter_schema, packet_report_schema, stored_flow_schema, tcp_flags,
 };
 pub use journeys::{JOURNEY_FIELDS, SEGMENT_FIELDS, journey_schema, segment_schema};

@@ -39,7 +39,9 @@ impl RangeParams {
 impl From<AnalyzeError> for ApiError {
     fn from(e: AnalyzeError) -> Self {
         match e {
-            AnalyzeError::Config { .. } => ApiError::bad_request(e.to_string()),
+            AnalyzeError::Config { .. } | AnalyzeError::Setting { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
             _ => ApiError::internal(e),
         }
     }

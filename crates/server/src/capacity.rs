@@ -6,9 +6,7 @@
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
-use hopscope_analyze::capacity::{
-    Capacity, Direction, LinkKey, Settings, find_link, growth, load_directory,
-};
+use hopscope_analyze::capacity::{Capacity, LinkKey, Settings, find_link, growth, load_directory};
 use hopscope_store::now_ns;
 use hopscope_store::query::time_range_or_last;
 use serde::Deserialize;
@@ -46,13 +44,10 @@ impl CapacityParams {
             &config.history,
             now_ns(),
         )?;
-        let directory = state
-            .analytics
-            .capacity
-            .store_root
-            .as_deref()
-            .map(load_directory)
-            .unwrap_or_default();
+        let directory = match state.analytics.capacity.store_root.as_deref() {
+            Some(root) => load_directory(root)?,
+            None => Default::default(),
+        };
         let capacity = Capacity::read(state.store.as_ref(), from_ns, to_ns, &settings, &directory)?;
         Ok((capacity, settings))
     }
@@ -87,11 +82,7 @@ pub(crate) async fn link(
             exporter: link.exporter,
             if_index: link.if_index,
         };
-        let direction = if link.outbound.percentile_bps > link.inbound.percentile_bps {
-            Direction::Out
-        } else {
-            Direction::In
-        };
+        let direction = link.busier();
         let detail = capacity
             .detail(key, &settings)
             .ok_or_else(|| not_found(format!("no samples of '{port}'")))?;

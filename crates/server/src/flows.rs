@@ -257,7 +257,7 @@ fn pivot(
     let series = ranked
         .into_iter()
         .map(|(key, values, total)| {
-            let p95 = hopscope_store::query::percentile(&mut values.clone(), 95.0);
+            let p95 = hopscope_store::query::percentile_f64(&mut values.clone(), 95.0);
             json!({"key": key, "values": values, "total": total, "p95": p95})
         })
         .collect();

@@ -641,7 +641,7 @@ async function link(r) {
   const since = range();
   const d = await api("/api/capacity/link", { port, since, sample: sampleFor(since) });
   const l = d.detail.link;
-  const threshold = l.forecast?.threshold_bps ?? (l.speed_bps ? l.speed_bps * 0.8 : null);
+  const threshold = l.speed_bps ? l.speed_bps * d.detail.threshold : null;
   page.append(el(`<section class="panel"><h2>${esc(linkName(l))} <small>${esc(l.exporter)}, ifIndex ${l.if_index}${l.alias ? ` · ${esc(l.alias)}` : ""}</small></h2>
     <dl class="kv">
       <dt>speed</dt><dd>${l.speed_bps ? `${si(l.speed_bps, "b/s")} (${esc(l.speed_source)})` : "unknown"}</dd>

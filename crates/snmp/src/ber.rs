@@ -59,7 +59,7 @@ impl Oid {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Oid, SnmpError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Oid, SnmpError> {
         let mut arcs = Vec::with_capacity(bytes.len() + 1);
         let mut value: u64 = 0;
         for (i, &b) in bytes.iter().enumerate() {

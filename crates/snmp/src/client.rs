@@ -11,12 +11,22 @@ use crate::pdu::{self, Pdu, PduKind};
 use crate::usm::{self, Engine, User};
 
 /// How requests to an agent are secured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Security {
     /// SNMPv2c with this community.
     Community(String),
     /// SNMPv3 with this user.
     Usm(User),
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // a community is a password: kept out of logs
+            Security::Community(_) => f.write_str("Community(..)"),
+            Security::Usm(user) => f.debug_tuple("Usm").field(user).finish(),
+        }
+    }
 }
 
 /// An agent and how to talk to it.
@@ -38,6 +48,8 @@ pub struct Session {
     next_id: i32,
     engine: Option<Engine>,
     salt: u64,
+    /// One receive buffer for the session's answers.
+    buffer: Vec<u8>,
 }
 
 /// usmStats counters an agent reports instead of answering (RFC 3414 5).
@@ -64,11 +76,8 @@ impl Session {
             next_id: (seed as i32 & 0x3fff_ffff).max(1),
             engine: None,
             salt: seed,
+            buffer: vec![0u8; 65_536],
         })
-    }
-
-    pub fn target(&self) -> &Target {
-        &self.target
     }
 
     /// The values of `oids`.
@@ -122,13 +131,15 @@ impl Session {
     /// discovery first for SNMPv3, and again once if the agent says our
     /// clock is out of its window (it rebooted).
     fn exchange(&mut self, request: Pdu) -> Result<Pdu, SnmpError> {
-        let Security::Usm(user) = self.target.security.clone() else {
-            return self.exchange_community(request);
+        let user = match self.target.security.clone() {
+            Security::Community(community) => return self.exchange_community(&community, request),
+            Security::Usm(user) => user,
         };
         if self.engine.is_none() {
             self.discover(&user)?;
         }
-        for attempt in 0..2 {
+        let mut resynchronised = false;
+        loop {
             let response = self.exchange_usm(&user, &request)?;
             if response.pdu.kind != PduKind::Report {
                 return Ok(response.pdu);
@@ -137,7 +148,14 @@ impl Session {
             let in_window = reported.as_ref().is_some_and(|o| {
                 o.0.starts_with(&USM_STATS) && o.0.get(USM_STATS.len()) == Some(&NOT_IN_TIME_WINDOW)
             });
-            if in_window && attempt == 0 {
+            // the agent sends this report authenticated (RFC 3414 3.2 7b): an
+            // unauthenticated one may be anyone's, and must not move our clock
+            let ours = self
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.id == response.engine_id);
+            if in_window && !resynchronised && response.authenticated && ours {
+                resynchronised = true;
                 self.engine = Some(Engine::new(
                     &user,
                     response.engine_id,
@@ -150,7 +168,6 @@ impl Session {
                 reported.map(|o| report_name(&o)).unwrap_or("a report"),
             ));
         }
-        unreachable!("the loop returns on its second attempt")
     }
 
     fn discover(&mut self, user: &User) -> Result<(), SnmpError> {
@@ -168,10 +185,7 @@ impl Session {
         Ok(())
     }
 
-    fn exchange_community(&mut self, request: Pdu) -> Result<Pdu, SnmpError> {
-        let Security::Community(community) = &self.target.security else {
-            unreachable!("called for community targets only")
-        };
+    fn exchange_community(&mut self, community: &str, request: Pdu) -> Result<Pdu, SnmpError> {
         let bytes = pdu::encode_community(community.as_bytes(), &request);
         let id = request.request_id;
         self.round_trip(&bytes, |reply| {
@@ -186,9 +200,14 @@ impl Session {
         self.salt = self.salt.wrapping_add(1);
         let bytes = usm::encode_request(msg_id, user, self.engine.as_ref(), request, self.salt)?;
         let engine = self.engine.clone();
+        // once there are keys, an answer must use them: one without its
+        // digest (or unencrypted, with privacy) is not the agent's
+        let keyed = engine.is_some() && user.auth.is_some();
         let response = self.round_trip(&bytes, |reply| {
             let r = usm::decode_response(reply, user, engine.as_ref())?;
-            Ok((r.msg_id == msg_id).then_some(r))
+            let secured = !keyed || (r.authenticated && (r.encrypted || user.privacy.is_none()));
+            let answer = r.pdu.kind == PduKind::Response;
+            Ok((r.msg_id == msg_id && (secured || !answer)).then_some(r))
         })?;
         if response.pdu.kind == PduKind::Response {
             check_status(response.pdu.clone())?;
@@ -197,13 +216,15 @@ impl Session {
     }
 
     /// Sends `bytes` until `accept` takes a reply, within the timeout per
-    /// try; replies to earlier requests are skipped.
+    /// try; replies to earlier requests, and datagrams that do not decode
+    /// (anyone can send one), are skipped. Without an answer, the error of
+    /// the last datagram refused, else a timeout.
     fn round_trip<T>(
         &mut self,
         bytes: &[u8],
         mut accept: impl FnMut(&[u8]) -> Result<Option<T>, SnmpError>,
     ) -> Result<T, SnmpError> {
-        let mut buf = vec![0u8; 65_536];
+        let mut refused = None;
         for _ in 0..=self.target.retries {
             self.socket.send(bytes)?;
             let deadline = Instant::now() + self.target.timeout;
@@ -213,7 +234,7 @@ impl Session {
                     break;
                 }
                 self.socket.set_read_timeout(Some(left))?;
-                let n = match self.socket.recv(&mut buf) {
+                let n = match self.socket.recv(&mut self.buffer) {
                     Ok(n) => n,
                     Err(e)
                         if matches!(
@@ -229,12 +250,14 @@ impl Session {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                if let Some(t) = accept(&buf[..n])? {
-                    return Ok(t);
+                match accept(&self.buffer[..n]) {
+                    Ok(Some(t)) => return Ok(t),
+                    Ok(None) => {}
+                    Err(e) => refused = Some(e),
                 }
             }
         }
-        Err(SnmpError::Timeout)
+        Err(refused.unwrap_or(SnmpError::Timeout))
     }
 }
 
@@ -261,5 +284,96 @@ fn report_name(oid: &Oid) -> &'static str {
         Some(5) => "wrong digest: the authentication password (usmStatsWrongDigests)",
         Some(6) => "decryption error: the privacy password (usmStatsDecryptionErrors)",
         _ => "an unexpected report",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+    use crate::usm::{AuthProtocol, PrivProtocol};
+
+    /// An agent on loopback that answers the discovery honestly, then
+    /// answers the authenticated request twice: first with an
+    /// unauthenticated response (what anyone who can spoof the agent's
+    /// address could send), then with the real one. Fault injection: no
+    /// real agent sends the first.
+    #[test]
+    fn an_unauthenticated_answer_is_not_taken_for_the_agents() {
+        let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = agent.local_addr().unwrap();
+        let user = User {
+            name: "ops".into(),
+            auth: Some((AuthProtocol::Sha1, "authpassword".into())),
+            privacy: Some((PrivProtocol::Aes128, "privpassword".into())),
+        };
+        let anyone = User {
+            name: "ops".into(),
+            auth: None,
+            privacy: None,
+        };
+        let serving = user.clone();
+        let server = std::thread::spawn(move || {
+            let engine = Engine::new(&serving, b"\x80\x00\x1f\x88\x04test".to_vec(), 1, 100);
+            let mut buf = [0u8; 4096];
+            // the discovery: a report with the engine's id
+            let (n, from) = agent.recv_from(&mut buf).unwrap();
+            let asked = usm::decode_response(&buf[..n], &serving, None).unwrap();
+            let report = Pdu {
+                kind: PduKind::Report,
+                ..Pdu::request(PduKind::Report, asked.pdu.request_id, &[])
+            };
+            let bare = Engine::new(&anyone, engine.id.clone(), 1, 100);
+            let reply =
+                usm::encode_request(asked.msg_id, &anyone, Some(&bare), &report, 0).unwrap();
+            agent.send_to(&reply, from).unwrap();
+            // the request, authenticated and encrypted
+            let (n, from) = agent.recv_from(&mut buf).unwrap();
+            let asked = usm::decode_response(&buf[..n], &serving, Some(&engine)).unwrap();
+            let oid = asked.pdu.bindings[0].0.clone();
+            let answer = |value: u64| Pdu {
+                kind: PduKind::Response,
+                bindings: vec![(oid.clone(), Value::Counter64(value))],
+                ..Pdu::request(PduKind::Response, asked.pdu.request_id, &[])
+            };
+            let spoofed =
+                usm::encode_request(asked.msg_id, &anyone, Some(&bare), &answer(666), 0).unwrap();
+            agent.send_to(&spoofed, from).unwrap();
+            let real =
+                usm::encode_request(asked.msg_id, &serving, Some(&engine), &answer(42), 9).unwrap();
+            agent.send_to(&real, from).unwrap();
+        });
+        let mut session = Session::new(Target {
+            address,
+            security: Security::Usm(user),
+            timeout: Duration::from_secs(2),
+            retries: 0,
+        })
+        .unwrap();
+        let got = session
+            .get(&[Oid::parse("1.3.6.1.2.1.31.1.1.1.6.1").unwrap()])
+            .unwrap();
+        server.join().unwrap();
+        assert_eq!(got[0].1, Value::Counter64(42));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let community = format!("{:?}", Security::Community("s3cret".into()));
+        assert!(!community.contains("s3cret"), "{community}");
+        let user = User {
+            name: "ops".into(),
+            auth: Some((AuthProtocol::Sha256, "authpassword".into())),
+            privacy: Some((PrivProtocol::Aes128, "privpassword".into())),
+        };
+        let engine = format!("{:?}", Engine::new(&user, b"id".to_vec(), 1, 1));
+        let user = format!("{user:?}");
+        for text in [&engine, &user] {
+            assert!(
+                !text.contains("password") && !text.contains("key"),
+                "{text}"
+            );
+        }
     }
 }

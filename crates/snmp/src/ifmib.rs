@@ -42,6 +42,10 @@ const IF_X_ENTRY: [u32; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
 /// The columns read, where each lands in an [`Interface`].
 type Setter = fn(&mut Interface, &Value);
 
+/// The columns, the octet and packet counters first: when they were read
+/// is the reading's time, which a slow walk of the names after them does
+/// not move. The 64-bit counters come before the 32-bit ones, which only
+/// count where the agent has no ifXTable (SNMPv1-era agents).
 fn columns() -> [(Oid, Setter); 20] {
     let entry = |c: u32| Oid(IF_ENTRY.to_vec()).child(c);
     let x = |c: u32| Oid(IF_X_ENTRY.to_vec()).child(c);
@@ -49,6 +53,37 @@ fn columns() -> [(Oid, Setter); 20] {
         v.as_u64().and_then(|n| u32::try_from(n).ok())
     }
     [
+        (x(6), |i, v| {
+            i.in_octets = v.as_u64();
+            i.counters_64 = true;
+        }),
+        (x(10), |i, v| i.out_octets = v.as_u64()),
+        (x(7), |i, v| i.in_ucast_pkts = v.as_u64()),
+        (x(11), |i, v| i.out_ucast_pkts = v.as_u64()),
+        (entry(10), |i, v| {
+            if !i.counters_64 {
+                i.in_octets = v.as_u64();
+            }
+        }),
+        (entry(16), |i, v| {
+            if !i.counters_64 {
+                i.out_octets = v.as_u64();
+            }
+        }),
+        (entry(11), |i, v| {
+            if !i.counters_64 {
+                i.in_ucast_pkts = v.as_u64();
+            }
+        }),
+        (entry(17), |i, v| {
+            if !i.counters_64 {
+                i.out_ucast_pkts = v.as_u64();
+            }
+        }),
+        (entry(13), |i, v| i.in_discards = v.as_u64()),
+        (entry(14), |i, v| i.in_errors = v.as_u64()),
+        (entry(19), |i, v| i.out_discards = v.as_u64()),
+        (entry(20), |i, v| i.out_errors = v.as_u64()),
         (entry(2), |i, v| i.descr = v.as_text()),
         (entry(3), |i, v| i.if_type = narrow(v)),
         // 0 is unknown; 4 294 967 295 "faster than this": ifHighSpeed says
@@ -57,28 +92,16 @@ fn columns() -> [(Oid, Setter); 20] {
         }),
         (entry(7), |i, v| i.admin_up = narrow(v).map(|s| s == 1)),
         (entry(8), |i, v| i.oper_up = narrow(v).map(|s| s == 1)),
-        (entry(10), |i, v| i.in_octets = v.as_u64()),
-        (entry(11), |i, v| i.in_ucast_pkts = v.as_u64()),
-        (entry(13), |i, v| i.in_discards = v.as_u64()),
-        (entry(14), |i, v| i.in_errors = v.as_u64()),
-        (entry(16), |i, v| i.out_octets = v.as_u64()),
-        (entry(17), |i, v| i.out_ucast_pkts = v.as_u64()),
-        (entry(19), |i, v| i.out_discards = v.as_u64()),
-        (entry(20), |i, v| i.out_errors = v.as_u64()),
         (x(1), |i, v| i.name = v.as_text()),
-        (x(6), |i, v| {
-            i.in_octets = v.as_u64();
-            i.counters_64 = true;
-        }),
-        (x(7), |i, v| i.in_ucast_pkts = v.as_u64()),
-        (x(10), |i, v| i.out_octets = v.as_u64()),
-        (x(11), |i, v| i.out_ucast_pkts = v.as_u64()),
         (x(15), |i, v| {
-            i.speed_bps = v
-                .as_u64()
-                .filter(|&s| s > 0)
-                .map(|s| s * 1_000_000)
-                .or(i.speed_bps)
+            // ifSpeed is exact (a T1's 1 544 000); ifHighSpeed rounds to
+            // megabits: it counts where ifSpeed is missing or saturated
+            if i.speed_bps.is_none() {
+                i.speed_bps = v
+                    .as_u64()
+                    .filter(|&s| s > 0)
+                    .and_then(|s| s.checked_mul(1_000_000));
+            }
         }),
         (x(18), |i, v| {
             i.alias = v.as_text().filter(|a| !a.is_empty())
@@ -86,12 +109,26 @@ fn columns() -> [(Oid, Setter); 20] {
     ]
 }
 
-/// Every interface of the agent. The 64-bit columns come after the 32-bit
-/// ones so that they win; an agent without ifXTable (SNMPv1-era) still
-/// gives ifTable's.
-pub fn interfaces(session: &mut Session) -> Result<Vec<Interface>, SnmpError> {
+/// The columns whose reading fixes the counters' time: the first eight.
+const COUNTER_COLUMNS: usize = 8;
+
+/// Every interface of an agent, and when its counters were read.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub interfaces: Vec<Interface>,
+    /// Once the counter columns were walked (the names after them may
+    /// take longer, on a slow agent).
+    pub counted_at: std::time::SystemTime,
+}
+
+/// Every interface of the agent.
+pub fn interfaces(session: &mut Session) -> Result<Reading, SnmpError> {
     let mut by_index: BTreeMap<u32, Interface> = BTreeMap::new();
-    for (column, set) in columns() {
+    let mut counted_at = std::time::SystemTime::now();
+    for (n, (column, set)) in columns().into_iter().enumerate() {
+        if n == COUNTER_COLUMNS {
+            counted_at = std::time::SystemTime::now();
+        }
         for (oid, value) in session.walk(&column, 32)? {
             let Some(&index) = oid
                 .0
@@ -107,5 +144,8 @@ pub fn interfaces(session: &mut Session) -> Result<Vec<Interface>, SnmpError> {
             set(interface, &value);
         }
     }
-    Ok(by_index.into_values().collect())
+    Ok(Reading {
+        interfaces: by_index.into_values().collect(),
+        counted_at,
+    })
 }

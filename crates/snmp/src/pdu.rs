@@ -96,13 +96,7 @@ impl Pdu {
         let mut bindings = Vec::new();
         while !list.is_empty() {
             let mut binding = Reader::new(list.expect(SEQUENCE, "a binding is not a sequence")?);
-            let oid = match Value::decode(
-                OBJECT_ID,
-                binding.expect(OBJECT_ID, "a binding without an OID")?,
-            )? {
-                Value::Oid(o) => o,
-                _ => unreachable!("an OBJECT IDENTIFIER decodes to an Oid"),
-            };
+            let oid = Oid::decode(binding.expect(OBJECT_ID, "a binding without an OID")?)?;
             let (tag, content) = binding.next()?;
             bindings.push((oid, Value::decode(tag, content)?));
         }

@@ -126,7 +126,7 @@ impl std::fmt::Debug for User {
 }
 
 /// What the agent's engine said of itself, and the user's keys for it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Engine {
     pub id: Vec<u8>,
     pub boots: i64,
@@ -135,6 +135,17 @@ pub(crate) struct Engine {
     pub at: std::time::Instant,
     auth_key: Option<Vec<u8>>,
     priv_key: Option<[u8; 16]>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // a localised key is as good as the password for this engine
+        f.debug_struct("Engine")
+            .field("id", &self.id)
+            .field("boots", &self.boots)
+            .field("time", &self.time)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -163,7 +174,8 @@ impl Engine {
     }
 
     fn time_now(&self) -> i64 {
-        self.time + self.at.elapsed().as_secs() as i64
+        // engine times are below 2^31 (RFC 3414 2.2.1): no overflow here
+        self.time + self.at.elapsed().as_secs().min(i32::MAX as u64) as i64
     }
 }
 
@@ -285,8 +297,9 @@ pub(crate) fn encode_request(
     Ok(message)
 }
 
-/// What a v3 response said: its message id, the engine's view of itself
-/// and the PDU.
+/// What a v3 response said: its message id, the engine's view of itself,
+/// the PDU, and whether it was authenticated and encrypted (its digest
+/// checked, its data decrypted with the user's keys).
 #[derive(Debug)]
 pub(crate) struct Response {
     pub msg_id: i32,
@@ -294,6 +307,8 @@ pub(crate) struct Response {
     pub boots: i64,
     pub time: i64,
     pub pdu: Pdu,
+    pub authenticated: bool,
+    pub encrypted: bool,
 }
 
 /// Decodes, checks and decrypts a v3 message with the keys of `engine`
@@ -325,6 +340,10 @@ pub(crate) fn decode_response(
     let engine_id = p.expect(OCTET_STRING, "no engine id")?.to_vec();
     let boots = p.integer("no engine boots")?;
     let time = p.integer("no engine time")?;
+    let engine_range = 0..=i64::from(i32::MAX);
+    if !engine_range.contains(&boots) || !engine_range.contains(&time) {
+        return Err(SnmpError::Malformed("engine boots or time out of range"));
+    }
     let _user = p.expect(OCTET_STRING, "no user name")?;
     let auth_params = p.expect(OCTET_STRING, "no authentication parameters")?;
     let priv_params = p.expect(OCTET_STRING, "no privacy parameters")?;
@@ -340,7 +359,15 @@ pub(crate) fn decode_response(
         let at = auth_params.as_ptr() as usize - bytes.as_ptr() as usize;
         let mut zeroed = bytes.to_vec();
         zeroed[at..at + auth_params.len()].fill(0);
-        if protocol.hmac(key, &zeroed) != auth_params {
+        // in constant time: how much of a forged digest was right stays unknown
+        let mac = protocol.hmac(key, &zeroed);
+        let differ = mac.len() != auth_params.len()
+            || mac
+                .iter()
+                .zip(auth_params)
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                != 0;
+        if differ {
             return Err(SnmpError::Authentication);
         }
     }
@@ -377,6 +404,8 @@ pub(crate) fn decode_response(
         boots,
         time,
         pdu,
+        authenticated: flags & FLAG_AUTH != 0,
+        encrypted: flags & FLAG_PRIV != 0,
     })
 }
 

@@ -129,7 +129,7 @@ fn target(address: SocketAddr, security: Security) -> Target {
 }
 
 fn poll(address: SocketAddr, security: Security) -> Result<Vec<Interface>, SnmpError> {
-    ifmib::interfaces(&mut Session::new(target(address, security))?)
+    Ok(ifmib::interfaces(&mut Session::new(target(address, security))?)?.interfaces)
 }
 
 fn kernel_rx_bytes(interface: &str) -> u64 {

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 /// Days of history below which there is no forecast.
 pub const MIN_DAYS: usize = 7;
-/// Days below which the weekly profile is not fitted (two of each weekday).
-const WEEKLY_DAYS: usize = 14;
+/// Days of each weekday below which the weekly profile is not fitted.
+const DAYS_PER_WEEKDAY: usize = 2;
 
 /// A fitted model of a daily series.
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +30,8 @@ pub struct DailyModel {
     pub days: usize,
     /// The first day's index (days since 1970-01-01).
     pub first_day: i64,
-    weekly: bool,
+    /// Levels fitted: 7 with the weekly profile, 1 without.
+    groups: usize,
     /// Per-weekday mean day and the pooled spread of days around those
     /// means: what the slope's uncertainty at a distant day comes from.
     mean_day_by_weekday: [f64; 7],
@@ -70,7 +71,11 @@ impl DailyModel {
         if n < MIN_DAYS {
             return None;
         }
-        let weekly = n >= WEEKLY_DAYS;
+        let mut per_weekday = [0usize; 7];
+        for &(d, _) in &points {
+            per_weekday[weekday(d)] += 1;
+        }
+        let weekly = per_weekday.iter().all(|&c| c >= DAYS_PER_WEEKDAY);
         let group = |day: i64| if weekly { weekday(day) } else { 0 };
         // within each weekday, center days and values: the slope is what
         // the days' positions explain once each weekday has its own level
@@ -101,7 +106,6 @@ impl DailyModel {
             sxx += dx * dx;
         }
         let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-        let groups = count.iter().filter(|&&c| c > 0).count();
         let level: [f64; 7] = std::array::from_fn(|g| mean_value[g] - slope * mean_day[g]);
         let sse: f64 = points
             .iter()
@@ -110,8 +114,8 @@ impl DailyModel {
                 r * r
             })
             .sum();
-        // one parameter per weekday level and one for the slope
-        let dof = n.saturating_sub(groups + 1).max(1);
+        let groups = if weekly { 7 } else { 1 };
+        let dof = degrees_of_freedom(n, groups);
         let level_by_weekday = if weekly { level } else { [level[0]; 7] };
         Some(DailyModel {
             slope_per_day: slope,
@@ -119,16 +123,11 @@ impl DailyModel {
             residual_sd: (sse / dof as f64).sqrt(),
             days: n,
             first_day,
-            weekly,
+            groups,
             mean_day_by_weekday: if weekly { mean_day } else { [mean_day[0]; 7] },
             days_by_weekday: if weekly { count } else { [count[0]; 7] },
             spread: sxx,
         })
-    }
-
-    fn degrees_of_freedom(&self) -> usize {
-        let groups = if self.weekly { 7 } else { 1 };
-        self.days.saturating_sub(groups + 1).max(1)
     }
 
     /// The forecast of `day` with its 95 % prediction interval.
@@ -143,8 +142,9 @@ impl DailyModel {
             } else {
                 0.0
             };
-        let half =
-            student_t_975(self.degrees_of_freedom()) * self.residual_sd * (1.0 + leverage).sqrt();
+        let half = student_t_975(degrees_of_freedom(self.days, self.groups))
+            * self.residual_sd
+            * (1.0 + leverage).sqrt();
         Predicted {
             day,
             value,
@@ -178,6 +178,12 @@ impl DailyModel {
             latest,
         })
     }
+}
+
+/// What the residuals have left: one parameter per level and one for the
+/// slope are spent.
+fn degrees_of_freedom(days: usize, levels: usize) -> usize {
+    days.saturating_sub(levels + 1).max(1)
 }
 
 /// When a forecast reaches a threshold.

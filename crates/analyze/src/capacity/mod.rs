@@ -30,7 +30,10 @@ pub use samples::{Direction, LinkKey, LinkSamples, SAMPLE_NS, Samples, Source};
 use crate::AnalyzeError;
 use crate::alert::{Alert, AlertState};
 
-const DAY_NS: i64 = 86_400_000_000_000;
+pub const DAY_NS: i64 = 86_400_000_000_000;
+/// A link whose last whole day of samples is older than this has no
+/// forecast: it went quiet, or its exporter did.
+const STALE_DAYS: i64 = 7;
 
 /// `[capacity]` of the configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,11 +257,17 @@ pub struct PolledInterface {
 }
 
 /// Reads `state/interfaces.json` of a store (empty when there is none).
-pub fn load_directory(store_root: &Path) -> Directory {
-    std::fs::read(store_root.join("state").join(DIRECTORY_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// Reads `state/interfaces.json` of a store: empty when there is none yet,
+/// an error naming the file when it does not read.
+pub fn load_directory(store_root: &Path) -> Result<Directory, AnalyzeError> {
+    let path = store_root.join("state").join(DIRECTORY_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Directory::new()),
+        Err(source) => return Err(StoreError::Io { path, source }.into()),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AnalyzeError::Rows(format!("{}: {e}", path.display())))
 }
 
 /// Writes `state/interfaces.json` atomically.
@@ -268,29 +277,34 @@ pub fn save_directory(store_root: &Path, directory: &Directory) -> Result<(), St
         path: dir.clone(),
         source,
     })?;
-    let bytes = serde_json::to_vec_pretty(directory).unwrap_or_default();
+    let bytes = serde_json::to_vec_pretty(directory)
+        .map_err(|e| StoreError::Schema(format!("{DIRECTORY_FILE}: {e}")))?;
     hopscope_store::write_atomically(&dir, DIRECTORY_FILE, &bytes)
 }
 
 /// One direction of a link over the range.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DirectionFigures {
-    /// The configured percentile of the 5-minute samples.
+    /// The configured percentile of the samples.
     pub percentile_bps: Option<f64>,
     pub max_bps: Option<f64>,
     pub mean_bps: Option<f64>,
-    /// 5-minute samples with a value.
+    /// Samples with a value.
     pub samples: usize,
 }
 
 /// The days of a range as slices of its samples: (day since 1970-01-01,
 /// first sample, end), and how many samples a whole day has.
+///
+/// Only whole days count: a day the range starts or ends in, today among
+/// them, holds part of the daily cycle, and its percentile would pull the
+/// trend down (and move it as the day fills).
 fn day_slices(samples: &Samples) -> (Vec<(i64, usize, usize)>, usize) {
     let width = samples.sample_ns;
     let per_day = (DAY_NS / width) as usize;
-    let first_day = samples.start_ns.div_euclid(DAY_NS);
-    let last_day = (samples.start_ns + samples.len as i64 * width - 1).div_euclid(DAY_NS);
-    let slices = (first_day..=last_day)
+    let first_day = (samples.start_ns + DAY_NS - 1).div_euclid(DAY_NS);
+    let end_day = samples.until_ns.div_euclid(DAY_NS);
+    let slices = (first_day..end_day)
         .map(|day| {
             let first = (day * DAY_NS - samples.start_ns).div_euclid(width);
             let clamp = |slot: i64| slot.clamp(0, samples.len as i64) as usize;
@@ -298,6 +312,15 @@ fn day_slices(samples: &Samples) -> (Vec<(i64, usize, usize)>, usize) {
         })
         .collect();
     (slices, per_day)
+}
+
+/// The larger of two figures, either of which may be missing: a link is
+/// billed, and fills, by its busier direction.
+fn larger(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One direction's figures over the range, and its percentile per day of
@@ -372,13 +395,7 @@ fn scan_link(
     let mut daily: Vec<(i64, Option<f64>)> = days
         .iter()
         .zip(daily_in.into_iter().zip(daily_out))
-        .map(|(&(day, _, _), (a, b))| {
-            let larger = match (a, b) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            (day, larger)
-        })
+        .map(|(&(day, _, _), (a, b))| (day, larger(a, b)))
         .collect();
     // no leading or trailing days without data
     let first = daily
@@ -436,6 +453,17 @@ pub struct LinkReport {
     pub forecast: Option<LinkForecast>,
 }
 
+impl LinkReport {
+    /// The direction that fills first: the one with the higher percentile.
+    pub fn busier(&self) -> Direction {
+        if self.outbound.percentile_bps > self.inbound.percentile_bps {
+            Direction::Out
+        } else {
+            Direction::In
+        }
+    }
+}
+
 /// The forecast of a link's daily percentile.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkForecast {
@@ -473,7 +501,7 @@ pub struct CapacityReport {
     pub threshold: f64,
     pub horizon_days: i64,
     pub links: Vec<LinkReport>,
-    /// Interfaces with counter readings but no whole 5-minute sample yet
+    /// Interfaces with counter readings but no whole sample yet
     /// (a poller started minutes ago).
     pub links_without_samples: usize,
     pub groups: Vec<GroupReport>,
@@ -590,6 +618,7 @@ impl Capacity {
             })
             .unwrap_or_default();
         Some(LinkDetail {
+            threshold: settings.threshold,
             start_ns: self.samples.start_ns,
             sample_ns: self.samples.sample_ns,
             series,
@@ -623,6 +652,8 @@ pub struct DailyValue {
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkDetail {
     pub link: LinkReport,
+    /// `[capacity] threshold`: the share of the speed that counts as full.
+    pub threshold: f64,
     pub start_ns: i64,
     pub sample_ns: i64,
     pub series: Vec<SeriesOut>,
@@ -661,10 +692,7 @@ fn judge(
     let speed_bps = speed_bps.filter(|&s| s > 0);
     let p = settings.percentile;
     let (inbound, outbound, daily) = scan_link(samples, link, source, p);
-    let billing_bps = match (inbound.percentile_bps, outbound.percentile_bps) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
+    let billing_bps = larger(inbound.percentile_bps, outbound.percentile_bps);
     let utilisation = billing_bps.zip(speed_bps).map(|(b, s)| b / s as f64);
     let mut comparisons = Vec::new();
     for direction in Direction::BOTH {
@@ -697,18 +725,21 @@ fn judge(
             }
         }
     }
+    // forecasts look ahead from the range's last whole day, not from a
+    // link's last day of data: a link silent for a week has none
+    let today = samples.until_ns.div_euclid(DAY_NS) - 1;
+    let recent = daily.last().is_some_and(|d| today - d.0 <= STALE_DAYS);
     let forecast = {
-        let first_day = daily.first().map(|d| d.0);
+        let first_day = daily.first().map(|d| d.0).filter(|_| recent);
         let values: Vec<Option<f64>> = daily.iter().map(|d| d.1).collect();
         first_day
             .and_then(|first| DailyModel::fit(first, &values))
             .map(|model| {
                 let threshold_bps = speed_bps.map(|s| s as f64 * settings.threshold);
-                let last = daily.last().map_or(0, |d| d.0);
                 let crossing =
-                    threshold_bps.and_then(|t| model.crossing(last, settings.horizon_days, t));
+                    threshold_bps.and_then(|t| model.crossing(today, settings.horizon_days, t));
                 LinkForecast {
-                    days_to_crossing: crossing.map(|c| c.day - last),
+                    days_to_crossing: crossing.map(|c| c.day - today),
                     model,
                     threshold_bps,
                     crossing,
@@ -765,9 +796,12 @@ fn group_report(
             None => missing.push(port.clone()),
         }
     }
+    // a sample of the group counts when every port has one: a sum of some
+    // of them would bill less than the group carried
     let summed = |direction| -> Option<Vec<f64>> {
-        let mut total = vec![f64::NAN; samples.len];
-        let mut any = false;
+        let mut total = vec![0.0; samples.len];
+        let mut known = vec![0usize; samples.len];
+        let mut ports = 0;
         for l in &found {
             let key = LinkKey {
                 exporter: l.exporter,
@@ -780,12 +814,20 @@ fn group_report(
             else {
                 continue;
             };
-            any = true;
-            for (t, &v) in total.iter_mut().zip(series).filter(|(_, v)| !v.is_nan()) {
-                *t = if t.is_nan() { v } else { *t + v };
+            ports += 1;
+            for ((t, k), &v) in total.iter_mut().zip(&mut known).zip(series) {
+                if !v.is_nan() {
+                    *t += v;
+                    *k += 1;
+                }
             }
         }
-        any.then_some(total)
+        for (t, &k) in total.iter_mut().zip(&known) {
+            if k < ports {
+                *t = f64::NAN;
+            }
+        }
+        (ports > 0).then_some(total)
     };
     let p = settings.percentile;
     let figures = |direction| {
@@ -794,10 +836,7 @@ fn group_report(
         })
     };
     let (inbound, outbound) = (figures(Direction::In), figures(Direction::Out));
-    let billing_bps = match (inbound.percentile_bps, outbound.percentile_bps) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
+    let billing_bps = larger(inbound.percentile_bps, outbound.percentile_bps);
     let speeds: Option<u64> = found.iter().map(|l| l.speed_bps).sum();
     GroupReport {
         name: group.name.clone(),
@@ -813,6 +852,9 @@ fn group_report(
             .map(|(b, s)| b / s as f64),
     }
 }
+
+/// The most groups each half of a growth query keeps.
+const GROWTH_GROUPS: usize = 100_000;
 
 /// One contributor to a link's growth.
 #[derive(Debug, Clone, Serialize)]
@@ -846,6 +888,8 @@ pub fn growth(
         key.exporter, key.if_index
     ))
     .map_err(|e| AnalyzeError::Rows(e.to_string()))?;
+    // up to now: a range that ends in the future would halve unevenly
+    let to_ns = to_ns.min(hopscope_store::now_ns());
     let middle = from_ns + (to_ns - from_ns) / 2;
     let half_seconds = (middle - from_ns) as f64 / 1e9;
     let mut out = Vec::new();
@@ -864,7 +908,9 @@ pub fn growth(
                 group_by: fields.to_vec(),
                 aggregates: vec![Aggregate::Sum("bytes")],
                 counting: Counting::EveryPoint,
-                limit: Some(200),
+                // every group of each half, so that one just short of a
+                // first half's top is not taken for new
+                limit: Some(GROWTH_GROUPS),
                 ..Query::default()
             };
             let result = store
@@ -931,6 +977,15 @@ fn display_value(column: &dyn Array, row: usize) -> String {
     }
 }
 
+/// A day (days since 1970-01-01) as its date: `2027-01-19`.
+pub fn format_day(day: i64) -> String {
+    let (y, m, d) = hopscope_schema::civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The rule of capacity forecast alerts, by which they are found again.
+pub const CAPACITY_RULE: &str = "capacity-forecast";
+
 /// The alert name of capacity forecasts.
 pub const CAPACITY_ALERT_NAME: &str = "HopscopeCapacityForecast";
 
@@ -949,10 +1004,9 @@ pub fn forecast_alerts(report: &CapacityReport, now_ns: i64) -> Vec<Alert> {
             labels.insert("exporter".to_string(), l.exporter.to_string());
             labels.insert("if_index".to_string(), l.if_index.to_string());
             labels.insert("interface".to_string(), name.clone());
-            let date = hopscope_schema::format_time(crossing.day * DAY_NS);
             Some(Alert {
                 id: format!("capacity:{}:{}", l.exporter, l.if_index),
-                rule: "capacity-forecast".into(),
+                rule: CAPACITY_RULE.into(),
                 name: CAPACITY_ALERT_NAME.into(),
                 severity: "warning".into(),
                 state: AlertState::Firing,
@@ -966,7 +1020,7 @@ pub fn forecast_alerts(report: &CapacityReport, now_ns: i64) -> Vec<Alert> {
                     report.threshold * 100.0,
                     format_bps(speed as f64),
                     report.percentile,
-                    &date[..10.min(date.len())],
+                    format_day(crossing.day),
                     f.days_to_crossing.unwrap_or(0),
                 ),
                 evidence: serde_json::json!({

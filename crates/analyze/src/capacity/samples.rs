@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use foldhash::fast::RandomState;
-use hopscope_schema::{COUNTER_SOURCE_SNMP, mapped_to_ip};
+use hopscope_schema::{COUNTER_SOURCE_SNMP, COUNTER_SOURCE_SNMP_32, mapped_to_ip};
 use hopscope_store::query::{Aggregate, Counting, Query, Source as QuerySource, Volumes};
 use hopscope_store::{Backend, Table};
 use serde::Serialize;
@@ -20,7 +20,7 @@ use crate::AnalyzeError;
 pub const SAMPLE_NS: i64 = 300_000_000_000;
 
 /// The longest range read: 400 days (a year of forecasting history and a
-/// month to spare), 115 200 samples per series.
+/// month to spare).
 pub const MAX_RANGE_NS: i64 = 400 * 86_400_000_000_000;
 
 /// Where a sample comes from. The order is the order of preference for
@@ -55,6 +55,13 @@ pub enum Direction {
 
 impl Direction {
     pub const BOTH: [Direction; 2] = [Direction::In, Direction::Out];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
 }
 
 /// An interface of an exporter.
@@ -113,8 +120,15 @@ pub struct Samples {
     /// The width of each sample (5 minutes, or 1 minute for a closer look).
     pub sample_ns: i64,
     pub len: usize,
+    /// The end of what was asked, no later than when it was asked: days
+    /// after it are not whole yet.
+    pub until_ns: i64,
     pub links: BTreeMap<LinkKey, LinkSamples>,
 }
+
+/// The most samples a series may hold: a year and a month of 5-minute
+/// samples (a series is 8 octets a sample, per link, source and direction).
+pub const MAX_SAMPLES: usize = 115_200;
 
 impl Samples {
     /// The samples of width `sample_ns` of `[from_ns, to_ns)` widened to
@@ -127,15 +141,27 @@ impl Samples {
         sample_ns: i64,
     ) -> Result<Samples, AnalyzeError> {
         let sample_ns = sample_ns.max(1_000_000_000);
-        let to_ns = to_ns.min(hopscope_store::now_ns() + sample_ns);
+        let now = hopscope_store::now_ns();
+        let until_ns = to_ns.min(now);
+        let to_ns = to_ns.min(now + sample_ns);
         let from_ns = from_ns.max(to_ns.saturating_sub(MAX_RANGE_NS)).min(to_ns);
         let start_ns = from_ns.div_euclid(sample_ns) * sample_ns;
         let end_ns = (to_ns + sample_ns - 1).div_euclid(sample_ns) * sample_ns;
         let len = ((end_ns - start_ns) / sample_ns).max(0) as usize;
+        if len > MAX_SAMPLES {
+            return Err(AnalyzeError::Setting {
+                key: "sample".into(),
+                message: format!(
+                    "the range holds {len} samples of {} s; the most is {MAX_SAMPLES}: a wider sample or a shorter range",
+                    sample_ns / 1_000_000_000
+                ),
+            });
+        }
         let mut samples = Samples {
             start_ns,
             sample_ns,
             len,
+            until_ns,
             links: BTreeMap::new(),
         };
         samples.read_flows(store, end_ns)?;
@@ -221,7 +247,7 @@ impl Samples {
     /// Octet counters per agent, interface and source: the rate between
     /// two readings spread over the samples they span.
     fn read_counters(&mut self, store: &dyn Backend, end_ns: i64) -> Result<(), AnalyzeError> {
-        type Readings = Vec<(i64, Option<u64>, Option<u64>, Option<u64>)>;
+        type Readings = Vec<Reading>;
         // by hash (a lookup per row); the last key kept, as rows of one
         // interface often come in runs
         let mut readings: HashMap<(LinkKey, Source), Readings, RandomState> = HashMap::default();
@@ -276,9 +302,12 @@ impl Samples {
                     if !(t.is_valid(row) && a.is_valid(row) && i.is_valid(row)) {
                         continue;
                     }
-                    let from_snmp = source
+                    let kind = source
                         .as_ref()
-                        .is_some_and(|s| s.is_valid(row) && s.value(row) == COUNTER_SOURCE_SNMP);
+                        .filter(|s| s.is_valid(row))
+                        .map(|s| s.value(row));
+                    let from_snmp =
+                        matches!(kind, Some(COUNTER_SOURCE_SNMP | COUNTER_SOURCE_SNMP_32));
                     let key = LinkKey {
                         exporter: mapped_to_ip(addr),
                         if_index: i.value(row),
@@ -288,12 +317,13 @@ impl Samples {
                     } else {
                         Source::Sflow
                     };
-                    readings.entry((key, source)).or_default().push((
-                        t.value(row),
-                        value(&inbound, row),
-                        value(&outbound, row),
-                        value(&speed, row),
-                    ));
+                    readings.entry((key, source)).or_default().push(Reading {
+                        time_ns: t.value(row),
+                        inbound: value(&inbound, row),
+                        outbound: value(&outbound, row),
+                        speed: value(&speed, row),
+                        counter_32: kind == Some(COUNTER_SOURCE_SNMP_32),
+                    });
                 }
                 Ok(())
             },
@@ -301,25 +331,28 @@ impl Samples {
         let mut readings: Vec<_> = readings.into_iter().collect();
         readings.sort_unstable_by_key(|(k, _)| *k);
         for ((key, source), mut rows) in readings {
-            rows.sort_by_key(|r| r.0);
+            rows.sort_by_key(|r| r.time_ns);
             let (len, start, width) = (self.len, self.start_ns, self.sample_ns);
             let link = self.link(key);
-            if let Some(speed) = rows.iter().rev().find_map(|r| r.3.filter(|&s| s > 0)) {
+            if let Some(speed) = rows.iter().rev().find_map(|r| r.speed.filter(|&s| s > 0)) {
                 link.speeds.insert(source, speed);
             }
-            let speed = link.speeds.get(&source).copied();
+            let counter = Counter {
+                wraps_at_32_bits: rows.iter().any(|r| r.counter_32),
+                speed_bps: link.speeds.get(&source).copied(),
+            };
             for (direction, pick) in [
                 (
                     Direction::In,
-                    (|r: &(i64, Option<u64>, Option<u64>, Option<u64>)| r.1) as fn(&_) -> _,
+                    (|r: &Reading| r.inbound) as fn(&Reading) -> _,
                 ),
-                (Direction::Out, |r| r.2),
+                (Direction::Out, |r| r.outbound),
             ] {
                 let points: Vec<(i64, u64)> = rows
                     .iter()
-                    .filter_map(|r| pick(r).map(|v| (r.0, v)))
+                    .filter_map(|r| pick(r).map(|v| (r.time_ns, v)))
                     .collect();
-                let series = rates_to_samples(&points, start, width, len, speed);
+                let series = rates_to_samples(&points, start, width, len, counter);
                 if series.iter().any(|x| !x.is_nan()) {
                     link.series.insert((source, direction), series);
                 }
@@ -327,6 +360,24 @@ impl Samples {
         }
         Ok(())
     }
+}
+
+/// One counter reading of an interface.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    time_ns: i64,
+    inbound: Option<u64>,
+    outbound: Option<u64>,
+    speed: Option<u64>,
+    counter_32: bool,
+}
+
+/// What a counter's readings need to become rates.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counter {
+    /// An SNMP agent without 64-bit counters: the counter wraps at 2³².
+    pub wraps_at_32_bits: bool,
+    pub speed_bps: Option<u64>,
 }
 
 /// Zero where a series has no value between its first and last values.
@@ -346,16 +397,16 @@ const MAX_READING_GAP_NS: i64 = 30 * 60 * 1_000_000_000;
 
 /// The bits per second between consecutive counter readings, spread over
 /// the samples each interval overlaps; a sample is kept when readings
-/// cover at least half of it. A counter that went down wrapped at 2³²
-/// when it was below 2³² and the wrapped rate fits the link's speed (a
-/// 32-bit counter); otherwise the device restarted, and that interval
-/// tells nothing.
+/// cover at least half of it. A 32-bit counter (an SNMP agent without
+/// ifXTable) that went down wrapped at 2³² if the wrapped rate fits the
+/// link's speed; any other counter that went down restarted (the device
+/// rebooted), and that interval tells nothing.
 pub(crate) fn rates_to_samples(
     points: &[(i64, u64)],
     start_ns: i64,
     sample_ns: i64,
     len: usize,
-    speed_bps: Option<u64>,
+    counter: Counter,
 ) -> Series {
     let mut weighted = vec![0.0f64; len];
     let mut covered = vec![0i64; len];
@@ -368,9 +419,11 @@ pub(crate) fn rates_to_samples(
         let seconds = span as f64 / 1e9;
         let delta = if c1 >= c0 {
             c1 - c0
-        } else if c0 < (1 << 32) {
+        } else if counter.wraps_at_32_bits && c0 < (1 << 32) {
             let wrapped = c1 + (1u64 << 32) - c0;
-            let fits = speed_bps.is_none_or(|s| wrapped as f64 * 8.0 / seconds <= s as f64 * 1.05);
+            let fits = counter
+                .speed_bps
+                .is_none_or(|s| wrapped as f64 * 8.0 / seconds <= s as f64 * 1.05);
             if !fits {
                 continue;
             }
@@ -416,10 +469,10 @@ mod tests {
         let points: Vec<(i64, u64)> = (0..=15)
             .map(|m| (m * 60 * S, m as u64 * 60_000_000))
             .collect();
-        let series = rates_to_samples(&points, 0, SAMPLE_NS, 3, None);
+        let series = rates_to_samples(&points, 0, SAMPLE_NS, 3, Counter::default());
         assert_eq!(series, vec![8e6, 8e6, 8e6]);
         // readings that cover under half a sample leave it unknown
-        let series = rates_to_samples(&points[..3], 0, SAMPLE_NS, 2, None);
+        let series = rates_to_samples(&points[..3], 0, SAMPLE_NS, 2, Counter::default());
         assert!(series.iter().all(|x| x.is_nan()));
     }
 
@@ -433,16 +486,21 @@ mod tests {
             (120 * S, 3_000_000),
             (180 * S, 5_000_000),
         ];
-        let series = rates_to_samples(&points, 0, SAMPLE_NS, 1, Some(1_000_000_000));
+        let counter_32 = Counter {
+            wraps_at_32_bits: true,
+            speed_bps: Some(1_000_000_000),
+        };
+        let series = rates_to_samples(&points, 0, SAMPLE_NS, 1, counter_32);
         let bps = 2_000_000.0 * 8.0 / 60.0;
         assert!((series[0] - bps).abs() < 1e-6);
-        // a 64-bit counter going down is a restart, not a wrap
+        // a 64-bit counter going down restarted, even from below 2^32: the
+        // interval tells nothing (without the wrap, 120 s of readings)
+        let series = rates_to_samples(&points, 0, SAMPLE_NS, 1, Counter::default());
+        assert!(series[0].is_nan());
         let restart: Vec<(i64, u64)> = std::iter::once((0, 1u64 << 40))
             .chain((1..=5).map(|m| (m * 60 * S, m as u64 * 10)))
             .collect();
-        assert_eq!(
-            rates_to_samples(&restart, 0, SAMPLE_NS, 1, None)[0].round(),
-            1.0
-        );
+        let series = rates_to_samples(&restart, 0, SAMPLE_NS, 1, counter_32);
+        assert_eq!(series[0].round(), 1.0);
     }
 }

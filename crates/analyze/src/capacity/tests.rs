@@ -12,8 +12,9 @@ use hopscope_store::{Backend, MemoryStore, Table};
 use super::*;
 
 const S: i64 = 1_000_000_000;
-/// 2026-11-02, a Monday, midnight UTC.
-const MONDAY: i64 = 20_394 * DAY_NS;
+/// 2025-11-03, a Monday, midnight UTC: every range of the tests is past
+/// (a range is cut at the present).
+const MONDAY: i64 = 20_395 * DAY_NS;
 
 fn exporter() -> IpAddr {
     "192.0.2.1".parse().unwrap()
@@ -322,4 +323,67 @@ fn settings_are_checked() {
     assert_eq!(c.report.links[0].speed_bps, Some(10_000_000_000));
     assert_eq!(c.report.links[0].speed_source, Some("configured"));
     assert_eq!(c.report.links[0].name.as_deref(), Some("uplink"));
+}
+
+#[test]
+fn a_link_that_went_quiet_has_no_forecast_and_groups_need_every_port() {
+    // eight weeks of samples, then two weeks of nothing: the trend of a
+    // link silent for a fortnight says nothing of the weeks ahead
+    let per_day = (DAY_NS / SAMPLE_NS) as usize;
+    let store = MemoryStore::default();
+    let n = 56 * per_day;
+    store
+        .write(
+            Table::InterfaceCounters,
+            &[snmp_rows(1, n, 1_000_000_000, |k| {
+                (1e6 * (1 + k / per_day) as f64, 0.0)
+            })],
+        )
+        .unwrap();
+    let s = settings(CapacityConfig::default());
+    let c = read(&store, n + 14 * per_day, &s);
+    assert!(c.report.links[0].forecast.is_none());
+    let c = read(&store, n, &s);
+    assert!(c.report.links[0].forecast.is_some());
+    // a second port with samples for the first half only: the group's
+    // samples are those both ports have
+    let store = MemoryStore::default();
+    store
+        .write(
+            Table::InterfaceCounters,
+            &[snmp_rows(1, 100, 1_000_000_000, |_| (10e6, 0.0))],
+        )
+        .unwrap();
+    store
+        .write(
+            Table::InterfaceCounters,
+            &[snmp_rows(2, 50, 1_000_000_000, |_| (5e6, 0.0))],
+        )
+        .unwrap();
+    let s = settings(CapacityConfig {
+        groups: vec![PortGroup {
+            name: "pair".into(),
+            ports: vec!["192.0.2.1:1".into(), "192.0.2.1:2".into()],
+        }],
+        ..CapacityConfig::default()
+    });
+    let c = read(&store, 100, &s);
+    let g = &c.report.groups[0];
+    assert_eq!(g.inbound.samples, 50);
+    assert_eq!(g.inbound.max_bps.map(f64::round), Some(15e6));
+}
+
+#[test]
+fn a_range_of_too_many_samples_is_refused() {
+    let s = settings(CapacityConfig {
+        sample: "1m".into(),
+        ..CapacityConfig::default()
+    });
+    let store = MemoryStore::default();
+    let e =
+        Capacity::read(&store, MONDAY, MONDAY + 100 * DAY_NS, &s, &Directory::new()).unwrap_err();
+    assert!(
+        e.to_string().contains("a wider sample or a shorter range"),
+        "{e}"
+    );
 }

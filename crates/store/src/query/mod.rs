@@ -32,7 +32,20 @@ pub use volume::{RATE_COLUMN, RateCoverage, SCALED_COLUMNS, Volumes};
 /// value at rank ⌈p × n / 100⌉. It is always one of the values (never an
 /// interpolation); `values` is reordered. One implementation for the
 /// query aggregate `pNN(F)`, the API's series and capacity planning.
-pub fn percentile<T: Copy + PartialOrd>(values: &mut [T], p: f64) -> Option<T> {
+pub fn percentile<T: Copy + Ord>(values: &mut [T], p: f64) -> Option<T> {
+    nearest_rank(values, p, T::cmp)
+}
+
+/// [`percentile`] of floats, in their total order (NaN last).
+pub fn percentile_f64(values: &mut [f64], p: f64) -> Option<f64> {
+    nearest_rank(values, p, f64::total_cmp)
+}
+
+fn nearest_rank<T: Copy>(
+    values: &mut [T],
+    p: f64,
+    order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+) -> Option<T> {
     if values.is_empty() || !(p > 0.0 && p <= 100.0) {
         return None;
     }
@@ -40,9 +53,7 @@ pub fn percentile<T: Copy + PartialOrd>(values: &mut [T], p: f64) -> Option<T> {
     // keeps 99.9 × 1000 / 100 at rank 999
     let rank = ((p * values.len() as f64 / 100.0) - 1e-9).ceil().max(1.0) as usize - 1;
     let rank = rank.min(values.len() - 1);
-    let (_, x, _) = values.select_nth_unstable_by(rank, |a, b| {
-        a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
-    });
+    let (_, x, _) = values.select_nth_unstable_by(rank, order);
     Some(*x)
 }
 
@@ -370,8 +381,8 @@ mod tests {
         let mut v: Vec<u64> = (1..=20).rev().collect();
         assert_eq!(percentile(&mut v, 95.0), Some(19));
         let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
-        assert_eq!(percentile(&mut v, 99.9), Some(999.0));
-        assert_eq!(percentile(&mut v, 100.0), Some(1000.0));
+        assert_eq!(percentile_f64(&mut v, 99.9), Some(999.0));
+        assert_eq!(percentile_f64(&mut v, 100.0), Some(1000.0));
         assert_eq!(percentile(&mut [7u64], 1.0), Some(7));
         assert_eq!(percentile::<u64>(&mut [], 95.0), None);
         // a month of 5-minute samples: 8640; the 95th discards the top 432
