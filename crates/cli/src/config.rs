@@ -165,7 +165,11 @@ impl SnmpEntry {
                 address,
                 security,
                 timeout: duration(&self.timeout, "2s", "timeout")?,
-                retries: self.retries.unwrap_or(1),
+                retries: match self.retries.unwrap_or(1) {
+                    // every try of a dead agent holds the poller up
+                    r @ 0..=5 => r,
+                    r => anyhow::bail!(at(&format!("retries {r}: at most 5"))),
+                },
             },
             interval: duration(&self.interval, "60s", "interval")?,
         })

@@ -87,6 +87,35 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             .map(|i| format!("{}:{}", i.device, i.if_index))
             .collect(),
     }];
+    // weeks of interface counters, as a poller would have read them, for
+    // the capacity page's forecasts (a store that has them keeps its own)
+    let scenario = hopscope_demo::topology(args.seed);
+    let store = hopscope_store::Store::open(&data_dir, hopscope_store::WriteOptions::default())
+        .with_context(|| format!("opening {}", data_dir.display()))?;
+    let mut held = false;
+    hopscope_store::Backend::scan(
+        &store,
+        hopscope_store::Table::InterfaceCounters,
+        &["time_received_ns"],
+        i64::MIN,
+        i64::MAX,
+        &mut |b| {
+            held |= b.num_rows() > 0;
+            Ok(())
+        },
+    )?;
+    if !held {
+        let mut rows = hopscope_schema::InterfaceCounterBuilder::with_capacity(1 << 16);
+        for r in hopscope_demo::counter_history(&scenario, now_ns(), hopscope_demo::HISTORY_DAYS) {
+            rows.append(&r);
+        }
+        hopscope_store::Backend::write(
+            &store,
+            hopscope_store::Table::InterfaceCounters,
+            &[rows.finish()?],
+        )?;
+    }
+    drop(store);
     let result = crate::serve::run_with(&serve, &section, assurance, stop.clone(), |listening| {
         let collector = *listening.udp.first().context("no UDP listener")?;
         let mut network = DemoNetwork::new(DemoConfig {

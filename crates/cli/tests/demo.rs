@@ -233,6 +233,15 @@ fn the_demo_incidents_page_with_the_broken_link_first() {
             at.as_secs_f64() - f64::from(incident_start)
         );
     }
+    // the demo's weeks of counters: its provider link is forecast to fill
+    let forecasts: Vec<&String> = seen
+        .keys()
+        .filter(|k| k.starts_with("capacity-forecast "))
+        .collect();
+    assert!(
+        !forecasts.is_empty(),
+        "no capacity forecast fired: {seen:?}"
+    );
     // one scan alert, for the scanner, not also for the NAT's address
     let scans: Vec<&String> = seen.keys().filter(|k| k.starts_with("scan ")).collect();
     assert_eq!(scans, ["scan 10.1.66.6"], "{seen:?}");

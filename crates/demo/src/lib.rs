@@ -279,6 +279,70 @@ pub fn interfaces(scenario: &Scenario) -> Vec<Interface> {
     out
 }
 
+/// Days of interface counters the demo starts with.
+pub const HISTORY_DAYS: i64 = 42;
+
+/// What an SNMP poller would have read of the demo's interfaces every 5
+/// minutes over the `days` before `until_ns`: a daily cycle peaking in the
+/// afternoon, lighter weekends, and traffic growing every day, so that the
+/// capacity page has weeks to forecast from: the provider's 25 Mb/s link,
+/// at 60 % at its daily peak now, is forecast to reach 80 % in about two
+/// months; the other links stay far from theirs.
+pub fn counter_history(
+    scenario: &Scenario,
+    until_ns: i64,
+    days: i64,
+) -> Vec<hopscope_schema::InterfaceCounterRecord> {
+    const DAY_NS: i64 = 86_400_000_000_000;
+    const STEP_NS: i64 = 300_000_000_000;
+    let interfaces = interfaces(scenario);
+    let start = until_ns - days * DAY_NS;
+    let mut octets: Vec<(u64, u64)> = vec![(1 << 30, 1 << 28); interfaces.len()];
+    let mut rows = Vec::new();
+    let mut t = start - start.rem_euclid(STEP_NS);
+    let mut step = 0u64;
+    while t < until_ns {
+        let days_before = (until_ns - t) as f64 / DAY_NS as f64;
+        let hour = (t.rem_euclid(DAY_NS)) as f64 / 3.6e12;
+        let daily = 0.3 + 0.7 * (0.5 + 0.5 * ((hour - 15.0) / 24.0 * std::f64::consts::TAU).cos());
+        let weekend = (t.div_euclid(DAY_NS) + 3).rem_euclid(7) >= 5;
+        for (k, (i, counter)) in interfaces.iter().zip(&mut octets).enumerate() {
+            // today's peak: 60 % of the narrow links, 4 % of the others,
+            // grown by a 120th a day
+            let share = if i.speed_bps <= 25_000_000 {
+                0.60
+            } else {
+                0.04
+            };
+            let peak = share * i.speed_bps as f64 / (1.0 + days_before / 120.0);
+            let noise = 0.92 + 0.16 * unit(step.wrapping_mul(31).wrapping_add(k as u64));
+            let bps = peak * daily * noise * if weekend { 0.55 } else { 1.0 };
+            counter.0 += (bps / 8.0 * (STEP_NS as f64 / 1e9)) as u64;
+            counter.1 += (0.4 * bps / 8.0 * (STEP_NS as f64 / 1e9)) as u64;
+            rows.push(hopscope_schema::InterfaceCounterRecord {
+                time_received_ns: Some(t),
+                sampler_address: Some(hopscope_schema::ip_to_mapped(i.device)),
+                if_index: Some(i.if_index),
+                if_speed: Some(i.speed_bps),
+                if_status: Some(3),
+                in_octets: Some(counter.0),
+                out_octets: Some(counter.1),
+                counter_source: Some(hopscope_schema::COUNTER_SOURCE_SNMP),
+                ..hopscope_schema::InterfaceCounterRecord::default()
+            });
+        }
+        t += STEP_NS;
+        step += 1;
+    }
+    rows
+}
+
+/// A deterministic number in [0, 1) from `k`.
+fn unit(k: u64) -> f64 {
+    let x = k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((x ^ (x >> 29)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// The demo network: the scenario and a metering process per point.
 #[derive(Debug)]
 pub struct DemoNetwork {

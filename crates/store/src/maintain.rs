@@ -369,13 +369,15 @@ impl Store {
             (Table::Flows, policy.flows_max_age_ns),
             (Table::Health, policy.flows_max_age_ns),
             (Table::PacketReports, policy.flows_max_age_ns),
-            (Table::InterfaceCounters, policy.flows_max_age_ns),
             (Table::Journeys, policy.flows_max_age_ns),
             (Table::Segments, policy.flows_max_age_ns),
             (Table::Flows1m, policy.rollup_1m_max_age_ns),
             (Table::Flows1h, policy.rollup_1h_max_age_ns),
-            // error budgets and alert history are as long-lived as the hourly rollups
+            // error budgets, alert history and interface counters (what
+            // capacity forecasts are fitted to: a row per interface and
+            // poll, small) are as long-lived as the hourly rollups
             (Table::SloBuckets, policy.rollup_1h_max_age_ns),
+            (Table::InterfaceCounters, policy.rollup_1h_max_age_ns),
             (Table::Alerts, policy.rollup_1h_max_age_ns),
         ];
         for (table, age) in ages {

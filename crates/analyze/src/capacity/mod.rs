@@ -1004,6 +1004,8 @@ pub fn forecast_alerts(report: &CapacityReport, now_ns: i64) -> Vec<Alert> {
             labels.insert("exporter".to_string(), l.exporter.to_string());
             labels.insert("if_index".to_string(), l.if_index.to_string());
             labels.insert("interface".to_string(), name.clone());
+            // the one thing the alert is about, as the detections' alerts say it
+            labels.insert("subject".to_string(), format!("{}:{}", l.exporter, l.if_index));
             Some(Alert {
                 id: format!("capacity:{}:{}", l.exporter, l.if_index),
                 rule: CAPACITY_RULE.into(),
