@@ -122,11 +122,17 @@ def estimated(where, segments, delay_ms, back_ms):
               f"{where}: round trip over {pair[0]} > {pair[1]}: {rtt and rtt / 1e6} ms, truth {delay_ms + back_ms} ms")
 
 
+def between_a_and_b(journeys):
+    """The journeys of the lab's traffic between A and B: not the probes'
+    own IPFIX to the collector (UDP to port 4739), which a probe sees
+    leave, nor R3's datagram a second to B (port 7001), seen at r3-b alone."""
+    port = lambda j: j["tuple"].split(" > ")[1].split(" ")[0].rsplit(":", 1)[-1]
+    return [j for j in journeys if port(j) not in ("4739", "7001")]
+
+
 def nat_and_order(journeys):
     forwards = {("r1:r1-a", "r1:r1-r2", "r2:r2-r1", *m, "r3:r3-b") for m in MEMBERS}
-    # the probes' own IPFIX to the collector (UDP to port 4739), where a
-    # probe sees it leave, is telemetry, not the lab's traffic
-    traffic = [j for j in journeys if not j["tuple"].split(" > ")[1].split(" ")[0].endswith(":4739")]
+    traffic = between_a_and_b(journeys)
     for basis, of_basis in (("packets", lambda j: "flow-totals" not in j["flags"]),
                             ("flow totals", lambda j: "flow-totals" in j["flags"])):
         mine = [j for j in traffic if of_basis(j)]
@@ -182,9 +188,7 @@ def table(out, drops, delay_ms, back_ms):
     rows = []
     forwards = {("r1:r1-a", "r1:r1-r2", "r2:r2-r1", *m, "r3:r3-b") for m in MEMBERS}
     both = forwards | {tuple(reversed(p)) for p in forwards}
-    # the probes' own IPFIX to the collector (UDP to port 4739), where a
-    # probe sees it leave, is telemetry, not the lab's traffic
-    traffic = [j for j in journeys if not j["tuple"].split(" > ")[1].split(" ")[0].endswith(":4739")]
+    traffic = between_a_and_b(journeys)
     for basis, of_basis in (("packets", lambda j: "flow-totals" not in j["flags"]),
                             ("flow totals", lambda j: "flow-totals" in j["flags"])):
         mine = [j for j in traffic if of_basis(j)]

@@ -419,6 +419,7 @@ impl Correlator {
             }
             out.extend(self.close(start, end));
         }
+        self.rejoin_translated();
         let settled = self
             .totals
             .take_settled(watermark_ns.saturating_sub(self.config.flow_settle_ns));
@@ -434,6 +435,37 @@ impl Correlator {
         self.nat.expire(keep_from);
         self.telemetry.retain(|t| t.time_ns >= keep_from);
         out
+    }
+
+    /// Moves the flows buffered under a tuple that a translation added
+    /// since has shown to be the outside of another: their records join
+    /// the inside's, so that the records of both sides of a NAT settle as
+    /// one flow, once the last of them has had its time. Keyed apart, the
+    /// side whose records came first would settle alone and cut the
+    /// journey at the NAT.
+    fn rejoin_translated(&mut self) {
+        let changed = self.nat.take_changed();
+        if changed.is_empty() || self.totals.len() == 0 {
+            return;
+        }
+        let mut spaces: Vec<u16> = self.config.address_spaces.values().copied().collect();
+        spaces.push(0);
+        spaces.sort_unstable();
+        spaces.dedup();
+        for outside in changed {
+            for key in self.totals.keys_of(&outside, &spaces) {
+                let Some(pending) = self.totals.remove(&key) else {
+                    continue;
+                };
+                for r in pending.into_records() {
+                    let to = (self.nat.inside(&r.tuple, r.last_ns), key.1);
+                    let this = (r.point, r.last_ns);
+                    if let Some(other) = self.totals.add(to, r) {
+                        self.sharing.met([other, this]);
+                    }
+                }
+            }
+        }
     }
 
     /// Closes every window (end of input).

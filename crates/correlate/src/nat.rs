@@ -49,11 +49,11 @@ const MAX_NATS_ON_A_PATH: usize = 8;
 /// Whether the protocol has ports. ICMP has none: packet reports say 0 and
 /// flow records the echo id (or type and code), so its translations are
 /// kept and found without them.
-fn has_ports(t: &FlowTuple) -> bool {
+pub(crate) fn has_ports(t: &FlowTuple) -> bool {
     !matches!(t.proto, 1 | 58)
 }
 
-fn without_ports(t: &FlowTuple) -> FlowTuple {
+pub(crate) fn without_ports(t: &FlowTuple) -> FlowTuple {
     if has_ports(t) {
         *t
     } else {
@@ -70,6 +70,10 @@ fn without_ports(t: &FlowTuple) -> FlowTuple {
 #[derive(Debug, Default)]
 pub struct NatTable {
     by_outside: HashMap<FlowTuple, Vec<Entry>>,
+    /// Outside tuples whose translations were added or widened since
+    /// [`NatTable::take_changed`]: flow records buffered under them before
+    /// may now belong with the inside's.
+    changed: Vec<FlowTuple>,
 }
 
 impl NatTable {
@@ -88,6 +92,7 @@ impl NatTable {
             .iter_mut()
             .find(|e| e.inside == inside && e.until_ns >= from_ns)
         {
+            Some(e) if e.from_ns <= from_ns && until_ns <= e.until_ns => return,
             Some(e) => {
                 e.from_ns = e.from_ns.min(from_ns);
                 e.until_ns = e.until_ns.max(until_ns);
@@ -99,6 +104,13 @@ impl NatTable {
                 until_ns,
             }),
         }
+        self.changed.push(outside);
+    }
+
+    /// The outside tuples (without ports for ICMP) whose translations were
+    /// added or widened since the last call.
+    pub fn take_changed(&mut self) -> Vec<FlowTuple> {
+        std::mem::take(&mut self.changed)
     }
 
     /// A translation seen in a packet journey, `before` at the hop ahead of

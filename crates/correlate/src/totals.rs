@@ -21,6 +21,7 @@ use crate::journey::{
     point_name,
 };
 use crate::key::FlowTuple;
+use crate::nat::{has_ports, without_ports};
 use crate::observe::ExporterId;
 
 /// flowEndReason values after which a point has seen the whole flow.
@@ -254,6 +255,9 @@ pub(crate) struct TotalsBuffer {
     flows: Vec<Option<(TotalsKey, Pending)>>,
     free: Vec<u32>,
     records: usize,
+    /// ICMP flows by their tuple without the echo id: translations of ICMP
+    /// are known without it (see [`NatTable`](crate::nat::NatTable)).
+    icmp: HashMap<FlowTuple, Vec<TotalsKey>>,
 }
 
 impl TotalsBuffer {
@@ -304,7 +308,55 @@ impl TotalsBuffer {
             }
         };
         self.slots.insert(key, slot);
+        if !has_ports(&key.0) {
+            self.icmp
+                .entry(without_ports(&key.0))
+                .or_default()
+                .push(key);
+        }
         None
+    }
+
+    /// The flows buffered under `tuple` (without ports for ICMP) or its
+    /// reverse, in any of `spaces`.
+    pub fn keys_of(&self, tuple: &FlowTuple, spaces: &[u16]) -> Vec<TotalsKey> {
+        let mut keys = Vec::new();
+        for t in [*tuple, tuple.reversed()] {
+            if has_ports(&t) {
+                keys.extend(
+                    spaces
+                        .iter()
+                        .map(|&space| (t, space))
+                        .filter(|k| self.slots.contains_key(k)),
+                );
+            } else if let Some(icmp) = self.icmp.get(&t) {
+                keys.extend(icmp.iter().filter(|k| spaces.contains(&k.1)));
+            }
+        }
+        keys
+    }
+
+    /// Takes the flow `key` out of the buffer.
+    pub fn remove(&mut self, key: &TotalsKey) -> Option<Pending> {
+        let slot = *self.slots.get(key)?;
+        self.take_slot(slot as usize).map(|(_, p)| p)
+    }
+
+    fn take_slot(&mut self, slot: usize) -> Option<(TotalsKey, Pending)> {
+        let (key, p) = self.flows[slot].take()?;
+        self.slots.remove(&key);
+        if !has_ports(&key.0) {
+            let portless = without_ports(&key.0);
+            if let Some(keys) = self.icmp.get_mut(&portless) {
+                keys.retain(|k| k != &key);
+                if keys.is_empty() {
+                    self.icmp.remove(&portless);
+                }
+            }
+        }
+        self.free.push(slot as u32);
+        self.records -= p.len();
+        Some((key, p))
     }
 
     /// Flows whose last record came before `settled_ns` (every point has
@@ -338,14 +390,11 @@ impl TotalsBuffer {
 
     fn take_where(&mut self, pick: impl Fn(&Pending) -> bool) -> Vec<(TotalsKey, Pending)> {
         let mut taken = Vec::new();
-        for (slot, entry) in self.flows.iter_mut().enumerate() {
-            if entry.as_ref().is_some_and(|(_, p)| pick(p))
-                && let Some((key, p)) = entry.take()
+        for slot in 0..self.flows.len() {
+            if self.flows[slot].as_ref().is_some_and(|(_, p)| pick(p))
+                && let Some(flow) = self.take_slot(slot)
             {
-                self.slots.remove(&key);
-                self.free.push(slot as u32);
-                self.records -= p.len();
-                taken.push((key, p));
+                taken.push(flow);
             }
         }
         taken
@@ -595,5 +644,39 @@ mod tests {
         assert_eq!(b.take_settled(999).len(), 44);
         let last = b.take_all();
         assert_eq!((last.len(), last[0].1.len(), b.len()), (1, 2, 0));
+    }
+
+    /// A translation names its outside tuple without the ICMP echo id:
+    /// the buffered ICMP flows under it are found by their tuple without
+    /// it, in either direction, and only in the spaces asked for.
+    #[test]
+    fn flows_under_a_translated_tuple_are_found_with_or_without_ports() {
+        let mut b = TotalsBuffer::default();
+        let udp = record(7, 1).tuple;
+        let echo = |id: u16| FlowTuple {
+            proto: 1,
+            src_port: id,
+            dst_port: 0,
+            ..udp
+        };
+        for (tuple, space) in [
+            (udp, 0),
+            (echo(1), 0),
+            (echo(2).reversed(), 0),
+            (echo(3), 5),
+        ] {
+            b.add((tuple, space), ended_record(1, tuple, 1, 2, 3));
+        }
+        assert_eq!(b.keys_of(&udp.reversed(), &[0]), vec![(udp, 0)]);
+        let portless = without_ports(&echo(9));
+        let mut found = b.keys_of(&portless, &[0]);
+        found.sort_by_key(|k| k.0.src_port.max(k.0.dst_port));
+        assert_eq!(found, vec![(echo(1), 0), (echo(2).reversed(), 0)]);
+        assert_eq!(b.keys_of(&portless, &[5]), vec![(echo(3), 5)]);
+        // taken out, a flow is no longer found
+        assert_eq!(b.remove(&(echo(1), 0)).map(|p| p.len()), Some(1));
+        assert_eq!(b.keys_of(&portless, &[0]), vec![(echo(2).reversed(), 0)]);
+        b.take_all();
+        assert!(b.keys_of(&portless, &[0, 5]).is_empty() && b.icmp.is_empty());
     }
 }

@@ -208,3 +208,48 @@ fn holding_only_shared_points_never_changes_a_journey() {
         assert!(whole.contains(&summary(j)), "{:?}", summary(j));
     }
 }
+
+/// Live, the watermark moves on a little at a time, and the records of
+/// the two sides of a NAT, keyed apart before the packets showed the
+/// translation, settle when the last record of the whole flow has had its
+/// time: never one side before the other, which would cut the journey at
+/// the NAT.
+#[test]
+fn both_sides_of_a_nat_settle_together_as_the_watermark_moves() {
+    let mut s = Scenario::nat(14);
+    s.links[1].loss = 0.02;
+    let run = simulate(&s).unwrap();
+    let names = names(&s);
+    let selection = SelectorConfig {
+        profile: Profile::NatCrossing,
+        ..SelectorConfig::default()
+    };
+    let mut c = Correlator::new(CorrelatorConfig::default());
+    for p in probe_reports(&run, selection, 5) {
+        c.set_name(p.point, &p.name);
+        c.add_reports(&p.reports).unwrap();
+        c.add_flows(&p.flows).unwrap();
+    }
+    let step = 100_000_000;
+    let mut watermark = c.event_time_ns() - 60_000_000_000;
+    let mut totals = Vec::new();
+    while c.pending() > 0 {
+        watermark += step;
+        totals.extend(
+            c.advance(watermark)
+                .into_iter()
+                .filter(|j| j.flags.contains(&JourneyFlag::FlowTotals)),
+        );
+    }
+    let cut = totals.iter().filter(|j| j.hops.len() < names.len()).count();
+    assert!(
+        cut == 0 && totals.len() >= s.traffic.flows as usize,
+        "{cut} of {} flow-totals journeys cut short",
+        totals.len()
+    );
+    let by = lost_by_segment(&totals);
+    assert_eq!(
+        by[&(names[1].clone(), names[2].clone())].0,
+        run.truth.forward[1].lost
+    );
+}
