@@ -38,19 +38,6 @@ impl Kind {
             Kind::Text => DataType::Utf8,
         }
     }
-
-    /// The ClickHouse type of columns of this kind (nullable).
-    pub fn clickhouse_type(self) -> &'static str {
-        match self {
-            Kind::U8 => "Nullable(UInt8)",
-            Kind::U16 => "Nullable(UInt16)",
-            Kind::U32 => "Nullable(UInt32)",
-            Kind::U64 => "Nullable(UInt64)",
-            Kind::Timestamp => "Nullable(DateTime64(9, 'UTC'))",
-            Kind::Address => "Nullable(IPv6)",
-            Kind::Text => "LowCardinality(Nullable(String))",
-        }
-    }
 }
 
 /// Ties a column kind to its Rust value type and its builder.

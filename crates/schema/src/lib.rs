@@ -6,7 +6,7 @@
 //! list of columns: a plain row struct that decoders fill (reused from record
 //! to record, so decoding allocates nothing per record), an Arrow builder
 //! that appends rows column by column, the Arrow schema, and a static field
-//! list ([`FieldInfo`]) from which the ClickHouse DDL, the filter-language
+//! list ([`FieldInfo`]) from which the filter-language
 //! fields and the API documentation are derived. Column names follow
 //! GoFlow2's `FlowMessage` where it has the field and the IANA IE name in
 //! snake_case otherwise (see DESIGN.md, "Field names").
@@ -41,11 +41,12 @@ pub use flows::{
     FlowBatchBuilder, FlowColumnsBuilder, FlowRecord, FlowType, INTERFACE_COUNTER_FIELDS,
     InterfaceCounterBuilder, InterfaceCounterRecord, OtherField, PACKET_REPORT_FIELDS,
     PacketReportBuilder, PacketReportRecord, SamplingSource, exporter_health_schema, flow_schema,
-    interface_counter_schema, packet_report_schema, stored_flow_schema, tcp_flags,
+    interface_counter_schema, other_fields_type, packet_report_schema, stored_flow_schema,
+    tcp_flags,
 };
 pub use journeys::{JOURNEY_FIELDS, SEGMENT_FIELDS, journey_schema, segment_schema};
 pub use key::{CanonicalKey, FlowTuple};
-pub use table::{FieldInfo, clickhouse_ddl};
+pub use table::FieldInfo;
 pub use time::{civil_from_days, days_from_civil, format_time};
 
 /// Version of the column layout, recorded in Parquet metadata and in the

@@ -28,29 +28,6 @@ pub(crate) const fn field(
     }
 }
 
-/// `CREATE TABLE` statement for ClickHouse with the given fields, partitioned
-/// by day of `time_column` and ordered by it.
-pub fn clickhouse_ddl(table: &str, fields: &[FieldInfo], time_column: &str) -> String {
-    let mut ddl = format!("CREATE TABLE IF NOT EXISTS {table} (\n");
-    for (i, f) in fields.iter().enumerate() {
-        let sep = if i + 1 == fields.len() { "" } else { "," };
-        let ty = if f.name == time_column {
-            "DateTime64(9, 'UTC')"
-        } else {
-            f.kind.clickhouse_type()
-        };
-        ddl.push_str(&format!(
-            "  `{}` {ty} COMMENT '{}'{sep}\n",
-            f.name,
-            f.doc.replace('\'', "\\'")
-        ));
-    }
-    ddl.push_str(&format!(
-        ") ENGINE = MergeTree\nPARTITION BY toDate({time_column})\nORDER BY {time_column}\n"
-    ));
-    ddl
-}
-
 /// Declares a table: a row struct with one `Option` per column, a builder
 /// that appends rows to Arrow builders, the schema and the field list.
 ///

@@ -73,6 +73,12 @@ pub enum StoreError {
         "the data directory was written with schema version {found}; this hopscope reads up to {supported}"
     )]
     SchemaVersion { found: u32, supported: u32 },
+    /// A backend other than the files of this crate (a ClickHouse server).
+    #[error("{backend}: {source}")]
+    Backend {
+        backend: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl StoreError {
