@@ -247,6 +247,7 @@ pub struct ServeSection {
     flush_interval: Option<String>,
     http: Option<String>,
     token: Option<String>,
+    clickhouse: Option<String>,
     retention: Option<String>,
     max_size: Option<String>,
     max_sessions: Option<usize>,
@@ -446,7 +447,7 @@ impl ServeSection {
     pub fn apply(&mut self, args: &mut ServeArgs, matches: &ArgMatches) {
         fill_unsaid!(self, args, matches;
             data_dir, udp, tcp, udp_sockets, receive_buffer, replay, allow,
-            exporter_name, mmdb, flush_interval, http, token, retention, max_size,
+            exporter_name, mmdb, flush_interval, http, token, clickhouse, retention, max_size,
             max_sessions, max_sessions_per_exporter, session_idle_timeout,
             max_templates_per_exporter, tcp_max_connections, tcp_max_per_source,
             tcp_max_handshakes, tcp_handshake_timeout, tcp_idle_timeout, tcp_closed_linger,

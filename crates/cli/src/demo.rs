@@ -41,6 +41,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         flush_interval: "2s".into(),
         http: args.http.clone(),
         token: None,
+        clickhouse: args.clickhouse.clone(),
         retention: "1d".into(),
         max_size: "2G".into(),
         ..crate::ServeArgs::defaults()

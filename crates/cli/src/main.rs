@@ -259,6 +259,9 @@ struct DemoArgs {
     /// Keep the temporary store at exit.
     #[arg(long)]
     keep: bool,
+    /// Copy every table to this ClickHouse server as well (see docs/clickhouse.md).
+    #[arg(long, env = "HOPSCOPE_CLICKHOUSE", hide_env_values = true)]
+    clickhouse: Option<String>,
     /// Stop after this long (such as 60s) instead of at Ctrl-C.
     #[arg(long)]
     duration: Option<String>,
@@ -344,6 +347,10 @@ struct ServeArgs {
     /// Token the API requires (mandatory when --http is not a loopback address).
     #[arg(long, env = "HOPSCOPE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Copy every table to this ClickHouse server as well
+    /// (clickhouse://[user[:password]@]host[:port][/database]; see docs/clickhouse.md).
+    #[arg(long, env = "HOPSCOPE_CLICKHOUSE", hide_env_values = true)]
+    clickhouse: Option<String>,
     /// Delete raw flows older than this (0 keeps them).
     #[arg(long, env = "HOPSCOPE_RETENTION", default_value = "7d")]
     retention: String,
@@ -404,6 +411,10 @@ struct QueryArgs {
     filter: Vec<String>,
     #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
     data_dir: PathBuf,
+    /// Query this ClickHouse server's flows instead of the data directory's
+    /// (clickhouse://[user[:password]@]host[:port][/database]).
+    #[arg(long, env = "HOPSCOPE_CLICKHOUSE", hide_env_values = true)]
+    clickhouse: Option<String>,
     /// Group by these fields (comma-separated; srcip, dstip, srcport, dstport, exporter as nfdump says them).
     #[arg(long, short = 'g')]
     group_by: Option<String>,

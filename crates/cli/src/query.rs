@@ -37,9 +37,17 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     query.threads = args.threads;
-    let store = crate::open_store(&args.data_dir)?;
     let started = std::time::Instant::now();
-    let out = execute(&store, &query)?;
+    let out = match &args.clickhouse {
+        #[cfg(feature = "clickhouse")]
+        Some(url) => {
+            use hopscope_store::Backend;
+            hopscope_clickhouse::ClickHouse::connect(url)?.query(&query)?
+        }
+        #[cfg(not(feature = "clickhouse"))]
+        Some(_) => anyhow::bail!("this hopscope was built without the clickhouse feature"),
+        None => execute(&crate::open_store(&args.data_dir)?, &query)?,
+    };
     let elapsed = started.elapsed();
     let format = args.output.format();
     let stdout = std::io::stdout();

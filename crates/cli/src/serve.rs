@@ -169,6 +169,7 @@ pub fn run_with(
             .map(SnmpEntry::agent)
             .collect::<Result<_>>()?,
         capacity: assurance.capacity,
+        clickhouse: args.clickhouse.clone(),
     };
     hopscope_pipeline::serve(config, stop, |listening| {
         for a in listening.udp {

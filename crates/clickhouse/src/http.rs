@@ -92,7 +92,7 @@ fn encode(text: &str) -> String {
 }
 
 /// The status and the body of a whole response.
-fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), ClickHouseError> {
+pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), ClickHouseError> {
     let bad = |what: &str| ClickHouseError::Protocol(what.to_string());
     let end = raw
         .windows(4)

@@ -27,8 +27,9 @@ use hopscope_store::query::{Query, QueryError, QueryOutput, ScanStats, execute_r
 use hopscope_store::{Backend, StoreError, TIME_COLUMN, Table};
 
 use columns::OTHER_FIELDS;
-pub use columns::{Column, ColumnType, Dialect};
+pub use columns::{Column, ColumnType, Dialect, decode as decode_row_binary};
 use http::Endpoint;
+pub use http::parse_response as parse_http_response;
 
 /// What can go wrong between hopscope and ClickHouse.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,8 @@
 //! the analyzer ([`assure`]), which judges them against the SLOs and
 //! raises alerts, and the store writer of batches the collector did not
 //! write (journeys, SLO buckets, alerts, the [`snmp`] poller's interface
-//! counters); a Kafka producer is to come.
+//! counters), and, where a ClickHouse server is given, the [`mirror`] that
+//! copies every table to it; a Kafka producer is to come.
 //! [`serve`] also runs the store's maintenance and the HTTP API, and
 //! gives the API the process's account of itself ([`telemetry`]).
 //!
@@ -23,6 +24,8 @@ pub mod bus;
 mod capacity;
 pub mod detect;
 pub mod follow;
+#[cfg(feature = "clickhouse")]
+pub mod mirror;
 mod runtime;
 pub mod snmp;
 pub mod telemetry;

@@ -53,6 +53,9 @@ pub struct ServeConfig {
     pub snmp: Vec<crate::snmp::SnmpAgent>,
     /// `[capacity]`: for the API and the forecast alerts.
     pub capacity: hopscope_analyze::capacity::CapacityConfig,
+    /// A ClickHouse server every table is copied to
+    /// (`clickhouse://[user[:password]@]host[:port][/database]`).
+    pub clickhouse: Option<String>,
 }
 
 /// Where a started pipeline listens, for whoever started it.
@@ -79,6 +82,8 @@ pub enum PipelineError {
     Server(#[from] hopscope_server::ServerError),
     #[error("{0}")]
     Ready(Box<dyn std::error::Error + Send + Sync>),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Runs until `stop` is set (SIGINT and SIGTERM set it too) or, with
@@ -106,6 +111,7 @@ where
         policy,
         snmp,
         capacity,
+        clickhouse,
     } = config;
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
@@ -191,6 +197,29 @@ where
         metrics.clone(),
     )
     .map_err(start("the store writer"))?;
+    #[cfg(feature = "clickhouse")]
+    let mirror = match clickhouse {
+        Some(url) => Some(
+            crate::mirror::spawn(
+                url,
+                bus.subscribe(
+                    "clickhouse mirror",
+                    crate::mirror::MIRROR_QUEUE,
+                    Overflow::Drop,
+                    |_: &Arc<Batch>| true,
+                ),
+                stop.clone(),
+            )
+            .map_err(start("the ClickHouse mirror"))?,
+        ),
+        None => None,
+    };
+    #[cfg(not(feature = "clickhouse"))]
+    if clickhouse.is_some() {
+        return Err(PipelineError::Config(
+            "this hopscope was built without the clickhouse feature".into(),
+        ));
+    }
     // the SNMP poller's names reach enrichment; it starts with the collector
     let polled =
         (!snmp.is_empty()).then(|| Arc::new(hopscope_collector::PolledInterfaces::default()));
@@ -246,6 +275,8 @@ where
                 analysis: Some(analysis.clone()),
                 detection: detection.clone(),
                 snmp: polling.clone(),
+                #[cfg(feature = "clickhouse")]
+                clickhouse: mirror.as_ref().map(|(_, s)| s.clone()),
             }),
             token,
             hopscope_server::Analytics {
@@ -311,6 +342,11 @@ where
     }
     bus.end("store writer");
     let _ = store_writer.join();
+    #[cfg(feature = "clickhouse")]
+    if let Some((thread, _)) = mirror {
+        bus.end("clickhouse mirror");
+        let _ = thread.join();
+    }
     if let Some(h) = server
         && let Ok(Err(e)) = runtime.block_on(h)
     {

@@ -24,6 +24,9 @@ pub struct ProcessTelemetry {
     pub detection: Option<Arc<Mutex<DetectSnapshot>>>,
     /// The SNMP poller's account of each agent, when there are agents.
     pub snmp: Option<Arc<Mutex<SnmpSnapshot>>>,
+    /// The ClickHouse mirror's account, when there is one.
+    #[cfg(feature = "clickhouse")]
+    pub clickhouse: Option<Arc<Mutex<crate::mirror::MirrorSnapshot>>>,
 }
 
 impl ProcessTelemetry {
@@ -59,6 +62,10 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
         if let Some(s) = self.snmp() {
             status["snmp"] = json!(s);
         }
+        #[cfg(feature = "clickhouse")]
+        if let Some(m) = &self.clickhouse {
+            status["clickhouse"] = json!(*m.lock().expect("no panics hold it"));
+        }
         status
     }
 
@@ -73,6 +80,12 @@ impl hopscope_server::Telemetry for ProcessTelemetry {
         }
         if let Some(s) = self.snmp() {
             text.push_str(&snmp_metrics(&s));
+        }
+        #[cfg(feature = "clickhouse")]
+        if let Some(m) = &self.clickhouse {
+            text.push_str(&crate::mirror::prometheus(
+                &m.lock().expect("no panics hold it"),
+            ));
         }
         text
     }
@@ -199,6 +212,11 @@ mod tests {
             analysis: None,
             detection: None,
             snmp: None,
+            #[cfg(feature = "clickhouse")]
+            clickhouse: Some(Arc::new(Mutex::new(crate::mirror::MirrorSnapshot {
+                rows: 7,
+                ..Default::default()
+            }))),
         };
         use hopscope_server::Telemetry;
         let status = telemetry.status(0);
@@ -218,5 +236,13 @@ mod tests {
             text.contains("\nhopscope_datagrams_received_total 0\n"),
             "the collector's metrics are kept"
         );
+        #[cfg(feature = "clickhouse")]
+        {
+            assert_eq!(status["clickhouse"]["rows"], 7);
+            assert!(
+                text.contains("\nhopscope_clickhouse_rows_total 7\n"),
+                "{text}"
+            );
+        }
     }
 }
