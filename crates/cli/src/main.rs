@@ -412,8 +412,9 @@ struct QueryArgs {
     #[arg(long, env = "HOPSCOPE_DATA_DIR", default_value = "hopscope-data")]
     data_dir: PathBuf,
     /// Query this ClickHouse server's flows instead of the data directory's
-    /// (clickhouse://[user[:password]@]host[:port][/database]).
-    #[arg(long, env = "HOPSCOPE_CLICKHOUSE", hide_env_values = true)]
+    /// (clickhouse://[user[:password]@]host[:port][/database]; not read from
+    /// HOPSCOPE_CLICKHOUSE, which says where serve copies to).
+    #[arg(long)]
     clickhouse: Option<String>,
     /// Group by these fields (comma-separated; srcip, dstip, srcport, dstport, exporter as nfdump says them).
     #[arg(long, short = 'g')]

@@ -47,7 +47,9 @@ pub enum Dialect {
     /// What 18.16 (Debian's) understands: times as Int64 nanoseconds,
     /// addresses as FixedString(16), no TTL.
     Portable,
-    /// 20.1 and later: DateTime64(9, 'UTC'), IPv6.
+    /// 21 and later: DateTime64(9, 'UTC'), IPv6 (DateTime64 came in
+    /// 20.1, reading nanoseconds into it by `fromUnixTimestamp64Nano` in
+    /// 20.5).
     Modern,
 }
 
@@ -59,7 +61,7 @@ impl Dialect {
             .next()
             .and_then(|m| m.trim().parse().ok())
             .unwrap_or(0);
-        if major >= 20 {
+        if major >= 21 {
             Dialect::Modern
         } else {
             Dialect::Portable
@@ -143,8 +145,9 @@ impl ColumnType {
         Ok((kind, nullable))
     }
 
-    /// The ClickHouse type of the column in `dialect`.
-    pub fn clickhouse(self, dialect: Dialect, nullable: bool) -> String {
+    /// The ClickHouse type of the column in `dialect`; `None` for
+    /// `other_fields`, which is three columns (see [`Column::definitions`]).
+    pub fn clickhouse(self, dialect: Dialect, nullable: bool) -> Option<String> {
         let t = match (self, dialect) {
             (ColumnType::UInt8, _) => "UInt8",
             (ColumnType::UInt16, _) => "UInt16",
@@ -155,19 +158,13 @@ impl ColumnType {
             (ColumnType::Address, Dialect::Portable) => "FixedString(16)",
             (ColumnType::Address, Dialect::Modern) => "IPv6",
             (ColumnType::Text, _) => "String",
-            (ColumnType::OtherFields, _) => {
-                return OTHER_FIELDS
-                    .iter()
-                    .map(|(name, ty)| format!("`{name}` {ty}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-            }
+            (ColumnType::OtherFields, _) => return None,
         };
-        if nullable {
+        Some(if nullable {
             format!("Nullable({t})")
         } else {
             t.to_string()
-        }
+        })
     }
 
     fn arrow(self) -> DataType {
@@ -205,15 +202,15 @@ impl Column {
         }
     }
 
-    /// The column's definition in a `CREATE TABLE`.
-    pub fn definition(&self, dialect: Dialect) -> String {
-        match self.kind {
-            ColumnType::OtherFields => self.kind.clickhouse(dialect, true),
-            kind => format!(
-                "`{}` {}",
-                self.name,
-                kind.clickhouse(dialect, self.nullable)
-            ),
+    /// The column's definitions in a `CREATE TABLE` (`other_fields` is
+    /// three).
+    pub fn definitions(&self, dialect: Dialect) -> Vec<String> {
+        match self.kind.clickhouse(dialect, self.nullable) {
+            Some(t) => vec![format!("`{}` {t}", self.name)],
+            None => OTHER_FIELDS
+                .iter()
+                .map(|(name, ty)| format!("`{name}` {ty}"))
+                .collect(),
         }
     }
 }
@@ -632,7 +629,7 @@ mod tests {
         ] {
             for dialect in [Dialect::Portable, Dialect::Modern] {
                 for nullable in [false, true] {
-                    let text = kind.clickhouse(dialect, nullable);
+                    let text = kind.clickhouse(dialect, nullable).unwrap();
                     assert_eq!(
                         ColumnType::of_clickhouse("c", &text).unwrap(),
                         (kind, nullable),
@@ -643,6 +640,16 @@ mod tests {
             }
         }
         assert!(ColumnType::of_clickhouse("c", "Float64").is_err());
+        let other = Column {
+            name: "other_fields".into(),
+            kind: ColumnType::OtherFields,
+            nullable: true,
+        };
+        assert_eq!(other.definitions(Dialect::Portable).len(), 3);
+        assert_eq!(
+            ColumnType::OtherFields.clickhouse(Dialect::Modern, true),
+            None
+        );
         assert_eq!(Dialect::of_version("18.16.1"), Dialect::Portable);
         assert_eq!(Dialect::of_version("26.9.2.1"), Dialect::Modern);
         assert_eq!(Dialect::of_version("nonsense"), Dialect::Portable);

@@ -31,41 +31,48 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// The most an answer may hold: a scan of a long range is large, but a
+/// peer that never stops sending must not take the memory.
+const MOST_ANSWER: u64 = 4 << 30;
+
 impl Endpoint {
     /// POSTs `body` with the URL parameters `params` (`query=...` for an
     /// INSERT whose rows are the body); the answer's body on 200, the
-    /// server's message otherwise.
+    /// server's message otherwise. The credentials go in an
+    /// `Authorization` header, not in the URL, which servers and proxies
+    /// log.
     pub fn post(&self, params: &[(&str, &str)], body: &[u8]) -> Result<Vec<u8>, ClickHouseError> {
         let io = |source: std::io::Error| ClickHouseError::Io {
             address: self.address.clone(),
             source,
         };
-        let target = self
-            .address
-            .to_socket_addrs()
-            .map_err(io)?
-            .next()
-            .ok_or_else(|| io(std::io::Error::other("no address")))?;
-        let mut stream = TcpStream::connect_timeout(&target, self.timeout).map_err(io)?;
+        let mut stream = self.connect().map_err(io)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        let mut path = format!(
-            "/?user={}&password={}",
-            encode(&self.user),
-            encode(&self.password)
-        );
-        for (k, v) in params {
-            path.push_str(&format!("&{k}={}", encode(v)));
-        }
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let credentials = base64(format!("{}:{}", self.user, self.password).as_bytes());
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST /?{} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {credentials}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            query.join("&"),
             self.address,
             body.len()
         );
         stream.write_all(head.as_bytes()).map_err(io)?;
         stream.write_all(body).map_err(io)?;
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).map_err(io)?;
+        stream
+            .take(MOST_ANSWER + 1)
+            .read_to_end(&mut answer)
+            .map_err(io)?;
+        if answer.len() as u64 > MOST_ANSWER {
+            return Err(ClickHouseError::Protocol(format!(
+                "an answer of more than {MOST_ANSWER} octets"
+            )));
+        }
         let (status, body) = parse_response(&answer)?;
         if status == 200 {
             Ok(body)
@@ -76,6 +83,39 @@ impl Endpoint {
             })
         }
     }
+
+    /// A connection to the first of the address's resolutions that takes
+    /// one (`localhost` may resolve to ::1 before 127.0.0.1).
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let mut last = std::io::Error::other("the address resolves to nothing");
+        for target in self.address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&target, self.timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for Basic authentication.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -136,7 +176,7 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, ClickHouseError> {
         if size == 0 {
             return Ok(out);
         }
-        if body.len() < size + 2 {
+        if size.checked_add(2).is_none_or(|n| body.len() < n) {
             return Err(bad());
         }
         out.extend_from_slice(&body[..size]);
@@ -163,6 +203,20 @@ mod tests {
         ] {
             assert!(parse_response(broken).is_err(), "{broken:?}");
         }
+    }
+
+    #[test]
+    fn a_chunk_size_past_the_end_is_an_error_not_a_panic() {
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab\r\n0\r\n\r\n";
+        assert!(parse_response(huge).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_base64() {
+        assert_eq!(base64(b"default:"), "ZGVmYXVsdDo=");
+        assert_eq!(base64(b"u:pw"), "dTpwdw==");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(base64(b""), "");
     }
 
     #[test]

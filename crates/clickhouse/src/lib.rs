@@ -4,13 +4,15 @@
 //! Each table is made from the first batch written to it, in the
 //! dialect of the server it finds: Debian's ClickHouse 18.16 has no
 //! DateTime64 and no IPv6 type, so there times are Int64 nanoseconds and
-//! addresses FixedString(16); from 20.1 on they are DateTime64(9, 'UTC')
-//! and IPv6, which a user's own SQL reads as times and addresses. Rows go
-//! both ways in RowBinary (the same in both dialects) over the HTTP
-//! interface, one INSERT per write so that the server sees few large
-//! inserts. Flow queries read the range's rows and run hopscope's own
-//! executor over them, so that both backends give the same answers; what
-//! is pushed down to the server so far is the time range.
+//! addresses FixedString(16); from 21 on they are DateTime64(9, 'UTC')
+//! and IPv6, which a user's own SQL reads as times and addresses (a table
+//! keeps the dialect it was made in). Rows go both ways in RowBinary (the
+//! same in both dialects) over the HTTP interface; a write sends one
+//! INSERT per set of columns (all of a write's batches share one, as a
+//! rule), so that the server sees few large inserts. Flow queries read the
+//! range's rows and run hopscope's own executor over them, so that both
+//! backends give the same answers; what is pushed down to the server so
+//! far is the time range.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +51,21 @@ pub enum ClickHouseError {
     Url(String),
 }
 
+impl ClickHouseError {
+    /// Whether trying again may succeed: the server was unreachable or
+    /// failed in itself (5xx), rather than refusing the statement or the
+    /// rows for what they are.
+    pub fn may_pass_later(&self) -> bool {
+        match self {
+            ClickHouseError::Io { .. } => true,
+            ClickHouseError::Server { status, message } => {
+                *status >= 500 && !message.contains("Syntax error")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<ClickHouseError> for StoreError {
     fn from(e: ClickHouseError) -> Self {
         StoreError::Backend {
@@ -61,34 +78,32 @@ impl From<ClickHouseError> for StoreError {
 /// Rows per batch handed on by a scan.
 const ROWS_PER_BATCH: usize = 65_536;
 
-/// A ClickHouse server holding hopscope's tables in one database.
-#[derive(Debug)]
-pub struct ClickHouse {
+/// A server and database, read from a URL: what [`Target::connect`]
+/// connects to.
+#[derive(Debug, Clone)]
+pub struct Target {
     endpoint: Endpoint,
     database: String,
-    version: String,
-    dialect: Dialect,
-    /// The columns of the tables known to exist.
-    tables: Mutex<HashMap<Table, Vec<Column>>>,
 }
 
-impl ClickHouse {
-    /// Connects to `clickhouse://[user[:password]@]host[:port][/database]`
-    /// (port 8123, the HTTP interface, and database `hopscope` by
-    /// default), learns the server's version and makes the database.
-    pub fn connect(url: &str) -> Result<Self, ClickHouseError> {
-        let bad = || ClickHouseError::Url(url.to_string());
+impl Target {
+    /// Reads `clickhouse://[user[:password]@]host[:port][/database]`
+    /// (port 8123, the HTTP interface, user `default` and database
+    /// `hopscope` by default). A refused URL is said without its password.
+    pub fn parse(url: &str) -> Result<Target, ClickHouseError> {
+        let bad = || ClickHouseError::Url(without_password(url));
         let rest = url.strip_prefix("clickhouse://").ok_or_else(bad)?;
-        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-        let (credentials, host) = match authority.rsplit_once('@') {
-            Some((c, h)) => (Some(c), h),
-            None => (None, authority),
+        // the last '@' ends the credentials, which may hold '/' and '@'
+        let (credentials, rest) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
         };
+        let (host, database) = rest.split_once('/').unwrap_or((rest, ""));
         let (user, password) = match credentials {
             Some(c) => c.split_once(':').unwrap_or((c, "")),
             None => ("default", ""),
         };
-        if host.is_empty() {
+        if host.is_empty() || user.is_empty() {
             return Err(bad());
         }
         let address = if host
@@ -110,26 +125,78 @@ impl ClickHouse {
         {
             return Err(bad());
         }
-        let endpoint = Endpoint {
-            address,
-            user: user.to_string(),
-            password: password.to_string(),
-            timeout: Duration::from_secs(30),
-        };
+        Ok(Target {
+            endpoint: Endpoint {
+                address,
+                user: user.to_string(),
+                password: password.to_string(),
+                timeout: Duration::from_secs(30),
+            },
+            database: database.to_string(),
+        })
+    }
+
+    /// Learns the server's version and makes the database.
+    pub fn connect(&self) -> Result<ClickHouse, ClickHouseError> {
+        let endpoint = self.endpoint.clone();
         let version = String::from_utf8_lossy(&endpoint.post(&[], b"SELECT version()")?)
             .trim()
             .to_string();
         endpoint.post(
             &[],
-            format!("CREATE DATABASE IF NOT EXISTS {database}").as_bytes(),
+            format!("CREATE DATABASE IF NOT EXISTS {}", self.database).as_bytes(),
         )?;
-        Ok(Self {
+        Ok(ClickHouse {
             endpoint,
-            database: database.to_string(),
+            database: self.database.clone(),
             dialect: Dialect::of_version(&version),
             version,
             tables: Mutex::new(HashMap::new()),
+            ddl: Mutex::new(()),
         })
+    }
+}
+
+/// `url` with `***` for its password.
+fn without_password(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("clickhouse://") else {
+        return url.to_string();
+    };
+    match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("clickhouse://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A table as the server has it.
+#[derive(Debug, Clone)]
+struct Known {
+    columns: Vec<Column>,
+    /// What it was made in: its time column says.
+    dialect: Dialect,
+}
+
+/// A ClickHouse server holding hopscope's tables in one database.
+#[derive(Debug)]
+pub struct ClickHouse {
+    endpoint: Endpoint,
+    database: String,
+    version: String,
+    dialect: Dialect,
+    /// The tables known to exist. Never held across a request.
+    tables: Mutex<HashMap<Table, Known>>,
+    /// Held while a table is made or altered, so that two writers do not
+    /// both add a column.
+    ddl: Mutex<()>,
+}
+
+impl ClickHouse {
+    /// Connects to a URL (see [`Target::parse`]).
+    pub fn connect(url: &str) -> Result<Self, ClickHouseError> {
+        Target::parse(url)?.connect()
     }
 
     /// The server's `version()`.
@@ -137,7 +204,7 @@ impl ClickHouse {
         &self.version
     }
 
-    /// The dialect its tables are made in.
+    /// The dialect it makes new tables in.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -150,6 +217,12 @@ impl ClickHouse {
     /// The `CREATE TABLE` of `table` for rows of `schema`: a MergeTree
     /// partitioned by day (what retention drops) and ordered by time.
     pub fn ddl(&self, table: Table, schema: &Schema) -> Result<String, ClickHouseError> {
+        if schema.field_with_name(TIME_COLUMN).is_err() {
+            return Err(ClickHouseError::Unsupported(format!(
+                "rows for {} have no {TIME_COLUMN}",
+                table.dir_name()
+            )));
+        }
         let mut columns = Vec::new();
         for f in schema.fields() {
             let column = Column {
@@ -157,13 +230,12 @@ impl ClickHouse {
                 kind: ColumnType::of_arrow(f.name(), f.data_type())?,
                 nullable: f.name() != TIME_COLUMN,
             };
-            columns.push(format!("  {}", column.definition(self.dialect)));
-        }
-        if schema.field_with_name(TIME_COLUMN).is_err() {
-            return Err(ClickHouseError::Unsupported(format!(
-                "rows for {} have no {TIME_COLUMN}",
-                table.dir_name()
-            )));
+            columns.extend(
+                column
+                    .definitions(self.dialect)
+                    .into_iter()
+                    .map(|d| format!("  {d}")),
+            );
         }
         Ok(format!(
             "CREATE TABLE IF NOT EXISTS {}.{} (\n{}\n) ENGINE = MergeTree\nPARTITION BY {}\nORDER BY `{TIME_COLUMN}`",
@@ -174,9 +246,8 @@ impl ClickHouse {
         ))
     }
 
-    /// The columns of `table` as the server has them; `None` when it has
-    /// no such table.
-    fn describe(&self, table: Table) -> Result<Option<Vec<Column>>, ClickHouseError> {
+    /// The table as the server has it; `None` when it has no such table.
+    fn describe(&self, table: Table) -> Result<Option<Known>, ClickHouseError> {
         let exists = self.run(&format!(
             "EXISTS TABLE {}.{} FORMAT TabSeparated",
             self.database,
@@ -192,6 +263,7 @@ impl ClickHouse {
         ))?;
         let text = String::from_utf8_lossy(&answer);
         let mut columns = Vec::new();
+        let mut dialect = Dialect::Portable;
         for line in text.lines().filter(|l| !l.is_empty()) {
             let mut fields = line.split('\t');
             let (Some(name), Some(ty)) = (fields.next(), fields.next()) else {
@@ -208,6 +280,9 @@ impl ClickHouse {
                 }
                 continue;
             }
+            if name == TIME_COLUMN && ty.starts_with("DateTime64") {
+                dialect = Dialect::Modern;
+            }
             let (kind, nullable) = ColumnType::of_clickhouse(name, ty)?;
             columns.push(Column {
                 name: name.to_string(),
@@ -215,80 +290,112 @@ impl ClickHouse {
                 nullable,
             });
         }
-        Ok(Some(columns))
+        Ok(Some(Known { columns, dialect }))
     }
 
-    /// The columns of `table`, made from `schema` if it does not exist
-    /// yet, with the columns `schema` adds to it (a newer hopscope's).
-    fn table_for(&self, table: Table, schema: &Schema) -> Result<Vec<Column>, ClickHouseError> {
-        let mut tables = self.tables.lock().expect("no panic holds the table list");
-        let known = match tables.get(&table) {
-            Some(c) => Some(c.clone()),
-            None => self.describe(table)?,
+    fn cached(&self, table: Table) -> Option<Known> {
+        self.tables
+            .lock()
+            .expect("no panic holds the table list")
+            .get(&table)
+            .cloned()
+    }
+
+    fn remember(&self, table: Table, known: &Known) {
+        self.tables
+            .lock()
+            .expect("no panic holds the table list")
+            .insert(table, known.clone());
+    }
+
+    /// The table, made from `schema` if it does not exist yet, with the
+    /// columns `schema` adds to it (a newer hopscope's).
+    fn table_for(&self, table: Table, schema: &Schema) -> Result<Known, ClickHouseError> {
+        let has_all = |k: &Known| {
+            schema
+                .fields()
+                .iter()
+                .all(|f| k.columns.iter().any(|c| c.name == *f.name()))
         };
-        let columns = match known {
+        if let Some(k) = self.cached(table).filter(has_all) {
+            return Ok(k);
+        }
+        let _making = self.ddl.lock().expect("no panic holds the DDL lock");
+        let mut known = match self.describe(table)? {
+            Some(k) => k,
             None => {
                 self.run(&self.ddl(table, schema)?)?;
                 self.describe(table)?.ok_or_else(|| {
                     ClickHouseError::Protocol(format!("{} not made", table.dir_name()))
                 })?
             }
-            Some(columns) => {
-                let missing: Vec<_> = schema
-                    .fields()
-                    .iter()
-                    .filter(|f| !columns.iter().any(|c| c.name == *f.name()))
-                    .collect();
-                if missing.is_empty() {
-                    columns
-                } else {
-                    for f in missing {
-                        let column = Column {
-                            name: f.name().to_string(),
-                            kind: ColumnType::of_arrow(f.name(), f.data_type())?,
-                            nullable: true,
-                        };
-                        self.run(&format!(
-                            "ALTER TABLE {}.{} ADD COLUMN {}",
-                            self.database,
-                            table.dir_name(),
-                            column.definition(self.dialect)
-                        ))?;
-                    }
-                    self.describe(table)?.unwrap_or_default()
-                }
-            }
         };
-        tables.insert(table, columns.clone());
-        Ok(columns)
+        let mut adds = Vec::new();
+        for f in schema.fields() {
+            if !known.columns.iter().any(|c| c.name == *f.name()) {
+                let column = Column {
+                    name: f.name().to_string(),
+                    kind: ColumnType::of_arrow(f.name(), f.data_type())?,
+                    nullable: true,
+                };
+                adds.extend(
+                    column
+                        .definitions(known.dialect)
+                        .into_iter()
+                        .map(|d| format!("ADD COLUMN {d}")),
+                );
+            }
+        }
+        if !adds.is_empty() {
+            self.run(&format!(
+                "ALTER TABLE {}.{} {}",
+                self.database,
+                table.dir_name(),
+                adds.join(", ")
+            ))?;
+            known = self.describe(table)?.unwrap_or(known);
+        }
+        self.remember(table, &known);
+        Ok(known)
     }
 
-    /// The columns of an existing table, `None` when there is none.
-    fn known(&self, table: Table) -> Result<Option<Vec<Column>>, ClickHouseError> {
-        let mut tables = self.tables.lock().expect("no panic holds the table list");
-        if let Some(c) = tables.get(&table) {
-            return Ok(Some(c.clone()));
+    /// The table if it exists.
+    fn known(&self, table: Table) -> Result<Option<Known>, ClickHouseError> {
+        if let Some(k) = self.cached(table) {
+            return Ok(Some(k));
         }
         let described = self.describe(table)?;
-        if let Some(c) = &described {
-            tables.insert(table, c.clone());
+        if let Some(k) = &described {
+            self.remember(table, k);
         }
         Ok(described)
     }
-}
 
-impl Backend for ClickHouse {
-    fn write(&self, table: Table, batches: &[RecordBatch]) -> Result<(), StoreError> {
-        // one INSERT per column set: batches of one write share theirs
+    /// Writes the rows of `table`: one INSERT per set of columns (the
+    /// batches of one write share theirs, as a rule). A write whose
+    /// answer was lost may have been taken: writing again is at least
+    /// once, not exactly once.
+    pub fn insert(&self, table: Table, batches: &[RecordBatch]) -> Result<(), ClickHouseError> {
         let mut bodies: Vec<(Vec<Column>, Vec<u8>)> = Vec::new();
         for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            let table_columns = self.table_for(table, &batch.schema())?;
-            let columns: Vec<Column> = batch
-                .schema()
-                .fields()
-                .iter()
-                .filter_map(|f| table_columns.iter().find(|c| c.name == *f.name()).cloned())
-                .collect();
+            let schema = batch.schema();
+            let known = self.table_for(table, &schema)?;
+            let mut columns = Vec::new();
+            for f in schema.fields() {
+                let Some(c) = known.columns.iter().find(|c| c.name == *f.name()) else {
+                    continue;
+                };
+                let kind = ColumnType::of_arrow(f.name(), f.data_type())?;
+                if kind != c.kind {
+                    return Err(ClickHouseError::Unsupported(format!(
+                        "column {} of {} is {kind:?} in the rows but {:?} in ClickHouse",
+                        f.name(),
+                        table.dir_name(),
+                        c.kind
+                    )));
+                }
+                columns.push(c.clone());
+            }
             let at = match bodies.iter().position(|(c, _)| *c == columns) {
                 Some(i) => i,
                 None => {
@@ -311,6 +418,12 @@ impl Backend for ClickHouse {
         }
         Ok(())
     }
+}
+
+impl Backend for ClickHouse {
+    fn write(&self, table: Table, batches: &[RecordBatch]) -> Result<(), StoreError> {
+        Ok(self.insert(table, batches)?)
+    }
 
     fn scan(
         &self,
@@ -321,12 +434,13 @@ impl Backend for ClickHouse {
         each: &mut dyn FnMut(RecordBatch) -> Result<(), StoreError>,
     ) -> Result<ScanStats, StoreError> {
         let mut stats = ScanStats::default();
-        let Some(table_columns) = self.known(table)? else {
+        let Some(known) = self.known(table)? else {
             return Ok(stats);
         };
         // the named columns the table has (an older table lacks newer
         // ones, as older segments do), and the time
-        let wanted: Vec<Column> = table_columns
+        let wanted: Vec<Column> = known
+            .columns
             .into_iter()
             .filter(|c| c.name == TIME_COLUMN || columns.contains(&c.name.as_str()))
             .collect();
@@ -336,10 +450,15 @@ impl Backend for ClickHouse {
             names.join(", "),
             self.database,
             table.dir_name(),
-            self.dialect.time_literal(from_ns),
-            self.dialect.time_literal(to_ns)
+            known.dialect.time_literal(from_ns),
+            known.dialect.time_literal(to_ns)
         );
-        let answer = self.run(&select)?;
+        // the whole answer before the status: an error midway is then an
+        // error, not rows followed by a message
+        let answer = self.endpoint.post(
+            &[("database", &self.database), ("wait_end_of_query", "1")],
+            select.as_bytes(),
+        )?;
         let mut failed = None;
         let rows = columns::decode(&answer, &wanted, ROWS_PER_BATCH, &mut |batch| {
             each(batch).map_err(|e| {
@@ -357,7 +476,7 @@ impl Backend for ClickHouse {
 
     fn query(&self, q: &Query) -> Result<QueryOutput, QueryError> {
         let all: Vec<String> = match self.known(Table::Flows).map_err(StoreError::from)? {
-            Some(columns) => columns.into_iter().map(|c| c.name).collect(),
+            Some(known) => known.columns.into_iter().map(|c| c.name).collect(),
             None => Vec::new(),
         };
         let names: Vec<&str> = all.iter().map(String::as_str).collect();
@@ -382,22 +501,48 @@ mod tests {
         // connection refused
         for url in [
             "clickhouse://127.0.0.1:9",
-            "clickhouse://u:p@127.0.0.1:9/flows_db",
+            "clickhouse://u:p/w@d@127.0.0.1:9/flows_db",
         ] {
             match ClickHouse::connect(url) {
                 Err(ClickHouseError::Io { address, .. }) => assert_eq!(address, "127.0.0.1:9"),
                 other => panic!("{url}: {other:?}"),
             }
         }
+        let t = Target::parse("clickhouse://u:p/w@d@h/x").unwrap();
+        assert_eq!(
+            (
+                t.endpoint.address.as_str(),
+                t.endpoint.password.as_str(),
+                t.database.as_str()
+            ),
+            ("h:8123", "p/w@d", "x")
+        );
         for url in [
             "http://127.0.0.1:8123",
             "clickhouse://",
             "clickhouse://h:1/db;drop",
+            "clickhouse://:secret@h",
         ] {
             assert!(
-                matches!(ClickHouse::connect(url), Err(ClickHouseError::Url(_))),
+                matches!(Target::parse(url), Err(ClickHouseError::Url(_))),
                 "{url}"
             );
         }
+        // the password stays out of what is said
+        let refused = Target::parse("clickhouse://u:secret@h/bad-name").unwrap_err();
+        assert!(!refused.to_string().contains("secret"), "{refused}");
+        assert!(!format!("{t:?}").contains("p/w@d"));
+    }
+
+    #[test]
+    fn which_failures_are_worth_another_try() {
+        let server = |status, message: &str| ClickHouseError::Server {
+            status,
+            message: message.into(),
+        };
+        assert!(server(503, "Code: 241, Memory limit").may_pass_later());
+        assert!(!server(500, "Code: 62, Syntax error: failed at position 1").may_pass_later());
+        assert!(!server(403, "Code: 192, Unknown user").may_pass_later());
+        assert!(!ClickHouseError::Unsupported("x".into()).may_pass_later());
     }
 }

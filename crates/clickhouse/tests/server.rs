@@ -212,17 +212,18 @@ fn answers_as_the_embedded_store_does() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), WriteOptions::default()).unwrap();
-    // two writes, over two hours; the second batch without the names
-    let first = [flows(T0, 700), flows(T0 + 60 * MIN, 500)];
-    let second = flows(T0 + 30 * MIN, 300);
-    let second = second
-        .project(&(0..second.num_columns() - 1).collect::<Vec<_>>())
+    // two writes over two hours: the first without other_fields (an
+    // older hopscope's rows), so that the second adds its columns
+    let older = flows(T0 + 30 * MIN, 300);
+    let older = older
+        .project(&(0..older.num_columns() - 1).collect::<Vec<_>>())
         .unwrap();
+    let newer = [flows(T0, 700), flows(T0 + 60 * MIN, 500)];
     for backend in [&store as &dyn Backend, &ch] {
-        backend.write(Table::Flows, &first).unwrap();
         backend
-            .write(Table::Flows, std::slice::from_ref(&second))
+            .write(Table::Flows, std::slice::from_ref(&older))
             .unwrap();
+        backend.write(Table::Flows, &newer).unwrap();
     }
 
     // a scan: the same rows, in time order, the range cut at both ends

@@ -454,6 +454,15 @@ impl Correlator {
         spaces.dedup();
         for outside in changed {
             for key in self.totals.keys_of(&outside, &spaces) {
+                // a translation of another time leaves the flow where it is
+                let nat = &self.nat;
+                if self
+                    .totals
+                    .records(&key)
+                    .all(|r| nat.inside(&r.tuple, r.last_ns) == key.0)
+                {
+                    continue;
+                }
                 let Some(pending) = self.totals.remove(&key) else {
                     continue;
                 };
@@ -470,6 +479,8 @@ impl Correlator {
 
     /// Closes every window (end of input).
     pub fn finish(&mut self) -> Vec<Journey> {
+        // every record settles now, grouped again by its inside tuple
+        self.nat.take_changed();
         let mut out = Vec::new();
         while let Some(start) = self.next_window() {
             out.extend(self.close(start, start.saturating_add(self.config.window_ns)));

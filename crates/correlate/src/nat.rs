@@ -3,7 +3,7 @@
 //! each was valid, so that records of one flow from both sides of a NAT can
 //! be joined: the same outside port is reused for other flows later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::key::FlowTuple;
 
@@ -73,7 +73,7 @@ pub struct NatTable {
     /// Outside tuples whose translations were added or widened since
     /// [`NatTable::take_changed`]: flow records buffered under them before
     /// may now belong with the inside's.
-    changed: Vec<FlowTuple>,
+    changed: HashSet<FlowTuple>,
 }
 
 impl NatTable {
@@ -104,13 +104,13 @@ impl NatTable {
                 until_ns,
             }),
         }
-        self.changed.push(outside);
+        self.changed.insert(outside);
     }
 
     /// The outside tuples (without ports for ICMP) whose translations were
     /// added or widened since the last call.
     pub fn take_changed(&mut self) -> Vec<FlowTuple> {
-        std::mem::take(&mut self.changed)
+        self.changed.drain().collect()
     }
 
     /// A translation seen in a packet journey, `before` at the hop ahead of

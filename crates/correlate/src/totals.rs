@@ -257,7 +257,7 @@ pub(crate) struct TotalsBuffer {
     records: usize,
     /// ICMP flows by their tuple without the echo id: translations of ICMP
     /// are known without it (see [`NatTable`](crate::nat::NatTable)).
-    icmp: HashMap<FlowTuple, Vec<TotalsKey>>,
+    icmp: HashMap<FlowTuple, Vec<TotalsKey>, foldhash::fast::RandomState>,
 }
 
 impl TotalsBuffer {
@@ -334,6 +334,15 @@ impl TotalsBuffer {
             }
         }
         keys
+    }
+
+    /// The records of the flow `key`.
+    pub fn records(&self, key: &TotalsKey) -> impl Iterator<Item = &FlowTotal> {
+        self.slots
+            .get(key)
+            .and_then(|&slot| self.flows[slot as usize].as_ref())
+            .into_iter()
+            .flat_map(|(_, p)| std::iter::once(&p.first).chain(&p.more))
     }
 
     /// Takes the flow `key` out of the buffer.

@@ -113,6 +113,19 @@ where
         capacity,
         clickhouse,
     } = config;
+    // a URL that cannot be read is said now, not by every write
+    #[cfg(feature = "clickhouse")]
+    let clickhouse_target = clickhouse
+        .as_deref()
+        .map(hopscope_clickhouse::Target::parse)
+        .transpose()
+        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    #[cfg(not(feature = "clickhouse"))]
+    if clickhouse.is_some() {
+        return Err(PipelineError::Config(
+            "this hopscope was built without the clickhouse feature".into(),
+        ));
+    }
     let store = Arc::new(
         Store::open(&data_dir, WriteOptions::default()).map_err(|source| PipelineError::Store {
             path: data_dir.clone(),
@@ -198,10 +211,10 @@ where
     )
     .map_err(start("the store writer"))?;
     #[cfg(feature = "clickhouse")]
-    let mirror = match clickhouse {
-        Some(url) => Some(
+    let mirror = match clickhouse_target {
+        Some(target) => Some(
             crate::mirror::spawn(
-                url,
+                target,
                 bus.subscribe(
                     "clickhouse mirror",
                     crate::mirror::MIRROR_QUEUE,
@@ -214,12 +227,6 @@ where
         ),
         None => None,
     };
-    #[cfg(not(feature = "clickhouse"))]
-    if clickhouse.is_some() {
-        return Err(PipelineError::Config(
-            "this hopscope was built without the clickhouse feature".into(),
-        ));
-    }
     // the SNMP poller's names reach enrichment; it starts with the collector
     let polled =
         (!snmp.is_empty()).then(|| Arc::new(hopscope_collector::PolledInterfaces::default()));
