@@ -42,7 +42,9 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
         #[cfg(feature = "clickhouse")]
         Some(url) => {
             use hopscope_store::Backend;
-            hopscope_clickhouse::ClickHouse::connect(url)?.query(&query)?
+            hopscope_clickhouse::Target::parse(url)?
+                .open()?
+                .query(&query)?
         }
         #[cfg(not(feature = "clickhouse"))]
         Some(_) => anyhow::bail!("this hopscope was built without the clickhouse feature"),

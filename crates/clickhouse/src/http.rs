@@ -42,9 +42,9 @@ impl Endpoint {
     /// `Authorization` header, not in the URL, which servers and proxies
     /// log.
     pub fn post(&self, params: &[(&str, &str)], body: &[u8]) -> Result<Vec<u8>, ClickHouseError> {
-        let io = |source: std::io::Error| ClickHouseError::Io {
+        let io = |cause: std::io::Error| ClickHouseError::Io {
             address: self.address.clone(),
-            source,
+            cause,
         };
         let mut stream = self.connect().map_err(io)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;

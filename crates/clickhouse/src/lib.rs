@@ -36,10 +36,12 @@ pub use http::parse_response as parse_http_response;
 /// What can go wrong between hopscope and ClickHouse.
 #[derive(Debug, thiserror::Error)]
 pub enum ClickHouseError {
-    #[error("{address}: {source}")]
+    /// Not a `source`: the message says it, and a chain of causes
+    /// would say it twice.
+    #[error("{address}: {cause}")]
     Io {
         address: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the server answered {status}: {message}")]
     Server { status: u16, message: String },
@@ -47,22 +49,30 @@ pub enum ClickHouseError {
     Protocol(String),
     #[error("{0}")]
     Unsupported(String),
-    #[error("ClickHouse URL {0}: expected clickhouse://[user[:password]@]host[:port][/database]")]
+    #[error(
+        "ClickHouse URL {0}: expected clickhouse://[user[:password]@]host[:port][/database], the database named with letters, digits and _"
+    )]
     Url(String),
 }
 
 impl ClickHouseError {
-    /// Whether trying again may succeed: the server was unreachable or
+    /// Whether trying again may succeed: the server was unreachable,
+    /// refused who we are (a setup mistake, fixed on the server), or
     /// failed in itself (5xx), rather than refusing the statement or the
     /// rows for what they are.
     pub fn may_pass_later(&self) -> bool {
         match self {
             ClickHouseError::Io { .. } => true,
             ClickHouseError::Server { status, message } => {
-                *status >= 500 && !message.contains("Syntax error")
+                matches!(status, 401 | 403) || (*status >= 500 && !message.contains("Syntax error"))
             }
             _ => false,
         }
+    }
+
+    /// A failure of the server's own (5xx): tried a few times only.
+    pub fn is_server_failure(&self) -> bool {
+        matches!(self, ClickHouseError::Server { status, .. } if *status >= 500)
     }
 }
 
@@ -136,16 +146,42 @@ impl Target {
         })
     }
 
-    /// Learns the server's version and makes the database.
+    /// Learns the server's version and makes the database (to write).
     pub fn connect(&self) -> Result<ClickHouse, ClickHouseError> {
+        let server = self.attach()?;
+        server.endpoint.post(
+            &[],
+            format!("CREATE DATABASE IF NOT EXISTS {}", self.database).as_bytes(),
+        )?;
+        Ok(server)
+    }
+
+    /// Learns the server's version, to read: a database that is not there
+    /// is an error (a misspelt name), not made.
+    pub fn open(&self) -> Result<ClickHouse, ClickHouseError> {
+        let server = self.attach()?;
+        let found = server.endpoint.post(
+            &[],
+            format!(
+                "SELECT count() FROM system.databases WHERE name = '{}'",
+                self.database
+            )
+            .as_bytes(),
+        )?;
+        if found.trim_ascii() != b"1" {
+            return Err(ClickHouseError::Unsupported(format!(
+                "the ClickHouse server at {} has no database {}",
+                self.endpoint.address, self.database
+            )));
+        }
+        Ok(server)
+    }
+
+    fn attach(&self) -> Result<ClickHouse, ClickHouseError> {
         let endpoint = self.endpoint.clone();
         let version = String::from_utf8_lossy(&endpoint.post(&[], b"SELECT version()")?)
             .trim()
             .to_string();
-        endpoint.post(
-            &[],
-            format!("CREATE DATABASE IF NOT EXISTS {}", self.database).as_bytes(),
-        )?;
         Ok(ClickHouse {
             endpoint,
             database: self.database.clone(),
@@ -542,7 +578,9 @@ mod tests {
         };
         assert!(server(503, "Code: 241, Memory limit").may_pass_later());
         assert!(!server(500, "Code: 62, Syntax error: failed at position 1").may_pass_later());
-        assert!(!server(403, "Code: 192, Unknown user").may_pass_later());
+        assert!(server(401, "Code: 192, Unknown user").may_pass_later());
+        assert!(!server(401, "Code: 192, Unknown user").is_server_failure());
+        assert!(!server(404, "Code: 60, Table doesn't exist").may_pass_later());
         assert!(!ClickHouseError::Unsupported("x".into()).may_pass_later());
     }
 }

@@ -294,6 +294,18 @@ fn answers_as_the_embedded_store_does() {
     );
     // a table never written holds nothing; a bad statement says why
     assert!(scanned(&again, Table::Alerts, &["name"], T0, T0 + MIN).is_empty());
+    let missing = hopscope_clickhouse::Target::parse(&format!(
+        "clickhouse://127.0.0.1:{}/nosuchdb",
+        server.http
+    ))
+    .unwrap()
+    .open();
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .contains("no database nosuchdb")
+    );
     let wrong = ClickHouse::connect(&format!("clickhouse://nobody@127.0.0.1:{}/x", server.http));
     assert!(wrong.unwrap_err().to_string().contains("nobody"));
 }

@@ -6,8 +6,9 @@
 //! answers from and keeps its state in; the copy is what other machines'
 //! tools (and, later, workers) share.
 //!
-//! A server that is down or failing does not stall the pipeline: the
-//! mirror holds the batch it is writing and tries again with back-off
+//! A server that is down, failing or refusing our credentials does not
+//! stall the pipeline (and is said on stderr once an outage): the mirror
+//! holds the batch it is writing and tries again with back-off
 //! (1 s, doubling to 30 s), while the bus queues batches behind it; past
 //! its queue, batches are dropped for the mirror and counted (the local
 //! store still has them). Rows the server refuses for what they are (a
@@ -84,6 +85,7 @@ fn spawn_backing_off(
                 first_backoff,
                 backoff: first_backoff,
                 giving_up: false,
+                failing: false,
             };
             loop {
                 let batch = match subscriber.recv_timeout(Duration::from_secs(1)) {
@@ -106,6 +108,8 @@ struct Mirror {
     /// Stopping, and the server failed: what is left is given up without
     /// waiting on it again.
     giving_up: bool,
+    /// The last try failed (said on stderr once, until one succeeds).
+    failing: bool,
 }
 
 impl Mirror {
@@ -129,6 +133,10 @@ impl Mirror {
                 }
                 let error = match self.try_write(*table, rows) {
                     Ok(()) => {
+                        if self.failing {
+                            eprintln!("hopscope: the ClickHouse copy is written again");
+                            self.failing = false;
+                        }
                         self.backoff = self.first_backoff;
                         let mut a = self.account();
                         a.rows += count;
@@ -138,8 +146,16 @@ impl Mirror {
                     }
                     Err(e) => e,
                 };
-                if matches!(error, ClickHouseError::Server { .. }) {
+                if error.is_server_failure() {
                     server_failures += 1;
+                }
+                if !self.failing {
+                    // said once an outage, not at every try
+                    eprintln!(
+                        "hopscope: the ClickHouse copy failed ({}: {error}); trying again, see /api/status",
+                        table.dir_name()
+                    );
+                    self.failing = true;
                 }
                 let again = error.may_pass_later() && server_failures < MOST_SERVER_FAILURES;
                 {
