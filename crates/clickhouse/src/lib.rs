@@ -193,6 +193,17 @@ impl Target {
     }
 }
 
+/// The ClickHouse column for an Arrow field of hopscope's: nullable but
+/// the time (which every table has from its making, so a column added
+/// later is nullable too).
+fn column_of(f: &arrow_schema::Field) -> Result<Column, ClickHouseError> {
+    Ok(Column {
+        name: f.name().to_string(),
+        kind: ColumnType::of_arrow(f.name(), f.data_type())?,
+        nullable: f.name() != TIME_COLUMN,
+    })
+}
+
 /// `url` with `***` for its password.
 fn without_password(url: &str) -> String {
     let Some(rest) = url.strip_prefix("clickhouse://") else {
@@ -261,11 +272,7 @@ impl ClickHouse {
         }
         let mut columns = Vec::new();
         for f in schema.fields() {
-            let column = Column {
-                name: f.name().to_string(),
-                kind: ColumnType::of_arrow(f.name(), f.data_type())?,
-                nullable: f.name() != TIME_COLUMN,
-            };
+            let column = column_of(f)?;
             columns.extend(
                 column
                     .definitions(self.dialect)
@@ -369,11 +376,7 @@ impl ClickHouse {
         let mut adds = Vec::new();
         for f in schema.fields() {
             if !known.columns.iter().any(|c| c.name == *f.name()) {
-                let column = Column {
-                    name: f.name().to_string(),
-                    kind: ColumnType::of_arrow(f.name(), f.data_type())?,
-                    nullable: true,
-                };
+                let column = column_of(f)?;
                 adds.extend(
                     column
                         .definitions(known.dialect)
